@@ -1,0 +1,13 @@
+// cli/commands.h — one thin file per subcommand: each adds its CLI11 subcommand to the app.
+// Handlers parse flags, call the library and print; they hold no logic a test would want.
+// Bad input surfaces as kindred::Error, printed once by main() with a non-zero exit.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace kindred::cli {
+
+void add_inspect_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+
+}  // namespace kindred::cli

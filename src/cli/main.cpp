@@ -1,0 +1,29 @@
+// kindred — the command-line entry point. Every failure becomes one line on stderr and exit 1.
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+    CLI::App app{"Kindred: fine-tune open-weights LLMs into empathetic best-friend chatbots, natively."};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "kindred 0.1.0");
+    kindred::cli::add_inspect_command(app);
+    kindred::cli::add_tokenize_command(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& error) {
+        return app.exit(error);
+    } catch (const kindred::Error& error) {
+        fmt::print(stderr, "kindred: error: {}\n", error.what());
+        return 1;
+    } catch (const std::exception& error) {
+        fmt::print(stderr, "kindred: internal error: {}\n", error.what());
+        return 2;
+    }
+    return 0;
+}
