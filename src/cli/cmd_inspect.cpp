@@ -1,0 +1,97 @@
+// kindred inspect MODEL [--json]: architecture, hyperparameters, tensors, tokenizer summary.
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/paths.h"
+#include "formats/gguf.h"
+#include "formats/model_config.h"
+#include "text/tokenizer.h"
+
+namespace kindred::cli {
+namespace {
+
+struct InspectOptions {
+    std::string model;
+    bool json = false;
+};
+
+nlohmann::json describe(const ModelConfig& config) {
+    return {
+        {"architecture", architecture_name(config.architecture)},
+        {"block_count", config.num_layers},
+        {"embedding_length", config.hidden_size},
+        {"feed_forward_length", config.intermediate_size},
+        {"head_count", config.num_heads},
+        {"head_count_kv", config.num_kv_heads},
+        {"head_dim", config.head_dim},
+        {"vocab_size", config.vocab_size},
+        {"context_length", config.context_length},
+        {"rms_norm_eps", config.rms_norm_eps},
+        {"rope_theta", config.rope_theta},
+        {"tie_word_embeddings", config.tie_word_embeddings},
+        {"expert_count", config.num_experts},
+        {"expert_used_count", config.num_experts_per_token},
+        {"sliding_window", config.sliding_window},
+    };
+}
+
+void print_text(const nlohmann::json& report) {
+    fmt::print("model         {}\n", report["path"].get<std::string>());
+    fmt::print("format        {}\n", report["format"].get<std::string>());
+    for (const char* key : {"architecture", "block_count", "embedding_length", "feed_forward_length", "head_count",
+                            "head_count_kv", "head_dim", "vocab_size", "context_length", "rms_norm_eps", "rope_theta",
+                            "tie_word_embeddings", "expert_count", "expert_used_count", "sliding_window"}) {
+        fmt::print("{:<20}  {}\n", key, report[key].dump());
+    }
+    if (report.contains("tokenizer")) fmt::print("tokenizer     {}\n", report["tokenizer"].get<std::string>());
+    const auto& tensors = report["tensors"];
+    fmt::print("tensors       {}\n", tensors.size());
+    for (const auto& tensor : tensors) {
+        fmt::print("  {:<40} {:<6} {}\n", tensor["name"].get<std::string>(), tensor["type"].get<std::string>(),
+                   tensor["shape"].dump());
+    }
+}
+
+nlohmann::json inspect_gguf(const std::string& path) {
+    const gguf::File file = gguf::File::open(path);
+    ModelConfig config = model_config_from_gguf(file.metadata(), path);
+    config.tie_word_embeddings = file.find_tensor("output.weight") == nullptr;
+    nlohmann::json report = describe(config);
+    report["path"] = path;
+    report["format"] = fmt::format("GGUF v{}", file.version());
+    nlohmann::json tensors = nlohmann::json::array();
+    for (const auto& tensor : file.tensors()) {
+        tensors.push_back({{"name", tensor.name}, {"type", dtype_name(tensor.type)}, {"shape", tensor.dims}});
+    }
+    report["tensors"] = std::move(tensors);
+    report["tokenizer"] = text::Tokenizer::from_gguf(file.metadata()).summary();
+    return report;
+}
+
+void run_inspect(const InspectOptions& options) {
+    const std::string path = resolve_model_path(options.model);
+    if (std::filesystem::is_directory(path)) fail("{}: Hugging Face model directories are not supported by inspect yet", path);
+    const nlohmann::json report = inspect_gguf(path);
+    if (options.json) {
+        fmt::print("{}\n", report.dump(2));
+    } else {
+        print_text(report);
+    }
+}
+
+}  // namespace
+
+void add_inspect_command(CLI::App& app) {
+    auto options = std::make_shared<InspectOptions>();
+    CLI::App* command = app.add_subcommand("inspect", "Show a model's architecture, hyperparameters, tensors and tokenizer");
+    command->add_option("model", options->model, "GGUF file, or `default` for the embedded SmolLM2-135M-Instruct")->required();
+    command->add_flag("--json", options->json, "Print one JSON object instead of text");
+    command->callback([options] { run_inspect(*options); });
+}
+
+}  // namespace kindred::cli

@@ -1,0 +1,69 @@
+// kindred tokenize: text -> token ids with the model's own tokenizer (no special tokens added).
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/paths.h"
+#include "formats/gguf.h"
+#include "text/tokenizer.h"
+
+namespace kindred::cli {
+namespace {
+
+struct TokenizeOptions {
+    std::string model;
+    std::string tokenizer_json;
+    std::string text;
+    std::string file;
+    bool json = false;
+};
+
+std::string read_whole_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("{}: cannot open", path);
+    std::ostringstream contents;
+    contents << in.rdbuf();
+    if (in.bad()) fail("{}: read error", path);
+    return contents.str();
+}
+
+text::Tokenizer load_tokenizer(const TokenizeOptions& options) {
+    if (!options.tokenizer_json.empty()) return text::Tokenizer::from_hf(options.tokenizer_json);
+    return text::Tokenizer::from_gguf(gguf::File::open(resolve_model_path(options.model)).metadata());
+}
+
+void run_tokenize(const TokenizeOptions& options) {
+    const text::Tokenizer tokenizer = load_tokenizer(options);
+    const std::string input = options.file.empty() ? options.text : read_whole_file(options.file);
+    const std::vector<std::int32_t> ids = tokenizer.encode(input);
+    if (options.json) {
+        fmt::print("{}\n", nlohmann::json(ids).dump());
+        return;
+    }
+    for (const std::int32_t id : ids) {
+        fmt::print("{:>8}  {}\n", id, nlohmann::json(std::string(tokenizer.token_text(id))).dump());
+    }
+}
+
+}  // namespace
+
+void add_tokenize_command(CLI::App& app) {
+    auto options = std::make_shared<TokenizeOptions>();
+    CLI::App* command = app.add_subcommand("tokenize", "Encode text into token ids (no special tokens added)");
+    auto* source = command->add_option_group("tokenizer source");
+    source->add_option("--model", options->model, "GGUF model whose tokenizer to use, or `default`");
+    source->add_option("--tokenizer", options->tokenizer_json, "Hugging Face tokenizer.json")->check(CLI::ExistingFile);
+    source->require_option(1);
+    auto* input = command->add_option_group("input");
+    input->add_option("--text", options->text, "Text to encode");
+    input->add_option("--file", options->file, "File whose bytes to encode")->check(CLI::ExistingFile);
+    input->require_option(1);
+    command->add_flag("--json", options->json, "Print exactly one JSON array of ids");
+    command->callback([options] { run_tokenize(*options); });
+}
+
+}  // namespace kindred::cli
