@@ -1,0 +1,97 @@
+#include "core/dtype.h"
+
+#include <array>
+#include <limits>
+
+#include "core/error.h"
+
+namespace kindred {
+namespace {
+
+struct Entry {
+    DType type;
+    DTypeInfo info;
+};
+
+// Block sizes and byte counts follow ggml's type traits (ggml-common.h block structs).
+constexpr std::array kTable{
+    Entry{DType::F32, {"F32", 1, 4, true, true}},
+    Entry{DType::F16, {"F16", 1, 2, true, true}},
+    Entry{DType::Q4_0, {"Q4_0", 32, 18, true, true}},
+    Entry{DType::Q4_1, {"Q4_1", 32, 20, true, true}},
+    Entry{DType::Q5_0, {"Q5_0", 32, 22, false, true}},
+    Entry{DType::Q5_1, {"Q5_1", 32, 24, false, true}},
+    Entry{DType::Q8_0, {"Q8_0", 32, 34, true, true}},
+    // ggml stores d and s as two halves (36 bytes); gguf-py still says 40, from the older layout.
+    Entry{DType::Q8_1, {"Q8_1", 32, 36, false, true}},
+    Entry{DType::Q2_K, {"Q2_K", 256, 84, false, true}},
+    Entry{DType::Q3_K, {"Q3_K", 256, 110, false, true}},
+    Entry{DType::Q4_K, {"Q4_K", 256, 144, true, true}},
+    Entry{DType::Q5_K, {"Q5_K", 256, 176, false, true}},
+    Entry{DType::Q6_K, {"Q6_K", 256, 210, true, true}},
+    Entry{DType::Q8_K, {"Q8_K", 256, 292, false, true}},
+    Entry{DType::IQ2_XXS, {"IQ2_XXS", 256, 66, false, true}},
+    Entry{DType::IQ2_XS, {"IQ2_XS", 256, 74, false, true}},
+    Entry{DType::IQ3_XXS, {"IQ3_XXS", 256, 98, false, true}},
+    Entry{DType::IQ1_S, {"IQ1_S", 256, 50, false, true}},
+    Entry{DType::IQ4_NL, {"IQ4_NL", 32, 18, false, true}},
+    Entry{DType::IQ3_S, {"IQ3_S", 256, 110, false, true}},
+    Entry{DType::IQ2_S, {"IQ2_S", 256, 82, false, true}},
+    Entry{DType::IQ4_XS, {"IQ4_XS", 256, 136, false, true}},
+    Entry{DType::I8, {"I8", 1, 1, false, true}},
+    Entry{DType::I16, {"I16", 1, 2, false, true}},
+    Entry{DType::I32, {"I32", 1, 4, false, true}},
+    Entry{DType::I64, {"I64", 1, 8, false, true}},
+    Entry{DType::F64, {"F64", 1, 8, false, true}},
+    Entry{DType::IQ1_M, {"IQ1_M", 256, 56, false, true}},
+    Entry{DType::BF16, {"BF16", 1, 2, true, true}},
+    Entry{DType::TQ1_0, {"TQ1_0", 256, 54, false, true}},
+    Entry{DType::TQ2_0, {"TQ2_0", 256, 66, false, true}},
+    Entry{DType::MXFP4, {"MXFP4", 32, 17, true, true}},
+    Entry{DType::NVFP4, {"NVFP4", 64, 36, false, true}},
+    Entry{DType::Q1_0, {"Q1_0", 128, 18, false, true}},
+    Entry{DType::U8, {"U8", 1, 1, false, false}},
+};
+
+const Entry* lookup(DType type) {
+    for (const Entry& entry : kTable) {
+        if (entry.type == type) return &entry;
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+const DTypeInfo& dtype_info(DType type) {
+    const Entry* entry = lookup(type);
+    if (entry == nullptr) fail("unknown tensor type id {}", static_cast<std::uint32_t>(type));
+    return entry->info;
+}
+
+DType dtype_from_ggml_id(std::uint32_t id) {
+    const Entry* entry = lookup(static_cast<DType>(id));
+    if (entry == nullptr || !entry->info.ggml) fail("unknown ggml tensor type id {}", id);
+    return entry->type;
+}
+
+std::optional<DType> dtype_from_name(std::string_view name) {
+    for (const Entry& entry : kTable) {
+        if (entry.info.name == name) return entry.type;
+    }
+    return std::nullopt;
+}
+
+std::uint64_t row_bytes(DType type, std::uint64_t elements) {
+    const DTypeInfo& info = dtype_info(type);
+    if (elements % info.block_size != 0) {
+        fail("{} elements of type {} are not a whole number of {}-element blocks", elements, info.name,
+             info.block_size);
+    }
+    const std::uint64_t blocks = elements / info.block_size;
+    if (blocks > std::numeric_limits<std::uint64_t>::max() / info.block_bytes) {
+        fail("{} elements of type {} overflow a 64-bit byte count", elements, info.name);
+    }
+    return blocks * info.block_bytes;
+}
+
+}  // namespace kindred

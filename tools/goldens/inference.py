@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Golden files for the decoder forward pass (tests/model/), produced by transformers on CPU in fp32.
+
+Writes into tests/goldens/inference/:
+  smollm2_logits.json    logits slices for fixed token sequences of the default GGUF model
+                         (first 64 vocab entries and the top-20 ids/values at every position,
+                         plus the full last-position logits of the longest sequence)
+  smollm2_greedy.json    32-token greedy continuations of chat prompts (prompt ids, generated ids)
+  smollm2_perplexity.json  mean NLL and perplexity of a fixed paragraph (tokens included)
+  tiny-llama/            a random 2-layer Llama (model.safetensors + config.json) and its logits
+
+transformers loads the GGUF with `gguf_file=`: it dequantizes every tensor to fp32 and undoes the
+q/k row permutation of arch `llama`, so it runs exactly the weights the C++ decoder reads.
+Re-runnable: `.venv/bin/python tools/goldens/inference.py [path/to/model.gguf]`.
+"""
+import json
+import math
+import os
+import sys
+
+import torch
+import transformers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.join(ROOT, "tests", "goldens", "inference")
+DEFAULT_GGUF = os.path.expanduser("~/.cache/kindred/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+SEQUENCE_TEXTS = [
+    "The capital of France is",
+    "I feel a bit lonely today, and I don't know who to talk to.",
+    # ~100 tokens: exercises longer attention spans in one prefill.
+    "Empathy is the capacity to understand or feel what another person is experiencing from within "
+    "their frame of reference, that is, the capacity to place oneself in another's position. "
+    "Definitions of empathy encompass a broad range of social, cognitive, and emotional processes "
+    "primarily concerned with understanding others. Often times, empathy is considered to be a broad "
+    "term, and broken down into more specific concepts and types that include cognitive empathy, "
+    "emotional empathy, somatic empathy, and spiritual empathy.",
+]
+
+CHAT_PROMPTS = [
+    "What is the capital of France?",
+    "I had a really rough day at work. My boss yelled at me in front of everyone.",
+    "Write a haiku about autumn leaves.",
+    "My dog passed away last week and I can't stop crying.",
+    "Explain in one sentence what a neural network is.",
+]
+
+PERPLEXITY_TEXT = (
+    "Friendship is a relationship of mutual affection between people. It is a stronger form of "
+    "interpersonal bond than an association, and has been studied in academic fields such as "
+    "communication, sociology, social psychology, anthropology, and philosophy. Various academic "
+    "theories of friendship have been proposed, including social exchange theory, equity theory, "
+    "relational dialectics, and attachment styles."
+)
+
+GREEDY_NEW_TOKENS = 32
+TOP_K = 20
+HEAD = 64
+
+
+def rounded(values):
+    # 7 significant digits keeps fp32 values exact enough for 1e-4 comparisons and the files small.
+    return [float(f"{v:.7g}") for v in values]
+
+
+def logits_record(ids, logits):
+    positions = []
+    for row in logits:
+        top = torch.topk(row, TOP_K)
+        positions.append({
+            "head": rounded(row[:HEAD].tolist()),
+            "top_ids": top.indices.tolist(),
+            "top_values": rounded(top.values.tolist()),
+        })
+    return {"ids": ids, "positions": positions}
+
+
+def smollm2(gguf_path):
+    directory, name = os.path.split(gguf_path)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory, gguf_file=name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, torch_dtype=torch.float32)
+    model.eval()
+
+    sequences = []
+    with torch.no_grad():
+        for text in SEQUENCE_TEXTS:
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            logits = model(torch.tensor([ids])).logits[0]
+            sequences.append(logits_record(ids, logits))
+        longest = max(range(len(sequences)), key=lambda i: len(sequences[i]["ids"]))
+        logits = model(torch.tensor([sequences[longest]["ids"]])).logits[0, -1]
+        sequences[longest]["last_logits"] = rounded(logits.tolist())
+    write("smollm2_logits.json", {"source": name, "sequences": sequences})
+
+    chats = []
+    with torch.no_grad():
+        for prompt in CHAT_PROMPTS:
+            ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            ids = list(ids)
+            out = model.generate(torch.tensor([ids]), max_new_tokens=GREEDY_NEW_TOKENS, do_sample=False,
+                                 min_new_tokens=GREEDY_NEW_TOKENS, pad_token_id=tokenizer.eos_token_id)
+            generated = out[0, len(ids):].tolist()
+            # The smallest top-1/top-2 logit gap along the path says how robust the greedy path is
+            # to fp32 accumulation-order differences.
+            full = model(out[:, :-1]).logits[0, len(ids) - 1:]
+            top2 = torch.topk(full, 2).values
+            chats.append({"prompt": prompt, "prompt_ids": ids, "generated_ids": generated,
+                          "min_top2_gap": float(f"{(top2[:, 0] - top2[:, 1]).min().item():.6g}"),
+                          "text": tokenizer.decode(generated)})
+    write("smollm2_greedy.json", {"source": name, "new_tokens": GREEDY_NEW_TOKENS, "chats": chats})
+
+    with torch.no_grad():
+        ids = tokenizer(PERPLEXITY_TEXT, add_special_tokens=False)["input_ids"]
+        input_ids = torch.tensor([ids])
+        loss = model(input_ids, labels=input_ids).loss.item()
+    write("smollm2_perplexity.json", {"source": name, "text": PERPLEXITY_TEXT, "ids": ids,
+                                      "mean_nll": loss, "perplexity": math.exp(loss),
+                                      "note": "mean NLL over tokens 1..n-1 given their prefixes (labels = inputs, shifted)"})
+
+
+def tiny_llama():
+    torch.manual_seed(1234)
+    config = transformers.LlamaConfig(
+        vocab_size=96, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, rope_theta=10000.0,
+        tie_word_embeddings=False, initializer_range=0.2, bos_token_id=1, eos_token_id=2)
+    model = transformers.LlamaForCausalLM(config).to(torch.float32)
+    # Random norm weights so that a missing or misplaced norm shows in the logits.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight"):
+                param.copy_(1.0 + 0.3 * torch.randn_like(param))
+    model.eval()
+    directory = os.path.join(OUT, "tiny-llama")
+    model.save_pretrained(directory, safe_serialization=True)
+    for extra in ("generation_config.json",):
+        path = os.path.join(directory, extra)
+        if os.path.exists(path):
+            os.remove(path)
+    ids = [int(i) for i in torch.randint(0, config.vocab_size, (24,), generator=torch.Generator().manual_seed(7))]
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0]
+    write(os.path.join("tiny-llama", "logits.json"), {"ids": ids, "logits": [rounded(r.tolist()) for r in logits]})
+
+
+def write(relative, data):
+    path = os.path.join(OUT, relative)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, separators=(",", ":"))
+        f.write("\n")
+    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+
+
+def main():
+    torch.set_num_threads(1)
+    gguf_path = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_GGUF
+    tiny_llama()
+    smollm2(gguf_path)
+
+
+if __name__ == "__main__":
+    main()
