@@ -41,16 +41,17 @@ nlohmann::json describe(const ModelConfig& config) {
 }
 
 void print_text(const nlohmann::json& report) {
-    fmt::print("model         {}\n", report["path"].get<std::string>());
-    fmt::print("format        {}\n", report["format"].get<std::string>());
+    fmt::print("{:<20}  {}\n", "model", report["path"].get<std::string>());
+    fmt::print("{:<20}  {}\n", "format", report["format"].get<std::string>());
     for (const char* key : {"architecture", "block_count", "embedding_length", "feed_forward_length", "head_count",
                             "head_count_kv", "head_dim", "vocab_size", "context_length", "rms_norm_eps", "rope_theta",
                             "tie_word_embeddings", "expert_count", "expert_used_count", "sliding_window"}) {
-        fmt::print("{:<20}  {}\n", key, report[key].dump());
+        const auto& value = report[key];
+        fmt::print("{:<20}  {}\n", key, value.is_string() ? value.get<std::string>() : value.dump());
     }
-    if (report.contains("tokenizer")) fmt::print("tokenizer     {}\n", report["tokenizer"].get<std::string>());
+    fmt::print("{:<20}  {}\n", "tokenizer", report["tokenizer"].get<std::string>());
     const auto& tensors = report["tensors"];
-    fmt::print("tensors       {}\n", tensors.size());
+    fmt::print("{:<20}  {}\n", "tensors", tensors.size());
     for (const auto& tensor : tensors) {
         fmt::print("  {:<40} {:<6} {}\n", tensor["name"].get<std::string>(), tensor["type"].get<std::string>(),
                    tensor["shape"].dump());
@@ -59,9 +60,7 @@ void print_text(const nlohmann::json& report) {
 
 nlohmann::json inspect_gguf(const std::string& path) {
     const gguf::File file = gguf::File::open(path);
-    ModelConfig config = model_config_from_gguf(file.metadata(), path);
-    config.tie_word_embeddings = file.find_tensor("output.weight") == nullptr;
-    nlohmann::json report = describe(config);
+    nlohmann::json report = describe(model_config_from_gguf(file));
     report["path"] = path;
     report["format"] = fmt::format("GGUF v{}", file.version());
     nlohmann::json tensors = nlohmann::json::array();

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", "kindred 0.1.0");
     kindred::cli::add_inspect_command(app);
     kindred::cli::add_tokenize_command(app);
+    kindred::cli::add_eval_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& error) {

@@ -9,7 +9,10 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-namespace kindred::gguf { class Metadata; }
+namespace kindred::gguf {
+class Metadata;
+class File;
+}  // namespace kindred::gguf
 
 namespace kindred {
 
@@ -53,32 +56,49 @@ struct ModelConfig {
     bool attention_sinks = false;        // gpt_oss: a learned sink logit per head
     Activation activation = Activation::Silu;
     double swiglu_limit = 0.0;           // gpt_oss clamps gate/up at this value (0 = no clamp)
+    double swiglu_alpha = 0.0;           // gpt_oss gate: g * sigmoid(alpha * g) (0 = plain SiLU)
     // Mixture of experts (qwen3_moe, gpt_oss); num_experts == 0 means a dense MLP.
     std::int64_t num_experts = 0;
     std::int64_t num_experts_per_token = 0;
     std::int64_t moe_intermediate_size = 0;
     bool norm_topk_prob = false;
     // Sliding-window attention: window size and, per layer, which kind of attention it uses.
+    // layer_types always has num_layers entries; sliding_window is 0 when no layer slides.
     std::int64_t sliding_window = 0;
     std::vector<LayerAttention> layer_types;
     // gemma3 specifics.
     double query_pre_attn_scalar = 0.0;  // attention scale is query_pre_attn_scalar^-0.5 when set
-    bool norm_weight_offset = false;     // RMSNorm multiplies by (1 + w)
+    // RMSNorm multiplies by (1 + w). Describes the stored weights: true for HF gemma3, false for a
+    // gemma3 GGUF, whose converter already added the 1 (transformers subtracts it when reading GGUF).
+    bool norm_weight_offset = false;
     bool scale_embeddings = false;       // embeddings multiplied by sqrt(hidden_size)
     double final_logit_softcapping = 0.0;
 
-    // Throws Error naming the offending field when the numbers cannot describe a decoder.
+    // Throws Error naming the offending field when the numbers cannot describe a decoder, or are
+    // beyond sane bounds (so a hostile config cannot make the loader allocate absurd sizes).
     void validate(const std::string& source) const;
+    // Softmax scale of attention logits: query_pre_attn_scalar^-0.5 when set, else head_dim^-0.5.
+    double attention_scale() const;
 };
 
 const char* architecture_name(Architecture architecture);  // "llama", "qwen3", ...
 
-// Parses an HF config.json (`model_type` llama, qwen3, qwen3_moe, gpt_oss, gemma3_text).
-// `source` names the file in errors.
+// Parses an HF config.json (`model_type` llama, qwen3, qwen3_moe, gpt_oss, gemma3_text, or gemma3
+// with a `text_config`), in the current `rope_parameters` format or the older `rope_theta` /
+// `rope_scaling` / `sliding_window_pattern` one. Keys that transformers defaults are defaulted to
+// the same values; vocab_size, hidden_size, intermediate_size, num_hidden_layers and
+// num_attention_heads are required. Settings the model code cannot honour (an unknown rope type,
+// partial rotary, mlp_bias, ...) are errors rather than silently ignored. `source` names the file.
 ModelConfig model_config_from_hf(const nlohmann::json& config, const std::string& source);
 ModelConfig model_config_from_hf_file(const std::string& path);
 
-// Fills the same struct from GGUF metadata (`general.architecture` and `<arch>.*` keys).
+// Fills the same struct from GGUF metadata (`general.architecture` llama, qwen3, qwen3moe, gpt-oss,
+// gemma3 and the `<arch>.*` keys llama.cpp writes; facts llama.cpp hardcodes per architecture,
+// such as gemma3's sliding pattern of 6 and local rope base 10000, are filled in the same way).
+// GGUF has no tied-embeddings flag: a model ties when it has no output.weight tensor, which the
+// metadata cannot show, so this leaves tie_word_embeddings false; the File overload sets it.
+// llama3-style rope scaling lives in a rope_freqs.weight tensor in GGUF, not in metadata.
 ModelConfig model_config_from_gguf(const gguf::Metadata& metadata, const std::string& source);
+ModelConfig model_config_from_gguf(const gguf::File& file);
 
 }  // namespace kindred

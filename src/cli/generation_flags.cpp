@@ -1,0 +1,52 @@
+#include "cli/generation_flags.h"
+
+#include <charconv>
+#include <limits>
+#include <random>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+
+namespace kindred::cli {
+
+void add_generation_flags(CLI::App& command, GenerationFlags& flags) {
+    auto& s = flags.sampling;
+    command.add_option("--model", flags.model, "GGUF model file, or `default` for the embedded SmolLM2-135M-Instruct")
+        ->capture_default_str();
+    command.add_option("--adapter", flags.adapter, "LoRA adapter directory (not supported yet)");
+    command.add_option("--threads", flags.threads, "CPU threads (0 = KINDRED_THREADS or every core)")->capture_default_str();
+    command.add_option("--max-tokens", flags.max_tokens, "Most tokens to generate per reply")->capture_default_str();
+    command.add_option("--temperature", s.temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
+    command.add_option("--top-k", s.top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
+    command.add_option("--top-p", s.top_p, "Nucleus sampling mass in (0, 1] (1 = off)")->capture_default_str();
+    command.add_option("--min-p", s.min_p, "Drop tokens below min-p x the top probability (0 = off)")->capture_default_str();
+    command.add_option("--repeat-penalty", s.repeat_penalty, "Divide positive / multiply negative logits of recent tokens (1 = off)")
+        ->capture_default_str();
+    command.add_option("--repeat-last-n", s.repeat_last_n, "Tokens the penalties look back over (-1 = all, 0 = off)")
+        ->capture_default_str();
+    command.add_option("--presence-penalty", s.presence_penalty, "Subtract from the logit of every token seen (OpenAI)")
+        ->capture_default_str();
+    command.add_option("--frequency-penalty", s.frequency_penalty, "Subtract per occurrence of a seen token (OpenAI)")
+        ->capture_default_str();
+    command.add_option("--seed", flags.seed, "Random seed (unsigned 64-bit); the same seed gives the same text");
+}
+
+void apply_generation_flags(GenerationFlags& flags) {
+    if (!flags.adapter.empty()) fail("--adapter {}: adapters are not supported yet", flags.adapter);
+    if (flags.max_tokens < 1) fail("--max-tokens must be >= 1, got {}", flags.max_tokens);
+    if (flags.context < 0) fail("--context must be >= 0, got {}", flags.context);
+    if (flags.threads < 0) fail("--threads must be >= 0, got {}", flags.threads);
+    // The vocabulary is not known yet; logit-bias ids are checked again once it is.
+    flags.sampling.validate(std::numeric_limits<std::int64_t>::max());
+    if (flags.seed.empty()) {
+        std::random_device device;
+        flags.sampling.seed = (static_cast<std::uint64_t>(device()) << 32) | device();
+    } else {
+        const char* end = flags.seed.data() + flags.seed.size();
+        const auto parsed = std::from_chars(flags.seed.data(), end, flags.sampling.seed);
+        if (parsed.ec != std::errc{} || parsed.ptr != end) fail("--seed must be an unsigned 64-bit integer, got '{}'", flags.seed);
+    }
+    if (flags.threads > 0) set_thread_count(flags.threads);
+}
+
+}  // namespace kindred::cli
