@@ -1,0 +1,777 @@
+#include "text/tokenizer.h"
+
+#include <algorithm>
+#include <array>
+#include <fstream>
+#include <unordered_map>
+#include <variant>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "formats/gguf.h"
+#include "text/bpe.h"
+#include "text/pretokenizer.h"
+#include "text/unicode.h"
+
+namespace kindred::text {
+
+namespace {
+
+// Far above any real vocabulary (gpt-oss has ~201k); stops a corrupt id from sizing tables.
+constexpr std::int64_t kMaxVocabulary = 1 << 24;
+
+struct AddedToken {
+    std::string content;
+    std::int32_t id = 0;
+    bool special = false;
+    bool lstrip = false;
+    bool rstrip = false;
+    bool normalized = false;
+    bool single_word = false;
+};
+
+// Leftmost-longest search for added tokens (what HF's Aho-Corasick does); the handful of
+// tokens is bucketed by first byte, longest first, so most bytes cost one table probe.
+class AddedTokenMatcher {
+public:
+    void add(const AddedToken* token) {
+        const auto first = static_cast<unsigned char>(token->content[0]);
+        auto& bucket = by_first_byte_[first];
+        bucket.push_back(token);
+        std::stable_sort(bucket.begin(), bucket.end(),
+                         [](const AddedToken* a, const AddedToken* b) { return a->content.size() > b->content.size(); });
+    }
+    // The leftmost match starting in [from, end), longest there; nullptr when none.
+    const AddedToken* find(std::string_view text, std::size_t from, std::size_t end, std::size_t& at) const {
+        for (std::size_t pos = from; pos < end; ++pos) {
+            for (const AddedToken* token : by_first_byte_[static_cast<unsigned char>(text[pos])]) {
+                if (token->content.size() <= end - pos && text.compare(pos, token->content.size(), token->content) == 0) {
+                    at = pos;
+                    return token;
+                }
+            }
+        }
+        return nullptr;
+    }
+
+private:
+    std::array<std::vector<const AddedToken*>, 256> by_first_byte_;
+};
+
+char32_t last_code_point(std::string_view text) {
+    std::size_t pos = text.size() - 1;
+    while (pos > 0 && (static_cast<unsigned char>(text[pos]) & 0xC0) == 0x80 && text.size() - pos < 4) {
+        --pos;
+    }
+    const std::size_t length = utf8_length_at(text, pos);
+    return pos + length == text.size() ? utf8_decode_at(text, pos, length) : 0xFFFD;
+}
+
+}  // namespace
+
+struct Tokenizer::Impl {
+    // Per-call state of one encode: the BPE session (word cache) and reusable buffers.
+    struct EncodeState {
+        explicit EncodeState(const BpeModel& model) : session(model) {}
+        BpeModel::Session session;
+        PreTokenizer::Scratch scratch;
+        std::vector<ByteRange> words;
+    };
+
+    std::string source;
+    std::vector<std::string> texts;                  // stored text per id
+    std::string bytes_arena;                         // decoded bytes of every id, back to back
+    std::vector<std::uint32_t> bytes_offsets;        // vocab_size + 1 entries into bytes_arena
+    std::vector<std::uint8_t> special;
+    BpeModel::WordMap text_to_id;                    // stored text -> id; added tokens win
+    std::vector<AddedToken> added;
+    AddedTokenMatcher raw_matcher;                   // added tokens matched on the raw text
+    AddedTokenMatcher normalized_matcher;            // added tokens matched after normalization
+    bool has_normalized_tokens = false;
+    std::optional<NormalForm> normal_form;
+    std::string normalizer_name = "none";
+    PreTokenizer pre_tokenizer;
+    std::string pre_tokenizer_name;
+    std::unique_ptr<BpeModel> bpe;
+    std::optional<std::int32_t> bos;
+    std::optional<std::int32_t> eos;
+    std::string chat_template;
+
+    std::string_view bytes_of(std::int32_t id) const {
+        const auto index = static_cast<std::size_t>(id);
+        return std::string_view(bytes_arena).substr(bytes_offsets[index], bytes_offsets[index + 1] - bytes_offsets[index]);
+    }
+    void check_id(std::int32_t id) const {
+        if (id < 0 || static_cast<std::size_t>(id) >= texts.size()) {
+            fail("token id {} is outside the vocabulary of {} tokens ({})", id, texts.size(), source);
+        }
+    }
+
+    void encode_text(std::string_view text, bool parse_special, EncodeState& state, Encoding& out) const;
+    void encode_plain(std::string_view text, std::size_t begin, std::size_t end, bool parse_special,
+                      EncodeState& state, Encoding& out) const;
+    void encode_words(std::string_view text, std::size_t begin, std::size_t end, const NormalizedText* map,
+                      EncodeState& state, Encoding& out) const;
+};
+
+namespace {
+
+// Everything both loaders feed in; build() validates it and derives the tables.
+struct Spec {
+    std::string source;
+    std::vector<std::pair<std::string, std::int32_t>> vocab;   // model vocabulary
+    std::vector<std::pair<std::string, std::string>> merges;   // in rank order
+    std::vector<AddedToken> added;
+    bool ignore_merges = false;
+};
+
+std::shared_ptr<Tokenizer::Impl> build(Spec spec, std::unique_ptr<Tokenizer::Impl> impl) {
+    impl->source = spec.source;
+    std::int64_t size = 0;
+    for (const auto& [text, id] : spec.vocab) size = std::max<std::int64_t>(size, std::int64_t{id} + 1);
+    for (const AddedToken& token : spec.added) size = std::max<std::int64_t>(size, std::int64_t{token.id} + 1);
+    if (size > kMaxVocabulary) {
+        fail("{}: token id {} is implausibly large (limit {})", spec.source, size - 1, kMaxVocabulary);
+    }
+    const auto count = static_cast<std::size_t>(size);
+    impl->texts.assign(count, {});
+    std::vector<std::uint8_t> present(count, 0);  // ids some entry names; the rest stay unused
+    impl->special.assign(count, 0);
+
+    BpeModel::WordMap model_ids;
+    model_ids.reserve(spec.vocab.size());
+    for (auto& [text, id] : spec.vocab) {
+        if (id < 0) fail("{}: token '{}' has negative id {}", spec.source, text, id);
+        const auto index = static_cast<std::size_t>(id);
+        if (present[index] != 0) fail("{}: id {} is given to both '{}' and '{}'", spec.source, id, impl->texts[index], text);
+        present[index] = 1;
+        impl->texts[index] = text;
+        model_ids.emplace(text, id);
+    }
+    std::vector<std::uint8_t> is_added(count, 0);
+    for (const AddedToken& token : spec.added) {
+        if (token.id < 0) fail("{}: added token '{}' has negative id {}", spec.source, token.content, token.id);
+        if (token.content.empty()) fail("{}: added token {} has empty content", spec.source, token.id);
+        const auto index = static_cast<std::size_t>(token.id);
+        if (present[index] != 0 && impl->texts[index] != token.content) {
+            fail("{}: id {} is given to both '{}' and added token '{}'", spec.source, token.id, impl->texts[index], token.content);
+        }
+        present[index] = 1;
+        impl->texts[index] = token.content;
+        impl->special[index] = token.special ? 1 : 0;
+        is_added[index] = 1;
+    }
+    impl->text_to_id = model_ids;
+    for (const AddedToken& token : spec.added) impl->text_to_id[token.content] = token.id;
+
+    // Decoded bytes: model tokens through GPT-2's byte table; added tokens are literal text.
+    // A model token with a character outside the table decodes to its own UTF-8, as HF's
+    // ByteLevel decoder does.
+    const ByteLevelTable& table = byte_level_table();
+    std::vector<std::uint32_t> lengths(count, 0);
+    impl->bytes_offsets.assign(count + 1, 0);
+    BpeModel::WordMap whole_words;
+    std::string decoded;
+    for (std::size_t id = 0; id < count; ++id) {
+        const std::string& text = impl->texts[id];
+        decoded.clear();
+        if (is_added[id] != 0) {
+            decoded = text;
+        } else {
+            for (std::size_t pos = 0; pos < text.size();) {
+                const std::size_t length = utf8_length_at(text, pos);
+                const int byte = table.byte_of(utf8_decode_at(text, pos, length));
+                if (byte < 0 || (length == 1 && static_cast<unsigned char>(text[pos]) >= 0x80)) {
+                    decoded = text;
+                    break;
+                }
+                decoded.push_back(static_cast<char>(byte));
+                pos += length;
+            }
+            if (spec.ignore_merges && present[id] != 0) whole_words.emplace(decoded, static_cast<std::int32_t>(id));
+        }
+        impl->bytes_arena += decoded;
+        lengths[id] = static_cast<std::uint32_t>(decoded.size());
+        impl->bytes_offsets[id + 1] = static_cast<std::uint32_t>(impl->bytes_arena.size());
+    }
+
+    std::vector<std::int32_t> byte_ids(256);
+    for (int b = 0; b < 256; ++b) {
+        std::string text;
+        utf8_append(text, table.byte_to_code_point[static_cast<std::size_t>(b)]);
+        const auto found = model_ids.find(text);
+        byte_ids[static_cast<std::size_t>(b)] = found != model_ids.end() ? found->second : -1;
+    }
+    // A vocabulary missing a few rare bytes is still byte-level (SmolLM2's lacks 21); one
+    // missing the letters is something else.
+    for (const char c : std::string_view("etaoinsrhl")) {
+        if (byte_ids[static_cast<unsigned char>(c)] < 0) {
+            fail("{}: the vocabulary has no byte-level token for '{}'; not a byte-level BPE vocabulary", spec.source, c);
+        }
+    }
+
+    MergeTable merges;
+    merges.reserve(spec.merges.size());
+    std::string joined;
+    for (std::size_t rank = 0; rank < spec.merges.size(); ++rank) {
+        const auto& [left, right] = spec.merges[rank];
+        const auto a = model_ids.find(left);
+        const auto b = model_ids.find(right);
+        joined = left;
+        joined += right;
+        const auto merged = model_ids.find(joined);
+        if (a == model_ids.end() || b == model_ids.end() || merged == model_ids.end()) {
+            fail("{}: merge {} ('{}' '{}') names a token missing from the vocabulary", spec.source, rank, left, right);
+        }
+        merges.insert(a->second, b->second, static_cast<std::int32_t>(rank), merged->second);
+    }
+    impl->bpe = std::make_unique<BpeModel>(std::move(byte_ids), std::move(lengths), std::move(merges),
+                                           spec.ignore_merges, std::move(whole_words));
+
+    impl->added = std::move(spec.added);
+    for (const AddedToken& token : impl->added) {
+        // HF matches normalized tokens after the normalizer has run, the others before it.
+        (token.normalized ? impl->normalized_matcher : impl->raw_matcher).add(&token);
+        impl->has_normalized_tokens = impl->has_normalized_tokens || token.normalized;
+    }
+    return std::shared_ptr<Tokenizer::Impl>(std::move(impl));
+}
+
+// ---- HF tokenizer.json ----
+
+nlohmann::json read_json(const std::string& path, std::string_view what) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("cannot open {} '{}'", what, path);
+    try {
+        return nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+        fail("{} '{}' is not valid JSON: {}", what, path, e.what());
+    }
+}
+
+const nlohmann::json& member(const nlohmann::json& object, const char* key, const std::string& where) {
+    if (!object.is_object() || !object.contains(key)) fail("{}: missing '{}'", where, key);
+    return object[key];
+}
+
+std::string string_member(const nlohmann::json& object, const char* key, const std::string& where) {
+    const nlohmann::json& value = member(object, key, where);
+    if (!value.is_string()) fail("{}: '{}' must be a string", where, key);
+    return value.get<std::string>();
+}
+
+bool bool_member(const nlohmann::json& object, const char* key, bool fallback, const std::string& where) {
+    if (!object.contains(key) || object[key].is_null()) return fallback;
+    if (!object[key].is_boolean()) fail("{}: '{}' must be true or false", where, key);
+    return object[key].get<bool>();
+}
+
+void parse_normalizer(const nlohmann::json& node, const std::string& where, Tokenizer::Impl& impl) {
+    if (node.is_null()) return;
+    const std::string type = string_member(node, "type", where);
+    if (type == "Sequence") {
+        const nlohmann::json& list = member(node, "normalizers", where);
+        if (!list.is_array()) fail("{}: 'normalizers' must be an array", where);
+        for (std::size_t i = 0; i < list.size(); ++i) parse_normalizer(list[i], fmt::format("{}.normalizers[{}]", where, i), impl);
+        return;
+    }
+    static const std::array<std::pair<const char*, NormalForm>, 4> forms{
+        {{"NFC", NormalForm::NFC}, {"NFD", NormalForm::NFD}, {"NFKC", NormalForm::NFKC}, {"NFKD", NormalForm::NFKD}}};
+    for (const auto& [name, form] : forms) {
+        if (type == name) {
+            if (impl.normal_form) fail("{}: more than one Unicode normalization form", where);
+            impl.normal_form = form;
+            impl.normalizer_name = name;
+            return;
+        }
+    }
+    fail("{}: unsupported normalizer type '{}' (supported: NFC, NFD, NFKC, NFKD, Sequence)", where, type);
+}
+
+// Escapes a literal for PCRE2 (HF's Split pattern {"String": ...}).
+std::string quote_literal(const std::string& literal) {
+    std::string result;
+    for (const char c : literal) {
+        if (std::string_view("\\^$.|?*+()[]{}/-").find(c) != std::string_view::npos) result.push_back('\\');
+        result.push_back(c);
+    }
+    return result;
+}
+
+void parse_pre_tokenizer(const nlohmann::json& node, const std::string& where, Tokenizer::Impl& impl, bool& byte_level) {
+    const std::string type = string_member(node, "type", where);
+    if (type == "Sequence") {
+        const nlohmann::json& list = member(node, "pretokenizers", where);
+        if (!list.is_array()) fail("{}: 'pretokenizers' must be an array", where);
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            parse_pre_tokenizer(list[i], fmt::format("{}.pretokenizers[{}]", where, i), impl, byte_level);
+        }
+    } else if (type == "Split") {
+        const nlohmann::json& pattern = member(node, "pattern", where);
+        std::string regex;
+        if (pattern.contains("Regex")) {
+            regex = string_member(pattern, "Regex", where + ".pattern");
+        } else if (pattern.contains("String")) {
+            regex = quote_literal(string_member(pattern, "String", where + ".pattern"));
+        } else {
+            fail("{}.pattern: needs 'Regex' or 'String'", where);
+        }
+        const SplitBehavior behavior = parse_split_behavior(string_member(node, "behavior", where), where + ".behavior");
+        impl.pre_tokenizer.add_split({Regex(regex, where), behavior, bool_member(node, "invert", false, where)});
+    } else if (type == "ByteLevel") {
+        if (bool_member(node, "add_prefix_space", false, where)) {
+            fail("{}: ByteLevel add_prefix_space=true is not supported", where);
+        }
+        if (bool_member(node, "use_regex", true, where)) {
+            impl.pre_tokenizer.add_split({Regex(gpt2_pattern(), where), SplitBehavior::Isolated, false});
+        }
+        byte_level = true;
+    } else if (type == "Digits") {
+        // Rust's char::is_numeric, which HF's Digits uses, is \p{N}.
+        const bool individual = bool_member(node, "individual_digits", false, where);
+        impl.pre_tokenizer.add_split({Regex(individual ? R"(\p{N})" : R"(\p{N}+)", where), SplitBehavior::Isolated, false});
+    } else {
+        fail("{}: unsupported pre-tokenizer type '{}' (supported: Sequence, Split, ByteLevel, Digits)", where, type);
+    }
+}
+
+// tokenizer_config.json's bos_token/eos_token: a string, {"content": ...} or null.
+std::optional<std::int32_t> config_token(const nlohmann::json& config, const char* key, const std::string& where,
+                                         const Tokenizer::Impl& impl) {
+    if (!config.contains(key) || config[key].is_null()) return std::nullopt;
+    const nlohmann::json& value = config[key];
+    const std::string content = value.is_string() ? value.get<std::string>() : string_member(value, "content", where + "." + key);
+    const auto found = impl.text_to_id.find(content);
+    if (found == impl.text_to_id.end()) fail("{}: {} '{}' is not in the vocabulary", where, key, content);
+    return found->second;
+}
+
+std::string config_chat_template(const nlohmann::json& config, const std::string& where) {
+    if (!config.contains("chat_template") || config["chat_template"].is_null()) return {};
+    const nlohmann::json& value = config["chat_template"];
+    if (value.is_string()) return value.get<std::string>();
+    // Several named templates: the one called "default", else the first.
+    if (value.is_array() && !value.empty()) {
+        for (const nlohmann::json& entry : value) {
+            if (entry.is_object() && entry.value("name", "") == "default") return string_member(entry, "template", where);
+        }
+        return string_member(value[0], "template", where + ".chat_template[0]");
+    }
+    fail("{}: chat_template must be a string or a list of named templates", where);
+}
+
+// ---- GGUF ----
+
+std::int64_t value_as_integer(const gguf::Value& value, const std::string& where) {
+    return std::visit(
+        [&](const auto& v) -> std::int64_t {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+                return static_cast<std::int64_t>(v);
+            } else {
+                fail("{}: expected integers", where);
+            }
+        },
+        value.storage);
+}
+
+std::optional<std::int32_t> gguf_token_id(const gguf::Metadata& metadata, const char* key, std::size_t vocab_size) {
+    if (!metadata.contains(key)) return std::nullopt;
+    const std::int64_t id = metadata.integer(key);
+    if (id < 0 || static_cast<std::uint64_t>(id) >= vocab_size) {
+        fail("GGUF {}: token id {} outside the vocabulary of {} tokens", key, id, vocab_size);
+    }
+    return static_cast<std::int32_t>(id);
+}
+
+}  // namespace
+
+Tokenizer::Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+
+namespace {
+
+std::shared_ptr<Tokenizer::Impl> load_hf(const nlohmann::json& root, const std::string& tokenizer_json_path,
+                                         const std::string& tokenizer_config_path) {
+    using Impl = Tokenizer::Impl;
+    const std::string& where = tokenizer_json_path;
+    auto impl = std::make_unique<Impl>();
+    Spec spec;
+    spec.source = tokenizer_json_path;
+
+    const nlohmann::json& model = member(root, "model", where);
+    const std::string model_where = where + ": model";
+    const std::string type = model.contains("type") ? string_member(model, "type", model_where) : "BPE";
+    if (type != "BPE") fail("{}: unsupported tokenizer model '{}' (only byte-level BPE is supported)", model_where, type);
+    if (bool_member(model, "byte_fallback", false, model_where)) fail("{}: byte_fallback BPE is not supported", model_where);
+    for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+        if (model.contains(key) && model[key].is_string() && !model[key].get<std::string>().empty()) {
+            fail("{}: {} is not supported", model_where, key);
+        }
+    }
+    if (model.contains("dropout") && model["dropout"].is_number() && model["dropout"].get<double>() != 0.0) {
+        fail("{}: BPE dropout is not supported", model_where);
+    }
+    spec.ignore_merges = bool_member(model, "ignore_merges", false, model_where);
+
+    const nlohmann::json& vocab = member(model, "vocab", model_where);
+    if (!vocab.is_object()) fail("{}: 'vocab' must be an object", model_where);
+    spec.vocab.reserve(vocab.size());
+    for (const auto& [text, id] : vocab.items()) {
+        if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() >= kMaxVocabulary) {
+            fail("{}: vocab entry '{}' needs an id in [0, {})", model_where, text, kMaxVocabulary);
+        }
+        spec.vocab.emplace_back(text, id.get<std::int32_t>());
+    }
+    const nlohmann::json& merges = member(model, "merges", model_where);
+    if (!merges.is_array()) fail("{}: 'merges' must be an array", model_where);
+    spec.merges.reserve(merges.size());
+    for (std::size_t i = 0; i < merges.size(); ++i) {
+        const nlohmann::json& merge = merges[i];
+        // Older files write "left right"; newer ones ["left", "right"].
+        if (merge.is_string()) {
+            const std::string text = merge.get<std::string>();
+            const std::size_t space = text.find(' ');
+            if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos) {
+                fail("{}: merge {} '{}' is not two tokens separated by one space", model_where, i, text);
+            }
+            spec.merges.emplace_back(text.substr(0, space), text.substr(space + 1));
+        } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
+            spec.merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
+        } else {
+            fail("{}: merge {} must be a string or a pair of strings", model_where, i);
+        }
+    }
+
+    if (root.contains("added_tokens") && !root["added_tokens"].is_null()) {
+        const nlohmann::json& added = root["added_tokens"];
+        if (!added.is_array()) fail("{}: 'added_tokens' must be an array", where);
+        for (std::size_t i = 0; i < added.size(); ++i) {
+            const std::string token_where = fmt::format("{}: added_tokens[{}]", where, i);
+            const nlohmann::json& entry = added[i];
+            const nlohmann::json& id = member(entry, "id", token_where);
+            if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() >= kMaxVocabulary) {
+                fail("{}: 'id' must be an integer in [0, {})", token_where, kMaxVocabulary);
+            }
+            AddedToken token;
+            token.id = id.get<std::int32_t>();
+            token.content = string_member(entry, "content", token_where);
+            token.special = bool_member(entry, "special", false, token_where);
+            token.lstrip = bool_member(entry, "lstrip", false, token_where);
+            token.rstrip = bool_member(entry, "rstrip", false, token_where);
+            token.single_word = bool_member(entry, "single_word", false, token_where);
+            token.normalized = bool_member(entry, "normalized", !token.special, token_where);
+            spec.added.push_back(std::move(token));
+        }
+    }
+
+    parse_normalizer(root.contains("normalizer") ? root["normalizer"] : nlohmann::json(), where + ": normalizer", *impl);
+    bool byte_level = false;
+    if (root.contains("pre_tokenizer") && !root["pre_tokenizer"].is_null()) {
+        parse_pre_tokenizer(root["pre_tokenizer"], where + ": pre_tokenizer", *impl, byte_level);
+    }
+    if (!byte_level) fail("{}: pre_tokenizer has no ByteLevel step; only byte-level BPE is supported", where);
+    if (root.contains("decoder") && !root["decoder"].is_null() &&
+        string_member(root["decoder"], "type", where + ": decoder") != "ByteLevel") {
+        fail("{}: unsupported decoder '{}' (only ByteLevel)", where, root["decoder"]["type"].get<std::string>());
+    }
+    impl->pre_tokenizer_name = impl->pre_tokenizer.describe();
+
+    auto built = build(std::move(spec), std::move(impl));
+    if (!tokenizer_config_path.empty()) {
+        const nlohmann::json config = read_json(tokenizer_config_path, "tokenizer_config.json");
+        if (!config.is_object()) fail("{}: expected a JSON object", tokenizer_config_path);
+        // The checks above name keys; a value of an unexpected JSON type still surfaces as
+        // Error naming the file rather than as a library exception.
+        try {
+            built->bos = config_token(config, "bos_token", tokenizer_config_path, *built);
+            built->eos = config_token(config, "eos_token", tokenizer_config_path, *built);
+            built->chat_template = config_chat_template(config, tokenizer_config_path);
+        } catch (const nlohmann::json::exception& e) {
+            fail("{}: {}", tokenizer_config_path, e.what());
+        }
+    }
+    return built;
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::from_hf(const std::string& tokenizer_json_path, const std::string& tokenizer_config_path) {
+    const nlohmann::json root = read_json(tokenizer_json_path, "tokenizer.json");
+    try {
+        return Tokenizer(load_hf(root, tokenizer_json_path, tokenizer_config_path));
+    } catch (const nlohmann::json::exception& e) {
+        fail("{}: {}", tokenizer_json_path, e.what());
+    }
+}
+
+
+Tokenizer Tokenizer::from_gguf(const gguf::Metadata& metadata) {
+    const std::string model = metadata.string("tokenizer.ggml.model");
+    if (model != "gpt2") {
+        fail("GGUF tokenizer.ggml.model '{}' is not supported (only 'gpt2', byte-level BPE)", model);
+    }
+    auto impl = std::make_unique<Impl>();
+    const std::string pre = metadata.contains("tokenizer.ggml.pre") ? metadata.string("tokenizer.ggml.pre") : "default";
+    impl->pre_tokenizer = pre_tokenizer_for_gguf(pre);
+    impl->pre_tokenizer_name = "'" + pre + "' " + impl->pre_tokenizer.describe();
+
+    Spec spec;
+    spec.source = "GGUF tokenizer.ggml.*";
+    std::vector<std::string> tokens = metadata.string_array("tokenizer.ggml.tokens");
+    if (static_cast<std::int64_t>(tokens.size()) > kMaxVocabulary) {
+        fail("GGUF tokenizer.ggml.tokens: {} tokens is implausibly many", tokens.size());
+    }
+    std::vector<std::int64_t> types(tokens.size(), 1);
+    if (metadata.contains("tokenizer.ggml.token_type")) {
+        const gguf::Array& array = metadata.array("tokenizer.ggml.token_type");
+        if (array.items.size() != tokens.size()) {
+            fail("GGUF tokenizer.ggml.token_type has {} entries for {} tokens", array.items.size(), tokens.size());
+        }
+        for (std::size_t i = 0; i < types.size(); ++i) types[i] = value_as_integer(array.items[i], "GGUF tokenizer.ggml.token_type");
+    }
+    // llama.cpp's token types: 3 control (special), 4 user-defined; both are matched whole
+    // before BPE, but only control tokens count as special.
+    constexpr std::int64_t kControl = 3;
+    constexpr std::int64_t kUserDefined = 4;
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+        const auto id = static_cast<std::int32_t>(i);
+        if ((types[i] == kControl || types[i] == kUserDefined) && !tokens[i].empty()) {
+            AddedToken token;
+            token.content = tokens[i];
+            token.id = id;
+            token.special = types[i] == kControl;
+            spec.added.push_back(std::move(token));
+        } else {
+            spec.vocab.emplace_back(std::move(tokens[i]), id);
+        }
+    }
+    const std::vector<std::string> merges = metadata.string_array("tokenizer.ggml.merges");
+    spec.merges.reserve(merges.size());
+    for (std::size_t i = 0; i < merges.size(); ++i) {
+        const std::size_t space = merges[i].find(' ');
+        if (space == std::string::npos || merges[i].find(' ', space + 1) != std::string::npos) {
+            fail("GGUF tokenizer.ggml.merges[{}] '{}' is not two tokens separated by one space", i, merges[i]);
+        }
+        spec.merges.emplace_back(merges[i].substr(0, space), merges[i].substr(space + 1));
+    }
+    // Control tokens share the one GGUF token list, so merges may resolve through them too.
+    for (const AddedToken& token : spec.added) spec.vocab.emplace_back(token.content, token.id);
+
+    auto built = build(std::move(spec), std::move(impl));
+    built->bos = gguf_token_id(metadata, "tokenizer.ggml.bos_token_id", built->texts.size());
+    built->eos = gguf_token_id(metadata, "tokenizer.ggml.eos_token_id", built->texts.size());
+    if (metadata.contains("tokenizer.chat_template")) built->chat_template = metadata.string("tokenizer.chat_template");
+    return Tokenizer(std::move(built));
+}
+
+void Tokenizer::Impl::encode_words(std::string_view text, std::size_t begin, std::size_t end, const NormalizedText* map,
+                                   EncodeState& state, Encoding& out) const {
+    std::vector<ByteRange>& words = state.words;
+    words.clear();
+    pre_tokenizer.split(text, begin, end, words, state.scratch);
+    const bool every_byte = bpe->encodes_every_byte();
+    for (const auto& [word_begin, word_end] : words) {
+        const std::size_t first = out.ids.size();
+        state.session.encode_word(text.substr(word_begin, word_end - word_begin), out.ids);
+        std::size_t pos = word_begin;
+        for (std::size_t i = first; i < out.ids.size(); ++i) {
+            std::size_t start = pos;
+            std::size_t next = pos + bpe->token_length(out.ids[i]);
+            if (!every_byte) {
+                // Walk past dropped bytes: before the token, and inside it (merges join the
+                // bytes on either side of a dropped one).
+                while (!bpe->encodes_byte(static_cast<unsigned char>(text[start]))) {
+                    ++start;
+                    ++out.dropped_bytes;
+                }
+                next = start;
+                for (std::uint32_t left = bpe->token_length(out.ids[i]); left > 0; ++next) {
+                    if (bpe->encodes_byte(static_cast<unsigned char>(text[next]))) {
+                        --left;
+                    } else {
+                        ++out.dropped_bytes;
+                    }
+                }
+            }
+            if (map == nullptr) {
+                out.spans.emplace_back(start, next);
+            } else {
+                out.spans.emplace_back(map->begin_of[start], map->end_of[next - 1]);
+            }
+            pos = next;
+        }
+        for (; !every_byte && pos < word_end; ++pos) ++out.dropped_bytes;
+    }
+}
+
+namespace {
+
+// Splits text[begin,end) around the added tokens `matcher` finds, honouring the tokens'
+// flags as HF's AddedVocabulary does: plain(begin, end) for the text between, and
+// token(token, begin, end) for each match (its range widened by lstrip/rstrip).
+template <typename Plain, typename Token>
+void split_on_added(const AddedTokenMatcher& matcher, std::string_view text, std::size_t begin, std::size_t end,
+                    bool parse_special, Plain&& plain, Token&& emit) {
+    const std::string_view bounded = text.substr(0, end);
+    std::size_t plain_from = begin;  // start of text not yet handed on
+    std::size_t search_from = begin;
+    std::size_t at = 0;
+    while (const AddedToken* token = matcher.find(bounded, search_from, end, at)) {
+        std::size_t start = at;
+        std::size_t stop = at + token->content.size();
+        search_from = stop;
+        if (token->special && !parse_special) continue;  // its text stays plain text
+        if (token->single_word) {
+            const bool word_before = start > begin && is_word_character(last_code_point(text.substr(begin, start - begin)));
+            const bool word_after = stop < end && is_word_character(utf8_decode_at(bounded, stop, utf8_length_at(bounded, stop)));
+            if (word_before || word_after) continue;
+        }
+        if (token->lstrip) {
+            while (start > plain_from) {
+                std::size_t lead = start - 1;
+                while (lead > plain_from && (static_cast<unsigned char>(text[lead]) & 0xC0) == 0x80) --lead;
+                const std::size_t length = utf8_length_at(bounded, lead);
+                if (lead + length != start || !is_whitespace(utf8_decode_at(bounded, lead, length))) break;
+                start = lead;
+            }
+        }
+        if (token->rstrip) {
+            while (stop < end) {
+                const std::size_t length = utf8_length_at(bounded, stop);
+                if (!is_whitespace(utf8_decode_at(bounded, stop, length))) break;
+                stop += length;
+            }
+            search_from = stop;
+        }
+        if (plain_from < start) plain(plain_from, start);
+        emit(*token, start, stop);
+        plain_from = stop;
+    }
+    if (plain_from < end) plain(plain_from, end);
+}
+
+}  // namespace
+
+void Tokenizer::Impl::encode_plain(std::string_view text, std::size_t begin, std::size_t end, bool parse_special,
+                                   EncodeState& state, Encoding& out) const {
+    const bool ascii = normal_form && std::all_of(text.begin() + static_cast<std::ptrdiff_t>(begin),
+                                                  text.begin() + static_cast<std::ptrdiff_t>(end),
+                                                  [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+    if (!has_normalized_tokens && (!normal_form || ascii)) {
+        encode_words(text, begin, end, nullptr, state, out);  // normalization would change nothing
+        return;
+    }
+    NormalizedText normalized;
+    if (normal_form && !ascii) {
+        normalize(text, begin, end, *normal_form, normalized);
+    } else {
+        normalized.text.assign(text.substr(begin, end - begin));
+        for (std::size_t pos = begin; pos < end; ++pos) {
+            normalized.begin_of.push_back(pos);
+            normalized.end_of.push_back(pos + 1);
+        }
+    }
+    // HF's second pass: added tokens flagged `normalized` match on the normalized text.
+    const std::string_view view = normalized.text;
+    split_on_added(
+        normalized_matcher, view, 0, view.size(), parse_special,
+        [&](std::size_t from, std::size_t to) { encode_words(view, from, to, &normalized, state, out); },
+        [&](const AddedToken& token, std::size_t from, std::size_t to) {
+            out.ids.push_back(token.id);
+            out.spans.emplace_back(normalized.begin_of[from], normalized.end_of[to - 1]);
+        });
+}
+
+void Tokenizer::Impl::encode_text(std::string_view text, bool parse_special, EncodeState& state,
+                                  Encoding& out) const {
+    split_on_added(
+        raw_matcher, text, 0, text.size(), parse_special,
+        [&](std::size_t from, std::size_t to) { encode_plain(text, from, to, parse_special, state, out); },
+        [&](const AddedToken& token, std::size_t from, std::size_t to) {
+            out.ids.push_back(token.id);
+            out.spans.emplace_back(from, to);
+        });
+}
+
+Encoding Tokenizer::encode_with_spans(std::string_view text, bool parse_special) const {
+    Encoding out;
+    // Roughly four bytes per token in English; one reservation saves most regrowth.
+    out.ids.reserve(text.size() / 4 + 8);
+    out.spans.reserve(text.size() / 4 + 8);
+    Impl::EncodeState state(*impl_->bpe);
+    impl_->encode_text(text, parse_special, state, out);
+    return out;
+}
+
+std::vector<std::int32_t> Tokenizer::encode(std::string_view text, bool parse_special) const {
+    return encode_with_spans(text, parse_special).ids;
+}
+
+std::string Tokenizer::decode(std::span<const std::int32_t> ids) const {
+    std::string result;
+    for (const std::int32_t id : ids) {
+        impl_->check_id(id);
+        result += impl_->bytes_of(id);
+    }
+    return result;
+}
+
+std::string_view Tokenizer::token_bytes(std::int32_t id) const {
+    impl_->check_id(id);
+    return impl_->bytes_of(id);
+}
+
+std::string_view Tokenizer::token_text(std::int32_t id) const {
+    impl_->check_id(id);
+    return impl_->texts[static_cast<std::size_t>(id)];
+}
+
+std::optional<std::int32_t> Tokenizer::find_token(std::string_view token) const {
+    const auto found = impl_->text_to_id.find(token);
+    if (found == impl_->text_to_id.end()) return std::nullopt;
+    return found->second;
+}
+
+std::size_t Tokenizer::vocab_size() const { return impl_->texts.size(); }
+std::optional<std::int32_t> Tokenizer::bos_id() const { return impl_->bos; }
+std::optional<std::int32_t> Tokenizer::eos_id() const { return impl_->eos; }
+
+bool Tokenizer::is_special(std::int32_t id) const {
+    return id >= 0 && static_cast<std::size_t>(id) < impl_->special.size() && impl_->special[static_cast<std::size_t>(id)] != 0;
+}
+
+const std::string& Tokenizer::chat_template() const { return impl_->chat_template; }
+
+std::string Tokenizer::summary() const {
+    const Impl& impl = *impl_;
+    const auto count_special = std::count(impl.special.begin(), impl.special.end(), std::uint8_t{1});
+    const auto name = [&](const std::optional<std::int32_t>& id) {
+        return id ? fmt::format("'{}' ({})", impl.texts[static_cast<std::size_t>(*id)], *id) : std::string("none");
+    };
+    return fmt::format(
+        "Byte-level BPE tokenizer from {}: {} tokens ({} added, {} special), {} merges; normalizer {}; "
+        "pre-tokenizer {}; BOS {}, EOS {}; chat template: {}.",
+        impl.source, impl.texts.size(), impl.added.size(), count_special, impl.bpe->merge_count(), impl.normalizer_name,
+        impl.pre_tokenizer_name, name(impl.bos), name(impl.eos),
+        impl.chat_template.empty() ? std::string("none") : fmt::format("{} characters", impl.chat_template.size()));
+}
+
+StreamingDecoder::StreamingDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+
+std::string StreamingDecoder::push(std::int32_t id) {
+    pending_ += tokenizer_.token_bytes(id);
+    const std::size_t ready = utf8_complete_prefix(pending_);
+    std::string out = pending_.substr(0, ready);
+    pending_.erase(0, ready);
+    return out;
+}
+
+std::string StreamingDecoder::finish() {
+    std::string out;
+    out.swap(pending_);
+    return out;
+}
+
+}  // namespace kindred::text

@@ -1,0 +1,86 @@
+// text/tokenizer.h — the byte-level BPE tokenizer every other room talks to: built from GGUF
+// metadata (tokenizer.ggml.*) or an HF tokenizer.json, it encodes text to ids with byte spans,
+// decodes ids to the exact bytes, and streams decoded text without splitting a character.
+// Encoding follows HF `tokenizers` (added tokens first, then normalizer, pre-tokenizer, BPE)
+// so that the ids match the reference implementation the models were trained with.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace kindred::gguf {
+class Metadata;
+}
+
+namespace kindred::text {
+
+struct Encoding {
+    std::vector<std::int32_t> ids;
+    // Byte range [begin, end) of each token in the input text. Tokens of plain text cover
+    // exactly the bytes they encode; a token inside a stretch the normalizer changed (e.g.
+    // NFC composing "e" + U+0301) gets that whole stretch; an added token's span includes the
+    // whitespace its lstrip/rstrip flags swallowed.
+    std::vector<std::pair<std::size_t, std::size_t>> spans;
+    // Input bytes the vocabulary has no token for (e.g. 0x04 or 0xFF with SmolLM2). HF drops
+    // them from the ids without a word; so does this tokenizer, to keep ids identical, but it
+    // counts them here so that callers can refuse such input.
+    std::size_t dropped_bytes = 0;
+};
+
+class Tokenizer {
+public:
+    // tokenizer.ggml.model must be "gpt2"; tokenizer.ggml.pre picks the pre-tokenizer.
+    static Tokenizer from_gguf(const gguf::Metadata& metadata);
+    // tokenizer_config.json, when given, supplies chat_template and the bos/eos tokens.
+    static Tokenizer from_hf(const std::string& tokenizer_json_path, const std::string& tokenizer_config_path = {});
+
+    // parse_special=true matches every added token in the text first (HF's encode). With
+    // false, tokens marked special (control tokens) are ordinary text, as HF's
+    // split_special_tokens and llama.cpp's parse_special=false do; non-special added tokens
+    // (user-defined ones, like Qwen3's <think>) still match. Never adds BOS/EOS.
+    Encoding encode_with_spans(std::string_view text, bool parse_special = true) const;
+    std::vector<std::int32_t> encode(std::string_view text, bool parse_special = true) const;
+    // The exact bytes (possibly not valid UTF-8 when ids end mid-character); throws Error
+    // for an id outside the vocabulary.
+    std::string decode(std::span<const std::int32_t> ids) const;
+    // The bytes token `id` stands for; throws Error for an id outside the vocabulary.
+    std::string_view token_bytes(std::int32_t id) const;
+    std::string_view token_text(std::int32_t id) const;  // vocab entry as stored; "" for an unused id
+    std::optional<std::int32_t> find_token(std::string_view token) const;  // by stored text
+    std::size_t vocab_size() const;
+    std::optional<std::int32_t> bos_id() const;
+    std::optional<std::int32_t> eos_id() const;
+    bool is_special(std::int32_t id) const;
+    const std::string& chat_template() const;
+    std::string summary() const;
+
+    struct Impl;
+
+private:
+    explicit Tokenizer(std::shared_ptr<const Impl> impl);
+    std::shared_ptr<const Impl> impl_;
+};
+
+// Turns ids into text as they are generated: each push returns the bytes that now form
+// complete UTF-8 characters and holds back a character's leading bytes until it is whole.
+// Bytes that can never become valid UTF-8 are passed through, so the concatenation of all
+// pushes and finish() always equals Tokenizer::decode of the same ids.
+class StreamingDecoder {
+public:
+    explicit StreamingDecoder(const Tokenizer& tokenizer);
+    std::string push(std::int32_t id);
+    std::string finish();  // whatever is still held back; the decoder is then empty
+
+private:
+    Tokenizer tokenizer_;  // a cheap shared handle, so the decoder cannot outlive its vocabulary
+    std::string pending_;
+};
+
+}  // namespace kindred::text
