@@ -5,9 +5,10 @@ Writes into tests/goldens/inference/:
   smollm2_logits.json    logits slices for fixed token sequences of the default GGUF model
                          (first 64 vocab entries and the top-20 ids/values at every position,
                          plus the full last-position logits of the longest sequence)
-  smollm2_greedy.json    32-token greedy continuations of chat prompts (prompt ids, generated ids)
+  smollm2_greedy.json    greedy continuations (up to 32 tokens, ending early at end-of-turn) of chat
+                         prompts (prompt ids, generated ids)
   smollm2_perplexity.json  mean NLL and perplexity of a fixed paragraph (tokens included)
-  tiny-llama/            a random 2-layer Llama (model.safetensors + config.json) and its logits
+  tiny-*/                random 2-layer checkpoints (model.safetensors + config.json) and their logits
 
 transformers loads the GGUF with `gguf_file=`: it dequantizes every tensor to fp32 and undoes the
 q/k row permutation of arch `llama`, so it runs exactly the weights the C++ decoder reads.
@@ -78,7 +79,7 @@ def logits_record(ids, logits):
 def smollm2(gguf_path):
     directory, name = os.path.split(gguf_path)
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory, gguf_file=name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, torch_dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
     model.eval()
 
     sequences = []
@@ -100,8 +101,9 @@ def smollm2(gguf_path):
             if isinstance(ids, dict) or hasattr(ids, "keys"):
                 ids = ids["input_ids"]
             ids = list(ids)
+            # Stops early at end-of-turn; the C++ test generates as many tokens as stored.
             out = model.generate(torch.tensor([ids]), max_new_tokens=GREEDY_NEW_TOKENS, do_sample=False,
-                                 min_new_tokens=GREEDY_NEW_TOKENS, pad_token_id=tokenizer.eos_token_id)
+                                 pad_token_id=tokenizer.eos_token_id)
             generated = out[0, len(ids):].tolist()
             # The smallest top-1/top-2 logit gap along the path says how robust the greedy path is
             # to fp32 accumulation-order differences.
@@ -121,20 +123,36 @@ def smollm2(gguf_path):
                                       "note": "mean NLL over tokens 1..n-1 given their prefixes (labels = inputs, shifted)"})
 
 
-def tiny_llama():
-    torch.manual_seed(1234)
-    config = transformers.LlamaConfig(
-        vocab_size=96, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, rope_theta=10000.0,
-        tie_word_embeddings=False, initializer_range=0.2, bos_token_id=1, eos_token_id=2)
-    model = transformers.LlamaForCausalLM(config).to(torch.float32)
-    # Random norm weights so that a missing or misplaced norm shows in the logits.
+# Random tiny checkpoints for the safetensors path, one per per-family switch the decoder has:
+# plain Llama; Llama 3 rope scaling with tied embeddings; Qwen3 (per-head q/k RMSNorm, attention
+# biases, head_dim != hidden / heads).
+TINY_MODELS = {
+    "tiny-llama": (transformers.LlamaConfig, dict(tie_word_embeddings=False)),
+    "tiny-llama3": (transformers.LlamaConfig, dict(
+        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 32})),
+    "tiny-qwen3": (transformers.Qwen3Config, dict(tie_word_embeddings=False, head_dim=24, attention_bias=True)),
+}
+
+
+def tiny_model(name, config_class, overrides, seed):
+    torch.manual_seed(seed)
+    settings = dict(vocab_size=96, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, rope_theta=10000.0,
+                    initializer_range=0.2, bos_token_id=1, eos_token_id=2)
+    settings.update(overrides)
+    config = config_class(**settings)
+    model = transformers.AutoModelForCausalLM.from_config(config).to(torch.float32)
+    # Random norm weights and biases so that a missing or misplaced one shows in the logits.
     with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("norm.weight"):
+        for param_name, param in model.named_parameters():
+            if param_name.endswith("norm.weight"):
                 param.copy_(1.0 + 0.3 * torch.randn_like(param))
+            elif param_name.endswith(".bias"):
+                param.copy_(0.2 * torch.randn_like(param))
     model.eval()
-    directory = os.path.join(OUT, "tiny-llama")
+    directory = os.path.join(OUT, name)
     model.save_pretrained(directory, safe_serialization=True)
     for extra in ("generation_config.json",):
         path = os.path.join(directory, extra)
@@ -143,7 +161,7 @@ def tiny_llama():
     ids = [int(i) for i in torch.randint(0, config.vocab_size, (24,), generator=torch.Generator().manual_seed(7))]
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0]
-    write(os.path.join("tiny-llama", "logits.json"), {"ids": ids, "logits": [rounded(r.tolist()) for r in logits]})
+    write(os.path.join(name, "logits.json"), {"ids": ids, "logits": [rounded(r.tolist()) for r in logits]})
 
 
 def write(relative, data):
@@ -158,7 +176,8 @@ def write(relative, data):
 def main():
     torch.set_num_threads(1)
     gguf_path = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_GGUF
-    tiny_llama()
+    for seed, (name, (config_class, overrides)) in enumerate(TINY_MODELS.items()):
+        tiny_model(name, config_class, overrides, 1234 + seed)
     smollm2(gguf_path)
 
 

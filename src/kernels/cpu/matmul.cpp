@@ -1,0 +1,276 @@
+// kernels/cpu/matmul.cpp — matmul_forward and embedding_forward on the CPU (see kernels/matmul.h).
+// The decode path has fused dequantize-dot loops for the types the shipped models use (F32, F16,
+// BF16, Q4_0, Q4_1, Q8_0); any other dequantizable type dequantizes one row at a time into
+// scratch first. Accumulation is fp32 throughout; block scales multiply per-block partial sums.
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/blas.h"
+#include "kernels/cpu/simd.h"
+#include "kernels/dequantize.h"
+
+namespace kindred::kernels {
+namespace {
+
+using cpu::dot;
+
+// Below this many tokens the mat-vec path re-reads each weight row per token, which costs less
+// than dequantizing it into a panel; from here on sgemm's blocking wins.
+constexpr std::int64_t panel_min_tokens = 4;
+// Rows handed to one thread at a time in the mat-vec path; a multiple of the unroll below.
+constexpr std::int64_t matvec_grain = 16;
+// Rows between the one being read and the one being prefetched in the mat-vec path.
+constexpr std::int64_t prefetch_rows = 4;
+// Panel sizing: about 256 KiB of fp32 weights, so that a panel stays in L2 while sgemm reads it.
+constexpr std::int64_t panel_floats = 256 * 1024;
+
+std::int64_t checked_row_bytes(const Matrix& w) {
+    if (w.rows < 0 || w.cols <= 0) fail("matmul: bad weight shape {} x {}", w.rows, w.cols);
+    const auto& info = dtype_info(w.type);
+    if (!info.dequantizable && w.type != DType::F32)
+        fail("matmul: weights of type {} cannot be dequantized", info.name);
+    return static_cast<std::int64_t>(row_bytes(w.type, static_cast<std::uint64_t>(w.cols)));
+}
+
+inline float half_to_float(const std::uint8_t* p) {
+    std::uint16_t bits;
+    std::memcpy(&bits, p, sizeof bits);
+#ifdef __F16C__
+    return _cvtsh_ss(bits);
+#else
+    return fp16_to_fp32(bits);
+#endif
+}
+
+// Per-thread buffers that grow to the largest size seen and are then reused, so that a decode
+// step allocates nothing. Two kinds, because the calling thread holds block sums while it also
+// dequantizes rows.
+enum class Scratch { Rows, BlockSums };
+
+float* scratch_floats(Scratch kind, std::int64_t n) {
+    thread_local std::vector<float> buffers[2];
+    auto& buffer = buffers[static_cast<int>(kind)];
+    if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
+    return buffer.data();
+}
+
+#ifdef KINDRED_AVX2
+
+// ggml block layouts: fp16 scale (and min for Q4_1), then 32 quants. A Q4 byte j holds element j
+// in its low nibble and element j + 16 in its high nibble.
+constexpr std::int64_t qk = 32;
+
+// Σ over 32 elements of float(q[i]) * x[i] for 32 unsigned nibble values.
+inline __m256 nibble_block_dot(const std::uint8_t* qs, const float* x) {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    const __m128i low = _mm_and_si128(packed, mask);
+    const __m128i high = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+    __m256 sum = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(low)), _mm256_loadu_ps(x));
+    sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(low, 8))), _mm256_loadu_ps(x + 8), sum);
+    sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(high)), _mm256_loadu_ps(x + 16), sum);
+    sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(high, 8))), _mm256_loadu_ps(x + 24),
+                          sum);
+    return sum;
+}
+
+// Q4_0: value = (q - 8) * d, so a block contributes d * (Σ q x - 8 Σ x); block sums of x come in.
+float dot_q4_0(const std::uint8_t* row, const float* x, const float* x_block_sums, std::int64_t blocks) {
+    __m256 acc = _mm256_setzero_ps();
+    float offset = 0.0f;
+    for (std::int64_t b = 0; b < blocks; ++b) {
+        const std::uint8_t* block = row + b * 18;
+        const float d = half_to_float(block);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), nibble_block_dot(block + 2, x + b * qk), acc);
+        offset += d * x_block_sums[b];
+    }
+    return cpu::hsum(acc) - 8.0f * offset;
+}
+
+// Q4_1: value = q * d + m, so a block contributes d * Σ q x + m * Σ x.
+float dot_q4_1(const std::uint8_t* row, const float* x, const float* x_block_sums, std::int64_t blocks) {
+    __m256 acc = _mm256_setzero_ps();
+    float offset = 0.0f;
+    for (std::int64_t b = 0; b < blocks; ++b) {
+        const std::uint8_t* block = row + b * 20;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(block)), nibble_block_dot(block + 4, x + b * qk), acc);
+        offset += half_to_float(block + 2) * x_block_sums[b];
+    }
+    return cpu::hsum(acc) + offset;
+}
+
+float dot_q8_0(const std::uint8_t* row, const float* x, std::int64_t blocks) {
+    __m256 acc = _mm256_setzero_ps();
+    for (std::int64_t b = 0; b < blocks; ++b) {
+        const std::uint8_t* block = row + b * 34;
+        const float* xb = x + b * qk;
+        __m256 sum = _mm256_setzero_ps();
+        for (int i = 0; i < 32; i += 8) {
+            const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 2 + i));
+            sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_loadu_ps(xb + i), sum);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(block)), sum, acc);
+    }
+    return cpu::hsum(acc);
+}
+
+float dot_f16(const std::uint8_t* row, const float* x, std::int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i));
+        acc = _mm256_fmadd_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(x + i), acc);
+    }
+    float total = cpu::hsum(acc);
+    for (; i < n; ++i) total += half_to_float(row + 2 * i) * x[i];
+    return total;
+}
+
+float dot_bf16(const std::uint8_t* row, const float* x, std::int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i));
+        const __m256 w = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+        acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i), acc);
+    }
+    float total = cpu::hsum(acc);
+    for (; i < n; ++i) {
+        std::uint16_t bits;
+        std::memcpy(&bits, row + 2 * i, sizeof bits);
+        total += bf16_to_fp32(bits) * x[i];
+    }
+    return total;
+}
+
+bool has_fused_dot(DType type) {
+    switch (type) {
+        case DType::F32: case DType::F16: case DType::BF16: case DType::Q4_0: case DType::Q4_1: case DType::Q8_0:
+            return true;
+        default:
+            return false;
+    }
+}
+
+#else
+
+bool has_fused_dot(DType type) { return type == DType::F32; }
+
+#endif
+
+// The mat-vec path: each thread takes whole rows; every row is dotted with all (few) tokens
+// while its bytes are in L1.
+void matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std::int64_t row_stride) {
+    const auto* base = static_cast<const std::uint8_t*>(w.data);
+    const std::int64_t cols = w.cols;
+    // Per-token block sums of x for the Q4 formats' offset terms, computed once for all rows.
+    const bool needs_block_sums = w.type == DType::Q4_0 || w.type == DType::Q4_1;
+    const std::int64_t blocks = cols / 32;
+    float* block_sums = needs_block_sums ? scratch_floats(Scratch::BlockSums, tokens * blocks) : nullptr;
+    if (needs_block_sums) {
+        for (std::int64_t t = 0; t < tokens; ++t)
+            for (std::int64_t b = 0; b < blocks; ++b) {
+                float sum = 0.0f;
+                for (std::int64_t i = 0; i < 32; ++i) sum += x[t * cols + b * 32 + i];
+                block_sums[t * blocks + b] = sum;
+            }
+    }
+    const bool fused = has_fused_dot(w.type);
+    thread_pool().parallel_for(w.rows, matvec_grain, [&](std::int64_t begin, std::int64_t end) {
+        float* row_floats = fused ? nullptr : scratch_floats(Scratch::Rows, cols);
+        for (std::int64_t r = begin; r < end; ++r) {
+            const std::uint8_t* row = base + r * row_stride;
+#ifdef KINDRED_AVX2
+            // Decode is bound by streaming weights from memory: ask for a row a few rows ahead so
+            // that more loads are in flight than the hardware prefetcher issues on its own.
+            if (r + prefetch_rows < end) {
+                const std::uint8_t* ahead = row + prefetch_rows * row_stride;
+                for (std::int64_t offset = 0; offset < row_stride; offset += 64)
+                    _mm_prefetch(reinterpret_cast<const char*>(ahead + offset), _MM_HINT_T0);
+            }
+#endif
+            if (!fused) dequantize_row(w.type, row, row_floats, cols);
+            for (std::int64_t t = 0; t < tokens; ++t) {
+                const float* xt = x + t * cols;
+                float value;
+                if (!fused) {
+                    value = dot(row_floats, xt, cols);
+                } else {
+                    switch (w.type) {
+#ifdef KINDRED_AVX2
+                        case DType::F16: value = dot_f16(row, xt, cols); break;
+                        case DType::BF16: value = dot_bf16(row, xt, cols); break;
+                        case DType::Q4_0: value = dot_q4_0(row, xt, block_sums + t * blocks, blocks); break;
+                        case DType::Q4_1: value = dot_q4_1(row, xt, block_sums + t * blocks, blocks); break;
+                        case DType::Q8_0: value = dot_q8_0(row, xt, blocks); break;
+#endif
+                        default: value = dot(reinterpret_cast<const float*>(row), xt, cols); break;
+                    }
+                }
+                y[t * w.rows + r] = value;
+            }
+        }
+    });
+}
+
+// The panel path: each thread owns a contiguous range of output columns (weight rows), converts
+// them a panel at a time into fp32 and lets sgemm compute y[:, panel] = x · panelᵀ.
+void panel_matmul(float* y, const float* x, const Matrix& w, std::int64_t tokens, std::int64_t row_stride) {
+    cpu::pin_openblas_to_one_thread();
+    const auto* base = static_cast<const std::uint8_t*>(w.data);
+    const std::int64_t cols = w.cols;
+    const std::int64_t panel_rows = std::max<std::int64_t>(16, (panel_floats / cols) / 16 * 16);
+    thread_pool().parallel_for(w.rows, 16, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t r0 = begin; r0 < end; r0 += panel_rows) {
+            const std::int64_t n = std::min(panel_rows, end - r0);
+            const float* panel;
+            if (w.type == DType::F32) {
+                panel = reinterpret_cast<const float*>(base + r0 * row_stride);
+            } else {
+                float* scratch = scratch_floats(Scratch::Rows, n * cols);
+                for (std::int64_t r = 0; r < n; ++r)
+                    dequantize_row(w.type, base + (r0 + r) * row_stride, scratch + r * cols, cols);
+                panel = scratch;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(tokens),
+                        static_cast<blasint>(n), static_cast<blasint>(cols), 1.0f, x, static_cast<blasint>(cols),
+                        panel, static_cast<blasint>(cols), 0.0f, y + r0, static_cast<blasint>(w.rows));
+        }
+    });
+}
+
+}  // namespace
+
+void matmul_forward(float* y, const float* x, const Matrix& w, const float* bias, std::int64_t tokens) {
+    const std::int64_t stride = checked_row_bytes(w);
+    if (tokens <= 0 || w.rows == 0) return;
+    if (tokens < panel_min_tokens)
+        matvec(y, x, w, tokens, stride);
+    else
+        panel_matmul(y, x, w, tokens, stride);
+    if (bias != nullptr)
+        for (std::int64_t t = 0; t < tokens; ++t)
+            for (std::int64_t r = 0; r < w.rows; ++r) y[t * w.rows + r] += bias[r];
+}
+
+void embedding_forward(float* out, const std::int32_t* ids, std::int64_t tokens, const Matrix& table) {
+    const std::int64_t stride = checked_row_bytes(table);
+    const auto* base = static_cast<const std::uint8_t*>(table.data);
+    for (std::int64_t t = 0; t < tokens; ++t) {
+        if (ids[t] < 0 || ids[t] >= table.rows)
+            fail("embedding: token id {} at position {} is outside the vocabulary of {} rows", ids[t], t, table.rows);
+        const std::uint8_t* row = base + ids[t] * stride;
+        if (table.type == DType::F32)
+            std::memcpy(out + t * table.cols, row, static_cast<std::size_t>(table.cols) * sizeof(float));
+        else
+            dequantize_row(table.type, row, out + t * table.cols, table.cols);
+    }
+}
+
+}  // namespace kindred::kernels

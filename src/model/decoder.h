@@ -1,0 +1,98 @@
+// model/decoder.h — the decoder-only transformer forward pass, config-driven.
+// One Decoder serves the Llama family (SmolLM2, Llama 3) and carries the per-family switches
+// the others need as data (per-head q/k RMSNorm for Qwen3, q/k/v/o biases), so that a new family
+// is a few lines at the binding and at the op that differs. Features not implemented yet (MoE,
+// attention sinks, sliding windows, YaRN, Gemma's extra norms) are refused at construction.
+//
+// Activations live in one allocation planned for `max_batch` tokens; longer inputs run in
+// chunks of that size, so a forward pass allocates nothing. Weights are views (see weights.h).
+// One forward at a time per Decoder (the activations are shared); kernels split each op over
+// core/thread_pool's threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "formats/model_config.h"
+#include "kernels/matmul.h"
+#include "kernels/rope.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+
+namespace kindred::gguf { class File; }
+namespace kindred::safetensors { class Checkpoint; }
+
+namespace kindred::model {
+
+class Decoder {
+public:
+    static constexpr std::int64_t default_max_batch = 512;
+
+    // Binds every tensor the config calls for; throws Error naming a missing or misshapen tensor
+    // or an unsupported feature. The memory behind `weights` must outlive the decoder.
+    Decoder(ModelConfig config, Weights weights, std::int64_t max_batch = default_max_batch);
+
+    // Config via model_config_from_gguf(file) (tied when output.weight is absent) plus the file's
+    // tensors; the file must outlive the decoder.
+    static Decoder from_gguf(const gguf::File& file);
+    // An HF checkpoint with its parsed config.json; the checkpoint must outlive the decoder.
+    static Decoder from_checkpoint(const safetensors::Checkpoint& checkpoint, const ModelConfig& config);
+
+    const ModelConfig& config() const { return config_; }
+    const Weights& weights() const { return weights_; }
+
+    // Appends `tokens` at positions cache.size()...; writes logits of the last token
+    // (logits.size() == vocab) or, with all_logits, of every token (tokens.size() * vocab).
+    // Throws Error (leaving the cache unchanged) when a token id is outside the vocabulary, the
+    // span has the wrong size, or the cache would exceed its capacity or the context.
+    void forward(std::span<const std::int32_t> tokens, KvCache& cache, std::span<float> logits, bool all_logits = false);
+
+private:
+    struct Layer {
+        const float* attn_norm = nullptr;
+        const float* ffn_norm = nullptr;
+        const float* q_norm = nullptr;  // qk_norm families
+        const float* k_norm = nullptr;
+        const float* q_bias = nullptr;  // attention_bias families
+        const float* k_bias = nullptr;
+        const float* v_bias = nullptr;
+        const float* o_bias = nullptr;
+        kernels::Matrix q, k, v, o, gate, up, down;
+    };
+
+    // Buffers for up to max_batch tokens, views into arena_.
+    struct Activations {
+        float* x;       // residual stream [T x hidden]
+        float* normed;  // norm output, attention/MLP output before the residual add [T x hidden]
+        float* q;       // [T x heads x head_dim]
+        float* k;       // [T x kv_heads x head_dim]
+        float* v;
+        float* attended;  // [T x heads x head_dim]
+        float* gate;      // [T x intermediate]
+        float* up;
+        float* cos;  // rope tables [T x head_dim / 2]
+        float* sin;
+    };
+
+    kernels::Matrix bind_matrix(const std::string& name, std::int64_t rows, std::int64_t cols) const;
+    const float* bind_vector(const std::string& name, std::int64_t size);
+    void forward_chunk(std::span<const std::int32_t> tokens, KvCache& cache, float* logits, bool all_logits);
+
+    ModelConfig config_;
+    Weights weights_;
+    std::int64_t max_batch_;
+    std::vector<Layer> layers_;
+    kernels::Matrix embedding_, output_;
+    const float* output_norm_ = nullptr;
+    std::vector<float> inv_freq_;
+    float rope_attention_factor_ = 1.0f;
+    kernels::RopePairing rope_pairing_ = kernels::RopePairing::Half;
+    float attention_scale_ = 1.0f;
+    std::vector<std::vector<float>> owned_vectors_;  // 1-D tensors converted to fp32
+    std::unique_ptr<float[]> arena_;
+    Activations act_{};
+};
+
+}  // namespace kindred::model
