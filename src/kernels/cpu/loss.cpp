@@ -1,0 +1,299 @@
+// kernels/cpu/loss.cpp — the losses of kernels/loss.h on the CPU.
+// Log-sum-exps and loss sums accumulate in double (vocabularies of 50k–200k terms drift in fp32).
+// The fused LM-head loss takes its exponentials in fp32 (tokens × vocab of them per pass, AVX2
+// where built for it); the row-wise losses (small heads, distillation) work in double throughout. The fused cross-entropy splits tokens over the thread pool, each thread
+// running a one-threaded sgemm on its own token rows, and totals are summed in token order:
+// repeatable for a fixed thread count. Another thread count gives other row counts per sgemm, for
+// which OpenBLAS may pick other micro-kernels, so results can differ in the last bits.
+#include "kernels/loss.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <cblas.h>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/simd.h"
+#include "kernels/dequantize.h"
+
+namespace kindred::kernels {
+namespace {
+
+// The pool owns the parallelism; an OpenBLAS thread team per call would fight it for cores.
+void pin_openblas_to_one_thread() {
+    static const bool pinned = (openblas_set_num_threads(1), true);
+    (void)pinned;
+}
+
+// Σ exp(z[i] − shift) with fp32 exponentials (AVX2 exp256, ~2 ulp) summed in double.
+double sum_exp_shifted(const float* z, float shift, std::int64_t n) {
+    std::int64_t i = 0;
+    double total = 0.0;
+#ifdef KINDRED_AVX2
+    const __m256 s = _mm256_set1_ps(shift);
+    __m256d low = _mm256_setzero_pd(), high = _mm256_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = cpu::exp256(_mm256_sub_ps(_mm256_loadu_ps(z + i), s));
+        low = _mm256_add_pd(low, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        high = _mm256_add_pd(high, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    alignas(32) double lanes[4];
+    _mm256_store_pd(lanes, _mm256_add_pd(low, high));
+    total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+#endif
+    for (; i < n; ++i) total += std::exp(z[i] - shift);
+    return total;
+}
+
+// z[i] = coefficient · exp(z[i] − log_z): a softmax row scaled for the gradient.
+void scaled_softmax(float* z, float log_z, float coefficient, std::int64_t n) {
+    std::int64_t i = 0;
+#ifdef KINDRED_AVX2
+    const __m256 s = _mm256_set1_ps(log_z), c = _mm256_set1_ps(coefficient);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(z + i, _mm256_mul_ps(c, cpu::exp256(_mm256_sub_ps(_mm256_loadu_ps(z + i), s))));
+#endif
+    for (; i < n; ++i) z[i] = coefficient * std::exp(z[i] - log_z);
+}
+
+// Tokens per sgemm call: enough rows to amortise packing of the weight chunk.
+constexpr std::int64_t token_grain = 16;
+
+// log Σ exp(z[i] · inverse_t) over n > 0 values, max-shifted, entirely in double: these rows are
+// small heads or distillation rows, where exactness is worth more than fp32 exp's speed.
+double log_sum_exp(const float* z, std::int64_t n, double inverse_t) {
+    float m = z[0];
+    for (std::int64_t i = 1; i < n; ++i) m = std::max(m, z[i]);
+    const double shift = m * inverse_t;
+    double sum = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) sum += std::exp(z[i] * inverse_t - shift);
+    return shift + std::log(sum);
+}
+
+bool check_target(std::int32_t target, std::int64_t classes, std::int64_t row, const char* op) {
+    if (target == ignore_index) return false;
+    if (target < 0 || target >= classes) fail("{}: target {} of row {} is outside [0, {})", op, target, row, classes);
+    return true;
+}
+
+void check_rows(std::int64_t rows, std::int64_t classes, const char* op) {
+    if (rows < 0 || classes <= 0) fail("{}: bad shape {} x {}", op, rows, classes);
+}
+
+void dequantize_matrix_rows(const void* context, std::int64_t row_begin, std::int64_t row_end, float* dst) {
+    const auto& w = *static_cast<const Matrix*>(context);
+    const auto stride = static_cast<std::int64_t>(row_bytes(w.type, static_cast<std::uint64_t>(w.cols)));
+    const auto* base = static_cast<const std::uint8_t*>(w.data);
+    for (std::int64_t r = row_begin; r < row_end; ++r)
+        dequantize_row(w.type, base + r * stride, dst + (r - row_begin) * w.cols, w.cols);
+}
+
+}  // namespace
+
+WeightRows weight_rows(const Matrix& w) {
+    if (w.rows < 0 || w.cols <= 0) fail("weight_rows: bad shape {} x {}", w.rows, w.cols);
+    if (w.type == DType::F32) return WeightRows{static_cast<const float*>(w.data), nullptr, nullptr, w.rows, w.cols};
+    if (!dtype_info(w.type).dequantizable) fail("weight_rows: type {} cannot be dequantized", dtype_info(w.type).name);
+    row_bytes(w.type, static_cast<std::uint64_t>(w.cols));  // throws unless cols is whole blocks
+    return WeightRows{nullptr, dequantize_matrix_rows, &w, w.rows, w.cols};
+}
+
+CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const float* h, const WeightRows& w,
+                                       const std::int32_t* targets, const float* weights,
+                                       const FusedCrossEntropyShape& shape, float grad_scale) {
+    const std::int64_t tokens = shape.tokens, dim = shape.dim, vocab = shape.vocab;
+    if (tokens < 0 || dim <= 0 || vocab <= 0 || shape.chunk <= 0)
+        fail("fused_cross_entropy: bad shape tokens={} dim={} vocab={} chunk={}", tokens, dim, vocab, shape.chunk);
+    if ((w.f32 == nullptr) == (w.dequantize == nullptr))
+        fail("fused_cross_entropy: weight rows need exactly one of f32 storage or a dequantize function");
+    if ((w.rows != -1 && w.rows != vocab) || (w.cols != -1 && w.cols != dim))
+        fail("fused_cross_entropy: weight is {} x {} but vocab x dim is {} x {}", w.rows, w.cols, vocab, dim);
+    pin_openblas_to_one_thread();
+
+    // Gather the counted tokens so that no product is spent on ignored ones (prompt tokens).
+    std::vector<std::int64_t> active;
+    for (std::int64_t t = 0; t < tokens; ++t)
+        if (check_target(targets[t], vocab, t, "fused_cross_entropy")) active.push_back(t);
+    if (target_logprob != nullptr) std::fill(target_logprob, target_logprob + tokens, 0.0f);
+    const auto n = static_cast<std::int64_t>(active.size());
+    if (n == 0) return {};
+    std::vector<float> hs(static_cast<std::size_t>(n * dim));
+    for (std::int64_t i = 0; i < n; ++i) std::copy_n(h + active[i] * dim, dim, hs.data() + i * dim);
+
+    const std::int64_t chunk = std::min(shape.chunk, vocab);
+    std::vector<float> logits(static_cast<std::size_t>(n * chunk));
+    std::vector<float> dequantized(w.f32 != nullptr ? 0 : static_cast<std::size_t>(chunk * dim));
+    auto& pool = thread_pool();
+
+    // Calls per_block(b, e, z, v0, v1, wc) for every block [b, e) of active tokens and every
+    // vocabulary chunk [v0, v1): z holds the block's logits over the chunk ([e − b x v1 − v0],
+    // row-major) and wc the chunk's fp32 weight rows.
+    auto stream = [&](auto&& per_block) {
+        for (std::int64_t v0 = 0; v0 < vocab; v0 += chunk) {
+            const std::int64_t v1 = std::min(vocab, v0 + chunk), cn = v1 - v0;
+            const float* wc = w.f32 != nullptr ? w.f32 + v0 * dim : dequantized.data();
+            if (w.f32 == nullptr)
+                pool.parallel_for(cn, token_grain, [&](std::int64_t b, std::int64_t e) {
+                    w.dequantize(w.context, v0 + b, v0 + e, dequantized.data() + b * dim);
+                });
+            pool.parallel_for(n, token_grain, [&](std::int64_t b, std::int64_t e) {
+                float* z = logits.data() + b * cn;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(e - b),
+                            static_cast<blasint>(cn), static_cast<blasint>(dim), 1.0f, hs.data() + b * dim,
+                            static_cast<blasint>(dim), wc, static_cast<blasint>(dim), 0.0f, z,
+                            static_cast<blasint>(cn));
+                per_block(b, e, z, v0, v1, wc);
+            });
+        }
+    };
+
+    // Pass 1: online log-sum-exp (running max and rescaled sum) and the target logit.
+    std::vector<float> running_max(static_cast<std::size_t>(n), -std::numeric_limits<float>::infinity());
+    std::vector<double> running_sum(static_cast<std::size_t>(n), 0.0);
+    std::vector<float> target_logit(static_cast<std::size_t>(n), 0.0f);
+    stream([&](std::int64_t b, std::int64_t e, const float* z, std::int64_t v0, std::int64_t v1, const float*) {
+        const std::int64_t cn = v1 - v0;
+        for (std::int64_t i = b; i < e; ++i, z += cn) {
+            const float chunk_max = cpu::max_of(z[0], z, cn);
+            float& m = running_max[i];
+            if (chunk_max > m) {
+                running_sum[i] *= std::exp(static_cast<double>(m) - chunk_max);
+                m = chunk_max;
+            }
+            running_sum[i] += sum_exp_shifted(z, m, cn);
+            const std::int32_t y = targets[active[i]];
+            if (y >= v0 && y < v1) target_logit[i] = z[y - v0];
+        }
+    });
+
+    CrossEntropyTotals totals;
+    std::vector<float> lse(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) {
+        const double log_z = static_cast<double>(running_max[i]) + std::log(running_sum[i]);
+        lse[i] = static_cast<float>(log_z);
+        const double logp = static_cast<double>(target_logit[i]) - log_z;
+        const double weight = weights != nullptr ? weights[active[i]] : 1.0;
+        totals.loss -= weight * logp;
+        totals.weight += weight;
+        if (target_logprob != nullptr) target_logprob[active[i]] = static_cast<float>(logp);
+    }
+    totals.counted = n;
+    if (dh == nullptr) return totals;
+
+    // Pass 2: logits again, turned in place into grad_scale·weight·(softmax − onehot), then
+    // dhs[block] += G · W_chunk.
+    std::vector<float> dhs(static_cast<std::size_t>(n * dim), 0.0f);
+    stream([&](std::int64_t b, std::int64_t e, float* z, std::int64_t v0, std::int64_t v1, const float* wc) {
+        const std::int64_t cn = v1 - v0;
+        float* g = z;
+        for (std::int64_t i = b; i < e; ++i, z += cn) {
+            const float coefficient = grad_scale * (weights != nullptr ? weights[active[i]] : 1.0f);
+            scaled_softmax(z, lse[i], coefficient, cn);
+            const std::int32_t y = targets[active[i]];
+            if (y >= v0 && y < v1) z[y - v0] -= coefficient;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(e - b), static_cast<blasint>(dim),
+                    static_cast<blasint>(cn), 1.0f, g, static_cast<blasint>(cn), wc, static_cast<blasint>(dim), 1.0f,
+                    dhs.data() + b * dim, static_cast<blasint>(dim));
+    });
+    for (std::int64_t i = 0; i < n; ++i) {
+        float* out = dh + active[i] * dim;
+        const float* in = dhs.data() + i * dim;
+        for (std::int64_t k = 0; k < dim; ++k) out[k] += in[k];
+    }
+    return totals;
+}
+
+CrossEntropyTotals softmax_cross_entropy_forward(float* target_logprob, const float* logits,
+                                                 const std::int32_t* targets, const float* weights, std::int64_t rows,
+                                                 std::int64_t classes) {
+    check_rows(rows, classes, "softmax_cross_entropy");
+    CrossEntropyTotals totals;
+    for (std::int64_t r = 0; r < rows; ++r) {
+        if (target_logprob != nullptr) target_logprob[r] = 0.0f;
+        if (!check_target(targets[r], classes, r, "softmax_cross_entropy")) continue;
+        const float* z = logits + r * classes;
+        const double logp = static_cast<double>(z[targets[r]]) - log_sum_exp(z, classes, 1.0);
+        const double weight = weights != nullptr ? weights[r] : 1.0;
+        totals.loss -= weight * logp;
+        totals.weight += weight;
+        ++totals.counted;
+        if (target_logprob != nullptr) target_logprob[r] = static_cast<float>(logp);
+    }
+    return totals;
+}
+
+void softmax_cross_entropy_backward(float* dlogits, const float* logits, const std::int32_t* targets,
+                                    const float* weights, std::int64_t rows, std::int64_t classes, float grad_scale) {
+    check_rows(rows, classes, "softmax_cross_entropy");
+    for (std::int64_t r = 0; r < rows; ++r) {
+        if (!check_target(targets[r], classes, r, "softmax_cross_entropy")) continue;
+        const float* z = logits + r * classes;
+        float* dz = dlogits + r * classes;
+        const auto log_z = static_cast<float>(log_sum_exp(z, classes, 1.0));
+        const float coefficient = grad_scale * (weights != nullptr ? weights[r] : 1.0f);
+        for (std::int64_t c = 0; c < classes; ++c) dz[c] += coefficient * std::exp(z[c] - log_z);
+        dz[targets[r]] -= coefficient;
+    }
+}
+
+double kl_divergence_forward(const float* teacher, const float* student, std::int64_t rows, std::int64_t classes,
+                             float temperature, float loss_scale) {
+    check_rows(rows, classes, "kl_divergence");
+    if (!(temperature > 0.0f)) fail("kl_divergence: temperature {} is not positive", temperature);
+    const double inverse_t = 1.0 / temperature;
+    double total = 0.0;
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const float* zt = teacher + r * classes;
+        const float* zs = student + r * classes;
+        const double lse_t = log_sum_exp(zt, classes, inverse_t);
+        const double lse_s = log_sum_exp(zs, classes, inverse_t);
+        double kl = 0.0;
+        for (std::int64_t c = 0; c < classes; ++c) {
+            const double log_pt = zt[c] * inverse_t - lse_t;
+            const double pt = std::exp(log_pt);
+            if (pt == 0.0) continue;  // 0 · log 0 = 0 (a teacher logit of −inf masks a class)
+            kl += pt * (log_pt - (zs[c] * inverse_t - lse_s));
+        }
+        total += kl;
+    }
+    return static_cast<double>(loss_scale) * total;
+}
+
+void kl_divergence_backward(float* dstudent, const float* teacher, const float* student, std::int64_t rows,
+                            std::int64_t classes, float temperature, float loss_scale, float grad_scale) {
+    check_rows(rows, classes, "kl_divergence");
+    if (!(temperature > 0.0f)) fail("kl_divergence: temperature {} is not positive", temperature);
+    const double inverse_t = 1.0 / temperature;
+    const double coefficient = static_cast<double>(grad_scale) * loss_scale * inverse_t;
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const float* zt = teacher + r * classes;
+        const float* zs = student + r * classes;
+        const double lse_t = log_sum_exp(zt, classes, inverse_t);
+        const double lse_s = log_sum_exp(zs, classes, inverse_t);
+        float* d = dstudent + r * classes;
+        for (std::int64_t c = 0; c < classes; ++c) {
+            const double difference = std::exp(zs[c] * inverse_t - lse_s) - std::exp(zt[c] * inverse_t - lse_t);
+            d[c] += static_cast<float>(coefficient * difference);
+        }
+    }
+}
+
+double mse_forward(const float* prediction, const float* target, std::int64_t n) {
+    double total = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        const double difference = static_cast<double>(prediction[i]) - target[i];
+        total += difference * difference;
+    }
+    return total;
+}
+
+void mse_backward(float* dprediction, const float* prediction, const float* target, std::int64_t n,
+                  float grad_scale) {
+    for (std::int64_t i = 0; i < n; ++i) dprediction[i] += grad_scale * 2.0f * (prediction[i] - target[i]);
+}
+
+}  // namespace kindred::kernels

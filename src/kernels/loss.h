@@ -1,0 +1,90 @@
+// kernels/loss.h — training losses with hand-written gradients: the LM head's softmax
+// cross-entropy fused with the output projection (vocabulary processed in chunks, so the
+// [tokens x vocab] logits never exist), plain cross-entropy for small classifier heads, the
+// temperature-scaled distillation KL, and MSE.
+//
+// Conventions shared by every loss here (llm.c style, one forward and one backward per op):
+//  - forward returns the SUM over rows (in double); the caller divides by whatever count it
+//    reduces by, and passes that factor to backward as `grad_scale` = d(final loss)/d(sum).
+//  - backward ADDS into its gradient buffer (the caller zeroes it once per accumulation cycle).
+//  - targets equal to `ignore_index` (-100, as PyTorch) contribute neither loss nor gradient.
+//  - optional per-row weights multiply a row's loss and gradient (null = all 1).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/matmul.h"
+
+namespace kindred::kernels {
+
+inline constexpr std::int32_t ignore_index = -100;
+
+struct CrossEntropyTotals {
+    double loss = 0.0;         // Σ weight[t] · (−log p(target[t])) over counted rows
+    double weight = 0.0;       // Σ weight[t] over counted rows (the usual mean divisor)
+    std::int64_t counted = 0;  // rows whose target is not ignore_index
+};
+
+// Rows of a frozen [vocab x dim] output projection, as fp32. Either `f32` points at row-major
+// fp32 storage read in place, or `dequantize(context, r0, r1, dst)` writes rows [r0, r1) into
+// dst[(r1 - r0) x dim] (called concurrently for disjoint ranges, so it must be thread-safe and
+// must not throw). rows/cols, when not -1, are checked against the loss's vocab/dim.
+struct WeightRows {
+    const float* f32 = nullptr;
+    void (*dequantize)(const void* context, std::int64_t row_begin, std::int64_t row_end, float* dst) = nullptr;
+    const void* context = nullptr;
+    std::int64_t rows = -1;
+    std::int64_t cols = -1;
+};
+
+// The rows of `w` (any dtype matmul_forward accepts). `w` is referenced, not copied: it must
+// outlive the returned value. Throws Error for a type that cannot be dequantized or a row length
+// that is not a whole number of blocks.
+WeightRows weight_rows(const Matrix& w);
+
+struct FusedCrossEntropyShape {
+    std::int64_t tokens = 0;
+    std::int64_t dim = 0;
+    std::int64_t vocab = 0;
+    std::int64_t chunk = 1024;  // vocabulary rows per step; need not divide vocab (512–8192 ran
+                                // equally fast at 512 x 576 x 49152 on 2 cores: GEMM-bound)
+};
+
+// Cross-entropy of softmax(h · Wᵀ) against `targets` without materialising the logits.
+// Pass 1 streams the vocabulary in chunks ([tokens x chunk] logits by sgemm) and keeps an online
+// log-sum-exp per token; pass 2 (only when dh is not null) recomputes each chunk's logits and
+// adds grad_scale · weight[t] · (softmax − onehot) · W_chunk into dh. Memory beyond the inputs:
+// O(tokens · chunk) logits + O(chunk · dim) dequantized rows + O(tokens · dim) gathered rows of
+// the counted tokens (ignored tokens are dropped before any product is taken). The price of not
+// storing logits is a third GEMM (pass 2 recomputes what pass 1 computed).
+// target_logprob[t] (optional, [tokens]) receives log p(target[t]), 0 for ignored rows.
+// Throws Error for bad shapes or a target outside [0, vocab) that is not ignore_index.
+CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const float* h, const WeightRows& w,
+                                       const std::int32_t* targets, const float* weights,
+                                       const FusedCrossEntropyShape& shape, float grad_scale);
+
+// Cross-entropy over materialised logits [rows x classes] (small heads; also the reference the
+// fused version is tested against). target_logprob as above.
+CrossEntropyTotals softmax_cross_entropy_forward(float* target_logprob, const float* logits,
+                                                 const std::int32_t* targets, const float* weights, std::int64_t rows,
+                                                 std::int64_t classes);
+// dlogits += grad_scale · weight[r] · (softmax(logits[r]) − onehot(target[r])).
+void softmax_cross_entropy_backward(float* dlogits, const float* logits, const std::int32_t* targets,
+                                    const float* weights, std::int64_t rows, std::int64_t classes, float grad_scale);
+
+// Distillation: loss_scale · Σ_rows KL(softmax(teacher/τ) ‖ softmax(student/τ)), per row over
+// `classes` logits. Hinton et al. multiply by τ² so that gradient magnitudes do not shrink as τ
+// grows (the gradient w.r.t. student logits is (p_S − p_T)/τ); that is a caller's choice, made
+// explicit through loss_scale (pass τ² for the usual convention, 1 for plain KL). Classes the
+// teacher gives probability 0 (logit −inf) contribute 0, where torch's kl_div would give NaN.
+double kl_divergence_forward(const float* teacher, const float* student, std::int64_t rows, std::int64_t classes,
+                             float temperature, float loss_scale);
+// dstudent += grad_scale · loss_scale · (softmax(student/τ) − softmax(teacher/τ)) / τ.
+void kl_divergence_backward(float* dstudent, const float* teacher, const float* student, std::int64_t rows,
+                            std::int64_t classes, float temperature, float loss_scale, float grad_scale);
+
+// Σ (prediction − target)² over n values; backward: dprediction += grad_scale · 2 · (p − t).
+double mse_forward(const float* prediction, const float* target, std::int64_t n);
+void mse_backward(float* dprediction, const float* prediction, const float* target, std::int64_t n, float grad_scale);
+
+}  // namespace kindred::kernels
