@@ -10,5 +10,6 @@ namespace kindred::cli {
 void add_inspect_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_data_command(CLI::App& app);
 
 }  // namespace kindred::cli

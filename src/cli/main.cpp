@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
     kindred::cli::add_inspect_command(app);
     kindred::cli::add_tokenize_command(app);
     kindred::cli::add_eval_command(app);
+    kindred::cli::add_data_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& error) {

@@ -9,19 +9,12 @@
 #include <cmath>
 #include <vector>
 
-#include <cblas.h>
-
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/blas.h"
 
 namespace kindred::kernels {
 namespace {
-
-// The pool owns the parallelism; an OpenBLAS thread team per call would fight it for cores.
-void pin_openblas_to_one_thread() {
-    static const bool pinned = (openblas_set_num_threads(1), true);
-    (void)pinned;
-}
 
 // Rows (or columns) per slice: enough to amortise sgemm's packing.
 constexpr std::int64_t grain = 16;
@@ -84,7 +77,7 @@ void dropout_backward(float* dx, const float* dout, const std::uint8_t* keep, st
 
 void lora_forward(float* y, float* xa, const float* u, const float* a, const float* b, const LoraShape& s) {
     check_shape(s);
-    pin_openblas_to_one_thread();
+    cpu::pin_openblas_to_one_thread();
     thread_pool().parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi(t1 - t0), bi(s.rank), bi(s.in), 1.0f, u + t0 * s.in,
                     bi(s.in), a, bi(s.in), 0.0f, xa + t0 * s.rank, bi(s.rank));
@@ -97,7 +90,7 @@ void lora_backward(float* du, float* da, float* db, const float* dy, const float
                    const float* b, const LoraShape& s) {
     check_shape(s);
     if (s.tokens == 0) return;
-    pin_openblas_to_one_thread();
+    cpu::pin_openblas_to_one_thread();
     auto& pool = thread_pool();
     if (db != nullptr)
         pool.parallel_for(s.out, grain, [&](std::int64_t r0, std::int64_t r1) {

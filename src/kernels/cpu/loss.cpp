@@ -12,21 +12,14 @@
 #include <limits>
 #include <vector>
 
-#include <cblas.h>
-
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/dequantize.h"
 
 namespace kindred::kernels {
 namespace {
-
-// The pool owns the parallelism; an OpenBLAS thread team per call would fight it for cores.
-void pin_openblas_to_one_thread() {
-    static const bool pinned = (openblas_set_num_threads(1), true);
-    (void)pinned;
-}
 
 // Σ exp(z[i] − shift) with fp32 exponentials (AVX2 exp256, ~2 ulp) summed in double.
 double sum_exp_shifted(const float* z, float shift, std::int64_t n) {
@@ -111,7 +104,7 @@ CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const f
         fail("fused_cross_entropy: weight rows need exactly one of f32 storage or a dequantize function");
     if ((w.rows != -1 && w.rows != vocab) || (w.cols != -1 && w.cols != dim))
         fail("fused_cross_entropy: weight is {} x {} but vocab x dim is {} x {}", w.rows, w.cols, vocab, dim);
-    pin_openblas_to_one_thread();
+    cpu::pin_openblas_to_one_thread();
 
     // Gather the counted tokens so that no product is spent on ignored ones (prompt tokens).
     std::vector<std::int64_t> active;
