@@ -53,7 +53,22 @@ constexpr std::array kTable{
     Entry{DType::U8, {"U8", 1, 1, false, false}},
 };
 
+// dtype_info sits on the per-row path of matmul and dequantize, so ids index a table
+// instead of searching kTable.
+constexpr std::size_t kMaxGgmlId = 64;
+constexpr std::array<int, kMaxGgmlId> kByGgmlId = [] {
+    std::array<int, kMaxGgmlId> by_id{};
+    by_id.fill(-1);
+    for (std::size_t i = 0; i < kTable.size(); ++i) {
+        const auto id = static_cast<std::uint32_t>(kTable[i].type);
+        if (id < kMaxGgmlId) by_id[id] = static_cast<int>(i);
+    }
+    return by_id;
+}();
+
 const Entry* lookup(DType type) {
+    const auto id = static_cast<std::uint32_t>(type);
+    if (id < kMaxGgmlId) return kByGgmlId[id] < 0 ? nullptr : &kTable[static_cast<std::size_t>(kByGgmlId[id])];
     for (const Entry& entry : kTable) {
         if (entry.type == type) return &entry;
     }

@@ -24,9 +24,11 @@ enum class ValueType : std::uint32_t {
 };
 
 struct Value;
+// Every item holds element_type; items of an array of arrays each carry their own element type.
 struct Array {
     ValueType element_type = ValueType::UInt8;
     std::vector<Value> items;
+    friend bool operator==(const Array&, const Array&) = default;
 };
 
 struct Value {
@@ -35,6 +37,7 @@ struct Value {
                                  std::int64_t, double>;
     Storage storage;
     ValueType type() const { return static_cast<ValueType>(storage.index()); }
+    friend bool operator==(const Value&, const Value&) = default;
 };
 
 struct TensorInfo {
@@ -42,12 +45,15 @@ struct TensorInfo {
     std::vector<std::uint64_t> dims;  // ggml order: dims[0] is the contiguous (fastest) one
     DType type = DType::F32;
     std::uint64_t offset = 0;             // relative to the start of the data section
-    std::span<const std::uint8_t> data;   // bytes inside the mapping (reader only)
+    // Reader only: the tensor's bytes inside the mapping (File::open; valid while any copy of the
+    // File lives) or inside the caller's buffer (File::parse; valid while that buffer lives).
+    std::span<const std::uint8_t> data;
     std::uint64_t element_count() const;
 };
 
 class Metadata {
 public:
+    // Adds the key, or replaces its value in place (keeping its position in entries()).
     void set(std::string key, Value value);
     const Value* find(std::string_view key) const;
     bool contains(std::string_view key) const { return find(key) != nullptr; }
@@ -71,7 +77,11 @@ class File {
 public:
     // Maps and validates the file; throws Error naming path and problem.
     static File open(const std::string& path);
-    // Same validation over bytes the caller owns (used by the fuzzer and tests).
+    // Same validation over bytes the caller owns (used by the fuzzer and tests); `name` stands
+    // for the file in error messages. Accepted: versions 2 and 3, little-endian, arrays nested
+    // up to 8 deep, at most 2^24 metadata array elements in all, 1 to 4 non-zero dims, bool
+    // bytes 0 or 1, strict UTF-8 keys, names and strings, tensors inside the file, aligned,
+    // not overlapping, of a known ggml type and whole blocks per row.
     static File parse(std::span<const std::uint8_t> bytes, const std::string& name);
 
     std::uint32_t version() const { return version_; }
@@ -81,23 +91,33 @@ public:
     const TensorInfo* find_tensor(std::string_view name) const;
     const TensorInfo& tensor(std::string_view name) const;  // throws Error when missing
     const std::string& name() const { return name_; }
+    // Where the data section starts; TensorInfo::offset counts from here.
+    std::uint64_t data_offset() const { return data_offset_; }
 
 private:
     std::string name_;
-    std::shared_ptr<MappedFile> mapping_;
+    std::shared_ptr<MappedFile> mapping_;  // keeps TensorInfo::data valid for open()ed files
     std::uint32_t version_ = 3;
     std::uint64_t alignment_ = 32;
+    std::uint64_t data_offset_ = 0;
     Metadata metadata_;
     std::vector<TensorInfo> tensors_;
+    std::map<std::string, std::size_t, std::less<>> tensor_index_;  // name -> position in tensors_
 };
 
 class Writer {
 public:
+    // A non-default alignment is recorded as `general.alignment` (appended after the caller's
+    // keys unless the caller set it, which must then agree).
     explicit Writer(std::uint32_t version = 3, std::uint64_t alignment = 32);
     Metadata& metadata() { return metadata_; }
+    const Metadata& metadata() const { return metadata_; }
     // Bytes are copied; their size must match type and dims.
     void add_tensor(std::string name, DType type, std::vector<std::uint64_t> dims,
                     std::span<const std::uint8_t> bytes);
+    // Throws Error for anything the reader would reject (mixed-type arrays, bad UTF-8, empty
+    // keys, arrays nested deeper than 8). For the same keys and tensors the bytes equal those of
+    // gguf-py's GGUFWriter (tests/formats/test_gguf_golden.cpp).
     std::vector<std::uint8_t> serialize() const;
     // Writes atomically (temporary file, then rename).
     void write(const std::string& path) const;

@@ -1,0 +1,368 @@
+#include "kernels/dequantize.h"
+
+#include <array>
+#include <cstring>
+
+#if defined(__AVX2__) && defined(__F16C__)
+#include <immintrin.h>
+#define KINDRED_DEQUANT_AVX2 1
+#endif
+
+#include "core/error.h"
+#include "core/half.h"
+
+// Bit-exactness needs every x*d+m rounded twice, as ggml's reference and numpy do; a fused
+// multiply-add rounds once. GCC fuses by default (even across intrinsics), clang within an
+// expression, so contraction is switched off for this file.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+namespace kindred {
+namespace {
+
+// Block layouts (ggml-common.h): byte offsets of the fields inside one block.
+constexpr int kQK = 32;     // elements per Q4_0 / Q4_1 / Q8_0 / MXFP4 block
+constexpr int kQK_K = 256;  // elements per K-quant super-block
+constexpr std::size_t kQ40Bytes = 18;   // d:f16, qs[16]
+constexpr std::size_t kQ41Bytes = 20;   // d:f16, m:f16, qs[16]
+constexpr std::size_t kQ80Bytes = 34;   // d:f16, qs[32] int8
+constexpr std::size_t kQ4KBytes = 144;  // d:f16, dmin:f16, scales[12], qs[128]
+constexpr std::size_t kQ6KBytes = 210;  // ql[128], qh[64], scales[16] int8, d:f16
+constexpr std::size_t kMxfp4Bytes = 17; // e:e8m0, qs[16]
+
+// MXFP4 element values (e2m1), doubled so they are integers; the scale is halved to match.
+constexpr std::array<std::int8_t, 16> kMxfp4Values = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+float load_half(const std::uint8_t* p) {
+    std::uint16_t bits;
+    std::memcpy(&bits, p, sizeof bits);
+    return fp16_to_fp32(bits);
+}
+
+// 2^(e-127) / 2, built from bits (e = 0 and 1 give subnormals).
+float e8m0_to_fp32_half(std::uint8_t e) {
+    const std::uint32_t bits = e < 2 ? (0x00200000u << e) : (static_cast<std::uint32_t>(e - 1) << 23);
+    float value;
+    std::memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+// The six-bit scale and min of sub-block j from Q4_K's packed 12-byte scales.
+void q4k_scale_min(int j, const std::uint8_t* q, std::uint8_t& scale, std::uint8_t& min) {
+    if (j < 4) {
+        scale = q[j] & 63;
+        min = q[j + 4] & 63;
+    } else {
+        scale = static_cast<std::uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        min = static_cast<std::uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+// ---- scalar reference ----
+
+void scalar_f16(const std::uint8_t* src, float* dst, std::int64_t n) {
+    for (std::int64_t i = 0; i < n; ++i) dst[i] = load_half(src + 2 * i);
+}
+
+void scalar_bf16(const std::uint8_t* src, float* dst, std::int64_t n) {
+    for (std::int64_t i = 0; i < n; ++i) {
+        std::uint16_t bits;
+        std::memcpy(&bits, src + 2 * i, sizeof bits);
+        dst[i] = bf16_to_fp32(bits);
+    }
+}
+
+void scalar_q4_0(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    for (std::int64_t b = 0; b < blocks; ++b, src += kQ40Bytes, dst += kQK) {
+        const float d = load_half(src);
+        const std::uint8_t* qs = src + 2;
+        for (int j = 0; j < kQK / 2; ++j) {
+            dst[j] = static_cast<float>((qs[j] & 0xF) - 8) * d;
+            dst[j + kQK / 2] = static_cast<float>((qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+
+void scalar_q4_1(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    for (std::int64_t b = 0; b < blocks; ++b, src += kQ41Bytes, dst += kQK) {
+        const float d = load_half(src);
+        const float m = load_half(src + 2);
+        const std::uint8_t* qs = src + 4;
+        for (int j = 0; j < kQK / 2; ++j) {
+            dst[j] = static_cast<float>(qs[j] & 0xF) * d + m;
+            dst[j + kQK / 2] = static_cast<float>(qs[j] >> 4) * d + m;
+        }
+    }
+}
+
+void scalar_q8_0(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    for (std::int64_t b = 0; b < blocks; ++b, src += kQ80Bytes, dst += kQK) {
+        const float d = load_half(src);
+        for (int j = 0; j < kQK; ++j) dst[j] = static_cast<float>(static_cast<std::int8_t>(src[2 + j])) * d;
+    }
+}
+
+void scalar_q4_k(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    for (std::int64_t b = 0; b < blocks; ++b, src += kQ4KBytes) {
+        const float d = load_half(src);
+        const float dmin = load_half(src + 2);
+        const std::uint8_t* scales = src + 4;
+        const std::uint8_t* q = src + 16;
+        for (int j = 0; j < kQK_K / 64; ++j, q += 32) {
+            std::uint8_t sc, mn;
+            q4k_scale_min(2 * j, scales, sc, mn);
+            const float d1 = d * sc;
+            const float m1 = dmin * mn;
+            q4k_scale_min(2 * j + 1, scales, sc, mn);
+            const float d2 = d * sc;
+            const float m2 = dmin * mn;
+            for (int l = 0; l < 32; ++l) *dst++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; ++l) *dst++ = d2 * static_cast<float>(q[l] >> 4) - m2;
+        }
+    }
+}
+
+void scalar_q6_k(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    for (std::int64_t b = 0; b < blocks; ++b, src += kQ6KBytes) {
+        const float d = load_half(src + 208);
+        const std::uint8_t* ql = src;
+        const std::uint8_t* qh = src + 128;
+        const auto* sc = reinterpret_cast<const std::int8_t*>(src + 192);
+        for (int half = 0; half < 2; ++half, dst += 128, ql += 64, qh += 32, sc += 8) {
+            for (int l = 0; l < 32; ++l) {
+                const int is = l / 16;
+                const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                dst[l] = d * sc[is] * static_cast<float>(q1);
+                dst[l + 32] = d * sc[is + 2] * static_cast<float>(q2);
+                dst[l + 64] = d * sc[is + 4] * static_cast<float>(q3);
+                dst[l + 96] = d * sc[is + 6] * static_cast<float>(q4);
+            }
+        }
+    }
+}
+
+void scalar_mxfp4(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    for (std::int64_t b = 0; b < blocks; ++b, src += kMxfp4Bytes, dst += kQK) {
+        const float d = e8m0_to_fp32_half(src[0]);
+        const std::uint8_t* qs = src + 1;
+        for (int j = 0; j < kQK / 2; ++j) {
+            dst[j] = static_cast<float>(kMxfp4Values[qs[j] & 0xF]) * d;
+            dst[j + kQK / 2] = static_cast<float>(kMxfp4Values[qs[j] >> 4]) * d;
+        }
+    }
+}
+
+// ---- AVX2 ----
+#ifdef KINDRED_DEQUANT_AVX2
+
+// Eight unsigned bytes -> eight floats (exact).
+inline __m256 u8x8_to_ps(__m128i bytes) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)); }
+inline __m256 i8x8_to_ps(__m128i bytes) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)); }
+
+void avx2_f16(const std::uint8_t* src, float* dst, std::int64_t n) {
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i halves = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(halves));
+    }
+    scalar_f16(src + 2 * i, dst + i, n - i);
+}
+
+void avx2_q4_1(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    const __m128i low_mask = _mm_set1_epi8(0x0F);
+    for (std::int64_t b = 0; b < blocks; ++b, src += kQ41Bytes, dst += kQK) {
+        const __m256 d = _mm256_set1_ps(load_half(src));
+        const __m256 m = _mm256_set1_ps(load_half(src + 2));
+        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 4));
+        const __m128i lo = _mm_and_si128(q, low_mask);
+        const __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), low_mask);
+        _mm256_storeu_ps(dst + 0, _mm256_add_ps(_mm256_mul_ps(u8x8_to_ps(lo), d), m));
+        _mm256_storeu_ps(dst + 8, _mm256_add_ps(_mm256_mul_ps(u8x8_to_ps(_mm_srli_si128(lo, 8)), d), m));
+        _mm256_storeu_ps(dst + 16, _mm256_add_ps(_mm256_mul_ps(u8x8_to_ps(hi), d), m));
+        _mm256_storeu_ps(dst + 24, _mm256_add_ps(_mm256_mul_ps(u8x8_to_ps(_mm_srli_si128(hi, 8)), d), m));
+    }
+}
+
+// 16 packed nibble pairs -> 32 signed bytes through a 16-entry table: low nibbles are
+// elements 0..15, high nibbles 16..31 (the Q4_0 / MXFP4 layout).
+inline void nibbles_through_table(const std::uint8_t* qs, __m128i table, __m128i& first, __m128i& second) {
+    const __m128i low_mask = _mm_set1_epi8(0x0F);
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    first = _mm_shuffle_epi8(table, _mm_and_si128(q, low_mask));
+    second = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(q, 4), low_mask));
+}
+
+inline void scale_i8x16_pair(__m128i first, __m128i second, __m256 d, float* dst) {
+    _mm256_storeu_ps(dst + 0, _mm256_mul_ps(i8x8_to_ps(first), d));
+    _mm256_storeu_ps(dst + 8, _mm256_mul_ps(i8x8_to_ps(_mm_srli_si128(first, 8)), d));
+    _mm256_storeu_ps(dst + 16, _mm256_mul_ps(i8x8_to_ps(second), d));
+    _mm256_storeu_ps(dst + 24, _mm256_mul_ps(i8x8_to_ps(_mm_srli_si128(second, 8)), d));
+}
+
+void avx2_q4_0(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    const __m128i minus_eight = _mm_setr_epi8(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+    for (std::int64_t b = 0; b < blocks; ++b, src += kQ40Bytes, dst += kQK) {
+        __m128i first, second;
+        nibbles_through_table(src + 2, minus_eight, first, second);
+        scale_i8x16_pair(first, second, _mm256_set1_ps(load_half(src)), dst);
+    }
+}
+
+void avx2_mxfp4(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    const __m128i values = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Values.data()));
+    for (std::int64_t b = 0; b < blocks; ++b, src += kMxfp4Bytes, dst += kQK) {
+        __m128i first, second;
+        nibbles_through_table(src + 1, values, first, second);
+        scale_i8x16_pair(first, second, _mm256_set1_ps(e8m0_to_fp32_half(src[0])), dst);
+    }
+}
+
+void avx2_q8_0(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    for (std::int64_t b = 0; b < blocks; ++b, src += kQ80Bytes, dst += kQK) {
+        const __m256 d = _mm256_set1_ps(load_half(src));
+        const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2));
+        const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 18));
+        scale_i8x16_pair(q0, q1, d, dst);
+    }
+}
+
+// dst[0..31] = scale * bytes - offset for 32 bytes given as two 16-byte halves.
+inline void scale_sub_32(__m128i first, __m128i second, __m256 scale, __m256 offset, float* dst) {
+    _mm256_storeu_ps(dst + 0, _mm256_sub_ps(_mm256_mul_ps(scale, u8x8_to_ps(first)), offset));
+    _mm256_storeu_ps(dst + 8, _mm256_sub_ps(_mm256_mul_ps(scale, u8x8_to_ps(_mm_srli_si128(first, 8))), offset));
+    _mm256_storeu_ps(dst + 16, _mm256_sub_ps(_mm256_mul_ps(scale, u8x8_to_ps(second)), offset));
+    _mm256_storeu_ps(dst + 24, _mm256_sub_ps(_mm256_mul_ps(scale, u8x8_to_ps(_mm_srli_si128(second, 8))), offset));
+}
+
+void avx2_q4_k(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    const __m256i low_mask = _mm256_set1_epi8(0x0F);
+    for (std::int64_t b = 0; b < blocks; ++b, src += kQ4KBytes) {
+        const float d = load_half(src);
+        const float dmin = load_half(src + 2);
+        const std::uint8_t* scales = src + 4;
+        const std::uint8_t* q = src + 16;
+        for (int j = 0; j < kQK_K / 64; ++j, q += 32, dst += 64) {
+            std::uint8_t sc, mn;
+            q4k_scale_min(2 * j, scales, sc, mn);
+            const __m256 d1 = _mm256_set1_ps(d * sc);
+            const __m256 m1 = _mm256_set1_ps(dmin * mn);
+            q4k_scale_min(2 * j + 1, scales, sc, mn);
+            const __m256 d2 = _mm256_set1_ps(d * sc);
+            const __m256 m2 = _mm256_set1_ps(dmin * mn);
+            const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+            const __m256i lo = _mm256_and_si256(bytes, low_mask);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low_mask);
+            scale_sub_32(_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1), d1, m1, dst);
+            scale_sub_32(_mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1), d2, m2, dst + 32);
+        }
+    }
+}
+
+// dst[0..31] = (16 values * s0, 16 values * s1) for 32 signed bytes.
+inline void scale_32_i8(__m256i values, __m256 s0, __m256 s1, float* dst) {
+    const __m128i first = _mm256_castsi256_si128(values);
+    const __m128i second = _mm256_extracti128_si256(values, 1);
+    _mm256_storeu_ps(dst + 0, _mm256_mul_ps(s0, i8x8_to_ps(first)));
+    _mm256_storeu_ps(dst + 8, _mm256_mul_ps(s0, i8x8_to_ps(_mm_srli_si128(first, 8))));
+    _mm256_storeu_ps(dst + 16, _mm256_mul_ps(s1, i8x8_to_ps(second)));
+    _mm256_storeu_ps(dst + 24, _mm256_mul_ps(s1, i8x8_to_ps(_mm_srli_si128(second, 8))));
+}
+
+void avx2_q6_k(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    const __m256i low_mask = _mm256_set1_epi8(0x0F);
+    const __m256i two_bits = _mm256_set1_epi8(0x03);
+    const __m256i bias = _mm256_set1_epi8(32);
+    for (std::int64_t b = 0; b < blocks; ++b, src += kQ6KBytes) {
+        const float d = load_half(src + 208);
+        const std::uint8_t* ql = src;
+        const std::uint8_t* qh = src + 128;
+        const auto* sc = reinterpret_cast<const std::int8_t*>(src + 192);
+        for (int half = 0; half < 2; ++half, dst += 128, ql += 64, qh += 32, sc += 8) {
+            const __m256i la = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+            const __m256i lb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+            const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
+            // Six-bit values: low nibble from ql, two high bits from qh, shifted into bits 4..5.
+            const auto six_bits = [&](__m256i low, int high_shift) {
+                const __m256i high = _mm256_and_si256(_mm256_srli_epi16(h, high_shift), two_bits);
+                return _mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(high, 4)), bias);
+            };
+            const __m256i q1 = six_bits(_mm256_and_si256(la, low_mask), 0);
+            const __m256i q2 = six_bits(_mm256_and_si256(lb, low_mask), 2);
+            const __m256i q3 = six_bits(_mm256_and_si256(_mm256_srli_epi16(la, 4), low_mask), 4);
+            const __m256i q4 = six_bits(_mm256_and_si256(_mm256_srli_epi16(lb, 4), low_mask), 6);
+            const auto scale = [&](int k) { return _mm256_set1_ps(d * sc[k]); };
+            scale_32_i8(q1, scale(0), scale(1), dst);
+            scale_32_i8(q2, scale(2), scale(3), dst + 32);
+            scale_32_i8(q3, scale(4), scale(5), dst + 64);
+            scale_32_i8(q4, scale(6), scale(7), dst + 96);
+        }
+    }
+}
+
+#endif  // KINDRED_DEQUANT_AVX2
+
+using RowFunction = void (*)(const std::uint8_t*, float*, std::int64_t);
+
+// Per-type kernels; `count` is elements for plain types and blocks for quantized ones.
+RowFunction scalar_kernel(DType type) {
+    switch (type) {
+        case DType::F16: return scalar_f16;
+        case DType::BF16: return scalar_bf16;
+        case DType::Q4_0: return scalar_q4_0;
+        case DType::Q4_1: return scalar_q4_1;
+        case DType::Q8_0: return scalar_q8_0;
+        case DType::Q4_K: return scalar_q4_k;
+        case DType::Q6_K: return scalar_q6_k;
+        case DType::MXFP4: return scalar_mxfp4;
+        default: return nullptr;
+    }
+}
+
+RowFunction fast_kernel(DType type) {
+#ifdef KINDRED_DEQUANT_AVX2
+    switch (type) {
+        case DType::F16: return avx2_f16;
+        case DType::Q4_0: return avx2_q4_0;
+        case DType::Q4_1: return avx2_q4_1;
+        case DType::Q8_0: return avx2_q8_0;
+        case DType::Q4_K: return avx2_q4_k;
+        case DType::Q6_K: return avx2_q6_k;
+        case DType::MXFP4: return avx2_mxfp4;
+        default: break;
+    }
+#endif
+    return scalar_kernel(type);
+}
+
+void run(DType type, const void* src, float* dst, std::int64_t n, RowFunction (*select)(DType)) {
+    if (n < 0) fail("dequantize: negative element count {}", n);
+    const DTypeInfo& info = dtype_info(type);
+    if (!info.dequantizable) fail("dequantize: tensor type {} is not supported", info.name);
+    if (n % info.block_size != 0) {
+        fail("dequantize: {} elements of {} are not a whole number of {}-element blocks", n, info.name,
+             info.block_size);
+    }
+    if (type == DType::F32) {
+        std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(float));
+        return;
+    }
+    select(type)(static_cast<const std::uint8_t*>(src), dst, n / info.block_size);
+}
+
+}  // namespace
+
+void dequantize_row(DType type, const void* src, float* dst, std::int64_t n) { run(type, src, dst, n, fast_kernel); }
+
+namespace detail {
+void dequantize_row_scalar(DType type, const void* src, float* dst, std::int64_t n) {
+    run(type, src, dst, n, scalar_kernel);
+}
+}  // namespace detail
+
+}  // namespace kindred
