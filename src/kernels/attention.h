@@ -2,6 +2,15 @@
 // Query t sits at position past + t and sees cache positions [max(0, past + t - window + 1), past + t]
 // (window 0 = unlimited). Query head h reads kv head h / (heads / kv_heads). Optional per-head sink
 // logits join the softmax denominator only (gpt-oss). Softmax runs in fp32 with the max subtracted.
+// Training packs several documents into one row: with segment ids a query also sees only the
+// positions of its own document.
+//
+// The backward pass recomputes the probabilities instead of saving them. Saved, they would cost
+// heads x tokens² floats per layer (tokens 512, 9 heads: 9.4 MB fp32 per layer, 283 MB for 30
+// layers) and spare one of the backward's five sgemm-sized products (q·kᵀ; dout·vᵀ, dS·k, dSᵀ·q
+// and Pᵀ·dout remain). Recomputed, the backward needs per-thread score blocks and per-thread
+// partial dk/dv (2 x kv_heads x positions x head_dim floats per thread: 786 KB for 512 tokens,
+// 3 kv heads of 64).
 #pragma once
 
 #include <cstdint>
@@ -15,13 +24,29 @@ struct AttentionShape {
     std::int64_t kv_heads = 0;
     std::int64_t head_dim = 0;
     std::int64_t kv_head_stride = 0;  // floats between consecutive kv heads in k and v
+    // Floats between consecutive positions of a kv head; 0 = head_dim (a cache, heads outermost).
+    // Training passes the projections' [tokens x kv_heads x head_dim] rows as they are:
+    // kv_head_stride = head_dim, kv_position_stride = kv_heads * head_dim.
+    std::int64_t kv_position_stride = 0;
     float scale = 1.0f;               // usually head_dim^-0.5
     std::int64_t window = 0;          // sliding window length, 0 = full causal
     const float* sinks = nullptr;     // [heads] or null
+    // [past + tokens] or null: the document of every position; ids never decrease (documents are
+    // contiguous). Query t sees position p only when segment_ids[p] == segment_ids[past + t].
+    const std::int32_t* segment_ids = nullptr;
 };
 
-// out, q: [tokens x heads x head_dim]; k, v: kv head g, position p at g * kv_head_stride + p * head_dim
-// (positions [0, past + tokens) must be filled).
+// out, q: [tokens x heads x head_dim]; k, v: kv head g, position p at g * kv_head_stride +
+// p * kv_position_stride (positions [0, past + tokens) must be filled).
+// Throws Error when heads is not a multiple of kv_heads or segment ids decrease.
 void attention_forward(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape);
+
+// Backward of attention_forward (any past, window, segments and kv layout; sinks are not supported
+// and throw). Given dout [tokens x heads x head_dim] it ADDS dq (laid out as q) and dk, dv (laid
+// out as k, v; positions [0, past + tokens) of every kv head), summing over the query heads that
+// share a kv head. Work items are (query head, block of queries): each writes its own dq rows and
+// accumulates dk, dv into its thread's partial sums, which are added up at the end.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const AttentionShape& shape);
 
 }  // namespace kindred::kernels

@@ -25,4 +25,12 @@ void rope_table(float* cos, float* sin, const float* inv_freq, std::int64_t rota
 void rope_forward(float* x, const float* cos, const float* sin, std::int64_t tokens, std::int64_t heads,
                   std::int64_t head_dim, std::int64_t rotary_dim, RopePairing pairing);
 
+// Backward of rope_forward with the same tables, in place on the gradient dx: each pair gets the
+// transposed map [[c, s], [-s, c]], which is the inverse rotation when attention_factor is 1
+// (with a factor f the forward scales by f and so does its transpose). Frequency scalings (linear,
+// YaRN, Llama 3, rope_freqs divisors) live in the tables, so they need nothing here. Dimensions
+// past rotary_dim pass through unchanged.
+void rope_backward(float* dx, const float* cos, const float* sin, std::int64_t tokens, std::int64_t heads,
+                   std::int64_t head_dim, std::int64_t rotary_dim, RopePairing pairing);
+
 }  // namespace kindred::kernels

@@ -9,6 +9,10 @@ namespace kindred::kernels {
 // probs[i] = exp((logits[i] - max) / temperature) / sum; temperature > 0. probs may alias logits.
 void softmax_forward(float* probs, const float* logits, std::int64_t n, float temperature);
 
+// Backward of softmax_forward given its output: dlogits[i] += probs[i] (dprobs[i] − Σ_j probs[j]
+// dprobs[j]) / temperature (the sum in double, as the forward's).
+void softmax_backward(float* dlogits, const float* dprobs, const float* probs, std::int64_t n, float temperature);
+
 // Index of the largest logit; the lowest index wins ties (as torch.argmax). n > 0.
 std::int64_t argmax(const float* logits, std::int64_t n);
 

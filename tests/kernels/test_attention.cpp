@@ -1,9 +1,11 @@
 // Tests for kernels/attention.h against a double-precision reference: GQA head sharing, a cache
-// with earlier positions, sliding windows and sink logits.
+// with earlier positions, sliding windows, sink logits and packed documents (segment ids). The
+// backward pass is tested in test_ops_backward.cpp and test_block_backward.cpp.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "kernel_test_util.h"
@@ -73,6 +75,85 @@ TEST(Attention, BlockedPathWithSinksAndWindow) { expect_attention_matches(16, 3,
 TEST(Attention, BlockedPathAcrossQueryBlocks) {
     expect_attention_matches(70, 0, 0, false);
     expect_attention_matches(70, 5, 20, false);
+}
+
+// Packed documents: the packed row's outputs equal those of each document run on its own, on both
+// forward paths (7 tokens per-query, 40 tokens blocked), with and without a window.
+TEST(Attention, PackedSegmentsEqualSeparateDocuments) {
+    const std::int64_t heads = 4, kv_heads = 2, head_dim = 16;
+    for (std::int64_t tokens : {7, 40})
+        for (std::int64_t window : {0, 5}) {
+            SCOPED_TRACE(::testing::Message() << "tokens=" << tokens << " window=" << window);
+            const std::int64_t split = tokens / 3;  // documents [0, split) and [split, tokens)
+            std::vector<std::int32_t> segments(static_cast<std::size_t>(tokens), 3);
+            std::fill(segments.begin(), segments.begin() + split, 2);
+            const auto q = random_floats(tokens * heads * head_dim, 11, -2.0f, 2.0f);
+            const auto k = random_floats(kv_heads * tokens * head_dim, 12, -2.0f, 2.0f);
+            const auto v = random_floats(k.size(), 13);
+            AttentionShape shape;
+            shape.heads = heads;
+            shape.kv_heads = kv_heads;
+            shape.head_dim = head_dim;
+            shape.kv_head_stride = tokens * head_dim;
+            shape.scale = 0.25f;
+            shape.window = window;
+            shape.tokens = tokens;
+            shape.segment_ids = segments.data();
+            std::vector<float> packed(q.size());
+            attention_forward(packed.data(), q.data(), k.data(), v.data(), shape);
+            for (auto [begin, end] : {std::pair<std::int64_t, std::int64_t>{0, split}, {split, tokens}}) {
+                const std::int64_t n = end - begin;
+                std::vector<float> doc_q(q.begin() + begin * heads * head_dim, q.begin() + end * heads * head_dim);
+                std::vector<float> doc_k, doc_v;
+                for (std::int64_t g = 0; g < kv_heads; ++g) {
+                    const auto from = (g * tokens + begin) * head_dim, to = (g * tokens + end) * head_dim;
+                    doc_k.insert(doc_k.end(), k.begin() + from, k.begin() + to);
+                    doc_v.insert(doc_v.end(), v.begin() + from, v.begin() + to);
+                }
+                AttentionShape alone = shape;
+                alone.tokens = n;
+                alone.kv_head_stride = n * head_dim;
+                alone.segment_ids = nullptr;
+                std::vector<float> out(doc_q.size());
+                attention_forward(out.data(), doc_q.data(), doc_k.data(), doc_v.data(), alone);
+                // Same products over the same keys; only sgemm blocking may reorder sums (~1e-7).
+                for (std::size_t i = 0; i < out.size(); ++i)
+                    ASSERT_NEAR(packed[static_cast<std::size_t>(begin * heads * head_dim) + i], out[i], 1e-5) << i;
+            }
+        }
+}
+
+// k and v as projections write them ([tokens x kv_heads x head_dim], kv_position_stride) give the
+// same outputs as the cache layout, on both paths (5 tokens per-query, 20 blocked); the layouts
+// only change addresses, so the results are identical.
+TEST(Attention, TokenMajorKeysAndValuesEqualCacheLayout) {
+    const std::int64_t heads = 6, kv_heads = 2, head_dim = 16;
+    for (std::int64_t tokens : {5, 20}) {
+        const auto q = random_floats(tokens * heads * head_dim, 21, -2.0f, 2.0f);
+        const auto k = random_floats(tokens * kv_heads * head_dim, 22, -2.0f, 2.0f);  // token-major
+        const auto v = random_floats(k.size(), 23);
+        std::vector<float> k_cache(k.size()), v_cache(v.size());
+        for (std::int64_t t = 0; t < tokens; ++t)
+            for (std::int64_t g = 0; g < kv_heads; ++g)
+                for (std::int64_t i = 0; i < head_dim; ++i) {
+                    k_cache[(g * tokens + t) * head_dim + i] = k[(t * kv_heads + g) * head_dim + i];
+                    v_cache[(g * tokens + t) * head_dim + i] = v[(t * kv_heads + g) * head_dim + i];
+                }
+        AttentionShape shape;
+        shape.tokens = tokens;
+        shape.heads = heads;
+        shape.kv_heads = kv_heads;
+        shape.head_dim = head_dim;
+        shape.scale = 0.25f;
+        shape.window = 7;
+        shape.kv_head_stride = tokens * head_dim;
+        std::vector<float> expected(q.size()), out(q.size());
+        attention_forward(expected.data(), q.data(), k_cache.data(), v_cache.data(), shape);
+        shape.kv_head_stride = head_dim;
+        shape.kv_position_stride = kv_heads * head_dim;
+        attention_forward(out.data(), q.data(), k.data(), v.data(), shape);
+        EXPECT_EQ(out, expected) << "tokens=" << tokens;
+    }
 }
 
 }  // namespace

@@ -4,21 +4,81 @@
 #include <cmath>
 #include <numbers>
 
+#include "core/thread_pool.h"
 #include "kernels/cpu/simd.h"
 
 namespace kindred::kernels {
+namespace {
+
+// sqrt(2 / pi) of gelu_pytorch_tanh.
+const float gelu_c = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
+
+// Elements per thread-pool work item: enough to amortize a region start (~microseconds).
+constexpr std::int64_t elementwise_grain = 16384;
+
+void silu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, std::int64_t n) {
+    std::int64_t i = 0;
+#ifdef KINDRED_AVX2
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i), d = _mm256_loadu_ps(dout + i);
+        const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, cpu::exp256(_mm256_sub_ps(zero, g))));
+        if (dup != nullptr)
+            _mm256_storeu_ps(dup + i, _mm256_fmadd_ps(d, _mm256_mul_ps(g, s), _mm256_loadu_ps(dup + i)));
+        if (dgate != nullptr) {
+            // s (1 + g (1 - s))
+            const __m256 derivative = _mm256_mul_ps(s, _mm256_fmadd_ps(g, _mm256_sub_ps(one, s), one));
+            _mm256_storeu_ps(dgate + i, _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_loadu_ps(up + i)), derivative,
+                                                        _mm256_loadu_ps(dgate + i)));
+        }
+    }
+#endif
+    for (; i < n; ++i) {
+        const float g = gate[i], s = 1.0f / (1.0f + std::exp(-g));
+        if (dup != nullptr) dup[i] += dout[i] * (g * s);
+        if (dgate != nullptr) dgate[i] += dout[i] * up[i] * (s * (1.0f + g * (1.0f - s)));
+    }
+}
+
+void gelu_tanh_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                        std::int64_t n) {
+    for (std::int64_t i = 0; i < n; ++i) {
+        const float x = gate[i];
+        const float t = std::tanh(gelu_c * (x + 0.044715f * x * x * x));
+        if (dup != nullptr) dup[i] += dout[i] * (0.5f * x * (1.0f + t));
+        if (dgate != nullptr) {
+            const float derivative =
+                0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * gelu_c * (1.0f + 3.0f * 0.044715f * x * x);
+            dgate[i] += dout[i] * up[i] * derivative;
+        }
+    }
+}
+
+}  // namespace
 
 void gated_activation_forward(float* out, const float* gate, const float* up, std::int64_t n, GateActivation act) {
     if (act == GateActivation::Silu) {
         cpu::silu_mul(out, gate, up, n);
     } else {
         // gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-        const float c = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
+        const float c = gelu_c;
         for (std::int64_t i = 0; i < n; ++i) {
             const float x = gate[i];
             out[i] = 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x))) * up[i];
         }
     }
+}
+
+void gated_activation_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                               std::int64_t n, GateActivation act) {
+    thread_pool().parallel_for(n, elementwise_grain, [&](std::int64_t begin, std::int64_t end) {
+        float* dg = dgate != nullptr ? dgate + begin : nullptr;
+        float* du = dup != nullptr ? dup + begin : nullptr;
+        if (act == GateActivation::Silu)
+            silu_backward(dg, du, dout + begin, gate + begin, up + begin, end - begin);
+        else
+            gelu_tanh_backward(dg, du, dout + begin, gate + begin, up + begin, end - begin);
+    });
 }
 
 void residual_forward(float* y, const float* x, std::int64_t n) {

@@ -1,8 +1,10 @@
-// kernels/cpu/attention.cpp — GQA causal attention over the cache.
+// kernels/cpu/attention.cpp — GQA causal attention over the cache, and its backward pass.
 // Decode and short chunks take one (token, head) pair per work item: scores into per-thread
 // scratch, softmax with the max subtracted, then Σ p·v. Longer chunks (prompt processing) take
 // one (head, block of queries) per work item and compute scores and outputs with two sgemm calls;
 // the masked part of the score block is computed and discarded, which costs less than it saves.
+// The backward pass always takes the sgemm form (training runs hundreds of tokens); see
+// kernels/attention.h for how it splits work.
 #include "kernels/attention.h"
 
 #include <algorithm>
@@ -40,76 +42,195 @@ void softmax_span(float* scores, std::int64_t first, std::int64_t last, const fl
     for (std::int64_t p = first; p <= last; ++p) scores[p] *= inverse;
 }
 
-std::int64_t first_visible(const AttentionShape& shape, std::int64_t position) {
-    return shape.window > 0 ? std::max<std::int64_t>(0, position - shape.window + 1) : 0;
+// first[t] = the first position query t sees (its last is past + t). It never decreases with t,
+// because windows slide forward and documents are contiguous. Computed on the calling thread into
+// its own buffer, which the pool's workers then read.
+const std::int64_t* first_visible_positions(const AttentionShape& shape) {
+    thread_local std::vector<std::int64_t> first;
+    first.resize(static_cast<std::size_t>(shape.tokens));
+    std::int64_t document_start = 0;
+    const std::int64_t positions = shape.past + shape.tokens;
+    // Without segments only the window matters, so decode steps skip the cache positions.
+    for (std::int64_t p = shape.segment_ids != nullptr ? 0 : shape.past; p < positions; ++p) {
+        if (shape.segment_ids != nullptr && p > 0 && shape.segment_ids[p] != shape.segment_ids[p - 1]) {
+            if (shape.segment_ids[p] < shape.segment_ids[p - 1])
+                fail("attention: segment id {} at position {} follows {}; documents must be contiguous",
+                     shape.segment_ids[p], p, shape.segment_ids[p - 1]);
+            document_start = p;
+        }
+        if (p < shape.past) continue;
+        const std::int64_t window_start = shape.window > 0 ? std::max<std::int64_t>(0, p - shape.window + 1) : 0;
+        first[static_cast<std::size_t>(p - shape.past)] = std::max(window_start, document_start);
+    }
+    return first.data();
 }
 
-void attention_per_query(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape) {
+void check_heads(const AttentionShape& shape) {
+    if (shape.kv_heads <= 0 || shape.heads % shape.kv_heads != 0)
+        fail("attention: {} heads cannot share {} kv heads", shape.heads, shape.kv_heads);
+}
+
+// Floats between consecutive positions of one kv head.
+std::int64_t kv_step(const AttentionShape& shape) {
+    return shape.kv_position_stride > 0 ? shape.kv_position_stride : shape.head_dim;
+}
+
+void attention_per_query(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape,
+                         const std::int64_t* first_visible) {
     const std::int64_t heads = shape.heads, head_dim = shape.head_dim, group = heads / shape.kv_heads;
-    const std::int64_t positions = shape.past + shape.tokens;
+    const std::int64_t positions = shape.past + shape.tokens, step = kv_step(shape);
     thread_pool().parallel_for(shape.tokens * heads, 1, [&](std::int64_t begin, std::int64_t end) {
         float* scores = scratch(positions);
         for (std::int64_t item = begin; item < end; ++item) {
             const std::int64_t t = item / heads, h = item % heads;
-            const std::int64_t position = shape.past + t, first = first_visible(shape, position);
+            const std::int64_t position = shape.past + t, first = first_visible[t];
             const float* qv = q + item * head_dim;
             const float* kh = k + (h / group) * shape.kv_head_stride;
             const float* vh = v + (h / group) * shape.kv_head_stride;
             for (std::int64_t p = first; p <= position; ++p)
-                scores[p] = cpu::dot(qv, kh + p * head_dim, head_dim) * shape.scale;
+                scores[p] = cpu::dot(qv, kh + p * step, head_dim) * shape.scale;
             softmax_span(scores, first, position, shape.sinks != nullptr ? shape.sinks + h : nullptr);
             float* o = out + item * head_dim;
             std::fill(o, o + head_dim, 0.0f);
-            for (std::int64_t p = first; p <= position; ++p) cpu::axpy(o, scores[p], vh + p * head_dim, head_dim);
+            for (std::int64_t p = first; p <= position; ++p) cpu::axpy(o, scores[p], vh + p * step, head_dim);
         }
     });
 }
 
-void attention_blocked(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape) {
+void attention_blocked(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape,
+                       const std::int64_t* first_visible) {
     const std::int64_t heads = shape.heads, head_dim = shape.head_dim, group = heads / shape.kv_heads;
     const std::int64_t row_stride = heads * head_dim;  // between tokens in q and out
+    const std::int64_t step = kv_step(shape);
     const std::int64_t blocks = (shape.tokens + query_block - 1) / query_block;
     thread_pool().parallel_for(heads * blocks, 1, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t item = begin; item < end; ++item) {
             const std::int64_t h = item / blocks, t0 = (item % blocks) * query_block;
             const std::int64_t rows = std::min(query_block, shape.tokens - t0);
             // Keys any query of the block can see: [lo, hi].
-            const std::int64_t lo = first_visible(shape, shape.past + t0), hi = shape.past + t0 + rows - 1;
+            const std::int64_t lo = first_visible[t0], hi = shape.past + t0 + rows - 1;
             const std::int64_t span = hi - lo + 1;
-            const float* kh = k + (h / group) * shape.kv_head_stride + lo * head_dim;
-            const float* vh = v + (h / group) * shape.kv_head_stride + lo * head_dim;
+            const float* kh = k + (h / group) * shape.kv_head_stride + lo * step;
+            const float* vh = v + (h / group) * shape.kv_head_stride + lo * step;
             const float* qh = q + t0 * row_stride + h * head_dim;
             float* scores = scratch(rows * span);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows), static_cast<blasint>(span),
                         static_cast<blasint>(head_dim), shape.scale, qh, static_cast<blasint>(row_stride), kh,
-                        static_cast<blasint>(head_dim), 0.0f, scores, static_cast<blasint>(span));
+                        static_cast<blasint>(step), 0.0f, scores, static_cast<blasint>(span));
             for (std::int64_t r = 0; r < rows; ++r) {
                 float* row = scores + r * span;
                 const std::int64_t position = shape.past + t0 + r;
-                const std::int64_t first = first_visible(shape, position) - lo, last = position - lo;
+                const std::int64_t first = first_visible[t0 + r] - lo, last = position - lo;
                 softmax_span(row, first, last, shape.sinks != nullptr ? shape.sinks + h : nullptr);
                 std::fill(row, row + first, 0.0f);
                 std::fill(row + last + 1, row + span, 0.0f);
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(rows), static_cast<blasint>(head_dim),
                         static_cast<blasint>(span), 1.0f, scores, static_cast<blasint>(span), vh,
-                        static_cast<blasint>(head_dim), 0.0f, out + t0 * row_stride + h * head_dim,
+                        static_cast<blasint>(step), 0.0f, out + t0 * row_stride + h * head_dim,
                         static_cast<blasint>(row_stride));
         }
     });
 }
 
+// One backward work item, (query head h, block of queries): recomputes scores S and
+// dP = dout · vᵀ, turns S into probabilities P, and with D = Σ P·dP (= dout · out) forms
+// dS = scale · P (dP − D); then dq += dS · k (rows only this item writes), and the kv head's
+// dv += Pᵀ · dout and dk += dSᵀ · q into the calling thread's own partial sums.
+void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, const float* dout, const float* q,
+                              const float* k, const float* v, const AttentionShape& shape,
+                              const std::int64_t* first_visible, std::int64_t h, std::int64_t t0) {
+    const std::int64_t heads = shape.heads, head_dim = shape.head_dim, group = heads / shape.kv_heads;
+    const std::int64_t row_stride = heads * head_dim, step = kv_step(shape);
+    const std::int64_t rows = std::min(query_block, shape.tokens - t0);
+    const std::int64_t lo = first_visible[t0], span = shape.past + t0 + rows - lo;
+    const float* kh = k + (h / group) * shape.kv_head_stride + lo * step;
+    const float* vh = v + (h / group) * shape.kv_head_stride + lo * step;
+    const std::int64_t offset = t0 * row_stride + h * head_dim;
+    const std::int64_t partial_offset = ((h / group) * (shape.past + shape.tokens) + lo) * head_dim;
+    float* scores = scratch(2 * rows * span);
+    float* grads = scores + rows * span;
+    const auto n_rows = static_cast<blasint>(rows), n_span = static_cast<blasint>(span);
+    const auto n_dim = static_cast<blasint>(head_dim), ld = static_cast<blasint>(row_stride);
+    const auto n_step = static_cast<blasint>(step);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, n_span, n_dim, shape.scale, q + offset, ld, kh,
+                n_step, 0.0f, scores, n_span);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, n_span, n_dim, 1.0f, dout + offset, ld, vh, n_step,
+                0.0f, grads, n_span);
+    for (std::int64_t r = 0; r < rows; ++r) {
+        float* p = scores + r * span;
+        float* g = grads + r * span;
+        const std::int64_t first = first_visible[t0 + r] - lo, count = shape.past + t0 + r - lo - first + 1;
+        const float max_score = cpu::max_of(-std::numeric_limits<float>::infinity(), p + first, count);
+        const float inverse = 1.0f / cpu::exp_shifted(p + first, p + first, max_score, count);
+        float dot = 0.0f;
+        for (std::int64_t j = first; j < first + count; ++j) dot += (p[j] *= inverse) * g[j];
+        for (std::int64_t j = first; j < first + count; ++j) g[j] = shape.scale * p[j] * (g[j] - dot);
+        std::fill(p, p + first, 0.0f);
+        std::fill(p + first + count, p + span, 0.0f);
+        std::fill(g, g + first, 0.0f);
+        std::fill(g + first + count, g + span, 0.0f);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_rows, n_dim, n_span, 1.0f, grads, n_span, kh, n_step,
+                1.0f, dq + offset, ld);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_span, n_dim, n_rows, 1.0f, scores, n_span, dout + offset,
+                ld, 1.0f, dv_partial + partial_offset, n_dim);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_span, n_dim, n_rows, 1.0f, grads, n_span, q + offset, ld,
+                1.0f, dk_partial + partial_offset, n_dim);
+}
+
 }  // namespace
 
 void attention_forward(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape) {
-    if (shape.kv_heads <= 0 || shape.heads % shape.kv_heads != 0)
-        fail("attention: {} heads cannot share {} kv heads", shape.heads, shape.kv_heads);
+    check_heads(shape);
+    const std::int64_t* first_visible = first_visible_positions(shape);
     if (shape.tokens >= blas_min_tokens) {
         cpu::pin_openblas_to_one_thread();
-        attention_blocked(out, q, k, v, shape);
+        attention_blocked(out, q, k, v, shape, first_visible);
     } else {
-        attention_per_query(out, q, k, v, shape);
+        attention_per_query(out, q, k, v, shape, first_visible);
     }
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const AttentionShape& shape) {
+    check_heads(shape);
+    if (shape.sinks != nullptr) fail("attention: the backward pass does not support sink logits");
+    if (shape.tokens <= 0) return;
+    const std::int64_t* first_visible = first_visible_positions(shape);
+    cpu::pin_openblas_to_one_thread();
+    const std::int64_t head_dim = shape.head_dim, positions = shape.past + shape.tokens, step = kv_step(shape);
+    const std::int64_t blocks = (shape.tokens + query_block - 1) / query_block, items = shape.heads * blocks;
+    const std::int64_t kv_floats = shape.kv_heads * positions * head_dim;  // one thread's dk (or dv)
+    // Per-thread partial dk and dv, compact [kv_heads x positions x head_dim] each, in the calling
+    // thread's buffer (grown once, then reused; `scratch` is taken, the caller is also a worker).
+    // (Workers must use the pointer: the name `partials` in a lambda means the running thread's.)
+    thread_local std::vector<float> partials;
+    partials.resize(static_cast<std::size_t>(thread_pool().size() * 2 * kv_floats));
+    float* const partial_sums = partials.data();
+    int used_threads = 1;
+    thread_pool().run([&](int thread, int threads) {
+        if (thread == 0) used_threads = threads;
+        float* dk_partial = partial_sums + thread * 2 * kv_floats;
+        float* dv_partial = dk_partial + kv_floats;
+        std::fill(dk_partial, dk_partial + 2 * kv_floats, 0.0f);
+        // Strided items: later query blocks see more keys, so contiguous chunks would be uneven.
+        for (std::int64_t item = thread; item < items; item += threads)
+            attention_backward_block(dq, dk_partial, dv_partial, dout, q, k, v, shape, first_visible, item / blocks,
+                                     (item % blocks) * query_block);
+    });
+    thread_pool().parallel_for(shape.kv_heads * positions, 16, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t index = begin; index < end; ++index) {
+            const std::int64_t g = index / positions, p = index % positions;
+            float* dk_row = dk + g * shape.kv_head_stride + p * step;
+            float* dv_row = dv + g * shape.kv_head_stride + p * step;
+            for (int thread = 0; thread < used_threads; ++thread) {
+                const float* partial = partial_sums + thread * 2 * kv_floats + index * head_dim;
+                cpu::axpy(dk_row, 1.0f, partial, head_dim);
+                cpu::axpy(dv_row, 1.0f, partial + kv_floats, head_dim);
+            }
+        }
+    });
 }
 
 }  // namespace kindred::kernels

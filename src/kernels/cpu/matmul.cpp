@@ -259,6 +259,71 @@ void matmul_forward(float* y, const float* x, const Matrix& w, const float* bias
             for (std::int64_t r = 0; r < w.rows; ++r) y[t * w.rows + r] += bias[r];
 }
 
+void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int64_t tokens) {
+    const std::int64_t stride = checked_row_bytes(w);
+    if (tokens <= 0 || w.rows == 0) return;
+    cpu::pin_openblas_to_one_thread();
+    const auto* base = static_cast<const std::uint8_t*>(w.data);
+    const std::int64_t cols = w.cols, block = dtype_info(w.type).block_size;
+    // Work items are (token block, column chunk) pairs. Column chunks are whole weight blocks, as
+    // wide as one chunk per thread allows (sgemm is most efficient on wide outputs) but at least
+    // 64; when that leaves fewer items than threads (576 columns on 16 threads), tokens are split
+    // too, each token block dequantizing its own panels (a few operations per weight against
+    // 2 · block_tokens flops per weight).
+    const std::int64_t threads = thread_pool().size();
+    const std::int64_t wanted = std::max<std::int64_t>(64, (cols + threads - 1) / threads);
+    const std::int64_t grain = std::max<std::int64_t>(block, (wanted + block - 1) / block * block);
+    const std::int64_t chunks = (cols + grain - 1) / grain;
+    const std::int64_t token_blocks =
+        std::clamp<std::int64_t>((threads + chunks - 1) / chunks, 1, (tokens + 63) / 64);
+    const std::int64_t block_tokens = (tokens + token_blocks - 1) / token_blocks;
+    thread_pool().parallel_for(token_blocks * chunks, 1, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t item = begin; item < end; ++item) {
+            const std::int64_t t0 = (item / chunks) * block_tokens, c0 = (item % chunks) * grain;
+            const std::int64_t rows_t = std::min(block_tokens, tokens - t0), width = std::min(grain, cols - c0);
+            if (rows_t <= 0) continue;
+            const std::int64_t panel_rows = std::max<std::int64_t>(16, panel_floats / width);
+            const auto column_offset = static_cast<std::int64_t>(row_bytes(w.type, static_cast<std::uint64_t>(c0)));
+            for (std::int64_t r0 = 0; r0 < w.rows; r0 += panel_rows) {
+                const std::int64_t n = std::min(panel_rows, w.rows - r0);
+                const float* panel;
+                std::int64_t panel_stride;
+                if (w.type == DType::F32) {
+                    panel = reinterpret_cast<const float*>(base + r0 * stride) + c0;
+                    panel_stride = cols;
+                } else {
+                    float* scratch = scratch_floats(Scratch::Rows, n * width);
+                    for (std::int64_t r = 0; r < n; ++r)
+                        dequantize_row(w.type, base + (r0 + r) * stride + column_offset, scratch + r * width, width);
+                    panel = scratch;
+                    panel_stride = width;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(rows_t),
+                            static_cast<blasint>(width), static_cast<blasint>(n), 1.0f, dy + t0 * w.rows + r0,
+                            static_cast<blasint>(w.rows), panel, static_cast<blasint>(panel_stride), 1.0f,
+                            dx + t0 * cols + c0, static_cast<blasint>(cols));
+            }
+        }
+    });
+}
+
+void matmul_backward_weight(float* dw, float* dbias, const float* dy, const float* x, std::int64_t rows,
+                            std::int64_t cols, std::int64_t tokens) {
+    if (tokens <= 0 || rows <= 0 || cols <= 0) return;
+    cpu::pin_openblas_to_one_thread();
+    // Each thread owns a range of weight rows: dw[r0:r1] += dy[:, r0:r1]ᵀ · x and the same bias rows.
+    thread_pool().parallel_for(rows, 16, [&](std::int64_t r0, std::int64_t r1) {
+        if (dw != nullptr)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<blasint>(r1 - r0),
+                        static_cast<blasint>(cols), static_cast<blasint>(tokens), 1.0f, dy + r0,
+                        static_cast<blasint>(rows), x, static_cast<blasint>(cols), 1.0f, dw + r0 * cols,
+                        static_cast<blasint>(cols));
+        if (dbias != nullptr)
+            for (std::int64_t t = 0; t < tokens; ++t)
+                for (std::int64_t r = r0; r < r1; ++r) dbias[r] += dy[t * rows + r];
+    });
+}
+
 void embedding_forward(float* out, const std::int32_t* ids, std::int64_t tokens, const Matrix& table) {
     const std::int64_t stride = checked_row_bytes(table);
     const auto* base = static_cast<const std::uint8_t*>(table.data);

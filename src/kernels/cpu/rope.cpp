@@ -30,8 +30,12 @@ void rope_table(float* cos, float* sin, const float* inv_freq, std::int64_t rota
     }
 }
 
-void rope_forward(float* x, const float* cos, const float* sin, std::int64_t tokens, std::int64_t heads,
-                  std::int64_t head_dim, std::int64_t rotary_dim, RopePairing pairing) {
+namespace {
+
+// Applies [[c, -sign·s], [sign·s, c]] to every pair: sign +1 is the forward rotation, -1 its
+// transpose (multiplying by +1 is exact, so the forward's results do not depend on this sharing).
+void rotate_pairs(float* x, const float* cos, const float* sin, std::int64_t tokens, std::int64_t heads,
+                  std::int64_t head_dim, std::int64_t rotary_dim, RopePairing pairing, float sign) {
     const std::int64_t half = rotary_dim / 2;
     // Half pairs (i, i + half); adjacent pairs (2i, 2i + 1).
     const std::int64_t first_step = pairing == RopePairing::Half ? 1 : 2;
@@ -46,11 +50,24 @@ void rope_forward(float* x, const float* cos, const float* sin, std::int64_t tok
                 float* b = a + partner;
                 const float x0 = *a;
                 const float x1 = *b;
-                *a = x0 * c[i] - x1 * s[i];
-                *b = x1 * c[i] + x0 * s[i];
+                const float si = sign * s[i];
+                *a = x0 * c[i] - x1 * si;
+                *b = x1 * c[i] + x0 * si;
             }
         }
     }
+}
+
+}  // namespace
+
+void rope_forward(float* x, const float* cos, const float* sin, std::int64_t tokens, std::int64_t heads,
+                  std::int64_t head_dim, std::int64_t rotary_dim, RopePairing pairing) {
+    rotate_pairs(x, cos, sin, tokens, heads, head_dim, rotary_dim, pairing, 1.0f);
+}
+
+void rope_backward(float* dx, const float* cos, const float* sin, std::int64_t tokens, std::int64_t heads,
+                   std::int64_t head_dim, std::int64_t rotary_dim, RopePairing pairing) {
+    rotate_pairs(dx, cos, sin, tokens, heads, head_dim, rotary_dim, pairing, -1.0f);
 }
 
 }  // namespace kindred::kernels

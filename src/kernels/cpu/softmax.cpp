@@ -27,6 +27,14 @@ void softmax_forward(float* probs, const float* logits, std::int64_t n, float te
     for (std::int64_t i = 0; i < n; ++i) probs[i] *= inverse;
 }
 
+void softmax_backward(float* dlogits, const float* dprobs, const float* probs, std::int64_t n, float temperature) {
+    double dot = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) dot += static_cast<double>(probs[i]) * dprobs[i];
+    const auto mean = static_cast<float>(dot);
+    const float inverse_t = 1.0f / temperature;
+    for (std::int64_t i = 0; i < n; ++i) dlogits[i] += probs[i] * (dprobs[i] - mean) * inverse_t;
+}
+
 std::int64_t argmax(const float* logits, std::int64_t n) {
     std::int64_t best = 0;
     for (std::int64_t i = 1; i < n; ++i)
