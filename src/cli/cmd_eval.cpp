@@ -1,15 +1,17 @@
 // kindred eval eqbench2: EQ-Bench v2 (judge-free) with the official prompt, parsing and scoring.
-#include <fstream>
-
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "eval/eqbench2.h"
 
 namespace kindred::cli {
 namespace {
+
+// 171 answers of a few hundred bytes each; far more than that is not an answers file.
+constexpr std::uintmax_t kMaxAnswersBytes = 64u << 20;
 
 struct EqBench2Options {
     std::string questions;
@@ -18,14 +20,7 @@ struct EqBench2Options {
 };
 
 std::map<std::string, std::string> read_answers(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) fail("{}: cannot open the answers file", path);
-    nlohmann::json root;
-    try {
-        root = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error& error) {
-        fail("{}: not valid JSON: {}", path, error.what());
-    }
+    const nlohmann::json root = read_json_file(path, kMaxAnswersBytes);
     if (!root.is_object()) fail("{}: expected a JSON object of question id -> answer text", path);
     std::map<std::string, std::string> answers;
     for (const auto& [id, text] : root.items()) {

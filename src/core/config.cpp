@@ -4,14 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <limits>
-#include <sstream>
 #include <type_traits>
 
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 
 namespace kindred {
 namespace {
@@ -57,9 +56,15 @@ std::string describe(const YAML::Node& node) {
     }
 }
 
+// Nodes a recipe may hold counting every use of an alias; yaml-cpp shares aliased nodes, so a
+// few lines of nested aliases ("billion laughs") would otherwise make every walk take forever.
+constexpr std::size_t kMaxRecipeNodes = 1u << 20;
+
 // Rejects duplicate and non-scalar map keys, which yaml-cpp accepts silently (the later duplicate
 // would be unreachable, so a recipe line would be ignored without a word).
-void check_keys(const YAML::Node& node, const std::string& path, const std::string& source) {
+void check_keys(const YAML::Node& node, const std::string& path, const std::string& source, std::size_t& budget) {
+    if (budget == 0) fail("{}: more than {} values (counting each use of an alias)", source, kMaxRecipeNodes);
+    --budget;
     if (node.IsMap()) {
         std::vector<std::pair<std::string, int>> seen;
         for (const auto& entry : node) {
@@ -75,10 +80,10 @@ void check_keys(const YAML::Node& node, const std::string& path, const std::stri
                 fail("{} line {}: duplicate key '{}' (first at line {})", source, line, join_key(path, name), earlier->second);
             }
             seen.emplace_back(name, line);
-            check_keys(entry.second, join_key(path, name), source);
+            check_keys(entry.second, join_key(path, name), source, budget);
         }
     } else if (node.IsSequence()) {
-        for (std::size_t i = 0; i < node.size(); ++i) check_keys(node[i], join_key(path, std::to_string(i)), source);
+        for (std::size_t i = 0; i < node.size(); ++i) check_keys(node[i], join_key(path, std::to_string(i)), source, budget);
     }
 }
 
@@ -166,12 +171,9 @@ struct Scalar<std::string> {
 Config::Config(YAML::Node root, std::string source) : root_(std::move(root)), source_(std::move(source)) {}
 
 Config Config::load(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("cannot open recipe '{}'", path);
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) fail("cannot read recipe '{}'", path);
-    return parse(text.str(), path);
+    // Recipes are a few kilobytes; the bound only stops a wrong path to a huge file.
+    constexpr std::uintmax_t kMaxRecipeBytes = 4ull << 20;
+    return parse(read_file_text(path, kMaxRecipeBytes), path);
 }
 
 Config Config::parse(std::string_view yaml, std::string source) {
@@ -183,7 +185,8 @@ Config Config::parse(std::string_view yaml, std::string source) {
     }
     if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
     if (!root.IsMap()) fail("{}: a recipe must be a mapping of keys to values, got {}", source, describe(root));
-    check_keys(root, "", source);
+    std::size_t budget = kMaxRecipeNodes;
+    check_keys(root, "", source, budget);
     return Config(root, std::move(source));
 }
 
@@ -198,7 +201,8 @@ void Config::apply_override(std::string_view assignment) {
     } catch (const YAML::Exception& e) {
         fail("{}: invalid YAML value: {}", context, e.msg);
     }
-    check_keys(value, std::string(key), context);
+    std::size_t budget = kMaxRecipeNodes;
+    check_keys(value, std::string(key), context, budget);
     set(key, value, context);
     overrides_.emplace_back(std::string(key), std::string(assignment));
 }

@@ -2,6 +2,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <utility>
 
 #include <fcntl.h>
@@ -60,6 +63,21 @@ void MappedFile::release() {
     if (data_ != nullptr) ::munmap(const_cast<std::uint8_t*>(data_), size_);
     data_ = nullptr;
     size_ = 0;
+}
+
+std::string read_file_text(const std::string& path, std::uintmax_t max_bytes) {
+    std::error_code error;
+    // file_size refuses anything but a regular file, so a device or pipe cannot stream forever.
+    const std::uintmax_t size = std::filesystem::file_size(path, error);
+    if (error) fail("{}: cannot open: {}", path, error.message());
+    if (size > max_bytes) fail("{}: {} bytes is more than the {} bytes expected of this file", path, size, max_bytes);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("{}: cannot open", path);
+    std::string text;
+    text.reserve(static_cast<std::size_t>(size));
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (in.bad()) fail("{}: read failed", path);
+    return text;
 }
 
 }  // namespace kindred

@@ -1,11 +1,13 @@
-// core/mapped_file.h — a read-only memory map of a whole file.
-// Weights are read in place from the map (GGUF, safetensors), never copied whole.
+// core/mapped_file.h — reading whole files: a read-only memory map for weights (GGUF,
+// safetensors; read in place, never copied whole) and a bounded copy for the small text files
+// parsers take as strings (JSON, YAML), so that a wrong path to a huge file fails by name.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace kindred {
 
@@ -31,5 +33,9 @@ private:
     const std::uint8_t* data_ = nullptr;
     std::size_t size_ = 0;
 };
+
+// The whole file as a string; throws Error naming the path when it cannot be read or holds
+// more than max_bytes.
+std::string read_file_text(const std::string& path, std::uintmax_t max_bytes);
 
 }  // namespace kindred

@@ -2,7 +2,6 @@
 
 #include <charconv>
 #include <cmath>
-#include <fstream>
 #include <memory>
 #include <set>
 
@@ -11,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 
 namespace kindred::eval {
 namespace {
@@ -69,14 +69,9 @@ double penalty(double difference) {
 }  // namespace
 
 std::vector<EqBench2Question> load_eqbench2_questions(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) fail("{}: cannot open the EQ-Bench v2 questions file", path);
-    nlohmann::json root;
-    try {
-        root = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error& error) {
-        fail("{}: not valid JSON: {}", path, error.what());
-    }
+    // The released file is about 400 KB; the bound only stops a wrong path to a huge file.
+    constexpr std::uintmax_t kMaxQuestionsBytes = 64ull << 20;
+    const nlohmann::json root = read_json_file(path, kMaxQuestionsBytes);
     if (!root.is_object()) fail("{}: expected a JSON object of question id -> question", path);
     std::vector<EqBench2Question> questions;
     for (const auto& [id, entry] : root.items()) {

@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <fstream>
 #include <limits>
 
 #include <fmt/format.h>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace kindred::eval {
@@ -303,12 +303,8 @@ std::string line_chart_svg(const std::vector<PlotSeries>& series, const PlotOpti
 }
 
 void write_line_chart(const std::string& path, const std::vector<PlotSeries>& series, const PlotOptions& options) {
-    const std::string svg = line_chart_svg(series, options);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) fail("cannot create plot '{}'", path);
-    out << svg;
-    out.close();
-    if (!out) fail("cannot write plot '{}'", path);
+    // Charts are rewritten while a run goes on; a viewer reloading one must never see half a file.
+    write_file_atomically(path, line_chart_svg(series, options));
 }
 
 }  // namespace kindred::eval

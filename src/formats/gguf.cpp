@@ -2,19 +2,16 @@
 
 #include <algorithm>
 #include <bit>
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <numeric>
 #include <type_traits>
 #include <utility>
 
-#include <unistd.h>
 
 #include <fmt/ranges.h>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace kindred::gguf {
@@ -639,22 +636,7 @@ std::vector<std::uint8_t> Writer::serialize() const {
 }
 
 void Writer::write(const std::string& path) const {
-    const std::vector<std::uint8_t> bytes = serialize();
-    const std::string temporary = fmt::format("{}.tmp.{}", path, ::getpid());
-    std::FILE* stream = std::fopen(temporary.c_str(), "wb");
-    if (stream == nullptr) fail("{}: cannot create: {}", temporary, std::strerror(errno));
-    const bool written = std::fwrite(bytes.data(), 1, bytes.size(), stream) == bytes.size();
-    const bool closed = std::fclose(stream) == 0;
-    if (!written || !closed) {
-        std::remove(temporary.c_str());
-        fail("{}: write failed", temporary);
-    }
-    std::error_code error;
-    std::filesystem::rename(temporary, path, error);
-    if (error) {
-        std::remove(temporary.c_str());
-        fail("{}: cannot rename into place: {}", path, error.message());
-    }
+    write_file_atomically(path, serialize());
 }
 
 }  // namespace kindred::gguf

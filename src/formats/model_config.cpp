@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "formats/gguf.h"
 
 namespace kindred {
@@ -413,13 +412,9 @@ ModelConfig model_config_from_hf(const json& config, const std::string& source) 
 }
 
 ModelConfig model_config_from_hf_file(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) fail("{}: cannot open", path);
-    std::ostringstream text;
-    text << in.rdbuf();
-    const json config = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-    if (config.is_discarded()) fail("{}: invalid JSON", path);
-    return model_config_from_hf(config, path);
+    // Real config.json files are a few kilobytes; the bound only stops a wrong path to a huge file.
+    constexpr std::uintmax_t kMaxConfigBytes = 16ull << 20;
+    return model_config_from_hf(read_json_file(path, kMaxConfigBytes), path);
 }
 
 // ------------------------------------------------------------------------------------------------

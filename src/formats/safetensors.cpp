@@ -1,21 +1,14 @@
 #include "formats/safetensors.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <functional>
-#include <set>
-#include <sstream>
-
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json.h"
+#include "core/mapped_file.h"
 
 namespace kindred::safetensors {
 namespace {
@@ -31,29 +24,6 @@ std::uint64_t read_le64(const std::uint8_t* p) {
     std::uint64_t value = 0;
     for (int i = 7; i >= 0; --i) value = (value << 8) | p[i];
     return value;
-}
-
-// Parses JSON with a callback that rejects duplicate keys (nlohmann would keep the last one
-// silently, so two tensors of one name could hide each other) and nesting beyond `max_depth`.
-json parse_json_strict(std::string_view text, int max_depth, const std::string& what) {
-    std::vector<std::set<std::string, std::less<>>> keys(static_cast<std::size_t>(max_depth) + 2);
-    auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
-        if (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) {
-            if (depth >= max_depth) fail("{}: JSON nested deeper than {} levels", what, max_depth);
-            if (event == json::parse_event_t::object_start) keys[static_cast<std::size_t>(depth) + 1].clear();
-        } else if (event == json::parse_event_t::key) {
-            auto& seen = keys[static_cast<std::size_t>(depth)];
-            if (!seen.insert(parsed.get<std::string>()).second) {
-                fail("{}: key '{}' appears twice", what, parsed.get<std::string>());
-            }
-        }
-        return true;
-    };
-    try {
-        return json::parse(text.begin(), text.end(), callback);
-    } catch (const json::exception& error) {
-        fail("{}: invalid JSON: {}", what, error.what());
-    }
 }
 
 DType parse_dtype(const json& value, const std::string& file, const std::string& tensor) {
@@ -87,54 +57,6 @@ std::string check_shard_name(const std::string& shard, const std::string& index_
         if (part == "..") fail("{}: shard file name '{}' leaves the checkpoint folder", index_path, shard);
     }
     return (std::filesystem::path(index_path).parent_path() / relative).string();
-}
-
-using ByteSink = std::function<void(std::span<const std::uint8_t>)>;
-
-// Writes `path` through a temporary file in the same folder and a rename, so readers never see
-// a half-written file and a failed write leaves the old one in place.
-void write_atomically(const std::string& path, const std::function<void(const ByteSink&)>& body) {
-    std::string temp = path + ".tmp-XXXXXX";
-    const int fd = ::mkstemp(temp.data());
-    if (fd < 0) fail("{}: cannot create a temporary file: {}", path, std::strerror(errno));
-    auto abandon = [&](const char* what, int err) {
-        ::close(fd);
-        ::unlink(temp.c_str());
-        fail("{}: {}: {}", path, what, std::strerror(err));
-    };
-    const ByteSink sink = [&](std::span<const std::uint8_t> bytes) {
-        while (!bytes.empty()) {
-            const ssize_t written = ::write(fd, bytes.data(), bytes.size());
-            if (written < 0 && errno == EINTR) continue;
-            if (written <= 0) abandon("write failed", errno);
-            bytes = bytes.subspan(static_cast<std::size_t>(written));
-        }
-    };
-    body(sink);
-    // mkstemp creates 0600; a checkpoint is an ordinary readable file.
-    if (::fchmod(fd, 0644) != 0 || ::fsync(fd) != 0) abandon("cannot finish writing", errno);
-    if (::close(fd) != 0) {
-        const int err = errno;
-        ::unlink(temp.c_str());
-        fail("{}: cannot finish writing: {}", path, std::strerror(err));
-    }
-    if (::rename(temp.c_str(), path.c_str()) != 0) {
-        const int err = errno;
-        ::unlink(temp.c_str());
-        fail("{}: cannot rename the temporary file into place: {}", path, std::strerror(err));
-    }
-}
-
-std::string read_text_file(const std::string& path, std::uintmax_t limit) {
-    std::error_code error;
-    const auto size = std::filesystem::file_size(path, error);
-    if (error) fail("{}: cannot read: {}", path, error.message());
-    if (size > limit) fail("{}: {} bytes is larger than the {} byte limit for an index", path, size, limit);
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("{}: cannot open", path);
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
 }
 
 }  // namespace
@@ -178,7 +100,7 @@ File File::parse(std::span<const std::uint8_t> bytes, const std::string& name) {
     }
     const std::string_view header_text(reinterpret_cast<const char*>(bytes.data() + 8), header_size);
     // Depth 3: header object -> tensor object -> shape/offsets arrays.
-    const json header = parse_json_strict(header_text, 3, name + ": header");
+    const json header = parse_json(header_text, name + ": header", 3);
     if (!header.is_object()) fail("{}: header is not a JSON object", name);
 
     const std::span<const std::uint8_t> buffer = bytes.subspan(8 + header_size);
@@ -293,7 +215,7 @@ Checkpoint Checkpoint::open(const std::string& path) {
     if (!target.ends_with(".json")) {
         checkpoint.files_.push_back(File::open(target));
     } else {
-        const json index = parse_json_strict(read_text_file(target, kMaxIndexBytes), 4, target);
+        const json index = parse_json(read_file_text(target, kMaxIndexBytes), target, 4);
         if (!index.is_object() || !index.contains("weight_map") || !index.at("weight_map").is_object()) {
             fail("{}: no 'weight_map' object", target);
         }
@@ -404,7 +326,7 @@ std::vector<std::uint8_t> Writer::serialize() const {
 }
 
 void Writer::write_file(const std::string& path, std::span<const Pending* const> tensors) const {
-    write_atomically(path, [&](const ByteSink& sink) {
+    write_file_atomically(path, [&](const ByteSink& sink) {
         sink(header(tensors));
         for (const Pending* tensor : tensors) sink(tensor->bytes);
     });
@@ -448,11 +370,8 @@ std::string Writer::write_sharded(const std::string& directory, std::uint64_t ma
         }
     }
     const json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    const std::string text = index.dump(2) + "\n";
     const std::string index_path = (dir / kIndexName).string();
-    write_atomically(index_path, [&](const ByteSink& sink) {
-        sink({reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
-    });
+    write_file_atomically(index_path, index.dump(2) + "\n");
     return index_path;
 }
 

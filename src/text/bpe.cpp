@@ -127,11 +127,11 @@ void BpeModel::merge_long(std::vector<std::int32_t>& ids) const {
         }
     };
     std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
+    // Queues the pair starting at symbol `pos` (the caller guarantees pos >= 0), if it merges.
     const auto push = [&](std::int64_t pos) {
-        const std::int64_t next = symbols[static_cast<std::size_t>(pos)].next;
-        if (pos < 0 || next < 0) return;
-        const MergeTable::Entry* entry =
-            merges_.find(symbols[static_cast<std::size_t>(pos)].id, symbols[static_cast<std::size_t>(next)].id);
+        const Symbol& left = symbols[static_cast<std::size_t>(pos)];
+        if (left.next < 0) return;
+        const MergeTable::Entry* entry = merges_.find(left.id, symbols[static_cast<std::size_t>(left.next)].id);
         if (entry != nullptr) queue.push({entry->rank, pos, entry->merged});
     };
     for (std::size_t i = 0; i + 1 < count; ++i) {

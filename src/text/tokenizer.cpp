@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <fstream>
 #include <unordered_map>
 #include <variant>
 
@@ -10,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "formats/gguf.h"
 #include "text/bpe.h"
 #include "text/pretokenizer.h"
@@ -21,6 +21,8 @@ namespace {
 
 // Far above any real vocabulary (gpt-oss has ~201k); stops a corrupt id from sizing tables.
 constexpr std::int64_t kMaxVocabulary = 1 << 24;
+// Unused ids tolerated beyond one per given token, so that small vocabularies may reserve ids too.
+constexpr std::uint64_t kUnusedIdSlack = 1024;
 
 struct AddedToken {
     std::string content;
@@ -127,6 +129,15 @@ struct Spec {
     bool ignore_merges = false;
 };
 
+// A merge written as one string, "left right" (GGUF and older tokenizer.json files).
+std::pair<std::string, std::string> split_merge(const std::string& text, const std::string& where) {
+    const std::size_t space = text.find(' ');
+    if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos) {
+        fail("{} '{}' is not two tokens separated by one space", where, text);
+    }
+    return {text.substr(0, space), text.substr(space + 1)};
+}
+
 std::shared_ptr<Tokenizer::Impl> build(Spec spec, std::unique_ptr<Tokenizer::Impl> impl) {
     impl->source = spec.source;
     std::int64_t size = 0;
@@ -134,6 +145,13 @@ std::shared_ptr<Tokenizer::Impl> build(Spec spec, std::unique_ptr<Tokenizer::Imp
     for (const AddedToken& token : spec.added) size = std::max<std::int64_t>(size, std::int64_t{token.id} + 1);
     if (size > kMaxVocabulary) {
         fail("{}: token id {} is implausibly large (limit {})", spec.source, size - 1, kMaxVocabulary);
+    }
+    // Every id up to the largest gets a table row, so a few entries with huge ids would make a
+    // tiny file allocate gigabytes; real vocabularies leave at most a few reserved ids unused.
+    const std::size_t entries = spec.vocab.size() + spec.added.size();
+    if (static_cast<std::uint64_t>(size) > 2 * entries + kUnusedIdSlack) {
+        fail("{}: token id {} is far beyond the {} tokens given (ids must be nearly contiguous)", spec.source,
+             size - 1, entries);
     }
     const auto count = static_cast<std::size_t>(size);
     impl->texts.assign(count, {});
@@ -241,15 +259,12 @@ std::shared_ptr<Tokenizer::Impl> build(Spec spec, std::unique_ptr<Tokenizer::Imp
 
 // ---- HF tokenizer.json ----
 
-nlohmann::json read_json(const std::string& path, std::string_view what) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("cannot open {} '{}'", what, path);
-    try {
-        return nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-        fail("{} '{}' is not valid JSON: {}", what, path, e.what());
-    }
-}
+// Real tokenizer.json files nest about 6 levels; the bound keeps the recursive Sequence walkers
+// below off the end of the stack.
+constexpr int kMaxJsonDepth = 32;
+// gpt-oss's tokenizer.json, the largest known, is about 27 MB.
+constexpr std::uintmax_t kMaxTokenizerJsonBytes = 256ull << 20;
+constexpr std::uintmax_t kMaxTokenizerConfigBytes = 64ull << 20;
 
 const nlohmann::json& member(const nlohmann::json& object, const char* key, const std::string& where) {
     if (!object.is_object() || !object.contains(key)) fail("{}: missing '{}'", where, key);
@@ -392,13 +407,14 @@ Tokenizer::Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) 
 
 namespace {
 
-std::shared_ptr<Tokenizer::Impl> load_hf(const nlohmann::json& root, const std::string& tokenizer_json_path,
-                                         const std::string& tokenizer_config_path) {
+// `config` (tokenizer_config.json) may be null; the names stand in for paths in messages.
+std::shared_ptr<Tokenizer::Impl> load_hf(const nlohmann::json& root, const std::string& where,
+                                         const nlohmann::json* config, const std::string& config_where) {
     using Impl = Tokenizer::Impl;
-    const std::string& where = tokenizer_json_path;
+    if (!root.is_object()) fail("{}: expected a JSON object", where);
     auto impl = std::make_unique<Impl>();
     Spec spec;
-    spec.source = tokenizer_json_path;
+    spec.source = where;
 
     const nlohmann::json& model = member(root, "model", where);
     const std::string model_where = where + ": model";
@@ -431,12 +447,7 @@ std::shared_ptr<Tokenizer::Impl> load_hf(const nlohmann::json& root, const std::
         const nlohmann::json& merge = merges[i];
         // Older files write "left right"; newer ones ["left", "right"].
         if (merge.is_string()) {
-            const std::string text = merge.get<std::string>();
-            const std::size_t space = text.find(' ');
-            if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos) {
-                fail("{}: merge {} '{}' is not two tokens separated by one space", model_where, i, text);
-            }
-            spec.merges.emplace_back(text.substr(0, space), text.substr(space + 1));
+            spec.merges.push_back(split_merge(merge.get_ref<const std::string&>(), fmt::format("{}: merge {}", model_where, i)));
         } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
             spec.merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
         } else {
@@ -479,33 +490,48 @@ std::shared_ptr<Tokenizer::Impl> load_hf(const nlohmann::json& root, const std::
     impl->pre_tokenizer_name = impl->pre_tokenizer.describe();
 
     auto built = build(std::move(spec), std::move(impl));
-    if (!tokenizer_config_path.empty()) {
-        const nlohmann::json config = read_json(tokenizer_config_path, "tokenizer_config.json");
-        if (!config.is_object()) fail("{}: expected a JSON object", tokenizer_config_path);
+    if (config != nullptr) {
+        if (!config->is_object()) fail("{}: expected a JSON object", config_where);
         // The checks above name keys; a value of an unexpected JSON type still surfaces as
         // Error naming the file rather than as a library exception.
         try {
-            built->bos = config_token(config, "bos_token", tokenizer_config_path, *built);
-            built->eos = config_token(config, "eos_token", tokenizer_config_path, *built);
-            built->chat_template = config_chat_template(config, tokenizer_config_path);
+            built->bos = config_token(*config, "bos_token", config_where, *built);
+            built->eos = config_token(*config, "eos_token", config_where, *built);
+            built->chat_template = config_chat_template(*config, config_where);
         } catch (const nlohmann::json::exception& e) {
-            fail("{}: {}", tokenizer_config_path, e.what());
+            fail("{}: {}", config_where, e.what());
         }
     }
     return built;
 }
 
-}  // namespace
-
-Tokenizer Tokenizer::from_hf(const std::string& tokenizer_json_path, const std::string& tokenizer_config_path) {
-    const nlohmann::json root = read_json(tokenizer_json_path, "tokenizer.json");
+// load_hf, with any JSON type error its named checks did not foresee still naming the file.
+std::shared_ptr<Tokenizer::Impl> load_hf_checked(const nlohmann::json& root, const std::string& where,
+                                                 const nlohmann::json* config, const std::string& config_where) {
     try {
-        return Tokenizer(load_hf(root, tokenizer_json_path, tokenizer_config_path));
+        return load_hf(root, where, config, config_where);
     } catch (const nlohmann::json::exception& e) {
-        fail("{}: {}", tokenizer_json_path, e.what());
+        fail("{}: {}", where, e.what());
     }
 }
 
+}  // namespace
+
+Tokenizer Tokenizer::from_hf(const std::string& tokenizer_json_path, const std::string& tokenizer_config_path) {
+    const nlohmann::json root = read_json_file(tokenizer_json_path, kMaxTokenizerJsonBytes, kMaxJsonDepth);
+    if (tokenizer_config_path.empty()) return Tokenizer(load_hf_checked(root, tokenizer_json_path, nullptr, {}));
+    const nlohmann::json config = read_json_file(tokenizer_config_path, kMaxTokenizerConfigBytes, kMaxJsonDepth);
+    return Tokenizer(load_hf_checked(root, tokenizer_json_path, &config, tokenizer_config_path));
+}
+
+Tokenizer Tokenizer::from_hf_json(std::string_view tokenizer_json, std::optional<std::string_view> tokenizer_config_json,
+                                  const std::string& name) {
+    const nlohmann::json root = parse_json(tokenizer_json, name, kMaxJsonDepth);
+    if (!tokenizer_config_json) return Tokenizer(load_hf_checked(root, name, nullptr, {}));
+    const std::string config_name = name + " (tokenizer_config.json)";
+    const nlohmann::json config = parse_json(*tokenizer_config_json, config_name, kMaxJsonDepth);
+    return Tokenizer(load_hf_checked(root, name, &config, config_name));
+}
 
 Tokenizer Tokenizer::from_gguf(const gguf::Metadata& metadata) {
     const std::string model = metadata.string("tokenizer.ggml.model");
@@ -550,11 +576,7 @@ Tokenizer Tokenizer::from_gguf(const gguf::Metadata& metadata) {
     const std::vector<std::string> merges = metadata.string_array("tokenizer.ggml.merges");
     spec.merges.reserve(merges.size());
     for (std::size_t i = 0; i < merges.size(); ++i) {
-        const std::size_t space = merges[i].find(' ');
-        if (space == std::string::npos || merges[i].find(' ', space + 1) != std::string::npos) {
-            fail("GGUF tokenizer.ggml.merges[{}] '{}' is not two tokens separated by one space", i, merges[i]);
-        }
-        spec.merges.emplace_back(merges[i].substr(0, space), merges[i].substr(space + 1));
+        spec.merges.push_back(split_merge(merges[i], fmt::format("GGUF tokenizer.ggml.merges[{}]", i)));
     }
     // Control tokens share the one GGUF token list, so merges may resolve through them too.
     for (const AddedToken& token : spec.added) spec.vocab.emplace_back(token.content, token.id);
@@ -575,11 +597,15 @@ void Tokenizer::Impl::encode_words(std::string_view text, std::size_t begin, std
     for (const auto& [word_begin, word_end] : words) {
         const std::size_t first = out.ids.size();
         state.session.encode_word(text.substr(word_begin, word_end - word_begin), out.ids);
+        // A whole-word hit (ignore_merges) may hold bytes that have no token of their own; it
+        // covers its word exactly, so none of its bytes were dropped.
+        const bool whole_word =
+            out.ids.size() == first + 1 && bpe->token_length(out.ids[first]) == word_end - word_begin;
         std::size_t pos = word_begin;
         for (std::size_t i = first; i < out.ids.size(); ++i) {
             std::size_t start = pos;
             std::size_t next = pos + bpe->token_length(out.ids[i]);
-            if (!every_byte) {
+            if (!every_byte && !whole_word) {
                 // Walk past dropped bytes: before the token, and inside it (merges join the
                 // bytes on either side of a dropped one).
                 while (!bpe->encodes_byte(static_cast<unsigned char>(text[start]))) {

@@ -40,6 +40,10 @@ public:
     static Tokenizer from_gguf(const gguf::Metadata& metadata);
     // tokenizer_config.json, when given, supplies chat_template and the bos/eos tokens.
     static Tokenizer from_hf(const std::string& tokenizer_json_path, const std::string& tokenizer_config_path = {});
+    // The same from file contents already in memory; `name` stands in for the path in messages.
+    static Tokenizer from_hf_json(std::string_view tokenizer_json,
+                                  std::optional<std::string_view> tokenizer_config_json = std::nullopt,
+                                  const std::string& name = "tokenizer.json");
 
     // parse_special=true matches every added token in the text first (HF's encode). With
     // false, tokens marked special (control tokens) are ordinary text, as HF's

@@ -1,10 +1,12 @@
 // Recipes: overrides of nested keys and lists, typed reads, unknown keys with line and suggestion,
-// wrong types, missing files, and a resolved dump that reloads to the same values.
+// wrong types, missing files, hostile documents, and a resolved dump that reloads to the same values.
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+
+#include <fmt/format.h>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -184,13 +186,24 @@ TEST(Config, WrongTypesNameKeyFileLineAndExpectedType) {
 }
 
 TEST(Config, BadFilesAndDocuments) {
-    EXPECT_EQ(error_of([] { Config::load("/nonexistent/recipe.yaml"); }), "cannot open recipe '/nonexistent/recipe.yaml'");
+    EXPECT_EQ(error_of([] { Config::load("/nonexistent/recipe.yaml"); }),
+              "/nonexistent/recipe.yaml: cannot open: No such file or directory");
     EXPECT_EQ(error_of([] { Config::parse("- a\n- b\n", "l.yaml"); }),
               "l.yaml: a recipe must be a mapping of keys to values, got a sequence");
     EXPECT_EQ(error_of([] { Config::parse("a: 1\nb: 2\na: 3\n", "d.yaml"); }), "d.yaml line 3: duplicate key 'a' (first at line 1)");
     EXPECT_NE(error_of([] { Config::parse("a: [1, 2\nb: 3\n", "bad.yaml"); }).find("bad.yaml line "), std::string::npos);
     EXPECT_EQ(error_of([] { Config::parse("a:\n  x.y: 1\n", "dot.yaml"); }),
               "dot.yaml line 2: key 'x.y' under 'a' is empty or contains '.', which separates key paths");
+    // Hostile documents: nesting past yaml-cpp's depth guard, and aliases whose expansion is huge.
+    EXPECT_NE(error_of([] { Config::parse("a: " + std::string(100000, '['), "deep.yaml"); }).find("deep.yaml line 1: invalid YAML"),
+              std::string::npos);
+    std::string laughs = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
+    for (int level = 1; level < 8; ++level) {
+        laughs += fmt::format("l{0}: &l{0} [*l{1}, *l{1}, *l{1}, *l{1}, *l{1}, *l{1}, *l{1}, *l{1}, *l{1}, *l{1}]\n", level,
+                              level - 1);
+    }
+    EXPECT_EQ(error_of([&] { Config::parse(laughs, "laughs.yaml"); }),
+              "laughs.yaml: more than 1048576 values (counting each use of an alias)");
     Config empty = Config::parse("", "empty.yaml");
     EXPECT_EQ(empty.get<int>("x", 4), 4);
     EXPECT_NO_THROW(empty.finish());

@@ -252,6 +252,28 @@ TEST(TokenizerSynthetic, IgnoreMergesTakesWholeWords) {
     EXPECT_EQ(Tokenizer::from_hf(without.path()).encode("ac"), (std::vector<std::int32_t>{'a', 'c'}));
 }
 
+TEST(TokenizerSynthetic, IgnoreMergesWholeWordWithUntokenizedByte) {
+    // Byte 0xFF ("\xC3\xBF" in byte-level spelling) has no token of its own, but the word
+    // "a\xFF" is one vocabulary entry: HF takes it whole, and its span is the word, not more.
+    nlohmann::json root =
+        nlohmann::json::parse(tiny_tokenizer_json(byte_level_only(), nlohmann::json::array(), {{"ignore_merges", true}}));
+    root["model"]["vocab"].erase("\xC3\xBF");
+    root["model"]["vocab"]["a\xC3\xBF"] = 259;
+    const TempFile file("ignore_merges_dropped_byte.json", root.dump());
+    const Tokenizer t = Tokenizer::from_hf(file.path());
+    const std::string text = "a\xFF";
+    const Encoding e = t.encode_with_spans(text);
+    EXPECT_EQ(e.ids, (std::vector<std::int32_t>{259}));
+    EXPECT_EQ(e.spans, (std::vector<std::pair<std::size_t, std::size_t>>{{0, 2}}));
+    EXPECT_EQ(e.dropped_bytes, 0u);
+    EXPECT_EQ(t.decode(e.ids), text);
+    // The byte alone still has no token: dropped and counted, as before.
+    const Encoding alone = t.encode_with_spans("\xFF" "a");
+    EXPECT_EQ(alone.ids, (std::vector<std::int32_t>{'a'}));
+    EXPECT_EQ(alone.spans, (std::vector<std::pair<std::size_t, std::size_t>>{{1, 2}}));
+    EXPECT_EQ(alone.dropped_bytes, 1u);
+}
+
 TEST(TokenizerSynthetic, SplitBehaviours) {
     // Splitting "ab-c--ab" on "-": the words BPE sees decide whether "ab" merges.
     const auto run = [](const std::string& behavior, bool invert) {
@@ -342,7 +364,7 @@ TEST(TokenizerErrors, BadJson) {
         Tokenizer::from_hf(file.path());
         FAIL() << "expected Error";
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("not valid JSON"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("invalid JSON"), std::string::npos) << e.what();
     }
 }
 
@@ -362,7 +384,7 @@ TEST(TokenizerErrors, BadShapesAndConfigValues) {
     expect_config_error(R"({"eos_token": "<nope>"})", "eos_token");
     expect_config_error(R"({"chat_template": [{"name": 7, "template": "x"}]})", "config.json");
     expect_config_error(R"({"chat_template": 5})", "chat_template");
-    expect_config_error("{", "not valid JSON");
+    expect_config_error("{", "invalid JSON");
 }
 
 TEST(TokenizerErrors, UnknownModelType) {

@@ -1,0 +1,203 @@
+// PEFT adapter directories: the reader against directories PEFT's save_pretrained wrote
+// (tools/goldens/adapters.py, F32 and BF16), key parsing, writer round trips and every refusal
+// naming its field. The writer's output was loaded by PeftModel.from_pretrained once by hand
+// (adapters.py --check on the directory WriteThenReadIsExact leaves in the test temp dir).
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "formats/peft_adapter.h"
+#include "test_paths.h"
+
+namespace kindred::peft {
+namespace {
+
+using nlohmann::json;
+using testing::source_path;
+
+json read_json(const std::string& path) {
+    std::ifstream in(path);
+    return json::parse(in);
+}
+
+const json& expected() {
+    static const json value = read_json(source_path("tests/goldens/adapters/expected.json"));
+    return value;
+}
+
+std::string temp_dir(const std::string& name) {
+    const std::string path = ::testing::TempDir() + "kindred_" + name;
+    std::filesystem::remove_all(path);
+    return path;
+}
+
+// The golden directory copied to a temp dir with adapter_config.json edited by `edit`.
+std::string edited_copy(const std::string& name, const std::function<void(json&)>& edit) {
+    const std::string dir = temp_dir(name);
+    std::filesystem::copy(source_path("tests/goldens/adapters/peft_tiny"), dir);
+    json config = read_json(dir + "/adapter_config.json");
+    edit(config);
+    std::ofstream(dir + "/adapter_config.json") << config.dump();
+    return dir;
+}
+
+void expect_error(const std::function<void()>& body, const std::string& phrase) {
+    try {
+        body();
+        FAIL() << "no Error; expected one containing '" << phrase << "'";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find(phrase), std::string::npos) << e.what();
+    }
+}
+
+void expect_golden_values(const Adapter& adapter, const char* field) {
+    const json& tensors = expected()["tensors"];
+    ASSERT_EQ(adapter.tensors.size(), tensors.size());
+    for (const LoraTensor& tensor : adapter.tensors) {
+        ASSERT_TRUE(tensors.contains(tensor.name)) << tensor.name;
+        EXPECT_EQ(tensor.shape, tensors[tensor.name]["shape"].get<std::vector<std::uint64_t>>()) << tensor.name;
+        const json& values = std::string(field) == "tensors" ? tensors[tensor.name]["values"]
+                                                             : expected()[field][tensor.name];
+        // Exact: F32 is copied and BF16 -> fp32 is exact; the goldens hold PEFT's own fp32 values.
+        EXPECT_EQ(tensor.values, values.get<std::vector<float>>()) << tensor.name;
+    }
+}
+
+TEST(PeftAdapter, ReadsPeftSaveF32) {
+    const Adapter adapter = read_adapter(source_path("tests/goldens/adapters/peft_tiny"));
+    EXPECT_EQ(adapter.config.base_model, "kindred-tiny-llama");
+    EXPECT_EQ(adapter.config.r, 4u);
+    EXPECT_EQ(adapter.config.lora_alpha, 8.0);
+    EXPECT_EQ(adapter.config.lora_dropout, 0.05);
+    EXPECT_FALSE(adapter.config.use_rslora);
+    EXPECT_EQ(adapter.config.target_modules.size(), 7u);
+    expect_golden_values(adapter, "tensors");
+}
+
+TEST(PeftAdapter, ReadsPeftSaveBf16) {
+    expect_golden_values(read_adapter(source_path("tests/goldens/adapters/peft_tiny_bf16")), "tensors_bf16");
+}
+
+TEST(PeftAdapter, KeysParseAndFormatForEveryModule) {
+    for (const std::string_view module : kLoraModules) {
+        for (const bool is_a : {true, false}) {
+            const LoraKey key{17, std::string(module), is_a};
+            EXPECT_EQ(parse_lora_key(lora_key(key)), key) << lora_key(key);
+        }
+    }
+    EXPECT_EQ(lora_key({0, "q_proj", true}), "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
+    EXPECT_EQ(lora_key({2, "down_proj", false}), "base_model.model.model.layers.2.mlp.down_proj.lora_B.weight");
+}
+
+TEST(PeftAdapter, UnparseableKeysNameTheKey) {
+    for (const std::string key : {
+             "base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight",
+             "base_model.model.model.layers.x.self_attn.q_proj.lora_A.weight",
+             "base_model.model.model.layers.01.self_attn.q_proj.lora_A.weight",
+             "base_model.model.model.layers.99999999999.self_attn.q_proj.lora_A.weight",
+             "base_model.model.model.layers.0.mlp.q_proj.lora_A.weight",
+             "base_model.model.model.layers.0.self_attn.qkv_proj.lora_A.weight",
+             "base_model.model.model.layers.0.self_attn.q_proj.lora_C.weight",
+             "base_model.model.lm_head.lora_A.weight",
+             "",
+         }) {
+        expect_error([&] { parse_lora_key(key); }, "'" + key + "'");
+    }
+}
+
+TEST(PeftAdapter, WriteThenReadIsExact) {
+    const Adapter golden = read_adapter(source_path("tests/goldens/adapters/peft_tiny"));
+    const std::string dir = temp_dir("peft_roundtrip");  // left in place for adapters.py --check
+    write_adapter(dir, golden);
+    const Adapter back = read_adapter(dir);
+    EXPECT_EQ(back.config.base_model, golden.config.base_model);
+    EXPECT_EQ(back.config.r, golden.config.r);
+    EXPECT_EQ(back.config.lora_alpha, golden.config.lora_alpha);
+    EXPECT_EQ(back.config.lora_dropout, golden.config.lora_dropout);
+    EXPECT_EQ(back.config.target_modules, golden.config.target_modules);
+    expect_golden_values(back, "tensors");
+    const json config = read_json(dir + "/adapter_config.json");
+    EXPECT_EQ(config["peft_type"], "LORA");
+    EXPECT_EQ(config["task_type"], "CAUSAL_LM");
+}
+
+TEST(PeftAdapter, RsloraFlagRoundTrips) {
+    Adapter adapter = read_adapter(source_path("tests/goldens/adapters/peft_tiny"));
+    adapter.config.use_rslora = true;
+    adapter.config.base_model.clear();
+    const std::string dir = temp_dir("peft_rslora");
+    write_adapter(dir, adapter);
+    const Adapter back = read_adapter(dir);
+    EXPECT_TRUE(back.config.use_rslora);
+    EXPECT_TRUE(back.config.base_model.empty());
+    EXPECT_TRUE(read_json(dir + "/adapter_config.json")["base_model_name_or_path"].is_null());
+}
+
+TEST(PeftAdapter, UnsupportedConfigNamesTheField) {
+    const std::vector<std::pair<std::string, json>> cases = {
+        {"peft_type", "PREFIX_TUNING"}, {"use_dora", true},           {"bias", "all"},
+        {"modules_to_save", json::array({"lm_head"})},                 {"fan_in_fan_out", true},
+        {"rank_pattern", json{{"q_proj", 8}}},                         {"alpha_pattern", json{{"q_proj", 8}}},
+        {"lora_bias", true},                                           {"target_modules", "all-linear"},
+        {"r", 0},                                                      {"r", "four"},
+        {"lora_alpha", nullptr},
+    };
+    for (const auto& [field, value] : cases) {
+        const std::string dir = edited_copy("peft_bad_config", [&](json& c) { c[field] = value; });
+        expect_error([&] { read_adapter(dir); }, "'" + field + "'");
+    }
+    const std::string dir = edited_copy("peft_no_r", [](json& c) { c.erase("r"); });
+    expect_error([&] { read_adapter(dir); }, "field 'r' is missing");
+}
+
+TEST(PeftAdapter, MissingFilesAreNamed) {
+    const std::string dir = temp_dir("peft_missing");
+    std::filesystem::create_directories(dir);
+    expect_error([&] { read_adapter(dir); }, "adapter_config.json: missing");
+    std::filesystem::copy(source_path("tests/goldens/adapters/peft_tiny/adapter_config.json"), dir + "/adapter_config.json");
+    expect_error([&] { read_adapter(dir); }, "adapter_model.safetensors: missing");
+}
+
+TEST(PeftAdapter, InconsistentTensorsAreRefused) {
+    const Adapter golden = read_adapter(source_path("tests/goldens/adapters/peft_tiny"));
+    const std::string dir = temp_dir("peft_inconsistent");
+
+    Adapter no_b = golden;
+    no_b.tensors.erase(no_b.tensors.begin() + 1);  // layers.0.mlp.down_proj.lora_B
+    expect_error([&] { write_adapter(dir, no_b); }, "layer 0 down_proj has lora_A but no lora_B");
+
+    Adapter wrong_rank = golden;
+    wrong_rank.config.r = 8;
+    expect_error([&] { write_adapter(dir, wrong_rank); }, "inconsistent with r = 8");
+
+    Adapter twice = golden;
+    twice.tensors.push_back(golden.tensors.front());
+    expect_error([&] { write_adapter(dir, twice); }, "appears twice");
+
+    Adapter untargeted = golden;
+    untargeted.config.target_modules = {"q_proj"};
+    expect_error([&] { write_adapter(dir, untargeted); }, "target_modules does not list");
+
+    Adapter short_values = golden;
+    short_values.tensors.front().values.pop_back();
+    expect_error([&] { write_adapter(dir, short_values); }, "values for shape");
+
+    // A reader-side check too: the same inconsistency in a file on disk.
+    Adapter bad_rank_file = golden;
+    bad_rank_file.config.r = 4;
+    write_adapter(dir, bad_rank_file);
+    const std::string config = dir + "/adapter_config.json";
+    json edited = read_json(config);
+    edited["r"] = 2;
+    std::ofstream(config) << edited.dump();
+    expect_error([&] { read_adapter(dir); }, "adapter_model.safetensors: tensor");
+}
+
+}  // namespace
+}  // namespace kindred::peft
