@@ -8,7 +8,6 @@
 #include <type_traits>
 #include <utility>
 
-
 #include <fmt/ranges.h>
 
 #include "core/atomic_file.h"

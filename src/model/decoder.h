@@ -49,7 +49,8 @@ public:
     // span has the wrong size, or the cache would exceed its capacity or the context.
     void forward(std::span<const std::int32_t> tokens, KvCache& cache, std::span<float> logits, bool all_logits = false);
 
-private:
+    // The bound tensors, for passes other than inference (model/trainable_decoder.h runs its own
+    // training forward and backward over them).
     struct Layer {
         const float* attn_norm = nullptr;
         const float* ffn_norm = nullptr;
@@ -62,6 +63,16 @@ private:
         kernels::Matrix q, k, v, o, gate, up, down;
     };
 
+    const std::vector<Layer>& layers() const { return layers_; }
+    const kernels::Matrix& embedding() const { return embedding_; }
+    const kernels::Matrix& output() const { return output_; }
+    const float* output_norm() const { return output_norm_; }
+    const std::vector<float>& inverse_frequencies() const { return inv_freq_; }
+    float rope_attention_factor() const { return rope_attention_factor_; }
+    kernels::RopePairing rope_pairing() const { return rope_pairing_; }
+    float attention_scale() const { return attention_scale_; }
+
+private:
     // Buffers for up to max_batch tokens, views into arena_.
     struct Activations {
         float* x;       // residual stream [T x hidden]
