@@ -1,0 +1,126 @@
+#include "train/batch.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "core/error.h"
+
+namespace kindred::train {
+namespace {
+
+std::uint64_t splitmix64(std::uint64_t& state) {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// Uniform in [0, bound) by rejection, so no index is favoured by modulo bias.
+std::uint64_t below(std::uint64_t& state, std::uint64_t bound) {
+    const std::uint64_t threshold = (0 - bound) % bound;
+    for (;;) {
+        const std::uint64_t r = splitmix64(state);
+        if (r >= threshold) return r % bound;
+    }
+}
+
+}  // namespace
+
+std::vector<std::uint32_t> epoch_order(std::size_t count, std::uint64_t seed, std::uint64_t epoch) {
+    if (count > std::numeric_limits<std::uint32_t>::max()) fail("packing: {} examples is more than supported", count);
+    std::vector<std::uint32_t> order(count);
+    for (std::size_t i = 0; i < count; ++i) order[i] = static_cast<std::uint32_t>(i);
+    std::uint64_t mix = epoch;
+    std::uint64_t state = seed ^ splitmix64(mix);
+    for (std::size_t i = count; i > 1; --i) {
+        const auto j = static_cast<std::size_t>(below(state, i));
+        std::swap(order[i - 1], order[j]);
+    }
+    return order;
+}
+
+Packer::Packer(std::span<const TokenizedExample> examples, const PackingOptions& options, DataPosition start)
+    : examples_(examples), options_(options), position_(start) {
+    if (examples_.empty()) fail("packing: the dataset has no examples");
+    if (options_.seq_len == 0 || options_.rows_per_micro_batch == 0 || options_.micro_batches_per_step == 0)
+        fail("packing: seq_len, rows per micro-batch and micro-batches per step must be positive");
+    for (const auto& example : examples_) {
+        if (example.tokens.size() > options_.seq_len || example.tokens.empty())
+            fail("packing: the example of line {} has {} tokens, outside [1, seq_len {}]", example.line,
+                 example.tokens.size(), options_.seq_len);
+        if (example.targets.size() != example.tokens.size())
+            fail("packing: the example of line {} has {} targets for {} tokens", example.line, example.targets.size(),
+                 example.tokens.size());
+    }
+    if (position_.index > examples_.size())
+        fail("packing: data position {} is past the {} examples of the dataset (was it changed since the checkpoint?)",
+             position_.index, examples_.size());
+    if (position_.index == examples_.size()) position_ = {position_.epoch + 1, 0};
+}
+
+const TokenizedExample& Packer::peek() {
+    if (!have_order_ || order_epoch_ != position_.epoch) {
+        order_ = epoch_order(examples_.size(), options_.seed, position_.epoch);
+        order_epoch_ = position_.epoch;
+        have_order_ = true;
+    }
+    return examples_[order_[position_.index]];
+}
+
+void Packer::advance() {
+    if (++position_.index == examples_.size()) position_ = {position_.epoch + 1, 0};
+}
+
+void Packer::fill_row(MicroBatch& batch, std::size_t row) {
+    const std::size_t base = row * options_.seq_len;
+    std::size_t used = 0;
+    std::int32_t segment = 0;
+    while (true) {
+        const TokenizedExample& example = peek();
+        const std::size_t n = example.tokens.size();
+        if (used + n > options_.seq_len) break;
+        std::copy(example.tokens.begin(), example.tokens.end(), batch.tokens.begin() + static_cast<std::ptrdiff_t>(base + used));
+        std::copy(example.targets.begin(), example.targets.end(),
+                  batch.targets.begin() + static_cast<std::ptrdiff_t>(base + used));
+        for (std::size_t t = 0; t < n; ++t) {
+            batch.positions[base + used + t] = static_cast<std::int32_t>(t);
+            batch.segment_ids[base + used + t] = segment;
+        }
+        used += n;
+        ++segment;
+        batch.target_tokens += example.target_count;
+        ++batch.examples;
+        advance();
+    }
+    // Padding: its own segment, so it never attends into (or is attended from) a conversation.
+    for (std::size_t t = used; t < options_.seq_len; ++t) {
+        batch.tokens[base + t] = options_.pad_id;
+        batch.targets[base + t] = kIgnoreTarget;
+        batch.positions[base + t] = static_cast<std::int32_t>(t - used);
+        batch.segment_ids[base + t] = segment;
+    }
+}
+
+MicroBatch Packer::next_micro_batch() {
+    MicroBatch batch;
+    batch.rows = options_.rows_per_micro_batch;
+    batch.seq_len = options_.seq_len;
+    const std::size_t size = batch.rows * batch.seq_len;
+    batch.tokens.resize(size);
+    batch.targets.resize(size);
+    batch.positions.resize(size);
+    batch.segment_ids.resize(size);
+    for (std::size_t row = 0; row < batch.rows; ++row) fill_row(batch, row);
+    return batch;
+}
+
+StepBatch Packer::next_step() {
+    StepBatch step;
+    for (std::size_t i = 0; i < options_.micro_batches_per_step; ++i) {
+        step.micro_batches.push_back(next_micro_batch());
+        step.target_tokens += step.micro_batches.back().target_tokens;
+    }
+    return step;
+}
+
+}  // namespace kindred::train

@@ -1,0 +1,87 @@
+// train/batch.h — turns tokenized SFT examples into the rows the trainer consumes: several
+// conversations packed into one row of seq_len tokens, with positions restarting at 0 per
+// conversation and segment ids that keep attention inside each one (kernels/attention.h), then
+// rows grouped into micro-batches and micro-batches into one optimizer step.
+//
+// Order: each epoch visits every example once, in a permutation drawn from (seed, epoch) with a
+// fixed generator (splitmix64 + Fisher-Yates, not std::shuffle, whose result differs between
+// standard libraries), so a seed gives the same stream everywhere. Rows are filled greedily in that
+// order; an example that does not fit the rest of a row starts the next row (never split), and the
+// row's tail is padding (pad token, target kIgnoreTarget, a segment of its own).
+//
+// Resuming: DataPosition (epoch, index into that epoch's permutation) is all the stream's state; a
+// Packer built at a saved position produces exactly what the original would have produced next.
+//
+// Loss: each step's `target_tokens` is the number of targets across all its micro-batches; the
+// trainer divides every micro-batch's summed cross-entropy by it, so gradient accumulation gives
+// the same gradient as one large batch (per-token mean over the step), whatever the packing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "train/chat_dataset.h"
+
+namespace kindred::train {
+
+struct DataPosition {
+    std::uint64_t epoch = 0;
+    std::uint64_t index = 0;  // next example of the epoch's permutation, in [0, example count]
+    bool operator==(const DataPosition&) const = default;
+};
+
+struct PackingOptions {
+    std::size_t seq_len = 0;               // tokens per row
+    std::size_t rows_per_micro_batch = 1;
+    std::size_t micro_batches_per_step = 1;  // gradient accumulation
+    std::uint64_t seed = 0;
+    std::int32_t pad_id = 0;
+};
+
+// Row-major [rows x seq_len] arrays.
+struct MicroBatch {
+    std::size_t rows = 0;
+    std::size_t seq_len = 0;
+    std::vector<std::int32_t> tokens;
+    std::vector<std::int32_t> targets;      // kIgnoreTarget where no loss is taken
+    std::vector<std::int32_t> positions;    // 0, 1, ... per conversation (padding too)
+    std::vector<std::int32_t> segment_ids;  // per row: 0, 0, ..., 1, 1, ...: never decreasing
+    std::size_t target_tokens = 0;
+    std::size_t examples = 0;  // conversations packed in
+};
+
+struct StepBatch {
+    std::vector<MicroBatch> micro_batches;
+    std::size_t target_tokens = 0;  // the step's loss normaliser: sum over its micro-batches
+};
+
+// The permutation of [0, count) for (seed, epoch); exposed for tests.
+std::vector<std::uint32_t> epoch_order(std::size_t count, std::uint64_t seed, std::uint64_t epoch);
+
+class Packer {
+public:
+    // Keeps a reference to `examples`, which must outlive the packer. Throws Error for no
+    // examples, an example longer than seq_len, zero sizes, or a position past the data.
+    Packer(std::span<const TokenizedExample> examples, const PackingOptions& options, DataPosition start = {});
+
+    MicroBatch next_micro_batch();
+    StepBatch next_step();
+    // Where the next row starts; save it with the checkpoint of the step just taken.
+    DataPosition position() const { return position_; }
+
+private:
+    void fill_row(MicroBatch& batch, std::size_t row);
+    const TokenizedExample& peek();  // the example at position_, drawing a new epoch's order when due
+    void advance();
+
+    std::span<const TokenizedExample> examples_;
+    PackingOptions options_;
+    DataPosition position_;
+    std::vector<std::uint32_t> order_;
+    std::uint64_t order_epoch_ = 0;
+    bool have_order_ = false;
+};
+
+}  // namespace kindred::train
