@@ -1,8 +1,8 @@
 #include "train/checkpoint.h"
 
-
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <map>
