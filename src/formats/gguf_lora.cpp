@@ -4,7 +4,6 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
-#include <map>
 #include <utility>
 
 #include "core/error.h"
@@ -19,7 +18,7 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 7> kModuleNa
     {"gate_proj", "ffn_gate"}, {"up_proj", "ffn_up"}, {"down_proj", "ffn_down"},
 }};
 
-// The base tensors llama.cpp's converter row-permutes, and the head count each uses.
+// The base tensors whose rows llama.cpp's converter permutes (its LlamaModel q/k handling).
 bool is_permuted(std::string_view architecture, std::string_view peft_module) {
     return architecture == "llama" && (peft_module == "q_proj" || peft_module == "k_proj");
 }
@@ -38,17 +37,18 @@ std::vector<float> permute_lora_b(const peft::LoraTensor& tensor, std::string_vi
 }
 
 std::vector<float> read_values(const gguf::TensorInfo& info, const std::string& path) {
+    if (info.type != DType::F32 && info.type != DType::F16) {
+        fail("{}: tensor '{}' has type {}; LoRA tensors must be F32 or F16", path, info.name, dtype_name(info.type));
+    }
     std::vector<float> out(info.element_count());
     if (info.type == DType::F32) {
         std::memcpy(out.data(), info.data.data(), out.size() * sizeof(float));
-    } else if (info.type == DType::F16) {
+    } else {
         for (std::size_t i = 0; i < out.size(); ++i) {
             std::uint16_t h;
             std::memcpy(&h, info.data.data() + 2 * i, 2);
             out[i] = fp16_to_fp32(h);
         }
-    } else {
-        fail("{}: tensor '{}' has type {}; LoRA tensors must be F32 or F16", path, info.name, dtype_name(info.type));
     }
     return out;
 }
@@ -189,8 +189,9 @@ Adapter read(const std::string& path) {
             fail("{}: {}", path, e.what());
         }
         const std::uint64_t rank = tensor.name.ends_with("lora_a") ? tensor.dims[1] : tensor.dims[0];
+        if (rank > 65536) fail("{}: tensor '{}' has rank {}; at most 65536 is supported", path, tensor.name, rank);
         if (check.tensors.empty()) check.config.r = static_cast<std::uint32_t>(rank);
-        if (rank != check.config.r || rank > 65536) {
+        if (rank != check.config.r) {
             fail("{}: tensor '{}' has dims {{{}, {}}}: rank {} differs from the first tensor's {}", path,
                  tensor.name, tensor.dims[0], tensor.dims[1], rank, check.config.r);
         }

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -34,11 +36,25 @@ json read_json(const std::string& path) {
     return json::parse(in);
 }
 
-std::string temp_file(const std::string& name) {
-    const std::string path = ::testing::TempDir() + "kindred_" + name;
-    std::filesystem::remove(path);
-    return path;
-}
+// A folder of this process and test under the temp dir, removed when the test ends, so parallel
+// runs from several build trees never share files.
+class ScratchDir {
+public:
+    ScratchDir() {
+        path_ = std::filesystem::temp_directory_path() /
+                ("kindred-adapters-" + std::to_string(::getpid()) + "-" +
+                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        std::filesystem::remove_all(path_);
+        std::filesystem::create_directories(path_);
+    }
+    ~ScratchDir() { std::filesystem::remove_all(path_); }
+    ScratchDir(const ScratchDir&) = delete;
+    ScratchDir& operator=(const ScratchDir&) = delete;
+    std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+private:
+    std::filesystem::path path_;
+};
 
 void expect_error(const std::function<void()>& body, const std::string& phrase) {
     try {
@@ -103,7 +119,8 @@ TEST(GgufLora, PermutationMatchesLlamaCppFormula) {
 
 TEST(GgufLora, WritesLlamaCppLayout) {
     const peft::Adapter adapter = golden();
-    const std::string path = temp_file("lora_layout.gguf");
+    const ScratchDir scratch;
+    const std::string path = scratch / "adapter.gguf";
     write(path, adapter.tensors, tiny_options());
     const gguf::File file = gguf::File::open(path);
     EXPECT_EQ(file.metadata().string("general.type"), "adapter");
@@ -133,7 +150,8 @@ TEST(GgufLora, WritesLlamaCppLayout) {
 // llamacpp_tiny.gguf is peft_tiny converted by llama.cpp's convert_lora_to_gguf.py (F32).
 TEST(GgufLora, MatchesLlamaCppConverter) {
     const gguf::File reference = gguf::File::open(source_path("tests/goldens/adapters/llamacpp_tiny.gguf"));
-    const std::string path = temp_file("lora_vs_llamacpp.gguf");
+    const ScratchDir scratch;
+    const std::string path = scratch / "adapter.gguf";
     write(path, golden().tensors, tiny_options());
     const gguf::File ours = gguf::File::open(path);
     for (const char* key : {"general.architecture", "general.type", "adapter.type", "adapter.lora.alpha"}) {
@@ -162,7 +180,8 @@ TEST(GgufLora, MatchesLlamaCppConverter) {
 
 TEST(GgufLora, RoundTripF32IsExact) {
     const peft::Adapter adapter = golden();
-    const std::string path = temp_file("lora_roundtrip.gguf");
+    const ScratchDir scratch;
+    const std::string path = scratch / "adapter.gguf";
     write(path, adapter.tensors, tiny_options());
     const Adapter back = read(path);
     EXPECT_EQ(back.architecture, "llama");
@@ -181,7 +200,8 @@ TEST(GgufLora, RoundTripF16RoundsEachValueOnce) {
     WriteOptions options = tiny_options();
     options.type = DType::F16;
     options.architecture = "qwen2";  // no permutation outside llama
-    const std::string path = temp_file("lora_f16.gguf");
+    const ScratchDir scratch;
+    const std::string path = scratch / "adapter.gguf";
     write(path, adapter.tensors, options);
     EXPECT_EQ(gguf::File::open(path).tensors().front().type, DType::F16);
     const auto tensors = to_peft(read(path), 0, 0);
@@ -196,7 +216,8 @@ TEST(GgufLora, RoundTripF16RoundsEachValueOnce) {
 TEST(GgufLora, RsloraStoresEquivalentAlpha) {
     WriteOptions options = tiny_options();
     options.use_rslora = true;
-    const std::string path = temp_file("lora_rslora.gguf");
+    const ScratchDir scratch;
+    const std::string path = scratch / "adapter.gguf";
     write(path, golden().tensors, options);
     // llama.cpp scales by alpha / r; rsLoRA by alpha / sqrt(r) = (alpha * sqrt(r)) / r; sqrt(4) = 2.
     EXPECT_EQ(read(path).lora_alpha, 16.0f);
@@ -204,7 +225,8 @@ TEST(GgufLora, RsloraStoresEquivalentAlpha) {
 
 TEST(GgufLora, RefusesBadInput) {
     const peft::Adapter adapter = golden();
-    const std::string path = temp_file("lora_bad.gguf");
+    const ScratchDir scratch;
+    const std::string path = scratch / "adapter.gguf";
     WriteOptions options = tiny_options();
     options.n_head = 0;
     expect_error([&] { write(path, adapter.tensors, options); }, "needs n_head and n_head_kv");
@@ -249,8 +271,8 @@ TEST(GgufLora, RefusesBadInput) {
 }
 
 // Shapes for the default model (SmolLM2-135M, llama: 9 heads, 3 KV heads) checked the way
-// llama.cpp's adapter loader checks them against the base tensors. The file is left in the test
-// temp dir; it was loaded once by hand with llama.cpp's --lora (see the report).
+// llama.cpp's adapter loader checks them against the base tensors. The file this test writes was
+// loaded once by hand with llama.cpp's --lora (llama-perplexity: "loaded 420 tensors from lora file").
 TEST(GgufLora, FitsDefaultModelTensors) {
     const gguf::File base = gguf::File::open(testing::default_model_path());
     const auto& meta = base.metadata();
@@ -279,7 +301,8 @@ TEST(GgufLora, FitsDefaultModelTensors) {
     options.n_head_kv = static_cast<std::uint32_t>(meta.uint("llama.attention.head_count_kv"));
     options.r = rank;
     options.lora_alpha = 16.0f;
-    const std::string path = ::testing::TempDir() + "kindred_smollm2_lora.gguf";
+    const ScratchDir scratch;
+    const std::string path = scratch / "smollm2_lora.gguf";
     write(path, tensors, options);
     const Adapter adapter = read(path);
     ASSERT_EQ(adapter.tensors.size(), tensors.size());

@@ -1,12 +1,14 @@
 // PEFT adapter directories: the reader against directories PEFT's save_pretrained wrote
 // (tools/goldens/adapters.py, F32 and BF16), key parsing, writer round trips and every refusal
 // naming its field. The writer's output was loaded by PeftModel.from_pretrained once by hand
-// (adapters.py --check on the directory WriteThenReadIsExact leaves in the test temp dir).
+// (adapters.py --check on the directory WriteThenReadIsExact writes).
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -31,15 +33,29 @@ const json& expected() {
     return value;
 }
 
-std::string temp_dir(const std::string& name) {
-    const std::string path = ::testing::TempDir() + "kindred_" + name;
-    std::filesystem::remove_all(path);
-    return path;
-}
+// A folder of this process and test under the temp dir, removed when the test ends, so parallel
+// runs from several build trees never share files.
+class ScratchDir {
+public:
+    ScratchDir() {
+        path_ = std::filesystem::temp_directory_path() /
+                ("kindred-adapters-" + std::to_string(::getpid()) + "-" +
+                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        std::filesystem::remove_all(path_);
+        std::filesystem::create_directories(path_);
+    }
+    ~ScratchDir() { std::filesystem::remove_all(path_); }
+    ScratchDir(const ScratchDir&) = delete;
+    ScratchDir& operator=(const ScratchDir&) = delete;
+    std::string operator/(const std::string& name) const { return (path_ / name).string(); }
 
-// The golden directory copied to a temp dir with adapter_config.json edited by `edit`.
-std::string edited_copy(const std::string& name, const std::function<void(json&)>& edit) {
-    const std::string dir = temp_dir(name);
+private:
+    std::filesystem::path path_;
+};
+
+// The golden directory copied to <scratch>/<name> with adapter_config.json edited by `edit`.
+std::string edited_copy(const ScratchDir& scratch, const std::string& name, const std::function<void(json&)>& edit) {
+    const std::string dir = scratch / name;
     std::filesystem::copy(source_path("tests/goldens/adapters/peft_tiny"), dir);
     json config = read_json(dir + "/adapter_config.json");
     edit(config);
@@ -113,7 +129,8 @@ TEST(PeftAdapter, UnparseableKeysNameTheKey) {
 
 TEST(PeftAdapter, WriteThenReadIsExact) {
     const Adapter golden = read_adapter(source_path("tests/goldens/adapters/peft_tiny"));
-    const std::string dir = temp_dir("peft_roundtrip");  // left in place for adapters.py --check
+    const ScratchDir scratch;
+    const std::string dir = scratch / "adapter";
     write_adapter(dir, golden);
     const Adapter back = read_adapter(dir);
     EXPECT_EQ(back.config.base_model, golden.config.base_model);
@@ -131,7 +148,8 @@ TEST(PeftAdapter, RsloraFlagRoundTrips) {
     Adapter adapter = read_adapter(source_path("tests/goldens/adapters/peft_tiny"));
     adapter.config.use_rslora = true;
     adapter.config.base_model.clear();
-    const std::string dir = temp_dir("peft_rslora");
+    const ScratchDir scratch;
+    const std::string dir = scratch / "adapter";
     write_adapter(dir, adapter);
     const Adapter back = read_adapter(dir);
     EXPECT_TRUE(back.config.use_rslora);
@@ -148,16 +166,18 @@ TEST(PeftAdapter, UnsupportedConfigNamesTheField) {
         {"r", 0},                                                      {"r", "four"},
         {"lora_alpha", nullptr},
     };
+    const ScratchDir scratch;
     for (const auto& [field, value] : cases) {
-        const std::string dir = edited_copy("peft_bad_config", [&](json& c) { c[field] = value; });
+        const std::string dir = edited_copy(scratch, field + value.dump(), [&](json& c) { c[field] = value; });
         expect_error([&] { read_adapter(dir); }, "'" + field + "'");
     }
-    const std::string dir = edited_copy("peft_no_r", [](json& c) { c.erase("r"); });
+    const std::string dir = edited_copy(scratch, "no_r", [](json& c) { c.erase("r"); });
     expect_error([&] { read_adapter(dir); }, "field 'r' is missing");
 }
 
 TEST(PeftAdapter, MissingFilesAreNamed) {
-    const std::string dir = temp_dir("peft_missing");
+    const ScratchDir scratch;
+    const std::string dir = scratch / "adapter";
     std::filesystem::create_directories(dir);
     expect_error([&] { read_adapter(dir); }, "adapter_config.json: missing");
     std::filesystem::copy(source_path("tests/goldens/adapters/peft_tiny/adapter_config.json"), dir + "/adapter_config.json");
@@ -166,7 +186,8 @@ TEST(PeftAdapter, MissingFilesAreNamed) {
 
 TEST(PeftAdapter, InconsistentTensorsAreRefused) {
     const Adapter golden = read_adapter(source_path("tests/goldens/adapters/peft_tiny"));
-    const std::string dir = temp_dir("peft_inconsistent");
+    const ScratchDir scratch;
+    const std::string dir = scratch / "adapter";
 
     Adapter no_b = golden;
     no_b.tensors.erase(no_b.tensors.begin() + 1);  // layers.0.mlp.down_proj.lora_B
