@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", "kindred 0.1.0");
     kindred::cli::add_inspect_command(app);
     kindred::cli::add_tokenize_command(app);
+    kindred::cli::add_generate_command(app);
+    kindred::cli::add_chat_command(app);
+    kindred::cli::add_score_command(app);
     kindred::cli::add_eval_command(app);
     kindred::cli::add_data_command(app);
     try {

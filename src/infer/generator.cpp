@@ -1,0 +1,120 @@
+#include "infer/generator.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.h"
+#include "infer/text_stream.h"
+
+namespace kindred::infer {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::int64_t checked_context(const model::Decoder& decoder, std::int64_t context) {
+    const std::int64_t limit = decoder.config().context_length;
+    if (context < 0) fail("generation: context size must be >= 0 (0 = the model's {}), got {}", limit, context);
+    if (context == 0) return limit;
+    if (context > limit) fail("generation: context size {} exceeds the model's context length {}", context, limit);
+    return context;
+}
+
+}  // namespace
+
+const char* finish_reason_name(FinishReason reason) {
+    switch (reason) {
+        case FinishReason::Stop: return "stop";
+        case FinishReason::Length: return "length";
+        case FinishReason::Context: return "context";
+    }
+    return "unknown";
+}
+
+Session::Session(model::Decoder& decoder, const text::Tokenizer& tokenizer, std::int64_t context)
+    : decoder_(decoder),
+      tokenizer_(tokenizer),
+      context_(checked_context(decoder, context)),
+      cache_(decoder.config(), context_),
+      logits_(static_cast<std::size_t>(decoder.config().vocab_size)) {}
+
+void Session::reset() {
+    cache_.clear();
+    cached_.clear();
+}
+
+std::int64_t Session::prefill(std::span<const std::int32_t> prompt) {
+    // Reuse the longest common prefix, but always recompute at least the last prompt token:
+    // its logits are what the first sample needs.
+    const auto mismatch = std::mismatch(cached_.begin(), cached_.end(), prompt.begin(), prompt.end());
+    std::size_t keep = static_cast<std::size_t>(mismatch.first - cached_.begin());
+    keep = std::min(keep, prompt.size() - 1);
+    cache_.truncate(static_cast<std::int64_t>(keep));
+    cached_.resize(keep);
+    // The decoder splits long inputs into its own batches.
+    const auto rest = prompt.subspan(keep);
+    decoder_.forward(rest, cache_, logits_);
+    cached_.insert(cached_.end(), rest.begin(), rest.end());
+    return static_cast<std::int64_t>(keep);
+}
+
+GenerationResult Session::generate(std::span<const std::int32_t> prompt, const GenerationOptions& options,
+                                   const TextCallback& on_text) {
+    const std::int64_t vocab = decoder_.config().vocab_size;
+    if (prompt.empty()) fail("generation: the prompt is empty");
+    if (options.max_tokens < 1) fail("generation: max tokens must be >= 1, got {}", options.max_tokens);
+    for (std::size_t i = 0; i < prompt.size(); ++i) {
+        if (prompt[i] < 0 || prompt[i] >= vocab) {
+            fail("generation: prompt token {} (id {}) is outside the model's vocabulary [0, {})", i, prompt[i], vocab);
+        }
+    }
+    if (static_cast<std::int64_t>(prompt.size()) >= context_) {
+        fail("generation: the prompt has {} tokens but the context holds {}; shorten it or raise the context size",
+             prompt.size(), context_);
+    }
+    Sampler sampler(options.sampling, vocab);
+
+    GenerationResult result;
+    result.prompt_tokens = static_cast<std::int64_t>(prompt.size());
+    const auto prefill_start = std::chrono::steady_clock::now();
+    result.cached_prompt_tokens = prefill(prompt);
+    result.prefill_seconds = seconds_since(prefill_start);
+
+    const auto decode_start = std::chrono::steady_clock::now();
+    std::vector<std::int32_t> history(prompt.begin(), prompt.end());
+    TextStream stream(tokenizer_, options.stop_strings);
+    const auto show = [&](const std::string& piece) {
+        if (piece.empty()) return;
+        result.text += piece;
+        if (on_text) on_text(piece);
+    };
+    result.finish_reason = FinishReason::Length;
+    while (true) {
+        const std::int32_t id = sampler.sample(logits_, history);
+        if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), id) != options.stop_tokens.end()) {
+            result.finish_reason = FinishReason::Stop;
+            break;
+        }
+        result.tokens.push_back(id);
+        history.push_back(id);
+        show(stream.push(id));
+        if (stream.stopped()) {
+            result.finish_reason = FinishReason::Stop;
+            break;
+        }
+        if (static_cast<std::int64_t>(result.tokens.size()) >= options.max_tokens) break;
+        if (static_cast<std::int64_t>(cached_.size()) >= context_) {
+            result.finish_reason = FinishReason::Context;
+            break;
+        }
+        const std::int32_t fed[] = {id};
+        decoder_.forward(fed, cache_, logits_);
+        cached_.push_back(id);
+    }
+    show(stream.finish());
+    result.decode_seconds = seconds_since(decode_start);
+    return result;
+}
+
+}  // namespace kindred::infer

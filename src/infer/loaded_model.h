@@ -1,0 +1,65 @@
+// infer/loaded_model.h — everything generation needs from one GGUF, opened once: the mapped file
+// (the decoder's weights are views into it, so it lives as long as they do), the decoder, the
+// tokenizer, the chat template when the model has one, and the tokens and texts that end a turn.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "formats/gguf.h"
+#include "model/decoder.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
+
+namespace kindred::infer {
+
+class LoadedModel {
+public:
+    // `model` is a GGUF path or `default`. Missing, corrupt or unsupported files are Errors
+    // naming the path.
+    static std::unique_ptr<LoadedModel> open(const std::string& model);
+
+    LoadedModel(const LoadedModel&) = delete;
+    LoadedModel& operator=(const LoadedModel&) = delete;
+
+    const std::string& path() const { return path_; }
+    // Not const: a forward pass writes the decoder's activation buffers.
+    model::Decoder& decoder() { return decoder_; }
+    const model::Decoder& decoder() const { return decoder_; }
+    const text::Tokenizer& tokenizer() const { return tokenizer_; }
+
+    // The chat template; an Error (suggesting --raw) when the model has none Kindred can render.
+    // A template that is present but unknown is an Error only here, so that raw prompts and
+    // scoring still work with such a model.
+    const text::ChatTemplate& require_chat_template() const;
+    // Token ids for a rendered chat ending in the assistant's generation prompt. Errors when the
+    // model has no usable template.
+    std::vector<std::int32_t> encode_chat(std::span<const text::ChatMessage> messages) const;
+    // Raw text: special-token markup in it is parsed; BOS is prepended when the tokenizer has one
+    // and the GGUF asks for it (tokenizer.ggml.add_bos_token).
+    std::vector<std::int32_t> encode_raw(const std::string& text) const;
+
+    // EOS and the template's end-of-turn markers that are single tokens.
+    const std::vector<std::int32_t>& stop_tokens() const { return stop_tokens_; }
+    // End-of-turn markers that are not single tokens, matched in the text.
+    const std::vector<std::string>& stop_strings() const { return stop_strings_; }
+
+private:
+    LoadedModel(std::string path, gguf::File file);
+
+    std::string path_;
+    gguf::File file_;
+    model::Decoder decoder_;
+    text::Tokenizer tokenizer_;
+    std::optional<text::ChatTemplate> chat_template_;
+    std::string chat_template_problem_;  // why detection failed, when it did
+    bool add_bos_ = false;
+    std::vector<std::int32_t> stop_tokens_;
+    std::vector<std::string> stop_strings_;
+};
+
+}  // namespace kindred::infer
