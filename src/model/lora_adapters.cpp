@@ -1,0 +1,115 @@
+// model/lora_adapters.cpp — adapter layout, PEFT names, HF-layout import/export (see lora_adapters.h).
+#include "model/lora_adapters.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/lora.h"
+
+namespace kindred::model {
+namespace {
+
+constexpr std::array<const char*, lora_module_count> module_names = {"q", "k", "v", "o", "gate", "up", "down"};
+constexpr std::array<const char*, lora_module_count> peft_paths = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+
+}  // namespace
+
+LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_interleaved)
+    : config_(std::move(config)), layers_(model.num_layers), head_dim_(model.head_dim), qk_interleaved_(qk_interleaved) {
+    if (config_.rank < 1) fail("lora: rank must be positive, got {}", config_.rank);
+    if (!(config_.alpha > 0)) fail("lora: alpha must be positive, got {}", config_.alpha);
+    if (!(config_.dropout >= 0 && config_.dropout < 1)) fail("lora: dropout must be in [0, 1), got {}", config_.dropout);
+    scale_ = kernels::lora_scale(static_cast<float>(config_.alpha), config_.rank, config_.rslora);
+
+    const std::int64_t hidden = model.hidden_size, ff = model.intermediate_size;
+    const std::int64_t q_dim = model.num_heads * model.head_dim, kv_dim = model.num_kv_heads * model.head_dim;
+    const std::int64_t dims[lora_module_count][2] = {{hidden, q_dim}, {hidden, kv_dim}, {hidden, kv_dim}, {q_dim, hidden},
+                                                     {hidden, ff},    {hidden, ff},     {ff, hidden}};
+    std::memcpy(dims_, dims, sizeof dims_);
+    std::fill(std::begin(index_), std::end(index_), -1);
+    for (const std::string& target : config_.targets) {
+        const auto* found = std::find(module_names.begin(), module_names.end(), target);
+        if (found == module_names.end())
+            fail("lora: unknown target module '{}' (expected q, k, v, o, gate, up or down)", target);
+        const auto m = static_cast<std::size_t>(found - module_names.begin());
+        if (index_[m] >= 0) fail("lora: target module '{}' is listed twice", target);
+        index_[m] = 0;
+    }
+    if (config_.targets.empty()) fail("lora: no target modules");
+    for (int m = 0; m < lora_module_count; ++m)
+        if (index_[m] >= 0) index_[m] = targeted_++;
+
+    const std::int64_t rank = config_.rank;
+    for (std::int64_t l = 0; l < layers_; ++l)
+        for (int m = 0; m < lora_module_count; ++m) {
+            if (index_[m] < 0) continue;
+            const auto mi = static_cast<std::size_t>(m);
+            const std::string prefix = "base_model.model.model.layers." + std::to_string(l) + "." + peft_paths[mi];
+            const auto module = static_cast<LoraModule>(m);
+            tensors_.push_back({prefix + ".lora_A.weight", l, module, false, rank, dims_[m][0], count_});
+            count_ += rank * dims_[m][0];
+            tensors_.push_back({prefix + ".lora_B.weight", l, module, true, dims_[m][1], rank, count_});
+            count_ += dims_[m][1] * rank;
+        }
+
+    storage_.reset(new float[static_cast<std::size_t>(4 * count_)]());
+    params_ = storage_.get();
+    grads_ = params_ + count_;
+    m_ = grads_ + count_;
+    v_ = m_ + count_;
+    for (std::size_t i = 0; i < tensors_.size(); i += 2) {
+        const LoraTensorInfo& a = tensors_[i];
+        const std::uint64_t seed = config_.seed ^ (static_cast<std::uint64_t>(i / 2 + 1) * 0x9E3779B97F4A7C15ull);
+        kernels::lora_init(params_ + a.offset, params_ + tensors_[i + 1].offset, rank, a.cols, tensors_[i + 1].rows, seed);
+    }
+}
+
+float* LoraAdapters::ptr(float* base, std::int64_t layer, LoraModule module, bool is_b) const {
+    const int slot = index_[static_cast<int>(module)];
+    if (slot < 0) return nullptr;
+    const auto at = static_cast<std::size_t>(2 * (layer * targeted_ + slot) + (is_b ? 1 : 0));
+    return base + tensors_[at].offset;
+}
+
+const LoraTensorInfo& LoraAdapters::tensor(const std::string& peft_name) const {
+    for (const LoraTensorInfo& info : tensors_)
+        if (info.name == peft_name) return info;
+    fail("lora: no adapter tensor named '{}'", peft_name);
+}
+
+void LoraAdapters::zero_grads() { std::fill(grads_, grads_ + count_, 0.0f); }
+
+std::int64_t LoraAdapters::internal_row(const LoraTensorInfo& info, std::int64_t hf_row) const {
+    const bool permuted = qk_interleaved_ && info.is_b && (info.module == LoraModule::Q || info.module == LoraModule::K);
+    if (!permuted) return hf_row;
+    // HF row i (< head_dim/2) of a head sits at 2i, row i + head_dim/2 at 2i + 1.
+    const std::int64_t head = hf_row / head_dim_, within = hf_row % head_dim_, half = head_dim_ / 2;
+    return head * head_dim_ + (within < half ? 2 * within : 2 * (within - half) + 1);
+}
+
+void LoraAdapters::set_hf(const std::string& peft_name, std::span<const float> values) {
+    const LoraTensorInfo& info = tensor(peft_name);
+    if (static_cast<std::int64_t>(values.size()) != info.rows * info.cols)
+        fail("lora: '{}' takes {} values, got {}", peft_name, info.rows * info.cols, values.size());
+    for (std::int64_t r = 0; r < info.rows; ++r)
+        std::copy_n(values.data() + r * info.cols, info.cols, params_ + info.offset + internal_row(info, r) * info.cols);
+}
+
+void LoraAdapters::get_hf(const std::string& peft_name, std::span<float> out, bool gradient) const {
+    const LoraTensorInfo& info = tensor(peft_name);
+    if (static_cast<std::int64_t>(out.size()) != info.rows * info.cols)
+        fail("lora: '{}' holds {} values, the span {}", peft_name, info.rows * info.cols, out.size());
+    const float* base = (gradient ? grads_ : params_) + info.offset;
+    for (std::int64_t r = 0; r < info.rows; ++r)
+        std::copy_n(base + internal_row(info, r) * info.cols, info.cols, out.data() + r * info.cols);
+}
+
+void LoraAdapters::adamw_step(const kernels::AdamWConfig& config, std::int64_t step) {
+    kernels::adamw_step(params_, grads_, m_, v_, count_, config, step);
+}
+
+}  // namespace kindred::model

@@ -1,0 +1,113 @@
+// model/lora_adapters.h — the trainable part of QLoRA: one low-rank adapter (A [rank x in],
+// B [out x rank]) per targeted linear of every decoder layer, with its gradients and AdamW moments.
+// Parameters, gradients, first and second moments are four equal views into ONE fp32 allocation
+// (llm.c style), so the optimizer, gradient clipping and zeroing run over flat spans.
+//
+// Layout. Tensors are ordered layer by layer, modules in the order q,k,v,o,gate,up,down (only the
+// targeted ones), A before B; params()[offset .. offset + rows·cols) is one row-major tensor.
+//
+// q/k rows. GGUF files of arch `llama` store the q/k weight rows of every head permuted (row 2i
+// holds HF row i, row 2i+1 holds HF row i + head_dim/2; see kernels/rope.h) and the decoder runs
+// in that order. An adapter adds B·A to those rows, so internally B of q and k is stored in the
+// same permuted row order. The permutation happens ONLY at the HF boundary: set_hf()/get_hf()
+// (and the PEFT names of tensors()) speak HF layout, everything else the decoder's layout.
+// A is never permuted (its input is the hidden state).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "formats/model_config.h"
+#include "kernels/optimizer.h"
+
+namespace kindred::model {
+
+struct LoraConfig {
+    int rank = 16;
+    double alpha = 32;
+    double dropout = 0.0;  // PEFT's lora_dropout, on each adapter's input
+    bool rslora = false;   // scale alpha / √rank instead of alpha / rank
+    std::vector<std::string> targets = {"q", "k", "v", "o", "gate", "up", "down"};
+    std::uint64_t seed = 0;  // init and dropout streams (kernels/lora.h)
+};
+
+enum class LoraModule { Q, K, V, O, Gate, Up, Down };
+inline constexpr int lora_module_count = 7;
+
+struct LoraTensorInfo {
+    std::string name;      // PEFT key, e.g. base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight
+    std::int64_t layer = 0;
+    LoraModule module = LoraModule::Q;
+    bool is_b = false;
+    std::int64_t rows = 0, cols = 0;
+    std::int64_t offset = 0;  // into params()/grads()
+};
+
+class LoraAdapters {
+public:
+    // One adapter per targeted module of every layer; A by PEFT's default init (kernels::lora_init
+    // with stream seed ^ ((adapter index + 1) · 0x9E3779B97F4A7C15), adapters counted in layout
+    // order), B zero. `qk_interleaved` says whether the decoder's q/k rows are GGUF-permuted
+    // (Weights::qk_interleaved). Throws Error for an unknown or repeated target, rank < 1,
+    // alpha <= 0 or dropout outside [0, 1).
+    LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_interleaved);
+
+    const LoraConfig& config() const { return config_; }
+    float scale() const { return scale_; }
+    std::int64_t layers() const { return layers_; }
+    bool targets(LoraModule module) const { return index_[static_cast<int>(module)] >= 0; }
+
+    // A and B of (layer, module), or null when the module is not targeted.
+    float* a(std::int64_t layer, LoraModule module) { return ptr(params_, layer, module, false); }
+    float* b(std::int64_t layer, LoraModule module) { return ptr(params_, layer, module, true); }
+    const float* a(std::int64_t layer, LoraModule module) const { return ptr(params_, layer, module, false); }
+    const float* b(std::int64_t layer, LoraModule module) const { return ptr(params_, layer, module, true); }
+    float* grad_a(std::int64_t layer, LoraModule module) { return ptr(grads_, layer, module, false); }
+    float* grad_b(std::int64_t layer, LoraModule module) { return ptr(grads_, layer, module, true); }
+    // in/out features of a module's linear.
+    std::int64_t in_features(LoraModule module) const { return dims_[static_cast<int>(module)][0]; }
+    std::int64_t out_features(LoraModule module) const { return dims_[static_cast<int>(module)][1]; }
+
+    const std::vector<LoraTensorInfo>& tensors() const { return tensors_; }
+    const LoraTensorInfo& tensor(const std::string& peft_name) const;  // throws Error naming it
+
+    std::span<float> params() { return {params_, static_cast<std::size_t>(count_)}; }
+    std::span<float> grads() { return {grads_, static_cast<std::size_t>(count_)}; }
+    std::span<const float> params() const { return {params_, static_cast<std::size_t>(count_)}; }
+    std::span<const float> grads() const { return {grads_, static_cast<std::size_t>(count_)}; }
+    void zero_grads();
+
+    // Copies a tensor in HF layout into the parameters / out of the parameters or gradients
+    // (q/k B rows permuted when the decoder's are). Throws Error on an unknown name or wrong size.
+    void set_hf(const std::string& peft_name, std::span<const float> values);
+    void get_hf(const std::string& peft_name, std::span<float> out, bool gradient = false) const;
+
+    // One AdamW step over every parameter (torch semantics; `step` counts from 1).
+    void adamw_step(const kernels::AdamWConfig& config, std::int64_t step);
+
+private:
+    float* ptr(float* base, std::int64_t layer, LoraModule module, bool is_b) const;
+    // Row r of the HF layout of tensor `info` sits at this row internally.
+    std::int64_t internal_row(const LoraTensorInfo& info, std::int64_t hf_row) const;
+
+    LoraConfig config_;
+    float scale_ = 1.0f;
+    std::int64_t layers_ = 0;
+    std::int64_t head_dim_ = 0;
+    bool qk_interleaved_ = false;
+    int index_[lora_module_count];           // position among the targeted modules, or -1
+    std::int64_t dims_[lora_module_count][2];  // in, out
+    int targeted_ = 0;
+    std::vector<LoraTensorInfo> tensors_;
+    std::int64_t count_ = 0;
+    std::unique_ptr<float[]> storage_;  // params | grads | m | v
+    float* params_ = nullptr;
+    float* grads_ = nullptr;
+    float* m_ = nullptr;
+    float* v_ = nullptr;
+};
+
+}  // namespace kindred::model
