@@ -1,15 +1,14 @@
 // kindred score: mean negative log-likelihood per predicted token and perplexity of a raw text
 // (no chat template, no BOS: the ids are exactly what the tokenizer gives, as in
 // tools/goldens/inference.py). Long texts are scored in sliding windows (infer/score.h).
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "infer/loaded_model.h"
 #include "infer/score.h"
@@ -27,21 +26,13 @@ struct ScoreOptions {
     bool json = false;
 };
 
-std::string read_text_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("{}: cannot open", path);
-    std::ostringstream contents;
-    contents << in.rdbuf();
-    if (in.bad()) fail("{}: read error", path);
-    return contents.str();
-}
 
 void run_score(const ScoreOptions& options) {
     if (!options.adapter.empty()) fail("--adapter {}: adapters are not supported yet", options.adapter);
     if (options.window < 0) fail("--window must be >= 0, got {}", options.window);
     if (options.threads < 0) fail("--threads must be >= 0, got {}", options.threads);
     if (options.threads > 0) set_thread_count(options.threads);
-    const std::string text = options.file.empty() ? options.text : read_text_file(options.file);
+    const std::string text = options.file.empty() ? options.text : read_file_text(options.file, kMaxInputTextBytes);
     const auto model = infer::LoadedModel::open(options.model);
     // Special-token markup is parsed, as the transformers tokenizer call of the golden script does.
     const std::vector<std::int32_t> ids = model->tokenizer().encode(text);

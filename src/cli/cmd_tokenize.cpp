@@ -1,12 +1,11 @@
 // kindred tokenize: text -> token ids with the model's own tokenizer (no special tokens added).
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "core/paths.h"
 #include "formats/gguf.h"
 #include "text/tokenizer.h"
@@ -22,14 +21,6 @@ struct TokenizeOptions {
     bool json = false;
 };
 
-std::string read_whole_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("{}: cannot open", path);
-    std::ostringstream contents;
-    contents << in.rdbuf();
-    if (in.bad()) fail("{}: read error", path);
-    return contents.str();
-}
 
 text::Tokenizer load_tokenizer(const TokenizeOptions& options) {
     if (!options.tokenizer_json.empty()) return text::Tokenizer::from_hf(options.tokenizer_json);
@@ -38,7 +29,7 @@ text::Tokenizer load_tokenizer(const TokenizeOptions& options) {
 
 void run_tokenize(const TokenizeOptions& options) {
     const text::Tokenizer tokenizer = load_tokenizer(options);
-    const std::string input = options.file.empty() ? options.text : read_whole_file(options.file);
+    const std::string input = options.file.empty() ? options.text : read_file_text(options.file, kMaxInputTextBytes);
     const std::vector<std::int32_t> ids = tokenizer.encode(input);
     if (options.json) {
         fmt::print("{}\n", nlohmann::json(ids).dump());

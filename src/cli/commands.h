@@ -3,9 +3,14 @@
 // Bad input surfaces as kindred::Error, printed once by main() with a non-zero exit.
 #pragma once
 
+#include <cstdint>
+
 #include <CLI/CLI.hpp>
 
 namespace kindred::cli {
+
+// Input texts (--file) are read whole; beyond this size they are surely not what was meant.
+inline constexpr std::uintmax_t kMaxInputTextBytes = 1ull << 30;
 
 void add_inspect_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
@@ -14,5 +19,7 @@ void add_chat_command(CLI::App& app);
 void add_score_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_data_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_export_command(CLI::App& app);
 
 }  // namespace kindred::cli

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
     kindred::cli::add_score_command(app);
     kindred::cli::add_eval_command(app);
     kindred::cli::add_data_command(app);
+    kindred::cli::add_train_command(app);
+    kindred::cli::add_export_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& error) {

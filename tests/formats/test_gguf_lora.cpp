@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -20,12 +19,14 @@
 #include "core/half.h"
 #include "formats/gguf.h"
 #include "formats/gguf_lora.h"
+#include "scratch_dir.h"
 #include "test_paths.h"
 
 namespace kindred::gguf_lora {
 namespace {
 
 using nlohmann::json;
+using testing::ScratchDir;
 using testing::source_path;
 
 constexpr std::uint32_t kTinyHeads = 4;    // the golden adapter's base (adapters.py tiny_base)
@@ -35,26 +36,6 @@ json read_json(const std::string& path) {
     std::ifstream in(path);
     return json::parse(in);
 }
-
-// A folder of this process and test under the temp dir, removed when the test ends, so parallel
-// runs from several build trees never share files.
-class ScratchDir {
-public:
-    ScratchDir() {
-        path_ = std::filesystem::temp_directory_path() /
-                ("kindred-adapters-" + std::to_string(::getpid()) + "-" +
-                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        std::filesystem::remove_all(path_);
-        std::filesystem::create_directories(path_);
-    }
-    ~ScratchDir() { std::filesystem::remove_all(path_); }
-    ScratchDir(const ScratchDir&) = delete;
-    ScratchDir& operator=(const ScratchDir&) = delete;
-    std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
-private:
-    std::filesystem::path path_;
-};
 
 void expect_error(const std::function<void()>& body, const std::string& phrase) {
     try {
@@ -119,7 +100,7 @@ TEST(GgufLora, PermutationMatchesLlamaCppFormula) {
 
 TEST(GgufLora, WritesLlamaCppLayout) {
     const peft::Adapter adapter = golden();
-    const ScratchDir scratch;
+    const ScratchDir scratch{"kindred-adapters"};
     const std::string path = scratch / "adapter.gguf";
     write(path, adapter.tensors, tiny_options());
     const gguf::File file = gguf::File::open(path);
@@ -150,7 +131,7 @@ TEST(GgufLora, WritesLlamaCppLayout) {
 // llamacpp_tiny.gguf is peft_tiny converted by llama.cpp's convert_lora_to_gguf.py (F32).
 TEST(GgufLora, MatchesLlamaCppConverter) {
     const gguf::File reference = gguf::File::open(source_path("tests/goldens/adapters/llamacpp_tiny.gguf"));
-    const ScratchDir scratch;
+    const ScratchDir scratch{"kindred-adapters"};
     const std::string path = scratch / "adapter.gguf";
     write(path, golden().tensors, tiny_options());
     const gguf::File ours = gguf::File::open(path);
@@ -180,7 +161,7 @@ TEST(GgufLora, MatchesLlamaCppConverter) {
 
 TEST(GgufLora, RoundTripF32IsExact) {
     const peft::Adapter adapter = golden();
-    const ScratchDir scratch;
+    const ScratchDir scratch{"kindred-adapters"};
     const std::string path = scratch / "adapter.gguf";
     write(path, adapter.tensors, tiny_options());
     const Adapter back = read(path);
@@ -200,7 +181,7 @@ TEST(GgufLora, RoundTripF16RoundsEachValueOnce) {
     WriteOptions options = tiny_options();
     options.type = DType::F16;
     options.architecture = "qwen2";  // no permutation outside llama
-    const ScratchDir scratch;
+    const ScratchDir scratch{"kindred-adapters"};
     const std::string path = scratch / "adapter.gguf";
     write(path, adapter.tensors, options);
     EXPECT_EQ(gguf::File::open(path).tensors().front().type, DType::F16);
@@ -216,7 +197,7 @@ TEST(GgufLora, RoundTripF16RoundsEachValueOnce) {
 TEST(GgufLora, RsloraStoresEquivalentAlpha) {
     WriteOptions options = tiny_options();
     options.use_rslora = true;
-    const ScratchDir scratch;
+    const ScratchDir scratch{"kindred-adapters"};
     const std::string path = scratch / "adapter.gguf";
     write(path, golden().tensors, options);
     // llama.cpp scales by alpha / r; rsLoRA by alpha / sqrt(r) = (alpha * sqrt(r)) / r; sqrt(4) = 2.
@@ -225,7 +206,7 @@ TEST(GgufLora, RsloraStoresEquivalentAlpha) {
 
 TEST(GgufLora, RefusesBadInput) {
     const peft::Adapter adapter = golden();
-    const ScratchDir scratch;
+    const ScratchDir scratch{"kindred-adapters"};
     const std::string path = scratch / "adapter.gguf";
     WriteOptions options = tiny_options();
     options.n_head = 0;
@@ -301,7 +282,7 @@ TEST(GgufLora, FitsDefaultModelTensors) {
     options.n_head_kv = static_cast<std::uint32_t>(meta.uint("llama.attention.head_count_kv"));
     options.r = rank;
     options.lora_alpha = 16.0f;
-    const ScratchDir scratch;
+    const ScratchDir scratch{"kindred-adapters"};
     const std::string path = scratch / "smollm2_lora.gguf";
     write(path, tensors, options);
     const Adapter adapter = read(path);

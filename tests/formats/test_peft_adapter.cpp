@@ -8,19 +8,20 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "formats/peft_adapter.h"
+#include "scratch_dir.h"
 #include "test_paths.h"
 
 namespace kindred::peft {
 namespace {
 
 using nlohmann::json;
+using testing::ScratchDir;
 using testing::source_path;
 
 json read_json(const std::string& path) {
@@ -32,26 +33,6 @@ const json& expected() {
     static const json value = read_json(source_path("tests/goldens/adapters/expected.json"));
     return value;
 }
-
-// A folder of this process and test under the temp dir, removed when the test ends, so parallel
-// runs from several build trees never share files.
-class ScratchDir {
-public:
-    ScratchDir() {
-        path_ = std::filesystem::temp_directory_path() /
-                ("kindred-adapters-" + std::to_string(::getpid()) + "-" +
-                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        std::filesystem::remove_all(path_);
-        std::filesystem::create_directories(path_);
-    }
-    ~ScratchDir() { std::filesystem::remove_all(path_); }
-    ScratchDir(const ScratchDir&) = delete;
-    ScratchDir& operator=(const ScratchDir&) = delete;
-    std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
-private:
-    std::filesystem::path path_;
-};
 
 // The golden directory copied to <scratch>/<name> with adapter_config.json edited by `edit`.
 std::string edited_copy(const ScratchDir& scratch, const std::string& name, const std::function<void(json&)>& edit) {
@@ -129,7 +110,7 @@ TEST(PeftAdapter, UnparseableKeysNameTheKey) {
 
 TEST(PeftAdapter, WriteThenReadIsExact) {
     const Adapter golden = read_adapter(source_path("tests/goldens/adapters/peft_tiny"));
-    const ScratchDir scratch;
+    const ScratchDir scratch{"kindred-adapters"};
     const std::string dir = scratch / "adapter";
     write_adapter(dir, golden);
     const Adapter back = read_adapter(dir);
@@ -148,7 +129,7 @@ TEST(PeftAdapter, RsloraFlagRoundTrips) {
     Adapter adapter = read_adapter(source_path("tests/goldens/adapters/peft_tiny"));
     adapter.config.use_rslora = true;
     adapter.config.base_model.clear();
-    const ScratchDir scratch;
+    const ScratchDir scratch{"kindred-adapters"};
     const std::string dir = scratch / "adapter";
     write_adapter(dir, adapter);
     const Adapter back = read_adapter(dir);
@@ -166,7 +147,7 @@ TEST(PeftAdapter, UnsupportedConfigNamesTheField) {
         {"r", 0},                                                      {"r", "four"},
         {"lora_alpha", nullptr},
     };
-    const ScratchDir scratch;
+    const ScratchDir scratch{"kindred-adapters"};
     for (const auto& [field, value] : cases) {
         const std::string dir = edited_copy(scratch, field + value.dump(), [&](json& c) { c[field] = value; });
         expect_error([&] { read_adapter(dir); }, "'" + field + "'");
@@ -176,7 +157,7 @@ TEST(PeftAdapter, UnsupportedConfigNamesTheField) {
 }
 
 TEST(PeftAdapter, MissingFilesAreNamed) {
-    const ScratchDir scratch;
+    const ScratchDir scratch{"kindred-adapters"};
     const std::string dir = scratch / "adapter";
     std::filesystem::create_directories(dir);
     expect_error([&] { read_adapter(dir); }, "adapter_config.json: missing");
@@ -186,7 +167,7 @@ TEST(PeftAdapter, MissingFilesAreNamed) {
 
 TEST(PeftAdapter, InconsistentTensorsAreRefused) {
     const Adapter golden = read_adapter(source_path("tests/goldens/adapters/peft_tiny"));
-    const ScratchDir scratch;
+    const ScratchDir scratch{"kindred-adapters"};
     const std::string dir = scratch / "adapter";
 
     Adapter no_b = golden;

@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -15,12 +14,14 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "formats/safetensors.h"
+#include "scratch_dir.h"
 #include "test_paths.h"
 
 namespace kindred::safetensors {
 namespace {
 
 using nlohmann::json;
+using testing::ScratchDir;
 using testing::source_path;
 
 json read_json(const std::string& path) {
@@ -107,23 +108,6 @@ TEST(Safetensors, ReadsShardedCheckpointByIndexOrFolder) {
     }
 }
 
-class TempDir {
-public:
-    TempDir() {
-        path_ = std::filesystem::temp_directory_path() /
-                ("kindred-st-" + std::to_string(::getpid()) + "-" +
-                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        std::filesystem::remove_all(path_);
-        std::filesystem::create_directories(path_);
-    }
-    ~TempDir() { std::filesystem::remove_all(path_); }
-    std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-    const std::filesystem::path& path() const { return path_; }
-
-private:
-    std::filesystem::path path_;
-};
-
 std::vector<std::uint8_t> file_bytes(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), {}};
@@ -161,7 +145,7 @@ struct Sample {
 
 TEST(SafetensorsWriter, RoundTripsSingleFile) {
     const Sample sample;
-    const TempDir dir;
+    const ScratchDir dir{"kindred-st"};
     const Writer writer = sample.writer();
     writer.write(dir / "out.safetensors");
     const Checkpoint checkpoint = Checkpoint::open(dir / "out.safetensors");
@@ -179,7 +163,7 @@ TEST(SafetensorsWriter, RoundTripsSingleFile) {
 
 TEST(SafetensorsWriter, ShardsLikeHuggingFace) {
     const Sample sample;
-    const TempDir dir;
+    const ScratchDir dir{"kindred-st"};
     // Sizes 24, 10, 24, 7: a + b = 34 fills a 34-byte shard exactly; c + d = 31 make the second.
     const std::string index = sample.writer().write_sharded(dir / "ckpt", 34);
     EXPECT_EQ(index, dir / "ckpt/model.safetensors.index.json");
@@ -215,7 +199,7 @@ TEST(SafetensorsWriter, RejectsBadTensors) {
 
 TEST(SafetensorsCheckpoint, ShardErrorsNameIndexAndTensor) {
     const Sample sample;
-    const TempDir dir;
+    const ScratchDir dir{"kindred-st"};
     sample.writer().write_sharded(dir / "ckpt", 34);
     const std::string index = dir / "ckpt/model.safetensors.index.json";
     const json original = read_json(index);

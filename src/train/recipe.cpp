@@ -1,0 +1,94 @@
+// train/recipe.cpp — reads and checks the SFT recipe (see recipe.h).
+#include "train/recipe.h"
+
+#include <filesystem>
+#include <limits>
+
+#include "core/error.h"
+
+namespace kindred::train {
+namespace {
+
+std::int64_t positive(Config& config, std::string_view key, std::int64_t fallback, std::int64_t minimum = 1) {
+    const auto value = config.get<std::int64_t>(key, fallback);
+    if (value < minimum) config.fail_at(key, fmt::format("must be at least {}", minimum));
+    return value;
+}
+
+double in_range(Config& config, std::string_view key, double fallback, double lo, double hi) {
+    const auto value = config.get<double>(key, fallback);
+    if (!(value >= lo && value <= hi)) config.fail_at(key, fmt::format("must lie in [{}, {}]", lo, hi));
+    return value;
+}
+
+}  // namespace
+
+SftRecipe read_sft_recipe(Config& config) {
+    SftRecipe r;
+    r.name = config.get<std::string>("name", "");
+    r.model = config.get<std::string>("model.path", "default");
+
+    r.adapter.rank = static_cast<int>(positive(config, "adapter.rank", 16));
+    r.adapter.alpha = config.get<double>("adapter.alpha", 32.0);
+    if (!(r.adapter.alpha > 0.0)) config.fail_at("adapter.alpha", "must be positive");
+    // < 1: PEFT's dropout probability excludes 1 (every input dropped).
+    r.adapter.dropout = in_range(config, "adapter.dropout", 0.0, 0.0, 0.999);
+    r.adapter.rslora = config.get<bool>("adapter.rslora", false);
+    r.adapter.targets = config.get<std::vector<std::string>>("adapter.targets", r.adapter.targets);
+    if (r.adapter.targets.empty()) config.fail_at("adapter.targets", "must name at least one module");
+
+    r.data_path = config.get<std::string>("data.path");
+    if (!std::filesystem::is_regular_file(r.data_path)) config.fail_at("data.path", fmt::format("file '{}' not found", r.data_path));
+    r.max_seq_len = positive(config, "data.max_seq_len", 512, 2);
+    const auto seed = config.get<std::int64_t>("data.seed", 0);
+    if (seed < 0) config.fail_at("data.seed", "must not be negative");
+    r.seed = static_cast<std::uint64_t>(seed);
+    r.adapter.seed = r.seed;
+
+    r.lr = in_range(config, "optimisation.lr", 2e-4, 0.0, 1.0);
+    r.weight_decay = in_range(config, "optimisation.weight_decay", 0.0, 0.0, 1.0);
+    const auto betas = config.get<std::vector<double>>("optimisation.betas", {0.9, 0.999});
+    if (betas.size() != 2 || !(betas[0] >= 0.0 && betas[0] < 1.0) || !(betas[1] >= 0.0 && betas[1] < 1.0))
+        config.fail_at("optimisation.betas", "must be two values in [0, 1)");
+    r.beta1 = betas[0];
+    r.beta2 = betas[1];
+    r.eps = in_range(config, "optimisation.eps", 1e-8, 0.0, 1.0);
+    r.max_steps = positive(config, "optimisation.max_steps", 0);
+    r.warmup_steps = positive(config, "optimisation.warmup_steps", 0, 0);
+    const auto schedule = config.get<std::string>("optimisation.schedule", "cosine");
+    if (schedule == "cosine") r.schedule = LrDecay::Cosine;
+    else if (schedule == "constant") r.schedule = LrDecay::Constant;
+    else config.fail_at("optimisation.schedule", "must be 'cosine' or 'constant'");
+    r.min_lr_ratio = in_range(config, "optimisation.min_lr_ratio", 0.0, 0.0, 1.0);
+    r.micro_batch = positive(config, "optimisation.micro_batch", 1);
+    r.grad_accumulation = positive(config, "optimisation.grad_accumulation", 1);
+    r.max_grad_norm = in_range(config, "optimisation.max_grad_norm", 1.0, 0.0, std::numeric_limits<double>::max());
+    r.checkpoint_activations = config.get<bool>("optimisation.checkpoint_activations", false);
+    const auto nan_policy = config.get<std::string>("optimisation.nan_policy", "stop");
+    if (nan_policy == "stop") r.nan_policy = NanPolicy::Stop;
+    else if (nan_policy == "skip") r.nan_policy = NanPolicy::Skip;
+    else config.fail_at("optimisation.nan_policy", "must be 'stop' or 'skip'");
+
+    r.log_every = positive(config, "logging.every", 1);
+    r.progress = config.get<bool>("logging.progress", true);
+
+    r.output_dir = config.get<std::string>("output.dir", "runs");
+    r.checkpoint_every = positive(config, "output.checkpoint_every", 50);
+    r.keep_last = positive(config, "output.keep_last", 3, 0);
+
+    config.finish();
+    r.resolved_yaml = config.dump();
+    return r;
+}
+
+LrSchedule lr_schedule(const SftRecipe& recipe) {
+    LrSchedule schedule;
+    schedule.peak_lr = recipe.lr;
+    schedule.warmup_steps = recipe.warmup_steps;
+    schedule.total_steps = recipe.max_steps;
+    schedule.decay = recipe.schedule;
+    schedule.min_lr_ratio = recipe.min_lr_ratio;
+    return schedule;
+}
+
+}  // namespace kindred::train

@@ -1,0 +1,86 @@
+// `kindred train sft` and `kindred export` end to end: recipe errors exit 1 naming key and line,
+// and a two-step run on the default model writes its run directory, whose adapter exports to a
+// llama.cpp LoRA GGUF and to PEFT.
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "cli/run_kindred.h"
+#include "test_paths.h"
+
+namespace {
+
+using kindred::testing::source_path;
+namespace fs = std::filesystem;
+
+class TrainCli : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = fs::temp_directory_path() / ("kindred-cli-train-" + std::to_string(::getpid()) + "-" +
+                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        fs::remove_all(dir_);
+        fs::create_directories(dir_);
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+    std::string recipe(const std::string& extra) const {
+        const auto path = (dir_ / "recipe.yaml").string();
+        std::ofstream(path) << "name: cli\n"
+                            << "data:\n  path: " << source_path("data/chat-smoke.jsonl") << "\n  max_seq_len: 128\n"
+                            << "optimisation:\n  max_steps: 2\n  lr: 1.0e-3\n"
+                            << "output:\n  dir: " << (dir_ / "runs").string() << "\n"
+                            << extra;
+        return path;
+    }
+    fs::path dir_;
+};
+
+TEST_F(TrainCli, UnknownRecipeKeyExitsOneNamingKeyAndLine) {
+    const auto path = recipe("adapter:\n  rnak: 8\n");
+    const auto result = kindred::testing::run_kindred("train sft --config " + path, true);
+    EXPECT_EQ(result.exit_code, 1) << result.output;
+    EXPECT_NE(result.output.find("adapter.rnak"), std::string::npos) << result.output;
+    EXPECT_NE(result.output.find("line 11"), std::string::npos) << result.output;
+    EXPECT_NE(result.output.find("adapter.rank"), std::string::npos) << result.output;  // the did-you-mean hint
+}
+
+TEST_F(TrainCli, BadOverrideValueExitsOneNamingIt) {
+    const auto result = kindred::testing::run_kindred("train sft --config " + recipe("") + " optimisation.schedule=linear", true);
+    EXPECT_EQ(result.exit_code, 1) << result.output;
+    EXPECT_NE(result.output.find("optimisation.schedule"), std::string::npos) << result.output;
+}
+
+TEST_F(TrainCli, TwoStepRunOnTheDefaultModelThenExport) {
+    if (!fs::exists(kindred::testing::default_model_path())) GTEST_SKIP() << "default model not downloaded";
+    const auto path = recipe("adapter:\n  rank: 4\n  targets: [q, v]\nlogging:\n  progress: false\n");
+    const auto result = kindred::testing::run_kindred("train sft --threads 2 --config " + path, true);
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    const auto run = dir_ / "runs" / "cli";
+    for (const char* file : {"config.yaml", "metrics.jsonl", "loss.svg", "lr.svg", "adapter/adapter_model.safetensors",
+                             "checkpoints/latest"})
+        EXPECT_TRUE(fs::exists(run / file)) << file;
+    // A finished run resumed is a no-op.
+    const auto again = kindred::testing::run_kindred("train sft --resume --config " + path, true);
+    EXPECT_EQ(again.exit_code, 0) << again.output;
+    EXPECT_NE(again.output.find("already complete at step 2"), std::string::npos) << again.output;
+    // Starting it afresh over existing checkpoints is refused.
+    EXPECT_EQ(kindred::testing::run_kindred("train sft --config " + path, true).exit_code, 1);
+
+    const auto gguf = (dir_ / "adapter.gguf").string();
+    const auto exported = kindred::testing::run_kindred(
+        "export --adapter " + (run / "adapter").string() + " --format gguf-lora --out " + gguf, true);
+    ASSERT_EQ(exported.exit_code, 0) << exported.output;
+    EXPECT_GT(fs::file_size(gguf), 0u);
+    const auto copy = kindred::testing::run_kindred(
+        "export --adapter " + (run / "adapter").string() + " --format peft --out " + (dir_ / "peft").string(), true);
+    ASSERT_EQ(copy.exit_code, 0) << copy.output;
+    EXPECT_TRUE(fs::exists(dir_ / "peft" / "adapter_config.json"));
+    EXPECT_EQ(kindred::testing::run_kindred("export --adapter " + (run / "adapter").string() + " --format onnx --out x", true)
+                  .exit_code,
+              1);
+}
+
+}  // namespace
