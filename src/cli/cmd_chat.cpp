@@ -132,7 +132,7 @@ private:
 
 void run_chat(ChatOptions& options) {
     apply_generation_flags(options.flags);
-    const auto model = infer::LoadedModel::open(options.flags.model);
+    const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter);
     ChatRepl(options, *model).run();
 }
 

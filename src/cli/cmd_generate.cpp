@@ -71,7 +71,7 @@ std::vector<std::int32_t> prompt_ids(const GenerateOptions& options, const infer
 
 void run_generate(GenerateOptions& options) {
     apply_generation_flags(options.flags);
-    const auto model = infer::LoadedModel::open(options.flags.model);
+    const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter);
     const std::vector<std::int32_t> prompt = prompt_ids(options, *model);
 
     const std::int64_t model_context = model->decoder().config().context_length;

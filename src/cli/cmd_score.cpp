@@ -28,12 +28,11 @@ struct ScoreOptions {
 
 
 void run_score(const ScoreOptions& options) {
-    if (!options.adapter.empty()) fail("--adapter {}: adapters are not supported yet", options.adapter);
     if (options.window < 0) fail("--window must be >= 0, got {}", options.window);
     if (options.threads < 0) fail("--threads must be >= 0, got {}", options.threads);
     if (options.threads > 0) set_thread_count(options.threads);
     const std::string text = options.file.empty() ? options.text : read_file_text(options.file, kMaxInputTextBytes);
-    const auto model = infer::LoadedModel::open(options.model);
+    const auto model = infer::LoadedModel::open(options.model, options.adapter);
     // Special-token markup is parsed, as the transformers tokenizer call of the golden script does.
     const std::vector<std::int32_t> ids = model->tokenizer().encode(text);
     if (ids.size() < 2) fail("{}: the text has {} token(s); scoring needs at least 2", options.file.empty() ? "--text" : options.file, ids.size());
@@ -54,7 +53,7 @@ void add_score_command(CLI::App& app) {
     auto options = std::make_shared<ScoreOptions>();
     CLI::App* command = app.add_subcommand("score", "Mean NLL per token and perplexity of a raw text (no template, no BOS)");
     command->add_option("--model", options->model, "GGUF model file, or `default`")->capture_default_str();
-    command->add_option("--adapter", options->adapter, "LoRA adapter directory (not supported yet)");
+    command->add_option("--adapter", options->adapter, "PEFT LoRA adapter directory to apply over the model");
     auto* input = command->add_option_group("input");
     input->add_option("--file", options->file, "Text file to score")->check(CLI::ExistingFile);
     input->add_option("--text", options->text, "Text to score");

@@ -13,7 +13,7 @@ void add_generation_flags(CLI::App& command, GenerationFlags& flags) {
     auto& s = flags.sampling;
     command.add_option("--model", flags.model, "GGUF model file, or `default` for the embedded SmolLM2-135M-Instruct")
         ->capture_default_str();
-    command.add_option("--adapter", flags.adapter, "LoRA adapter directory (not supported yet)");
+    command.add_option("--adapter", flags.adapter, "PEFT LoRA adapter directory to apply over the model");
     command.add_option("--threads", flags.threads, "CPU threads (0 = KINDRED_THREADS or every core)")->capture_default_str();
     command.add_option("--max-tokens", flags.max_tokens, "Most tokens to generate per reply")->capture_default_str();
     command.add_option("--temperature", s.temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
@@ -32,7 +32,6 @@ void add_generation_flags(CLI::App& command, GenerationFlags& flags) {
 }
 
 void apply_generation_flags(GenerationFlags& flags) {
-    if (!flags.adapter.empty()) fail("--adapter {}: adapters are not supported yet", flags.adapter);
     if (flags.max_tokens < 1) fail("--max-tokens must be >= 1, got {}", flags.max_tokens);
     if (flags.context < 0) fail("--context must be >= 0, got {}", flags.context);
     if (flags.threads < 0) fail("--threads must be >= 0, got {}", flags.threads);

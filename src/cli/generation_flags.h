@@ -26,7 +26,7 @@ struct GenerationFlags {
 // --repeat-penalty, --repeat-last-n, --presence-penalty, --frequency-penalty, --seed.
 void add_generation_flags(CLI::App& command, GenerationFlags& flags);
 
-// Checks what can be checked before loading the model (adapter, sampling ranges, seed), applies
+// Checks what can be checked before loading the model (sampling ranges, seed), applies
 // --threads and fills sampling.seed (random when not given).
 void apply_generation_flags(GenerationFlags& flags);
 

@@ -1,16 +1,64 @@
 #include "infer/loaded_model.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "core/error.h"
 #include "core/paths.h"
+#include "formats/peft_adapter.h"
 
 namespace kindred::infer {
 
-std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model) {
+std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const std::string& adapter) {
     std::string path = resolve_model_path(model);
     gguf::File file = gguf::File::open(path);
-    return std::unique_ptr<LoadedModel>(new LoadedModel(std::move(path), std::move(file)));
+    std::unique_ptr<LoadedModel> loaded(new LoadedModel(std::move(path), std::move(file)));
+    if (!adapter.empty()) loaded->attach_adapter(adapter);
+    return loaded;
+}
+
+void LoadedModel::attach_adapter(const std::string& directory) {
+    // read_adapter checks the directory on its own (pairs, ranks, targets); what follows checks
+    // it against this base.
+    const peft::Adapter adapter = peft::read_adapter(directory);
+    const std::string weights_path = directory + "/adapter_model.safetensors";
+    const ModelConfig& config = decoder_.config();
+    model::LoraConfig lora;
+    lora.rank = static_cast<int>(adapter.config.r);
+    lora.alpha = adapter.config.lora_alpha;
+    lora.dropout = 0.0;  // inference: PEFT's dropout is off in eval mode
+    lora.rslora = adapter.config.use_rslora;
+    lora.targets.clear();
+    for (const std::string& module : adapter.config.target_modules)
+        lora.targets.push_back(module.substr(0, module.find("_proj")));  // q_proj -> q, gate_proj -> gate
+    try {
+        adapters_ = std::make_unique<model::LoraAdapters>(config, lora, decoder_.weights().qk_interleaved);
+    } catch (const Error& error) {
+        fail("{}/adapter_config.json: {}", directory, error.what());
+    }
+    for (const peft::LoraTensor& tensor : adapter.tensors) {
+        const peft::LoraKey key = peft::parse_lora_key(tensor.name);
+        if (std::cmp_greater_equal(key.layer, config.num_layers))
+            fail("{}: tensor '{}' is for layer {}, but the model {} has {} layers", weights_path, tensor.name, key.layer,
+                 path_, config.num_layers);
+        const model::LoraTensorInfo& info = adapters_->tensor(tensor.name);
+        if (tensor.shape != std::vector<std::uint64_t>{static_cast<std::uint64_t>(info.rows), static_cast<std::uint64_t>(info.cols)})
+            fail("{}: tensor '{}' has shape [{}, {}], but the model {} needs [{}, {}]", weights_path, tensor.name,
+                 tensor.shape[0], tensor.shape[1], path_, info.rows, info.cols);
+        adapters_->set_hf(tensor.name, tensor.values);
+    }
+    // Names are unique (validate) and each fits a slot, so equal counts mean every slot is filled.
+    if (adapter.tensors.size() != adapters_->tensors().size()) {
+        for (const model::LoraTensorInfo& info : adapters_->tensors()) {
+            const bool present = std::any_of(adapter.tensors.begin(), adapter.tensors.end(),
+                                             [&](const peft::LoraTensor& t) { return t.name == info.name; });
+            if (!present)
+                fail("{}: tensor '{}' is missing ({} layers of the model {} need one adapter each)", weights_path, info.name,
+                     config.num_layers, path_);
+        }
+    }
+    decoder_.attach_adapter(adapters_.get());
+    adapter_path_ = directory;
 }
 
 LoadedModel::LoadedModel(std::string path, gguf::File file)

@@ -1,6 +1,8 @@
 // infer/loaded_model.h — everything generation needs from one GGUF, opened once: the mapped file
 // (the decoder's weights are views into it, so it lives as long as they do), the decoder, the
 // tokenizer, the chat template when the model has one, and the tokens and texts that end a turn.
+// An optional PEFT LoRA adapter directory is checked against the base and attached to the
+// decoder; the LoadedModel owns its parameters.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +14,7 @@
 
 #include "formats/gguf.h"
 #include "model/decoder.h"
+#include "model/lora_adapters.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
@@ -19,14 +22,17 @@ namespace kindred::infer {
 
 class LoadedModel {
 public:
-    // `model` is a GGUF path or `default`. Missing, corrupt or unsupported files are Errors
-    // naming the path.
-    static std::unique_ptr<LoadedModel> open(const std::string& model);
+    // `model` is a GGUF path or `default`; `adapter`, when not empty, a PEFT LoRA directory made
+    // for that base. Missing, corrupt or unsupported files, and adapters whose layer count, target
+    // modules or tensor shapes do not fit the base, are Errors naming the path (and the tensor).
+    static std::unique_ptr<LoadedModel> open(const std::string& model, const std::string& adapter = "");
 
     LoadedModel(const LoadedModel&) = delete;
     LoadedModel& operator=(const LoadedModel&) = delete;
 
     const std::string& path() const { return path_; }
+    // The adapter directory, empty without one.
+    const std::string& adapter_path() const { return adapter_path_; }
     // Not const: a forward pass writes the decoder's activation buffers.
     model::Decoder& decoder() { return decoder_; }
     const model::Decoder& decoder() const { return decoder_; }
@@ -50,10 +56,13 @@ public:
 
 private:
     LoadedModel(std::string path, gguf::File file);
+    void attach_adapter(const std::string& directory);
 
     std::string path_;
     gguf::File file_;
     model::Decoder decoder_;
+    std::string adapter_path_;
+    std::unique_ptr<model::LoraAdapters> adapters_;
     text::Tokenizer tokenizer_;
     std::optional<text::ChatTemplate> chat_template_;
     std::string chat_template_problem_;  // why detection failed, when it did

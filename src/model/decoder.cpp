@@ -13,6 +13,7 @@
 #include "kernels/activations.h"
 #include "kernels/attention.h"
 #include "kernels/dequantize.h"
+#include "kernels/lora.h"
 #include "kernels/norm.h"
 #include "model/rope_frequencies.h"
 
@@ -139,6 +140,42 @@ Decoder Decoder::from_checkpoint(const safetensors::Checkpoint& checkpoint, cons
     return Decoder(config, load_weights(checkpoint));
 }
 
+void Decoder::attach_adapter(const LoraAdapters* adapters) {
+    if (adapters != nullptr) {
+        if (adapters->layers() != config_.num_layers)
+            fail("{}: the adapter has {} layers, the model {}", weights_.source(), adapters->layers(), config_.num_layers);
+        // Every layer has the same shapes, so layer 0's bound matrices stand for all.
+        const Layer& first = layers_.front();
+        const kernels::Matrix* matrices[lora_module_count] = {&first.q, &first.k, &first.v, &first.o,
+                                                              &first.gate, &first.up, &first.down};
+        const char* names[lora_module_count] = {"q", "k", "v", "o", "gate", "up", "down"};
+        for (int m = 0; m < lora_module_count; ++m) {
+            const auto module = static_cast<LoraModule>(m);
+            const kernels::Matrix& w = *matrices[m];
+            if (adapters->targets(module) && (adapters->in_features(module) != w.cols || adapters->out_features(module) != w.rows))
+                fail("{}: the adapter's module {} maps {} -> {} features, the model's {} -> {}", weights_.source(), names[m],
+                     adapters->in_features(module), adapters->out_features(module), w.cols, w.rows);
+        }
+        adapter_xa_.assign(static_cast<std::size_t>(max_batch_ * adapters->config().rank), 0.0f);
+    } else {
+        adapter_xa_ = {};
+    }
+    adapter_ = adapters;
+}
+
+void Decoder::linear(float* y, const float* x, const kernels::Matrix& w, const float* bias, std::int64_t tokens,
+                     std::int64_t layer, LoraModule module) {
+    kernels::matmul_forward(y, x, w, bias, tokens);
+    if (adapter_ == nullptr || !adapter_->targets(module)) return;
+    kernels::LoraShape shape;
+    shape.tokens = tokens;
+    shape.in = w.cols;
+    shape.out = w.rows;
+    shape.rank = adapter_->config().rank;
+    shape.scale = adapter_->scale();
+    kernels::lora_forward(y, adapter_xa_.data(), x, adapter_->a(layer, module), adapter_->b(layer, module), shape);
+}
+
 void Decoder::forward(std::span<const std::int32_t> tokens, KvCache& cache, std::span<float> logits, bool all_logits) {
     const auto count = static_cast<std::int64_t>(tokens.size());
     const std::int64_t vocab = config_.vocab_size;
@@ -188,9 +225,9 @@ void Decoder::forward_chunk(std::span<const std::int32_t> tokens, KvCache& cache
         const auto layer_index = static_cast<std::int64_t>(l);
         // Attention block.
         kernels::rmsnorm_forward(a.normed, nullptr, a.x, layer.attn_norm, T, hidden, eps, false);
-        kernels::matmul_forward(a.q, a.normed, layer.q, layer.q_bias, T);
-        kernels::matmul_forward(a.k, a.normed, layer.k, layer.k_bias, T);
-        kernels::matmul_forward(a.v, a.normed, layer.v, layer.v_bias, T);
+        linear(a.q, a.normed, layer.q, layer.q_bias, T, layer_index, LoraModule::Q);
+        linear(a.k, a.normed, layer.k, layer.k_bias, T, layer_index, LoraModule::K);
+        linear(a.v, a.normed, layer.v, layer.v_bias, T, layer_index, LoraModule::V);
         if (layer.q_norm != nullptr) {
             kernels::rmsnorm_forward(a.q, nullptr, a.q, layer.q_norm, T * heads, head_dim, eps, false);
             kernels::rmsnorm_forward(a.k, nullptr, a.k, layer.k_norm, T * kv_heads, head_dim, eps, false);
@@ -207,14 +244,14 @@ void Decoder::forward_chunk(std::span<const std::int32_t> tokens, KvCache& cache
                 std::memcpy(values + at, a.v + t * kv_dim + g * head_dim, row_bytes);
             }
         kernels::attention_forward(a.attended, a.q, keys, values, shape);
-        kernels::matmul_forward(a.normed, a.attended, layer.o, layer.o_bias, T);
+        linear(a.normed, a.attended, layer.o, layer.o_bias, T, layer_index, LoraModule::O);
         kernels::residual_forward(a.x, a.normed, T * hidden);
         // MLP block.
         kernels::rmsnorm_forward(a.normed, nullptr, a.x, layer.ffn_norm, T, hidden, eps, false);
-        kernels::matmul_forward(a.gate, a.normed, layer.gate, nullptr, T);
-        kernels::matmul_forward(a.up, a.normed, layer.up, nullptr, T);
+        linear(a.gate, a.normed, layer.gate, nullptr, T, layer_index, LoraModule::Gate);
+        linear(a.up, a.normed, layer.up, nullptr, T, layer_index, LoraModule::Up);
         kernels::gated_activation_forward(a.gate, a.gate, a.up, T * ff, kernels::GateActivation::Silu);
-        kernels::matmul_forward(a.normed, a.gate, layer.down, nullptr, T);
+        linear(a.normed, a.gate, layer.down, nullptr, T, layer_index, LoraModule::Down);
         kernels::residual_forward(a.x, a.normed, T * hidden);
     }
     cache.advance(T);

@@ -8,6 +8,11 @@
 // chunks of that size, so a forward pass allocates nothing. Weights are views (see weights.h).
 // One forward at a time per Decoder (the activations are shared); kernels split each op over
 // core/thread_pool's threads.
+//
+// LoRA at inference: attach_adapter() adds scale · (x Aᵀ) Bᵀ to every targeted linear's output
+// (kernels/lora.h, no dropout), leaving the base weights untouched so one mapped model can serve
+// with or without an adapter. Its buffer is planned once at attach; without an adapter the
+// forward pass is exactly the base model's.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +24,7 @@
 #include "kernels/matmul.h"
 #include "kernels/rope.h"
 #include "model/kv_cache.h"
+#include "model/lora_adapters.h"
 #include "model/weights.h"
 
 namespace kindred::gguf { class File; }
@@ -41,6 +47,13 @@ public:
     static Decoder from_checkpoint(const safetensors::Checkpoint& checkpoint, const ModelConfig& config);
 
     const ModelConfig& config() const { return config_; }
+
+    // Applies `adapters` in every later forward (null detaches). They must outlive the decoder or
+    // the next attach_adapter call and be laid out for this decoder's q/k row order
+    // (Weights::qk_interleaved). Throws Error when their layer count or any module's in/out
+    // features differ from the model's.
+    void attach_adapter(const LoraAdapters* adapters);
+    const LoraAdapters* adapter() const { return adapter_; }
     const Weights& weights() const { return weights_; }
 
     // Appends `tokens` at positions cache.size()...; writes logits of the last token
@@ -89,6 +102,9 @@ private:
 
     kernels::Matrix bind_matrix(const std::string& name, std::int64_t rows, std::int64_t cols) const;
     const float* bind_vector(const std::string& name, std::int64_t size);
+    // matmul_forward plus, when an adapter targets `module`, its low-rank term.
+    void linear(float* y, const float* x, const kernels::Matrix& w, const float* bias, std::int64_t tokens,
+                std::int64_t layer, LoraModule module);
     void forward_chunk(std::span<const std::int32_t> tokens, KvCache& cache, float* logits, bool all_logits);
 
     ModelConfig config_;
@@ -104,6 +120,8 @@ private:
     std::vector<std::vector<float>> owned_vectors_;  // 1-D tensors converted to fp32
     std::unique_ptr<float[]> arena_;
     Activations act_{};
+    const LoraAdapters* adapter_ = nullptr;
+    std::vector<float> adapter_xa_;  // x · Aᵀ for max_batch tokens [T x rank]
 };
 
 }  // namespace kindred::model

@@ -140,8 +140,8 @@ TEST(GenerateCli, BadInputIsAClearError) {
     expect_clean_failure("generate --model default --prompt hi --repeat-penalty 0", "repeat penalty");
     expect_clean_failure("generate --model default --prompt hi --max-tokens 0", "max-tokens");
     expect_clean_failure("generate --model default --prompt hi --seed abc", "--seed");
-    expect_clean_failure("generate --model default --prompt hi --adapter /tmp/some-adapter", "adapters are not supported yet");
-    expect_clean_failure("score --model default --text 'a b c' --adapter /tmp/x", "adapters are not supported yet");
+    expect_clean_failure("generate --model default --prompt hi --adapter /nonexistent/some-adapter", "/nonexistent/some-adapter");
+    expect_clean_failure("score --model default --text 'a b c' --adapter /nonexistent/x", "/nonexistent/x");
     // A prompt longer than the model's 8192-token context ("word " is one token each).
     std::string long_prompt;
     for (int i = 0; i < 9000; ++i) long_prompt += "word ";
