@@ -3,7 +3,7 @@
 #   pp512  prompt processing (one batch of 512 tokens on an empty cache), tokens/s
 #   tg128  decode (128 single-token steps from an empty cache), tokens/s
 # both with THREADS (default 2) threads, plus Kindred's GFLOP/s against the machine's fp32 peak
-# (cores x 2 FMA units x 8 floats (AVX2) x 2 flops x clock) and the peak RSS of a short piped
+# (cores x 2 FMA units x 8 floats (AVX2; 16 with AVX-512) x 2 flops x clock) and the peak RSS of a short piped
 # `kindred chat` session (goal < 300 MB).
 #
 # Environment:
@@ -50,10 +50,12 @@ fi
 # Clock in GHz: the highest "cpu MHz" the kernel reports (lscpu's max when it has one).
 mhz=$(lscpu 2>/dev/null | awk -F: '/CPU max MHz/ {gsub(/ /, "", $2); print $2; exit}')
 [[ -n "$mhz" ]] || mhz=$(awk -F: '/^cpu MHz/ {if ($2 > m) m = $2} END {print m}' /proc/cpuinfo)
-peak=$(awk -v t="$threads" -v mhz="$mhz" 'BEGIN {printf "%.1f", t * 2 * 8 * 2 * mhz / 1000}')
+# OpenBLAS uses AVX-512 where the CPU has it, so the peak counts its width too.
+if grep -qw avx512f /proc/cpuinfo; then width=16; isa="AVX-512+FMA"; else width=8; isa="AVX2+FMA"; fi
+peak=$(awk -v t="$threads" -v w="$width" -v mhz="$mhz" 'BEGIN {printf "%.1f", t * 2 * w * 2 * mhz / 1000}')
 
 echo "model: $model"
-echo "threads: $threads, repetitions: $reps, clock: ${mhz} MHz, fp32 peak: $peak GFLOP/s (AVX2+FMA)"
+echo "threads: $threads, repetitions: $reps, clock: ${mhz} MHz, fp32 peak: $peak GFLOP/s ($isa)"
 
 field() {  # field NAME <<< '{"a":1,...}'  -> the number after "NAME":
     sed -E "s/.*\"$1\":([-0-9.eE+]+).*/\1/"

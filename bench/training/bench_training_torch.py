@@ -1,0 +1,99 @@
+"""The PyTorch side of bench/training: transformers + PEFT LoRA training throughput on CPU torch.
+
+bench_training_torch.py MODEL.gguf [--threads N] [--rows R] [--seq T] [--steps S] [--rank K]
+
+Same step as kindred_bench_training: R rows of T random token ids (each position trained on the
+next id), forward + backward as one [R x T] batch, clip_grad_norm_(1.0), AdamW. LoRA r=K,
+alpha=2K, dropout 0, on q,k,v,o,gate,up,down. transformers dequantizes the GGUF, so torch runs
+fp32 weights where Kindred keeps the file's Q4_1. One untimed warm-up step, then S timed steps.
+Prints one JSON line like the C++ side's.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--rank", type=int, default=16)
+    args = parser.parse_args()
+
+    import torch
+    import torch.nn.functional as F
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    model = AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(os.path.abspath(args.model)),
+        gguf_file=os.path.basename(args.model),
+        torch_dtype=torch.float32,
+    )
+    lora = LoraConfig(
+        r=args.rank,
+        lora_alpha=2 * args.rank,
+        lora_dropout=0.0,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+
+    generator = torch.Generator().manual_seed(42)
+    ids = torch.randint(0, model.config.vocab_size, (args.rows, args.seq + 1), generator=generator)
+    inputs, targets = ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(input_ids=inputs).logits
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        return loss.item()
+
+    start = time.perf_counter()
+    step()
+    warmup = time.perf_counter() - start
+    rates = []
+    loss = 0.0
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        loss = step()
+        rates.append(args.rows * args.seq / (time.perf_counter() - start))
+
+    print(json.dumps({
+        "impl": "torch",
+        "threads": args.threads,
+        "rows": args.rows,
+        "seq": args.seq,
+        "steps": args.steps,
+        "attn_implementation": model.config._attn_implementation,
+        "torch": torch.__version__,
+        "warmup_seconds": warmup,
+        "tokens_per_second": statistics.mean(rates),
+        "stddev": statistics.stdev(rates) if len(rates) > 1 else 0.0,
+        "rates": rates,
+        "loss": loss,
+        "trainable_params": sum(p.numel() for p in params),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
