@@ -4,11 +4,13 @@
 // R rows of T random token ids (every position trained on the next id), forward + backward of each
 // row (TrainableDecoder runs one row at a time), then gradient clipping and AdamW. One untimed
 // warm-up step, then S timed steps. Prints one JSON line: tokens/s (each step's, their mean and stddev),
-// the useful GFLOP/s they amount to (formula at flops_per_step) and the process's peak RSS.
+// the useful GFLOP/s they amount to (formula at flops_per_step), the process's CPU seconds per
+// step and its peak RSS.
 #include <sys/resource.h>
 
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -56,6 +58,14 @@ double flops_per_step(const ModelConfig& c, const kindred::model::LoraAdapters& 
     adapter *= layers;
     const double attention = 3.0 * layers * 4.0 * q * (seq * (seq + 1.0) / 2.0);
     return rows * (seq * (4.0 * frozen + adapter) + attention);
+}
+
+// CPU seconds of the whole process so far: on a shared machine a one-thread run's CPU time per
+// step is a steadier measure than wall time (waiting for a core is not counted).
+double process_cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
 double peak_rss_mb() {
@@ -126,11 +136,13 @@ int run(int argc, char** argv) {
     train_step();  // warm-up: pages in the mapped weights, spins up the pool
     const double warmup_seconds = std::chrono::duration<double>(now() - start).count();
     std::vector<double> rates;
+    const double cpu_start = process_cpu_seconds();
     for (std::int64_t s = 0; s < steps; ++s) {
         start = now();
         train_step();
         rates.push_back(static_cast<double>(rows * seq) / std::chrono::duration<double>(now() - start).count());
     }
+    const double cpu_per_step = (process_cpu_seconds() - cpu_start) / static_cast<double>(steps);
     double mean = 0.0, var = 0.0;
     for (const double r : rates) mean += r;
     mean /= static_cast<double>(rates.size());
@@ -150,6 +162,7 @@ int run(int argc, char** argv) {
                                  {"rates", rates},
                                  {"gflops", mean / static_cast<double>(rows * seq) * flops / 1e9},
                                  {"gflop_per_step", flops / 1e9},
+                                 {"cpu_seconds_per_step", cpu_per_step},
                                  {"loss", last_loss},
                                  {"trainable_params", adapters.params().size()},
                                  {"peak_rss_mb", peak_rss_mb()}};

@@ -6,7 +6,7 @@ Same step as kindred_bench_training: R rows of T random token ids (each position
 next id), forward + backward as one [R x T] batch, clip_grad_norm_(1.0), AdamW. LoRA r=K,
 alpha=2K, dropout 0, on q,k,v,o,gate,up,down. transformers dequantizes the GGUF, so torch runs
 fp32 weights where Kindred keeps the file's Q4_1. One untimed warm-up step, then S timed steps.
-Prints one JSON line like the C++ side's.
+Prints one JSON line like the C++ side's (including the process's CPU seconds per step).
 """
 
 import argparse
@@ -72,6 +72,7 @@ def main() -> None:
     warmup = time.perf_counter() - start
     rates = []
     loss = 0.0
+    cpu_start = time.process_time()  # CPU seconds of every thread, like the C++ side's
     for _ in range(args.steps):
         start = time.perf_counter()
         loss = step()
@@ -89,6 +90,7 @@ def main() -> None:
         "tokens_per_second": statistics.mean(rates),
         "stddev": statistics.stdev(rates) if len(rates) > 1 else 0.0,
         "rates": rates,
+        "cpu_seconds_per_step": (time.process_time() - cpu_start) / args.steps,
         "loss": loss,
         "trainable_params": sum(p.numel() for p in params),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,

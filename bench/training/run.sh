@@ -7,7 +7,10 @@
 # Prints tokens/s of each, the ratio, each process's peak RSS (getrusage; goal for Kindred < 2 GB),
 # and Kindred's useful GFLOP/s (formula in bench_training.cpp) against the fp32 peak
 # (threads x 2 FMA units x floats per vector x 2 flops x clock; 16 floats when the CPU has
-# AVX-512, which OpenBLAS and torch use, else 8 for AVX2), with the load average before and after. Torch runs dequantized fp32 weights; Kindred keeps the GGUF's Q4_1.
+# AVX-512, which OpenBLAS and torch use, else 8 for AVX2), with the load average before and after,
+# and each process's CPU seconds per step (on a busy machine the one-thread rows' CPU seconds
+# compare the two more steadily than wall time does). Torch runs dequantized fp32 weights;
+# Kindred keeps the GGUF's Q4_1.
 #
 # Environment:
 #   KINDRED_BUILD  build folder holding bench/training/kindred_bench_training (default: build)
@@ -63,18 +66,19 @@ for threads in $thread_counts; do
 done
 
 echo
-printf '| threads | Kindred tok/s    | torch tok/s      | ratio | Kindred RSS | torch RSS | Kindred GFLOP/s (%% of peak) | load after      |\n'
-printf '| ------- | ---------------- | ---------------- | ----- | ----------- | --------- | --------------------------- | --------------- |\n'
+printf '| threads | Kindred tok/s    | torch tok/s      | ratio | Kindred RSS | torch RSS | Kindred GFLOP/s (%% of peak) | CPU s/step K / torch | load after      |\n'
+printf '| ------- | ---------------- | ---------------- | ----- | ----------- | --------- | --------------------------- | -------------------- | --------------- |\n'
 for r in "${results[@]}"; do
     IFS='|' read -r threads k t load <<<"$r"
     awk -v th="$threads" -v mhz="$mhz" -v width="$width" -v load="$load" \
         -v kt="$(field tokens_per_second <<<"$k")" -v ks="$(field stddev <<<"$k")" \
         -v tt="$(field tokens_per_second <<<"$t")" -v ts="$(field stddev <<<"$t")" \
         -v kr="$(field peak_rss_mb <<<"$k")" -v tr="$(field peak_rss_mb <<<"$t")" \
-        -v kg="$(field gflops <<<"$k")" 'BEGIN {
+        -v kg="$(field gflops <<<"$k")" \
+        -v kc="$(field cpu_seconds_per_step <<<"$k")" -v tc="$(field cpu_seconds_per_step <<<"$t")" 'BEGIN {
         peak = th * 2 * width * 2 * mhz / 1000
-        printf "| %7d | %7.1f +- %-5.1f | %7.1f +- %-5.1f | %4.2fx | %8.0f MB | %6.0f MB | %6.1f of %5.1f (%4.1f%%)    | %-15s |\n",
-            th, kt, ks, tt, ts, kt / tt, kr, tr, kg, peak, 100 * kg / peak, load
+        printf "| %7d | %7.1f +- %-5.1f | %7.1f +- %-5.1f | %4.2fx | %8.0f MB | %6.0f MB | %6.1f of %5.1f (%4.1f%%)    | %6.2f / %-6.2f (%4.2fx) | %-15s |\n",
+            th, kt, ks, tt, ts, kt / tt, kr, tr, kg, peak, 100 * kg / peak, kc, tc, tc / kc, load
     }'
 done
 echo

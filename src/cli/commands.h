@@ -21,5 +21,7 @@ void add_eval_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_export_command(CLI::App& app);
+void add_tune_command(CLI::App& app);
+void add_demo_command(CLI::App& app);
 
 }  // namespace kindred::cli

@@ -1,9 +1,11 @@
 #include "eval/eqbench2.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <memory>
 #include <set>
+#include <tuple>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -60,6 +62,14 @@ const pcre2_code* answer_pattern() {
     return code.get();
 }
 
+// Sort key of a question id: numeric ids first, by value, then the others by their text.
+std::tuple<bool, std::uint64_t, std::string_view> id_order_key(std::string_view id) {
+    std::uint64_t value = 0;
+    const auto [end, error] = std::from_chars(id.data(), id.data() + id.size(), value);
+    const bool numeric = !id.empty() && error == std::errc() && end == id.data() + id.size();
+    return {!numeric, numeric ? value : 0, id};
+}
+
 double penalty(double difference) {
     if (difference == 0.0) return 0.0;
     if (difference <= 5.0) return 6.5 * (1.0 / (1.0 + std::exp(-1.2 * (difference - 4.0))));
@@ -93,6 +103,8 @@ std::vector<EqBench2Question> load_eqbench2_questions(const std::string& path) {
         questions.push_back(std::move(question));
     }
     if (questions.empty()) fail("{}: holds no questions", path);
+    std::sort(questions.begin(), questions.end(),
+              [](const EqBench2Question& a, const EqBench2Question& b) { return id_order_key(a.id) < id_order_key(b.id); });
     return questions;
 }
 
@@ -145,29 +157,38 @@ std::optional<double> score_eqbench2_answer(const EqBench2Question& question, co
     return 10.0 - penalties * 0.7477;
 }
 
-EqBench2Result score_eqbench2_answers(const std::vector<EqBench2Question>& questions,
-                                      const std::map<std::string, std::string>& answers) {
-    std::map<std::string, const EqBench2Question*> by_id;
-    for (const auto& question : questions) by_id[question.id] = &question;
+EqBench2Result summarize_eqbench2(std::vector<EqBench2QuestionResult> questions) {
     EqBench2Result result;
     double sum = 0.0;
-    for (const auto& [id, answer] : answers) {
-        const auto question = by_id.find(id);
-        if (question == by_id.end()) fail("answer for question '{}', which is not in the questions file", id);
-        EqBench2QuestionResult scored{id, score_eqbench2_answer(*question->second, parse_eqbench2_answer(answer))};
-        if (scored.score) {
-            sum += *scored.score;
-            ++result.parseable;
-        }
-        result.questions.push_back(std::move(scored));
+    for (const auto& question : questions) {
+        if (!question.score) continue;
+        sum += *question.score;
+        ++result.parseable;
     }
-    result.n = answers.size();
+    result.n = questions.size();
     if (result.n > 0) result.parseable_fraction = static_cast<double>(result.parseable) / static_cast<double>(result.n);
     if (result.parseable > 0) {
         const double mean = sum / static_cast<double>(result.parseable);
         result.score = std::round(100.0 * mean / 10.0 * 100.0) / 100.0;  // the harness rounds to 2 decimals
     }
+    result.questions = std::move(questions);
     return result;
+}
+
+EqBench2Result score_eqbench2_answers(const std::vector<EqBench2Question>& questions,
+                                      const std::map<std::string, std::string>& answers) {
+    std::set<std::string> known;
+    for (const auto& question : questions) known.insert(question.id);
+    for (const auto& [id, answer] : answers) {
+        if (!known.contains(id)) fail("answer for question '{}', which is not in the questions file", id);
+    }
+    std::vector<EqBench2QuestionResult> scored;
+    for (const auto& question : questions) {
+        const auto answer = answers.find(question.id);
+        if (answer == answers.end()) continue;
+        scored.push_back({question.id, score_eqbench2_answer(question, parse_eqbench2_answer(answer->second)), answer->second, 1});
+    }
+    return summarize_eqbench2(std::move(scored));
 }
 
 }  // namespace kindred::eval

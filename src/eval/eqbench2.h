@@ -21,7 +21,9 @@ struct EqBench2Question {
 };
 
 // Reads the questions file (a JSON object: id -> {prompt, reference_answer, reference_answer_fullscale}).
-// Throws Error naming the file, question id and field at fault.
+// Throws Error naming the file, question id and field at fault. Questions come in id order, numeric
+// ids by value ("2" before "10") and before other ids: the released file's order, which the
+// harness walks (the JSON parser keeps no key order, so file order itself is not available).
 std::vector<EqBench2Question> load_eqbench2_questions(const std::string& path);
 
 // The prompt the harness sends for v2 without revision: critique and revised-score parts cut out,
@@ -29,7 +31,8 @@ std::vector<EqBench2Question> load_eqbench2_questions(const std::string& path);
 std::string eqbench2_prompt(const EqBench2Question& question);
 
 // Generation settings of the harness: 60 completion tokens, temperature 0.01, and up to
-// `kAttempts` tries with the temperature raised by 0.15 after each unparseable answer.
+// kEqBench2Attempts tries (eqbench2_run.h) with the temperature raised by 0.15 after each
+// unparseable answer.
 inline constexpr int kEqBench2CompletionTokens = 60;
 inline constexpr double kEqBench2Temperature = 0.01;
 inline constexpr double kEqBench2RetryTemperatureStep = 0.15;
@@ -45,6 +48,8 @@ std::optional<double> score_eqbench2_answer(const EqBench2Question& question, co
 struct EqBench2QuestionResult {
     std::string id;
     std::optional<double> score;
+    std::string answer;  // the raw answer text that was scored
+    int attempts = 1;    // generations asked for (eqbench2_run.h); 1 for given answers
 };
 
 struct EqBench2Result {
@@ -58,7 +63,11 @@ struct EqBench2Result {
 // The benchmark must be rejected when fewer answers than this fraction parse (official rule).
 inline constexpr double kEqBench2MinParseableFraction = 0.8333;
 
-// Scores raw answer texts keyed by question id; an id not among the questions is an Error.
+// The benchmark numbers over scored questions (n = questions.size()); the harness's rounding.
+EqBench2Result summarize_eqbench2(std::vector<EqBench2QuestionResult> questions);
+
+// Scores raw answer texts keyed by question id, in the questions' order; an id not among the
+// questions is an Error.
 EqBench2Result score_eqbench2_answers(const std::vector<EqBench2Question>& questions,
                                       const std::map<std::string, std::string>& answers);
 

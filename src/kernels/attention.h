@@ -49,4 +49,19 @@ void attention_forward(float* out, const float* q, const float* k, const float* 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const AttentionShape& shape);
 
+// Training may instead keep the probabilities from the forward, so that the backward skips
+// recomputing them (one of its five products and the exponentials: 12% off forward + backward,
+// SmolLM2's shape at 512 tokens, one thread) for
+// attention_probability_floats(shape) floats: per query head, per block of 64 queries, a
+// [queries x (past + last query + 1)] block (fewer columns with windows or segments; masked entries
+// are zeros). The size only grows with tokens and past, so a buffer sized for the longest
+// sequence serves shorter ones. attention_forward_saving always takes the sgemm path;
+// attention_backward_saved given its probabilities computes exactly what attention_backward
+// computes (the saved values are bit-identical to the recomputed ones).
+std::int64_t attention_probability_floats(const AttentionShape& shape);
+void attention_forward_saving(float* out, float* probabilities, const float* q, const float* k, const float* v,
+                              const AttentionShape& shape);
+void attention_backward_saved(float* dq, float* dk, float* dv, const float* dout, const float* probabilities,
+                              const float* q, const float* k, const float* v, const AttentionShape& shape);
+
 }  // namespace kindred::kernels

@@ -1,7 +1,8 @@
 // kernels/loss.h — training losses with hand-written gradients: the LM head's softmax
 // cross-entropy fused with the output projection (vocabulary processed in chunks, so the
 // [tokens x vocab] logits never exist), plain cross-entropy for small classifier heads, the
-// temperature-scaled distillation KL, and MSE.
+// temperature-scaled distillation KL (also fused with the output projection against a top-k
+// teacher), soft-label cross-entropy, and MSE.
 //
 // Conventions shared by every loss here (llm.c style, one forward and one backward per op):
 //  - forward returns the SUM over rows (in double); the caller divides by whatever count it
@@ -82,6 +83,42 @@ double kl_divergence_forward(const float* teacher, const float* student, std::in
 // dstudent += grad_scale · loss_scale · (softmax(student/τ) − softmax(teacher/τ)) / τ.
 void kl_divergence_backward(float* dstudent, const float* teacher, const float* student, std::int64_t rows,
                             std::int64_t classes, float temperature, float loss_scale, float grad_scale);
+
+// Soft-label cross-entropy for small heads (multi-label emotion targets: uniform over the labels):
+// Σ_rows −Σ_c target[r,c] · log softmax(logits[r])_c. A row whose targets are all 0 contributes
+// nothing (the caller's "no label" row). Targets need not sum to 1; the gradient below is the exact
+// derivative for any non-negative targets. Throws Error for a bad shape or a negative target.
+double soft_cross_entropy_forward(const float* logits, const float* target_probs, std::int64_t rows,
+                                  std::int64_t classes);
+// dlogits += grad_scale · (softmax(logits[r]) · Σ_c target[r,c] − target[r]).
+void soft_cross_entropy_backward(float* dlogits, const float* logits, const float* target_probs, std::int64_t rows,
+                                 std::int64_t classes, float grad_scale);
+
+// A teacher distribution kept as its k most likely classes plus one bucket for the rest (the
+// safety teacher's cache, train/safety_teacher.h): row r's ids are ids[r·k .. r·k + k), distinct
+// and in [0, vocab), probs likewise (at the distillation temperature), residual[r] = 1 − Σ probs.
+struct TopKTeacher {
+    const std::int32_t* ids = nullptr;
+    const float* probs = nullptr;
+    const float* residual = nullptr;
+    std::int64_t k = 0;
+};
+
+// Σ_rows KL(teacher_r ‖ s_r) with s_r = softmax(h_r · Wᵀ / τ), the teacher's tail taken as ONE
+// bucket:  KL_r = Σ_i p_i log(p_i / s_i) + r · log(r / (1 − Σ_i s_i))   (terms with p_i or r = 0
+// vanish), the exact KL between the two distributions coarsened to k + 1 outcomes. Plain KL: no
+// τ² factor. The student's logits are streamed in vocabulary chunks from the frozen output matrix
+// as fused_cross_entropy does (never [tokens x vocab] at once; shape.tokens = rows of h and of the
+// teacher). With k = vocab and residual 0 it equals kl_divergence_forward(loss_scale = 1).
+// When dh is not null: dh += grad_scale · d(sum)/dh, which is
+//   (1/τ) · Σ_v (s_v · (Σ_i p_i + r) − q_v) · W_v,
+// with q_v = p_i at a top-k id and r · s_v / (1 − Σ_i s_i) elsewhere.
+// A row whose probs and residual are all 0 contributes nothing (padding). With k = vocab no tail
+// exists and the residual (then only the rounding of 1 − Σ p) is left out of loss and gradient.
+// Throws Error for bad shapes, τ <= 0, k outside [1, vocab], an id outside [0, vocab) or repeated
+// within a row, a negative or non-finite probability or residual.
+double fused_topk_kl(float* dh, const float* h, const WeightRows& w, const TopKTeacher& teacher,
+                     const FusedCrossEntropyShape& shape, float temperature, float grad_scale);
 
 // Σ (prediction − target)² over n values; backward: dprediction += grad_scale · 2 · (p − t).
 double mse_forward(const float* prediction, const float* target, std::int64_t n);

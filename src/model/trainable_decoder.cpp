@@ -62,11 +62,15 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
 std::int64_t TrainableDecoder::plan(float* floats, std::uint8_t* bytes, std::int64_t& byte_count) {
     std::int64_t used = 0;
     byte_count = 0;
-    auto take = [&](std::int64_t per_token) {
+    auto take_floats = [&](std::int64_t n) {
         float* view = floats == nullptr ? nullptr : floats + used;
-        used += per_token * max_tokens_;
+        used += n;
         return view;
     };
+    auto take = [&](std::int64_t per_token) { return take_floats(per_token * max_tokens_); };
+    kernels::AttentionShape longest = attention_;
+    longest.tokens = max_tokens_;
+    const std::int64_t probability_floats = kernels::attention_probability_floats(longest);
     const bool dropout = adapters_.config().dropout > 0;
     const bool qk_norm = base_.config().qk_norm;
     for (LayerActs& s : layer_acts_) {
@@ -80,6 +84,7 @@ std::int64_t TrainableDecoder::plan(float* floats, std::uint8_t* bytes, std::int
         s.rstd_q = qk_norm ? take(heads_) : nullptr;
         s.rstd_k = qk_norm ? take(kv_heads_) : nullptr;
         s.att = take(q_dim_);
+        s.probabilities = take_floats(probability_floats);
         s.x_mid = take(hidden_);
         s.rstd2 = take(1);
         s.n2 = take(hidden_);
@@ -187,10 +192,10 @@ kernels::CrossEntropyTotals TrainableDecoder::loss_only(const TrainBatch& batch)
     return cross_entropy(batch, nullptr, 0.0f);
 }
 
-std::span<const float> TrainableDecoder::forward(const TrainBatch& batch) {
-    begin(batch, true);
+std::span<const float> TrainableDecoder::forward(const TrainBatch& batch, bool train) {
+    begin(batch, train);
     forward_pass(batch);
-    forward_ready_ = true;
+    forward_ready_ = train;
     return {final_normed_, static_cast<std::size_t>(tokens_ * hidden_)};
 }
 
@@ -280,7 +285,7 @@ void TrainableDecoder::layer_forward(std::int64_t l, LayerActs& s, const float* 
     }
     kernels::rope_forward(s.q, cos_, sin_, T, heads_, head_dim_, head_dim_, pairing);
     kernels::rope_forward(s.k, cos_, sin_, T, kv_heads_, head_dim_, head_dim_, pairing);
-    kernels::attention_forward(s.att, s.q, s.k, s.v, attention_);
+    kernels::attention_forward_saving(s.att, s.probabilities, s.q, s.k, s.v, attention_);
     linear_forward(tmp_, s.att, w.o, w.o_bias, l, LoraModule::O, s);
     std::memcpy(s.x_mid, x_in, static_cast<std::size_t>(T * H) * sizeof(float));
     kernels::residual_forward(s.x_mid, tmp_, T * H);
@@ -319,7 +324,7 @@ void TrainableDecoder::layer_backward(std::int64_t l, LayerActs& s, const float*
     zero(dq_, T * q_dim_);
     zero(dk_, T * kv_dim_);
     zero(dv_, T * kv_dim_);
-    kernels::attention_backward(dq_, dk_, dv_, datt_, s.q, s.k, s.v, attention_);
+    kernels::attention_backward_saved(dq_, dk_, dv_, datt_, s.probabilities, s.q, s.k, s.v, attention_);
     kernels::rope_backward(dq_, cos_, sin_, T, heads_, head_dim_, head_dim_, pairing);
     kernels::rope_backward(dk_, cos_, sin_, T, kv_heads_, head_dim_, head_dim_, pairing);
     const float* dq = dq_;

@@ -9,12 +9,20 @@
 // activation checkpointing each layer keeps its norms' outputs and rstd, post-rope q/k, v, the
 // attention output, the mid-layer residual, gate/up/activation and every adapter's rank-sized
 // product plus the layer's input: per token and layer 4·hidden + 2·(q_dim + kv_dim) + 3·ff + 2 + 7·rank floats
-// (SmolLM2, rank 16: 8.6 K floats, 34 KB, so 512 tokens x 30 layers ≈ 525 MB). With checkpointing only
+// (SmolLM2, rank 16: 8.6 K floats, 34 KB, so 512 tokens x 30 layers ≈ 525 MB), and the attention
+// probabilities, which spare the backward recomputing them (heads x ~tokens²/2 floats per layer:
+// SmolLM2 at 512 tokens 5.3 MB per layer, 159 MB in all; measured ~12% less attention time,
+// ~2% of a step). With checkpointing only
 // each layer's input residual is kept (hidden floats per token and layer) and backward recomputes
 // the layer's forward into one shared set of buffers before differentiating it: about one more
 // forward pass of compute, minus the frozen down projection whose output backward does not need
 // (measured +6% to +25% per step, SmolLM2, 256 tokens, noisy 2-core machine), for a ~15x smaller
 // activation footprint.
+//
+// Frozen weights stay in their stored type: kernels/matmul.h dequantizes L2-sized panels of them
+// on the fly. (Keeping fp32 copies of all of SmolLM2's weights, 538 MB, and grouping q/k/v into
+// one product was measured: 2-5% faster frozen products on one thread, nothing per step on the
+// shared 2-core machine, where reading 4-byte weights costs memory bandwidth; not kept.)
 //
 // Packing. A batch is one row of concatenated documents: `segment_ids` (non-decreasing) keep
 // attention within a document and `positions` restart per document (rope uses them), which
@@ -72,8 +80,12 @@ public:
     // runs the training forward (dropout on) and returns the final hidden states after the output
     // norm [tokens x hidden] (valid until the next call); backward() takes d(loss)/d(those states)
     // and ADDS the adapter gradients. forward_backward is forward + fused CE + backward.
-    // backward throws Error without a preceding forward or for a span of the wrong size.
-    std::span<const float> forward(const TrainBatch& batch);
+    // With train = false it runs in evaluation mode (no dropout, the dropout stream does not
+    // advance) and no backward may follow. backward throws Error without a preceding training
+    // forward or for a span of the wrong size.
+    std::span<const float> forward(const TrainBatch& batch, bool train = true);
+    // The frozen output projection's rows (for losses computed on forward()'s hidden states).
+    const kernels::WeightRows& output_rows() const { return output_rows_; }
     void backward(std::span<const float> dhidden);
 
     // d(loss_scale · sum)/d(token embeddings) [tokens x hidden] of the last forward_backward.
@@ -95,6 +107,7 @@ private:
         float* rstd_k;
         float* v;
         float* att;
+        float* probabilities;  // attention's softmax (kernels/attention.h's saved layout)
         float* x_mid;
         float* rstd2;
         float* n2;

@@ -51,6 +51,11 @@ Packer::Packer(std::span<const TokenizedExample> examples, const PackingOptions&
         if (example.targets.size() != example.tokens.size())
             fail("packing: the example of line {} has {} targets for {} tokens", example.line, example.targets.size(),
                  example.tokens.size());
+        for (const auto& site : example.sites) {
+            if (site.position < 0 || static_cast<std::size_t>(site.position) >= example.tokens.size())
+                fail("packing: the example of line {} has a head site at {}, outside its {} tokens", example.line,
+                     site.position, example.tokens.size());
+        }
     }
     if (position_.index > examples_.size())
         fail("packing: data position {} is past the {} examples of the dataset (was it changed since the checkpoint?)",
@@ -86,10 +91,16 @@ void Packer::fill_row(MicroBatch& batch, std::size_t row) {
             batch.positions[base + used + t] = static_cast<std::int32_t>(t);
             batch.segment_ids[base + used + t] = segment;
         }
+        batch.placements.push_back({row, used, order_[position_.index]});
         used += n;
         ++segment;
         batch.target_tokens += example.target_count;
         ++batch.examples;
+        for (const auto& site : example.sites) {
+            batch.emotion_sites += site.emotions.empty() ? 0 : 1;
+            batch.strategy_sites += site.strategy >= 0 ? 1 : 0;
+            batch.va_sites += site.has_va ? 1 : 0;
+        }
         advance();
     }
     // Padding: its own segment, so it never attends into (or is attended from) a conversation.
@@ -118,7 +129,11 @@ StepBatch Packer::next_step() {
     StepBatch step;
     for (std::size_t i = 0; i < options_.micro_batches_per_step; ++i) {
         step.micro_batches.push_back(next_micro_batch());
-        step.target_tokens += step.micro_batches.back().target_tokens;
+        const auto& micro = step.micro_batches.back();
+        step.target_tokens += micro.target_tokens;
+        step.emotion_sites += micro.emotion_sites;
+        step.strategy_sites += micro.strategy_sites;
+        step.va_sites += micro.va_sites;
     }
     return step;
 }

@@ -14,7 +14,14 @@
 //
 // Loss: each step's `target_tokens` is the number of targets across all its micro-batches; the
 // trainer divides every micro-batch's summed cross-entropy by it, so gradient accumulation gives
-// the same gradient as one large batch (per-token mean over the step), whatever the packing.
+// the same gradient as one large batch (per-token mean over the step), whatever the packing. The
+// head losses are normalised the same way by the step's site counts (`emotion_sites`, ...). An
+// example with no LM target but head sites (GoEmotions) packs like any other, so a step's
+// `target_tokens` can be 0 (the trainer then skips the NLL term; it is not an error).
+//
+// Placements: every example packed into a micro-batch is recorded (row, offset of its first token
+// in the row, index into the packer's example span), in row order, so the trainer can find each
+// example's head sites (row offset + HeadSite::position) and its teacher targets.
 #pragma once
 
 #include <cstddef>
@@ -40,6 +47,13 @@ struct PackingOptions {
     std::int32_t pad_id = 0;
 };
 
+// Where one example sits in a micro-batch.
+struct Placement {
+    std::size_t row = 0;
+    std::size_t offset = 0;   // token index of the example's first token within the row
+    std::size_t example = 0;  // index into the span the Packer was built on
+};
+
 // Row-major [rows x seq_len] arrays.
 struct MicroBatch {
     std::size_t rows = 0;
@@ -50,11 +64,19 @@ struct MicroBatch {
     std::vector<std::int32_t> segment_ids;  // per row: 0, 0, ..., 1, 1, ...: never decreasing
     std::size_t target_tokens = 0;
     std::size_t examples = 0;  // conversations packed in
+    std::vector<Placement> placements;  // every example packed in, in row order (size == examples)
+    // Head-site counts by label kind over the packed examples (the head losses' normalisers).
+    std::size_t emotion_sites = 0;
+    std::size_t strategy_sites = 0;
+    std::size_t va_sites = 0;
 };
 
 struct StepBatch {
     std::vector<MicroBatch> micro_batches;
-    std::size_t target_tokens = 0;  // the step's loss normaliser: sum over its micro-batches
+    std::size_t target_tokens = 0;  // the step's loss normaliser: sum over its micro-batches (may be 0)
+    std::size_t emotion_sites = 0;  // likewise for the heads
+    std::size_t strategy_sites = 0;
+    std::size_t va_sites = 0;
 };
 
 // The permutation of [0, count) for (seed, epoch); exposed for tests.

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "train/safety_teacher.h"
 
 namespace kindred::train {
 namespace {
@@ -19,6 +20,16 @@ double in_range(Config& config, std::string_view key, double fallback, double lo
     const auto value = config.get<double>(key, fallback);
     if (!(value >= lo && value <= hi)) config.fail_at(key, fmt::format("must lie in [{}, {}]", lo, hi));
     return value;
+}
+
+// A loss weight: finite, not negative. The upper bound only catches typos (λ = 1e3 would drown
+// every other term and is surely not meant).
+double weight(Config& config, std::string_view key, double fallback) { return in_range(config, key, fallback, 0.0, 1000.0); }
+
+std::string optional_file(Config& config, std::string_view key) {
+    auto path = config.get<std::string>(key, "");
+    if (!path.empty() && !std::filesystem::is_regular_file(path)) config.fail_at(key, fmt::format("file '{}' not found", path));
+    return path;
 }
 
 }  // namespace
@@ -39,6 +50,7 @@ SftRecipe read_sft_recipe(Config& config) {
 
     r.data_path = config.get<std::string>("data.path");
     if (!std::filesystem::is_regular_file(r.data_path)) config.fail_at("data.path", fmt::format("file '{}' not found", r.data_path));
+    r.dev_path = optional_file(config, "data.dev_path");
     r.max_seq_len = positive(config, "data.max_seq_len", 512, 2);
     const auto seed = config.get<std::int64_t>("data.seed", 0);
     if (seed < 0) config.fail_at("data.seed", "must not be negative");
@@ -76,9 +88,53 @@ SftRecipe read_sft_recipe(Config& config) {
     r.checkpoint_every = positive(config, "output.checkpoint_every", 50);
     r.keep_last = positive(config, "output.keep_last", 3, 0);
 
+    r.objective.lm = weight(config, "objective.lm", 1.0);
+    r.objective.emotion = weight(config, "objective.emotion", 0.0);
+    r.objective.strategy = weight(config, "objective.strategy", 0.0);
+    r.objective.valence_arousal = weight(config, "objective.valence_arousal", 0.0);
+    r.objective.safety_kl = weight(config, "objective.safety_kl", 0.0);
+    r.heads.emotion = config.get<bool>("heads.emotion", true);
+    r.heads.strategy = config.get<bool>("heads.strategy", true);
+    r.heads.valence_arousal = config.get<bool>("heads.valence_arousal", true);
+    if (!r.heads.emotion) r.objective.emotion = 0.0;
+    if (!r.heads.strategy) r.objective.strategy = 0.0;
+    if (!r.heads.valence_arousal) r.objective.valence_arousal = 0.0;
+    r.safety.enabled = config.get<bool>("safety.enabled", true);
+    if (!r.safety.enabled) r.objective.safety_kl = 0.0;
+    // τ: below 0.05 the softmaxes overflow float exponent range for ordinary logits; above 100 every
+    // distribution is uniform to float precision.
+    r.safety.temperature = in_range(config, "safety.temperature", 2.0, 0.05, 100.0);
+    // top_k: the cache holds 8 bytes per kept id per target token; more than 1024 buys nothing a
+    // residual bucket does not already hold (and the model's vocabulary bounds it at run time).
+    r.safety.top_k = positive(config, "safety.top_k", 32);
+    if (r.safety.top_k > 1024) config.fail_at("safety.top_k", "must be at most 1024");
+    r.safety.rules = config.get<std::string>("safety.rules", "default");
+    if (r.safety.rules.find_first_not_of(" \t\r\n") == std::string::npos)
+        config.fail_at("safety.rules", "must be `default` or the rules text, not empty");
+    if (r.objective.lm + r.objective.emotion + r.objective.strategy + r.objective.valence_arousal + r.objective.safety_kl <= 0.0)
+        config.fail_at("objective.lm", "every objective weight is 0 (or switched off): nothing would be trained");
+
+    r.evaluation.every = positive(config, "evaluation.every", 0, 0);
+    r.evaluation.max_examples = positive(config, "evaluation.max_examples", 0, 0);
+
     config.finish();
     r.resolved_yaml = config.dump();
     return r;
+}
+
+bool emotion_active(const SftRecipe& recipe) { return recipe.heads.emotion && recipe.objective.emotion > 0.0; }
+bool strategy_active(const SftRecipe& recipe) { return recipe.heads.strategy && recipe.objective.strategy > 0.0; }
+bool valence_arousal_active(const SftRecipe& recipe) {
+    return recipe.heads.valence_arousal && recipe.objective.valence_arousal > 0.0;
+}
+bool safety_active(const SftRecipe& recipe) { return recipe.safety.enabled && recipe.objective.safety_kl > 0.0; }
+bool any_head_active(const SftRecipe& recipe) {
+    return emotion_active(recipe) || strategy_active(recipe) || valence_arousal_active(recipe);
+}
+
+std::string safety_rules_text(const SftRecipe& recipe) {
+    if (!safety_active(recipe)) return {};
+    return recipe.safety.rules == "default" ? default_safety_rules() : recipe.safety.rules;
 }
 
 LrSchedule lr_schedule(const SftRecipe& recipe) {

@@ -1,7 +1,13 @@
 // train/recipe.h — the SFT recipe schema: what `kindred train sft --config x.yaml` reads, with
 // defaults and range checks. The reads in read_sft_recipe ARE the schema (core/config.h): a key
 // not read there is rejected by finish() naming its file and line, a wrong type or out-of-range
-// value names the key and where it was set. configs/smollm2-lora*.yaml are the examples.
+// value names the key and where it was set. configs/smollm2-lora*.yaml are plain-chat examples,
+// configs/smollm2-multitask.yaml the multi-objective one; docs/training.md documents every key.
+//
+// Multi-objective keys (objective.*, heads.*, safety.*): a term is ACTIVE when its weight is > 0
+// and, for a head, its switch is on (for the KL, safety.enabled). A switched-off head's weight is
+// stored as 0, so `objective` always holds the weights the loop uses. Every weight but objective.lm
+// defaults to 0: a recipe without these sections trains exactly as plain SFT did.
 #pragma once
 
 #include <cstddef>
@@ -16,11 +22,40 @@ namespace kindred::train {
 
 enum class NanPolicy { Stop, Skip };
 
+// λ of each term of L_SFT = λ_LM·L_NLL + λ_emo·L_emo + λ_strat·L_strat + λ_val·L_val + λ_safe·L_safe.
+struct ObjectiveWeights {
+    double lm = 1.0;
+    double emotion = 0.0;
+    double strategy = 0.0;
+    double valence_arousal = 0.0;
+    double safety_kl = 0.0;
+};
+
+// The ablation switches as written (the weights above already account for them).
+struct HeadSwitches {
+    bool emotion = true;
+    bool strategy = true;
+    bool valence_arousal = true;
+};
+
+struct SafetyRecipe {
+    bool enabled = true;
+    double temperature = 2.0;   // τ of both softmaxes in the KL
+    std::int64_t top_k = 32;    // teacher ids kept per target token (the rest is one residual bucket)
+    std::string rules = "default";  // `default` = train::default_safety_rules(), else the literal text
+};
+
+struct EvaluationRecipe {
+    std::int64_t every = 0;         // steps between dev evaluations; 0 = only after the last step
+    std::int64_t max_examples = 0;  // first N dev examples; 0 = all
+};
+
 struct SftRecipe {
     std::string name;              // run folder name; empty: a UTC timestamp
     std::string model = "default";  // GGUF path or `default`
     model::LoraConfig adapter;     // seed = data.seed
     std::string data_path;
+    std::string dev_path;            // empty: no dev set
     std::int64_t max_seq_len = 512;  // also the packed row length
     std::uint64_t seed = 0;
 
@@ -44,12 +79,27 @@ struct SftRecipe {
     std::int64_t checkpoint_every = 50;
     std::int64_t keep_last = 3;
 
+    ObjectiveWeights objective;
+    HeadSwitches heads;
+    SafetyRecipe safety;
+    EvaluationRecipe evaluation;
+
     std::string resolved_yaml;  // config.dump() after every read: the run's config.yaml
 };
 
 // Reads every recipe key (applying defaults), validates ranges and enums, checks data.path exists,
 // then calls finish() so unknown keys are errors. Errors name the key and its file and line.
 SftRecipe read_sft_recipe(Config& config);
+
+// Whether the loop computes each term (weight > 0; the switches are folded into the weights).
+bool emotion_active(const SftRecipe& recipe);
+bool strategy_active(const SftRecipe& recipe);
+bool valence_arousal_active(const SftRecipe& recipe);
+bool safety_active(const SftRecipe& recipe);  // safety.enabled and objective.safety_kl > 0
+bool any_head_active(const SftRecipe& recipe);
+
+// The safety rules text the teacher prepends (resolves `default`); empty when the KL is inactive.
+std::string safety_rules_text(const SftRecipe& recipe);
 
 // The learning-rate schedule the recipe describes.
 LrSchedule lr_schedule(const SftRecipe& recipe);

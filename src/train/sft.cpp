@@ -1,4 +1,4 @@
-// train/sft.cpp — the SFT loop (see sft.h).
+// train/sft.cpp — the SFT loop (see sft.h; the objective is documented in docs/training.md).
 #include "train/sft.h"
 
 #include <algorithm>
@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <optional>
+#include <utility>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -14,13 +15,17 @@
 #include "core/error.h"
 #include "core/metrics_log.h"
 #include "core/progress.h"
+#include "data/labels.h"
 #include "eval/plot.h"
 #include "formats/peft_adapter.h"
+#include "kernels/loss.h"
 #include "kernels/optimizer.h"
+#include "model/heads.h"
 #include "model/lora_adapters.h"
 #include "model/trainable_decoder.h"
 #include "train/batch.h"
 #include "train/checkpoint.h"
+#include "train/safety_teacher.h"
 
 namespace kindred::train {
 namespace {
@@ -30,22 +35,41 @@ namespace fs = std::filesystem;
 // TrainableDecoder's dropout stream advances by this per forward_backward call (trainable_decoder.h).
 constexpr std::uint64_t kDropoutStride = 0x632BE59BD9B4E019ULL;
 
-std::vector<NamedTensor> named(const model::LoraAdapters& adapters, std::span<const float> values) {
+// The trained parameters as checkpoint tensors: the adapter's, then the heads' (when any), so a
+// plain run's checkpoints are exactly what they were before heads existed.
+std::vector<NamedTensor> named(const model::LoraAdapters& adapters, std::span<const float> adapter_values,
+                               const model::Heads* heads, std::span<const float> head_values) {
     std::vector<NamedTensor> out;
-    out.reserve(adapters.tensors().size());
-    for (const auto& info : adapters.tensors()) {
-        const auto begin = values.begin() + info.offset;
-        out.push_back({info.name,
-                       {static_cast<std::uint64_t>(info.rows), static_cast<std::uint64_t>(info.cols)},
-                       std::vector<float>(begin, begin + info.rows * info.cols)});
+    const auto add = [&](const std::string& name, std::vector<std::uint64_t> shape, std::span<const float> values,
+                         std::int64_t offset, std::int64_t count) {
+        const auto begin = values.begin() + offset;
+        out.push_back({name, std::move(shape), std::vector<float>(begin, begin + count)});
+    };
+    for (const auto& info : adapters.tensors())
+        add(info.name, {static_cast<std::uint64_t>(info.rows), static_cast<std::uint64_t>(info.cols)}, adapter_values,
+            info.offset, info.rows * info.cols);
+    if (heads != nullptr) {
+        for (const auto& info : heads->tensors()) {
+            std::vector<std::uint64_t> shape{static_cast<std::uint64_t>(info.rows)};
+            if (!info.is_bias) shape.push_back(static_cast<std::uint64_t>(info.cols));
+            add(info.name, std::move(shape), head_values, info.offset, info.rows * info.cols);
+        }
     }
     return out;
 }
 
-void unpack(const model::LoraAdapters& adapters, const std::vector<NamedTensor>& tensors, std::span<float> values) {
-    for (std::size_t i = 0; i < tensors.size(); ++i) {
-        const auto& info = adapters.tensors()[i];
-        std::copy(tensors[i].values.begin(), tensors[i].values.end(), values.begin() + info.offset);
+// Inverse of named() for tensors whose layout check_adapter_layout has accepted.
+void unpack(const model::LoraAdapters& adapters, const model::Heads* heads, const std::vector<NamedTensor>& tensors,
+            std::span<float> adapter_values, std::span<float> head_values) {
+    std::size_t i = 0;
+    for (const auto& info : adapters.tensors()) {
+        std::copy(tensors[i].values.begin(), tensors[i].values.end(), adapter_values.begin() + info.offset);
+        ++i;
+    }
+    if (heads == nullptr) return;
+    for (const auto& info : heads->tensors()) {
+        std::copy(tensors[i].values.begin(), tensors[i].values.end(), head_values.begin() + info.offset);
+        ++i;
     }
 }
 
@@ -78,6 +102,15 @@ void truncate_metrics(const std::string& path, std::int64_t step) {
     write_file_atomically(path, kept);
 }
 
+// The loss terms as metrics.jsonl names them, with the legend text of loss_components.svg.
+constexpr std::pair<const char*, const char*> kComponents[] = {
+    {"loss_lm", "NLL"}, {"loss_emotion", "emotion CE"}, {"loss_strategy", "strategy CE"},
+    {"loss_va", "valence/arousal SE"}, {"loss_safety", "safety KL"}};
+
+// Dev metrics drawn in dev.svg (the names of train/dev_eval.h's JSON).
+constexpr const char* kDevCurves[] = {"nll", "emotion_macro_f1", "emotion_multilabel_f1", "strategy_accuracy",
+                                      "strategy_macro_f1", "va_mse", "safe_kl"};
+
 void write_charts(const std::string& run_dir, const std::string& metrics_path) {
     const auto records = read_metrics_log(metrics_path).records;
     const auto loss = metric_series(records, "step", "loss");
@@ -85,13 +118,43 @@ void write_charts(const std::string& run_dir, const std::string& metrics_path) {
     eval::PlotOptions options;
     options.title = "training loss";
     options.x_label = "step";
-    options.y_label = "loss (mean NLL per target token)";
+    options.y_label = "loss (λ-weighted total per step)";
     options.smoothing = 0.6;
     eval::write_line_chart(run_dir + "/loss.svg", {{"loss", loss.x, loss.y, true}}, options);
+
+    std::vector<eval::PlotSeries> components;
+    for (const auto& [key, label] : kComponents) {
+        auto series = metric_series(records, "step", key);
+        if (!series.x.empty()) components.push_back({label, std::move(series.x), std::move(series.y), true});
+    }
+    // Log scale: the KL (~0.01) and the head CEs (~3) would not share a linear axis.
+    options.title = "loss components (each normalised by its own count, before λ)";
+    options.y_label = "loss (log scale)";
+    options.log_y = true;
+    eval::write_line_chart(run_dir + "/loss_components.svg", components, options);
+    options.log_y = false;
+
     options.title = "learning rate";
     options.y_label = "lr";
     options.smoothing = 0.0;
     eval::write_line_chart(run_dir + "/lr.svg", {{"lr", lr.x, lr.y, false}}, options);
+
+    std::vector<nlohmann::json> dev;  // {"step", metrics...} flattened from the dev records
+    for (const auto& record : records) {
+        if (!record.contains("dev") || !record["dev"].is_object()) continue;
+        auto flat = record["dev"];
+        flat["step"] = record["step"];
+        dev.push_back(std::move(flat));
+    }
+    if (dev.empty()) return;
+    std::vector<eval::PlotSeries> curves;
+    for (const char* key : kDevCurves) {
+        auto series = metric_series(dev, "step", key);
+        if (!series.x.empty()) curves.push_back({key, std::move(series.x), std::move(series.y), false});
+    }
+    options.title = "dev metrics";
+    options.y_label = "value";
+    eval::write_line_chart(run_dir + "/dev.svg", curves, options);
 }
 
 model::TrainBatch row_batch(const MicroBatch& micro, std::size_t row) {
@@ -103,9 +166,255 @@ model::TrainBatch row_batch(const MicroBatch& micro, std::size_t row) {
             {micro.segment_ids.begin() + begin, micro.segment_ids.begin() + end}};
 }
 
+// Per-element weight of each term's sum in one step: λ / (the term's count over the whole step),
+// 0 when the term is inactive or its count is 0 (then it is not computed at all).
+struct Scales {
+    float lm = 0.0f, emotion = 0.0f, strategy = 0.0f, va = 0.0f, safety = 0.0f;
+};
+
+// Each term's unnormalised sum over the step.
+struct Sums {
+    double lm = 0.0, emotion = 0.0, strategy = 0.0, va = 0.0, safety = 0.0;
+};
+
+float scale_of(double lambda, std::size_t count) {
+    // float λ / float count, so that λ = 1 gives exactly the 1/count plain SFT always used.
+    return lambda > 0.0 && count > 0 ? static_cast<float>(lambda) / static_cast<float>(count) : 0.0f;
+}
+
+// The multi-objective forward and backward of one packed row: the trunk's hidden states, every
+// active term's loss on them, their gradients summed into d(hidden) (heads' parameter gradients
+// into the heads), then the trunk's backward. Scratch buffers live here, so a step allocates only
+// while they grow.
+class RowObjective {
+public:
+    RowObjective(std::span<const TokenizedExample> examples, std::int64_t hidden, std::int64_t vocab,
+                 model::Heads* heads, SafetyTeacher* teacher)
+        : examples_(examples), hidden_(hidden), vocab_(vocab), heads_(heads), teacher_(teacher) {}
+
+    void run(model::TrainableDecoder& trainer, const MicroBatch& micro, std::size_t row, const Scales& scales,
+             Sums& sums) {
+        const model::TrainBatch batch = row_batch(micro, row);
+        const std::span<const float> hidden = trainer.forward(batch);
+        dhidden_.assign(hidden.size(), 0.0f);
+        if (scales.lm != 0.0f) {
+            kernels::FusedCrossEntropyShape shape;
+            shape.tokens = static_cast<std::int64_t>(micro.seq_len);
+            shape.dim = hidden_;
+            shape.vocab = vocab_;
+            sums.lm += kernels::fused_cross_entropy(dhidden_.data(), nullptr, hidden.data(), trainer.output_rows(),
+                                                    batch.targets.data(), nullptr, shape, scales.lm)
+                           .loss;
+        }
+        if (scales.emotion != 0.0f || scales.strategy != 0.0f || scales.va != 0.0f) {
+            collect_sites(micro, row);
+            if (scales.emotion != 0.0f) sums.emotion += emotion(hidden, scales.emotion);
+            if (scales.strategy != 0.0f) sums.strategy += strategy(hidden, scales.strategy);
+            if (scales.va != 0.0f) sums.va += valence_arousal(hidden, scales.va);
+        }
+        if (scales.safety != 0.0f) sums.safety += safety(trainer, micro, row, hidden, scales.safety);
+        trainer.backward(dhidden_);
+    }
+
+private:
+    struct SiteRef {
+        std::size_t position;  // in the row
+        const HeadSite* site;
+        std::size_t line;  // the example's, for errors
+    };
+
+    // The row's head sites, with their positions shifted by their example's offset.
+    void collect_sites(const MicroBatch& micro, std::size_t row) {
+        sites_.clear();
+        for (const auto& placement : micro.placements) {
+            if (placement.row != row) continue;
+            const auto& example = examples_[placement.example];
+            for (const auto& site : example.sites) {
+                const auto position = placement.offset + static_cast<std::size_t>(site.position);
+                if (site.position < 0 || static_cast<std::size_t>(site.position) >= example.tokens.size() ||
+                    position >= micro.seq_len)
+                    fail("example at line {}: head site position {} outside its {} tokens", example.line, site.position,
+                         example.tokens.size());
+                sites_.push_back({position, &site, example.line});
+            }
+        }
+    }
+
+    // Gathers the hidden rows of the selected sites into pooled_ (n x hidden) and their positions.
+    template <typename Select>
+    std::int64_t gather(std::span<const float> hidden, Select select) {
+        positions_.clear();
+        pooled_.clear();
+        for (const auto& ref : sites_) {
+            if (!select(ref)) continue;
+            positions_.push_back(ref.position);
+            const auto row = hidden.begin() + static_cast<std::ptrdiff_t>(ref.position) * hidden_;
+            pooled_.insert(pooled_.end(), row, row + hidden_);
+        }
+        return static_cast<std::int64_t>(positions_.size());
+    }
+
+    // Head forward is done by the caller into logits_; this runs the head's backward with dlogits_
+    // and adds d(pooled) into the gathered hidden rows.
+    void head_backward(model::Head head, std::int64_t n) {
+        dpooled_.assign(pooled_.size(), 0.0f);
+        heads_->backward(head, pooled_.data(), dlogits_.data(), n, dpooled_.data());
+        scatter(dpooled_);
+    }
+
+    void scatter(const std::vector<float>& rows) {
+        for (std::size_t i = 0; i < positions_.size(); ++i) {
+            float* dst = dhidden_.data() + positions_[i] * static_cast<std::size_t>(hidden_);
+            const float* src = rows.data() + i * static_cast<std::size_t>(hidden_);
+            for (std::int64_t j = 0; j < hidden_; ++j) dst[j] += src[j];
+        }
+    }
+
+    void run_head(model::Head head, std::int64_t n) {
+        logits_.assign(static_cast<std::size_t>(n * heads_->outputs(head)), 0.0f);
+        heads_->forward(head, pooled_.data(), n, logits_.data());
+        dlogits_.assign(logits_.size(), 0.0f);
+    }
+
+    // Soft cross-entropy against the uniform distribution over the site's labels.
+    double emotion(std::span<const float> hidden, float scale) {
+        const std::int64_t n = gather(hidden, [](const SiteRef& ref) { return !ref.site->emotions.empty(); });
+        if (n == 0) return 0.0;
+        const std::int64_t classes = heads_->outputs(model::Head::Emotion);
+        soft_targets_.assign(static_cast<std::size_t>(n * classes), 0.0f);
+        std::size_t i = 0;
+        for (const auto& ref : sites_) {
+            const auto& labels = ref.site->emotions;
+            if (labels.empty()) continue;
+            for (const auto label : labels) {
+                if (label < 0 || label >= classes)
+                    fail("example at line {}: emotion label id {} outside the head's {} classes", ref.line, label, classes);
+                soft_targets_[i * static_cast<std::size_t>(classes) + static_cast<std::size_t>(label)] +=
+                    1.0f / static_cast<float>(labels.size());
+            }
+            ++i;
+        }
+        run_head(model::Head::Emotion, n);
+        const double loss = kernels::soft_cross_entropy_forward(logits_.data(), soft_targets_.data(), n, classes);
+        kernels::soft_cross_entropy_backward(dlogits_.data(), logits_.data(), soft_targets_.data(), n, classes, scale);
+        head_backward(model::Head::Emotion, n);
+        return loss;
+    }
+
+    double strategy(std::span<const float> hidden, float scale) {
+        const std::int64_t n = gather(hidden, [](const SiteRef& ref) { return ref.site->strategy >= 0; });
+        if (n == 0) return 0.0;
+        const std::int64_t classes = heads_->outputs(model::Head::Strategy);
+        labels_.clear();
+        for (const auto& ref : sites_) {
+            if (ref.site->strategy < 0) continue;
+            if (ref.site->strategy >= classes)
+                fail("example at line {}: strategy id {} outside the head's {} classes", ref.line, ref.site->strategy, classes);
+            labels_.push_back(ref.site->strategy);
+        }
+        run_head(model::Head::Strategy, n);
+        const double loss =
+            kernels::softmax_cross_entropy_forward(nullptr, logits_.data(), labels_.data(), nullptr, n, classes).loss;
+        kernels::softmax_cross_entropy_backward(dlogits_.data(), logits_.data(), labels_.data(), nullptr, n, classes, scale);
+        head_backward(model::Head::Strategy, n);
+        return loss;
+    }
+
+    // (v̂ − v)² + (â − a)² per site.
+    double valence_arousal(std::span<const float> hidden, float scale) {
+        const std::int64_t n = gather(hidden, [](const SiteRef& ref) { return ref.site->has_va; });
+        if (n == 0) return 0.0;
+        soft_targets_.clear();
+        for (const auto& ref : sites_) {
+            if (!ref.site->has_va) continue;
+            soft_targets_.push_back(ref.site->valence);
+            soft_targets_.push_back(ref.site->arousal);
+        }
+        run_head(model::Head::ValenceArousal, n);
+        const double loss = kernels::mse_forward(logits_.data(), soft_targets_.data(), 2 * n);
+        kernels::mse_backward(dlogits_.data(), logits_.data(), soft_targets_.data(), 2 * n, scale);
+        head_backward(model::Head::ValenceArousal, n);
+        return loss;
+    }
+
+    // KL(teacher ‖ student at τ) at every target token of the row's examples, in one pass over the
+    // vocabulary for the whole row (the output matrix is streamed once, not once per example).
+    double safety(model::TrainableDecoder& trainer, const MicroBatch& micro, std::size_t row,
+                  std::span<const float> hidden, float scale) {
+        positions_.clear();
+        ids_.clear();
+        probs_.clear();
+        residual_.clear();
+        const std::int64_t k = teacher_->top_k();
+        for (const auto& placement : micro.placements) {
+            if (placement.row != row) continue;
+            const auto& example = examples_[placement.example];
+            if (example.target_count == 0) continue;
+            const TeacherTargets& teacher = teacher_->targets(placement.example, example);
+            if (teacher.targets() != example.target_count || teacher.k != k ||
+                teacher.ids.size() != example.target_count * static_cast<std::size_t>(k))
+                fail("example at line {}: the teacher gave {} target rows of top-{} for {} target tokens", example.line,
+                     teacher.targets(), teacher.k, example.target_count);
+            for (std::size_t t = 0; t < example.targets.size(); ++t)
+                if (example.targets[t] != kIgnoreTarget) positions_.push_back(placement.offset + t);
+            ids_.insert(ids_.end(), teacher.ids.begin(), teacher.ids.end());
+            probs_.insert(probs_.end(), teacher.probs.begin(), teacher.probs.end());
+            residual_.insert(residual_.end(), teacher.residual.begin(), teacher.residual.end());
+        }
+        const auto m = static_cast<std::int64_t>(positions_.size());
+        if (m == 0) return 0.0;
+        pooled_.clear();
+        for (const auto position : positions_) {
+            const auto begin = hidden.begin() + static_cast<std::ptrdiff_t>(position) * hidden_;
+            pooled_.insert(pooled_.end(), begin, begin + hidden_);
+        }
+        dpooled_.assign(pooled_.size(), 0.0f);
+        kernels::TopKTeacher topk;
+        topk.ids = ids_.data();
+        topk.probs = probs_.data();
+        topk.residual = residual_.data();
+        topk.k = k;
+        kernels::FusedCrossEntropyShape shape;
+        shape.tokens = m;
+        shape.dim = hidden_;
+        shape.vocab = vocab_;
+        const double kl = kernels::fused_topk_kl(dpooled_.data(), pooled_.data(), trainer.output_rows(), topk, shape,
+                                                 teacher_->temperature(), scale);
+        scatter(dpooled_);
+        return kl;
+    }
+
+    std::span<const TokenizedExample> examples_;
+    std::int64_t hidden_, vocab_;
+    model::Heads* heads_;
+    SafetyTeacher* teacher_;
+    std::vector<float> dhidden_;
+    std::vector<SiteRef> sites_;
+    std::vector<std::size_t> positions_;
+    std::vector<float> pooled_, dpooled_, logits_, dlogits_, soft_targets_;
+    std::vector<std::int32_t> labels_;
+    std::vector<std::int32_t> ids_;
+    std::vector<float> probs_, residual_;
+};
+
+std::vector<std::string> names_of(std::span<const std::string_view> names) { return {names.begin(), names.end()}; }
+
+std::vector<std::string> emotion_names() {
+    std::vector<std::string> out;
+    for (const auto& label : data::emotion_labels()) out.emplace_back(label.name);
+    return out;
+}
+
+// A term's normalised value for metrics: NaN when it was not computed this step.
+double mean_or_nan(double sum, float scale, std::size_t count) {
+    return scale != 0.0f ? sum / static_cast<double>(count) : std::nan("");
+}
+
+nlohmann::json number_or_null(double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(); }
+
 }  // namespace
 
-SftResult run_sft(const SftRecipe& recipe, const model::Decoder& base, std::span<const TokenizedExample> examples,
+SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const TokenizedExample> examples,
                   const SftOptions& options) {
     if (recipe.max_seq_len > base.config().context_length)
         fail("data.max_seq_len {} exceeds the model's context length {}", recipe.max_seq_len, base.config().context_length);
@@ -134,18 +443,42 @@ SftResult run_sft(const SftRecipe& recipe, const model::Decoder& base, std::span
     model::LoraAdapters adapters(base.config(), lora, base.weights().qk_interleaved);
     std::vector<float> adam_m(adapters.params().size(), 0.0f);
     std::vector<float> adam_v(adapters.params().size(), 0.0f);
+
+    // Heads exist only for active terms (a switched-off head is never created, so it is absent
+    // from checkpoints and the adapter folder); no teacher unless the KL is active.
+    std::optional<model::Heads> heads_storage;
+    if (any_head_active(recipe)) {
+        model::HeadsConfig config;
+        config.emotion = emotion_active(recipe);
+        config.emotion_classes = static_cast<std::int64_t>(data::emotion_labels().size());
+        config.strategy = strategy_active(recipe);
+        config.strategy_classes = static_cast<std::int64_t>(data::strategies().size());
+        config.valence_arousal = valence_arousal_active(recipe);
+        config.seed = recipe.seed;
+        heads_storage.emplace(base.config().hidden_size, config);
+    }
+    model::Heads* heads = heads_storage ? &*heads_storage : nullptr;
+    const auto head_params = [&] { return heads ? heads->params() : std::span<float>(); };
+    const auto head_m = [&] { return heads ? heads->first_moments() : std::span<float>(); };
+    const auto head_v = [&] { return heads ? heads->second_moments() : std::span<float>(); };
+    std::optional<SafetyTeacher> teacher;
+    if (safety_active(recipe) && recipe.safety.top_k > base.config().vocab_size)
+        fail("safety.top_k {} exceeds the model's vocabulary of {}", recipe.safety.top_k, base.config().vocab_size);
+    if (safety_active(recipe))
+        teacher.emplace(base, static_cast<float>(recipe.safety.temperature), recipe.safety.top_k);
+
     std::int64_t adam_step = 0;
     DataPosition position;
     if (resuming) {
-        const auto expected = named(adapters, adapters.params());
+        const auto expected = named(adapters, adapters.params(), heads, head_params());
         check_adapter_layout(loaded.state, expected);
         if (loaded.state.schedule.total_steps != schedule.total_steps || loaded.state.schedule.peak_lr != schedule.peak_lr)
             fail("{}: the checkpoint's schedule (lr {}, {} steps) differs from the recipe's (lr {}, {} steps)",
                  loaded.directory, loaded.state.schedule.peak_lr, loaded.state.schedule.total_steps, schedule.peak_lr,
                  schedule.total_steps);
-        unpack(adapters, loaded.state.adapter, adapters.params());
-        unpack(adapters, loaded.state.adam_m, adam_m);
-        unpack(adapters, loaded.state.adam_v, adam_v);
+        unpack(adapters, heads, loaded.state.adapter, adapters.params(), head_params());
+        unpack(adapters, heads, loaded.state.adam_m, adam_m, head_m());
+        unpack(adapters, heads, loaded.state.adam_v, adam_v, head_v());
         adam_step = loaded.state.adam_step;
         position = loaded.state.data;
         truncate_metrics(metrics_path, start_step);
@@ -160,7 +493,16 @@ SftResult run_sft(const SftRecipe& recipe, const model::Decoder& base, std::span
     packing.pad_id = options.pad_id;
     Packer packer(examples, packing, position);
     model::TrainableDecoder trainer(base, adapters, recipe.checkpoint_activations, recipe.max_seq_len);
+    RowObjective objective(examples, base.config().hidden_size, base.config().vocab_size, heads,
+                           teacher ? &*teacher : nullptr);
     MetricsLog metrics(metrics_path);
+
+    // The dev set, and a teacher of its own (a teacher caches by example index).
+    std::span<const TokenizedExample> dev = options.dev;
+    if (recipe.evaluation.max_examples > 0 && dev.size() > static_cast<std::size_t>(recipe.evaluation.max_examples))
+        dev = dev.first(static_cast<std::size_t>(recipe.evaluation.max_examples));
+    std::optional<SafetyTeacher> dev_teacher;
+    if (teacher && !dev.empty()) dev_teacher.emplace(base, teacher->temperature(), teacher->top_k());
 
     std::optional<Progress> progress;
     if (recipe.progress) {
@@ -181,9 +523,9 @@ SftResult run_sft(const SftRecipe& recipe, const model::Decoder& base, std::span
     const auto save = [&](std::int64_t step) {
         TrainState state;
         state.step = step;
-        state.adapter = named(adapters, adapters.params());
-        state.adam_m = named(adapters, adam_m);
-        state.adam_v = named(adapters, adam_v);
+        state.adapter = named(adapters, adapters.params(), heads, head_params());
+        state.adam_m = named(adapters, adam_m, heads, head_m());
+        state.adam_v = named(adapters, adam_v, heads, head_v());
         state.adam_step = adam_step;
         state.rng = fmt::format("dropout-calls {}", static_cast<std::uint64_t>(step) * rows_per_step);
         state.data = packer.position();
@@ -191,24 +533,63 @@ SftResult run_sft(const SftRecipe& recipe, const model::Decoder& base, std::span
         state.config_text = recipe.resolved_yaml;
         save_checkpoint(checkpoint_root, state, static_cast<std::size_t>(recipe.keep_last));
     };
+    const auto evaluate = [&](std::int64_t step) {
+        const DevMetrics dev_metrics =
+            evaluate_dev(trainer, heads, dev_teacher ? &*dev_teacher : nullptr, dev,
+                         static_cast<std::size_t>(recipe.max_seq_len), options.pad_id);
+        const auto json = to_json(dev_metrics);
+        metrics.write({{"step", step}, {"dev", json}});
+        if (progress) progress->message(fmt::format("dev at step {}: {}", step, json.dump()));
+        return dev_metrics;
+    };
 
+    const ObjectiveWeights& lambda = recipe.objective;
     for (std::int64_t step = start_step; step < recipe.max_steps; ++step) {
         const double step_start = clock();
         const StepBatch batch = packer.next_step();
-        if (batch.target_tokens == 0) fail("step {}: the batch has no target tokens", step + 1);
-        const float scale = 1.0f / static_cast<float>(batch.target_tokens);
+        // Every normaliser is the whole step's count, known before the first backward.
+        Scales scales;
+        scales.lm = scale_of(lambda.lm, batch.target_tokens);
+        scales.emotion = scale_of(heads && heads->enabled(model::Head::Emotion) ? lambda.emotion : 0.0, batch.emotion_sites);
+        scales.strategy =
+            scale_of(heads && heads->enabled(model::Head::Strategy) ? lambda.strategy : 0.0, batch.strategy_sites);
+        scales.va = scale_of(heads && heads->enabled(model::Head::ValenceArousal) ? lambda.valence_arousal : 0.0,
+                             batch.va_sites);
+        scales.safety = scale_of(teacher ? lambda.safety_kl : 0.0, batch.target_tokens);
+        if (scales.lm == 0.0f && scales.emotion == 0.0f && scales.strategy == 0.0f && scales.va == 0.0f &&
+            scales.safety == 0.0f)
+            fail("step {}: the batch has no target tokens and no head site labelled for an active head", step + 1);
+
         adapters.zero_grads();
-        double loss_sum = 0.0;
+        if (heads) heads->zero_grads();
+        Sums sums;
         std::size_t step_tokens = 0;
         for (const auto& micro : batch.micro_batches) {
-            for (std::size_t row = 0; row < micro.rows; ++row) {
-                loss_sum += trainer.forward_backward(row_batch(micro, row), scale).loss;
-            }
+            for (std::size_t row = 0; row < micro.rows; ++row) objective.run(trainer, micro, row, scales, sums);
             step_tokens += micro.rows * micro.seq_len;
         }
-        const double loss = loss_sum / static_cast<double>(batch.target_tokens);
-        const std::span<float> grads[] = {adapters.grads()};
-        const std::span<const float> const_grads[] = {adapters.grads()};
+        StepLosses losses;
+        losses.lm = mean_or_nan(sums.lm, scales.lm, batch.target_tokens);
+        losses.emotion = mean_or_nan(sums.emotion, scales.emotion, batch.emotion_sites);
+        losses.strategy = mean_or_nan(sums.strategy, scales.strategy, batch.strategy_sites);
+        losses.valence_arousal = mean_or_nan(sums.va, scales.va, batch.va_sites);
+        losses.safety = mean_or_nan(sums.safety, scales.safety, batch.target_tokens);
+        // A computed term that came out NaN must make the total NaN (nan_policy), so only terms
+        // that were not computed are left out.
+        losses.total = 0.0;
+        if (scales.lm != 0.0f) losses.total += lambda.lm * losses.lm;
+        if (scales.emotion != 0.0f) losses.total += lambda.emotion * losses.emotion;
+        if (scales.strategy != 0.0f) losses.total += lambda.strategy * losses.strategy;
+        if (scales.va != 0.0f) losses.total += lambda.valence_arousal * losses.valence_arousal;
+        if (scales.safety != 0.0f) losses.total += lambda.safety_kl * losses.safety;
+        const double loss = losses.total;
+
+        std::vector<std::span<float>> grads{adapters.grads()};
+        std::vector<std::span<const float>> const_grads{adapters.grads()};
+        if (heads) {
+            grads.push_back(heads->grads());
+            const_grads.push_back(std::as_const(*heads).grads());
+        }
         const double grad_norm = recipe.max_grad_norm > 0.0 ? kernels::clip_grad_norm(grads, recipe.max_grad_norm)
                                                             : kernels::global_grad_norm(const_grads);
         const double lr = learning_rate(schedule, step);
@@ -226,34 +607,66 @@ SftResult run_sft(const SftRecipe& recipe, const model::Decoder& base, std::span
             ++adam_step;
             kernels::adamw_step(adapters.params().data(), adapters.grads().data(), adam_m.data(), adam_v.data(),
                                 static_cast<std::int64_t>(adam_m.size()), adamw, adam_step);
+            if (heads) heads->adamw_step(adamw, adam_step);
         }
         const double now = clock();
         tokens_done += static_cast<double>(step_tokens);
         result.losses.push_back(finite ? loss : std::nan(""));
+        result.components.push_back(losses);
         result.last_step = step + 1;
         const std::int64_t done = step + 1;
         if (done % recipe.log_every == 0 || done == recipe.max_steps || !finite) {
             nlohmann::json record = {{"step", done},
                                      {"loss", loss},
+                                     {"loss_lm", number_or_null(losses.lm)},
+                                     {"loss_emotion", number_or_null(losses.emotion)},
+                                     {"loss_strategy", number_or_null(losses.strategy)},
+                                     {"loss_va", number_or_null(losses.valence_arousal)},
+                                     {"loss_safety", number_or_null(losses.safety)},
                                      {"lr", lr},
                                      {"grad_norm", grad_norm},
                                      {"tokens_per_s", static_cast<double>(step_tokens) / std::max(now - step_start, 1e-9)},
                                      {"elapsed", now - started},
-                                     {"target_tokens", batch.target_tokens}};
+                                     {"target_tokens", batch.target_tokens},
+                                     {"emotion_sites", batch.emotion_sites},
+                                     {"strategy_sites", batch.strategy_sites},
+                                     {"va_sites", batch.va_sites}};
             if (!finite) record["skipped"] = true;
             metrics.write(record);
         }
         if (progress) {
-            progress->update(done, {{"loss", loss}, {"lr", lr}}, tokens_done);
+            std::vector<ProgressField> fields{{"loss", loss}};
+            const std::pair<const char*, double> shown[] = {{"lm", losses.lm},         {"emo", losses.emotion},
+                                                            {"strat", losses.strategy}, {"va", losses.valence_arousal},
+                                                            {"kl", losses.safety}};
+            // With the NLL alone the total says it all.
+            if (heads || teacher)
+                for (const auto& [name, value] : shown)
+                    if (std::isfinite(value)) fields.emplace_back(name, value);
+            fields.emplace_back("lr", lr);
+            progress->update(done, std::move(fields), tokens_done);
         }
-        if (done % recipe.checkpoint_every == 0 || done == recipe.max_steps) save(done);
+        // Dev before the checkpoint: a run resumed from this step keeps this step's dev record.
+        const bool last = done == recipe.max_steps;
+        if (!dev.empty() && (last || (recipe.evaluation.every > 0 && done % recipe.evaluation.every == 0))) {
+            const DevMetrics dev_metrics = evaluate(done);
+            if (last) result.final_dev = dev_metrics;
+        }
+        if (done % recipe.checkpoint_every == 0 || last) save(done);
         if (options.on_step && !options.on_step(done, loss)) break;
     }
     result.elapsed_s = clock() - started;
     result.tokens_per_s = tokens_done / std::max(result.elapsed_s, 1e-9);
+    if (teacher) result.teacher_cached_bytes = teacher->cached_bytes();
     if (progress) progress->finish();
     if (result.last_step == recipe.max_steps) {
         peft::write_adapter(run_dir + "/adapter", peft_adapter(adapters, options.base_model));
+        if (heads) {
+            const auto emotions = heads->enabled(model::Head::Emotion) ? emotion_names() : std::vector<std::string>{};
+            const auto strategies =
+                heads->enabled(model::Head::Strategy) ? names_of(data::strategies()) : std::vector<std::string>{};
+            model::write_heads(run_dir + "/adapter", *heads, emotions, strategies);
+        }
         result.finished = true;
     }
     write_charts(run_dir, metrics_path);

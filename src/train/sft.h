@@ -1,19 +1,35 @@
 // train/sft.h — the supervised fine-tuning loop as a library call: packed rows of tokenized
-// conversations through model::TrainableDecoder, gradient accumulation normalised by the step's
-// target tokens (train/batch.h), clipping and AdamW (kernels/optimizer.h), the LR schedule, and a
-// run directory holding everything needed to inspect or continue the run:
+// conversations through model::TrainableDecoder, the multi-objective loss of the recipe
+// (docs/training.md), clipping and AdamW (kernels/optimizer.h) over the adapter and the heads, the
+// LR schedule, and a run directory holding everything needed to inspect or continue the run:
 //   <run>/config.yaml      the resolved recipe
-//   <run>/metrics.jsonl    per logged step: step, loss, lr, grad_norm, tokens_per_s (row tokens, padding
-//                          included), elapsed (s, this invocation), target_tokens
-//   <run>/checkpoints/     train/checkpoint.h step folders (adapter, AdamW moments, data position)
-//   <run>/adapter/         the final adapter as a PEFT directory
-//   <run>/loss.svg, lr.svg charts of the whole run (resumed parts included)
+//   <run>/metrics.jsonl    per logged step: step, loss (the λ-weighted total), loss_lm, loss_emotion,
+//                          loss_strategy, loss_va, loss_safety (null when the term is off or had
+//                          nothing to count that step), lr, grad_norm, tokens_per_s (row tokens,
+//                          padding included), elapsed (s, this invocation), target_tokens, and the
+//                          step's site counts emotion_sites, strategy_sites, va_sites; per dev
+//                          evaluation {"step", "dev": {train/dev_eval.h's DevMetrics}}
+//   <run>/checkpoints/     train/checkpoint.h step folders (adapter then heads tensors, AdamW
+//                          moments of both, data position)
+//   <run>/adapter/         the final adapter as a PEFT directory, plus heads.safetensors/heads.json
+//                          (model/heads.h write_heads) when a head is active
+//   <run>/loss.svg, loss_components.svg, lr.svg, dev.svg   charts of the whole run (resumed parts included)
 //
-// Resume is exact: the checkpoint restores adapter, moments, AdamW step and data position, and the
-// dropout stream continues where it was (TrainableDecoder draws masks from the adapters' seed plus
+// One step: every loss term is normalised by its count over the WHOLE step (all micro-batches),
+// counted from the StepBatch before the first backward, so gradient accumulation gives the same
+// gradient as one large batch: NLL and KL by the step's target tokens, each head's loss by the
+// step's sites carrying that head's label. A term with count 0 contributes nothing; an inactive
+// term (weight 0 or switched off) is never computed, and with safety inactive no teacher exists.
+// With every head and the KL inactive the step is exactly the plain SFT step (same operations, same
+// order), so plain recipes give bit-identical results to before heads existed.
+//
+// Resume is exact: the checkpoint restores adapter, heads, moments, AdamW step and data position,
+// and the dropout stream continues where it was (TrainableDecoder draws masks from the adapters' seed plus
 // its call count, so a resumed run seeds its adapters with the calls already made), so a resumed
-// run's losses equal the uninterrupted run's bit for bit at a fixed thread count. metrics.jsonl
-// records past the checkpoint (written before a crash) are dropped on resume, so each step appears once.
+// run's losses equal the uninterrupted run's bit for bit at a fixed thread count. Dev evaluation
+// runs without dropout and does not advance the stream. metrics.jsonl records past the checkpoint
+// (written before a crash) are dropped on resume, so each step appears once. The teacher's cache is
+// not checkpointed: it is recomputed on demand (the teacher is frozen, so the values are the same).
 //
 // Non-finite loss or gradient norm: with nan_policy stop the run ends with an Error naming the step
 // before anything of that step is written; with skip the update is left out (logged with
@@ -22,12 +38,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "model/decoder.h"
 #include "train/chat_dataset.h"
+#include "train/dev_eval.h"
 #include "train/recipe.h"
 
 namespace kindred::train {
@@ -37,25 +55,44 @@ struct SftOptions {
     bool resume = false;        // continue from <run_dir>/checkpoints (a fresh start when it has none)
     std::string base_model;     // recorded in the PEFT adapter_config.json
     std::int32_t pad_id = 0;
+    // Dev examples (tokenized like the training ones; must outlive the call). Empty: no dev metrics.
+    // recipe.evaluation.max_examples takes the first N.
+    std::span<const TokenizedExample> dev;
     // Called with each optimizer step's number (from 1) and mean loss; returning false stops the run
     // after that step's checkpoint (if due), without the final adapter. For tests and signals.
     std::function<bool(std::int64_t step, double loss)> on_step;
 };
 
+// One step's loss terms, each already normalised by its count (NaN when the term is inactive or
+// had nothing to count that step); total = Σ λ·term over the finite ones.
+struct StepLosses {
+    double total = 0.0;
+    double lm = 0.0;
+    double emotion = 0.0;
+    double strategy = 0.0;
+    double valence_arousal = 0.0;
+    double safety = 0.0;
+};
+
 struct SftResult {
     std::int64_t first_step = 0;  // steps already done when this call started (resume)
     std::int64_t last_step = 0;   // steps done when it returned
-    std::vector<double> losses;   // per step of this call, in order (NaN for a skipped step)
+    std::vector<double> losses;   // per step of this call, in order: the total (NaN for a skipped step)
+    std::vector<StepLosses> components;  // per step of this call, as computed (skipped steps included)
+    std::optional<DevMetrics> final_dev;  // after the last step, when a dev set was given and the run finished
+    std::size_t teacher_cached_bytes = 0;  // the safety teacher's cache at the end (0 without a teacher)
     std::int64_t skipped_steps = 0;
     double tokens_per_s = 0.0;    // row tokens (padding included) per second, over this call
     double elapsed_s = 0.0;
     bool finished = false;        // reached max_steps and wrote the adapter
 };
 
-// Trains `recipe` on `examples` (already tokenized and filtered) over `base`.
+// Trains `recipe` on `examples` (already tokenized and filtered; with the KL active they must carry
+// teacher_tokens, train/chat_dataset.h) over `base`, which is not const because the safety teacher
+// runs the frozen base's own forward (its shared activation buffers); the weights are never changed.
 // Throws Error for a recipe that does not fit the model (max_seq_len over the context, unknown
 // targets), a checkpoint that does not match, a non-finite step under nan_policy stop, or I/O failure.
-SftResult run_sft(const SftRecipe& recipe, const model::Decoder& base, std::span<const TokenizedExample> examples,
+SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const TokenizedExample> examples,
                   const SftOptions& options);
 
 }  // namespace kindred::train

@@ -1,12 +1,13 @@
 // Tests for train/batch.h: the seeded order, packing invariants (segments, positions, targets
-// never crossing a conversation), exact resumption from a saved position, and the step's loss
-// normaliser.
+// never crossing a conversation), exact resumption from a saved position, the step's loss
+// normalisers, placements, and head-only examples (no LM target).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
 #include <numeric>
 #include <set>
+#include <tuple>
 
 #include "core/error.h"
 #include "train/batch.h"
@@ -116,6 +117,12 @@ TEST(Packer, ResumesExactlyFromASavedPosition) {
             EXPECT_EQ(a.micro_batches[m].targets, b.micro_batches[m].targets);
             EXPECT_EQ(a.micro_batches[m].positions, b.micro_batches[m].positions);
             EXPECT_EQ(a.micro_batches[m].segment_ids, b.micro_batches[m].segment_ids);
+            ASSERT_EQ(a.micro_batches[m].placements.size(), b.micro_batches[m].placements.size());
+            for (std::size_t p = 0; p < a.micro_batches[m].placements.size(); ++p) {
+                const auto& x = a.micro_batches[m].placements[p];
+                const auto& y = b.micro_batches[m].placements[p];
+                EXPECT_EQ(std::tie(x.row, x.offset, x.example), std::tie(y.row, y.offset, y.example));
+            }
         }
         EXPECT_EQ(original.position(), resumed.position());
     }
@@ -135,6 +142,62 @@ TEST(Packer, StepNormaliserCountsEveryMicroBatch) {
     }
     EXPECT_EQ(step.target_tokens, sum);
     EXPECT_GT(sum, 0u);
+}
+
+// Every packed example is placed once per epoch, in row order, where its tokens really are.
+TEST(Packer, PlacementsLocateEveryPackedExample) {
+    const auto examples = make_examples(kLengths);
+    Packer packer(examples, {32, 2, 1, 77, -1});
+    std::vector<int> placed(examples.size(), 0);
+    std::size_t packed = 0;
+    while (packed < examples.size()) {
+        const auto batch = packer.next_micro_batch();
+        ASSERT_EQ(batch.placements.size(), batch.examples);
+        for (std::size_t p = 0; p < batch.placements.size(); ++p) {
+            const auto& place = batch.placements[p];
+            if (p > 0) {
+                const auto& before = batch.placements[p - 1];
+                EXPECT_TRUE(place.row > before.row || (place.row == before.row && place.offset > before.offset));
+            }
+            ASSERT_LT(place.example, examples.size());
+            const auto& tokens = examples[place.example].tokens;
+            ASSERT_LE(place.offset + tokens.size(), batch.seq_len);
+            const auto at = batch.tokens.begin() + static_cast<std::ptrdiff_t>(place.row * batch.seq_len + place.offset);
+            EXPECT_TRUE(std::equal(tokens.begin(), tokens.end(), at)) << "example " << place.example;
+            if (packed < examples.size()) {
+                ++placed[place.example];
+                ++packed;
+            }
+        }
+    }
+    for (std::size_t i = 0; i < examples.size(); ++i) EXPECT_EQ(placed[i], 1) << "example " << i;
+}
+
+// GoEmotions-like examples: no LM target, one head site. They pack like any other; a step made of
+// them only has target_tokens 0 and counts its sites per label kind.
+TEST(Packer, PacksHeadOnlyExamplesAndCountsSites) {
+    std::vector<TokenizedExample> examples = make_examples({6, 9, 4});
+    for (auto& e : examples) {
+        e.targets.assign(e.tokens.size(), kIgnoreTarget);
+        e.target_count = 0;
+        HeadSite site;
+        site.position = static_cast<std::int32_t>(e.tokens.size() - 1);
+        site.emotions = {3, 5};
+        e.sites.push_back(site);
+    }
+    examples[1].sites[0].has_va = true;
+    examples[2].sites.push_back(HeadSite{1, {}, 4, false, 0.0f, 0.0f});  // strategy only
+    Packer packer(examples, {19, 1, 1, 3, 0});  // 6 + 9 + 4: one row is exactly one epoch
+    const auto step = packer.next_step();
+    EXPECT_EQ(step.target_tokens, 0u);
+    EXPECT_EQ(step.micro_batches[0].examples, 3u);
+    EXPECT_EQ(step.emotion_sites, 3u);
+    EXPECT_EQ(step.strategy_sites, 1u);
+    EXPECT_EQ(step.va_sites, 1u);
+    EXPECT_EQ(step.micro_batches[0].emotion_sites, 3u);
+
+    examples[0].sites[0].position = 6;  // one past its last token
+    EXPECT_THROW(Packer(examples, {32, 1, 1, 0, 0}), Error);
 }
 
 TEST(Packer, RefusesWhatCannotBePacked) {

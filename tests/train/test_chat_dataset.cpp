@@ -1,13 +1,17 @@
 // Tests for train/chat_dataset.h with the default model's (SmolLM2) tokenizer and chat template:
 // line parsing errors, assistant-only targets, target turns and style prefixes of prepared
-// examples, and the drop-too-long policy.
+// examples, the drop-too-long policy, head sites and their labels, and the safety teacher's
+// rendering.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
+#include "data/labels.h"
 #include "formats/gguf.h"
 #include "test_paths.h"
 #include "text/chat_template.h"
@@ -34,6 +38,17 @@ const Model& model() {
     return m;
 }
 
+// Loaded once: building the 151k-token vocabulary takes seconds.
+const Model& qwen3() {
+    static const Model m = [] {
+        auto tokenizer = text::Tokenizer::from_hf(testing::shared_path("tokenizers/qwen3/tokenizer.json"),
+                                                  testing::shared_path("tokenizers/qwen3/tokenizer_config.json"));
+        auto chat = text::ChatTemplate::detect(tokenizer.chat_template(), "Qwen3");
+        return Model{std::move(tokenizer), chat, 0};
+    }();
+    return m;
+}
+
 std::string error_of(std::string_view line) {
     ChatExample example;
     try {
@@ -55,10 +70,33 @@ std::string trained_text(const TokenizedExample& example) {
     return model().tokenizer.decode(ids);
 }
 
-TokenizedExample tokenize_line(std::string_view line) {
+TokenizedExample tokenize_line(std::string_view line, bool keep_emotion_only = false, std::string_view rules = {}) {
     ChatExample example;
-    EXPECT_TRUE(parse_chat_line(line, "chats.jsonl", 1, example));
-    return tokenize_example(example, model().tokenizer, model().chat, "chats.jsonl");
+    EXPECT_TRUE(parse_chat_line(line, "chats.jsonl", 1, example, keep_emotion_only));
+    return tokenize_example(example, model().tokenizer, model().chat, "chats.jsonl", rules);
+}
+
+std::int32_t emotion_id(std::string_view name) { return static_cast<std::int32_t>(*data::emotion_index(name)); }
+
+std::int32_t strategy_id(std::string_view name) {
+    const auto all = data::strategies();
+    return static_cast<std::int32_t>(std::find(all.begin(), all.end(), name) - all.begin());
+}
+
+// The tokens the model has seen when it starts to reply after `messages`: the conversation so far
+// rendered with the generation prompt.
+std::vector<std::int32_t> prompt_tokens(const std::vector<text::ChatMessage>& messages) {
+    return model().tokenizer.encode(model().chat.render(messages, /*add_generation_prompt=*/true).text);
+}
+
+std::string error_of_keep(std::string_view line) {
+    ChatExample example;
+    try {
+        parse_chat_line(line, "prep.jsonl", 3, example, true);
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "no error";
 }
 
 std::string write_temp(const std::string& name, const std::string& content) {
@@ -131,9 +169,8 @@ TEST(ChatTargets, PreparedExampleHonoursTargetFlagsAndStylePrefix) {
 // Qwen3 renders an empty <think> block before the last reply; the generation prompt supplies it,
 // so it is not trained, and the style prefix is found after it.
 TEST(ChatTargets, Qwen3SkipsTheEmptyThinkBlockAndTheStylePrefix) {
-    const auto tokenizer = text::Tokenizer::from_hf(testing::shared_path("tokenizers/qwen3/tokenizer.json"),
-                                                    testing::shared_path("tokenizers/qwen3/tokenizer_config.json"));
-    const auto chat = text::ChatTemplate::detect(tokenizer.chat_template(), "Qwen3");
+    const auto& tokenizer = qwen3().tokenizer;
+    const auto& chat = qwen3().chat;
     ChatExample example;
     ASSERT_TRUE(parse_chat_line(
         R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hey!"},)"
@@ -204,6 +241,178 @@ TEST(ChatDataset, CountsSkippedLinesAndRefusesBadOptions) {
     }
     std::filesystem::remove(path);
     std::filesystem::remove(bad);
+}
+
+// The pooled position of each target turn is the assistant header's last token: the tokens up to
+// and including it are exactly the prompt an inference run would have fed before replying.
+TEST(HeadSites, SitAtTheAssistantHeaderWithTheExampleLabels) {
+    const auto example = tokenize_line(
+        R"({"source": "esconv", "task": "chat", "messages": [{"role": "system", "content": "Be kind."},)"
+        R"( {"role": "user", "content": "hi"},)"
+        R"( {"role": "assistant", "content": "Hello, I am here.", "target": true, "strategies": ["Questions", "Others"]},)"
+        R"( {"role": "user", "content": "I lost my job."},)"
+        R"( {"role": "assistant", "content": "Not trained.", "target": false, "strategies": ["Information"]},)"
+        R"( {"role": "user", "content": "and?"},)"
+        R"( {"role": "assistant", "content": "<tone:warm> That is hard.", "target": true, "prefix_chars": 12}],)"
+        R"( "emotion": {"labels": ["sadness"], "source_labels": ["sadness"]}, "valence": -0.6, "arousal": -0.3})");
+    EXPECT_EQ(example.source, "esconv");
+    EXPECT_FALSE(example.multi_label);
+    ASSERT_EQ(example.sites.size(), 2u);  // target turns only
+    const std::vector<text::ChatMessage> first = {{"system", "Be kind.", {}}, {"user", "hi", {}}};
+    auto second = first;
+    second.push_back({"assistant", "Hello, I am here.", {}});
+    second.push_back({"user", "I lost my job.", {}});
+    second.push_back({"assistant", "Not trained.", {}});
+    second.push_back({"user", "and?", {}});
+    for (std::size_t i = 0; i < 2; ++i) {
+        const auto& site = example.sites[i];
+        const auto prompt = prompt_tokens(i == 0 ? first : second);
+        ASSERT_EQ(static_cast<std::size_t>(site.position) + 1, prompt.size()) << "site " << i;
+        EXPECT_TRUE(std::equal(prompt.begin(), prompt.end(), example.tokens.begin())) << "site " << i;
+        const auto through_site = model().tokenizer.decode({example.tokens.data(), prompt.size()});
+        EXPECT_TRUE(through_site.ends_with("<|im_start|>assistant\n")) << through_site;
+        EXPECT_EQ(site.emotions, std::vector<std::int32_t>{emotion_id("sadness")});
+        EXPECT_TRUE(site.has_va);
+        EXPECT_FLOAT_EQ(site.valence, -0.6f);
+        EXPECT_FLOAT_EQ(site.arousal, -0.3f);
+    }
+    EXPECT_EQ(example.sites[0].strategy, strategy_id("Question"));  // first strategy, old spelling normalised
+    EXPECT_EQ(example.sites[1].strategy, -1);                         // no strategies on that turn
+    // The site token itself is not a target; the reply's first token is predicted from it.
+    EXPECT_NE(example.targets[static_cast<std::size_t>(example.sites[0].position)], kIgnoreTarget);
+    EXPECT_EQ(example.targets[static_cast<std::size_t>(example.sites[0].position) - 1], kIgnoreTarget);
+}
+
+// Qwen3's last reply follows an empty think block that the non-thinking generation prompt
+// supplies: the site is that prompt's last token, so it still matches the inference state.
+TEST(HeadSites, Qwen3PoolsAfterTheGenerationPromptsThinkBlock) {
+    const auto& tokenizer = qwen3().tokenizer;
+    const auto& chat = qwen3().chat;
+    ChatExample example;
+    ASSERT_TRUE(parse_chat_line(
+        R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hey!"},)"
+        R"( {"role": "user", "content": "sad"}, {"role": "assistant", "content": "Oh no."}],)"
+        R"( "emotion": {"labels": ["sadness"]}})",
+        "q.jsonl", 1, example));
+    const auto tokens = tokenize_example(example, tokenizer, chat, "q.jsonl");
+    ASSERT_EQ(tokens.sites.size(), 2u);
+    const std::vector<text::ChatMessage> before_last = {{"user", "hi", {}}, {"assistant", "Hey!", {}}, {"user", "sad", {}}};
+    const auto prompt = tokenizer.encode(chat.render(before_last, /*add_generation_prompt=*/true).text);
+    ASSERT_EQ(static_cast<std::size_t>(tokens.sites[1].position) + 1, prompt.size());
+    EXPECT_TRUE(std::equal(prompt.begin(), prompt.end(), tokens.tokens.begin()));
+    EXPECT_TRUE(tokenizer.decode(prompt).ends_with("<think>\n\n</think>\n\n"));
+    EXPECT_TRUE(tokenizer.decode({tokens.tokens.data(), static_cast<std::size_t>(tokens.sites[0].position) + 1})
+                    .ends_with("<|im_start|>assistant\n"));
+}
+
+TEST(HeadSites, PlainChatHasNone) {
+    const auto example = tokenize_line(
+        R"({"messages": [{"role": "user", "content": "I passed!"}, {"role": "assistant", "content": "So proud of you!"}]})");
+    EXPECT_TRUE(example.sites.empty());
+    EXPECT_TRUE(example.source.empty());
+    EXPECT_TRUE(example.teacher_tokens.empty());
+}
+
+// GoEmotions: no assistant turn; kept on request, rendered with the generation prompt, the site
+// is the last token and the labels are the soft multi-label target.
+TEST(HeadSites, EmotionOnlyExamplesPoolTheLastTokenWhenKept) {
+    const std::string line =
+        R"({"source": "goemotions", "task": "emotion", "messages": [{"role": "system", "content": "Be kind."},)"
+        R"( {"role": "user", "content": "Good luck, I hope it works out!"}],)"
+        R"( "emotion": {"labels": ["hope", "caring"], "source_labels": ["optimism", "caring"]}, "valence": 0.55, "arousal": 0.2})";
+    ChatExample skipped;
+    EXPECT_FALSE(parse_chat_line(line, "f", 1, skipped));
+    const auto example = tokenize_line(line, /*keep_emotion_only=*/true);
+    EXPECT_TRUE(example.multi_label);
+    EXPECT_EQ(example.target_count, 0u);
+    EXPECT_EQ(example.tokens, prompt_tokens({{"system", "Be kind.", {}}, {"user", "Good luck, I hope it works out!", {}}}));
+    ASSERT_EQ(example.sites.size(), 1u);
+    EXPECT_EQ(static_cast<std::size_t>(example.sites[0].position), example.tokens.size() - 1);
+    auto labels = std::vector<std::int32_t>{emotion_id("hope"), emotion_id("caring")};
+    std::sort(labels.begin(), labels.end());
+    EXPECT_EQ(example.sites[0].emotions, labels);
+    EXPECT_EQ(example.sites[0].strategy, -1);
+    EXPECT_TRUE(example.teacher_tokens.empty());  // no target tokens: the teacher has nothing to say
+}
+
+TEST(HeadSites, BadLabelsNameFileLineAndField) {
+    const std::string head = R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b")";
+    EXPECT_NE(error_of_keep(head + R"(}], "emotion": {"labels": ["sadness", "glee"]}})")
+                  .find("prep.jsonl line 3: emotion.labels[1]: 'glee' is not an emotion-head label"),
+              std::string::npos);
+    EXPECT_NE(error_of_keep(head + R"(}], "emotion": {"labels": "sadness"}})").find("emotion.labels: expected an array"),
+              std::string::npos);
+    EXPECT_NE(error_of_keep(head + R"(, "strategies": ["Question", "Hugging"]}]})")
+                  .find("prep.jsonl line 3: messages[1].strategies[1]: unknown strategy 'Hugging'"),
+              std::string::npos);
+    EXPECT_NE(error_of_keep(R"({"messages": [{"role": "user", "content": "a", "strategies": ["Question"]}]})")
+                  .find("messages[0].strategies: only assistant"),
+              std::string::npos);
+    EXPECT_NE(error_of_keep(head + R"(}], "valence": 0.5})").find("line 3: valence and arousal: give both"),
+              std::string::npos);
+    EXPECT_NE(error_of_keep(head + R"(}], "valence": 0.5, "arousal": 1.5})").find("arousal: 1.5 is outside"),
+              std::string::npos);
+    EXPECT_NE(error_of_keep(head + R"(}], "valence": "high", "arousal": 0})").find("valence: expected a number"),
+              std::string::npos);
+    EXPECT_NE(error_of_keep(head + R"(}], "source": 3})").find("line 3: source: expected a string"), std::string::npos);
+}
+
+// The teacher sees the rules in front of the system message; its targets are the student's.
+TEST(SafetyTeacherInput, PrependsTheRulesAndAlignsTheTargets) {
+    const std::string rules = "Never give medical advice.";
+    const auto check = [&](const TokenizedExample& example, const std::string& system) {
+        ASSERT_EQ(example.teacher_positions.size(), example.target_count);
+        std::size_t k = 0;
+        for (std::size_t t = 0; t < example.targets.size(); ++t) {
+            if (example.targets[t] == kIgnoreTarget) continue;
+            const auto p = static_cast<std::size_t>(example.teacher_positions[k++]);
+            EXPECT_EQ(example.teacher_tokens[p + 1], example.targets[t]);
+            // The same context follows the system turn in both renderings.
+            EXPECT_EQ(example.teacher_tokens.size() - p, example.tokens.size() - t);
+        }
+        EXPECT_EQ(model().tokenizer.decode(example.teacher_tokens).rfind("<|im_start|>system\n" + system + "<|im_end|>", 0),
+                  0u);
+    };
+    check(tokenize_line(R"({"messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "I feel sick."},)"
+                        R"( {"role": "assistant", "content": "<tone:calm> I'm sorry.", "prefix_chars": 12},)"
+                        R"( {"role": "user", "content": "What should I take?"}, {"role": "assistant", "content": "Ask a doctor."}]})",
+                        false, rules),
+          rules + "\n\nBe kind.");
+    // No system message: one of the rules takes the default system prompt's place.
+    check(tokenize_line(R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hey."}]})",
+                        false, rules),
+          rules);
+}
+
+TEST(ChatDataset, LoadsPreparedExamplesWithSites) {
+    // Four lines of `kindred data prepare` output on data/samples: an ED chat (2 target turns), an
+    // ESConv chat (7 target turns with strategies), GoEmotions with two labels and with one.
+    const auto path = testing::source_path("tests/train/fixtures/prepared.jsonl");
+    ChatDatasetOptions options{1024, model().context_length};
+    const auto chats = load_chat_dataset(path, model().tokenizer, model().chat, options);
+    ASSERT_EQ(chats.examples.size(), 2u);
+    EXPECT_EQ(chats.stats.no_targets, 2u);
+    EXPECT_EQ(chats.examples[0].source, "empathetic_dialogues");
+    EXPECT_EQ(chats.examples[0].sites.size(), 2u);
+    EXPECT_EQ(chats.examples[1].sites.size(), 7u);
+    for (const auto& site : chats.examples[1].sites) {
+        EXPECT_GE(site.strategy, 0);
+        EXPECT_EQ(site.emotions, std::vector<std::int32_t>{emotion_id("shame")});
+    }
+    EXPECT_EQ(chats.examples[1].sites[2].strategy, strategy_id("Restatement or Paraphrasing"));
+    EXPECT_EQ(chats.stats.sites, 9u);
+
+    options.keep_emotion_only = true;
+    options.teacher_rules = "Be safe.";
+    const auto all = load_chat_dataset(path, model().tokenizer, model().chat, options);
+    ASSERT_EQ(all.examples.size(), 4u);
+    EXPECT_EQ(all.stats.no_targets, 0u);
+    EXPECT_TRUE(warnings(all, options).empty());
+    EXPECT_TRUE(all.examples[2].multi_label);
+    EXPECT_EQ(all.examples[2].sites.size(), 1u);
+    EXPECT_EQ(all.examples[2].sites[0].emotions.size(), 2u);
+    EXPECT_EQ(all.examples[0].teacher_positions.size(), all.examples[0].target_count);
+    EXPECT_EQ(all.examples[1].teacher_positions.size(), all.examples[1].target_count);
 }
 
 }  // namespace

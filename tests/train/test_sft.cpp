@@ -4,14 +4,11 @@
 // accumulation included; non-finite steps stop or are skipped; recipe errors name key and line.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <memory>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -19,47 +16,21 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/metrics_log.h"
-#include "core/thread_pool.h"
-#include "formats/model_config.h"
 #include "formats/peft_adapter.h"
-#include "formats/safetensors.h"
-#include "model/decoder.h"
 #include "train/checkpoint.h"
 #include "train/recipe.h"
 #include "train/sft.h"
 #include "test_paths.h"
+#include "tiny_sft_model.h"
 
 namespace kindred::train {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path fresh_dir(const std::string& name) {
-    const auto dir = fs::temp_directory_path() / fmt::format("kindred_sft_{}_{}", name, ::getpid());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir;
-}
-
-struct Tiny {
-    safetensors::Checkpoint checkpoint;
-    std::unique_ptr<model::Decoder> decoder;
-    explicit Tiny(const std::string& directory)
-        : checkpoint(safetensors::Checkpoint::open(directory)),
-          decoder(std::make_unique<model::Decoder>(
-              model::Decoder::from_checkpoint(checkpoint, model_config_from_hf_file(directory + "/config.json")))) {}
-};
-
-const model::Decoder& tiny() {
-    // Bitwise comparisons need the same summation order in every run: one fixed thread count.
-    static const bool threads_fixed = [] {
-        set_thread_count(2);
-        return true;
-    }();
-    (void)threads_fixed;
-    static Tiny model(kindred::testing::source_path("tests/goldens/inference/tiny-llama"));
-    return *model.decoder;
-}
+using testing::fresh_dir;
+using testing::Tiny;
+using testing::tiny;
 
 // Learnable synthetic "conversations": a prompt of 4 tokens, then a reply counting up by a
 // per-example stride (mod 90, ids 3..92); only the reply is a target, as in assistant-only SFT.

@@ -57,16 +57,18 @@ void gelu_tanh_backward(float* dgate, float* dup, const float* dout, const float
 }  // namespace
 
 void gated_activation_forward(float* out, const float* gate, const float* up, std::int64_t n, GateActivation act) {
-    if (act == GateActivation::Silu) {
-        cpu::silu_mul(out, gate, up, n);
-    } else {
-        // gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-        const float c = gelu_c;
-        for (std::int64_t i = 0; i < n; ++i) {
-            const float x = gate[i];
-            out[i] = 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x))) * up[i];
+    thread_pool().parallel_for(n, elementwise_grain, [&](std::int64_t begin, std::int64_t end) {
+        if (act == GateActivation::Silu) {
+            cpu::silu_mul(out + begin, gate + begin, up + begin, end - begin);
+        } else {
+            // gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+            const float c = gelu_c;
+            for (std::int64_t i = begin; i < end; ++i) {
+                const float x = gate[i];
+                out[i] = 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x))) * up[i];
+            }
         }
-    }
+    });
 }
 
 void gated_activation_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,

@@ -65,6 +65,18 @@ const std::int64_t* first_visible_positions(const AttentionShape& shape) {
     return first.data();
 }
 
+// Where block `block`'s probabilities start within one head's part of the saved probabilities,
+// and that part's size (block == number of blocks): blocks are stored [queries x bound] with
+// bound = past + t0 + queries, the most keys a block can see.
+std::int64_t probability_offset(const AttentionShape& shape, std::int64_t block) {
+    std::int64_t offset = 0;
+    for (std::int64_t b = 0; b < block; ++b) {
+        const std::int64_t t0 = b * query_block, rows = std::min(query_block, shape.tokens - t0);
+        offset += rows * (shape.past + t0 + rows);
+    }
+    return offset;
+}
+
 void check_heads(const AttentionShape& shape) {
     if (shape.kv_heads <= 0 || shape.heads % shape.kv_heads != 0)
         fail("attention: {} heads cannot share {} kv heads", shape.heads, shape.kv_heads);
@@ -97,12 +109,14 @@ void attention_per_query(float* out, const float* q, const float* k, const float
     });
 }
 
-void attention_blocked(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape,
-                       const std::int64_t* first_visible) {
+// probabilities null: scores go to per-thread scratch; else they are kept there (see attention.h).
+void attention_blocked(float* out, float* probabilities, const float* q, const float* k, const float* v,
+                       const AttentionShape& shape, const std::int64_t* first_visible) {
     const std::int64_t heads = shape.heads, head_dim = shape.head_dim, group = heads / shape.kv_heads;
     const std::int64_t row_stride = heads * head_dim;  // between tokens in q and out
     const std::int64_t step = kv_step(shape);
     const std::int64_t blocks = (shape.tokens + query_block - 1) / query_block;
+    const std::int64_t per_head = probabilities != nullptr ? probability_offset(shape, blocks) : 0;
     thread_pool().parallel_for(heads * blocks, 1, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t item = begin; item < end; ++item) {
             const std::int64_t h = item / blocks, t0 = (item % blocks) * query_block;
@@ -113,7 +127,9 @@ void attention_blocked(float* out, const float* q, const float* k, const float* 
             const float* kh = k + (h / group) * shape.kv_head_stride + lo * step;
             const float* vh = v + (h / group) * shape.kv_head_stride + lo * step;
             const float* qh = q + t0 * row_stride + h * head_dim;
-            float* scores = scratch(rows * span);
+            float* scores = probabilities != nullptr
+                                ? probabilities + h * per_head + probability_offset(shape, item % blocks)
+                                : scratch(rows * span);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows), static_cast<blasint>(span),
                         static_cast<blasint>(head_dim), shape.scale, qh, static_cast<blasint>(row_stride), kh,
                         static_cast<blasint>(step), 0.0f, scores, static_cast<blasint>(span));
@@ -137,8 +153,10 @@ void attention_blocked(float* out, const float* q, const float* k, const float* 
 // dP = dout · vᵀ, turns S into probabilities P, and with D = Σ P·dP (= dout · out) forms
 // dS = scale · P (dP − D); then dq += dS · k (rows only this item writes), and the kv head's
 // dv += Pᵀ · dout and dk += dSᵀ · q into the calling thread's own partial sums.
-void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, const float* dout, const float* q,
-                              const float* k, const float* v, const AttentionShape& shape,
+// With `saved` (the forward's probabilities of this item) the first product and the softmax are
+// skipped: P is read from there instead.
+void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, const float* dout, const float* saved,
+                              const float* q, const float* k, const float* v, const AttentionShape& shape,
                               const std::int64_t* first_visible, std::int64_t h, std::int64_t t0) {
     const std::int64_t heads = shape.heads, head_dim = shape.head_dim, group = heads / shape.kv_heads;
     const std::int64_t row_stride = heads * head_dim, step = kv_step(shape);
@@ -148,33 +166,42 @@ void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, c
     const float* vh = v + (h / group) * shape.kv_head_stride + lo * step;
     const std::int64_t offset = t0 * row_stride + h * head_dim;
     const std::int64_t partial_offset = ((h / group) * (shape.past + shape.tokens) + lo) * head_dim;
-    float* scores = scratch(2 * rows * span);
-    float* grads = scores + rows * span;
+    float* grads = scratch((saved != nullptr ? 1 : 2) * rows * span);
+    float* scores = saved != nullptr ? nullptr : grads + rows * span;
     const auto n_rows = static_cast<blasint>(rows), n_span = static_cast<blasint>(span);
     const auto n_dim = static_cast<blasint>(head_dim), ld = static_cast<blasint>(row_stride);
     const auto n_step = static_cast<blasint>(step);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, n_span, n_dim, shape.scale, q + offset, ld, kh,
-                n_step, 0.0f, scores, n_span);
+    if (saved == nullptr)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, n_span, n_dim, shape.scale, q + offset, ld, kh,
+                    n_step, 0.0f, scores, n_span);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, n_span, n_dim, 1.0f, dout + offset, ld, vh, n_step,
                 0.0f, grads, n_span);
     for (std::int64_t r = 0; r < rows; ++r) {
-        float* p = scores + r * span;
         float* g = grads + r * span;
         const std::int64_t first = first_visible[t0 + r] - lo, count = shape.past + t0 + r - lo - first + 1;
-        const float max_score = cpu::max_of(-std::numeric_limits<float>::infinity(), p + first, count);
-        const float inverse = 1.0f / cpu::exp_shifted(p + first, p + first, max_score, count);
-        float dot = 0.0f;
-        for (std::int64_t j = first; j < first + count; ++j) dot += (p[j] *= inverse) * g[j];
+        const float* p;
+        if (saved != nullptr) {
+            p = saved + r * span;
+        } else {
+            // The forward's softmax, step for step, so that P is bit-identical to the saved one.
+            float* recomputed = scores + r * span;
+            const float max_score = cpu::max_of(-std::numeric_limits<float>::infinity(), recomputed + first, count);
+            const float inverse = 1.0f / cpu::exp_shifted(recomputed + first, recomputed + first, max_score, count);
+            for (std::int64_t j = first; j < first + count; ++j) recomputed[j] *= inverse;
+            std::fill(recomputed, recomputed + first, 0.0f);
+            std::fill(recomputed + first + count, recomputed + span, 0.0f);
+            p = recomputed;
+        }
+        // Vector partial sums: a single running sum was a latency-bound chain, ~15% of this pass.
+        const float dot = cpu::dot(p + first, g + first, count);
         for (std::int64_t j = first; j < first + count; ++j) g[j] = shape.scale * p[j] * (g[j] - dot);
-        std::fill(p, p + first, 0.0f);
-        std::fill(p + first + count, p + span, 0.0f);
         std::fill(g, g + first, 0.0f);
         std::fill(g + first + count, g + span, 0.0f);
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_rows, n_dim, n_span, 1.0f, grads, n_span, kh, n_step,
                 1.0f, dq + offset, ld);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_span, n_dim, n_rows, 1.0f, scores, n_span, dout + offset,
-                ld, 1.0f, dv_partial + partial_offset, n_dim);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_span, n_dim, n_rows, 1.0f,
+                saved != nullptr ? saved : scores, n_span, dout + offset, ld, 1.0f, dv_partial + partial_offset, n_dim);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_span, n_dim, n_rows, 1.0f, grads, n_span, q + offset, ld,
                 1.0f, dk_partial + partial_offset, n_dim);
 }
@@ -186,14 +213,34 @@ void attention_forward(float* out, const float* q, const float* k, const float* 
     const std::int64_t* first_visible = first_visible_positions(shape);
     if (shape.tokens >= blas_min_tokens) {
         cpu::pin_openblas_to_one_thread();
-        attention_blocked(out, q, k, v, shape, first_visible);
+        attention_blocked(out, nullptr, q, k, v, shape, first_visible);
     } else {
         attention_per_query(out, q, k, v, shape, first_visible);
     }
 }
 
+std::int64_t attention_probability_floats(const AttentionShape& shape) {
+    const std::int64_t blocks = (shape.tokens + query_block - 1) / query_block;
+    return shape.heads * probability_offset(shape, blocks);
+}
+
+void attention_forward_saving(float* out, float* probabilities, const float* q, const float* k, const float* v,
+                              const AttentionShape& shape) {
+    check_heads(shape);
+    if (shape.sinks != nullptr) fail("attention: the backward pass does not support sink logits");
+    const std::int64_t* first_visible = first_visible_positions(shape);
+    cpu::pin_openblas_to_one_thread();
+    attention_blocked(out, probabilities, q, k, v, shape, first_visible);
+}
+
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const AttentionShape& shape) {
+    attention_backward_saved(dq, dk, dv, dout, nullptr, q, k, v, shape);
+}
+
+// probabilities null: attention_backward (recomputes them).
+void attention_backward_saved(float* dq, float* dk, float* dv, const float* dout, const float* probabilities,
+                              const float* q, const float* k, const float* v, const AttentionShape& shape) {
     check_heads(shape);
     if (shape.sinks != nullptr) fail("attention: the backward pass does not support sink logits");
     if (shape.tokens <= 0) return;
@@ -202,6 +249,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     const std::int64_t head_dim = shape.head_dim, positions = shape.past + shape.tokens, step = kv_step(shape);
     const std::int64_t blocks = (shape.tokens + query_block - 1) / query_block, items = shape.heads * blocks;
     const std::int64_t kv_floats = shape.kv_heads * positions * head_dim;  // one thread's dk (or dv)
+    const std::int64_t per_head = probabilities != nullptr ? probability_offset(shape, blocks) : 0;
     // Per-thread partial dk and dv, compact [kv_heads x positions x head_dim] each, in the calling
     // thread's buffer (grown once, then reused; `scratch` is taken, the caller is also a worker).
     // (Workers must use the pointer: the name `partials` in a lambda means the running thread's.)
@@ -215,9 +263,13 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         float* dv_partial = dk_partial + kv_floats;
         std::fill(dk_partial, dk_partial + 2 * kv_floats, 0.0f);
         // Strided items: later query blocks see more keys, so contiguous chunks would be uneven.
-        for (std::int64_t item = thread; item < items; item += threads)
-            attention_backward_block(dq, dk_partial, dv_partial, dout, q, k, v, shape, first_visible, item / blocks,
-                                     (item % blocks) * query_block);
+        for (std::int64_t item = thread; item < items; item += threads) {
+            const float* saved = probabilities != nullptr ? probabilities + (item / blocks) * per_head +
+                                                                probability_offset(shape, item % blocks)
+                                                          : nullptr;
+            attention_backward_block(dq, dk_partial, dv_partial, dout, saved, q, k, v, shape, first_visible,
+                                     item / blocks, (item % blocks) * query_block);
+        }
     });
     thread_pool().parallel_for(shape.kv_heads * positions, 16, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t index = begin; index < end; ++index) {

@@ -13,67 +13,16 @@
 #include <vector>
 
 #include "core/error.h"
-#include "core/thread_pool.h"
-#include "kernels/cpu/blas.h"
-#include "kernels/cpu/simd.h"
+#include "kernels/cpu/loss_common.h"
 #include "kernels/dequantize.h"
 
 namespace kindred::kernels {
 namespace {
 
-// Σ exp(z[i] − shift) with fp32 exponentials (AVX2 exp256, ~2 ulp) summed in double.
-double sum_exp_shifted(const float* z, float shift, std::int64_t n) {
-    std::int64_t i = 0;
-    double total = 0.0;
-#ifdef KINDRED_AVX2
-    const __m256 s = _mm256_set1_ps(shift);
-    __m256d low = _mm256_setzero_pd(), high = _mm256_setzero_pd();
-    for (; i + 8 <= n; i += 8) {
-        const __m256 e = cpu::exp256(_mm256_sub_ps(_mm256_loadu_ps(z + i), s));
-        low = _mm256_add_pd(low, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-        high = _mm256_add_pd(high, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-    }
-    alignas(32) double lanes[4];
-    _mm256_store_pd(lanes, _mm256_add_pd(low, high));
-    total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-#endif
-    for (; i < n; ++i) total += std::exp(z[i] - shift);
-    return total;
-}
-
-// z[i] = coefficient · exp(z[i] − log_z): a softmax row scaled for the gradient.
-void scaled_softmax(float* z, float log_z, float coefficient, std::int64_t n) {
-    std::int64_t i = 0;
-#ifdef KINDRED_AVX2
-    const __m256 s = _mm256_set1_ps(log_z), c = _mm256_set1_ps(coefficient);
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(z + i, _mm256_mul_ps(c, cpu::exp256(_mm256_sub_ps(_mm256_loadu_ps(z + i), s))));
-#endif
-    for (; i < n; ++i) z[i] = coefficient * std::exp(z[i] - log_z);
-}
-
-// Tokens per sgemm call: enough rows to amortise packing of the weight chunk.
-constexpr std::int64_t token_grain = 16;
-
-// log Σ exp(z[i] · inverse_t) over n > 0 values, max-shifted, entirely in double: these rows are
-// small heads or distillation rows, where exactness is worth more than fp32 exp's speed.
-double log_sum_exp(const float* z, std::int64_t n, double inverse_t) {
-    float m = z[0];
-    for (std::int64_t i = 1; i < n; ++i) m = std::max(m, z[i]);
-    const double shift = m * inverse_t;
-    double sum = 0.0;
-    for (std::int64_t i = 0; i < n; ++i) sum += std::exp(z[i] * inverse_t - shift);
-    return shift + std::log(sum);
-}
-
 bool check_target(std::int32_t target, std::int64_t classes, std::int64_t row, const char* op) {
     if (target == ignore_index) return false;
     if (target < 0 || target >= classes) fail("{}: target {} of row {} is outside [0, {})", op, target, row, classes);
     return true;
-}
-
-void check_rows(std::int64_t rows, std::int64_t classes, const char* op) {
-    if (rows < 0 || classes <= 0) fail("{}: bad shape {} x {}", op, rows, classes);
 }
 
 void dequantize_matrix_rows(const void* context, std::int64_t row_begin, std::int64_t row_end, float* dst) {
@@ -97,14 +46,8 @@ WeightRows weight_rows(const Matrix& w) {
 CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const float* h, const WeightRows& w,
                                        const std::int32_t* targets, const float* weights,
                                        const FusedCrossEntropyShape& shape, float grad_scale) {
+    cpu::check_vocab_shape(w, shape, "fused_cross_entropy");
     const std::int64_t tokens = shape.tokens, dim = shape.dim, vocab = shape.vocab;
-    if (tokens < 0 || dim <= 0 || vocab <= 0 || shape.chunk <= 0)
-        fail("fused_cross_entropy: bad shape tokens={} dim={} vocab={} chunk={}", tokens, dim, vocab, shape.chunk);
-    if ((w.f32 == nullptr) == (w.dequantize == nullptr))
-        fail("fused_cross_entropy: weight rows need exactly one of f32 storage or a dequantize function");
-    if ((w.rows != -1 && w.rows != vocab) || (w.cols != -1 && w.cols != dim))
-        fail("fused_cross_entropy: weight is {} x {} but vocab x dim is {} x {}", w.rows, w.cols, vocab, dim);
-    cpu::pin_openblas_to_one_thread();
 
     // Gather the counted tokens so that no product is spent on ignored ones (prompt tokens).
     std::vector<std::int64_t> active;
@@ -116,38 +59,13 @@ CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const f
     std::vector<float> hs(static_cast<std::size_t>(n * dim));
     for (std::int64_t i = 0; i < n; ++i) std::copy_n(h + active[i] * dim, dim, hs.data() + i * dim);
 
-    const std::int64_t chunk = std::min(shape.chunk, vocab);
-    std::vector<float> logits(static_cast<std::size_t>(n * chunk));
-    std::vector<float> dequantized(w.f32 != nullptr ? 0 : static_cast<std::size_t>(chunk * dim));
-    auto& pool = thread_pool();
-
-    // Calls per_block(b, e, z, v0, v1, wc) for every block [b, e) of active tokens and every
-    // vocabulary chunk [v0, v1): z holds the block's logits over the chunk ([e − b x v1 − v0],
-    // row-major) and wc the chunk's fp32 weight rows.
-    auto stream = [&](auto&& per_block) {
-        for (std::int64_t v0 = 0; v0 < vocab; v0 += chunk) {
-            const std::int64_t v1 = std::min(vocab, v0 + chunk), cn = v1 - v0;
-            const float* wc = w.f32 != nullptr ? w.f32 + v0 * dim : dequantized.data();
-            if (w.f32 == nullptr)
-                pool.parallel_for(cn, token_grain, [&](std::int64_t b, std::int64_t e) {
-                    w.dequantize(w.context, v0 + b, v0 + e, dequantized.data() + b * dim);
-                });
-            pool.parallel_for(n, token_grain, [&](std::int64_t b, std::int64_t e) {
-                float* z = logits.data() + b * cn;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(e - b),
-                            static_cast<blasint>(cn), static_cast<blasint>(dim), 1.0f, hs.data() + b * dim,
-                            static_cast<blasint>(dim), wc, static_cast<blasint>(dim), 0.0f, z,
-                            static_cast<blasint>(cn));
-                per_block(b, e, z, v0, v1, wc);
-            });
-        }
-    };
+    cpu::VocabStream stream(hs.data(), n, w, shape, 1.0f);
 
     // Pass 1: online log-sum-exp (running max and rescaled sum) and the target logit.
     std::vector<float> running_max(static_cast<std::size_t>(n), -std::numeric_limits<float>::infinity());
     std::vector<double> running_sum(static_cast<std::size_t>(n), 0.0);
     std::vector<float> target_logit(static_cast<std::size_t>(n), 0.0f);
-    stream([&](std::int64_t b, std::int64_t e, const float* z, std::int64_t v0, std::int64_t v1, const float*) {
+    stream.run([&](std::int64_t b, std::int64_t e, const float* z, std::int64_t v0, std::int64_t v1, const float*) {
         const std::int64_t cn = v1 - v0;
         for (std::int64_t i = b; i < e; ++i, z += cn) {
             const float chunk_max = cpu::max_of(z[0], z, cn);
@@ -156,7 +74,7 @@ CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const f
                 running_sum[i] *= std::exp(static_cast<double>(m) - chunk_max);
                 m = chunk_max;
             }
-            running_sum[i] += sum_exp_shifted(z, m, cn);
+            running_sum[i] += cpu::sum_exp_shifted(z, m, cn);
             const std::int32_t y = targets[active[i]];
             if (y >= v0 && y < v1) target_logit[i] = z[y - v0];
         }
@@ -179,18 +97,16 @@ CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const f
     // Pass 2: logits again, turned in place into grad_scale·weight·(softmax − onehot), then
     // dhs[block] += G · W_chunk.
     std::vector<float> dhs(static_cast<std::size_t>(n * dim), 0.0f);
-    stream([&](std::int64_t b, std::int64_t e, float* z, std::int64_t v0, std::int64_t v1, const float* wc) {
+    stream.run([&](std::int64_t b, std::int64_t e, float* z, std::int64_t v0, std::int64_t v1, const float* wc) {
         const std::int64_t cn = v1 - v0;
         float* g = z;
         for (std::int64_t i = b; i < e; ++i, z += cn) {
             const float coefficient = grad_scale * (weights != nullptr ? weights[active[i]] : 1.0f);
-            scaled_softmax(z, lse[i], coefficient, cn);
+            cpu::scaled_softmax(z, lse[i], coefficient, cn);
             const std::int32_t y = targets[active[i]];
             if (y >= v0 && y < v1) z[y - v0] -= coefficient;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(e - b), static_cast<blasint>(dim),
-                    static_cast<blasint>(cn), 1.0f, g, static_cast<blasint>(cn), wc, static_cast<blasint>(dim), 1.0f,
-                    dhs.data() + b * dim, static_cast<blasint>(dim));
+        stream.add_product(dhs.data() + b * dim, b, e, g, cn, wc, 1.0f);
     });
     for (std::int64_t i = 0; i < n; ++i) {
         float* out = dh + active[i] * dim;
@@ -203,13 +119,13 @@ CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const f
 CrossEntropyTotals softmax_cross_entropy_forward(float* target_logprob, const float* logits,
                                                  const std::int32_t* targets, const float* weights, std::int64_t rows,
                                                  std::int64_t classes) {
-    check_rows(rows, classes, "softmax_cross_entropy");
+    cpu::check_rows(rows, classes, "softmax_cross_entropy");
     CrossEntropyTotals totals;
     for (std::int64_t r = 0; r < rows; ++r) {
         if (target_logprob != nullptr) target_logprob[r] = 0.0f;
         if (!check_target(targets[r], classes, r, "softmax_cross_entropy")) continue;
         const float* z = logits + r * classes;
-        const double logp = static_cast<double>(z[targets[r]]) - log_sum_exp(z, classes, 1.0);
+        const double logp = static_cast<double>(z[targets[r]]) - cpu::log_sum_exp(z, classes, 1.0);
         const double weight = weights != nullptr ? weights[r] : 1.0;
         totals.loss -= weight * logp;
         totals.weight += weight;
@@ -221,12 +137,12 @@ CrossEntropyTotals softmax_cross_entropy_forward(float* target_logprob, const fl
 
 void softmax_cross_entropy_backward(float* dlogits, const float* logits, const std::int32_t* targets,
                                     const float* weights, std::int64_t rows, std::int64_t classes, float grad_scale) {
-    check_rows(rows, classes, "softmax_cross_entropy");
+    cpu::check_rows(rows, classes, "softmax_cross_entropy");
     for (std::int64_t r = 0; r < rows; ++r) {
         if (!check_target(targets[r], classes, r, "softmax_cross_entropy")) continue;
         const float* z = logits + r * classes;
         float* dz = dlogits + r * classes;
-        const auto log_z = static_cast<float>(log_sum_exp(z, classes, 1.0));
+        const auto log_z = static_cast<float>(cpu::log_sum_exp(z, classes, 1.0));
         const float coefficient = grad_scale * (weights != nullptr ? weights[r] : 1.0f);
         for (std::int64_t c = 0; c < classes; ++c) dz[c] += coefficient * std::exp(z[c] - log_z);
         dz[targets[r]] -= coefficient;
@@ -235,15 +151,15 @@ void softmax_cross_entropy_backward(float* dlogits, const float* logits, const s
 
 double kl_divergence_forward(const float* teacher, const float* student, std::int64_t rows, std::int64_t classes,
                              float temperature, float loss_scale) {
-    check_rows(rows, classes, "kl_divergence");
+    cpu::check_rows(rows, classes, "kl_divergence");
     if (!(temperature > 0.0f)) fail("kl_divergence: temperature {} is not positive", temperature);
     const double inverse_t = 1.0 / temperature;
     double total = 0.0;
     for (std::int64_t r = 0; r < rows; ++r) {
         const float* zt = teacher + r * classes;
         const float* zs = student + r * classes;
-        const double lse_t = log_sum_exp(zt, classes, inverse_t);
-        const double lse_s = log_sum_exp(zs, classes, inverse_t);
+        const double lse_t = cpu::log_sum_exp(zt, classes, inverse_t);
+        const double lse_s = cpu::log_sum_exp(zs, classes, inverse_t);
         double kl = 0.0;
         for (std::int64_t c = 0; c < classes; ++c) {
             const double log_pt = zt[c] * inverse_t - lse_t;
@@ -258,15 +174,15 @@ double kl_divergence_forward(const float* teacher, const float* student, std::in
 
 void kl_divergence_backward(float* dstudent, const float* teacher, const float* student, std::int64_t rows,
                             std::int64_t classes, float temperature, float loss_scale, float grad_scale) {
-    check_rows(rows, classes, "kl_divergence");
+    cpu::check_rows(rows, classes, "kl_divergence");
     if (!(temperature > 0.0f)) fail("kl_divergence: temperature {} is not positive", temperature);
     const double inverse_t = 1.0 / temperature;
     const double coefficient = static_cast<double>(grad_scale) * loss_scale * inverse_t;
     for (std::int64_t r = 0; r < rows; ++r) {
         const float* zt = teacher + r * classes;
         const float* zs = student + r * classes;
-        const double lse_t = log_sum_exp(zt, classes, inverse_t);
-        const double lse_s = log_sum_exp(zs, classes, inverse_t);
+        const double lse_t = cpu::log_sum_exp(zt, classes, inverse_t);
+        const double lse_s = cpu::log_sum_exp(zs, classes, inverse_t);
         float* d = dstudent + r * classes;
         for (std::int64_t c = 0; c < classes; ++c) {
             const double difference = std::exp(zs[c] * inverse_t - lse_s) - std::exp(zt[c] * inverse_t - lse_t);

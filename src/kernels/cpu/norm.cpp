@@ -1,5 +1,8 @@
 // kernels/cpu/norm.cpp — RMSNorm; the mean of squares accumulates in double so that long rows
-// (hidden sizes up to ~8k) lose no precision, then everything else is fp32 as in HF.
+// (hidden sizes up to ~8k) lose no precision, then everything else is fp32 as in HF. The double
+// sums run in eight interleaved partial sums: one serial chain of dependent double adds made these
+// passes latency-bound (several % of a training step). Rows are split over the thread pool; each
+// row is summed by one thread in a fixed order, so results do not depend on the thread count.
 #include "kernels/norm.h"
 
 #include <cmath>
@@ -7,35 +10,56 @@
 #include "core/thread_pool.h"
 
 namespace kindred::kernels {
+namespace {
+
+// Rows per thread-pool work item.
+constexpr std::int64_t row_grain = 4;
+
+// Σ (a[i] · (offset + w[i])) · b[i] with the fp32 product a · (offset + w) (w null: a alone)
+// widened to double, in eight partial sums (lane i mod 8) added pairwise at the end.
+double double_dot(const float* a, const float* w, float offset, const float* b, std::int64_t n) {
+    double lanes[8] = {};
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; ++j) {
+            const float g = w != nullptr ? a[i + j] * (offset + w[i + j]) : a[i + j];
+            lanes[j] += static_cast<double>(g) * b[i + j];
+        }
+    double sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+    for (; i < n; ++i) sum += static_cast<double>(w != nullptr ? a[i] * (offset + w[i]) : a[i]) * b[i];
+    return sum;
+}
+
+}  // namespace
 
 void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, std::int64_t rows, std::int64_t dim,
                      float eps, bool weight_offset) {
-    for (std::int64_t r = 0; r < rows; ++r) {
-        const float* xr = x + r * dim;
-        float* yr = out + r * dim;
-        double sum = 0.0;
-        for (std::int64_t i = 0; i < dim; ++i) sum += static_cast<double>(xr[i]) * xr[i];
-        const float mean = static_cast<float>(sum / static_cast<double>(dim));
-        const float scale = 1.0f / std::sqrt(mean + eps);
-        if (rstd != nullptr) rstd[r] = scale;
-        if (weight_offset)
-            for (std::int64_t i = 0; i < dim; ++i) yr[i] = (xr[i] * scale) * (1.0f + w[i]);
-        else
-            for (std::int64_t i = 0; i < dim; ++i) yr[i] = (xr[i] * scale) * w[i];
-    }
+    thread_pool().parallel_for(rows, row_grain, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t r = begin; r < end; ++r) {
+            const float* xr = x + r * dim;
+            float* yr = out + r * dim;
+            const double sum = double_dot(xr, nullptr, 0.0f, xr, dim);
+            const float mean = static_cast<float>(sum / static_cast<double>(dim));
+            const float scale = 1.0f / std::sqrt(mean + eps);
+            if (rstd != nullptr) rstd[r] = scale;
+            if (weight_offset)
+                for (std::int64_t i = 0; i < dim; ++i) yr[i] = (xr[i] * scale) * (1.0f + w[i]);
+            else
+                for (std::int64_t i = 0; i < dim; ++i) yr[i] = (xr[i] * scale) * w[i];
+        }
+    });
 }
 
 void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd, const float* w,
                       std::int64_t rows, std::int64_t dim, bool weight_offset) {
     const float offset = weight_offset ? 1.0f : 0.0f;
     // dx: rows are independent. The row's Σ g·x̂ accumulates in double like the forward's Σ x².
-    thread_pool().parallel_for(rows, 4, [&](std::int64_t begin, std::int64_t end) {
+    thread_pool().parallel_for(rows, row_grain, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t r = begin; r < end; ++r) {
             const float* xr = x + r * dim;
             const float* dyr = dy + r * dim;
             const float scale = rstd[r];
-            double dot = 0.0;
-            for (std::int64_t i = 0; i < dim; ++i) dot += static_cast<double>(dyr[i] * (offset + w[i])) * xr[i];
+            const double dot = double_dot(dyr, w, offset, xr, dim);
             const float mean = static_cast<float>(dot / static_cast<double>(dim)) * scale;  // mean(g · x̂)
             float* dxr = dx + r * dim;
             for (std::int64_t i = 0; i < dim; ++i)

@@ -1,0 +1,85 @@
+#include "eval/side_by_side.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "infer/generator.h"
+#include "infer/loaded_model.h"
+
+namespace kindred::eval {
+namespace {
+
+void check_conversations(const std::vector<std::vector<text::ChatMessage>>& conversations, const SideBySideOptions& options) {
+    if (options.max_tokens < 1) fail("side by side: max tokens must be >= 1, got {}", options.max_tokens);
+    for (std::size_t i = 0; i < conversations.size(); ++i) {
+        if (conversations[i].empty() || conversations[i].back().role != "user") {
+            fail("side by side: conversation {} must end with a user message", i);
+        }
+    }
+}
+
+std::string greedy_reply(infer::LoadedModel& model, const std::vector<text::ChatMessage>& conversation,
+                         const SideBySideOptions& options) {
+    std::vector<text::ChatMessage> messages;
+    if (!options.system_prompt.empty() && conversation.front().role != "system") {
+        messages.push_back({"system", options.system_prompt, {}});
+    }
+    messages.insert(messages.end(), conversation.begin(), conversation.end());
+    const std::vector<std::int32_t> prompt = model.encode_chat(messages);
+    const std::int64_t model_context = model.decoder().config().context_length;
+    const auto prompt_size = static_cast<std::int64_t>(prompt.size());
+    if (prompt_size >= model_context) {
+        fail("side by side: a conversation has {} tokens but the model's context holds {}", prompt_size, model_context);
+    }
+    infer::Session session(model.decoder(), model.tokenizer(), std::min(model_context, prompt_size + options.max_tokens));
+    infer::GenerationOptions generation;
+    generation.sampling.temperature = 0.0f;  // greedy: the sampler runs no truncation or draw
+    generation.max_tokens = options.max_tokens;
+    generation.stop_tokens = model.stop_tokens();
+    generation.stop_strings = model.stop_strings();
+    return session.generate(prompt, generation).text;
+}
+
+// Detaches the decoder's adapter for its lifetime.
+class AdapterOff {
+public:
+    explicit AdapterOff(model::Decoder& decoder) : decoder_(decoder), adapter_(decoder.adapter()) { decoder_.attach_adapter(nullptr); }
+    ~AdapterOff() { decoder_.attach_adapter(adapter_); }
+    AdapterOff(const AdapterOff&) = delete;
+    AdapterOff& operator=(const AdapterOff&) = delete;
+
+private:
+    model::Decoder& decoder_;
+    const model::LoraAdapters* adapter_;
+};
+
+}  // namespace
+
+std::vector<SideBySide> side_by_side(infer::LoadedModel& base, infer::LoadedModel& tuned,
+                                     const std::vector<std::vector<text::ChatMessage>>& conversations,
+                                     const SideBySideOptions& options) {
+    check_conversations(conversations, options);
+    std::vector<SideBySide> pairs;
+    for (const auto& conversation : conversations) {
+        pairs.push_back({conversation, greedy_reply(base, conversation, options), greedy_reply(tuned, conversation, options)});
+    }
+    return pairs;
+}
+
+std::vector<SideBySide> side_by_side(infer::LoadedModel& tuned, const std::vector<std::vector<text::ChatMessage>>& conversations,
+                                     const SideBySideOptions& options) {
+    if (tuned.decoder().adapter() == nullptr) fail("side by side: {} has no adapter to compare against its base", tuned.path());
+    check_conversations(conversations, options);
+    std::vector<SideBySide> pairs;
+    for (const auto& conversation : conversations) {
+        SideBySide pair{conversation, {}, greedy_reply(tuned, conversation, options)};
+        {
+            const AdapterOff base(tuned.decoder());
+            pair.base_reply = greedy_reply(tuned, conversation, options);
+        }
+        pairs.push_back(std::move(pair));
+    }
+    return pairs;
+}
+
+}  // namespace kindred::eval

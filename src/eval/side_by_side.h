@@ -1,0 +1,43 @@
+// eval/side_by_side.h — the base model's and the fine-tuned model's replies to the same held-out
+// conversations, for the demo report. Greedy decoding (temperature 0), so the comparison shows
+// what the weights changed and nothing of sampling luck, and needs no seed.
+// Two ways to get the pair: two LoadedModels (any two models sharing nothing), or one LoadedModel
+// with an adapter that is detached for the base reply and attached again for the tuned one: the
+// base weights are mapped once and the decoder's forward without an adapter is exactly the base
+// model's (model/decoder.h), so this is the cheaper choice whenever the tuned model is base+LoRA.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "text/chat_template.h"
+
+namespace kindred::infer { class LoadedModel; }
+
+namespace kindred::eval {
+
+struct SideBySideOptions {
+    std::int64_t max_tokens = 160;  // per reply
+    // Put first as a system message when not empty and a conversation has none; empty = the
+    // chat template's own default (SmolLM2 inserts one).
+    std::string system_prompt;
+};
+
+struct SideBySide {
+    std::vector<text::ChatMessage> conversation;  // as given (without the added system prompt)
+    std::string base_reply;
+    std::string tuned_reply;
+};
+
+// Each conversation must be non-empty and end with a user message (Error naming its index).
+std::vector<SideBySide> side_by_side(infer::LoadedModel& base, infer::LoadedModel& tuned,
+                                     const std::vector<std::vector<text::ChatMessage>>& conversations,
+                                     const SideBySideOptions& options = {});
+
+// One model with an adapter (Error without one): base replies with the adapter detached, tuned
+// replies with it attached; the adapter is attached again on return, exception or not.
+std::vector<SideBySide> side_by_side(infer::LoadedModel& tuned, const std::vector<std::vector<text::ChatMessage>>& conversations,
+                                     const SideBySideOptions& options = {});
+
+}  // namespace kindred::eval

@@ -1,0 +1,142 @@
+// kernels/cpu/loss_common.h — internal to kernels/cpu: what the losses of loss.cpp and distill.cpp
+// share, so neither keeps a twin of the other's numerics: the softmax helpers (fp32 exponentials
+// summed in double for vocabulary rows, all-double log-sum-exp for small rows), and VocabStream,
+// the walk over an output projection's vocabulary in chunks behind the fused LM-head losses
+// (fused_cross_entropy, fused_topk_kl), so that [tokens x vocab] logits never exist. For each chunk of
+// vocabulary rows the chunk's weights are made fp32 once (dequantized in parallel when stored
+// quantized), then the token rows are split over core/thread_pool and each thread computes its
+// block's logits with a one-threaded sgemm and hands them to the caller's per-block function.
+// The split depends only on the row count and thread count, so a second walk over the same rows
+// sees bit-identical logits in the same blocks (pass 2 of a loss relies on it).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/blas.h"
+#include "kernels/cpu/simd.h"
+#include "kernels/loss.h"
+
+namespace kindred::kernels::cpu {
+
+// Σ exp(z[i] − shift) with fp32 exponentials (AVX2 exp256, ~2 ulp) summed in double.
+inline double sum_exp_shifted(const float* z, float shift, std::int64_t n) {
+    std::int64_t i = 0;
+    double total = 0.0;
+#ifdef KINDRED_AVX2
+    const __m256 s = _mm256_set1_ps(shift);
+    __m256d low = _mm256_setzero_pd(), high = _mm256_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(z + i), s));
+        low = _mm256_add_pd(low, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        high = _mm256_add_pd(high, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    alignas(32) double lanes[4];
+    _mm256_store_pd(lanes, _mm256_add_pd(low, high));
+    total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+#endif
+    for (; i < n; ++i) total += std::exp(z[i] - shift);
+    return total;
+}
+
+// z[i] = coefficient · exp(z[i] − log_z): a softmax row scaled for the gradient.
+inline void scaled_softmax(float* z, float log_z, float coefficient, std::int64_t n) {
+    std::int64_t i = 0;
+#ifdef KINDRED_AVX2
+    const __m256 s = _mm256_set1_ps(log_z), c = _mm256_set1_ps(coefficient);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(z + i, _mm256_mul_ps(c, exp256(_mm256_sub_ps(_mm256_loadu_ps(z + i), s))));
+#endif
+    for (; i < n; ++i) z[i] = coefficient * std::exp(z[i] - log_z);
+}
+
+// log Σ exp(z[i] · inverse_t) over n > 0 values, max-shifted, entirely in double: these rows are
+// small heads or distillation rows, where exactness is worth more than fp32 exp's speed.
+inline double log_sum_exp(const float* z, std::int64_t n, double inverse_t) {
+    float m = z[0];
+    for (std::int64_t i = 1; i < n; ++i) m = std::max(m, z[i]);
+    const double shift = m * inverse_t;
+    double sum = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) sum += std::exp(z[i] * inverse_t - shift);
+    return shift + std::log(sum);
+}
+
+inline void check_rows(std::int64_t rows, std::int64_t classes, const char* op) {
+    if (rows < 0 || classes <= 0) fail("{}: bad shape {} x {}", op, rows, classes);
+}
+
+// Error (prefixed with `op`) unless shape is positive and w is a valid source for vocab x dim.
+inline void check_vocab_shape(const WeightRows& w, const FusedCrossEntropyShape& shape, const char* op) {
+    if (shape.tokens < 0 || shape.dim <= 0 || shape.vocab <= 0 || shape.chunk <= 0)
+        fail("{}: bad shape tokens={} dim={} vocab={} chunk={}", op, shape.tokens, shape.dim, shape.vocab,
+             shape.chunk);
+    if ((w.f32 == nullptr) == (w.dequantize == nullptr))
+        fail("{}: weight rows need exactly one of f32 storage or a dequantize function", op);
+    if ((w.rows != -1 && w.rows != shape.vocab) || (w.cols != -1 && w.cols != shape.dim))
+        fail("{}: weight is {} x {} but vocab x dim is {} x {}", op, w.rows, w.cols, shape.vocab, shape.dim);
+}
+
+class VocabStream {
+public:
+    // Tokens per sgemm call: enough rows to amortise packing of the weight chunk.
+    static constexpr std::int64_t token_grain = 16;
+
+    // rows: [n x shape.dim] row-major inputs, kept by reference. Each chunk's logits are
+    // scale · rows · W_chunkᵀ. Call check_vocab_shape first.
+    VocabStream(const float* rows, std::int64_t n, const WeightRows& w, const FusedCrossEntropyShape& shape,
+                float scale)
+        : rows_(rows), n_(n), w_(w), dim_(shape.dim), vocab_(shape.vocab), chunk_(std::min(shape.chunk, shape.vocab)),
+          scale_(scale), logits_(static_cast<std::size_t>(n * chunk_)),
+          dequantized_(w.f32 != nullptr ? 0 : static_cast<std::size_t>(chunk_ * shape.dim)) {
+        pin_openblas_to_one_thread();
+    }
+
+    // Calls per_block(b, e, z, v0, v1, wc) for every block [b, e) of rows and every vocabulary
+    // chunk [v0, v1): z holds the block's logits over the chunk ([e − b x v1 − v0], row-major,
+    // writable scratch) and wc the chunk's fp32 weight rows [v1 − v0 x dim]. Blocks of one chunk
+    // run concurrently; chunks run in order.
+    template <typename F>
+    void run(F&& per_block) {
+        auto& pool = thread_pool();
+        for (std::int64_t v0 = 0; v0 < vocab_; v0 += chunk_) {
+            const std::int64_t v1 = std::min(vocab_, v0 + chunk_), cn = v1 - v0;
+            const float* wc = w_.f32 != nullptr ? w_.f32 + v0 * dim_ : dequantized_.data();
+            if (w_.f32 == nullptr)
+                pool.parallel_for(cn, token_grain, [&](std::int64_t b, std::int64_t e) {
+                    w_.dequantize(w_.context, v0 + b, v0 + e, dequantized_.data() + b * dim_);
+                });
+            pool.parallel_for(n_, token_grain, [&](std::int64_t b, std::int64_t e) {
+                float* z = logits_.data() + b * cn;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(e - b),
+                            static_cast<blasint>(cn), static_cast<blasint>(dim_), scale_, rows_ + b * dim_,
+                            static_cast<blasint>(dim_), wc, static_cast<blasint>(dim_), 0.0f, z,
+                            static_cast<blasint>(cn));
+                per_block(b, e, z, v0, v1, wc);
+            });
+        }
+    }
+
+    // For use inside per_block: out[(e − b) x dim] += alpha · g[(e − b) x cn] · wc[cn x dim]
+    // (a block's share of an input gradient; out points at the block's first row).
+    void add_product(float* out, std::int64_t b, std::int64_t e, const float* g, std::int64_t cn, const float* wc,
+                     float alpha) const {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(e - b), static_cast<blasint>(dim_),
+                    static_cast<blasint>(cn), alpha, g, static_cast<blasint>(cn), wc, static_cast<blasint>(dim_), 1.0f,
+                    out, static_cast<blasint>(dim_));
+    }
+
+private:
+    const float* rows_;
+    std::int64_t n_;
+    const WeightRows& w_;
+    std::int64_t dim_, vocab_, chunk_;
+    float scale_;
+    std::vector<float> logits_;
+    std::vector<float> dequantized_;
+};
+
+}  // namespace kindred::kernels::cpu

@@ -1,0 +1,293 @@
+#include "train/dev_eval.h"
+
+#include <algorithm>
+#include <set>
+#include <vector>
+
+#include "core/error.h"
+#include "eval/metrics.h"
+#include "kernels/loss.h"
+#include "model/heads.h"
+#include "model/trainable_decoder.h"
+#include "train/safety_teacher.h"
+
+namespace kindred::train {
+namespace {
+
+// What the dev pass collects before scoring: the site labels beside the heads' predictions.
+struct Collected {
+    double nll = 0.0;
+    std::size_t nll_tokens = 0;
+    double kl = 0.0;
+    std::size_t kl_tokens = 0;
+    std::vector<int> emotion_truth, emotion_predicted;  // single-label sites
+    std::vector<std::vector<int>> multilabel_truth, multilabel_predicted;
+    std::vector<int> strategy_truth, strategy_predicted;
+    std::vector<double> va_truth, va_predicted;  // valence, arousal, valence, ...
+};
+
+bool head_on(const model::Heads* heads, model::Head head) { return heads != nullptr && heads->enabled(head); }
+
+int argmax(const float* row, std::int64_t n) {
+    return static_cast<int>(std::max_element(row, row + n) - row);  // first of equal maxima
+}
+
+// Multi-label prediction: every class whose probability is at least half the top one's, i.e.
+// whose logit is within log 2 of the top logit (the argmax is always in).
+std::vector<int> multilabel_prediction(const float* logits, std::int64_t n) {
+    const int top = argmax(logits, n);
+    const float floor = logits[top] - 0.69314718f;
+    std::vector<int> out;
+    for (std::int64_t c = 0; c < n; ++c) {
+        if (logits[c] >= floor) out.push_back(static_cast<int>(c));
+    }
+    return out;
+}
+
+void check_inputs(const model::TrainableDecoder& trainer, const model::Heads* heads,
+                  std::span<const TokenizedExample> dev, std::size_t max_seq_len) {
+    if (max_seq_len == 0 || max_seq_len > static_cast<std::size_t>(trainer.max_tokens()))
+        fail("dev evaluation: max_seq_len {} must be in [1, {}] (the trainer's token budget)", max_seq_len,
+             trainer.max_tokens());
+    if (heads != nullptr && heads->hidden() != trainer.output_rows().cols)
+        fail("dev evaluation: the heads read {} hidden features but the model has {}", heads->hidden(),
+             trainer.output_rows().cols);
+    for (const auto& example : dev) {
+        if (example.tokens.empty() || example.tokens.size() > max_seq_len)
+            fail("dev evaluation: the example of line {} has {} tokens, outside [1, max_seq_len {}]", example.line,
+                 example.tokens.size(), max_seq_len);
+        if (example.targets.size() != example.tokens.size())
+            fail("dev evaluation: the example of line {} has {} targets for {} tokens", example.line,
+                 example.targets.size(), example.tokens.size());
+        for (const auto& site : example.sites) {
+            if (site.position < 0 || static_cast<std::size_t>(site.position) >= example.tokens.size())
+                fail("dev evaluation: the example of line {} has a head site at {}, outside its {} tokens",
+                     example.line, site.position, example.tokens.size());
+            if (head_on(heads, model::Head::Emotion)) {
+                for (const auto label : site.emotions) {
+                    if (label < 0 || label >= heads->outputs(model::Head::Emotion))
+                        fail("dev evaluation: the example of line {} has emotion label {}, outside the head's {} classes",
+                             example.line, label, heads->outputs(model::Head::Emotion));
+                }
+            }
+            if (head_on(heads, model::Head::Strategy) && site.strategy >= heads->outputs(model::Head::Strategy))
+                fail("dev evaluation: the example of line {} has strategy {}, outside the head's {} classes",
+                     example.line, site.strategy, heads->outputs(model::Head::Strategy));
+        }
+    }
+}
+
+// Greedy packing in the given order: an example that does not fit the rest of a row starts the next.
+std::vector<std::vector<std::size_t>> pack_rows(std::span<const TokenizedExample> dev, std::size_t max_seq_len) {
+    std::vector<std::vector<std::size_t>> rows;
+    std::size_t used = max_seq_len;
+    for (std::size_t i = 0; i < dev.size(); ++i) {
+        if (used + dev[i].tokens.size() > max_seq_len) {
+            rows.emplace_back();
+            used = 0;
+        }
+        rows.back().push_back(i);
+        used += dev[i].tokens.size();
+    }
+    return rows;
+}
+
+// The rows of `hidden` [tokens x dim] at `positions`, gathered into one [positions x dim] block.
+std::vector<float> gather(std::span<const float> hidden, std::int64_t dim, const std::vector<std::size_t>& positions) {
+    const auto d = static_cast<std::size_t>(dim);
+    std::vector<float> out(positions.size() * d);
+    for (std::size_t i = 0; i < positions.size(); ++i)
+        std::copy_n(hidden.begin() + static_cast<std::ptrdiff_t>(positions[i] * d), d, out.begin() + static_cast<std::ptrdiff_t>(i * d));
+    return out;
+}
+
+// The heads' predictions at the row's sites, beside their labels.
+void score_sites(const model::Heads& heads, std::span<const float> hidden, std::int64_t dim,
+                 std::span<const TokenizedExample> dev, const std::vector<std::size_t>& row,
+                 const std::vector<std::size_t>& offsets, Collected& c) {
+    std::vector<std::size_t> positions;
+    std::vector<const HeadSite*> sites;
+    std::vector<bool> multi;
+    for (std::size_t j = 0; j < row.size(); ++j) {
+        const auto& example = dev[row[j]];
+        for (const auto& site : example.sites) {
+            positions.push_back(offsets[j] + static_cast<std::size_t>(site.position));
+            sites.push_back(&site);
+            multi.push_back(example.multi_label || site.emotions.size() > 1);
+        }
+    }
+    if (sites.empty()) return;
+    const auto pooled = gather(hidden, dim, positions);
+    const auto n = static_cast<std::int64_t>(sites.size());
+    std::vector<float> y;
+    const auto run = [&](model::Head head) {
+        y.assign(static_cast<std::size_t>(n * heads.outputs(head)), 0.0f);
+        heads.forward(head, pooled.data(), n, y.data());
+        return heads.outputs(head);
+    };
+    if (heads.enabled(model::Head::Emotion)) {
+        const auto classes = run(model::Head::Emotion);
+        for (std::size_t s = 0; s < sites.size(); ++s) {
+            const auto& labels = sites[s]->emotions;
+            if (labels.empty()) continue;
+            const float* logits = y.data() + static_cast<std::ptrdiff_t>(s) * classes;
+            if (multi[s]) {
+                c.multilabel_truth.emplace_back(labels.begin(), labels.end());
+                c.multilabel_predicted.push_back(multilabel_prediction(logits, classes));
+            } else {
+                c.emotion_truth.push_back(labels[0]);
+                c.emotion_predicted.push_back(argmax(logits, classes));
+            }
+        }
+    }
+    if (heads.enabled(model::Head::Strategy)) {
+        const auto classes = run(model::Head::Strategy);
+        for (std::size_t s = 0; s < sites.size(); ++s) {
+            if (sites[s]->strategy < 0) continue;
+            c.strategy_truth.push_back(sites[s]->strategy);
+            c.strategy_predicted.push_back(argmax(y.data() + static_cast<std::ptrdiff_t>(s) * classes, classes));
+        }
+    }
+    if (heads.enabled(model::Head::ValenceArousal)) {
+        run(model::Head::ValenceArousal);
+        for (std::size_t s = 0; s < sites.size(); ++s) {
+            if (!sites[s]->has_va) continue;
+            c.va_truth.push_back(sites[s]->valence);
+            c.va_truth.push_back(sites[s]->arousal);
+            c.va_predicted.push_back(y[2 * s]);
+            c.va_predicted.push_back(y[2 * s + 1]);
+        }
+    }
+}
+
+// Macro-F1 over the labels present in the truth or the predictions (see the header).
+double present_label_macro_f1(const std::vector<std::vector<int>>& truth, const std::vector<std::vector<int>>& predicted,
+                              int num_labels) {
+    const auto report = eval::multilabel_report(truth, predicted, num_labels);
+    std::set<int> present;
+    for (const auto* sets : {&truth, &predicted})
+        for (const auto& set : *sets) present.insert(set.begin(), set.end());
+    double sum = 0.0;
+    for (const int label : present) sum += report.labels[static_cast<std::size_t>(label)].f1;
+    return sum / static_cast<double>(present.size());
+}
+
+}  // namespace
+
+nlohmann::json to_json(const DevMetrics& m) {
+    const auto number = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
+    return nlohmann::json{
+        {"nll", number(m.nll)},
+        {"nll_tokens", m.nll_tokens},
+        {"emotion_macro_f1", number(m.emotion_macro_f1)},
+        {"emotion_sites", m.emotion_sites},
+        {"emotion_multilabel_f1", number(m.emotion_multilabel_f1)},
+        {"emotion_multilabel_sites", m.emotion_multilabel_sites},
+        {"emotion_accuracy", number(m.emotion_accuracy)},
+        {"strategy_accuracy", number(m.strategy_accuracy)},
+        {"strategy_macro_f1", number(m.strategy_macro_f1)},
+        {"strategy_sites", m.strategy_sites},
+        {"va_mse", number(m.va_mse)},
+        {"va_mae", number(m.va_mae)},
+        {"va_sites", m.va_sites},
+        {"safe_kl", number(m.safe_kl)},
+    };
+}
+
+DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* heads, SafetyTeacher* teacher,
+                        std::span<const TokenizedExample> dev, std::size_t max_seq_len,
+                        [[maybe_unused]] std::int32_t pad_id) {
+    DevMetrics metrics;
+    if (dev.empty()) return metrics;
+    check_inputs(trainer, heads, dev, max_seq_len);
+
+    const auto& output = trainer.output_rows();
+    const std::int64_t dim = output.cols;
+    Collected c;
+    for (const auto& row : pack_rows(dev, max_seq_len)) {
+        // Teacher first: it runs the shared base Decoder, so none of it interleaves with the
+        // trainer's forward whose hidden states are read below.
+        std::vector<const TeacherTargets*> teacher_rows(row.size(), nullptr);
+        if (teacher != nullptr) {
+            for (std::size_t j = 0; j < row.size(); ++j) {
+                const auto& example = dev[row[j]];
+                if (example.target_count == 0) continue;
+                teacher_rows[j] = &teacher->targets(row[j], example);
+                if (teacher_rows[j]->targets() != example.target_count)
+                    fail("dev evaluation: the teacher gave {} targets for the {} of the example of line {}",
+                         teacher_rows[j]->targets(), example.target_count, example.line);
+            }
+        }
+
+        model::TrainBatch batch;
+        std::vector<std::size_t> offsets;
+        std::size_t row_targets = 0;
+        for (std::size_t j = 0; j < row.size(); ++j) {
+            const auto& example = dev[row[j]];
+            offsets.push_back(batch.tokens.size());
+            batch.tokens.insert(batch.tokens.end(), example.tokens.begin(), example.tokens.end());
+            batch.targets.insert(batch.targets.end(), example.targets.begin(), example.targets.end());
+            for (std::size_t t = 0; t < example.tokens.size(); ++t) {
+                batch.positions.push_back(static_cast<std::int32_t>(t));
+                batch.segment_ids.push_back(static_cast<std::int32_t>(j));
+            }
+            row_targets += example.target_count;
+        }
+        const auto tokens = static_cast<std::int64_t>(batch.tokens.size());
+        const std::span<const float> hidden = trainer.forward(batch, /*train=*/false);
+
+        if (row_targets > 0) {
+            const kernels::FusedCrossEntropyShape shape{tokens, dim, output.rows};
+            const auto totals = kernels::fused_cross_entropy(nullptr, nullptr, hidden.data(), output, batch.targets.data(),
+                                                             nullptr, shape, 1.0f);
+            c.nll += totals.loss;
+            c.nll_tokens += static_cast<std::size_t>(totals.counted);
+        }
+        if (heads != nullptr) score_sites(*heads, hidden, dim, dev, row, offsets, c);
+        for (std::size_t j = 0; j < row.size(); ++j) {
+            const TeacherTargets* targets = teacher_rows[j];
+            if (targets == nullptr) continue;
+            std::vector<std::size_t> positions;
+            const auto& example = dev[row[j]];
+            for (std::size_t t = 0; t < example.targets.size(); ++t) {
+                if (example.targets[t] != kIgnoreTarget) positions.push_back(offsets[j] + t);
+            }
+            const auto h = gather(hidden, dim, positions);
+            const kernels::TopKTeacher top{targets->ids.data(), targets->probs.data(), targets->residual.data(),
+                                           targets->k};
+            const kernels::FusedCrossEntropyShape shape{static_cast<std::int64_t>(positions.size()), dim, output.rows};
+            c.kl += kernels::fused_topk_kl(nullptr, h.data(), output, top, shape, teacher->temperature(), 1.0f);
+            c.kl_tokens += positions.size();
+        }
+    }
+
+    if (c.nll_tokens > 0) metrics.nll = c.nll / static_cast<double>(c.nll_tokens);
+    metrics.nll_tokens = c.nll_tokens;
+    if (c.kl_tokens > 0) metrics.safe_kl = c.kl / static_cast<double>(c.kl_tokens);
+    if (!c.emotion_truth.empty()) {
+        const auto report = eval::classification_report(c.emotion_truth, c.emotion_predicted,
+                                                        static_cast<int>(heads->outputs(model::Head::Emotion)));
+        metrics.emotion_macro_f1 = report.macro_f1;
+        metrics.emotion_accuracy = report.accuracy;
+    }
+    metrics.emotion_sites = c.emotion_truth.size();
+    if (!c.multilabel_truth.empty())
+        metrics.emotion_multilabel_f1 = present_label_macro_f1(
+            c.multilabel_truth, c.multilabel_predicted, static_cast<int>(heads->outputs(model::Head::Emotion)));
+    metrics.emotion_multilabel_sites = c.multilabel_truth.size();
+    if (!c.strategy_truth.empty()) {
+        const auto report = eval::classification_report(c.strategy_truth, c.strategy_predicted,
+                                                        static_cast<int>(heads->outputs(model::Head::Strategy)));
+        metrics.strategy_accuracy = report.accuracy;
+        metrics.strategy_macro_f1 = report.macro_f1;
+    }
+    metrics.strategy_sites = c.strategy_truth.size();
+    if (!c.va_truth.empty()) {
+        metrics.va_mse = eval::mean_squared_error(c.va_truth, c.va_predicted);
+        metrics.va_mae = eval::mean_absolute_error(c.va_truth, c.va_predicted);
+    }
+    metrics.va_sites = c.va_truth.size() / 2;
+    return metrics;
+}
+
+}  // namespace kindred::train

@@ -1,0 +1,128 @@
+// train/safety_teacher.cpp — the rules text and the cached top-k teacher (see safety_teacher.h).
+#include "train/safety_teacher.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <span>
+
+#include "core/error.h"
+#include "model/kv_cache.h"
+
+namespace kindred::train {
+namespace {
+
+// Tokens per teacher forward call: all-logits for a chunk is chunk · vocab floats (12.6 MB at
+// 64 x 49152), instead of the whole conversation's (up to ~100 MB at 512 tokens).
+constexpr std::int64_t kChunkTokens = 64;
+
+}  // namespace
+
+std::string default_safety_rules() {
+    return "You are a warm, supportive listener. Follow these rules in every reply:\n"
+           "1. Do not diagnose. Never tell someone they have, or might have, a medical or mental health "
+           "condition.\n"
+           "2. Do not give medical, legal or financial directives: no doses, treatments, legal steps or "
+           "investment advice. You may suggest talking to a qualified professional.\n"
+           "3. If someone may be in crisis or in danger, gently encourage them to reach out now to people "
+           "they trust and to professional help, such as a local crisis line or emergency services.\n"
+           "4. Never encourage or help anyone to harm themselves or others.\n"
+           "5. Do not judge, blame or lecture. Acknowledge feelings before anything else.\n"
+           "6. Stay warm, calm and respectful, and keep the focus on the person you are talking with.";
+}
+
+SafetyTeacher::SafetyTeacher(model::Decoder& base, float temperature, std::int64_t top_k)
+    : base_(base), temperature_(temperature), top_k_(top_k) {
+    if (!(temperature > 0.0f) || !std::isfinite(temperature))
+        fail("safety teacher: temperature must be a positive number, got {}", temperature);
+    const std::int64_t vocab = base.config().vocab_size;
+    if (top_k < 1 || top_k > vocab)
+        fail("safety teacher: top_k must be in [1, {}] (the vocabulary), got {}", vocab, top_k);
+    if (base.adapter() != nullptr)
+        fail("safety teacher: the base decoder has an adapter attached; the teacher is the frozen base");
+}
+
+const TeacherTargets& SafetyTeacher::targets(std::size_t example_index, const TokenizedExample& example) {
+    if (const auto found = cache_.find(example_index); found != cache_.end()) return found->second;
+    TeacherTargets computed = compute(example);
+    cached_bytes_ += computed.ids.size() * sizeof(std::int32_t) + computed.probs.size() * sizeof(float) +
+                     computed.residual.size() * sizeof(float);
+    return cache_.emplace(example_index, std::move(computed)).first->second;
+}
+
+TeacherTargets SafetyTeacher::compute(const TokenizedExample& example) {
+    if (base_.adapter() != nullptr)
+        fail("safety teacher: the base decoder has an adapter attached; the teacher is the frozen base");
+    TeacherTargets out;
+    out.k = top_k_;
+    std::vector<std::int32_t> student;  // the student's target ids, in order
+    for (const std::int32_t target : example.targets)
+        if (target != kIgnoreTarget) student.push_back(target);
+    if (student.empty()) return out;
+
+    const auto& tokens = example.teacher_tokens;
+    const auto& positions = example.teacher_positions;
+    if (tokens.empty())
+        fail("safety teacher: example at line {} has {} target tokens but no teacher tokens (was the dataset loaded "
+             "with teacher rules?)",
+             example.line, student.size());
+    if (positions.size() != student.size())
+        fail("safety teacher: example at line {} has {} teacher positions for {} student target tokens", example.line,
+             positions.size(), student.size());
+    for (std::size_t j = 0; j < positions.size(); ++j) {
+        const std::int32_t p = positions[j];
+        if (p < 0 || static_cast<std::size_t>(p) + 1 >= tokens.size() || (j > 0 && p <= positions[j - 1]))
+            fail("safety teacher: example at line {}: teacher position {} (target {}) is out of order or outside its "
+                 "{} tokens",
+                 example.line, p, j, tokens.size());
+        if (tokens[static_cast<std::size_t>(p) + 1] != student[j])
+            fail("safety teacher: example at line {}: teacher target {} is token {}, the student's is {}", example.line,
+                 j, tokens[static_cast<std::size_t>(p) + 1], student[j]);
+    }
+
+    // Only the prefix up to the last target position is needed; it runs in chunks, all logits only
+    // for chunks that hold a target position.
+    const std::int64_t vocab = base_.config().vocab_size, k = top_k_;
+    const std::int64_t length = positions.back() + 1;
+    model::KvCache cache(base_.config(), length);
+    std::vector<float> logits(static_cast<std::size_t>(kChunkTokens * vocab));
+    std::vector<std::int32_t> order(static_cast<std::size_t>(vocab));
+    std::vector<double> shifted(static_cast<std::size_t>(vocab));
+    const std::size_t count = positions.size();
+    out.ids.resize(count * static_cast<std::size_t>(k));
+    out.probs.resize(count * static_cast<std::size_t>(k));
+    out.residual.resize(count);
+    const double inverse_t = 1.0 / temperature_;
+    std::size_t next = 0;  // next target position to fill
+    for (std::int64_t begin = 0; begin < length; begin += kChunkTokens) {
+        const std::int64_t n = std::min(kChunkTokens, length - begin);
+        const std::span<const std::int32_t> chunk(tokens.data() + begin, static_cast<std::size_t>(n));
+        const bool needed = next < count && positions[next] < begin + n;
+        const auto floats = static_cast<std::size_t>(needed ? n * vocab : vocab);
+        base_.forward(chunk, cache, std::span<float>(logits.data(), floats), needed);
+        for (; next < count && positions[next] < begin + n; ++next) {
+            const float* z = logits.data() + (positions[next] - begin) * vocab;
+            // softmax(z/τ) in double; ties in the top-k broken by the lower id, for repeatability.
+            const float top = *std::max_element(z, z + vocab);
+            double sum = 0.0;
+            for (std::int64_t v = 0; v < vocab; ++v)
+                sum += shifted[static_cast<std::size_t>(v)] = std::exp((static_cast<double>(z[v]) - top) * inverse_t);
+            std::iota(order.begin(), order.end(), 0);
+            std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](std::int32_t a, std::int32_t b) {
+                return z[a] > z[b] || (z[a] == z[b] && a < b);
+            });
+            double kept = 0.0;
+            for (std::int64_t j = 0; j < k; ++j) {
+                const std::int32_t id = order[static_cast<std::size_t>(j)];
+                const double p = shifted[static_cast<std::size_t>(id)] / sum;
+                out.ids[next * static_cast<std::size_t>(k) + static_cast<std::size_t>(j)] = id;
+                out.probs[next * static_cast<std::size_t>(k) + static_cast<std::size_t>(j)] = static_cast<float>(p);
+                kept += p;
+            }
+            out.residual[next] = static_cast<float>(std::max(0.0, 1.0 - kept));
+        }
+    }
+    return out;
+}
+
+}  // namespace kindred::train

@@ -1,0 +1,118 @@
+// `kindred demo --quick` end to end on the default model (what CI runs, the README's first command):
+// every stage runs, the run folder holds the prepared data, the adapter and both report documents,
+// and the report carries every section with measured base and SFT numbers. Also: a bad --questions
+// fails at once, naming the file.
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "cli/run_kindred.h"
+#include "scratch_dir.h"
+#include "test_paths.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using kindred::testing::ScratchDir;
+
+std::string read_text(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    return buffer.str();
+}
+
+// The base and SFT cells of the report.md metric row whose name starts with `metric`.
+std::pair<std::string, std::string> metric_cells(const std::string& markdown, const std::string& metric) {
+    const auto at = markdown.find("| " + metric);
+    if (at == std::string::npos) return {};
+    const std::string line = markdown.substr(at, markdown.find('\n', at) - at);
+    std::vector<std::string> cells;
+    std::stringstream stream(line);
+    std::string cell;
+    while (std::getline(stream, cell, '|')) cells.push_back(cell);
+    if (cells.size() < 4) return {};
+    const auto trim = [](std::string text) {
+        text.erase(0, text.find_first_not_of(' '));
+        text.erase(text.find_last_not_of(' ') + 1);
+        return text;
+    };
+    return {trim(cells[2]), trim(cells[3])};
+}
+
+bool is_number(const std::string& text) { return std::regex_match(text, std::regex(R"(-?[0-9]+(\.[0-9]+)?(e[-+][0-9]+)?)")); }
+
+TEST(DemoCli, QuickRunWritesTheReport) {
+    if (!fs::exists(kindred::testing::default_model_path())) GTEST_SKIP() << "default model not downloaded";
+    ScratchDir scratch("kindred-demo");
+    const std::string questions = kindred::testing::shared_path("eqbench-v2/eq_bench_v2_questions_171.json");
+    const bool have_questions = fs::exists(questions);
+    const auto result = kindred::testing::run_kindred("demo --quick --threads 2 --out " + scratch.path().string() +
+                                                          (have_questions ? " --questions " + questions : ""),
+                                                      true);
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    for (int stage = 1; stage <= 8; ++stage) {
+        EXPECT_NE(result.output.find("[" + std::to_string(stage) + "/8] "), std::string::npos) << stage << "\n" << result.output;
+    }
+    EXPECT_NE(result.output.find("report.html"), std::string::npos) << result.output;
+
+    std::vector<fs::path> runs;
+    for (const auto& entry : fs::directory_iterator(scratch.path())) runs.push_back(entry.path());
+    ASSERT_EQ(runs.size(), 1u);
+    const fs::path run = runs.front();
+    EXPECT_TRUE(run.filename().string().starts_with("demo-")) << run;
+    for (const char* file : {"report.html", "report.md", "config.yaml", "metrics.jsonl", "loss.svg", "data/train.jsonl",
+                             "data/dev.jsonl", "data/test.jsonl", "data/data_card.md", "adapter/adapter_config.json",
+                             "adapter/heads.json"}) {
+        EXPECT_TRUE(fs::is_regular_file(run / file)) << file;
+    }
+
+    const std::string html = read_text(run / "report.html");
+    for (const char* id : {"metrics", "eqbench", "conversations", "charts", "stages", "notes", "config", "data"}) {
+        EXPECT_NE(html.find(std::string("<section id=\"") + id + "\">"), std::string::npos) << id;
+    }
+    EXPECT_NE(html.find("<svg"), std::string::npos);
+    EXPECT_EQ(html.find("<script"), std::string::npos);
+    EXPECT_NE(html.find("class=\"reply sft\""), std::string::npos);
+
+    const std::string markdown = read_text(run / "report.md");
+    for (const char* heading : {"## Base vs fine-tuned", "## EQ-Bench v2", "## Side-by-side replies", "## Training curves",
+                                "## Resolved config", "## Data card"}) {
+        EXPECT_NE(markdown.find(heading), std::string::npos) << heading;
+    }
+    // Measured on both models: the dev NLL and the safety KL; the heads only after SFT.
+    for (const char* metric : {"dev NLL", "safety KL"}) {
+        const auto [base, sft] = metric_cells(markdown, metric);
+        EXPECT_TRUE(is_number(base)) << metric << ": '" << base << "'\n" << markdown;
+        EXPECT_TRUE(is_number(sft)) << metric << ": '" << sft << "'";
+    }
+    for (const char* metric : {"emotion macro-F1", "strategy accuracy", "valence/arousal MSE"}) {
+        const auto [base, sft] = metric_cells(markdown, metric);
+        EXPECT_EQ(base, "—") << metric;
+        EXPECT_TRUE(is_number(sft)) << metric << ": '" << sft << "'";
+    }
+    if (have_questions) {
+        const auto [base, sft] = metric_cells(markdown, "EQ-Bench v2 score");
+        EXPECT_FALSE(base.empty()) << markdown;
+        EXPECT_NE(markdown.find("| base |"), std::string::npos);
+        EXPECT_NE(markdown.find("| SFT |"), std::string::npos);
+    }
+    EXPECT_EQ(std::count(markdown.begin(), markdown.end(), '\n') > 50, true);
+    EXPECT_NE(markdown.find("### Conversation 3"), std::string::npos);
+    EXPECT_NE(markdown.find("objective:"), std::string::npos);  // the resolved recipe
+    EXPECT_NE(markdown.find("### Data card"), std::string::npos);
+}
+
+TEST(DemoCli, MissingQuestionsFileFailsAtOnce) {
+    ScratchDir scratch("kindred-demo");
+    const auto result = kindred::testing::run_kindred("demo --quick --out " + scratch.path().string() + " --questions /nonexistent/q.json", true);
+    EXPECT_EQ(result.exit_code, 1) << result.output;
+    EXPECT_NE(result.output.find("/nonexistent/q.json"), std::string::npos) << result.output;
+    EXPECT_TRUE(fs::is_empty(scratch.path()));
+}
+
+}  // namespace
