@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -57,6 +58,8 @@ struct DevMetrics {
 };
 
 nlohmann::json to_json(const DevMetrics& metrics);  // NaN -> null
+// DevMetrics from its to_json form (null -> NaN, missing -> default). Throws Error naming `where`.
+DevMetrics dev_metrics_from_json(const nlohmann::json& json, const std::string& where);
 
 // Runs `trainer` in evaluation mode over `dev` (no dropout, no gradients). heads / teacher may be
 // null. `teacher` caches by index into `dev`, so give it one dedicated to this dev set (never the

@@ -285,36 +285,6 @@ std::vector<double> dev_objectives(std::span<const DevMetrics> trials, std::vect
     return objectives;
 }
 
-DevMetrics dev_metrics_from_json(const nlohmann::json& json, const std::string& where) {
-    if (!json.is_object()) fail("{}: dev metrics must be a JSON object", where);
-    DevMetrics m;
-    const auto number = [&](const char* key, double& out) {
-        if (!json.contains(key) || json[key].is_null()) return;
-        if (!json[key].is_number()) fail("{}: dev metric '{}' must be a number or null", where, key);
-        out = json[key].get<double>();
-    };
-    const auto count = [&](const char* key, std::size_t& out) {
-        if (!json.contains(key) || json[key].is_null()) return;
-        if (!json[key].is_number_unsigned()) fail("{}: dev count '{}' must be a non-negative integer", where, key);
-        out = json[key].get<std::size_t>();
-    };
-    number("nll", m.nll);
-    count("nll_tokens", m.nll_tokens);
-    number("emotion_macro_f1", m.emotion_macro_f1);
-    count("emotion_sites", m.emotion_sites);
-    number("emotion_multilabel_f1", m.emotion_multilabel_f1);
-    count("emotion_multilabel_sites", m.emotion_multilabel_sites);
-    number("emotion_accuracy", m.emotion_accuracy);
-    number("strategy_accuracy", m.strategy_accuracy);
-    number("strategy_macro_f1", m.strategy_macro_f1);
-    count("strategy_sites", m.strategy_sites);
-    number("va_mse", m.va_mse);
-    number("va_mae", m.va_mae);
-    count("va_sites", m.va_sites);
-    number("safe_kl", m.safe_kl);
-    return m;
-}
-
 std::vector<TrialSpec> trial_specs(const TuneOptions& options) {
     const auto& settings = options.settings;
     const auto plan = plan_trials(settings);

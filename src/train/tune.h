@@ -142,9 +142,6 @@ double dev_objective(const DevMetrics& metrics);
 // charged the worst value of that term among them (see above); also returns the terms' names.
 std::vector<double> dev_objectives(std::span<const DevMetrics> trials, std::vector<std::string>* terms = nullptr);
 
-// DevMetrics from its to_json form (null -> NaN, missing -> default). Throws Error naming `where`.
-DevMetrics dev_metrics_from_json(const nlohmann::json& json, const std::string& where);
-
 // The trials run_tune runs, in order (for checks before the search: each spec's config() must be a
 // valid training recipe).
 std::vector<TrialSpec> trial_specs(const TuneOptions& options);
