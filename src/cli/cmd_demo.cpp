@@ -132,24 +132,14 @@ train::ChatDataset load_split(const std::string& path, const infer::LoadedModel&
     return dataset;
 }
 
-// One model on dev through the trainable decoder in evaluation mode. `adapters` null: a fresh
-// adapter, whose B = 0, so it computes exactly the base model. The teacher (null when the KL is
-// off) is the one dev teacher of the demo: it caches by dev index, so the second model reuses the
-// first one's teacher distributions.
-train::DevMetrics evaluate_on_dev(model::Decoder& base, const train::SftRecipe& recipe, const model::LoraAdapters* adapters,
-                                  const model::Heads* heads, train::SafetyTeacher* teacher,
-                                  std::span<const train::TokenizedExample> dev, std::int32_t pad_id) {
-    model::LoraAdapters copy(base.config(), recipe.adapter, base.weights().qk_interleaved);
-    if (adapters != nullptr) {
-        std::vector<float> values;
-        for (const auto& info : copy.tensors()) {
-            values.resize(static_cast<std::size_t>(info.rows * info.cols));
-            adapters->get_hf(info.name, values);
-            copy.set_hf(info.name, values);
-        }
-    }
-    model::TrainableDecoder trainer(base, copy, false, recipe.max_seq_len);
-    return train::evaluate_dev(trainer, heads, teacher, dev, static_cast<std::size_t>(recipe.max_seq_len), pad_id);
+// The base model on dev through the trainable decoder in evaluation mode, with a fresh adapter
+// (B = 0, so it computes exactly the base model). The teacher (null when the KL is off) is then
+// lent to the training loop, which reuses its cached distributions for the fine-tuned model.
+train::DevMetrics base_on_dev(model::Decoder& base, const train::SftRecipe& recipe, train::SafetyTeacher* teacher,
+                              std::span<const train::TokenizedExample> dev, std::int32_t pad_id) {
+    model::LoraAdapters fresh(base.config(), recipe.adapter, base.weights().qk_interleaved);
+    model::TrainableDecoder trainer(base, fresh, false, recipe.max_seq_len);
+    return train::evaluate_dev(trainer, nullptr, teacher, dev, static_cast<std::size_t>(recipe.max_seq_len), pad_id);
 }
 
 eval::EqBenchRow eqbench_row(const std::string& name, const eval::EqBench2Result& result) {
@@ -259,11 +249,11 @@ void run_demo(const DemoFlags& flags) {
         dev_teacher.emplace(model->decoder(), static_cast<float>(recipe.safety.temperature), recipe.safety.top_k);
     }
     const train::DevMetrics base_dev =
-        evaluate_on_dev(model->decoder(), recipe, nullptr, nullptr, dev_teacher ? &*dev_teacher : nullptr, dev, pad_id);
+        base_on_dev(model->decoder(), recipe, dev_teacher ? &*dev_teacher : nullptr, dev, pad_id);
     stages.end(fmt::format("NLL {:.4f}", base_dev.nll));
 
-    // With dev evaluations during training (the dev curve) the loop evaluates the last step too;
-    // without, the demo evaluates the trained adapter itself, reusing the base's dev teacher.
+    // The loop measures the trained model on dev after its last step (and every evaluation.every
+    // steps for the dev curve), reusing the base pass's teacher distributions.
     const bool curve = recipe.evaluation.every > 0;
     stages.begin("train", fmt::format("multi-objective SFT, {} steps of {} x {}-token rows{}", recipe.max_steps,
                                       recipe.micro_batch * recipe.grad_accumulation, recipe.max_seq_len,
@@ -272,25 +262,17 @@ void run_demo(const DemoFlags& flags) {
     sft.run_dir = run_dir;
     sft.base_model = model->path();
     sft.pad_id = pad_id;
-    if (curve) sft.dev = dev;
+    sft.dev = dev;
+    sft.dev_teacher = dev_teacher ? &*dev_teacher : nullptr;
     const train::SftResult result = train::run_sft(recipe, model->decoder(), train_set.examples, sft);
     if (!result.finished) fail("{}: training stopped before its last step", run_dir);
     stages.end(fmt::format("loss {:.4f} -> {:.4f}", result.losses.front(), result.losses.back()));
+    if (!result.final_dev) fail("{}: the training loop measured nothing on dev", run_dir);
+    const train::DevMetrics sft_dev = *result.final_dev;
+    stages.pass("SFT on dev", fmt::format("measured by the training loop after its last step: NLL {:.4f}", sft_dev.nll));
 
     // From here on one model with the trained adapter; the base is the same decoder with it detached.
     auto tuned = infer::LoadedModel::open(recipe.model, run_dir + "/adapter");
-    train::DevMetrics sft_dev;
-    if (result.final_dev) {
-        sft_dev = *result.final_dev;
-        stages.pass("SFT on dev", fmt::format("measured by the training loop after its last step: NLL {:.4f}", sft_dev.nll));
-    } else {
-        stages.begin("SFT on dev", "dev NLL, head metrics and safety KL of the fine-tuned model");
-        std::optional<model::Heads> heads;
-        if (train::any_head_active(recipe)) heads.emplace(model::read_heads(run_dir + "/adapter", model->decoder().config().hidden_size));
-        sft_dev = evaluate_on_dev(model->decoder(), recipe, tuned->decoder().adapter(), heads ? &*heads : nullptr,
-                                  dev_teacher ? &*dev_teacher : nullptr, dev, pad_id);
-        stages.end(fmt::format("NLL {:.4f}", sft_dev.nll));
-    }
     report.metrics = metric_rows(base_dev, sft_dev);
 
     if (questions_path) {

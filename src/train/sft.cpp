@@ -497,12 +497,24 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
                            teacher ? &*teacher : nullptr);
     MetricsLog metrics(metrics_path);
 
-    // The dev set, and a teacher of its own (a teacher caches by example index).
+    // The dev set, and a teacher of its own (a teacher caches by example index) unless the caller
+    // lends one that already knows this dev set.
     std::span<const TokenizedExample> dev = options.dev;
     if (recipe.evaluation.max_examples > 0 && dev.size() > static_cast<std::size_t>(recipe.evaluation.max_examples))
         dev = dev.first(static_cast<std::size_t>(recipe.evaluation.max_examples));
-    std::optional<SafetyTeacher> dev_teacher;
-    if (teacher && !dev.empty()) dev_teacher.emplace(base, teacher->temperature(), teacher->top_k());
+    std::optional<SafetyTeacher> own_dev_teacher;
+    SafetyTeacher* dev_teacher = nullptr;
+    if (teacher && !dev.empty()) {
+        if (options.dev_teacher != nullptr) {
+            if (options.dev_teacher->temperature() != teacher->temperature() || options.dev_teacher->top_k() != teacher->top_k())
+                fail("the dev teacher given (temperature {}, top_k {}) differs from the recipe's safety settings "
+                     "(temperature {}, top_k {})", options.dev_teacher->temperature(), options.dev_teacher->top_k(),
+                     teacher->temperature(), teacher->top_k());
+            dev_teacher = options.dev_teacher;
+        } else {
+            dev_teacher = &own_dev_teacher.emplace(base, teacher->temperature(), teacher->top_k());
+        }
+    }
 
     std::optional<Progress> progress;
     if (recipe.progress) {
@@ -535,7 +547,7 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     };
     const auto evaluate = [&](std::int64_t step) {
         const DevMetrics dev_metrics =
-            evaluate_dev(trainer, heads, dev_teacher ? &*dev_teacher : nullptr, dev,
+            evaluate_dev(trainer, heads, dev_teacher, dev,
                          static_cast<std::size_t>(recipe.max_seq_len), options.pad_id);
         const auto json = to_json(dev_metrics);
         metrics.write({{"step", step}, {"dev", json}});

@@ -58,6 +58,10 @@ struct SftOptions {
     // Dev examples (tokenized like the training ones; must outlive the call). Empty: no dev metrics.
     // recipe.evaluation.max_examples takes the first N.
     std::span<const TokenizedExample> dev;
+    // A safety teacher that has already served exactly this dev span (after max_examples), with the
+    // recipe's temperature and top_k: its cached distributions are reused for the dev KL instead of
+    // running the teacher again (it caches by dev index). Null: run_sft makes its own.
+    SafetyTeacher* dev_teacher = nullptr;
     // Called with each optimizer step's number (from 1) and mean loss; returning false stops the run
     // after that step's checkpoint (if due), without the final adapter. For tests and signals.
     std::function<bool(std::int64_t step, double loss)> on_step;

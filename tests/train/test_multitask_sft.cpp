@@ -20,6 +20,7 @@
 #include "model/heads.h"
 #include "train/checkpoint.h"
 #include "train/recipe.h"
+#include "train/safety_teacher.h"
 #include "train/sft.h"
 #include "tiny_sft_model.h"
 
@@ -28,7 +29,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::fresh_dir;
+using testing::options_for;
 using testing::tiny;
+using testing::tiny_recipe;
 
 // The rules "system prompt" the synthetic teacher reads before the conversation.
 constexpr std::int32_t kRules[] = {1, 2, 1};
@@ -81,18 +84,10 @@ std::vector<TokenizedExample> multitask_examples(int count, bool with_teacher) {
 }
 
 SftRecipe multitask_recipe() {
-    SftRecipe recipe;
-    recipe.adapter.rank = 4;
-    recipe.adapter.alpha = 8;
+    SftRecipe recipe = tiny_recipe();
     recipe.adapter.seed = 11;
     recipe.seed = 11;
-    recipe.max_seq_len = 48;
-    recipe.lr = 1e-2;
-    recipe.warmup_steps = 3;
-    recipe.max_steps = 30;
-    recipe.micro_batch = 1;
     recipe.grad_accumulation = 2;
-    recipe.progress = false;
     recipe.checkpoint_every = 10;
     recipe.keep_last = 1;
     recipe.objective = {1.0, 1.0, 1.0, 1.0, 1.0};
@@ -100,13 +95,6 @@ SftRecipe multitask_recipe() {
     recipe.safety.top_k = 8;
     recipe.resolved_yaml = "test: multitask\n";
     return recipe;
-}
-
-SftOptions options_for(const fs::path& dir) {
-    SftOptions options;
-    options.run_dir = dir.string();
-    options.base_model = "tiny-llama";
-    return options;
 }
 
 // Mean of a component over steps [begin, end) where it was computed.
@@ -300,6 +288,46 @@ TEST(MultitaskSft, InactiveKlNeverRunsTheTeacher) {
 // (its tokens, its other labels) leaves the step's emotion loss and the emotion head's update
 // bitwise unchanged (segment-masked attention and row-wise products make X's hidden states
 // independent of Y's values), and the step's emotion count is X's sites only.
+// A dev teacher lent by the caller (which has already served this dev set) gives the dev metrics
+// run_sft's own teacher gives, without computing anything new; one with other settings is refused.
+TEST(MultitaskSft, LentDevTeacherIsReused) {
+    const auto examples = multitask_examples(24, true);
+    const auto dev = multitask_examples(6, true);
+    auto recipe = multitask_recipe();
+    recipe.max_steps = 2;
+
+    auto options = options_for(fresh_dir("dev_own"));
+    options.dev = dev;
+    const auto own = run_sft(recipe, tiny(), examples, options);
+    ASSERT_TRUE(own.final_dev.has_value());
+
+    // The first run fills the lent teacher (proving it is the one used), the second only reads it.
+    SafetyTeacher lent(tiny(), static_cast<float>(recipe.safety.temperature), recipe.safety.top_k);
+    options.dev_teacher = &lent;
+    options.run_dir = fresh_dir("dev_lent").string();
+    const auto filled = run_sft(recipe, tiny(), examples, options);
+    ASSERT_TRUE(filled.final_dev.has_value());
+    EXPECT_EQ(to_json(*filled.final_dev), to_json(*own.final_dev));  // same distributions, same order
+    EXPECT_GT(lent.cached_examples(), 0u);  // (examples without reply tokens never ask the teacher)
+    const std::size_t cached = lent.cached_bytes();
+    options.run_dir = fresh_dir("dev_lent").string();
+    const auto reused = run_sft(recipe, tiny(), examples, options);
+    ASSERT_TRUE(reused.final_dev.has_value());
+    EXPECT_EQ(to_json(*reused.final_dev), to_json(*own.final_dev));
+    EXPECT_EQ(lent.cached_bytes(), cached);
+
+    SafetyTeacher other(tiny(), static_cast<float>(recipe.safety.temperature), recipe.safety.top_k + 1);
+    options.run_dir = fresh_dir("dev_other").string();
+    options.dev_teacher = &other;
+    try {
+        run_sft(recipe, tiny(), examples, options);
+        ADD_FAILURE() << "a dev teacher with another top_k was accepted";
+    } catch (const Error& error) {
+        EXPECT_NE(std::string(error.what()).find("top_k"), std::string::npos) << error.what();
+    }
+    for (const char* name : {"dev_own", "dev_lent", "dev_other"}) fs::remove_all(fresh_dir(name));
+}
+
 TEST(MultitaskSft, UnlabelledSitesContributeNothing) {
     auto recipe = multitask_recipe();
     recipe.max_steps = 1;

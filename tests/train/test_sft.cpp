@@ -29,8 +29,10 @@ namespace {
 namespace fs = std::filesystem;
 
 using testing::fresh_dir;
+using testing::options_for;
 using testing::Tiny;
 using testing::tiny;
+using testing::tiny_recipe;
 
 // Learnable synthetic "conversations": a prompt of 4 tokens, then a reply counting up by a
 // per-example stride (mod 90, ids 3..92); only the reply is a target, as in assistant-only SFT.
@@ -50,32 +52,6 @@ std::vector<TokenizedExample> synthetic_examples() {
         examples.push_back(std::move(example));
     }
     return examples;
-}
-
-SftRecipe tiny_recipe() {
-    SftRecipe recipe;
-    recipe.adapter.rank = 4;
-    recipe.adapter.alpha = 8;
-    recipe.adapter.seed = 7;
-    recipe.seed = 7;
-    recipe.max_seq_len = 48;
-    recipe.lr = 1e-2;
-    recipe.warmup_steps = 3;
-    recipe.max_steps = 30;
-    recipe.micro_batch = 1;
-    recipe.grad_accumulation = 1;
-    recipe.progress = false;
-    recipe.checkpoint_every = 5;
-    recipe.keep_last = 2;
-    recipe.resolved_yaml = "test: true\n";
-    return recipe;
-}
-
-SftOptions options_for(const fs::path& dir) {
-    SftOptions options;
-    options.run_dir = dir.string();
-    options.base_model = "tiny-llama";
-    return options;
 }
 
 TEST(Sft, LossFallsOnTinyModel) {
