@@ -1,11 +1,13 @@
-// kindred_bench_training MODEL [--threads N] [--rows R] [--seq T] [--steps S] [--rank K] [--checkpoint 0|1]:
+// kindred_bench_training MODEL [--threads N] [--rows R] [--seq T] [--steps S] [--rank K] [--checkpoint 0|1]
+//                        [--compute fp32|bf16]:
 // QLoRA training throughput of the trainable decoder, measured the way bench_training_torch.py
 // measures transformers + PEFT so that run.sh can print both side by side. One optimizer step is
 // R rows of T random token ids (every position trained on the next id), forward + backward of each
 // row (TrainableDecoder runs one row at a time), then gradient clipping and AdamW. One untimed
 // warm-up step, then S timed steps. Prints one JSON line: tokens/s (each step's, their mean and stddev),
 // the useful GFLOP/s they amount to (formula at flops_per_step), the process's CPU seconds per
-// step and its peak RSS.
+// step and its peak RSS. --compute is the precision of the frozen products (kernels/matmul.h;
+// bf16 falls back to fp32 on a CPU without AMX-BF16, and the JSON line says which ran).
 #include <sys/resource.h>
 
 #include <chrono>
@@ -77,13 +79,20 @@ double peak_rss_mb() {
 int run(int argc, char** argv) {
     if (argc < 2)
         kindred::fail("usage: kindred_bench_training MODEL [--threads N] [--rows R] [--seq T] [--steps S] [--rank K] "
-                      "[--checkpoint 0|1]");
+                      "[--checkpoint 0|1] [--compute fp32|bf16]");
     const std::string model_path = argv[1];
     int threads = 2;
     std::int64_t rows = 4, seq = 512, steps = 3, rank = 16, checkpoint = 0;
+    auto precision = kindred::kernels::Precision::F32;
     for (int i = 2; i < argc; i += 2) {
         const std::string flag = argv[i];
         if (i + 1 >= argc) kindred::fail("flag {} needs a value", flag);
+        if (flag == "--compute") {
+            const std::string name = argv[i + 1];
+            if (name != "fp32" && name != "bf16") kindred::fail("--compute must be fp32 or bf16, got {}", name);
+            precision = name == "bf16" ? kindred::kernels::Precision::BF16 : kindred::kernels::Precision::F32;
+            continue;
+        }
         const long long value = std::stoll(argv[i + 1]);
         if (flag == "--threads") threads = static_cast<int>(value);
         else if (flag == "--rows") rows = value;
@@ -103,7 +112,7 @@ int run(int argc, char** argv) {
     kindred::model::LoraConfig lora;  // alpha 32, no dropout, q,k,v,o,gate,up,down
     lora.rank = static_cast<int>(rank);
     kindred::model::LoraAdapters adapters(config, lora, base.weights().qk_interleaved);
-    kindred::model::TrainableDecoder trainer(base, adapters, checkpoint != 0, seq);
+    kindred::model::TrainableDecoder trainer(base, adapters, checkpoint != 0, seq, precision);
 
     // Random ids from a fixed seed: the values do not change the arithmetic.
     std::mt19937_64 rng(42);
@@ -156,6 +165,7 @@ int run(int argc, char** argv) {
                                  {"seq", seq},
                                  {"steps", steps},
                                  {"checkpoint", checkpoint != 0},
+                                 {"compute", kindred::kernels::precision_name(kindred::kernels::effective_precision(precision))},
                                  {"warmup_seconds", warmup_seconds},
                                  {"tokens_per_second", mean},
                                  {"stddev", stddev},

@@ -1,11 +1,15 @@
 """The PyTorch side of bench/training: transformers + PEFT LoRA training throughput on CPU torch.
 
 bench_training_torch.py MODEL.gguf [--threads N] [--rows R] [--seq T] [--steps S] [--rank K]
+                        [--compute fp32|bf16]
 
 Same step as kindred_bench_training: R rows of T random token ids (each position trained on the
 next id), forward + backward as one [R x T] batch, clip_grad_norm_(1.0), AdamW. LoRA r=K,
 alpha=2K, dropout 0, on q,k,v,o,gate,up,down. transformers dequantizes the GGUF, so torch runs
-fp32 weights where Kindred keeps the file's Q4_1. One untimed warm-up step, then S timed steps.
+fp32 weights where Kindred keeps the file's Q4_1. --compute bf16 runs forward and backward under
+torch.autocast("cpu", dtype=torch.bfloat16) (products in bf16 through oneDNN, on AMX where the
+CPU has it; weights, LoRA parameters and optimizer stay fp32), the counterpart of Kindred's
+bf16 compute; the loss is taken in fp32. One untimed warm-up step, then S timed steps.
 Prints one JSON line like the C++ side's (including the process's CPU seconds per step).
 """
 
@@ -25,6 +29,7 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--compute", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
 
     import torch
@@ -60,8 +65,9 @@ def main() -> None:
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        logits = model(input_ids=inputs).logits
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.compute == "bf16"):
+            logits = model(input_ids=inputs).logits
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -85,6 +91,7 @@ def main() -> None:
         "seq": args.seq,
         "steps": args.steps,
         "attn_implementation": model.config._attn_implementation,
+        "compute": args.compute,
         "torch": torch.__version__,
         "warmup_seconds": warmup,
         "tokens_per_second": statistics.mean(rates),

@@ -138,7 +138,7 @@ train::ChatDataset load_split(const std::string& path, const infer::LoadedModel&
 train::DevMetrics base_on_dev(model::Decoder& base, const train::SftRecipe& recipe, train::SafetyTeacher* teacher,
                               std::span<const train::TokenizedExample> dev, std::int32_t pad_id) {
     model::LoraAdapters fresh(base.config(), recipe.adapter, base.weights().qk_interleaved);
-    model::TrainableDecoder trainer(base, fresh, false, recipe.max_seq_len);
+    model::TrainableDecoder trainer(base, fresh, false, recipe.max_seq_len, recipe.compute);
     return train::evaluate_dev(trainer, nullptr, teacher, dev, static_cast<std::size_t>(recipe.max_seq_len), pad_id);
 }
 

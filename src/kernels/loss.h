@@ -30,12 +30,14 @@ struct CrossEntropyTotals {
 // fp32 storage read in place, or `dequantize(context, r0, r1, dst)` writes rows [r0, r1) into
 // dst[(r1 - r0) x dim] (called concurrently for disjoint ranges, so it must be thread-safe and
 // must not throw). rows/cols, when not -1, are checked against the loss's vocab/dim.
+// `precision` is the arithmetic of the losses' products against these rows (kernels/matmul.h).
 struct WeightRows {
     const float* f32 = nullptr;
     void (*dequantize)(const void* context, std::int64_t row_begin, std::int64_t row_end, float* dst) = nullptr;
     const void* context = nullptr;
     std::int64_t rows = -1;
     std::int64_t cols = -1;
+    Precision precision = Precision::F32;
 };
 
 // The rows of `w` (any dtype matmul_forward accepts). `w` is referenced, not copied: it must

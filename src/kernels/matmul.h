@@ -5,6 +5,12 @@
 // panels of weight rows into a per-thread fp32 scratch and multiply with OpenBLAS sgemm.
 // Weights are never dequantized whole. Work is split over core/thread_pool; OpenBLAS is pinned to
 // one thread per call so that it does not fight the pool for cores.
+// Products of many tokens take a Precision: F32 (the default) or BF16, QLoRA's compute dtype
+// (bnb_4bit_compute_dtype=bfloat16): activations and dequantized weights rounded to bfloat16,
+// products summed in fp32, on AMX tiles (kernels/cpu/bf16_gemm.h; measured 3.5x OpenBLAS sgemm's
+// GFLOP/s on one core of this machine's Sapphire Rapids). On a CPU without AMX-BF16, BF16
+// computes in fp32: rounding there would only lose precision. The decode mat-vec (fewer than 4
+// tokens), bound by reading weights rather than by arithmetic, is always fp32.
 // Backward passes (QLoRA: the base weights are frozen, so a quantized weight only passes the
 // gradient through to its input; fp32 matrices that are trained get a weight gradient) ADD into
 // their gradient buffers, as kernels/lora.h does; the caller zeroes them once per cycle.
@@ -16,6 +22,13 @@
 
 namespace kindred::kernels {
 
+enum class Precision { F32, BF16 };
+
+// What products asked to run in `precision` run in on this CPU (BF16 without AMX-BF16: F32).
+Precision effective_precision(Precision precision);
+// "fp32" or "bf16" (the recipe's spelling).
+const char* precision_name(Precision precision);
+
 // A [rows x cols] matrix stored row-major in `type`; a quantized row is cols / block_size blocks.
 struct Matrix {
     DType type = DType::F32;
@@ -26,13 +39,15 @@ struct Matrix {
 
 // y[tokens x w.rows] = x[tokens x w.cols] · wᵀ (+ bias[w.rows] when not null).
 // Throws Error when w.cols is not a whole number of blocks or the type cannot be dequantized.
-void matmul_forward(float* y, const float* x, const Matrix& w, const float* bias, std::int64_t tokens);
+void matmul_forward(float* y, const float* x, const Matrix& w, const float* bias, std::int64_t tokens,
+                    Precision precision = Precision::F32);
 
 // dx[tokens x w.cols] += dy[tokens x w.rows] · w, for every type matmul_forward accepts. Each
 // thread owns a range of dx columns (whole weight blocks) and walks panels of weight rows
 // restricted to those columns, dequantized into per-thread scratch, so no two threads write the
 // same dx element. Throws Error as matmul_forward does.
-void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int64_t tokens);
+void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int64_t tokens,
+                           Precision precision = Precision::F32);
 
 // For a trained fp32 weight [rows x cols] used as y = x · wᵀ + bias:
 // dw[rows x cols] += dyᵀ · x, dbias[rows] += Σ_t dy[t]; either pointer may be null.

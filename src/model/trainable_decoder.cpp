@@ -20,8 +20,9 @@ void zero(float* p, std::int64_t n) { std::fill(p, p + n, 0.0f); }
 }  // namespace
 
 TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, bool checkpoint_activations,
-                                   std::int64_t max_tokens)
-    : base_(base), adapters_(adapters), checkpoint_(checkpoint_activations), max_tokens_(max_tokens) {
+                                   std::int64_t max_tokens, kernels::Precision precision)
+    : base_(base), adapters_(adapters), checkpoint_(checkpoint_activations), max_tokens_(max_tokens),
+      precision_(precision) {
     const ModelConfig& c = base.config();
     if (max_tokens_ < 1) fail("trainable decoder: max_tokens must be positive, got {}", max_tokens_);
     if (adapters.layers() != c.num_layers)
@@ -40,6 +41,7 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
         fail("trainable decoder: the adapters were built for another model shape");
     eps_ = static_cast<float>(c.rms_norm_eps);
     output_rows_ = kernels::weight_rows(base.output());
+    output_rows_.precision = precision_;
 
     attention_.past = 0;
     attention_.heads = heads_;
@@ -237,7 +239,7 @@ void TrainableDecoder::backward_pass(const float* dhidden) {
 
 void TrainableDecoder::linear_forward(float* y, const float* x, const kernels::Matrix& w, const float* bias,
                                       std::int64_t l, LoraModule m, LayerActs& s, bool base) {
-    if (base) kernels::matmul_forward(y, x, w, bias, tokens_);
+    if (base) kernels::matmul_forward(y, x, w, bias, tokens_, precision_);
     if (!adapters_.targets(m)) return;
     const int mi = static_cast<int>(m);
     const std::int64_t in = adapters_.in_features(m);
@@ -254,7 +256,7 @@ void TrainableDecoder::linear_forward(float* y, const float* x, const kernels::M
 
 void TrainableDecoder::linear_backward(float* dx, const float* dy, const float* x, const kernels::Matrix& w,
                                        std::int64_t l, LoraModule m, const LayerActs& s) {
-    kernels::matmul_backward_input(dx, dy, w, tokens_);
+    kernels::matmul_backward_input(dx, dy, w, tokens_, precision_);
     if (!adapters_.targets(m)) return;
     const int mi = static_cast<int>(m);
     const std::int64_t in = adapters_.in_features(m);

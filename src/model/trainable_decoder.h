@@ -20,7 +20,10 @@
 // activation footprint.
 //
 // Frozen weights stay in their stored type: kernels/matmul.h dequantizes L2-sized panels of them
-// on the fly. (Keeping fp32 copies of all of SmolLM2's weights, 538 MB, and grouping q/k/v into
+// on the fly. Products against them (layers and the output projection of the losses) run in the
+// constructor's Precision: fp32, or bf16 as QLoRA computes (operands rounded to bfloat16, sums in
+// fp32; on AMX CPUs several times faster, see kernels/matmul.h). Adapters, their products,
+// attention, norms and gradients stay fp32 either way. (Keeping fp32 copies of all of SmolLM2's weights, 538 MB, and grouping q/k/v into
 // one product was measured: 2-5% faster frozen products on one thread, nothing per step on the
 // shared 2-core machine, where reading 4-byte weights costs memory bandwidth; not kept.)
 //
@@ -65,7 +68,8 @@ public:
     // `base` and `adapters` must outlive this object; adapters must have been built for base's
     // config and q/k layout. Throws Error when they do not fit or the model has unsupported features.
     TrainableDecoder(const Decoder& base, LoraAdapters& adapters, bool checkpoint_activations,
-                     std::int64_t max_tokens = default_max_tokens);
+                     std::int64_t max_tokens = default_max_tokens,
+                     kernels::Precision precision = kernels::Precision::F32);
 
     // Forward and backward over the batch. Returns the summed NLL over target positions (and their
     // count); ADDS loss_scale · d(sum)/d(adapter) into the adapters' gradients (pass 1/count for
@@ -92,6 +96,7 @@ public:
     std::span<const float> input_gradient() const { return {dx_, static_cast<std::size_t>(last_tokens_ * hidden_)}; }
 
     bool checkpointing() const { return checkpoint_; }
+    kernels::Precision precision() const { return precision_; }
     std::int64_t max_tokens() const { return max_tokens_; }
 
 private:
@@ -139,6 +144,7 @@ private:
     LoraAdapters& adapters_;
     bool checkpoint_;
     std::int64_t max_tokens_;
+    kernels::Precision precision_;
     std::int64_t hidden_, heads_, kv_heads_, head_dim_, q_dim_, kv_dim_, ff_, rank_, max_in_;
     float eps_;
     kernels::WeightRows output_rows_;

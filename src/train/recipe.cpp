@@ -38,6 +38,10 @@ SftRecipe read_sft_recipe(Config& config) {
     SftRecipe r;
     r.name = config.get<std::string>("name", "");
     r.model = config.get<std::string>("model.path", "default");
+    const auto compute = config.get<std::string>("model.compute_dtype", "bf16");
+    if (compute == "bf16") r.compute = kernels::Precision::BF16;
+    else if (compute == "fp32") r.compute = kernels::Precision::F32;
+    else config.fail_at("model.compute_dtype", "must be 'bf16' or 'fp32'");
 
     r.adapter.rank = static_cast<int>(positive(config, "adapter.rank", 16));
     r.adapter.alpha = config.get<double>("adapter.alpha", 32.0);

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "kernels/matmul.h"
 #include "model/lora_adapters.h"
 #include "train/schedule.h"
 
@@ -53,6 +54,9 @@ struct EvaluationRecipe {
 struct SftRecipe {
     std::string name;              // run folder name; empty: a UTC timestamp
     std::string model = "default";  // GGUF path or `default`
+    // Products against the frozen base (model.compute_dtype): bf16 as QLoRA computes (on AMX; a
+    // CPU without AMX-BF16 runs fp32, and the run says so), or fp32.
+    kernels::Precision compute = kernels::Precision::BF16;
     model::LoraConfig adapter;     // seed = data.seed
     std::string data_path;
     std::string dev_path;            // empty: no dev set

@@ -492,7 +492,7 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     packing.seed = recipe.seed;
     packing.pad_id = options.pad_id;
     Packer packer(examples, packing, position);
-    model::TrainableDecoder trainer(base, adapters, recipe.checkpoint_activations, recipe.max_seq_len);
+    model::TrainableDecoder trainer(base, adapters, recipe.checkpoint_activations, recipe.max_seq_len, recipe.compute);
     RowObjective objective(examples, base.config().hidden_size, base.config().vocab_size, heads,
                            teacher ? &*teacher : nullptr);
     MetricsLog metrics(metrics_path);
@@ -524,6 +524,10 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
         progress.emplace(recipe.max_steps, progress_options);
         if (resuming) progress->message(fmt::format("resuming {} at step {}", loaded.directory, start_step));
         for (const auto& rejected : loaded.rejected) progress->message("skipped checkpoint " + rejected);
+        if (kernels::effective_precision(recipe.compute) != recipe.compute)
+            progress->message(fmt::format("model.compute_dtype {}: this CPU has no AMX-BF16, computing in {}",
+                                          kernels::precision_name(recipe.compute),
+                                          kernels::precision_name(kernels::effective_precision(recipe.compute))));
     }
 
     SftResult result;

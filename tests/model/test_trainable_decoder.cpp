@@ -18,6 +18,7 @@
 #include "formats/gguf.h"
 #include "formats/model_config.h"
 #include "formats/safetensors.h"
+#include "kernels/matmul.h"
 #include "model/decoder.h"
 #include "model/lora_adapters.h"
 #include "model/trainable_decoder.h"
@@ -382,13 +383,14 @@ TEST(LoraAdapters, LayoutNamesAndHfPermutation) {
     EXPECT_EQ(back, hf);
 }
 
-// SmolLM2 tolerances. Kindred runs the Q4_1 weights dequantized on the fly; transformers the same
-// values dequantized to fp32, so only fp32 summation order differs (K up to 1536, 30 layers):
-// the inference goldens measure ~1e-4 absolute on logits of magnitude 10-30 (~1e-5 relative).
-// Measured here: loss 2.2e-6 relative, gradient norms 9.3e-5 relative, full gradients 7.2e-5 of
-// the tensor's largest entry, AdamW-step losses 2.9e-6 relative. Asserted with ~10x margin for
-// other BLAS kernels and CPUs: 5e-5, 1e-3, 1e-3 and 5e-5.
-TEST(SmolLm2Lora, LossGradientsAndAdamWMatchPeft) {
+// Bounds on Kindred's difference from the PEFT golden: loss (relative), each adapter gradient's
+// norm (relative), each full gradient (max error over the tensor's largest entry), and the losses
+// after each of the AdamW steps (relative).
+struct GoldenTolerances {
+    double loss, grad_norm, grad, adamw_loss;
+};
+
+void expect_smollm2_matches_peft(kernels::Precision precision, const GoldenTolerances& tolerance) {
     const json golden = read_golden("smollm2.json");
     const auto file = gguf::File::open(kindred::testing::default_model_path());
     const Decoder decoder = Decoder::from_gguf(file);
@@ -401,12 +403,13 @@ TEST(SmolLm2Lora, LossGradientsAndAdamWMatchPeft) {
         const double scale = info.is_b ? 0.05 : 1.0 / std::sqrt(static_cast<double>(info.cols));
         adapters.set_hf(info.name, formula_init(static_cast<std::int64_t>(i), info.rows * info.cols, scale));
     }
-    TrainableDecoder trainer(decoder, adapters, true, 64);
+    TrainableDecoder trainer(decoder, adapters, true, 64, precision);
+    const char* label = kernels::precision_name(precision);
     const TrainBatch batch = pack(golden["documents"]);
     const auto count = counted(batch);
     adapters.zero_grads();
     const double loss = trainer.forward_backward(batch, 1.0f / static_cast<float>(count)).loss / static_cast<double>(count);
-    EXPECT_NEAR(loss, golden["loss"].get<double>(), 5e-5 * golden["loss"].get<double>());
+    EXPECT_NEAR(loss, golden["loss"].get<double>(), tolerance.loss * golden["loss"].get<double>());
 
     double worst_norm = 0.0;
     for (const auto& [name, norm] : golden["grad_norms"].items()) {
@@ -417,7 +420,7 @@ TEST(SmolLm2Lora, LossGradientsAndAdamWMatchPeft) {
         for (float g : ours) sum += static_cast<double>(g) * g;
         const double error = std::fabs(std::sqrt(sum) - norm.get<double>()) / norm.get<double>();
         worst_norm = std::max(worst_norm, error);
-        EXPECT_LT(error, 1e-3) << name;
+        EXPECT_LT(error, tolerance.grad_norm) << name;
     }
     double worst_full = 0.0;
     for (const auto& [name, values] : golden["grads"].items()) {
@@ -426,10 +429,11 @@ TEST(SmolLm2Lora, LossGradientsAndAdamWMatchPeft) {
         adapters.get_hf(name, ours, true);
         const double error = relative_max_error(ours, expected);
         worst_full = std::max(worst_full, error);
-        EXPECT_LT(error, 1e-3) << name;
+        EXPECT_LT(error, tolerance.grad) << name;
     }
-    std::printf("smollm2: loss %.6f (golden %.6f), worst norm error %.3g, worst full-gradient error %.3g\n", loss,
-                golden["loss"].get<double>(), worst_norm, worst_full);
+    std::printf("smollm2 %s: loss %.6f (golden %.6f, %.3g relative), worst norm error %.3g, worst full-gradient error %.3g\n",
+                label, loss, golden["loss"].get<double>(), std::fabs(loss / golden["loss"].get<double>() - 1.0),
+                worst_norm, worst_full);
 
     const auto& adamw = golden["adamw"];
     kernels::AdamWConfig config;
@@ -443,11 +447,51 @@ TEST(SmolLm2Lora, LossGradientsAndAdamWMatchPeft) {
         const auto t = update ? trainer.forward_backward(batch, 1.0f / static_cast<float>(count)) : trainer.loss_only(batch);
         const double error = std::fabs(t.loss / static_cast<double>(count) - losses[step]) / losses[step];
         worst_step = std::max(worst_step, error);
-        EXPECT_LT(error, 5e-5) << "step " << step;
+        EXPECT_LT(error, tolerance.adamw_loss) << "step " << step;
         if (update) adapters.adamw_step(config, static_cast<std::int64_t>(step + 1));
     }
-    std::printf("smollm2: worst AdamW-step loss error %.3g relative\n", worst_step);
+    std::printf("smollm2 %s: worst AdamW-step loss error %.3g relative\n", label, worst_step);
 }
 
+// SmolLM2 tolerances. Kindred runs the Q4_1 weights dequantized on the fly; transformers the same
+// values dequantized to fp32, so only fp32 summation order differs (K up to 1536, 30 layers):
+// the inference goldens measure ~1e-4 absolute on logits of magnitude 10-30 (~1e-5 relative).
+// Measured here: loss 2.2e-6 relative, gradient norms 9.3e-5 relative, full gradients 7.2e-5 of
+// the tensor's largest entry, AdamW-step losses 2.9e-6 relative. Asserted with ~10x margin for
+// other BLAS kernels and CPUs: 5e-5, 1e-3, 1e-3 and 5e-5.
+TEST(SmolLm2Lora, LossGradientsAndAdamWMatchPeft) {
+    expect_smollm2_matches_peft(kernels::Precision::F32, {5e-5, 1e-3, 1e-3, 5e-5});
+}
+
+// bf16 compute (model.compute_dtype) rounds every frozen product's operands to 8 significant
+// bits, which no fp32 tolerance can hold. The yardstick is PyTorch's own bf16: the same PEFT run
+// under torch.autocast (smollm2_autocast_bf16.json) lands some distance from the fp32 golden, and
+// Kindred's bf16 must land no further, metric by metric. (Measured: Kindred loss 1.2e-3, gradient
+// norms 4.8e-2, full gradients 3.7e-2, AdamW losses 1.8e-3; PyTorch autocast 4.1e-3, 5.2e-2,
+// 4.5e-2, 6.0e-3.) Autocast also rounds the products' outputs, LoRA and attention to bf16, which
+// Kindred keeps in fp32.
+TEST(SmolLm2Lora, Bf16ComputeStaysAsNearFp32AsTorchAutocast) {
+    if (kernels::effective_precision(kernels::Precision::BF16) != kernels::Precision::BF16)
+        GTEST_SKIP() << "this CPU or build has no AMX-BF16";
+    const json fp32 = read_golden("smollm2.json");
+    const json torch_bf16 = read_golden("smollm2_autocast_bf16.json");
+    GoldenTolerances torch_error{};
+    torch_error.loss = std::fabs(torch_bf16["loss"].get<double>() / fp32["loss"].get<double>() - 1.0);
+    for (const auto& [name, norm] : fp32["grad_norms"].items())
+        torch_error.grad_norm = std::max(torch_error.grad_norm,
+                                         std::fabs(torch_bf16["grad_norms"][name].get<double>() / norm.get<double>() - 1.0));
+    for (const auto& [name, values] : fp32["grads"].items()) {
+        const auto theirs = torch_bf16["grads"][name].get<std::vector<double>>();
+        const std::vector<float> as_float(theirs.begin(), theirs.end());
+        torch_error.grad = std::max(torch_error.grad, relative_max_error(as_float, values.get<std::vector<double>>()));
+    }
+    const auto losses = fp32["adamw"]["losses"].get<std::vector<double>>();
+    const auto torch_losses = torch_bf16["adamw"]["losses"].get<std::vector<double>>();
+    for (std::size_t i = 0; i < losses.size(); ++i)
+        torch_error.adamw_loss = std::max(torch_error.adamw_loss, std::fabs(torch_losses[i] / losses[i] - 1.0));
+    std::printf("torch autocast bf16 vs fp32: loss %.3g, worst norm %.3g, worst full gradient %.3g, AdamW losses %.3g\n",
+                torch_error.loss, torch_error.grad_norm, torch_error.grad, torch_error.adamw_loss);
+    expect_smollm2_matches_peft(kernels::Precision::BF16, torch_error);
+}
 }  // namespace
 }  // namespace kindred::model

@@ -11,13 +11,16 @@ deterministic values (B non-zero, so that the gradients of A are not trivially z
   - the gradient of that loss w.r.t. every LoRA tensor (tiny: all in full; SmolLM2: a few in
     full, the Frobenius norm of every one),
   - the losses of 5 torch.optim.AdamW steps (weight decay on), before each step and after the last.
+For SmolLM2 the same record is also made under torch.autocast("cpu", bfloat16)
+(smollm2_autocast_bf16.json): how far PyTorch's own bf16 compute lands from its fp32 golden, the
+yardstick for Kindred's bf16 compute (model.compute_dtype).
 
 Init values: element i of tensor k (k counts layers outermost, modules in the order
 q,k,v,o,gate,up,down, A before B) is float32(scale * ((((i * 7919 + k * 104729 + 13) % 2001) - 1000) / 1000))
 with scale = 1/sqrt(in_features) for A and 0.05 for B, computed in float64 (C++ reproduces it
 exactly). The tiny goldens also store the values themselves.
 
-Usage: .venv/bin/python tools/goldens/lora_training.py [--tiny-only] [path/to/SmolLM2.gguf]
+Usage: .venv/bin/python tools/goldens/lora_training.py [--tiny-only | --autocast-only] [path/to/SmolLM2.gguf]
 """
 import json
 import math
@@ -70,20 +73,21 @@ def wrap(model, rank, alpha, layers):
     return model, tensors
 
 
-def batch_loss(model, documents):
+def batch_loss(model, documents, autocast=False):
     total, count = None, 0
     for doc in documents:
-        logits = model(input_ids=torch.tensor([doc["tokens"]])).logits[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            logits = model(input_ids=torch.tensor([doc["tokens"]])).logits[0]
         targets = torch.tensor(doc["targets"])
-        loss = F.cross_entropy(logits, targets, ignore_index=-100, reduction="sum")
+        loss = F.cross_entropy(logits.float(), targets, ignore_index=-100, reduction="sum")
         total = loss if total is None else total + loss
         count += int((targets != -100).sum())
     return total / count
 
 
-def run(model, tensors, documents, lr, weight_decay, full_grads):
+def run(model, tensors, documents, lr, weight_decay, full_grads, autocast=False):
     model.train()  # dropout is 0, so train mode computes what eval mode does
-    loss = batch_loss(model, documents)
+    loss = batch_loss(model, documents, autocast)
     loss.backward()
     grads = {name: t.grad.detach().clone() for name, t in tensors.items()}
     record = {
@@ -95,12 +99,12 @@ def run(model, tensors, documents, lr, weight_decay, full_grads):
     losses = []
     for _ in range(STEPS):
         optimizer.zero_grad()
-        loss = batch_loss(model, documents)
+        loss = batch_loss(model, documents, autocast)
         losses.append(loss.item())
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        losses.append(batch_loss(model, documents).item())
+        losses.append(batch_loss(model, documents, autocast).item())
     record["adamw"] = {"lr": lr, "weight_decay": weight_decay, "betas": [0.9, 0.999], "eps": 1e-8, "losses": losses}
     return record
 
@@ -127,7 +131,7 @@ def tiny(name):
     write(name.replace("-", "_") + ".json", record)
 
 
-def smollm2(gguf_path):
+def smollm2(gguf_path, autocast=False):
     directory, name = os.path.split(gguf_path)
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory, gguf_file=name)
     model = transformers.AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
@@ -137,9 +141,9 @@ def smollm2(gguf_path):
     documents = [document(tokenizer(t, add_special_tokens=False)["input_ids"], ignore_first=2 if i == 0 else 0)
                  for i, t in enumerate(texts)]
     full = [key(0, "q", "B"), key(0, "k", "A"), key(29, "k", "B"), key(15, "down", "A"), key(7, "o", "B")]
-    record = run(model, tensors, documents, lr=1e-3, weight_decay=0.1, full_grads=full)
+    record = run(model, tensors, documents, lr=1e-3, weight_decay=0.1, full_grads=full, autocast=autocast)
     record.update({"source": name, "rank": rank, "alpha": alpha, "documents": documents})
-    write("smollm2.json", record)
+    write("smollm2_autocast_bf16.json" if autocast else "smollm2.json", record)
 
 
 def write(relative, data):
@@ -155,11 +159,17 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     only_tiny = "--tiny-only" in sys.argv
-    sys.argv = [a for a in sys.argv if a != "--tiny-only"]
+    only_autocast = "--autocast-only" in sys.argv
+    sys.argv = [a for a in sys.argv if a not in ("--tiny-only", "--autocast-only")]
+    gguf = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_GGUF
+    if only_autocast:
+        smollm2(gguf, autocast=True)
+        return
     tiny("tiny-llama")
     tiny("tiny-qwen3")
     if not only_tiny:
-        smollm2(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_GGUF)
+        smollm2(gguf)
+        smollm2(gguf, autocast=True)
 
 
 if __name__ == "__main__":

@@ -177,7 +177,7 @@ double fused_topk_kl(float* dh, const float* h, const WeightRows& w, const TopKT
             });
         }
         stream.add_product(dh + b * dim, b, e, g, cn, wc, 1.0f);
-    });
+    }, /*with_gradient=*/true);
     return total;
 }
 

@@ -107,7 +107,7 @@ CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const f
             if (y >= v0 && y < v1) z[y - v0] -= coefficient;
         }
         stream.add_product(dhs.data() + b * dim, b, e, g, cn, wc, 1.0f);
-    });
+    }, /*with_gradient=*/true);
     for (std::int64_t i = 0; i < n; ++i) {
         float* out = dh + active[i] * dim;
         const float* in = dhs.data() + i * dim;

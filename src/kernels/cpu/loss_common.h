@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/loss.h"
@@ -82,7 +83,7 @@ inline void check_vocab_shape(const WeightRows& w, const FusedCrossEntropyShape&
 
 class VocabStream {
 public:
-    // Tokens per sgemm call: enough rows to amortise packing of the weight chunk.
+    // Tokens per product: enough rows to amortise packing of the weight chunk.
     static constexpr std::int64_t token_grain = 16;
 
     // rows: [n x shape.dim] row-major inputs, kept by reference. Each chunk's logits are
@@ -90,17 +91,29 @@ public:
     VocabStream(const float* rows, std::int64_t n, const WeightRows& w, const FusedCrossEntropyShape& shape,
                 float scale)
         : rows_(rows), n_(n), w_(w), dim_(shape.dim), vocab_(shape.vocab), chunk_(std::min(shape.chunk, shape.vocab)),
-          scale_(scale), logits_(static_cast<std::size_t>(n * chunk_)),
+          scale_(scale), bf16_(effective_precision(w.precision) == Precision::BF16),
+          logits_(static_cast<std::size_t>(n * chunk_)),
           dequantized_(w.f32 != nullptr ? 0 : static_cast<std::size_t>(chunk_ * shape.dim)) {
         pin_openblas_to_one_thread();
+        if (!bf16_) return;
+        // bf16: the rows are rounded (scale folded in) once; each chunk is packed as Wᵀ for the
+        // logits and, in gradient walks, as W for add_product (bf16_gemm.h's layouts).
+        rows_lda_ = bf16::round_up(dim_, bf16::block_k);
+        rows16_.assign(static_cast<std::size_t>((n_ + 2 * bf16::block_m) * rows_lda_), 0);
+        thread_pool().parallel_for(n_, token_grain, [&](std::int64_t b, std::int64_t e) {
+            bf16::round_rows(rows16_.data() + b * rows_lda_, rows_lda_, rows_ + b * dim_, dim_, e - b, dim_, scale_);
+        });
+        transposed_.resize(static_cast<std::size_t>(bf16::packed_elements(dim_, chunk_)));
+        plain_.resize(static_cast<std::size_t>(bf16::packed_elements(chunk_, dim_)));
     }
 
     // Calls per_block(b, e, z, v0, v1, wc) for every block [b, e) of rows and every vocabulary
     // chunk [v0, v1): z holds the block's logits over the chunk ([e − b x v1 − v0], row-major,
     // writable scratch) and wc the chunk's fp32 weight rows [v1 − v0 x dim]. Blocks of one chunk
-    // run concurrently; chunks run in order.
+    // run concurrently; chunks run in order. A walk whose per_block calls add_product must say so
+    // (with_gradient), so that bf16 chunks are also packed for it.
     template <typename F>
-    void run(F&& per_block) {
+    void run(F&& per_block, bool with_gradient = false) {
         auto& pool = thread_pool();
         for (std::int64_t v0 = 0; v0 < vocab_; v0 += chunk_) {
             const std::int64_t v1 = std::min(vocab_, v0 + chunk_), cn = v1 - v0;
@@ -109,34 +122,71 @@ public:
                 pool.parallel_for(cn, token_grain, [&](std::int64_t b, std::int64_t e) {
                     w_.dequantize(w_.context, v0 + b, v0 + e, dequantized_.data() + b * dim_);
                 });
+            if (bf16_) pack_chunk(wc, cn, with_gradient);
             pool.parallel_for(n_, token_grain, [&](std::int64_t b, std::int64_t e) {
                 float* z = logits_.data() + b * cn;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(e - b),
-                            static_cast<blasint>(cn), static_cast<blasint>(dim_), scale_, rows_ + b * dim_,
-                            static_cast<blasint>(dim_), wc, static_cast<blasint>(dim_), 0.0f, z,
-                            static_cast<blasint>(cn));
+                if (bf16_)
+                    bf16::gemm(z, cn, rows16_.data() + b * rows_lda_, rows_lda_, transposed_.data(), e - b, cn, dim_,
+                               false);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(e - b),
+                                static_cast<blasint>(cn), static_cast<blasint>(dim_), scale_, rows_ + b * dim_,
+                                static_cast<blasint>(dim_), wc, static_cast<blasint>(dim_), 0.0f, z,
+                                static_cast<blasint>(cn));
                 per_block(b, e, z, v0, v1, wc);
             });
         }
     }
 
-    // For use inside per_block: out[(e − b) x dim] += alpha · g[(e − b) x cn] · wc[cn x dim]
-    // (a block's share of an input gradient; out points at the block's first row).
+    // For use inside per_block of a walk with_gradient: out[(e − b) x dim] += alpha · g[(e − b) x cn] ·
+    // wc[cn x dim] (a block's share of an input gradient; out points at the block's first row).
     void add_product(float* out, std::int64_t b, std::int64_t e, const float* g, std::int64_t cn, const float* wc,
                      float alpha) const {
+        if (bf16_) {
+            const std::int64_t ldg = bf16::round_up(cn, bf16::block_k), rows = bf16::round_up(e - b, bf16::block_m);
+            thread_local std::vector<std::uint16_t> g16;
+            g16.resize(static_cast<std::size_t>(rows * ldg));
+            bf16::round_rows(g16.data(), ldg, g, cn, e - b, cn, alpha);
+            std::fill(g16.begin() + (e - b) * ldg, g16.end(), std::uint16_t{0});
+            bf16::gemm(out, dim_, g16.data(), ldg, plain_.data(), e - b, dim_, cn, true);
+            return;
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(e - b), static_cast<blasint>(dim_),
                     static_cast<blasint>(cn), alpha, g, static_cast<blasint>(cn), wc, static_cast<blasint>(dim_), 1.0f,
                     out, static_cast<blasint>(dim_));
     }
 
 private:
+    // Packs the chunk's fp32 rows wc [cn x dim] in parallel: as Wᵀ over blocks of 16 vocabulary
+    // rows, and (with_gradient) as W over blocks of 16 hidden columns.
+    void pack_chunk(const float* wc, std::int64_t cn, bool with_gradient) {
+        auto& pool = thread_pool();
+        const std::int64_t vocab_blocks = bf16::round_up(cn, bf16::block_n) / bf16::block_n;
+        pool.parallel_for(vocab_blocks, 4, [&](std::int64_t b, std::int64_t e) {
+            const std::int64_t r0 = b * bf16::block_n, r1 = std::min(cn, e * bf16::block_n);
+            bf16::pack_transposed(transposed_.data() + bf16::packed_offset(dim_, b), wc + r0 * dim_, dim_, r1 - r0,
+                                  dim_);
+        });
+        if (!with_gradient) return;
+        const std::int64_t dim_blocks = bf16::round_up(dim_, bf16::block_n) / bf16::block_n;
+        pool.parallel_for(dim_blocks, 4, [&](std::int64_t b, std::int64_t e) {
+            const std::int64_t c0 = b * bf16::block_n, c1 = std::min(dim_, e * bf16::block_n);
+            bf16::pack(plain_.data() + bf16::packed_offset(cn, b), wc + c0, dim_, cn, c1 - c0);
+        });
+    }
+
     const float* rows_;
     std::int64_t n_;
     const WeightRows& w_;
     std::int64_t dim_, vocab_, chunk_;
     float scale_;
+    bool bf16_;
     std::vector<float> logits_;
     std::vector<float> dequantized_;
+    std::int64_t rows_lda_ = 0;
+    std::vector<std::uint16_t> rows16_;      // bf16 rows, zero rows after
+    std::vector<std::uint16_t> transposed_;  // the chunk packed as Wᵀ
+    std::vector<std::uint16_t> plain_;       // the chunk packed as W (gradient walks)
 };
 
 }  // namespace kindred::kernels::cpu

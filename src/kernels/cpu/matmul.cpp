@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/dequantize.h"
@@ -58,6 +59,48 @@ float* scratch_floats(Scratch kind, std::int64_t n) {
     auto& buffer = buffers[static_cast<int>(kind)];
     if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
     return buffer.data();
+}
+
+// The bf16 counterparts: one buffer for a product's rounded activations (the calling thread's,
+// read by every thread of the product) and one per thread for its packed weight panel.
+enum class Bf16Scratch { Activations, Packed };
+
+std::uint16_t* scratch_bf16(Bf16Scratch kind, std::int64_t n) {
+    thread_local std::vector<std::uint16_t> buffers[2];
+    auto& buffer = buffers[static_cast<int>(kind)];
+    if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
+    return buffer.data();
+}
+
+bool use_bf16(Precision precision) { return effective_precision(precision) == Precision::BF16; }
+
+// x [tokens x cols] rounded to bf16 rows of stride round_up(cols, 32), in parallel, followed by
+// 32 zero rows: a product may read whole 16-row tiles from any row it starts at (see bf16_gemm.h).
+const std::uint16_t* rounded_activations(const float* x, std::int64_t tokens, std::int64_t cols) {
+    const std::int64_t lda = cpu::bf16::round_up(cols, cpu::bf16::block_k);
+    std::uint16_t* x16 = scratch_bf16(Bf16Scratch::Activations, (tokens + 2 * cpu::bf16::block_m) * lda);
+    thread_pool().parallel_for(tokens, 64, [&](std::int64_t b, std::int64_t e) {
+        cpu::bf16::round_rows(x16 + b * lda, lda, x + b * cols, cols, e - b, cols);
+    });
+    std::fill(x16 + tokens * lda, x16 + (tokens + 2 * cpu::bf16::block_m) * lda, std::uint16_t{0});
+    return x16;
+}
+
+// Rows [r0, r0 + n) of w as fp32 with row stride `stride`: in place for F32 weights, else
+// dequantized (columns [c0, c0 + width)) into the calling thread's scratch.
+const float* weight_panel(const Matrix& w, std::int64_t stride_bytes, std::int64_t r0, std::int64_t n, std::int64_t c0,
+                          std::int64_t width, std::int64_t& stride) {
+    const auto* base = static_cast<const std::uint8_t*>(w.data);
+    if (w.type == DType::F32) {
+        stride = w.cols;
+        return reinterpret_cast<const float*>(base + r0 * stride_bytes) + c0;
+    }
+    const auto column_offset = static_cast<std::int64_t>(row_bytes(w.type, static_cast<std::uint64_t>(c0)));
+    float* scratch = scratch_floats(Scratch::Rows, n * width);
+    for (std::int64_t r = 0; r < n; ++r)
+        dequantize_row(w.type, base + (r0 + r) * stride_bytes + column_offset, scratch + r * width, width);
+    stride = width;
+    return scratch;
 }
 
 #ifdef KINDRED_AVX2
@@ -220,50 +263,61 @@ void matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std:
 }
 
 // The panel path: each thread owns a contiguous range of output columns (weight rows), converts
-// them a panel at a time into fp32 and lets sgemm compute y[:, panel] = x · panelᵀ.
-void panel_matmul(float* y, const float* x, const Matrix& w, std::int64_t tokens, std::int64_t row_stride) {
+// them a panel at a time into fp32 and lets sgemm compute y[:, panel] = x · panelᵀ; in bf16, the
+// panel is packed into AMX tiles instead and multiplied with the once-rounded activations.
+void panel_matmul(float* y, const float* x, const Matrix& w, std::int64_t tokens, std::int64_t row_stride,
+                  bool bf16) {
     cpu::pin_openblas_to_one_thread();
-    const auto* base = static_cast<const std::uint8_t*>(w.data);
     const std::int64_t cols = w.cols;
+    const std::uint16_t* x16 = bf16 ? rounded_activations(x, tokens, cols) : nullptr;
+    const std::int64_t lda = cpu::bf16::round_up(cols, cpu::bf16::block_k);
     const std::int64_t panel_rows = std::max<std::int64_t>(16, (panel_floats / cols) / 16 * 16);
     thread_pool().parallel_for(w.rows, 16, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t r0 = begin; r0 < end; r0 += panel_rows) {
             const std::int64_t n = std::min(panel_rows, end - r0);
-            const float* panel;
-            if (w.type == DType::F32) {
-                panel = reinterpret_cast<const float*>(base + r0 * row_stride);
-            } else {
-                float* scratch = scratch_floats(Scratch::Rows, n * cols);
-                for (std::int64_t r = 0; r < n; ++r)
-                    dequantize_row(w.type, base + (r0 + r) * row_stride, scratch + r * cols, cols);
-                panel = scratch;
+            std::int64_t stride;
+            const float* panel = weight_panel(w, row_stride, r0, n, 0, cols, stride);
+            if (bf16) {
+                std::uint16_t* packed = scratch_bf16(Bf16Scratch::Packed, cpu::bf16::packed_elements(cols, n));
+                cpu::bf16::pack_transposed(packed, panel, stride, n, cols);
+                cpu::bf16::gemm(y + r0, w.rows, x16, lda, packed, tokens, n, cols, false);
+                continue;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(tokens),
                         static_cast<blasint>(n), static_cast<blasint>(cols), 1.0f, x, static_cast<blasint>(cols),
-                        panel, static_cast<blasint>(cols), 0.0f, y + r0, static_cast<blasint>(w.rows));
+                        panel, static_cast<blasint>(stride), 0.0f, y + r0, static_cast<blasint>(w.rows));
         }
     });
 }
 
 }  // namespace
 
-void matmul_forward(float* y, const float* x, const Matrix& w, const float* bias, std::int64_t tokens) {
+Precision effective_precision(Precision precision) {
+    return precision == Precision::BF16 && cpu::bf16::available() ? Precision::BF16 : Precision::F32;
+}
+
+const char* precision_name(Precision precision) { return precision == Precision::BF16 ? "bf16" : "fp32"; }
+
+void matmul_forward(float* y, const float* x, const Matrix& w, const float* bias, std::int64_t tokens,
+                    Precision precision) {
     const std::int64_t stride = checked_row_bytes(w);
     if (tokens <= 0 || w.rows == 0) return;
     if (tokens < panel_min_tokens)
         matvec(y, x, w, tokens, stride);
     else
-        panel_matmul(y, x, w, tokens, stride);
+        panel_matmul(y, x, w, tokens, stride, use_bf16(precision));
     if (bias != nullptr)
         for (std::int64_t t = 0; t < tokens; ++t)
             for (std::int64_t r = 0; r < w.rows; ++r) y[t * w.rows + r] += bias[r];
 }
 
-void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int64_t tokens) {
+void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int64_t tokens, Precision precision) {
     const std::int64_t stride = checked_row_bytes(w);
     if (tokens <= 0 || w.rows == 0) return;
     cpu::pin_openblas_to_one_thread();
-    const auto* base = static_cast<const std::uint8_t*>(w.data);
+    const bool bf16 = use_bf16(precision);
+    const std::uint16_t* dy16 = bf16 ? rounded_activations(dy, tokens, w.rows) : nullptr;
+    const std::int64_t lda = cpu::bf16::round_up(w.rows, cpu::bf16::block_k);
     const std::int64_t cols = w.cols, block = dtype_info(w.type).block_size;
     // Work items are (token block, column chunk) pairs. Column chunks are whole weight blocks, as
     // wide as one chunk per thread allows (sgemm is most efficient on wide outputs) but at least
@@ -282,21 +336,20 @@ void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int
             const std::int64_t t0 = (item / chunks) * block_tokens, c0 = (item % chunks) * grain;
             const std::int64_t rows_t = std::min(block_tokens, tokens - t0), width = std::min(grain, cols - c0);
             if (rows_t <= 0) continue;
-            const std::int64_t panel_rows = std::max<std::int64_t>(16, panel_floats / width);
-            const auto column_offset = static_cast<std::int64_t>(row_bytes(w.type, static_cast<std::uint64_t>(c0)));
+            // bf16 panels start at multiples of 32 weight rows, so that the 32-wide blocks of dy's
+            // columns they read end inside its zero-padded row tails (bf16_gemm.h).
+            const std::int64_t panel_rows = bf16 ? std::max<std::int64_t>(32, panel_floats / width / 32 * 32)
+                                                 : std::max<std::int64_t>(16, panel_floats / width);
             for (std::int64_t r0 = 0; r0 < w.rows; r0 += panel_rows) {
                 const std::int64_t n = std::min(panel_rows, w.rows - r0);
-                const float* panel;
                 std::int64_t panel_stride;
-                if (w.type == DType::F32) {
-                    panel = reinterpret_cast<const float*>(base + r0 * stride) + c0;
-                    panel_stride = cols;
-                } else {
-                    float* scratch = scratch_floats(Scratch::Rows, n * width);
-                    for (std::int64_t r = 0; r < n; ++r)
-                        dequantize_row(w.type, base + (r0 + r) * stride + column_offset, scratch + r * width, width);
-                    panel = scratch;
-                    panel_stride = width;
+                const float* panel = weight_panel(w, stride, r0, n, c0, width, panel_stride);
+                if (bf16) {
+                    std::uint16_t* packed = scratch_bf16(Bf16Scratch::Packed, cpu::bf16::packed_elements(n, width));
+                    cpu::bf16::pack(packed, panel, panel_stride, n, width);
+                    cpu::bf16::gemm(dx + t0 * cols + c0, cols, dy16 + t0 * lda + r0, lda, packed, rows_t, width, n,
+                                    true);
+                    continue;
                 }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(rows_t),
                             static_cast<blasint>(width), static_cast<blasint>(n), 1.0f, dy + t0 * w.rows + r0,

@@ -1,0 +1,267 @@
+// kernels/cpu/bf16_gemm.cpp — see bf16_gemm.h. C is computed in 32 x 32 blocks of four
+// accumulator tiles (tmm0-3) from two A tiles (tmm4-5) and two B tiles (tmm6-7), walking C in
+// chunks of 128 rows so that a chunk of A stays in L2 while every column block passes over it and
+// a column block's B tiles stay in L1 while the chunk's row blocks pass under them. Whole blocks
+// load and store their tiles in C itself; blocks on C's ragged edges go through a padded scratch.
+#include "kernels/cpu/bf16_gemm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "core/error.h"
+
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__linux__)
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define KINDRED_AMX 1
+#endif
+
+namespace kindred::kernels::cpu::bf16 {
+namespace {
+
+void require_amx(const char* op) {
+    if (!available()) fail("bf16 {}: this CPU or build has no AMX-BF16", op);
+}
+
+#ifdef KINDRED_AMX
+constexpr std::int64_t tile_elements = block_k * block_n;  // bf16 values per packed tile
+
+// Linux grants AMX tile data only to processes that ask (XFEATURE_XTILEDATA).
+bool request_amx_permission() {
+    constexpr long arch_req_xcomp_perm = 0x1023;
+    constexpr long xfeature_xtiledata = 18;
+    return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+}
+
+struct alignas(64) TileConfig {
+    std::uint8_t palette = 1;
+    std::uint8_t start_row = 0;
+    std::uint8_t reserved[14] = {};
+    std::uint16_t bytes_per_row[16] = {};
+    std::uint8_t rows[16] = {};
+};
+
+// Every tile 16 rows x 64 bytes: C tiles 16 x 16 fp32, A tiles 16 x 32 bf16, B tiles 16 pairs x 16.
+void configure_tiles() {
+    TileConfig config;
+    for (int t = 0; t < 8; ++t) {
+        config.bytes_per_row[t] = 64;
+        config.rows[t] = 16;
+    }
+    _tile_loadconfig(&config);
+}
+
+// MT x NT tiles of C (MT row blocks of A from `a`, NT column blocks of B from `b`), read from
+// (when accumulate) and written to c with row stride ldc.
+template <int MT, int NT>
+void amx_block(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* b,
+               std::int64_t k_blocks, bool accumulate) {
+    const auto a_stride = static_cast<long>(lda * 2), c_stride = static_cast<long>(ldc * 4);
+    const std::uint16_t* b1 = b + k_blocks * tile_elements;
+    float* c1 = c + block_n;
+    float* c2 = c + block_m * ldc;
+    float* c3 = c2 + block_n;
+    if (accumulate) {
+        _tile_loadd(0, c, c_stride);
+        if constexpr (NT > 1) _tile_loadd(1, c1, c_stride);
+        if constexpr (MT > 1) _tile_loadd(2, c2, c_stride);
+        if constexpr (MT > 1 && NT > 1) _tile_loadd(3, c3, c_stride);
+    } else {
+        _tile_zero(0);
+        if constexpr (NT > 1) _tile_zero(1);
+        if constexpr (MT > 1) _tile_zero(2);
+        if constexpr (MT > 1 && NT > 1) _tile_zero(3);
+    }
+    for (std::int64_t kb = 0; kb < k_blocks; ++kb) {
+        _tile_loadd(4, a + kb * block_k, a_stride);
+        if constexpr (MT > 1) _tile_loadd(5, a + block_m * lda + kb * block_k, a_stride);
+        _tile_loadd(6, b + kb * tile_elements, 64);
+        if constexpr (NT > 1) _tile_loadd(7, b1 + kb * tile_elements, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        if constexpr (NT > 1) _tile_dpbf16ps(1, 4, 7);
+        if constexpr (MT > 1) _tile_dpbf16ps(2, 5, 6);
+        if constexpr (MT > 1 && NT > 1) _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, c, c_stride);
+    if constexpr (NT > 1) _tile_stored(1, c1, c_stride);
+    if constexpr (MT > 1) _tile_stored(2, c2, c_stride);
+    if constexpr (MT > 1 && NT > 1) _tile_stored(3, c3, c_stride);
+}
+
+template <int MT, int NT>
+void edge_block(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* b,
+                std::int64_t k_blocks, bool accumulate, std::int64_t rows, std::int64_t cols) {
+    constexpr std::int64_t width = 2 * block_n;
+    alignas(64) float scratch[2 * block_m * width] = {};
+    if (accumulate)
+        for (std::int64_t i = 0; i < rows; ++i) std::memcpy(scratch + i * width, c + i * ldc, cols * sizeof(float));
+    amx_block<MT, NT>(scratch, width, a, lda, b, k_blocks, accumulate);
+    for (std::int64_t i = 0; i < rows; ++i) std::memcpy(c + i * ldc, scratch + i * width, cols * sizeof(float));
+}
+
+template <int MT, int NT>
+void any_block(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* b,
+               std::int64_t k_blocks, bool accumulate, std::int64_t rows, std::int64_t cols) {
+    if (rows == MT * block_m && cols == NT * block_n)
+        amx_block<MT, NT>(c, ldc, a, lda, b, k_blocks, accumulate);
+    else
+        edge_block<MT, NT>(c, ldc, a, lda, b, k_blocks, accumulate, rows, cols);
+}
+
+// Rows of C per chunk: 128 rows of A (K = 1536: 384 KiB of bf16) stay in L2 across column blocks.
+constexpr std::int64_t chunk_rows = 128;
+
+// GCC 12 warns inside its own unpack intrinsics, which pass _mm512_undefined_epi32() as the
+// unused merge source (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// A 16 x 16 matrix of 32-bit words, one row per register, transposed in place (four rounds of
+// shuffles: words within 128-bit lanes, then lanes).
+void transpose_16x16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    // Now u[4i + c], lane L, holds column 4L + c of rows 4i..4i+3.
+    __m512i u[16];
+    for (int i = 0; i < 4; ++i) {
+        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int c = 0; c < 4; ++c) {
+        const __m512i low0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44);
+        const __m512i high0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xee);
+        const __m512i low1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+        const __m512i high1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xee);
+        r[c] = _mm512_shuffle_i32x4(low0, low1, 0x88);
+        r[4 + c] = _mm512_shuffle_i32x4(low0, low1, 0xdd);
+        r[8 + c] = _mm512_shuffle_i32x4(high0, high1, 0x88);
+        r[12 + c] = _mm512_shuffle_i32x4(high0, high1, 0xdd);
+    }
+}
+#pragma GCC diagnostic pop
+
+// The first `count` (0..16) floats at p, zeros after.
+inline __m512 load_first(const float* p, std::int64_t count) {
+    if (count >= 16) return _mm512_loadu_ps(p);
+    if (count <= 0) return _mm512_setzero_ps();
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1), p);
+}
+#endif
+
+}  // namespace
+
+bool available() {
+#ifdef KINDRED_AMX
+    static std::once_flag once;
+    static bool granted = false;
+    std::call_once(once, [] { granted = __builtin_cpu_supports("amx-bf16") && request_amx_permission(); });
+    return granted;
+#else
+    return false;
+#endif
+}
+
+void round_rows(std::uint16_t* dst, std::int64_t ldd, const float* src, std::int64_t lds, std::int64_t rows,
+                std::int64_t cols, float scale) {
+    require_amx("round_rows");
+#ifdef KINDRED_AMX
+    const std::int64_t padded = round_up(cols, block_k);
+    const __m512 factor = _mm512_set1_ps(scale);
+    for (std::int64_t r = 0; r < rows; ++r) {
+        std::uint16_t* out = dst + r * ldd;
+        const float* in = src + r * lds;
+        for (std::int64_t c = 0; c < padded; c += 32) {
+            const __m512 low = _mm512_mul_ps(factor, load_first(in + c, cols - c));
+            const __m512 high = _mm512_mul_ps(factor, load_first(in + c + 16, cols - c - 16));
+            _mm512_storeu_si512(out + c, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(high, low)));
+        }
+    }
+#endif
+}
+
+void pack_transposed(std::uint16_t* packed, const float* w, std::int64_t ldw, std::int64_t n, std::int64_t k) {
+    require_amx("pack_transposed");
+#ifdef KINDRED_AMX
+    // Sixteen rows of w (columns of B) at a time: each row's 32 values of a tile become 16 pair
+    // words; transposed, word row p is tile row p.
+    const std::int64_t k_blocks = round_up(k, block_k) / block_k;
+    for (std::int64_t j0 = 0; j0 < n; j0 += block_n) {
+        std::uint16_t* out = packed + packed_offset(k, j0 / block_n);
+        for (std::int64_t kb = 0; kb < k_blocks; ++kb) {
+            __m512i words[16];
+            const std::int64_t k0 = kb * block_k;
+            for (std::int64_t j = 0; j < block_n; ++j) {
+                if (j0 + j >= n) {
+                    words[j] = _mm512_setzero_si512();
+                    continue;
+                }
+                const float* row = w + (j0 + j) * ldw + k0;
+                words[j] = reinterpret_cast<__m512i>(
+                    _mm512_cvtne2ps_pbh(load_first(row + 16, k - k0 - 16), load_first(row, k - k0)));
+            }
+            transpose_16x16(words);
+            for (int p = 0; p < 16; ++p) _mm512_storeu_si512(out + kb * tile_elements + p * 2 * block_n, words[p]);
+        }
+    }
+#endif
+}
+
+void pack(std::uint16_t* packed, const float* w, std::int64_t ldw, std::int64_t k, std::int64_t n) {
+    require_amx("pack");
+#ifdef KINDRED_AMX
+    // Rows 2p and 2p + 1 of w interleave into row p of a tile.
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
+                                                22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const std::int64_t padded_k = round_up(k, block_k);
+    for (std::int64_t j = 0; j < n; j += block_n) {
+        std::uint16_t* out = packed + packed_offset(k, j / block_n);
+        for (std::int64_t kk = 0; kk < padded_k; kk += 2) {
+            const __m512 even = kk < k ? load_first(w + kk * ldw + j, n - j) : _mm512_setzero_ps();
+            const __m512 odd = kk + 1 < k ? load_first(w + (kk + 1) * ldw + j, n - j) : _mm512_setzero_ps();
+            const auto both = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(odd, even));
+            _mm512_storeu_si512(out + kk / block_k * tile_elements + kk % block_k / 2 * (2 * block_n),
+                                _mm512_permutexvar_epi16(interleave, both));
+        }
+    }
+#endif
+}
+
+void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* packed,
+          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate) {
+    require_amx("gemm");
+    if (m <= 0 || n <= 0) return;
+#ifdef KINDRED_AMX
+    const std::int64_t k_blocks = round_up(k, block_k) / block_k, n_blocks = round_up(n, block_n) / block_n;
+    configure_tiles();
+    for (std::int64_t i0 = 0; i0 < m; i0 += chunk_rows) {
+        const std::int64_t i1 = std::min(m, i0 + chunk_rows);
+        for (std::int64_t nb = 0; nb < n_blocks; nb += 2) {
+            const std::uint16_t* b = packed + packed_offset(k, nb);
+            const std::int64_t cols = std::min(2 * block_n, n - nb * block_n);
+            for (std::int64_t i = i0; i < i1; i += 2 * block_m) {
+                const std::int64_t rows = std::min(2 * block_m, i1 - i);
+                float* ci = c + i * ldc + nb * block_n;
+                const std::uint16_t* ai = a + i * lda;
+                const bool m_pair = rows > block_m, n_pair = cols > block_n;
+                if (m_pair && n_pair)
+                    any_block<2, 2>(ci, ldc, ai, lda, b, k_blocks, accumulate, rows, cols);
+                else if (m_pair)
+                    any_block<2, 1>(ci, ldc, ai, lda, b, k_blocks, accumulate, rows, cols);
+                else if (n_pair)
+                    any_block<1, 2>(ci, ldc, ai, lda, b, k_blocks, accumulate, rows, cols);
+                else
+                    any_block<1, 1>(ci, ldc, ai, lda, b, k_blocks, accumulate, rows, cols);
+            }
+        }
+    }
+    _tile_release();
+#endif
+}
+
+}  // namespace kindred::kernels::cpu::bf16
