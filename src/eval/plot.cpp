@@ -196,15 +196,30 @@ std::string line_chart_svg(const std::vector<PlotSeries>& series, const PlotOpti
 
     const double width = options.width, height = options.height;
     const double font = 12.0;
-    const bool has_legend = std::any_of(series.begin(), series.end(), [](const PlotSeries& s) { return !s.name.empty(); });
-    const double top = (options.title.empty() ? 16.0 : 44.0) + (has_legend ? 22.0 : 0.0);
-    const double bottom = height - (options.x_label.empty() ? 30.0 : 50.0);
-
     const AxisTicks y_ticks = options.log_y ? log_ticks(y_lo, y_hi, 5) : linear_ticks(y_lo, y_hi, 5);
     std::size_t label_chars = 1;
     for (const auto& label : y_ticks.labels) label_chars = std::max(label_chars, label.size());
     const double left = (options.y_label.empty() ? 14.0 : 34.0) + static_cast<double>(label_chars) * font * kCharWidth + 8.0;
     const double right = width - 20.0;
+
+    // The legend: named series in rows between the title and the plot, so it never covers data;
+    // an entry that does not fit on the current row starts the next one.
+    constexpr double legend_row_height = 22.0;
+    const auto entry_width = [&](const PlotSeries& s) { return 26.0 + static_cast<double>(s.name.size()) * font * kCharWidth + 14.0; };
+    std::vector<std::vector<std::size_t>> legend_rows;
+    double row_width = 0.0;
+    for (std::size_t s = 0; s < series.size(); ++s) {
+        if (series[s].name.empty()) continue;
+        if (legend_rows.empty() || (row_width + entry_width(series[s]) > right - left && !legend_rows.back().empty())) {
+            legend_rows.emplace_back();
+            row_width = 0.0;
+        }
+        legend_rows.back().push_back(s);
+        row_width += entry_width(series[s]);
+    }
+    const double legend_top = options.title.empty() ? 16.0 : 44.0;
+    const double top = legend_top + legend_row_height * static_cast<double>(legend_rows.size());
+    const double bottom = height - (options.x_label.empty() ? 30.0 : 50.0);
     const AxisTicks x_ticks = linear_ticks(x_lo, x_hi, std::clamp(static_cast<int>((right - left) / 90.0), 2, 10));
 
     const auto fy = [&](double y) { return options.log_y ? std::log10(y) : y; };
@@ -277,19 +292,13 @@ std::string line_chart_svg(const std::vector<PlotSeries>& series, const PlotOpti
     }
     svg += "</g>\n";
 
-    if (has_legend) {
-        // Right-aligned row between the title and the plot, so it never covers data.
-        const auto entry_width = [&](const PlotSeries& s) { return 26.0 + static_cast<double>(s.name.size()) * font * kCharWidth + 14.0; };
-        std::vector<std::size_t> shown;
-        double total = 0.0;
-        for (std::size_t s = 0; s < series.size(); ++s) {
-            if (series[s].name.empty()) continue;
-            shown.push_back(s);
-            total += entry_width(series[s]);
-        }
-        double x = std::max(left, right - total);
-        const double y = top - 14.0;
-        for (const std::size_t s : shown) {
+    for (std::size_t row = 0; row < legend_rows.size(); ++row) {
+        // Each row right-aligned to the plot.
+        double row_total = 0.0;
+        for (const std::size_t s : legend_rows[row]) row_total += entry_width(series[s]);
+        double x = std::max(left, right - row_total);
+        const double y = legend_top + legend_row_height * static_cast<double>(row) + 8.0;
+        for (const std::size_t s : legend_rows[row]) {
             const char* color = kColors[s % kColors.size()];
             svg += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"3\" stroke-linecap=\"round\"/>\n", x,
                                y, x + 18.0, y, color);

@@ -5,6 +5,9 @@
 #include <cmath>
 #include <limits>
 #include <regex>
+#include <set>
+
+#include <fmt/format.h>
 
 #include "core/error.h"
 #include "eval/plot.h"
@@ -102,6 +105,31 @@ TEST(Plot, ChartIsWellFormed) {
     EXPECT_NE(svg.find(">eval</text>"), std::string::npos);
     options.log_y = true;
     EXPECT_EQ(svg_problem(line_chart_svg({train, eval}, options)), "");
+}
+
+// Many named series wrap the legend onto further rows instead of running off the right edge
+// (dev.svg draws a dozen metrics): every entry's text ends inside the chart, and the rows sit
+// above the plot area.
+TEST(Plot, LongLegendWrapsInsideTheChart) {
+    std::vector<PlotSeries> series;
+    for (int i = 0; i < 9; ++i) {
+        PlotSeries s{fmt::format("dev metric number {}", i), {0, 1, 2}, {1.0 + i, 2.0 + i, 1.5 + i}, false};
+        series.push_back(s);
+    }
+    PlotOptions options{"Dev metrics", "step", "value", false, 0.6, 600, 400};
+    const std::string svg = line_chart_svg(series, options);
+    EXPECT_EQ(svg_problem(svg), "");
+    const std::regex entry(R"re(<text x="([0-9.]+)" y="([0-9.]+)" dominant-baseline="middle" fill="#333333">(dev metric number \d)</text>)re");
+    std::set<double> rows;
+    int entries = 0;
+    for (auto it = std::sregex_iterator(svg.begin(), svg.end(), entry); it != std::sregex_iterator(); ++it, ++entries) {
+        const double x = std::stod((*it)[1]);
+        const double text_end = x + static_cast<double>((*it)[3].length()) * 12.0 * 0.58;
+        EXPECT_LE(text_end, 600.0) << (*it)[3];
+        rows.insert(std::stod((*it)[2]));
+    }
+    EXPECT_EQ(entries, 9);
+    EXPECT_GE(rows.size(), 3u);  // ~190 px per entry, ~540 px per row
 }
 
 TEST(Plot, NonFinitePointsAreSkippedNotZero) {
