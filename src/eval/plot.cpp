@@ -11,6 +11,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "eval/markup.h"
 
 namespace kindred::eval {
 namespace {
@@ -21,22 +22,6 @@ constexpr std::array<const char*, 10> kColors = {"#4e79a7", "#f28e2b", "#e15759"
 constexpr const char* kFont = "Helvetica, Arial, 'DejaVu Sans', sans-serif";
 constexpr double kCharWidth = 0.58;  // average glyph width per font-size unit of the fonts above
 
-std::string escape(std::string_view text) {
-    std::string out;
-    for (const char c : text) {
-        switch (c) {
-            case '&': out += "&amp;"; break;
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '"': out += "&quot;"; break;
-            case '\'': out += "&apos;"; break;
-            default:
-                // Control characters are not allowed in XML 1.0 text.
-                if (static_cast<unsigned char>(c) >= 0x20 || c == '\t' || c == '\n') out += c;
-        }
-    }
-    return out;
-}
 
 // The 1, 2 or 5 times a power of ten nearest above `raw`.
 double nice_step(double raw) {
@@ -233,7 +218,7 @@ std::string line_chart_svg(const std::vector<PlotSeries>& series, const PlotOpti
         options.width, options.height, kFont, font);
     if (!options.title.empty()) {
         svg += fmt::format("<text x=\"{:.1f}\" y=\"26\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"600\" fill=\"#222222\">{}</text>\n",
-                           (left + right) / 2.0, escape(options.title));
+                           (left + right) / 2.0, escape_markup(options.title));
     }
 
     // Grid and tick labels; the grid is drawn first so data lines cover it.
@@ -243,23 +228,23 @@ std::string line_chart_svg(const std::vector<PlotSeries>& series, const PlotOpti
     svg += "</g>\n<g fill=\"#555555\">\n";
     for (std::size_t i = 0; i < y_ticks.values.size(); ++i) {
         svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\" dominant-baseline=\"middle\">{}</text>\n", left - 6.0,
-                           py(y_ticks.values[i]), escape(y_ticks.labels[i]));
+                           py(y_ticks.values[i]), escape_markup(y_ticks.labels[i]));
     }
     for (std::size_t i = 0; i < x_ticks.values.size(); ++i) {
         svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", px(x_ticks.values[i]), bottom + 18.0,
-                           escape(x_ticks.labels[i]));
+                           escape_markup(x_ticks.labels[i]));
     }
     svg += "</g>\n";
     svg += fmt::format("<path d=\"M{:.1f} {:.1f}V{:.1f}H{:.1f}\" fill=\"none\" stroke=\"#666666\" stroke-width=\"1\"/>\n", left, top, bottom, right);
     if (!options.x_label.empty()) {
         svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-size=\"13\" fill=\"#333333\">{}</text>\n",
-                           (left + right) / 2.0, height - 12.0, escape(options.x_label));
+                           (left + right) / 2.0, height - 12.0, escape_markup(options.x_label));
     }
     if (!options.y_label.empty()) {
         const double cy = (top + bottom) / 2.0;
         svg += fmt::format("<text x=\"18\" y=\"{0:.1f}\" transform=\"rotate(-90 18 {0:.1f})\" text-anchor=\"middle\" "
                            "dominant-baseline=\"middle\" font-size=\"13\" fill=\"#333333\">{1}</text>\n",
-                           cy, escape(options.y_label));
+                           cy, escape_markup(options.y_label));
     }
     if (empty) {
         svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"#999999\">no data</text>\n", (left + right) / 2.0,
@@ -303,7 +288,7 @@ std::string line_chart_svg(const std::vector<PlotSeries>& series, const PlotOpti
             svg += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"3\" stroke-linecap=\"round\"/>\n", x,
                                y, x + 18.0, y, color);
             svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" dominant-baseline=\"middle\" fill=\"#333333\">{}</text>\n", x + 24.0, y,
-                               escape(series[s].name));
+                               escape_markup(series[s].name));
             x += entry_width(series[s]);
         }
     }

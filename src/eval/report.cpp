@@ -10,6 +10,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "eval/markup.h"
 
 namespace kindred::eval {
 namespace {
@@ -153,7 +154,7 @@ std::string inline_html(std::string_view text) {
     std::string out;
     for (std::size_t i = 0; i < text.size();) {
         if (text[i] == '\\' && i + 1 < text.size() && std::ispunct(static_cast<unsigned char>(text[i + 1]))) {
-            out += html_escape(text.substr(i + 1, 1));
+            out += escape_markup(text.substr(i + 1, 1));
             i += 2;
         } else if (text[i] == '`') {
             const auto close = text.find('`', i + 1);
@@ -162,7 +163,7 @@ std::string inline_html(std::string_view text) {
                 ++i;
                 continue;
             }
-            out += "<code>" + html_escape(text.substr(i + 1, close - i - 1)) + "</code>";
+            out += "<code>" + escape_markup(text.substr(i + 1, close - i - 1)) + "</code>";
             i = close + 1;
         } else if (text.substr(i, 2) == "**") {
             const auto close = text.find("**", i + 2);
@@ -174,7 +175,7 @@ std::string inline_html(std::string_view text) {
             out += "<strong>" + inline_html(text.substr(i + 2, close - i - 2)) + "</strong>";
             i = close + 2;
         } else {
-            out += html_escape(text.substr(i, 1));
+            out += escape_markup(text.substr(i, 1));
             ++i;
         }
     }
@@ -352,22 +353,6 @@ std::string eqbench_missing_text(const ReportData& data) {
 
 }  // namespace
 
-std::string html_escape(std::string_view text) {
-    std::string out;
-    out.reserve(text.size());
-    for (const char c : text) {
-        switch (c) {
-            case '&': out += "&amp;"; break;
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '"': out += "&quot;"; break;
-            case '\'': out += "&#39;"; break;
-            default: out += c;
-        }
-    }
-    return out;
-}
-
 std::string format_metric(double value) {
     if (!std::isfinite(value)) return std::string(kMissing);
     if (value == 0.0) return "0";
@@ -393,7 +378,7 @@ std::string markdown_to_html(std::string_view markdown, int heading_shift) {
             std::string code;
             for (++i; i < lines.size() && !trim(lines[i]).starts_with("```"); ++i) code += std::string(lines[i]) + "\n";
             if (i < lines.size()) ++i;  // the closing fence
-            out += "<pre><code>" + html_escape(code) + "</code></pre>\n";
+            out += "<pre><code>" + escape_markup(code) + "</code></pre>\n";
         } else if (is_heading(stripped)) {
             flush_paragraph();
             const auto level = static_cast<int>(stripped.find_first_not_of('#'));
@@ -442,15 +427,15 @@ std::string report_html(const ReportData& data) {
     out += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
     // The page may load nothing from anywhere: everything it shows is in this file.
     out += "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n";
-    out += "<title>" + html_escape(data.title) + "</title>\n<style>" + std::string(kStyle) + "</style>\n</head>\n<body>\n<main>\n";
+    out += "<title>" + escape_markup(data.title) + "</title>\n<style>" + std::string(kStyle) + "</style>\n</head>\n<body>\n<main>\n";
 
-    out += "<header>\n<h1>" + html_escape(data.title) + "</h1>\n";
+    out += "<header>\n<h1>" + escape_markup(data.title) + "</h1>\n";
     out += "<p class=\"subtitle\">Kindred run report</p>\n<div class=\"meta\">\n";
     for (const auto& item : meta_items(data)) {
-        out += "<div><span>" + html_escape(item.label) + "</span><b>" + html_escape(item.value) + "</b></div>\n";
+        out += "<div><span>" + escape_markup(item.label) + "</span><b>" + escape_markup(item.value) + "</b></div>\n";
     }
     out += "</div>\n";
-    if (!data.summary.empty()) out += "<p class=\"summary\">" + html_escape(data.summary) + "</p>\n";
+    if (!data.summary.empty()) out += "<p class=\"summary\">" + escape_markup(data.summary) + "</p>\n";
     out += "</header>\n";
 
     out += "<section id=\"metrics\">\n<h2>Base vs fine-tuned</h2>\n";
@@ -464,8 +449,8 @@ std::string report_html(const ReportData& data) {
             const char* css = delta.direction > 0 ? " better" : delta.direction < 0 ? " worse" : "";
             out += fmt::format("<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num{}\">{}</td>"
                                "<td class=\"center\">{}</td><td class=\"note\">{}</td></tr>\n",
-                               html_escape(row.name), format_metric(row.base), format_metric(row.sft), css,
-                               html_escape(delta.text), better_text(row.better), html_escape(row.note));
+                               escape_markup(row.name), format_metric(row.base), format_metric(row.sft), css,
+                               escape_markup(delta.text), better_text(row.better), escape_markup(row.note));
         }
         out += "</tbody>\n</table>\n";
     }
@@ -473,7 +458,7 @@ std::string report_html(const ReportData& data) {
 
     out += "<section id=\"eqbench\">\n<h2>EQ-Bench v2</h2>\n";
     if (data.eqbench.empty()) {
-        out += "<p>" + html_escape(eqbench_missing_text(data)) + "</p>\n";
+        out += "<p>" + escape_markup(eqbench_missing_text(data)) + "</p>\n";
     } else {
         out += "<table>\n<thead><tr><th>model</th><th class=\"num\">score (0–100)</th><th class=\"num\">parseable</th>"
                "<th class=\"num\">questions</th><th>note</th></tr></thead>\n<tbody>\n";
@@ -481,7 +466,7 @@ std::string report_html(const ReportData& data) {
             const auto cells = eqbench_cells(row);
             out += fmt::format("<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>"
                                "<td class=\"note\">{}</td></tr>\n",
-                               html_escape(cells[0]), cells[1], cells[2], cells[3], html_escape(cells[4]));
+                               escape_markup(cells[0]), cells[1], cells[2], cells[3], escape_markup(cells[4]));
         }
         out += "</tbody>\n</table>\n";
     }
@@ -491,11 +476,11 @@ std::string report_html(const ReportData& data) {
     if (data.conversations.empty()) out += "<p>No held-out prompts were answered.</p>\n";
     for (const auto& conversation : data.conversations) {
         out += "<div class=\"conversation\">\n";
-        if (!conversation.context.empty()) out += "<div class=\"context\">" + html_escape(trim(conversation.context)) + "</div>\n";
-        out += "<div class=\"user\"><span class=\"who\">User</span>" + html_escape(trim(conversation.prompt)) + "</div>\n";
+        if (!conversation.context.empty()) out += "<div class=\"context\">" + escape_markup(trim(conversation.context)) + "</div>\n";
+        out += "<div class=\"user\"><span class=\"who\">User</span>" + escape_markup(trim(conversation.prompt)) + "</div>\n";
         out += "<div class=\"pair\">\n<div class=\"reply base\"><span class=\"who\">Base model</span>" +
-               html_escape(trim(conversation.base_reply)) + "</div>\n";
-        out += "<div class=\"reply sft\"><span class=\"who\">After SFT</span>" + html_escape(trim(conversation.sft_reply)) +
+               escape_markup(trim(conversation.base_reply)) + "</div>\n";
+        out += "<div class=\"reply sft\"><span class=\"who\">After SFT</span>" + escape_markup(trim(conversation.sft_reply)) +
                "</div>\n</div>\n</div>\n";
     }
     out += "</section>\n";
@@ -504,7 +489,7 @@ std::string report_html(const ReportData& data) {
     if (data.charts.empty()) out += "<p>No curves were recorded.</p>\n";
     out += "<div class=\"charts\">\n";
     for (const auto& chart : data.charts) {
-        out += "<figure>\n" + std::string(svg_element(chart)) + "\n<figcaption>" + html_escape(chart.title) + "</figcaption>\n</figure>\n";
+        out += "<figure>\n" + std::string(svg_element(chart)) + "\n<figcaption>" + escape_markup(chart.title) + "</figcaption>\n</figure>\n";
     }
     out += "</div>\n</section>\n";
 
@@ -512,13 +497,13 @@ std::string report_html(const ReportData& data) {
         out += "<section id=\"tuning\">\n<h2>λ tuning</h2>\n";
         for (const auto& table : data.tuning) {
             out += "<table>\n";
-            if (!table.caption.empty()) out += "<caption>" + html_escape(table.caption) + "</caption>\n";
+            if (!table.caption.empty()) out += "<caption>" + escape_markup(table.caption) + "</caption>\n";
             out += "<thead><tr>";
-            for (const auto& cell : table.header) out += "<th>" + html_escape(cell) + "</th>";
+            for (const auto& cell : table.header) out += "<th>" + escape_markup(cell) + "</th>";
             out += "</tr></thead>\n<tbody>\n";
             for (const auto& row : table.rows) {
                 out += "<tr>";
-                for (const auto& cell : row) out += "<td>" + html_escape(cell) + "</td>";
+                for (const auto& cell : row) out += "<td>" + escape_markup(cell) + "</td>";
                 out += "</tr>\n";
             }
             out += "</tbody>\n</table>\n";
@@ -530,7 +515,7 @@ std::string report_html(const ReportData& data) {
         out += "<section id=\"stages\">\n<h2>Where the time went</h2>\n<table>\n<thead><tr><th>stage</th><th class=\"num\">wall time</th>"
                "<th class=\"num\">CPU time</th></tr></thead>\n<tbody>\n";
         for (const auto& stage : data.stages) {
-            out += "<tr><td>" + html_escape(stage.stage) + "</td><td class=\"num\">" + format_seconds(stage.seconds) +
+            out += "<tr><td>" + escape_markup(stage.stage) + "</td><td class=\"num\">" + format_seconds(stage.seconds) +
                    "</td><td class=\"num\">" + format_seconds(stage.cpu_seconds) + "</td></tr>\n";
         }
         out += "</tbody>\n</table>\n</section>\n";
@@ -538,12 +523,12 @@ std::string report_html(const ReportData& data) {
 
     if (!data.notes.empty()) {
         out += "<section id=\"notes\">\n<h2>Notes</h2>\n<ul class=\"notes\">\n";
-        for (const auto& note : data.notes) out += "<li>" + html_escape(note) + "</li>\n";
+        for (const auto& note : data.notes) out += "<li>" + escape_markup(note) + "</li>\n";
         out += "</ul>\n</section>\n";
     }
 
     out += "<section id=\"config\">\n<h2>Resolved config</h2>\n<details>\n<summary>config.yaml</summary>\n<pre><code>" +
-           html_escape(data.config_yaml) + "</code></pre>\n</details>\n</section>\n";
+           escape_markup(data.config_yaml) + "</code></pre>\n</details>\n</section>\n";
     out += "<section id=\"data\">\n<h2>Data card</h2>\n<details class=\"datacard\">\n<summary>data_card.md</summary>\n" +
            (data.data_card_markdown.empty() ? std::string("<p>No data card.</p>\n") : markdown_to_html(data.data_card_markdown, 2)) +
            "</details>\n</section>\n";

@@ -91,8 +91,6 @@ void write_report(const std::string& dir, const ReportData& data);
 std::string report_html(const ReportData& data);
 std::string report_markdown(const ReportData& data);
 
-// & < > " ' as entities.
-std::string html_escape(std::string_view text);
 // The Markdown subset data cards use, as HTML (every text escaped); headings move down by
 // heading_shift levels (at most h6) so a document's `#` can sit under a report section.
 std::string markdown_to_html(std::string_view markdown, int heading_shift = 0);

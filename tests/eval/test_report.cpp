@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "eval/markup.h"
 #include "eval/plot.h"
 #include "eval/report.h"
 #include "scratch_dir.h"
@@ -205,7 +206,12 @@ TEST(Report, FormatsMetrics) {
     EXPECT_EQ(format_metric(0.0), "0");
     EXPECT_EQ(format_metric(2.345678), "2.346");
     EXPECT_EQ(format_metric(1234.56), "1235");
-    EXPECT_EQ(html_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+}
+
+TEST(Markup, EscapesMarkupAndDropsWhatXmlForbids) {
+    EXPECT_EQ(escape_markup("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+    EXPECT_EQ(escape_markup(std::string("x\x01\x1fy\tz\n\r\x7f")), "xy\tz\n\r\x7f");
+    EXPECT_EQ(escape_markup("caf\xc3\xa9"), "caf\xc3\xa9");  // UTF-8 passes through
 }
 
 }  // namespace
