@@ -32,7 +32,8 @@ void LoadedModel::attach_adapter(const std::string& directory) {
     for (const std::string& module : adapter.config.target_modules)
         lora.targets.push_back(module.substr(0, module.find("_proj")));  // q_proj -> q, gate_proj -> gate
     try {
-        adapters_ = std::make_unique<model::LoraAdapters>(config, lora, decoder_.weights().qk_interleaved);
+        adapters_ = std::make_unique<model::LoraAdapters>(config, lora, decoder_.weights().qk_interleaved,
+                                                          model::LoraUse::Inference);
     } catch (const Error& error) {
         fail("{}/adapter_config.json: {}", directory, error.what());
     }

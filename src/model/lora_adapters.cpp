@@ -18,7 +18,7 @@ constexpr std::array<const char*, lora_module_count> peft_paths = {
 
 }  // namespace
 
-LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_interleaved)
+LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_interleaved, LoraUse use)
     : config_(std::move(config)), layers_(model.num_layers), head_dim_(model.head_dim), qk_interleaved_(qk_interleaved) {
     if (config_.rank < 1) fail("lora: rank must be positive, got {}", config_.rank);
     if (!(config_.alpha > 0)) fail("lora: alpha must be positive, got {}", config_.alpha);
@@ -56,11 +56,14 @@ LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_
             count_ += dims_[m][1] * rank;
         }
 
-    storage_.reset(new float[static_cast<std::size_t>(4 * count_)]());
+    const bool training = use == LoraUse::Training;
+    storage_.reset(new float[static_cast<std::size_t>((training ? 4 : 1) * count_)]());
     params_ = storage_.get();
-    grads_ = params_ + count_;
-    m_ = grads_ + count_;
-    v_ = m_ + count_;
+    if (training) {
+        grads_ = params_ + count_;
+        m_ = grads_ + count_;
+        v_ = m_ + count_;
+    }
     for (std::size_t i = 0; i < tensors_.size(); i += 2) {
         const LoraTensorInfo& a = tensors_[i];
         const std::uint64_t seed = config_.seed ^ (static_cast<std::uint64_t>(i / 2 + 1) * 0x9E3779B97F4A7C15ull);
@@ -81,7 +84,24 @@ const LoraTensorInfo& LoraAdapters::tensor(const std::string& peft_name) const {
     fail("lora: no adapter tensor named '{}'", peft_name);
 }
 
-void LoraAdapters::zero_grads() { std::fill(grads_, grads_ + count_, 0.0f); }
+void LoraAdapters::require_training(const char* what) const {
+    if (!trainable()) fail("lora: {} needs adapters made for training; these were made for inference", what);
+}
+
+std::span<float> LoraAdapters::grads() {
+    require_training("grads");
+    return {grads_, static_cast<std::size_t>(count_)};
+}
+
+std::span<const float> LoraAdapters::grads() const {
+    require_training("grads");
+    return {grads_, static_cast<std::size_t>(count_)};
+}
+
+void LoraAdapters::zero_grads() {
+    require_training("zero_grads");
+    std::fill(grads_, grads_ + count_, 0.0f);
+}
 
 std::int64_t LoraAdapters::internal_row(const LoraTensorInfo& info, std::int64_t hf_row) const {
     const bool permuted = qk_interleaved_ && info.is_b && (info.module == LoraModule::Q || info.module == LoraModule::K);
@@ -103,12 +123,14 @@ void LoraAdapters::get_hf(const std::string& peft_name, std::span<float> out, bo
     const LoraTensorInfo& info = tensor(peft_name);
     if (static_cast<std::int64_t>(out.size()) != info.rows * info.cols)
         fail("lora: '{}' holds {} values, the span {}", peft_name, info.rows * info.cols, out.size());
+    if (gradient) require_training("get_hf of a gradient");
     const float* base = (gradient ? grads_ : params_) + info.offset;
     for (std::int64_t r = 0; r < info.rows; ++r)
         std::copy_n(base + internal_row(info, r) * info.cols, info.cols, out.data() + r * info.cols);
 }
 
 void LoraAdapters::adamw_step(const kernels::AdamWConfig& config, std::int64_t step) {
+    require_training("adamw_step");
     kernels::adamw_step(params_, grads_, m_, v_, count_, config, step);
 }
 

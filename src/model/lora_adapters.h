@@ -1,7 +1,9 @@
 // model/lora_adapters.h — the trainable part of QLoRA: one low-rank adapter (A [rank x in],
 // B [out x rank]) per targeted linear of every decoder layer, with its gradients and AdamW moments.
 // Parameters, gradients, first and second moments are four equal views into ONE fp32 allocation
-// (llm.c style), so the optimizer, gradient clipping and zeroing run over flat spans.
+// (llm.c style), so the optimizer, gradient clipping and zeroing run over flat spans. Adapters
+// made for inference (LoraUse::Inference: an adapter applied at generation) hold the parameters
+// only, a quarter of that; asking them for gradients or a step is an Error.
 //
 // Layout. Tensors are ordered layer by layer, modules in the order q,k,v,o,gate,up,down (only the
 // targeted ones), A before B; params()[offset .. offset + rows·cols) is one row-major tensor.
@@ -35,6 +37,7 @@ struct LoraConfig {
 };
 
 enum class LoraModule { Q, K, V, O, Gate, Up, Down };
+enum class LoraUse { Training, Inference };
 inline constexpr int lora_module_count = 7;
 
 struct LoraTensorInfo {
@@ -53,20 +56,22 @@ public:
     // order), B zero. `qk_interleaved` says whether the decoder's q/k rows are GGUF-permuted
     // (Weights::qk_interleaved). Throws Error for an unknown or repeated target, rank < 1,
     // alpha <= 0 or dropout outside [0, 1).
-    LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_interleaved);
+    LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_interleaved, LoraUse use = LoraUse::Training);
 
     const LoraConfig& config() const { return config_; }
     float scale() const { return scale_; }
     std::int64_t layers() const { return layers_; }
     bool targets(LoraModule module) const { return index_[static_cast<int>(module)] >= 0; }
+    bool trainable() const { return grads_ != nullptr; }
 
     // A and B of (layer, module), or null when the module is not targeted.
     float* a(std::int64_t layer, LoraModule module) { return ptr(params_, layer, module, false); }
     float* b(std::int64_t layer, LoraModule module) { return ptr(params_, layer, module, true); }
     const float* a(std::int64_t layer, LoraModule module) const { return ptr(params_, layer, module, false); }
     const float* b(std::int64_t layer, LoraModule module) const { return ptr(params_, layer, module, true); }
-    float* grad_a(std::int64_t layer, LoraModule module) { return ptr(grads_, layer, module, false); }
-    float* grad_b(std::int64_t layer, LoraModule module) { return ptr(grads_, layer, module, true); }
+    // Gradients of A and B (training adapters only: null for inference ones).
+    float* grad_a(std::int64_t layer, LoraModule module) { return grads_ ? ptr(grads_, layer, module, false) : nullptr; }
+    float* grad_b(std::int64_t layer, LoraModule module) { return grads_ ? ptr(grads_, layer, module, true) : nullptr; }
     // in/out features of a module's linear.
     std::int64_t in_features(LoraModule module) const { return dims_[static_cast<int>(module)][0]; }
     std::int64_t out_features(LoraModule module) const { return dims_[static_cast<int>(module)][1]; }
@@ -75,9 +80,10 @@ public:
     const LoraTensorInfo& tensor(const std::string& peft_name) const;  // throws Error naming it
 
     std::span<float> params() { return {params_, static_cast<std::size_t>(count_)}; }
-    std::span<float> grads() { return {grads_, static_cast<std::size_t>(count_)}; }
     std::span<const float> params() const { return {params_, static_cast<std::size_t>(count_)}; }
-    std::span<const float> grads() const { return {grads_, static_cast<std::size_t>(count_)}; }
+    // Training adapters only (Error for inference ones), as are get_hf(gradient) and adamw_step.
+    std::span<float> grads();
+    std::span<const float> grads() const;
     void zero_grads();
 
     // Copies a tensor in HF layout into the parameters / out of the parameters or gradients
@@ -90,6 +96,7 @@ public:
 
 private:
     float* ptr(float* base, std::int64_t layer, LoraModule module, bool is_b) const;
+    void require_training(const char* what) const;
     // Row r of the HF layout of tensor `info` sits at this row internally.
     std::int64_t internal_row(const LoraTensorInfo& info, std::int64_t hf_row) const;
 
@@ -103,7 +110,7 @@ private:
     int targeted_ = 0;
     std::vector<LoraTensorInfo> tensors_;
     std::int64_t count_ = 0;
-    std::unique_ptr<float[]> storage_;  // params | grads | m | v
+    std::unique_ptr<float[]> storage_;  // params | grads | m | v (params only for inference)
     float* params_ = nullptr;
     float* grads_ = nullptr;
     float* m_ = nullptr;

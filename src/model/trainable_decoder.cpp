@@ -25,6 +25,7 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
       precision_(precision) {
     const ModelConfig& c = base.config();
     if (max_tokens_ < 1) fail("trainable decoder: max_tokens must be positive, got {}", max_tokens_);
+    if (!adapters.trainable()) fail("trainable decoder: the adapters were made for inference (no gradients)");
     if (adapters.layers() != c.num_layers)
         fail("trainable decoder: adapters have {} layers, the model {}", adapters.layers(), c.num_layers);
     hidden_ = c.hidden_size;

@@ -383,6 +383,31 @@ TEST(LoraAdapters, LayoutNamesAndHfPermutation) {
     EXPECT_EQ(back, hf);
 }
 
+TEST(LoraAdapters, InferenceAdaptersHoldParametersOnly) {
+    const ModelConfig& config = tiny().decoder->config();
+    LoraConfig lora;
+    lora.rank = 2;
+    LoraAdapters training(config, lora, false), inference(config, lora, false, LoraUse::Inference);
+    EXPECT_TRUE(training.trainable());
+    EXPECT_FALSE(inference.trainable());
+    // Same layout and the same seeded init; parameters read and write as for training.
+    ASSERT_EQ(inference.params().size(), training.params().size());
+    EXPECT_TRUE(std::equal(inference.params().begin(), inference.params().end(), training.params().begin()));
+    const std::string name = inference.tensors()[1].name;
+    const LoraTensorInfo& info = inference.tensor(name);
+    std::vector<float> values(static_cast<std::size_t>(info.rows * info.cols), 0.5f);
+    inference.set_hf(name, values);
+    std::vector<float> back(values.size());
+    inference.get_hf(name, back);
+    EXPECT_EQ(back, values);
+    EXPECT_EQ(inference.grad_a(0, LoraModule::Q), nullptr);
+    EXPECT_THROW(inference.grads(), Error);
+    EXPECT_THROW(inference.zero_grads(), Error);
+    EXPECT_THROW(inference.get_hf(name, back, true), Error);
+    EXPECT_THROW(inference.adamw_step(kernels::AdamWConfig{}, 1), Error);
+    EXPECT_THROW(TrainableDecoder(*tiny().decoder, inference, false, 8), Error);
+}
+
 // Bounds on Kindred's difference from the PEFT golden: loss (relative), each adapter gradient's
 // norm (relative), each full gradient (max error over the tensor's largest entry), and the losses
 // after each of the AdamW steps (relative).
