@@ -113,10 +113,18 @@ void Progress::update(std::int64_t done, std::vector<ProgressField> fields, doub
     if (interactive_) {
         if (complete || now - last_draw_s_ >= options_.redraw_interval_s) draw(false);
     } else {
-        const std::int64_t decile = total_ > 0 ? std::clamp<std::int64_t>(done * 10 / total_, 0, 10) : 0;
+        const std::int64_t decile = total_ > 0 ? std::clamp<std::int64_t>(share_of_total(done, 10), 0, 10) : 0;
         if (decile > last_logged_decile_ || now - last_draw_s_ >= options_.log_interval_s) draw(false);
         last_logged_decile_ = std::max(last_logged_decile_, decile);
     }
+}
+
+std::int64_t Progress::share_of_total(std::int64_t done, std::int64_t parts) const {
+    // Exact in integers unless done · parts would overflow (done past ~1e17); then in long double,
+    // capped at the largest count (a done that far beyond its total is a bug elsewhere).
+    if (done <= std::numeric_limits<std::int64_t>::max() / parts) return done * parts / total_;
+    const long double share = static_cast<long double>(done) / static_cast<long double>(total_) * parts;
+    return static_cast<std::int64_t>(std::min(share, static_cast<long double>(std::numeric_limits<std::int64_t>::max())));
 }
 
 void Progress::message(std::string_view text) {
@@ -147,11 +155,11 @@ std::string Progress::line() const {
     if (total_ > 0) {
         if (options_.bar_width > 0) {
             const auto width = static_cast<std::int64_t>(options_.bar_width);
-            const std::int64_t filled = std::clamp<std::int64_t>(done_ * width / total_, 0, width);
+            const std::int64_t filled = std::clamp<std::int64_t>(share_of_total(done_, width), 0, width);
             append(fmt::format("[{}{}]", std::string(static_cast<std::size_t>(filled), '#'),
                                std::string(static_cast<std::size_t>(width - filled), '.')));
         }
-        append(fmt::format("{}/{} {}%", done_, total_, done_ * 100 / total_));
+        append(fmt::format("{}/{} {}%", done_, total_, share_of_total(done_, 100)));
     } else {
         append(fmt::format("{}", done_));
     }

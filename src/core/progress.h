@@ -60,6 +60,8 @@ public:
 
 private:
     void draw(bool final_line);
+    // done · parts / total, rounded down (total > 0), without overflow.
+    std::int64_t share_of_total(std::int64_t done, std::int64_t parts) const;
 
     std::int64_t total_;
     ProgressOptions options_;

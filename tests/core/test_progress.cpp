@@ -68,6 +68,16 @@ TEST(Progress, LineShowsBarFieldsRateAndEta) {
     EXPECT_EQ(h.out, "\r" + bar.line() + "\x1b[K");
 }
 
+TEST(Progress, HugeTotalsDoNotOverflow) {
+    Harness h;
+    const std::int64_t total = std::numeric_limits<std::int64_t>::max() / 2;
+    Progress bar(total, h.options(true));
+    h.now += 1;
+    bar.update(total - 1);
+    EXPECT_EQ(bar.line().substr(0, 18), "train [#########.]");
+    EXPECT_NE(bar.line().find(fmt::format("{}/{} 99%", total - 1, total)), std::string::npos) << bar.line();
+}
+
 TEST(Progress, UnknownTotalAndNoRateYet) {
     Harness h;
     ProgressOptions o = h.options(false);
