@@ -100,6 +100,7 @@ SftRecipe read_sft_recipe(Config& config) {
     r.heads.emotion = config.get<bool>("heads.emotion", true);
     r.heads.strategy = config.get<bool>("heads.strategy", true);
     r.heads.valence_arousal = config.get<bool>("heads.valence_arousal", true);
+    r.heads.lr_multiplier = in_range(config, "heads.lr_multiplier", 1.0, 0.0, 1000.0);
     if (!r.heads.emotion) r.objective.emotion = 0.0;
     if (!r.heads.strategy) r.objective.strategy = 0.0;
     if (!r.heads.valence_arousal) r.objective.valence_arousal = 0.0;

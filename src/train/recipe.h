@@ -37,6 +37,9 @@ struct HeadSwitches {
     bool emotion = true;
     bool strategy = true;
     bool valence_arousal = true;
+    // The heads' learning rate as a multiple of the schedule's (heads.lr_multiplier): the heads
+    // start from random weights, the adapters from an identity update (B = 0).
+    double lr_multiplier = 1.0;
 };
 
 struct SafetyRecipe {

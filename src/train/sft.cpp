@@ -623,7 +623,11 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
             ++adam_step;
             kernels::adamw_step(adapters.params().data(), adapters.grads().data(), adam_m.data(), adam_v.data(),
                                 static_cast<std::int64_t>(adam_m.size()), adamw, adam_step);
-            if (heads) heads->adamw_step(adamw, adam_step);
+            if (heads) {
+                kernels::AdamWConfig head_adamw = adamw;
+                head_adamw.lr = lr * recipe.heads.lr_multiplier;
+                heads->adamw_step(head_adamw, adam_step);
+            }
         }
         const double now = clock();
         tokens_done += static_cast<double>(step_tokens);

@@ -252,6 +252,34 @@ TEST(MultitaskSft, AblationSwitchesRemoveTheirTerm) {
     fs::remove_all(dir);
 }
 
+// heads.lr_multiplier scales the heads' steps only: at 0 the heads keep their initial weights
+// however long the run, while the adapters still learn (from every term, the heads' included).
+TEST(MultitaskSft, HeadLearningRateMultiplierScalesOnlyTheHeads) {
+    const auto examples = multitask_examples(24, false);
+    struct Run {
+        std::vector<float> heads, adapter;
+    };
+    auto run = [&](double multiplier, std::int64_t steps) {
+        auto recipe = multitask_recipe();
+        recipe.objective.safety_kl = 0.0;
+        recipe.heads.lr_multiplier = multiplier;
+        recipe.max_steps = steps;
+        const auto dir = fresh_dir("head_lr");
+        run_sft(recipe, tiny(), examples, options_for(dir));
+        const auto loaded = model::read_heads_with_labels((dir / "adapter").string(), 64);
+        const auto checkpoint = load_latest_checkpoint((dir / "checkpoints").string());
+        Run r{{loaded.heads.params().begin(), loaded.heads.params().end()}, {}};
+        for (const auto& tensor : checkpoint.state.adapter)
+            if (tensor.name.rfind("heads.", 0) != 0) r.adapter.insert(r.adapter.end(), tensor.values.begin(), tensor.values.end());
+        fs::remove_all(dir);
+        return r;
+    };
+    const Run frozen_short = run(0.0, 2), frozen_long = run(0.0, 4), moving = run(1.0, 2);
+    EXPECT_EQ(frozen_short.heads, frozen_long.heads);
+    EXPECT_NE(frozen_short.adapter, frozen_long.adapter);
+    EXPECT_NE(frozen_short.heads, moving.heads);
+}
+
 // Examples without teacher tokens make any teacher run throw; with the KL inactive (λ_safe = 0, or
 // safety.enabled off) the run must go through, so the teacher was neither built nor asked.
 TEST(MultitaskSft, InactiveKlNeverRunsTheTeacher) {
