@@ -2,9 +2,13 @@
 // double-precision product of the bf16-rounded operands. Skipped where the CPU has no AMX-BF16.
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 #include "core/half.h"
@@ -48,6 +52,31 @@ struct Shape {
     std::int64_t m, n, k;
 };
 
+// bf16 values that end right before a page the process may not touch.
+class GuardedBuffer {
+public:
+    explicit GuardedBuffer(std::size_t elements) {
+        const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+        const std::size_t bytes = elements * sizeof(std::uint16_t);
+        size_ = (bytes + page - 1) / page * page + page;
+        base_ = static_cast<std::uint8_t*>(mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        if (base_ == MAP_FAILED) throw std::runtime_error("mmap failed");
+        guard_ = base_ + size_ - page;
+        if (mprotect(guard_, page, PROT_NONE) != 0) throw std::runtime_error("mprotect failed");
+        data_ = reinterpret_cast<std::uint16_t*>(guard_ - bytes);
+    }
+    ~GuardedBuffer() { munmap(base_, size_); }
+    GuardedBuffer(const GuardedBuffer&) = delete;
+    GuardedBuffer& operator=(const GuardedBuffer&) = delete;
+    std::uint16_t* data() { return data_; }
+
+private:
+    std::uint8_t* base_ = nullptr;
+    std::uint8_t* guard_ = nullptr;
+    std::uint16_t* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
 // The reference: Σ_k bf16(a)·bf16(b) in double, and Σ_k |bf16(a)·bf16(b)| for the bound.
 // Tolerance: fp32 accumulation of k exact products (a bf16 x bf16 product is exact in fp32)
 // errs by at most k·2^-24 · Σ|a·b| whatever the order of the sums (recursive-summation bound).
@@ -55,17 +84,16 @@ void expect_gemm_matches(Shape s, bool transposed, bool accumulate) {
     SCOPED_TRACE(::testing::Message() << "m=" << s.m << " n=" << s.n << " k=" << s.k
                                       << (transposed ? " B=wT" : " B=w") << (accumulate ? " +=" : ""));
     const std::int64_t lda = round_up(s.k, block_k) + 32;  // a stride wider than the padding
-    const std::int64_t rows = round_up(s.m, block_m);
     const auto a = random_floats(static_cast<std::size_t>(s.m * s.k), static_cast<std::uint32_t>(s.m + 7 * s.k));
     const auto w = random_floats(static_cast<std::size_t>(s.n * s.k), static_cast<std::uint32_t>(s.n + 5 * s.k));
     // B[kk][j]: w is [n x k] when transposed, else [k x n].
     auto b_at = [&](std::int64_t kk, std::int64_t j) { return transposed ? w[j * s.k + kk] : w[kk * s.n + j]; };
 
-    std::vector<std::uint16_t> a16(static_cast<std::size_t>(rows * lda), fp32_to_bf16(1e30f));
+    // Exactly m rows, ending at an inaccessible page: a read past row m faults.
+    GuardedBuffer a16(static_cast<std::size_t>(s.m * lda));
+    std::fill(a16.data(), a16.data() + s.m * lda, fp32_to_bf16(1e30f));  // columns past the padding
     const float scale = 0.75f;
     round_rows(a16.data(), lda, a.data(), s.k, s.m, s.k, scale);
-    for (std::int64_t r = s.m; r < rows; ++r)  // rows past m: finite garbage the result must not show
-        for (std::int64_t c = 0; c < lda; ++c) a16[r * lda + c] = fp32_to_bf16(3.0f);
     std::vector<std::uint16_t> packed(static_cast<std::size_t>(packed_elements(s.k, s.n)), 0xffff);
     if (transposed)
         pack_transposed(packed.data(), w.data(), s.k, s.n, s.k);

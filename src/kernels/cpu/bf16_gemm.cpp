@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 #include "core/error.h"
 
@@ -44,21 +45,35 @@ struct alignas(64) TileConfig {
 };
 
 // Every tile 16 rows x 64 bytes: C tiles 16 x 16 fp32, A tiles 16 x 32 bf16, B tiles 16 pairs x 16.
-void configure_tiles() {
+constexpr TileConfig all_tiles_16_by_64() {
     TileConfig config;
     for (int t = 0; t < 8; ++t) {
         config.bytes_per_row[t] = 64;
         config.rows[t] = 16;
     }
-    _tile_loadconfig(&config);
+    return config;
 }
 
-// MT x NT tiles of C (MT row blocks of A from `a`, NT column blocks of B from `b`), read from
-// (when accumulate) and written to c with row stride ldc.
+// A constant in read-only memory, not a stack object: GCC 12 does not see that LDTILECFG reads
+// all 64 bytes of its operand and dropped the stores of a local configuration as dead (the
+// instruction then faulted on the zero row widths).
+constexpr TileConfig tile_config = all_tiles_16_by_64();
+
+void configure_tiles() { _tile_loadconfig(&tile_config); }
+
+// Where the (up to) two 16-row tiles of A of a block start, with their row strides in bytes: A
+// itself, or for A's last rows a zero-padded copy (gemm never reads past row m).
+struct ATiles {
+    const std::uint16_t* start[2];
+    long stride[2];
+};
+
+// MT x NT tiles of C (MT row tiles of A, NT column blocks of B from `b`), read from (when
+// accumulate) and written to c with row stride ldc.
 template <int MT, int NT>
-void amx_block(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* b,
-               std::int64_t k_blocks, bool accumulate) {
-    const auto a_stride = static_cast<long>(lda * 2), c_stride = static_cast<long>(ldc * 4);
+void amx_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t k_blocks,
+               bool accumulate) {
+    const auto c_stride = static_cast<long>(ldc * 4);
     const std::uint16_t* b1 = b + k_blocks * tile_elements;
     float* c1 = c + block_n;
     float* c2 = c + block_m * ldc;
@@ -75,8 +90,8 @@ void amx_block(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t 
         if constexpr (MT > 1 && NT > 1) _tile_zero(3);
     }
     for (std::int64_t kb = 0; kb < k_blocks; ++kb) {
-        _tile_loadd(4, a + kb * block_k, a_stride);
-        if constexpr (MT > 1) _tile_loadd(5, a + block_m * lda + kb * block_k, a_stride);
+        _tile_loadd(4, a.start[0] + kb * block_k, a.stride[0]);
+        if constexpr (MT > 1) _tile_loadd(5, a.start[1] + kb * block_k, a.stride[1]);
         _tile_loadd(6, b + kb * tile_elements, 64);
         if constexpr (NT > 1) _tile_loadd(7, b1 + kb * tile_elements, 64);
         _tile_dpbf16ps(0, 4, 6);
@@ -91,23 +106,23 @@ void amx_block(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t 
 }
 
 template <int MT, int NT>
-void edge_block(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* b,
-                std::int64_t k_blocks, bool accumulate, std::int64_t rows, std::int64_t cols) {
+void edge_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t k_blocks,
+                bool accumulate, std::int64_t rows, std::int64_t cols) {
     constexpr std::int64_t width = 2 * block_n;
     alignas(64) float scratch[2 * block_m * width] = {};
     if (accumulate)
         for (std::int64_t i = 0; i < rows; ++i) std::memcpy(scratch + i * width, c + i * ldc, cols * sizeof(float));
-    amx_block<MT, NT>(scratch, width, a, lda, b, k_blocks, accumulate);
+    amx_block<MT, NT>(scratch, width, a, b, k_blocks, accumulate);
     for (std::int64_t i = 0; i < rows; ++i) std::memcpy(c + i * ldc, scratch + i * width, cols * sizeof(float));
 }
 
 template <int MT, int NT>
-void any_block(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* b,
-               std::int64_t k_blocks, bool accumulate, std::int64_t rows, std::int64_t cols) {
+void any_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t k_blocks,
+               bool accumulate, std::int64_t rows, std::int64_t cols) {
     if (rows == MT * block_m && cols == NT * block_n)
-        amx_block<MT, NT>(c, ldc, a, lda, b, k_blocks, accumulate);
+        amx_block<MT, NT>(c, ldc, a, b, k_blocks, accumulate);
     else
-        edge_block<MT, NT>(c, ldc, a, lda, b, k_blocks, accumulate, rows, cols);
+        edge_block<MT, NT>(c, ldc, a, b, k_blocks, accumulate, rows, cols);
 }
 
 // Rows of C per chunk: 128 rows of A (K = 1536: 384 KiB of bf16) stay in L2 across column blocks.
@@ -237,7 +252,21 @@ void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, 
     require_amx("gemm");
     if (m <= 0 || n <= 0) return;
 #ifdef KINDRED_AMX
-    const std::int64_t k_blocks = round_up(k, block_k) / block_k, n_blocks = round_up(n, block_n) / block_n;
+    const std::int64_t padded_k = round_up(k, block_k), k_blocks = padded_k / block_k;
+    const std::int64_t n_blocks = round_up(n, block_n) / block_n;
+    // A's rows past its last whole tile, copied with zero rows below them into one tile's worth.
+    const std::int64_t whole_rows = m / block_m * block_m;
+    thread_local std::vector<std::uint16_t> tail;
+    if (whole_rows < m) {
+        tail.assign(static_cast<std::size_t>(block_m * padded_k), 0);
+        for (std::int64_t r = whole_rows; r < m; ++r)
+            std::memcpy(tail.data() + (r - whole_rows) * padded_k, a + r * lda, padded_k * sizeof(std::uint16_t));
+    }
+    const auto tile_at = [&](std::int64_t row, int t, ATiles& tiles) {
+        const bool in_place = row < whole_rows;
+        tiles.start[t] = in_place ? a + row * lda : tail.data();
+        tiles.stride[t] = static_cast<long>((in_place ? lda : padded_k) * 2);
+    };
     configure_tiles();
     for (std::int64_t i0 = 0; i0 < m; i0 += chunk_rows) {
         const std::int64_t i1 = std::min(m, i0 + chunk_rows);
@@ -247,16 +276,18 @@ void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, 
             for (std::int64_t i = i0; i < i1; i += 2 * block_m) {
                 const std::int64_t rows = std::min(2 * block_m, i1 - i);
                 float* ci = c + i * ldc + nb * block_n;
-                const std::uint16_t* ai = a + i * lda;
                 const bool m_pair = rows > block_m, n_pair = cols > block_n;
+                ATiles ai{};
+                tile_at(i, 0, ai);
+                if (m_pair) tile_at(i + block_m, 1, ai);
                 if (m_pair && n_pair)
-                    any_block<2, 2>(ci, ldc, ai, lda, b, k_blocks, accumulate, rows, cols);
+                    any_block<2, 2>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
                 else if (m_pair)
-                    any_block<2, 1>(ci, ldc, ai, lda, b, k_blocks, accumulate, rows, cols);
+                    any_block<2, 1>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
                 else if (n_pair)
-                    any_block<1, 2>(ci, ldc, ai, lda, b, k_blocks, accumulate, rows, cols);
+                    any_block<1, 2>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
                 else
-                    any_block<1, 1>(ci, ldc, ai, lda, b, k_blocks, accumulate, rows, cols);
+                    any_block<1, 1>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
             }
         }
     }

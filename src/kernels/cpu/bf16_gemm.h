@@ -50,9 +50,9 @@ void pack_transposed(std::uint16_t* packed, const float* w, std::int64_t ldw, st
 // Packs B = w for w [k x n] (row stride ldw).
 void pack(std::uint16_t* packed, const float* w, std::int64_t ldw, std::int64_t k, std::int64_t n);
 
-// c[m x n] (row stride ldc) = a · B, plus c when accumulate. a: bf16 rows from round_rows with
-// row stride lda; rows up to round_up(m, 16) and columns up to round_up(k, 32) must be readable
-// (zeros past k, or finite values that B's zero padding multiplies), rows past m finite.
+// c[m x n] (row stride ldc) = a · B, plus c when accumulate. a: m bf16 rows from round_rows with
+// row stride lda, each readable up to column round_up(k, 32) (zeros past k, or finite values that
+// B's zero padding multiplies); rows past m are never read.
 void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* packed,
           std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate);
 

@@ -99,7 +99,7 @@ public:
         // bf16: the rows are rounded (scale folded in) once; each chunk is packed as Wᵀ for the
         // logits and, in gradient walks, as W for add_product (bf16_gemm.h's layouts).
         rows_lda_ = bf16::round_up(dim_, bf16::block_k);
-        rows16_.assign(static_cast<std::size_t>((n_ + 2 * bf16::block_m) * rows_lda_), 0);
+        rows16_.resize(static_cast<std::size_t>(n_ * rows_lda_));
         thread_pool().parallel_for(n_, token_grain, [&](std::int64_t b, std::int64_t e) {
             bf16::round_rows(rows16_.data() + b * rows_lda_, rows_lda_, rows_ + b * dim_, dim_, e - b, dim_, scale_);
         });
@@ -143,11 +143,10 @@ public:
     void add_product(float* out, std::int64_t b, std::int64_t e, const float* g, std::int64_t cn, const float* wc,
                      float alpha) const {
         if (bf16_) {
-            const std::int64_t ldg = bf16::round_up(cn, bf16::block_k), rows = bf16::round_up(e - b, bf16::block_m);
+            const std::int64_t ldg = bf16::round_up(cn, bf16::block_k);
             thread_local std::vector<std::uint16_t> g16;
-            g16.resize(static_cast<std::size_t>(rows * ldg));
+            g16.resize(static_cast<std::size_t>((e - b) * ldg));
             bf16::round_rows(g16.data(), ldg, g, cn, e - b, cn, alpha);
-            std::fill(g16.begin() + (e - b) * ldg, g16.end(), std::uint16_t{0});
             bf16::gemm(out, dim_, g16.data(), ldg, plain_.data(), e - b, dim_, cn, true);
             return;
         }
@@ -184,7 +183,7 @@ private:
     std::vector<float> logits_;
     std::vector<float> dequantized_;
     std::int64_t rows_lda_ = 0;
-    std::vector<std::uint16_t> rows16_;      // bf16 rows, zero rows after
+    std::vector<std::uint16_t> rows16_;      // the rows in bf16
     std::vector<std::uint16_t> transposed_;  // the chunk packed as Wᵀ
     std::vector<std::uint16_t> plain_;       // the chunk packed as W (gradient walks)
 };

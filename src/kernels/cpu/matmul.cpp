@@ -74,15 +74,13 @@ std::uint16_t* scratch_bf16(Bf16Scratch kind, std::int64_t n) {
 
 bool use_bf16(Precision precision) { return effective_precision(precision) == Precision::BF16; }
 
-// x [tokens x cols] rounded to bf16 rows of stride round_up(cols, 32), in parallel, followed by
-// 32 zero rows: a product may read whole 16-row tiles from any row it starts at (see bf16_gemm.h).
+// x [tokens x cols] rounded to bf16 rows of stride round_up(cols, 32), in parallel.
 const std::uint16_t* rounded_activations(const float* x, std::int64_t tokens, std::int64_t cols) {
     const std::int64_t lda = cpu::bf16::round_up(cols, cpu::bf16::block_k);
-    std::uint16_t* x16 = scratch_bf16(Bf16Scratch::Activations, (tokens + 2 * cpu::bf16::block_m) * lda);
+    std::uint16_t* x16 = scratch_bf16(Bf16Scratch::Activations, tokens * lda);
     thread_pool().parallel_for(tokens, 64, [&](std::int64_t b, std::int64_t e) {
         cpu::bf16::round_rows(x16 + b * lda, lda, x + b * cols, cols, e - b, cols);
     });
-    std::fill(x16 + tokens * lda, x16 + (tokens + 2 * cpu::bf16::block_m) * lda, std::uint16_t{0});
     return x16;
 }
 
@@ -337,7 +335,7 @@ void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int
             const std::int64_t rows_t = std::min(block_tokens, tokens - t0), width = std::min(grain, cols - c0);
             if (rows_t <= 0) continue;
             // bf16 panels start at multiples of 32 weight rows, so that the 32-wide blocks of dy's
-            // columns they read end inside its zero-padded row tails (bf16_gemm.h).
+            // columns they read end inside its rows' zero-padded tails (bf16_gemm.h).
             const std::int64_t panel_rows = bf16 ? std::max<std::int64_t>(32, panel_floats / width / 32 * 32)
                                                  : std::max<std::int64_t>(16, panel_floats / width);
             for (std::int64_t r0 = 0; r0 < w.rows; r0 += panel_rows) {
