@@ -11,6 +11,8 @@
 
 #include "core/dtype.h"
 #include "core/half.h"
+#include "kernels/cpu/bf16_gemm.h"
+#include "kernels/dequantize.h"
 
 namespace kindred::testing {
 
@@ -68,4 +70,24 @@ inline std::vector<std::uint8_t> random_weights(DType type, std::int64_t rows, s
     return bytes;
 }
 
+// The [rows x cols] weights stored in `bytes` (of `type`), dequantized to fp32.
+inline std::vector<float> dequantized_weights(DType type, const std::vector<std::uint8_t>& bytes, std::int64_t rows,
+                                              std::int64_t cols) {
+    std::vector<float> w(static_cast<std::size_t>(rows * cols));
+    const std::size_t stride = row_bytes(type, static_cast<std::uint64_t>(cols));
+    for (std::int64_t r = 0; r < rows; ++r)
+        dequantize_row(type, bytes.data() + r * stride, w.data() + r * cols, cols);
+    return w;
+}
+
+// Tolerance of a sum of k products that are exact in fp32 (bf16 x bf16), summed in fp32: at most
+// k·2^-24 · Σ|terms| in any order (the recursive-summation bound), plus 1e-6 absolute.
+inline double fp32_sum_bound(std::int64_t k, double magnitude) {
+    return static_cast<double>(k) * std::ldexp(1.0, -24) * magnitude + 1e-6;
+}
+
 }  // namespace kindred::testing
+
+// For tests of the bf16 products, which need AMX-BF16.
+#define SKIP_WITHOUT_AMX() \
+    if (!kindred::kernels::cpu::bf16::available()) GTEST_SKIP() << "this CPU or build has no AMX-BF16"

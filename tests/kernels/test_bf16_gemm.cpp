@@ -20,9 +20,6 @@ namespace {
 
 using kindred::testing::random_floats;
 
-#define SKIP_WITHOUT_AMX() \
-    if (!available()) GTEST_SKIP() << "this CPU or build has no AMX-BF16"
-
 TEST(Bf16Gemm, RoundRowsRoundsToNearestEvenAndPadsWithZeros) {
     SKIP_WITHOUT_AMX();
     // 40 values: the vector body (16 at a time) and the scalar tail both run.
@@ -120,7 +117,7 @@ void expect_gemm_matches(Shape s, bool transposed, bool accumulate) {
                 magnitude += std::abs(term);
             }
             const double expected = sum + (accumulate ? 0.5 : 0.0);
-            const double tolerance = static_cast<double>(s.k) * std::ldexp(1.0, -24) * magnitude + 1e-6;
+            const double tolerance = kindred::testing::fp32_sum_bound(s.k, magnitude);
             if (std::abs(got - expected) > tolerance) {
                 ADD_FAILURE() << "c[" << i << "][" << j << "] = " << got << ", expected " << expected << " +- "
                               << tolerance;

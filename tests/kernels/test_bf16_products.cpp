@@ -19,10 +19,9 @@ namespace kindred::kernels {
 namespace {
 
 using kindred::testing::random_floats;
+using kindred::testing::dequantized_weights;
+using kindred::testing::fp32_sum_bound;
 using kindred::testing::random_weights;
-
-#define SKIP_WITHOUT_AMX() \
-    if (!cpu::bf16::available()) GTEST_SKIP() << "this CPU or build has no AMX-BF16"
 
 float bf16_round(float x) { return bf16_to_fp32(fp32_to_bf16(x)); }
 
@@ -37,20 +36,6 @@ struct Bf16ExactHead {
     }
 };
 
-std::vector<float> dequantized(DType type, const std::vector<std::uint8_t>& bytes, std::int64_t rows,
-                               std::int64_t cols) {
-    std::vector<float> w(static_cast<std::size_t>(rows * cols));
-    const std::size_t stride = row_bytes(type, static_cast<std::uint64_t>(cols));
-    for (std::int64_t r = 0; r < rows; ++r) dequantize_row(type, bytes.data() + r * stride, w.data() + r * cols, cols);
-    return w;
-}
-
-// Tolerance of a product of bf16 operands summed in fp32: the products are exact in fp32 and k of
-// them are summed, which errs by at most k·2^-24 · Σ|terms| in any order.
-double sum_bound(std::int64_t k, double magnitude) {
-    return static_cast<double>(k) * std::ldexp(1.0, -24) * magnitude + 1e-6;
-}
-
 // got[t · n + j] against base + Σ_k bf16(a[t · depth + k]) · bf16(b(k, j)), in double.
 template <typename B>
 void expect_rounded_product(const std::vector<float>& got, float base, const std::vector<float>& a, std::int64_t tokens,
@@ -63,7 +48,7 @@ void expect_rounded_product(const std::vector<float>& got, float base, const std
                 expected += term;
                 magnitude += std::abs(term);
             }
-            ASSERT_NEAR(got[t * n + j], expected, sum_bound(depth, magnitude)) << what << " t=" << t << " j=" << j;
+            ASSERT_NEAR(got[t * n + j], expected, fp32_sum_bound(depth, magnitude)) << what << " t=" << t << " j=" << j;
         }
 }
 
@@ -74,7 +59,7 @@ TEST(Bf16Products, ForwardAndBackwardInputOfEveryShippedTypeMatchRoundedOperands
     for (DType type : {DType::F32, DType::BF16, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
         const std::int64_t rows = 301, cols = (type == DType::Q4_K || type == DType::Q6_K) ? 512 : 224;
         const auto bytes = random_weights(type, rows, cols, 17);
-        const auto w = dequantized(type, bytes, rows, cols);
+        const auto w = dequantized_weights(type, bytes, rows, cols);
         const Matrix matrix{type, rows, cols, bytes.data()};
         for (std::int64_t tokens : {4, 37, 150}) {
             SCOPED_TRACE(::testing::Message() << dtype_name(type) << " tokens=" << tokens);

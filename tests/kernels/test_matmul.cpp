@@ -27,9 +27,7 @@ void expect_matmul_matches(DType type, std::int64_t rows, std::int64_t cols, std
     const auto bytes = random_weights(type, rows, cols, static_cast<std::uint32_t>(rows * 31 + cols + tokens));
     const auto x = kindred::testing::random_floats(static_cast<std::size_t>(tokens * cols), 99);
     const auto bias = kindred::testing::random_floats(static_cast<std::size_t>(rows), 5);
-    std::vector<float> w(static_cast<std::size_t>(rows * cols));
-    const std::size_t stride = row_bytes(type, static_cast<std::uint64_t>(cols));
-    for (std::int64_t r = 0; r < rows; ++r) dequantize_row(type, bytes.data() + r * stride, w.data() + r * cols, cols);
+    const auto w = kindred::testing::dequantized_weights(type, bytes, rows, cols);
 
     std::vector<float> y(static_cast<std::size_t>(tokens * rows), -7.0f);
     matmul_forward(y.data(), x.data(), Matrix{type, rows, cols, bytes.data()}, with_bias ? bias.data() : nullptr, tokens);

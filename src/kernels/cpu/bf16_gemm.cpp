@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__linux__)
 #include <immintrin.h>
@@ -198,6 +199,13 @@ void round_rows(std::uint16_t* dst, std::int64_t ldd, const float* src, std::int
         }
     }
 #endif
+}
+
+void round_rows_parallel(std::uint16_t* dst, std::int64_t ldd, const float* src, std::int64_t lds, std::int64_t rows,
+                         std::int64_t cols, float scale) {
+    thread_pool().parallel_for(rows, 16, [&](std::int64_t b, std::int64_t e) {
+        round_rows(dst + b * ldd, ldd, src + b * lds, lds, e - b, cols, scale);
+    });
 }
 
 void pack_transposed(std::uint16_t* packed, const float* w, std::int64_t ldw, std::int64_t n, std::int64_t k) {

@@ -38,6 +38,10 @@ constexpr std::int64_t round_up(std::int64_t value, std::int64_t multiple) {
 void round_rows(std::uint16_t* dst, std::int64_t ldd, const float* src, std::int64_t lds, std::int64_t rows,
                 std::int64_t cols, float scale = 1.0f);
 
+// round_rows with the rows split over core/thread_pool.
+void round_rows_parallel(std::uint16_t* dst, std::int64_t ldd, const float* src, std::int64_t lds, std::int64_t rows,
+                         std::int64_t cols, float scale = 1.0f);
+
 // Elements of a packed [k x n] operand.
 constexpr std::int64_t packed_elements(std::int64_t k, std::int64_t n) {
     return round_up(k, block_k) * round_up(n, block_n);

@@ -100,9 +100,7 @@ public:
         // logits and, in gradient walks, as W for add_product (bf16_gemm.h's layouts).
         rows_lda_ = bf16::round_up(dim_, bf16::block_k);
         rows16_.resize(static_cast<std::size_t>(n_ * rows_lda_));
-        thread_pool().parallel_for(n_, token_grain, [&](std::int64_t b, std::int64_t e) {
-            bf16::round_rows(rows16_.data() + b * rows_lda_, rows_lda_, rows_ + b * dim_, dim_, e - b, dim_, scale_);
-        });
+        bf16::round_rows_parallel(rows16_.data(), rows_lda_, rows_, dim_, n_, dim_, scale_);
         transposed_.resize(static_cast<std::size_t>(bf16::packed_elements(dim_, chunk_)));
         plain_.resize(static_cast<std::size_t>(bf16::packed_elements(chunk_, dim_)));
     }

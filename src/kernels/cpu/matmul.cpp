@@ -74,13 +74,11 @@ std::uint16_t* scratch_bf16(Bf16Scratch kind, std::int64_t n) {
 
 bool use_bf16(Precision precision) { return effective_precision(precision) == Precision::BF16; }
 
-// x [tokens x cols] rounded to bf16 rows of stride round_up(cols, 32), in parallel.
+// x [tokens x cols] rounded to bf16 rows of stride round_up(cols, 32).
 const std::uint16_t* rounded_activations(const float* x, std::int64_t tokens, std::int64_t cols) {
     const std::int64_t lda = cpu::bf16::round_up(cols, cpu::bf16::block_k);
     std::uint16_t* x16 = scratch_bf16(Bf16Scratch::Activations, tokens * lda);
-    thread_pool().parallel_for(tokens, 64, [&](std::int64_t b, std::int64_t e) {
-        cpu::bf16::round_rows(x16 + b * lda, lda, x + b * cols, cols, e - b, cols);
-    });
+    cpu::bf16::round_rows_parallel(x16, lda, x, cols, tokens, cols);
     return x16;
 }
 

@@ -2,17 +2,14 @@
 // as on the CPU: up to kMatvecMaxTokens tokens (decode) a fused kernel reads each stored weight
 // element once, dequantizes it in registers and uses it for every token (fp32 throughout); more
 // tokens dequantize the weight on the device into the GEMM's operand type (cuda::dequantize,
-// bit-exact), round the activations to it when it is fp16/bf16, and multiply with cuBLAS at fp32
+// bit-exact), round the activations to it when it is fp16/bf16 (cuda::dequantize from F32 too),
+// and multiply with cuBLAS at fp32
 // accumulation. Weights already stored in the operand type are used in place.
 // Row-major products map onto column-major cuBLAS by computing cᵀ = op(b)ᵀ · aᵀ: a row-major
 // [r x c] array is the column-major [c x r] array with leading dimension c.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <algorithm>
 #include <climits>
 #include <string>
-#include <type_traits>
 
 #include "core/error.h"
 #include "kernels/cuda/check.cuh"
@@ -32,17 +29,6 @@ std::size_t operand_bytes(GemmPrecision precision) {
 bool stored_as(DType type, OutputType out) {
     return (type == DType::F32 && out == OutputType::F32) || (type == DType::F16 && out == OutputType::F16) ||
            (type == DType::BF16 && out == OutputType::BF16);
-}
-
-template <typename Out>
-__global__ void round_kernel(const float* __restrict__ src, Out* __restrict__ dst, long long n) {
-    const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
-    for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-        if constexpr (std::is_same_v<Out, __half>)
-            dst[i] = __float2half_rn(src[i]);
-        else
-            dst[i] = __float2bfloat16_rn(src[i]);
-    }
 }
 
 __global__ void broadcast_rows_kernel(float* __restrict__ y, const float* __restrict__ row, long long rows,
@@ -179,12 +165,7 @@ struct Matmul::Impl {
         const OutputType out = operand_type(precision);
         if (out == OutputType::F32) return x;
         grow(activations, static_cast<std::size_t>(n) * 2);
-        const unsigned int blocks = std::min(detail::blocks_for(n, kThreads), kMaxBlocks);
-        if (out == OutputType::F16)
-            round_kernel<__half><<<blocks, kThreads>>>(x, activations.as<__half>(), n);
-        else
-            round_kernel<__nv_bfloat16><<<blocks, kThreads>>>(x, activations.as<__nv_bfloat16>(), n);
-        KINDRED_CUDA_CHECK_LAUNCH("round_kernel");
+        dequantize(DType::F32, x, activations.data(), out, n);  // fp32 -> fp16/bf16, round to nearest
         return activations.data();
     }
 
