@@ -103,19 +103,6 @@ private:
     std::vector<eval::StageTime> times_;
 };
 
-// Restores the decoder's adapter when it goes out of scope (EQ-Bench asks the base first).
-class WithoutAdapter {
-public:
-    explicit WithoutAdapter(model::Decoder& decoder) : decoder_(decoder), adapter_(decoder.adapter()) { decoder_.attach_adapter(nullptr); }
-    ~WithoutAdapter() { decoder_.attach_adapter(adapter_); }
-    WithoutAdapter(const WithoutAdapter&) = delete;
-    WithoutAdapter& operator=(const WithoutAdapter&) = delete;
-
-private:
-    model::Decoder& decoder_;
-    const model::LoraAdapters* adapter_;
-};
-
 train::ChatDataset load_split(const std::string& path, const infer::LoadedModel& model, const train::SftRecipe& recipe,
                               std::vector<std::string>& notes) {
     train::ChatDatasetOptions options;
@@ -284,7 +271,7 @@ void run_demo(const DemoFlags& flags) {
         stages.begin("EQ-Bench v2", fmt::format("{} of {} questions from {}, base then SFT", asked, questions.size(), *questions_path));
         eval::EqBench2Result base_result;
         {
-            const WithoutAdapter base(tuned->decoder());
+            const model::Decoder::AdapterDetached base(tuned->decoder());  // EQ-Bench asks the base first
             base_result = eval::run_eqbench2(*tuned, questions, options);
         }
         const eval::EqBench2Result sft_result = eval::run_eqbench2(*tuned, questions, options);

@@ -40,19 +40,6 @@ std::string greedy_reply(infer::LoadedModel& model, const std::vector<text::Chat
     return session.generate(prompt, generation).text;
 }
 
-// Detaches the decoder's adapter for its lifetime.
-class AdapterOff {
-public:
-    explicit AdapterOff(model::Decoder& decoder) : decoder_(decoder), adapter_(decoder.adapter()) { decoder_.attach_adapter(nullptr); }
-    ~AdapterOff() { decoder_.attach_adapter(adapter_); }
-    AdapterOff(const AdapterOff&) = delete;
-    AdapterOff& operator=(const AdapterOff&) = delete;
-
-private:
-    model::Decoder& decoder_;
-    const model::LoraAdapters* adapter_;
-};
-
 }  // namespace
 
 std::vector<SideBySide> side_by_side(infer::LoadedModel& base, infer::LoadedModel& tuned,
@@ -74,7 +61,7 @@ std::vector<SideBySide> side_by_side(infer::LoadedModel& tuned, const std::vecto
     for (const auto& conversation : conversations) {
         SideBySide pair{conversation, {}, greedy_reply(tuned, conversation, options)};
         {
-            const AdapterOff base(tuned.decoder());
+            const model::Decoder::AdapterDetached base(tuned.decoder());
             pair.base_reply = greedy_reply(tuned, conversation, options);
         }
         pairs.push_back(std::move(pair));

@@ -54,6 +54,22 @@ public:
     // features differ from the model's.
     void attach_adapter(const LoraAdapters* adapters);
     const LoraAdapters* adapter() const { return adapter_; }
+
+    // Detaches the decoder's adapter for its own lifetime, then attaches it again (to run the base
+    // model between runs of the fine-tuned one).
+    class AdapterDetached {
+    public:
+        explicit AdapterDetached(Decoder& decoder) : decoder_(decoder), adapter_(decoder.adapter()) {
+            decoder_.attach_adapter(nullptr);
+        }
+        ~AdapterDetached() { decoder_.attach_adapter(adapter_); }
+        AdapterDetached(const AdapterDetached&) = delete;
+        AdapterDetached& operator=(const AdapterDetached&) = delete;
+
+    private:
+        Decoder& decoder_;
+        const LoraAdapters* adapter_;
+    };
     const Weights& weights() const { return weights_; }
 
     // Appends `tokens` at positions cache.size()...; writes logits of the last token

@@ -410,8 +410,6 @@ double mean_or_nan(double sum, float scale, std::size_t count) {
     return scale != 0.0f ? sum / static_cast<double>(count) : std::nan("");
 }
 
-nlohmann::json number_or_null(double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(); }
-
 }  // namespace
 
 SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const TokenizedExample> examples,
@@ -638,11 +636,11 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
         if (done % recipe.log_every == 0 || done == recipe.max_steps || !finite) {
             nlohmann::json record = {{"step", done},
                                      {"loss", loss},
-                                     {"loss_lm", number_or_null(losses.lm)},
-                                     {"loss_emotion", number_or_null(losses.emotion)},
-                                     {"loss_strategy", number_or_null(losses.strategy)},
-                                     {"loss_va", number_or_null(losses.valence_arousal)},
-                                     {"loss_safety", number_or_null(losses.safety)},
+                                     {"loss_lm", losses.lm},
+                                     {"loss_emotion", losses.emotion},
+                                     {"loss_strategy", losses.strategy},
+                                     {"loss_va", losses.valence_arousal},
+                                     {"loss_safety", losses.safety},
                                      {"lr", lr},
                                      {"grad_norm", grad_norm},
                                      {"tokens_per_s", static_cast<double>(step_tokens) / std::max(now - step_start, 1e-9)},

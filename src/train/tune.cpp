@@ -16,6 +16,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/metrics_log.h"
+#include "data/split.h"
 
 namespace kindred::train {
 namespace {
@@ -88,15 +89,8 @@ std::vector<double> combination(const TuneSpace& space, std::size_t index) {
 
 std::string trial_name(std::size_t index) { return fmt::format("trial-{:03}", index); }
 
-// FNV-1a: a stable fingerprint of the trial recipe for resume (std::hash is not stable across builds).
-std::string fingerprint(std::string_view text) {
-    std::uint64_t hash = 14695981039346656037ull;
-    for (const char c : text) {
-        hash ^= static_cast<unsigned char>(c);
-        hash *= 1099511628211ull;
-    }
-    return fmt::format("{:016x}", hash);
-}
+// A stable fingerprint of the trial recipe for resume (std::hash is not stable across builds).
+std::string fingerprint(std::string_view text) { return fmt::format("{:016x}", data::fnv1a64(text)); }
 
 // The parts of J in term order; NaN where the metric is missing.
 constexpr std::array<std::string_view, 4> kTermNames = {"nll", "(1 - emotion_macro_f1)", "(1 - strategy_macro_f1)", "va_mse"};
