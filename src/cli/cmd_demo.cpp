@@ -123,10 +123,10 @@ train::ChatDataset load_split(const std::string& path, const infer::LoadedModel&
 // (B = 0, so it computes exactly the base model). The teacher (null when the KL is off) is then
 // lent to the training loop, which reuses its cached distributions for the fine-tuned model.
 train::DevMetrics base_on_dev(model::Decoder& base, const train::SftRecipe& recipe, train::SafetyTeacher* teacher,
-                              std::span<const train::TokenizedExample> dev, std::int32_t pad_id) {
+                              std::span<const train::TokenizedExample> dev) {
     model::LoraAdapters fresh(base.config(), recipe.adapter, base.weights().qk_interleaved);
     model::TrainableDecoder trainer(base, fresh, false, recipe.max_seq_len, recipe.compute);
-    return train::evaluate_dev(trainer, nullptr, teacher, dev, static_cast<std::size_t>(recipe.max_seq_len), pad_id);
+    return train::evaluate_dev(trainer, nullptr, teacher, dev, static_cast<std::size_t>(recipe.max_seq_len));
 }
 
 eval::EqBenchRow eqbench_row(const std::string& name, const eval::EqBench2Result& result) {
@@ -236,7 +236,7 @@ void run_demo(const DemoFlags& flags) {
         dev_teacher.emplace(model->decoder(), static_cast<float>(recipe.safety.temperature), recipe.safety.top_k);
     }
     const train::DevMetrics base_dev =
-        base_on_dev(model->decoder(), recipe, dev_teacher ? &*dev_teacher : nullptr, dev, pad_id);
+        base_on_dev(model->decoder(), recipe, dev_teacher ? &*dev_teacher : nullptr, dev);
     stages.end(fmt::format("NLL {:.4f}", base_dev.nll));
 
     // The loop measures the trained model on dev after its last step (and every evaluation.every

@@ -225,8 +225,7 @@ DevMetrics dev_metrics_from_json(const nlohmann::json& json, const std::string& 
 }
 
 DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* heads, SafetyTeacher* teacher,
-                        std::span<const TokenizedExample> dev, std::size_t max_seq_len,
-                        [[maybe_unused]] std::int32_t pad_id) {
+                        std::span<const TokenizedExample> dev, std::size_t max_seq_len) {
     DevMetrics metrics;
     if (dev.empty()) return metrics;
     check_inputs(trainer, heads, dev, max_seq_len);

@@ -6,7 +6,7 @@
 // Packing: the dev examples are packed in their given order, greedily, into rows of at most
 // max_seq_len tokens (an example that does not fit the rest of a row starts the next), one row per
 // forward, each run at its packed length (segments keep the documents apart, so no padding is
-// needed and pad_id is never written): deterministic, and independent of any training seed.
+// needed): deterministic, and independent of any training seed.
 //
 // Metrics (scores from eval/metrics.h, sklearn semantics with zero_division = 0):
 //  - nll: Σ −log p(target) over the assistant target tokens / their count.
@@ -67,7 +67,6 @@ DevMetrics dev_metrics_from_json(const nlohmann::json& json, const std::string& 
 // set gives all-NaN metrics. Throws Error for max_seq_len outside [1, trainer.max_tokens()], an example longer than
 // max_seq_len, or a site label outside its head's classes.
 DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* heads, SafetyTeacher* teacher,
-                        std::span<const TokenizedExample> dev, std::size_t max_seq_len,
-                        [[maybe_unused]] std::int32_t pad_id);
+                        std::span<const TokenizedExample> dev, std::size_t max_seq_len);
 
 }  // namespace kindred::train

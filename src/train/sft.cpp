@@ -549,8 +549,7 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     };
     const auto evaluate = [&](std::int64_t step) {
         const DevMetrics dev_metrics =
-            evaluate_dev(trainer, heads, dev_teacher, dev,
-                         static_cast<std::size_t>(recipe.max_seq_len), options.pad_id);
+            evaluate_dev(trainer, heads, dev_teacher, dev, static_cast<std::size_t>(recipe.max_seq_len));
         const auto json = to_json(dev_metrics);
         metrics.write({{"step", step}, {"dev", json}});
         if (progress) progress->message(fmt::format("dev at step {}: {}", step, json.dump()));

@@ -96,7 +96,7 @@ TEST(DevEval, NllIsThePerTokenMeanOfTheExamplesAlone) {
         sum += totals.loss;
         count += static_cast<std::size_t>(totals.counted);
     }
-    const DevMetrics m = evaluate_dev(f.trainer, nullptr, nullptr, dev, 64, 0);
+    const DevMetrics m = evaluate_dev(f.trainer, nullptr, nullptr, dev, 64);
     EXPECT_EQ(m.nll_tokens, count);
     // Packed rows run the same products as the examples alone; only sgemm blocking over a
     // different row count changes the summation order (fp32, relative ~1e-6).
@@ -108,10 +108,10 @@ TEST(DevEval, NllIsThePerTokenMeanOfTheExamplesAlone) {
     EXPECT_EQ(m.emotion_sites + m.strategy_sites + m.va_sites, 0u);
 
     // Deterministic: the same call gives the same bits, whatever dropout the adapters have.
-    const DevMetrics again = evaluate_dev(f.trainer, nullptr, nullptr, dev, 64, 0);
+    const DevMetrics again = evaluate_dev(f.trainer, nullptr, nullptr, dev, 64);
     EXPECT_EQ(again.nll, m.nll);
     // Shorter rows pack differently; the mean is the same up to summation order.
-    const DevMetrics narrow = evaluate_dev(f.trainer, nullptr, nullptr, dev, 30, 0);
+    const DevMetrics narrow = evaluate_dev(f.trainer, nullptr, nullptr, dev, 30);
     EXPECT_NEAR(narrow.nll, m.nll, 1e-5 * m.nll);
 }
 
@@ -137,7 +137,7 @@ TEST(DevEval, HeadsReadTheSiteRowOfEachPackedExample) {
         truth.insert(truth.end(), {site.valence, site.arousal});
         predicted.insert(predicted.end(), {y[0], y[1]});
     }
-    const DevMetrics m = evaluate_dev(f.trainer, &heads, nullptr, dev, 64, 0);
+    const DevMetrics m = evaluate_dev(f.trainer, &heads, nullptr, dev, 64);
     EXPECT_EQ(m.va_sites, dev.size());
     // Hidden states of a packed row vs alone differ by sgemm summation order (~1e-6 relative);
     // through a 64-wide head with |W| <= 1/8 that moves outputs by ~1e-6.
@@ -180,7 +180,7 @@ TEST(DevEval, HeadMetricsByHand) {
     dev[2].sites[0].valence = -0.1f;
     dev[2].sites[0].arousal = -0.2f;
 
-    const DevMetrics m = evaluate_dev(f.trainer, &heads, nullptr, dev, 64, 0);
+    const DevMetrics m = evaluate_dev(f.trainer, &heads, nullptr, dev, 64);
     EXPECT_EQ(m.emotion_sites, 3u);
     EXPECT_NEAR(m.emotion_accuracy, 2.0 / 3.0, 1e-12);
     // Class 2: precision 2/3, recall 1, F1 0.8; class 5: F1 0. Macro over {2, 5}: 0.4.
@@ -219,7 +219,7 @@ TEST(DevEval, SafetyKlAgainstTheTeacher) {
         model::LoraAdapters adapters(tiny().config(), model::LoraConfig{}, false);  // B = 0: student = base
         model::TrainableDecoder trainer(tiny(), adapters, false, 64);
         SafetyTeacher teacher(tiny(), 2.0f, vocab);
-        const DevMetrics m = evaluate_dev(trainer, nullptr, &teacher, dev, 64, 0);
+        const DevMetrics m = evaluate_dev(trainer, nullptr, &teacher, dev, 64);
         // Teacher (Decoder::forward) and student (TrainableDecoder) compute the same logits through
         // different kernels' summation orders (~1e-6 relative); KL is second order in that difference,
         // and the tail bucket of a k = vocab teacher holds only fp32 rounding (<= 96 · 6e-8).
@@ -250,7 +250,7 @@ TEST(DevEval, SafetyKlAgainstTheTeacher) {
                                       {n, kHidden, vocab}, 2.0f, 1.0f);
         tokens += targets.targets();
     }
-    const DevMetrics m = evaluate_dev(f.trainer, nullptr, &teacher, dev, 64, 0);
+    const DevMetrics m = evaluate_dev(f.trainer, nullptr, &teacher, dev, 64);
     EXPECT_GT(m.safe_kl, 1e-4);
     // Packed vs alone: summation order only (see the NLL test).
     EXPECT_NEAR(m.safe_kl, sum / static_cast<double>(tokens), 1e-5 * m.safe_kl + 1e-7);
@@ -274,25 +274,25 @@ TEST(DevEval, JsonWritesNanAsNull) {
 TEST(DevEval, RefusesBadInput) {
     Fixture f;
     auto dev = dev_set();
-    const DevMetrics empty = evaluate_dev(f.trainer, nullptr, nullptr, {}, 64, 0);
+    const DevMetrics empty = evaluate_dev(f.trainer, nullptr, nullptr, {}, 64);
     EXPECT_TRUE(std::isnan(empty.nll));
-    EXPECT_THROW(evaluate_dev(f.trainer, nullptr, nullptr, dev, 0, 0), Error);
-    EXPECT_THROW(evaluate_dev(f.trainer, nullptr, nullptr, dev, 65, 0), Error);  // past the trainer's 64
-    EXPECT_THROW(evaluate_dev(f.trainer, nullptr, nullptr, dev, 29, 0), Error);  // a 30-token example
+    EXPECT_THROW(evaluate_dev(f.trainer, nullptr, nullptr, dev, 0), Error);
+    EXPECT_THROW(evaluate_dev(f.trainer, nullptr, nullptr, dev, 65), Error);  // past the trainer's 64
+    EXPECT_THROW(evaluate_dev(f.trainer, nullptr, nullptr, dev, 29), Error);  // a 30-token example
     const model::Heads heads(kHidden, {});
     dev[2].sites[0].emotions = {27};  // one past the 27 classes
     try {
-        evaluate_dev(f.trainer, &heads, nullptr, dev, 64, 0);
+        evaluate_dev(f.trainer, &heads, nullptr, dev, 64);
         FAIL() << "expected an Error";
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("line 3 has emotion label 27"), std::string::npos) << e.what();
     }
     dev[2].sites[0].emotions = {};
     dev[2].sites[0].strategy = 8;
-    EXPECT_THROW(evaluate_dev(f.trainer, &heads, nullptr, dev, 64, 0), Error);
+    EXPECT_THROW(evaluate_dev(f.trainer, &heads, nullptr, dev, 64), Error);
     const model::Heads narrow(32, {});
     dev[2].sites[0].strategy = -1;
-    EXPECT_THROW(evaluate_dev(f.trainer, &narrow, nullptr, dev, 64, 0), Error);  // hidden 32 vs 64
+    EXPECT_THROW(evaluate_dev(f.trainer, &narrow, nullptr, dev, 64), Error);  // hidden 32 vs 64
 }
 
 }  // namespace
