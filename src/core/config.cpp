@@ -379,16 +379,7 @@ void Config::finish() const {
     for (const auto& u : unknown) {
         if (!message.empty()) message += "; ";
         message += fmt::format("unknown key '{}' in {}", u.key, u.where);
-        const std::string* best = nullptr;
-        std::size_t best_distance = std::max<std::size_t>(2, u.key.size() / 4) + 1;  // farther is no hint
-        for (const auto& known : read_) {
-            const std::size_t d = edit_distance(u.key, known);
-            if (d < best_distance) {
-                best_distance = d;
-                best = &known;
-            }
-        }
-        if (best != nullptr) message += fmt::format(" (did you mean '{}'?)", *best);
+        if (const auto best = closest_key(u.key, read_)) message += fmt::format(" (did you mean '{}'?)", *best);
     }
     throw Error(message);
 }

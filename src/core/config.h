@@ -5,6 +5,7 @@
 // the line (or the override that set it). Conventions are documented in configs/README.md.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <set>
@@ -83,7 +84,22 @@ private:
     std::vector<std::pair<std::string, std::string>> overrides_;  // key path, assignment text
 };
 
-// Levenshtein distance; exposed for the "did you mean" hints of other key-checking code.
+// Levenshtein distance.
 std::size_t edit_distance(std::string_view a, std::string_view b);
+
+// For "did you mean" hints: the first candidate nearest to `key` by edit distance, when it is near
+// enough to be a plausible typo (at most max(2, |key| / 4) edits).
+template <typename Candidates>
+std::optional<std::string> closest_key(std::string_view key, const Candidates& candidates) {
+    std::optional<std::string> best;
+    std::size_t best_distance = std::max<std::size_t>(2, key.size() / 4) + 1;
+    for (const auto& candidate : candidates) {
+        if (const std::size_t d = edit_distance(key, candidate); d < best_distance) {
+            best_distance = d;
+            best = std::string(candidate);
+        }
+    }
+    return best;
+}
 
 }  // namespace kindred

@@ -41,14 +41,8 @@ void read_axes(Config& config, const std::string& path, TuneSpace& space) {
     if (children.empty()) {
         const std::string key = path.substr(kGridKey.size() + 1);
         if (!is_tunable(key)) {
-            std::string hint;
-            std::size_t best = std::max<std::size_t>(2, key.size() / 4) + 1;  // farther is no hint
-            for (const auto candidate : kTunableKeys) {
-                if (const auto d = edit_distance(key, candidate); d < best) {
-                    best = d;
-                    hint = fmt::format(" (did you mean '{}'?)", candidate);
-                }
-            }
+            const auto best = closest_key(key, kTunableKeys);
+            const std::string hint = best ? fmt::format(" (did you mean '{}'?)", *best) : "";
             config.fail_at(path, fmt::format("is not a tunable key{}: tune.grid may vary {}", hint, tunable_list()));
         }
         auto values = config.get<std::vector<double>>(path);
