@@ -2,14 +2,11 @@
 // applied), opens the model, tokenizes the training (and dev) chat data with what the active
 // objective terms need (head sites of emotion-only examples, the safety teacher's tokens), says what
 // it trains, and runs train/sft.h in runs/<name>/.
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <optional>
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include "cli/commands.h"
@@ -21,11 +18,10 @@
 #include "train/dev_eval.h"
 #include "train/recipe.h"
 #include "train/sft.h"
+#include "train/training_run.h"
 
 namespace kindred::cli {
 namespace {
-
-namespace fs = std::filesystem;
 
 struct TrainOptions {
     std::string config;
@@ -33,24 +29,6 @@ struct TrainOptions {
     std::vector<std::string> overrides;
     int threads = 0;
 };
-
-// runs/<name>; without a name a fresh run gets a UTC timestamp and --resume takes the newest run
-// folder that holds a checkpoint (timestamps sort by time).
-std::string run_directory(const train::SftRecipe& recipe, bool resume) {
-    if (!recipe.name.empty()) return (fs::path(recipe.output_dir) / recipe.name).string();
-    if (!resume) {
-        const auto now = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
-        return (fs::path(recipe.output_dir) / fmt::format("{:%Y%m%d-%H%M%S}", now)).string();
-    }
-    std::string newest;
-    if (fs::is_directory(recipe.output_dir)) {
-        for (const auto& entry : fs::directory_iterator(recipe.output_dir)) {
-            if (fs::exists(entry.path() / "checkpoints") && entry.path().string() > newest) newest = entry.path().string();
-        }
-    }
-    if (newest.empty()) fail("--resume: no run with checkpoints under {} (set `name` to pick one)", recipe.output_dir);
-    return newest;
-}
 
 // "LM 1, emotion 0.5, strategy off (switch), ..." : each term's weight or why it is off.
 std::string objective_summary(const train::SftRecipe& recipe) {
@@ -95,7 +73,7 @@ void run_train(const TrainOptions& options) {
     }
 
     train::SftOptions sft;
-    sft.run_dir = run_directory(recipe, options.resume);
+    sft.run_dir = train::run_directory(recipe, options.resume);
     sft.resume = options.resume;
     sft.base_model = model->path();
     sft.pad_id = model->tokenizer().eos_id().value_or(0);
@@ -147,6 +125,7 @@ void add_train_command(CLI::App& app) {
     sft->add_option("--threads", options->threads, "CPU threads (0 = KINDRED_THREADS or every core)")->capture_default_str();
     sft->add_option("overrides", options->overrides, "key=value recipe overrides (e.g. optimisation.lr=1e-4)");
     sft->callback([options] { run_train(*options); });
+    add_train_dpo_command(*train);
 }
 
 }  // namespace kindred::cli

@@ -48,6 +48,8 @@ public:
     // Raw text: special-token markup in it is parsed; BOS is prepended when the tokenizer has one
     // and the GGUF asks for it (tokenizer.ggml.add_bos_token).
     std::vector<std::int32_t> encode_raw(const std::string& text) const;
+    // Whether encode_raw prepends BOS (the GGUF's tokenizer.ggml.add_bos_token).
+    bool adds_bos() const { return add_bos_; }
 
     // EOS and the template's end-of-turn markers that are single tokens.
     const std::vector<std::int32_t>& stop_tokens() const { return stop_tokens_; }

@@ -49,6 +49,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
@@ -81,6 +83,9 @@ struct HeadSite {
 
 struct TokenizedExample {
     std::vector<std::int32_t> tokens;
+    // Offsets in tokens where a further document of the example starts (positions restart at 0,
+    // attention stays inside each): a preference pair's rejected sequence. Empty: one document.
+    std::vector<std::size_t> document_starts;
     std::vector<std::int32_t> targets;  // same length as tokens; kIgnoreTarget or the next token
     std::size_t target_count = 0;       // targets that are not kIgnoreTarget
     std::size_t line = 0;
@@ -124,6 +129,15 @@ struct ChatDataset {
 // not a number).
 bool parse_chat_line(std::string_view line, const std::string& file, std::size_t line_number, ChatExample& out,
                      bool keep_emotion_only = false);
+
+// The pieces of parse_chat_line, for readers of other formats holding the same fields (preference
+// pairs, train/preference_pairs.h). `where` / `field` start every message.
+// One message object: role (system, developer, user, assistant), non-empty content, optional thinking.
+text::ChatMessage parse_chat_message(const nlohmann::json& item, const std::string& field);
+// The example-level head labels of an object: `emotion.labels` (into emotions) and valence/arousal.
+void parse_head_labels(const nlohmann::json& root, const std::string& where, ChatExample& out);
+// A message's `strategies` array: the id of its first strategy in data::strategies().
+std::int32_t parse_first_strategy(const nlohmann::json& strategies, const std::string& field);
 
 // Calls `sink` for every example of a JSONL file, line by line (blank lines are skipped), so a
 // corpus is never held as text. Counts lines and skipped emotion examples into `stats`.
