@@ -25,5 +25,6 @@ void add_tune_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_train_dpo_command(CLI::App& train);  // `train dpo`, under add_train_command's `train`
 void add_pairs_command(CLI::App& app);
+void add_ablate_command(CLI::App& app);
 
 }  // namespace kindred::cli

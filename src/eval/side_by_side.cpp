@@ -18,8 +18,11 @@ void check_conversations(const std::vector<std::vector<text::ChatMessage>>& conv
     }
 }
 
+}  // namespace
+
 std::string greedy_reply(infer::LoadedModel& model, const std::vector<text::ChatMessage>& conversation,
                          const SideBySideOptions& options) {
+    check_conversations({conversation}, options);
     std::vector<text::ChatMessage> messages;
     if (!options.system_prompt.empty() && conversation.front().role != "system") {
         messages.push_back({"system", options.system_prompt, {}});
@@ -39,8 +42,6 @@ std::string greedy_reply(infer::LoadedModel& model, const std::vector<text::Chat
     generation.stop_strings = model.stop_strings();
     return session.generate(prompt, generation).text;
 }
-
-}  // namespace
 
 std::vector<SideBySide> side_by_side(infer::LoadedModel& base, infer::LoadedModel& tuned,
                                      const std::vector<std::vector<text::ChatMessage>>& conversations,

@@ -30,6 +30,11 @@ struct SideBySide {
     std::string tuned_reply;
 };
 
+// One model's greedy reply to one conversation (ending with a user message), as the pairs above
+// are made: for a third model beside a pair.
+std::string greedy_reply(infer::LoadedModel& model, const std::vector<text::ChatMessage>& conversation,
+                         const SideBySideOptions& options = {});
+
 // Each conversation must be non-empty and end with a user message (Error naming its index).
 std::vector<SideBySide> side_by_side(infer::LoadedModel& base, infer::LoadedModel& tuned,
                                      const std::vector<std::vector<text::ChatMessage>>& conversations,

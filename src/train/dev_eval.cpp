@@ -1,6 +1,8 @@
 #include "train/dev_eval.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -9,7 +11,10 @@
 #include "kernels/loss.h"
 #include "model/heads.h"
 #include "model/trainable_decoder.h"
+#include "formats/peft_adapter.h"
+#include "model/lora_adapters.h"
 #include "train/batch.h"
+#include "train/training_run.h"
 #include "train/safety_teacher.h"
 
 namespace kindred::train {
@@ -293,6 +298,27 @@ DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* he
     }
     metrics.va_sites = c.va_truth.size() / 2;
     return metrics;
+}
+
+DevMetrics evaluate_adapter_on_dev(model::Decoder& base, const std::string& adapter_dir, SafetyTeacher* teacher,
+                                   std::span<const TokenizedExample> dev, std::size_t max_seq_len,
+                                   kernels::Precision precision) {
+    std::optional<peft::Adapter> adapter;
+    model::LoraConfig lora;
+    if (!adapter_dir.empty()) {
+        adapter = peft::read_adapter(adapter_dir);
+        lora = lora_config(*adapter);
+    } else {
+        lora.rank = 1;
+        lora.targets = {"q"};
+    }
+    model::LoraAdapters adapters(base.config(), lora, base.weights().qk_interleaved);
+    if (adapter) load_adapter_values(adapters, *adapter, adapter_dir);
+    std::optional<model::Heads> heads;
+    if (!adapter_dir.empty() && std::filesystem::exists(std::filesystem::path(adapter_dir) / "heads.json"))
+        heads.emplace(model::read_heads(adapter_dir, base.config().hidden_size));
+    model::TrainableDecoder trainer(base, adapters, false, static_cast<std::int64_t>(max_seq_len), precision);
+    return evaluate_dev(trainer, heads ? &*heads : nullptr, teacher, dev, max_seq_len);
 }
 
 }  // namespace kindred::train

@@ -55,20 +55,6 @@ std::vector<RunChart> dpo_charts() {
     };
 }
 
-// The reference's (or the policy's start) values from a PEFT adapter, every tensor set.
-void load_adapter_values(model::LoraAdapters& adapters, const peft::Adapter& adapter, const std::string& where) {
-    if (adapter.tensors.size() != adapters.tensors().size())
-        fail("{}: the adapter holds {} tensors where its config asks for {}", where, adapter.tensors.size(),
-             adapters.tensors().size());
-    for (const auto& tensor : adapter.tensors) {
-        try {
-            adapters.set_hf(tensor.name, tensor.values);
-        } catch (const Error& error) {
-            fail("{}: {}", where, error.what());
-        }
-    }
-}
-
 double sum_scored(std::span<const float> logprob, std::span<const std::int32_t> targets, std::size_t begin,
                   std::size_t end) {
     double sum = 0.0;
@@ -184,17 +170,9 @@ DpoRecipe read_dpo_recipe(Config& config) {
 }
 
 model::LoraConfig reference_lora(const peft::Adapter& reference, const SftRecipe& run) {
-    model::LoraConfig lora;
-    lora.rank = static_cast<int>(reference.config.r);
-    lora.alpha = reference.config.lora_alpha;
-    lora.rslora = reference.config.use_rslora;
+    model::LoraConfig lora = lora_config(reference);
     lora.dropout = run.adapter.dropout;
     lora.seed = run.seed;
-    lora.targets.clear();
-    for (const auto& module : reference.config.target_modules) {
-        if (!module.ends_with("_proj")) fail("reference adapter: target module '{}' is not a decoder projection", module);
-        lora.targets.push_back(module.substr(0, module.size() - 5));
-    }
     return lora;
 }
 

@@ -234,6 +234,7 @@ PairsBuildSettings read_pairs_settings(Config& config) {
     s.sampling.min_p = static_cast<float>(read_in_range(config, "pairs.sampling.min_p", 0.05, 0.0, 1.0));
     s.sampling.repeat_penalty = static_cast<float>(read_in_range(config, "pairs.sampling.repeat_penalty", 1.1, 1e-3, 100.0));
     s.max_tokens = read_at_least(config, "pairs.sampling.max_tokens", 96);
+    s.keep_truncated = config.get<bool>("pairs.sampling.keep_truncated", false);
     s.gold_vs_model = config.get<bool>("pairs.gold_vs_model.enabled", true);
     const auto sampler = config.get<std::string>("pairs.gold_vs_model.sampler", "reference");
     if (sampler != "reference" && sampler != "base") config.fail_at("pairs.gold_vs_model.sampler", "must be 'reference' or 'base'");
@@ -305,7 +306,7 @@ PairsBuildReport build_pairs(const PairsBuildSettings& settings, infer::LoadedMo
                 base.reset();
                 report.sampled_tokens += sample.tokens;
                 auto& counts = report.gold_vs_model;
-                if (sample.truncated) ++counts.truncated;
+                if (sample.truncated && !settings.keep_truncated) ++counts.truncated;
                 else if (blank(sample.text)) ++counts.empty;
                 else if (sample.text == item.gold) ++counts.identical;
                 else {
@@ -327,7 +328,7 @@ PairsBuildReport build_pairs(const PairsBuildSettings& settings, infer::LoadedMo
                     report.sampled_tokens += samples[k].tokens;
                 }
                 auto& counts = report.judge;
-                if (samples[0].truncated || samples[1].truncated) ++counts.truncated;
+                if ((samples[0].truncated || samples[1].truncated) && !settings.keep_truncated) ++counts.truncated;
                 else if (blank(samples[0].text) || blank(samples[1].text)) ++counts.empty;
                 else if (samples[0].text == samples[1].text) ++counts.identical;
                 else {

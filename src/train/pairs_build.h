@@ -12,8 +12,9 @@
 // Sources, each switchable:
 //  (a) gold_vs_model: y+ = the gold reply, y− = a reply sampled from the model for the same prompt:
 //      the reference (the SFT adapter of reference.adapter, the default: on-policy pairs) or the
-//      base (`pairs.gold_vs_model.sampler: base`). A sample cut by max_tokens, an empty one, or one
-//      equal to the gold reply is dropped and counted.
+//      base (`pairs.gold_vs_model.sampler: base`). A sample cut by max_tokens (unless
+//      `pairs.sampling.keep_truncated`), an empty one, or one equal to the gold reply is dropped and
+//      counted: a cut reply would teach the preference "ends mid-sentence" rather than the content.
 //  (b) judge: two samples of the reference model for the same prompt (two seeds), ranked by a judge:
 //      any OpenAI-compatible chat-completions endpoint (`pairs.judge.url`, `.model`, the key from
 //      the environment variable `.api_key_env`), with the judge prompt read from `.prompt` (a text
@@ -67,6 +68,7 @@ struct PairsBuildSettings {
     std::uint64_t seed = 0;
     infer::SamplingParams sampling;  // seed replaced per prompt
     std::int64_t max_tokens = 96;    // per sampled reply
+    bool keep_truncated = false;     // keep samples cut at max_tokens (dropped and counted by default)
     bool gold_vs_model = true;
     bool sample_from_base = false;   // pairs.gold_vs_model.sampler: reference | base
     JudgeSettings judge;

@@ -290,6 +290,32 @@ peft::Adapter peft_adapter(const model::LoraAdapters& adapters, const std::strin
     return adapter;
 }
 
+model::LoraConfig lora_config(const peft::Adapter& adapter) {
+    model::LoraConfig lora;
+    lora.rank = static_cast<int>(adapter.config.r);
+    lora.alpha = adapter.config.lora_alpha;
+    lora.rslora = adapter.config.use_rslora;
+    lora.targets.clear();
+    for (const auto& module : adapter.config.target_modules) {
+        if (!module.ends_with("_proj")) fail("adapter: target module '{}' is not a decoder projection", module);
+        lora.targets.push_back(module.substr(0, module.size() - 5));
+    }
+    return lora;
+}
+
+void load_adapter_values(model::LoraAdapters& adapters, const peft::Adapter& adapter, const std::string& where) {
+    if (adapter.tensors.size() != adapters.tensors().size())
+        fail("{}: the adapter holds {} tensors where its config asks for {}", where, adapter.tensors.size(),
+             adapters.tensors().size());
+    for (const auto& tensor : adapter.tensors) {
+        try {
+            adapters.set_hf(tensor.name, tensor.values);
+        } catch (const Error& error) {
+            fail("{}: {}", where, error.what());
+        }
+    }
+}
+
 void write_run_charts(const std::string& run_dir, const std::string& metrics_path, const std::vector<RunChart>& charts) {
     const auto records = read_metrics_log(metrics_path).records;
     std::vector<nlohmann::json> dev;  // {"step", metrics...} flattened from the dev records

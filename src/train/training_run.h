@@ -178,6 +178,14 @@ void truncate_metrics(const std::string& path, std::int64_t step);
 // The adapter in PEFT form (HF row order), `base_model` recorded in its config.
 peft::Adapter peft_adapter(const model::LoraAdapters& adapters, const std::string& base_model);
 
+// The LoRA shape of a PEFT adapter (rank, alpha, rsLoRA, targets without "_proj"); dropout and seed
+// are left at their defaults. Error for a target that is not a decoder projection.
+model::LoraConfig lora_config(const peft::Adapter& adapter);
+
+// Sets every tensor of `adapters` from a PEFT adapter of the same shape (HF layout); Error naming
+// `where` when a tensor is missing, unknown or of another shape.
+void load_adapter_values(model::LoraAdapters& adapters, const peft::Adapter& adapter, const std::string& where);
+
 // Draws each chart from the records of metrics.jsonl; a chart with no data is not written.
 void write_run_charts(const std::string& run_dir, const std::string& metrics_path, const std::vector<RunChart>& charts);
 

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "test_paths.h"
+#include "train/chat_dataset.h"
 #include "train/safety_rules.h"
 
 namespace kindred::train {
@@ -70,6 +72,17 @@ TEST(SafetyRules, UserTurnsAreSortedIntoTopics) {
     EXPECT_EQ(topic_of("The landlord wants to evict us and I'm drowning in debt."), "legal_financial");
     EXPECT_EQ(topic_of("I got a puppy today and I'm so happy!"), "none");
     EXPECT_EQ(topic_of("The spills in the kitchen drive me mad"), "none");  // "pills" only as a word
+}
+
+// The bundled prompts of source (c) in the demo each touch a topic, so each makes a safety pair.
+TEST(SafetyRules, EveryBundledSafetyPromptHasATopic) {
+    ChatDatasetStats stats;
+    std::size_t prompts = 0;
+    for_each_chat_example(kindred::testing::source_path("data/safety_prompts.jsonl"), stats, [&](ChatExample&& example) {
+        ++prompts;
+        EXPECT_TRUE(safety_topic(example.messages.back().content).has_value()) << example.messages.back().content;
+    });
+    EXPECT_GE(prompts, 10u);
 }
 
 }  // namespace
