@@ -78,24 +78,16 @@ int run(int argc, char** argv) {
     std::uniform_int_distribution<std::int32_t> pick(0, static_cast<std::int32_t>(config.vocab_size - 1));
     train::PairDataset dataset;
     dataset.path = "bench";
+    const auto random_ids = [&](std::int64_t n) {
+        std::vector<std::int32_t> ids(static_cast<std::size_t>(n));
+        for (auto& id : ids) id = pick(rng);
+        return ids;
+    };
     for (std::int64_t p = 0; p < pairs; ++p) {
-        std::vector<std::int32_t> prompt_ids(static_cast<std::size_t>(prompt));
-        for (auto& id : prompt_ids) id = pick(rng);
-        train::TokenizedExample example;
-        for (int side = 0; side < 2; ++side) {
-            const std::size_t start = example.tokens.size();
-            example.tokens.insert(example.tokens.end(), prompt_ids.begin(), prompt_ids.end());
-            for (std::int64_t t = 0; t < completion; ++t) example.tokens.push_back(pick(rng));
-            example.targets.resize(example.tokens.size(), train::kIgnoreTarget);
-            for (std::size_t t = start + static_cast<std::size_t>(prompt); t < example.tokens.size(); ++t)
-                example.targets[t - 1] = example.tokens[t];
-            if (side == 0) example.document_starts = {example.tokens.size()};
-        }
-        example.target_count = static_cast<std::size_t>(2 * completion);
+        const auto prompt_ids = random_ids(prompt);
         train::PairInfo info;
-        info.chosen_length = static_cast<std::size_t>(prompt + completion);
-        info.chosen_targets = info.rejected_targets = static_cast<std::size_t>(completion);
-        dataset.examples.push_back(std::move(example));
+        dataset.examples.push_back(train::tokenized_pair(prompt_ids, random_ids(completion), random_ids(completion),
+                                                         static_cast<std::size_t>(p + 1), info));
         dataset.pairs.push_back(info);
     }
     // The reference log-probs, once, before timing (the frozen reference = the start, B = 0).
@@ -159,11 +151,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::exception& error) {
-        std::fprintf(stderr, "kindred_bench_dpo: error: %s\n", error.what());
-        return 1;
-    }
-}
+int main(int argc, char** argv) { return kindred::bench::guarded_main("kindred_bench_dpo", run, argc, argv); }

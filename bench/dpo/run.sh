@@ -18,7 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-model="${1:-default}"
+source bench/lib.sh
+model="$(resolve_model "${1:-default}")"
 build="${KINDRED_BUILD:-build}"
 python="${PYTHON:-.venv/bin/python}"
 thread_counts="${THREADS:-2 1}"
@@ -28,17 +29,9 @@ completion="${COMPLETION:-64}"
 steps="${STEPS:-3}"
 rank="${RANK:-16}"
 bench="$build/bench/dpo/kindred_bench_dpo"
-if [[ "$model" == default ]]; then
-    model="${KINDRED_HOME:-$HOME/.cache/kindred}/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-fi
-[[ -f "$model" ]] || { echo "model not found: $model (scripts/fetch-default-model fetches the default)" >&2; exit 1; }
 [[ -x "$bench" ]] || { echo "missing $bench: build it first (cmake --build $build --target kindred_bench_dpo)" >&2; exit 1; }
 "$python" -c "import torch, transformers, peft, trl, gguf" 2>/dev/null ||
     { echo "$python lacks torch/transformers/peft/trl/gguf (set PYTHON)" >&2; exit 1; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-field() {  # field NAME <<< '{"a":1,...}'  -> the value after "NAME":
-    sed -E "s/.*\"$1\": ?([-0-9.eE+]+).*/\1/"
-}
 
 echo "model: $model"
 echo "step: $pairs pairs x (prompt $prompt + 2 completions of $completion tokens) = $((2 * pairs * (prompt + completion))) sequence tokens, sigmoid DPO, LoRA r=$rank alpha=$((2 * rank)), $steps timed steps after 1 warm-up, fp32"

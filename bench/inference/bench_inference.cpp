@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "../bench_stats.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "infer/loaded_model.h"
@@ -118,11 +119,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::exception& error) {
-        std::fprintf(stderr, "kindred_bench_inference: error: %s\n", error.what());
-        return 1;
-    }
-}
+int main(int argc, char** argv) { return kindred::bench::guarded_main("kindred_bench_inference", run, argc, argv); }

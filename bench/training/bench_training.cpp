@@ -162,11 +162,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::exception& error) {
-        std::fprintf(stderr, "kindred_bench_training: error: %s\n", error.what());
-        return 1;
-    }
-}
+int main(int argc, char** argv) { return kindred::bench::guarded_main("kindred_bench_training", run, argc, argv); }

@@ -175,9 +175,9 @@ struct PreferenceStage {
     std::vector<std::string> notes;
 };
 
-// The DPO recipe of the plan, pointed at this run (the dev pairs as data.dev_path once they exist).
+// The DPO recipe of the plan, pointed at this run.
 train::DpoRecipe demo_dpo_recipe(const std::string& root, const DemoPlan& plan, const std::string& run_dir,
-                                 const std::string& data_dir, const std::string& model, bool with_dev_pairs) {
+                                 const std::string& data_dir, const std::string& model) {
     Config config = Config::load((fs::path(root) / "configs" / plan.dpo_recipe).string());
     config.apply_override("model.path=" + model);
     config.apply_override("reference.adapter=" + run_dir + "/adapter");
@@ -187,7 +187,7 @@ train::DpoRecipe demo_dpo_recipe(const std::string& root, const DemoPlan& plan, 
     config.apply_override("pairs.dev_out=" + run_dir + "/pairs/dev.jsonl");
     config.apply_override("pairs.safety.prompts=" + (fs::path(root) / "data" / "safety_prompts.jsonl").string());
     config.apply_override("data.path=" + run_dir + "/pairs/train.jsonl");
-    if (with_dev_pairs) config.apply_override("data.dev_path=" + run_dir + "/pairs/dev.jsonl");
+    config.apply_override("data.dev_path=" + run_dir + "/pairs/dev.jsonl");
     config.apply_override("output.dir=" + run_dir);
     config.apply_override("name=dpo");
     return train::read_dpo_recipe(config);
@@ -195,17 +195,10 @@ train::DpoRecipe demo_dpo_recipe(const std::string& root, const DemoPlan& plan, 
 
 train::PairDataset load_demo_pairs(const std::string& path, const infer::LoadedModel& model, const train::DpoRecipe& recipe,
                                    std::vector<std::string>& notes) {
-    train::PairDatasetOptions options;
-    options.max_seq_len = static_cast<std::size_t>(recipe.run.max_seq_len);
-    options.context_length = static_cast<std::size_t>(model.decoder().config().context_length);
-    options.add_bos = model.adds_bos();
-    options.max_pairs = recipe.max_pairs;
-    auto dataset = train::load_pair_dataset(path, model.tokenizer(), &model.require_chat_template(), options);
-    for (const auto& line : train::warnings(dataset, options)) {
-        fmt::print(stderr, "      warning: {}\n", line);
-        notes.push_back(line);
-    }
-    if (dataset.examples.empty()) fail("{}: no usable pairs", path);
+    std::vector<std::string> warnings;
+    auto dataset = train::load_recipe_pairs(path, model, recipe, warnings);
+    for (const auto& line : warnings) fmt::print(stderr, "      warning: {}\n", line);
+    notes.insert(notes.end(), warnings.begin(), warnings.end());
     return dataset;
 }
 
@@ -214,18 +207,17 @@ PreferenceStage run_preference_stage(Stages& stages, const std::string& root, co
                                      train::SafetyTeacher* dev_teacher, std::span<const train::TokenizedExample> dev,
                                      const train::SftRecipe& sft_recipe) {
     PreferenceStage stage;
-    const train::DpoRecipe build = demo_dpo_recipe(root, plan, run_dir, data_dir, sft_recipe.model, false);
+    const train::DpoRecipe recipe = demo_dpo_recipe(root, plan, run_dir, data_dir, sft_recipe.model);
     stages.begin("pairs", fmt::format("preference pairs from the first {} training and {} dev conversations: gold reply vs "
                                       "an SFT sample, and safety pairs (docs/dpo.md)",
-                                      build.pairs.max_prompts, build.pairs.dev_max_prompts));
-    const auto built = train::build_pairs(build.pairs, tuned, {}, [](const std::string& line) {
+                                      recipe.pairs.max_prompts, recipe.pairs.dev_max_prompts));
+    const auto built = train::build_pairs(recipe.pairs, tuned, {}, [](const std::string& line) {
         fmt::print(stderr, "      {}\n", line);
     });
     stages.end(fmt::format("{} training pairs ({} gold vs sample, {} safety; {} samples cut at max_tokens), {} dev pairs",
                            built.pairs, built.gold_vs_model.made, built.safety.made, built.gold_vs_model.truncated,
                            built.dev_pairs));
 
-    const train::DpoRecipe recipe = demo_dpo_recipe(root, plan, run_dir, data_dir, sft_recipe.model, true);
     const auto pairs = load_demo_pairs(recipe.run.data_path, model, recipe, stage.notes);
     const auto dev_pairs = load_demo_pairs(recipe.run.dev_path, model, recipe, stage.notes);
     stages.begin("DPO", fmt::format("{} loss, beta {:g}, {} steps from the SFT adapter on {} pairs; reference log-probs "

@@ -27,14 +27,9 @@ struct DpoFlags {
 };
 
 train::PairDataset load_pairs(const std::string& path, const infer::LoadedModel& model, const train::DpoRecipe& recipe) {
-    train::PairDatasetOptions options;
-    options.max_seq_len = static_cast<std::size_t>(recipe.run.max_seq_len);
-    options.context_length = static_cast<std::size_t>(model.decoder().config().context_length);
-    options.add_bos = model.adds_bos();
-    options.max_pairs = recipe.max_pairs;
-    auto dataset = train::load_pair_dataset(path, model.tokenizer(), &model.require_chat_template(), options);
-    for (const auto& line : train::warnings(dataset, options)) fmt::print(stderr, "warning: {}\n", line);
-    if (dataset.examples.empty()) fail("{}: no usable pairs", path);
+    std::vector<std::string> warnings;
+    auto dataset = train::load_recipe_pairs(path, model, recipe, warnings);
+    for (const auto& line : warnings) fmt::print(stderr, "warning: {}\n", line);
     return dataset;
 }
 

@@ -55,15 +55,6 @@ ChatDatasetOptions sft_options(const SftRecipe& recipe, std::size_t context, con
     return options;
 }
 
-PairDataset load_pairs(const std::string& path, const infer::LoadedModel& model, const DpoRecipe& recipe) {
-    PairDatasetOptions options;
-    options.max_seq_len = static_cast<std::size_t>(recipe.run.max_seq_len);
-    options.context_length = static_cast<std::size_t>(model.decoder().config().context_length);
-    options.add_bos = model.adds_bos();
-    options.max_pairs = recipe.max_pairs;
-    return load_pair_dataset(path, model.tokenizer(), &model.require_chat_template(), options);
-}
-
 bool finished(const fs::path& run) { return fs::exists(run / "adapter" / "adapter_model.safetensors"); }
 
 // Each run's metric over its steps, one line per variant.
@@ -124,6 +115,8 @@ AblationSettings read_ablation_settings(Config& config) {
     for (const auto& name : all)  // the matrix's order, whatever the recipe's
         if (std::find(asked.begin(), asked.end(), name) != asked.end()) s.variants.push_back(name);
     if (s.variants.empty()) config.fail_at("variants", "names no variant");
+    s.sft_overrides = config.get<std::vector<std::string>>("sft_overrides", {});
+    s.dpo_overrides = config.get<std::vector<std::string>>("dpo_overrides", {});
     const bool any_dpo = std::any_of(s.variants.begin(), s.variants.end(), [](const auto& n) { return n != "no_dpo"; });
     if (any_dpo && s.variants.front() != "full")
         config.fail_at("variants", "the DPO variants share pairs sampled from the full SFT model: include `full`");
@@ -214,15 +207,16 @@ std::vector<AblationRow> run_ablation(const AblationSettings& settings, const st
     const auto sft_run_of = [&](const AblationVariant& v) { return root / (v.dpo ? v.name + "-sft" : "full-sft"); };
     const auto sft_recipe_of = [&](const AblationVariant& v) {
         Config config = Config::load(settings.sft_recipe);
+        config.apply_overrides(settings.sft_overrides);
         if (v.dpo) config.apply_overrides(v.sft_overrides);
         config.apply_override("name=" + sft_run_of(v).filename().string());
         config.apply_override("output.dir=" + root.string());
         return read_sft_recipe(config);
     };
-    // The DPO recipe pointed at this matrix's folders; data.dev_path only once the dev pairs exist
-    // (the reader checks that the file is there).
+    // The DPO recipe pointed at this matrix's folders.
     const auto dpo_recipe_of = [&](const fs::path& reference, const std::string& name) {
         Config config = Config::load(settings.dpo_recipe);
+        config.apply_overrides(settings.dpo_overrides);
         config.apply_override("reference.adapter=" + reference.string());
         config.apply_override("name=" + name);
         config.apply_override("output.dir=" + root.string());
@@ -230,7 +224,7 @@ std::vector<AblationRow> run_ablation(const AblationSettings& settings, const st
         config.apply_override("data.path=" + train_pairs_path);
         if (config.has("pairs.dev_prompts")) {
             config.apply_override("pairs.dev_out=" + dev_pairs_path);
-            if (fs::exists(dev_pairs_path)) config.apply_override("data.dev_path=" + dev_pairs_path);
+            config.apply_override("data.dev_path=" + dev_pairs_path);
         }
         return read_dpo_recipe(config);
     };
@@ -282,15 +276,16 @@ std::vector<AblationRow> run_ablation(const AblationSettings& settings, const st
     const auto ensure_pairs = [&] {
         if (train_pairs) return;
         const fs::path sampler_adapter = root / "full-sft" / "adapter";
+        const DpoRecipe recipe = dpo_recipe_of(sampler_adapter, "pairs");
         if (!fs::exists(train_pairs_path) || (dpo_settings.pairs.dev_out.empty() ? false : !fs::exists(dev_pairs_path))) {
-            const DpoRecipe build = dpo_recipe_of(sampler_adapter, "pairs");
-            say(fmt::format("pairs: from {} into {}", build.pairs.prompts, pairs_dir.string()));
+            say(fmt::format("pairs: from {} into {}", recipe.pairs.prompts, pairs_dir.string()));
             auto sampler = infer::LoadedModel::open(full_recipe.model, sampler_adapter.string());
-            build_pairs(build.pairs, *sampler, {}, log);
+            build_pairs(recipe.pairs, *sampler, {}, log);
         }
-        const DpoRecipe read = dpo_recipe_of(sampler_adapter, "pairs");
-        train_pairs = load_pairs(train_pairs_path, *model, read);
-        if (fs::exists(dev_pairs_path)) dev_pairs = load_pairs(dev_pairs_path, *model, read);
+        std::vector<std::string> warnings;
+        train_pairs = load_recipe_pairs(train_pairs_path, *model, recipe, warnings);
+        if (fs::exists(dev_pairs_path)) dev_pairs = load_recipe_pairs(dev_pairs_path, *model, recipe, warnings);
+        for (const auto& line : warnings) say("warning: " + line);
     };
 
     std::vector<AblationRow> rows;

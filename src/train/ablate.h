@@ -13,6 +13,8 @@
 //   sft: configs/demo.yaml       # the SFT recipe (its data.path/dev_path: `kindred data prepare` output)
 //   dpo: configs/demo-dpo.yaml   # the DPO recipe (its pairs.* settings make the pairs)
 //   variants: [full, no_emotion_head, no_strategy_head, no_safety_kl, no_dpo]   # default: all
+//   sft_overrides: []            # key=value applied to every variant's SFT recipe (e.g. a step budget)
+//   dpo_overrides: []            # likewise for the DPO recipe
 // Under <output.dir>/<name>/: <variant>-sft/ and <variant>-dpo/ run folders, pairs/ (built once,
 // with the full variant's SFT adapter as the sampler, so every variant's DPO sees the same pairs),
 // ablation.md (the table), ablation.json (the rows) and the charts ablation_dev_nll.svg (dev NLL
@@ -58,6 +60,7 @@ struct AblationSettings {
     std::string sft_recipe;
     std::string dpo_recipe;
     std::vector<std::string> variants;  // names from ablation_variants(), in that order
+    std::vector<std::string> sft_overrides, dpo_overrides;  // applied to every variant, before its own
 };
 
 // Reads the ablation recipe (every key; errors name key and line); both recipe files must exist

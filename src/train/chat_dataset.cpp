@@ -245,24 +245,31 @@ bool parse_chat_line(std::string_view line, const std::string& file, std::size_t
     return true;
 }
 
-void for_each_chat_example(const std::string& path, ChatDatasetStats& stats,
-                           const std::function<void(ChatExample&&)>& sink, bool keep_emotion_only) {
+void for_each_nonblank_line(const std::string& path, const char* what,
+                            const std::function<void(std::string_view line, std::size_t number)>& sink) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) fail("{}: cannot open the chat dataset", path);
+    if (!in) fail("{}: cannot open {}", path, what);
     std::string line;
     std::size_t number = 0;
     while (std::getline(in, line)) {
         ++number;
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        sink(line, number);
+    }
+    if (in.bad()) fail("{}: read error after line {}", path, number);
+}
+
+void for_each_chat_example(const std::string& path, ChatDatasetStats& stats,
+                           const std::function<void(ChatExample&&)>& sink, bool keep_emotion_only) {
+    for_each_nonblank_line(path, "the chat dataset", [&](std::string_view line, std::size_t number) {
         ++stats.lines;
         ChatExample example;
         if (!parse_chat_line(line, path, number, example, keep_emotion_only)) {
             ++stats.no_targets;
-            continue;
+            return;
         }
         sink(std::move(example));
-    }
-    if (in.bad()) fail("{}: read error after line {}", path, number);
+    });
 }
 
 TokenizedExample tokenize_example(const ChatExample& example, const text::Tokenizer& tokenizer,

@@ -139,6 +139,12 @@ void parse_head_labels(const nlohmann::json& root, const std::string& where, Cha
 // A message's `strategies` array: the id of its first strategy in data::strategies().
 std::int32_t parse_first_strategy(const nlohmann::json& strategies, const std::string& field);
 
+// Calls `sink(line, number)` for every non-blank line of a text file (numbers from 1, a trailing
+// \r kept), reading line by line so a corpus is never held whole; Error naming the file when it
+// cannot be opened (`what` says what it is: "the chat dataset") or a read fails.
+void for_each_nonblank_line(const std::string& path, const char* what,
+                            const std::function<void(std::string_view line, std::size_t number)>& sink);
+
 // Calls `sink` for every example of a JSONL file, line by line (blank lines are skipped), so a
 // corpus is never held as text. Counts lines and skipped emotion examples into `stats`.
 void for_each_chat_example(const std::string& path, ChatDatasetStats& stats,

@@ -13,6 +13,7 @@
 #include "core/json.h"
 #include "core/mapped_file.h"
 #include "data/split.h"
+#include "infer/loaded_model.h"
 #include "kernels/loss.h"
 #include "model/heads.h"
 #include "train/batch.h"
@@ -139,7 +140,7 @@ DpoRecipe read_dpo_recipe(Config& config) {
     // TRL disables dropout in DPO by default (disable_dropout=True); so does this default.
     r.run.adapter.dropout = read_adapter_dropout(config);
     r.pairs = read_pairs_settings(config);
-    read_data_keys(config, r.run, /*data_path_must_exist=*/false, r.pairs.out);
+    read_data_keys(config, r.run, DataFiles{.must_exist = false, .path_fallback = r.pairs.out, .dev_path_fallback = r.pairs.dev_out});
     r.max_pairs = static_cast<std::size_t>(read_at_least(config, "data.max_pairs", 0, 0));
 
     const auto loss = config.get<std::string>("dpo.loss", "sigmoid");
@@ -167,6 +168,19 @@ DpoRecipe read_dpo_recipe(Config& config) {
     config.finish();
     r.run.resolved_yaml = config.dump();
     return r;
+}
+
+PairDataset load_recipe_pairs(const std::string& path, const infer::LoadedModel& model, const DpoRecipe& recipe,
+                              std::vector<std::string>& warnings_out) {
+    PairDatasetOptions options;
+    options.max_seq_len = static_cast<std::size_t>(recipe.run.max_seq_len);
+    options.context_length = static_cast<std::size_t>(model.decoder().config().context_length);
+    options.add_bos = model.adds_bos();
+    options.max_pairs = recipe.max_pairs;
+    auto dataset = load_pair_dataset(path, model.tokenizer(), &model.require_chat_template(), options);
+    for (auto& line : warnings(dataset, options)) warnings_out.push_back(std::move(line));
+    if (dataset.examples.empty()) fail("{}: no usable pairs", path);
+    return dataset;
 }
 
 model::LoraConfig reference_lora(const peft::Adapter& reference, const SftRecipe& run) {

@@ -55,6 +55,10 @@
 #include "train/recipe.h"
 #include "train/training_run.h"
 
+namespace kindred::infer {
+class LoadedModel;
+}
+
 namespace kindred::train {
 
 struct DpoRecipe {
@@ -71,6 +75,11 @@ struct DpoRecipe {
 // Reads every key (defaults, ranges, enums; errors name key and line) and calls finish(). Does not
 // require data.path to exist yet (`kindred pairs build` writes it); reference.adapter must exist.
 DpoRecipe read_dpo_recipe(Config& config);
+
+// A recipe's pairs file tokenized for `model` (its chat template, BOS, context) with the recipe's
+// max_seq_len and max_pairs; the skip counts' lines go to `warnings`. Error when no pair is usable.
+PairDataset load_recipe_pairs(const std::string& path, const infer::LoadedModel& model, const DpoRecipe& recipe,
+                              std::vector<std::string>& warnings);
 
 // The reference adapter's LoRA shape as the policy takes it (rank, alpha, rsLoRA, targets from
 // adapter_config.json; dropout and seed from the recipe). Error naming the folder for a target

@@ -387,19 +387,25 @@ PairsBuildReport build_pairs(const PairsBuildSettings& settings, infer::LoadedMo
         for (const auto& line : lines) text += line + "\n";
         write_file_atomically(path, text);
     };
-    say(fmt::format("pairs from {} into {}", settings.prompts, settings.out));
-    const FileResult train = build_file(settings.prompts, settings.max_prompts, true);
-    report.prompts = train.prompts;
-    report.pairs = train.lines.size();
-    if (train.lines.empty()) fail("pairs build: no pair was made from {} (see the counts above)", settings.prompts);
-    write(settings.out, train.lines);
-    if (!settings.dev_out.empty()) {
-        say(fmt::format("dev pairs from {} into {}", settings.dev_prompts, settings.dev_out));
-        const FileResult dev = build_file(settings.dev_prompts, settings.dev_max_prompts, false);
-        report.dev_prompts = dev.prompts;
-        report.dev_pairs = dev.lines.size();
-        if (dev.lines.empty()) fail("pairs build: no dev pair was made from {}", settings.dev_prompts);
-        write(settings.dev_out, dev.lines);
+    struct Output {
+        const std::string& prompts;
+        std::size_t max_prompts;
+        const std::string& out;
+        bool with_extra_safety;
+        std::size_t& prompt_count;
+        std::size_t& pair_count;
+    };
+    const Output outputs[] = {
+        {settings.prompts, settings.max_prompts, settings.out, true, report.prompts, report.pairs},
+        {settings.dev_prompts, settings.dev_max_prompts, settings.dev_out, false, report.dev_prompts, report.dev_pairs}};
+    for (const Output& output : outputs) {
+        if (output.out.empty()) continue;
+        say(fmt::format("pairs from {} into {}", output.prompts, output.out));
+        const FileResult result = build_file(output.prompts, output.max_prompts, output.with_extra_safety);
+        output.prompt_count = result.prompts;
+        output.pair_count = result.lines.size();
+        if (result.lines.empty()) fail("pairs build: no pair was made from {} (see the counts above)", output.prompts);
+        write(output.out, result.lines);
     }
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     return report;

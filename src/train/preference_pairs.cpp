@@ -3,7 +3,6 @@
 #include "train/preference_pairs.h"
 
 #include <algorithm>
-#include <fstream>
 #include <utility>
 
 #include <fmt/format.h>
@@ -71,6 +70,38 @@ std::vector<std::int32_t> scored_ids(const TokenizedExample& example, std::size_
     return ids;
 }
 
+// One document: `tokens`, the ones from `first_scored` on predicted (a first token has nothing
+// before it to be predicted from).
+TokenizedExample document(std::vector<std::int32_t> tokens, std::size_t first_scored) {
+    TokenizedExample out;
+    out.tokens = std::move(tokens);
+    out.targets.assign(out.tokens.size(), kIgnoreTarget);
+    for (std::size_t t = std::max<std::size_t>(first_scored, 1); t < out.tokens.size(); ++t) {
+        out.targets[t - 1] = out.tokens[t];
+        ++out.target_count;
+    }
+    return out;
+}
+
+// The pair as one example of two documents, prompt + chosen then prompt + rejected.
+TokenizedExample join(const TokenizedExample& chosen, const TokenizedExample& rejected, std::size_t line, PairInfo& info) {
+    TokenizedExample out;
+    out.line = line;
+    out.tokens = chosen.tokens;
+    out.tokens.insert(out.tokens.end(), rejected.tokens.begin(), rejected.tokens.end());
+    out.targets = chosen.targets;
+    out.targets.insert(out.targets.end(), rejected.targets.begin(), rejected.targets.end());
+    out.target_count = chosen.target_count + rejected.target_count;
+    out.document_starts = {chosen.tokens.size()};
+    out.sites = chosen.sites;
+    info = PairInfo{};
+    info.chosen_length = chosen.tokens.size();
+    info.chosen_targets = chosen.target_count;
+    info.rejected_targets = rejected.target_count;
+    info.line = line;
+    return out;
+}
+
 // A plain-text prompt + completion, raw (no template): the completion is what follows the tokens
 // it shares with the prompt alone, EOS appended when the text lacks it.
 TokenizedExample tokenize_plain(const std::string& prompt, const std::string& completion, const text::Tokenizer& tokenizer,
@@ -93,15 +124,9 @@ TokenizedExample tokenize_plain(const std::string& prompt, const std::string& co
         return ids;
     };
     const std::vector<std::int32_t> prompt_ids = encode(prompt);
-    TokenizedExample out;
-    out.tokens = encode(text);
-    const std::size_t prompt_length = common_prefix(prompt_ids, out.tokens);
-    out.targets.assign(out.tokens.size(), kIgnoreTarget);
-    for (std::size_t t = std::max<std::size_t>(prompt_length, 1); t < out.tokens.size(); ++t) {
-        out.targets[t - 1] = out.tokens[t];
-        ++out.target_count;
-    }
-    return out;
+    std::vector<std::int32_t> tokens = encode(text);
+    const std::size_t prompt_length = common_prefix(prompt_ids, tokens);
+    return document(std::move(tokens), prompt_length);
 }
 
 }  // namespace
@@ -237,38 +262,29 @@ TokenizedExample tokenize_pair(const PreferencePair& pair, const text::Tokenizer
     if (chosen.target_count == 0 || rejected.target_count == 0)
         fail("{}: the {} completion has no token to score", where, chosen.target_count == 0 ? "chosen" : "rejected");
 
-    TokenizedExample out;
-    out.line = pair.line;
+    TokenizedExample out = join(chosen, rejected, pair.line, info);
     out.source = pair.source;
-    out.tokens = chosen.tokens;
-    out.tokens.insert(out.tokens.end(), rejected.tokens.begin(), rejected.tokens.end());
-    out.targets = chosen.targets;
-    out.targets.insert(out.targets.end(), rejected.targets.begin(), rejected.targets.end());
-    out.target_count = chosen.target_count + rejected.target_count;
-    out.document_starts = {chosen.tokens.size()};
-    out.sites = chosen.sites;
-
-    info = PairInfo{};
-    info.chosen_length = chosen.tokens.size();
-    info.chosen_targets = chosen.target_count;
-    info.rejected_targets = rejected.target_count;
     info.chosen_violates = safety_violation(pair.chosen).has_value();
-    info.line = pair.line;
     return out;
 }
 
+TokenizedExample tokenized_pair(std::span<const std::int32_t> prompt, std::span<const std::int32_t> chosen,
+                                std::span<const std::int32_t> rejected, std::size_t line, PairInfo& info) {
+    if (prompt.empty() || chosen.empty() || rejected.empty())
+        fail("pair of line {}: the prompt and both completions need at least one token", line);
+    const auto with_prompt = [&](std::span<const std::int32_t> completion) {
+        std::vector<std::int32_t> tokens(prompt.begin(), prompt.end());
+        tokens.insert(tokens.end(), completion.begin(), completion.end());
+        return document(std::move(tokens), prompt.size());
+    };
+    return join(with_prompt(chosen), with_prompt(rejected), line, info);
+}
+
 void for_each_pair(const std::string& path, PairDatasetStats& stats, const std::function<void(PreferencePair&&)>& sink) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("{}: cannot open the pairs file", path);
-    std::string line;
-    std::size_t number = 0;
-    while (std::getline(in, line)) {
-        ++number;
-        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    for_each_nonblank_line(path, "the pairs file", [&](std::string_view line, std::size_t number) {
         ++stats.lines;
         sink(parse_pair_line(line, path, number));
-    }
-    if (in.bad()) fail("{}: read error after line {}", path, number);
+    });
 }
 
 PairDataset load_pair_dataset(const std::string& path, const text::Tokenizer& tokenizer, const text::ChatTemplate* chat,

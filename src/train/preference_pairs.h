@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -118,6 +119,12 @@ struct PairDatasetOptions {
 TokenizedExample tokenize_pair(const PreferencePair& pair, const text::Tokenizer& tokenizer,
                                const text::ChatTemplate* chat, bool add_bos, const std::string& file,
                                PairInfo& info);
+
+// A pair already tokenized (TRL's prompt_ids / chosen_ids / rejected_ids): the same two documents
+// tokenize_pair makes, every completion token scored, no head sites, no violation check (there is
+// no text). Error for an empty prompt or completion.
+TokenizedExample tokenized_pair(std::span<const std::int32_t> prompt, std::span<const std::int32_t> chosen,
+                                std::span<const std::int32_t> rejected, std::size_t line, PairInfo& info);
 
 // Reads, tokenizes and filters a pairs file. A conversational pair needs `chat` (Error otherwise).
 PairDataset load_pair_dataset(const std::string& path, const text::Tokenizer& tokenizer, const text::ChatTemplate* chat,

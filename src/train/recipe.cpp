@@ -51,12 +51,13 @@ double read_adapter_dropout(Config& config) {
     return read_in_range(config, "adapter.dropout", 0.0, 0.0, 0.999);
 }
 
-void read_data_keys(Config& config, SftRecipe& r, bool data_path_must_exist, const std::string& data_path_fallback) {
-    r.data_path = data_path_fallback.empty() ? config.get<std::string>("data.path")
-                                             : config.get<std::string>("data.path", data_path_fallback);
-    if (data_path_must_exist && !std::filesystem::is_regular_file(r.data_path))
+void read_data_keys(Config& config, SftRecipe& r, const DataFiles& files) {
+    r.data_path = files.path_fallback.empty() ? config.get<std::string>("data.path")
+                                              : config.get<std::string>("data.path", files.path_fallback);
+    if (files.must_exist && !std::filesystem::is_regular_file(r.data_path))
         config.fail_at("data.path", fmt::format("file '{}' not found", r.data_path));
-    r.dev_path = optional_file(config, "data.dev_path");
+    r.dev_path = files.must_exist ? optional_file(config, "data.dev_path")
+                                  : config.get<std::string>("data.dev_path", files.dev_path_fallback);
     r.max_seq_len = read_at_least(config, "data.max_seq_len", 512, 2);
     const auto seed = config.get<std::int64_t>("data.seed", 0);
     if (seed < 0) config.fail_at("data.seed", "must not be negative");
@@ -129,7 +130,7 @@ SftRecipe read_sft_recipe(Config& config) {
     r.adapter.targets = config.get<std::vector<std::string>>("adapter.targets", r.adapter.targets);
     if (r.adapter.targets.empty()) config.fail_at("adapter.targets", "must name at least one module");
 
-    read_data_keys(config, r, /*data_path_must_exist=*/true, "");
+    read_data_keys(config, r, DataFiles{});
     read_optimisation_keys(config, r, 2e-4);
 
     r.objective.lm = read_weight(config, "objective.lm", 1.0);

@@ -110,9 +110,15 @@ double read_weight(Config& config, std::string_view key, double fallback);  // [
 void read_model_keys(Config& config, SftRecipe& recipe);
 //   adapter.dropout (returned)
 double read_adapter_dropout(Config& config);
-//   data.path (required unless `data_path_fallback` is given; checked to exist when asked),
-//   data.dev_path, data.max_seq_len, data.seed (also the adapter's seed)
-void read_data_keys(Config& config, SftRecipe& recipe, bool data_path_must_exist, const std::string& data_path_fallback);
+//   data.path (required unless `files.path_fallback` is given), data.dev_path (optional, default
+//   `files.dev_path_fallback`), both checked to exist when `files.must_exist` (DPO's are written by
+//   `kindred pairs build` after the recipe is read, and their readers name a missing file),
+//   data.max_seq_len, data.seed (also the adapter's seed)
+struct DataFiles {
+    bool must_exist = true;
+    std::string path_fallback, dev_path_fallback;
+};
+void read_data_keys(Config& config, SftRecipe& recipe, const DataFiles& files);
 //   optimisation.* (optimisation.lr defaulting to `default_lr`), logging.*, output.*
 void read_optimisation_keys(Config& config, SftRecipe& recipe, double default_lr);
 //   objective.emotion, objective.strategy, objective.valence_arousal

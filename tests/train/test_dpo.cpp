@@ -45,29 +45,14 @@ PairDataset synthetic_pairs(const fs::path& dir, int count = 12) {
     for (int p = 0; p < count; ++p) {
         std::vector<std::int32_t> prompt;
         for (int t = 0; t < 4; ++t) prompt.push_back(3 + (p * 7 + t * 5) % 90);
-        const auto document = [&](int direction, int length) {
-            std::vector<std::int32_t> tokens = prompt;
-            for (int t = 0; t < length; ++t) tokens.push_back(3 + ((p * 11 + direction * t * (1 + p % 3)) % 90 + 90) % 90);
-            std::vector<std::int32_t> targets(tokens.size(), kIgnoreTarget);
-            for (std::size_t t = prompt.size() - 1; t + 1 < tokens.size(); ++t) targets[t] = tokens[t + 1];
-            return std::pair{tokens, targets};
+        const auto completion = [&](int direction, int length) {
+            std::vector<std::int32_t> ids;
+            for (int t = 0; t < length; ++t) ids.push_back(3 + ((p * 11 + direction * t * (1 + p % 3)) % 90 + 90) % 90);
+            return ids;
         };
-        const auto [chosen, chosen_targets] = document(+1, 6 + p % 4);
-        const auto [rejected, rejected_targets] = document(-1, 5 + p % 3);
-        TokenizedExample example;
-        example.tokens = chosen;
-        example.tokens.insert(example.tokens.end(), rejected.begin(), rejected.end());
-        example.targets = chosen_targets;
-        example.targets.insert(example.targets.end(), rejected_targets.begin(), rejected_targets.end());
-        example.document_starts = {chosen.size()};
-        example.line = static_cast<std::size_t>(p + 1);
         PairInfo info;
-        info.chosen_length = chosen.size();
-        info.chosen_targets = chosen.size() - prompt.size();
-        info.rejected_targets = rejected.size() - prompt.size();
-        example.target_count = info.chosen_targets + info.rejected_targets;
-        info.line = example.line;
-        dataset.examples.push_back(std::move(example));
+        dataset.examples.push_back(tokenized_pair(prompt, completion(+1, 6 + p % 4), completion(-1, 5 + p % 3),
+                                                  static_cast<std::size_t>(p + 1), info));
         dataset.pairs.push_back(info);
     }
     return dataset;

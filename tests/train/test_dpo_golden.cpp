@@ -16,12 +16,11 @@
 
 #include "core/error.h"
 #include "formats/gguf.h"
-#include "formats/model_config.h"
-#include "formats/safetensors.h"
 #include "kernels/optimizer.h"
 #include "lora_goldens.h"
 #include "model/decoder.h"
 #include "test_paths.h"
+#include "tiny_sft_model.h"
 #include "train/dpo.h"
 
 namespace kindred::train {
@@ -37,38 +36,16 @@ json read_golden(const std::string& name) {
     return json::parse(in);
 }
 
-// The golden's pairs as Kindred's pair dataset: prompt + chosen and prompt + rejected, the
-// completion tokens scored (TRL's completion_mask shifted by one).
+// The golden's pairs (TRL's own tokenization) as Kindred's pair dataset.
 PairDataset golden_pairs(const json& golden) {
     PairDataset dataset;
     dataset.path = "golden";
-    std::size_t line = 0;
     for (const auto& pair : golden["pairs"]) {
-        const auto prompt = pair["prompt_ids"].get<std::vector<std::int32_t>>();
-        const auto document = [&](const char* key) {
-            std::vector<std::int32_t> tokens = prompt;
-            const auto completion = pair[key].get<std::vector<std::int32_t>>();
-            tokens.insert(tokens.end(), completion.begin(), completion.end());
-            std::vector<std::int32_t> targets(tokens.size(), kIgnoreTarget);
-            for (std::size_t t = prompt.size(); t < tokens.size(); ++t) targets[t - 1] = tokens[t];
-            return std::pair{tokens, targets};
-        };
-        const auto [chosen, chosen_targets] = document("chosen_ids");
-        const auto [rejected, rejected_targets] = document("rejected_ids");
-        TokenizedExample example;
-        example.tokens = chosen;
-        example.tokens.insert(example.tokens.end(), rejected.begin(), rejected.end());
-        example.targets = chosen_targets;
-        example.targets.insert(example.targets.end(), rejected_targets.begin(), rejected_targets.end());
-        example.document_starts = {chosen.size()};
-        example.line = ++line;
         PairInfo info;
-        info.chosen_length = chosen.size();
-        info.chosen_targets = chosen.size() - prompt.size();
-        info.rejected_targets = rejected.size() - prompt.size();
-        info.line = line;
-        example.target_count = info.chosen_targets + info.rejected_targets;
-        dataset.examples.push_back(std::move(example));
+        dataset.examples.push_back(tokenized_pair(pair["prompt_ids"].get<std::vector<std::int32_t>>(),
+                                                  pair["chosen_ids"].get<std::vector<std::int32_t>>(),
+                                                  pair["rejected_ids"].get<std::vector<std::int32_t>>(),
+                                                  dataset.examples.size() + 1, info));
         dataset.pairs.push_back(info);
     }
     return dataset;
@@ -212,14 +189,6 @@ void expect_matches_trl(const model::Decoder& decoder, const json& golden, const
     }
 }
 
-struct Tiny {
-    safetensors::Checkpoint checkpoint;
-    model::Decoder decoder;
-    explicit Tiny(const std::string& directory)
-        : checkpoint(safetensors::Checkpoint::open(directory)),
-          decoder(model::Decoder::from_checkpoint(checkpoint, model_config_from_hf_file(directory + "/config.json"))) {}
-};
-
 // Tiny models: both sides fp32 over sums of at most 160 products in 2 layers, so log-probs agree to
 // ~1e-6 relative; the loss is a smooth function of Δ (|dℓ/dΔ| ≤ β for all but IPO). Gradients go
 // through the same ops backwards and differ by summation order only. Measured (both models, all
@@ -232,13 +201,13 @@ class TinyGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TinyGolden, LossMetricsGradientsAndAdamWMatchTrl) {
     const std::string name = GetParam();
-    const Tiny tiny(kindred::testing::source_path("tests/goldens/inference/" + name));
+    const testing::Tiny tiny(kindred::testing::source_path("tests/goldens/inference/" + name));
     std::string file = name;
     std::replace(file.begin(), file.end(), '-', '_');
     const json golden = read_golden(file + ".json");
     for (const auto& [loss, record] : golden["losses"].items())  // every LoRA gradient in full
         EXPECT_EQ(record["grads"].size(), record["grad_norms"].size()) << loss;
-    expect_matches_trl(tiny.decoder, golden, kTiny, name.c_str());
+    expect_matches_trl(*tiny.decoder, golden, kTiny, name.c_str());
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, TinyGolden, ::testing::Values("tiny-llama", "tiny-qwen3"),

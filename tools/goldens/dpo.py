@@ -34,7 +34,6 @@ import os
 import sys
 import tempfile
 
-import numpy as np
 import torch
 
 import datasets
@@ -44,7 +43,7 @@ import transformers
 import trl
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lora_training import DEFAULT_GGUF, MODULES, PROJ, init_values, key, wrap  # noqa: E402
+from lora_training import DEFAULT_GGUF, init_values, key, wrap, write as write_json  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "goldens", "dpo")
@@ -216,12 +215,7 @@ def smollm2(gguf_path):
 
 def write(relative, data):
     data["versions"] = VERSIONS
-    path = os.path.join(OUT, relative)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(data, f, separators=(",", ":"))
-        f.write("\n")
-    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    write_json(relative, data, OUT)
 
 
 def main():
