@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "eval/eqbench3_json.h"
+#include "net/http.h"
 #include "text/unicode.h"
 
 namespace kindred::eval {
@@ -203,7 +204,7 @@ std::string pairwise_history(const Eqb3Transcript& transcript) {
 std::string read_data_file(const std::string& dir, const std::string& name, std::map<std::string, std::string>& fingerprints) {
     const std::string path = dir + "/" + name;
     std::string text = read_file_text(path, kMaxDataFileBytes);
-    fingerprints[name] = std::to_string(text.size());  // sha256 once net/ lands
+    fingerprints[name] = net::sha256_hex(text);
     return text;
 }
 

@@ -79,7 +79,7 @@ struct Eqb3Data {
     std::string pairwise_prompt;         // pairwise_prompt_eqbench3.txt
     std::string analysis_pairwise_prompt;  // pairwise_prompt_eqbench3_analysis.txt
     std::map<std::string, std::string> notes;  // scenario_notes.txt
-    // file name -> fnv1a64 hex of its bytes, stored with a run so a resume or a comparison can
+    // file name -> sha256 hex of its bytes, stored with a run so a resume or a comparison can
     // tell when the data changed under it.
     std::map<std::string, std::string> fingerprints;
 
