@@ -5,7 +5,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
-#include <sstream>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -70,17 +69,6 @@ std::unique_ptr<net::ChatClient> endpoint_client(const EndpointFlags& flags, con
 
 nlohmann::json endpoint_identity(const EndpointFlags& flags) { return {{"url", flags.url}, {"model", flags.model}}; }
 
-std::vector<std::string> split_ids(const std::string& list) {
-    std::vector<std::string> ids;
-    std::stringstream stream(list);
-    for (std::string id; std::getline(stream, id, ',');) {
-        const auto begin = id.find_first_not_of(' ');
-        if (begin == std::string::npos) continue;
-        ids.push_back(id.substr(begin, id.find_last_not_of(' ') - begin + 1));
-    }
-    return ids;
-}
-
 nlohmann::json usage_json(const net::ChatClient& client) {
     const net::ChatUsage usage = client.usage();
     return {{"calls", usage.completed_calls},     {"failed_calls", usage.failed_calls}, {"prompt_tokens", usage.prompt_tokens},
@@ -100,7 +88,7 @@ void run(const Eqb3Flags& flags) {
     eval::Eqb3RunOptions options;
     options.out = flags.out.empty() ? fmt::format("runs/eqbench3-{:%Y%m%d-%H%M%S}", std::chrono::system_clock::now()) : flags.out;
     options.resume = flags.resume;
-    options.scenarios = split_ids(flags.scenarios);
+    options.scenarios = eval::eqbench3_split_ids(flags.scenarios);
     options.seed = flags.seed;
     options.max_reply_tokens = flags.max_tokens;
     options.judge_attempts = flags.judge_attempts;

@@ -501,6 +501,17 @@ std::string eqbench3_pairwise_prompt(const Eqb3Data& data, const Eqb3Transcript&
     return replace_all(std::move(prompt), "{response_B}", first_reply(b));
 }
 
+std::vector<std::string> eqbench3_split_ids(std::string_view list) {
+    std::vector<std::string> ids;
+    for (std::size_t at = 0; at <= list.size();) {
+        const std::size_t end = std::min(list.find(',', at), list.size());
+        const std::string_view id = python_strip(list.substr(at, end - at));
+        if (!id.empty()) ids.emplace_back(id);
+        at = end + 1;
+    }
+    return ids;
+}
+
 std::string_view python_prefix(std::string_view text, std::size_t count) {
     std::size_t pos = 0;
     for (std::size_t n = 0; n < count && pos < text.size(); ++n) pos += text::utf8_length_at(text, pos);

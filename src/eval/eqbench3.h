@@ -145,6 +145,9 @@ std::string eqbench3_rubric_output_format(const std::vector<std::string>& criter
 // The pairwise judge's prompt with `a` as respondent A0493 and `b` as A0488 (same scenario).
 std::string eqbench3_pairwise_prompt(const Eqb3Data& data, const Eqb3Transcript& a, const Eqb3Transcript& b);
 
+// "1, 208,401" -> {"1", "208", "401"} (the --scenarios flags).
+std::vector<std::string> eqbench3_split_ids(std::string_view list);
+
 // The first `count` characters (code points) of `text`, as Python's text[:count].
 std::string_view python_prefix(std::string_view text, std::size_t count);
 

@@ -19,6 +19,7 @@
 #include "core/progress.h"
 #include "eval/eqbench2_run.h"
 #include "eval/plot.h"
+#include "eval/report.h"
 #include "infer/generator.h"
 #include "infer/loaded_model.h"
 #include "net/openai_chat.h"
@@ -602,6 +603,48 @@ Eqb3CompareResult eqbench3_compare(const Eqb3Data& data, const std::vector<std::
     write_file_atomically(options.out + "/compare.md", result.markdown);
     write_file_atomically(options.out + "/criteria.svg", eqbench3_criteria_svg(result.rows));
     return result;
+}
+
+Eqb3CompareResult eqbench3_base_vs_tuned(const Eqb3Data& data, infer::LoadedModel& tuned, const Eqb3Chat& judge,
+                                         const Eqb3BaseVsTunedOptions& options) {
+    const Eqb3Chat chat = eqbench3_local_chat(tuned);
+    const auto run = [&](const std::string& name) {
+        Eqb3RunOptions run_options;
+        run_options.out = options.out + "/" + name;
+        run_options.resume = std::filesystem::exists(run_options.out + "/config.json");
+        run_options.scenarios = options.scenarios;
+        run_options.name = name;
+        run_options.identity = options.identity;
+        run_options.identity["variant"] = name;
+        run_options.max_reply_tokens = options.max_reply_tokens;
+        return run_eqbench3(data, chat, judge, run_options);
+    };
+    {
+        const model::Decoder::AdapterDetached base(tuned.decoder());
+        run("base");
+    }
+    run("sft");
+    Eqb3CompareOptions compare;
+    compare.out = options.out + "/compare";
+    compare.judge_identity = options.identity.value("judge", nlohmann::json());
+    return eqbench3_compare(data, {options.out + "/base", options.out + "/sft"}, judge, compare);
+}
+
+Table eqbench3_report_table(const Eqb3CompareResult& result) {
+    Table table;
+    table.caption = result.normalised ? "Elo normalised with the official anchors (o3 = 1500, llama-3.2-1b = 200)"
+                                      : "Elo: raw TrueSkill among these runs only (start 1200), not the leaderboard's scale";
+    table.header = {"run", "rubric (0-100)", "scenarios scored", "Elo", "95% CI", "sigma"};
+    for (const auto& row : result.rows) {
+        table.rows.push_back({row.name, row.rubric_score ? fmt::format("{:.2f}", *row.rubric_score) : "—",
+                              fmt::format("{} / {}", row.scored, row.scenarios), fmt::format("{:.1f}", row.elo.elo),
+                              fmt::format("{:.1f} - {:.1f}", row.elo.ci_low, row.elo.ci_high), fmt::format("{:.1f}", row.elo.sigma)});
+    }
+    return table;
+}
+
+Chart eqbench3_report_chart(const Eqb3CompareResult& result) {
+    return {"eqbench3_criteria.svg", "EQ-Bench 3: mean judge score per criterion", eqbench3_criteria_svg(result.rows)};
 }
 
 std::string eqbench3_compare_markdown(const Eqb3CompareResult& result) {

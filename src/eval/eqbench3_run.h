@@ -160,6 +160,24 @@ struct Eqb3CompareResult {
 Eqb3CompareResult eqbench3_compare(const Eqb3Data& data, const std::vector<std::string>& run_dirs, const Eqb3Chat& judge,
                                    const Eqb3CompareOptions& options);
 
+// Base vs fine-tuned on one model with an adapter (the demo's stage): the base run with the
+// adapter detached in <out>/base, the tuned run in <out>/sft, then compare into <out>/compare.
+// Resumes whatever those folders already hold.
+struct Eqb3BaseVsTunedOptions {
+    std::string out;
+    std::vector<std::string> scenarios;
+    std::int64_t max_reply_tokens = kEqBench3ReplyMaxTokens;
+    nlohmann::json identity;  // model and judge, as run_eqbench3 stores them
+};
+Eqb3CompareResult eqbench3_base_vs_tuned(const Eqb3Data& data, infer::LoadedModel& tuned, const Eqb3Chat& judge,
+                                         const Eqb3BaseVsTunedOptions& options);
+
+// The comparison as a report table (eval/report.h) and its bars as a report chart.
+struct Table;
+struct Chart;
+Table eqbench3_report_table(const Eqb3CompareResult& result);
+Chart eqbench3_report_chart(const Eqb3CompareResult& result);
+
 // The comparison table (Markdown) and the per-criterion bar chart (SVG) of a comparison.
 std::string eqbench3_compare_markdown(const Eqb3CompareResult& result);
 std::string eqbench3_criteria_svg(const std::vector<Eqb3CompareRow>& rows);

@@ -71,8 +71,8 @@ TEST(EqBench3Run, RunsScenariosInFileOrderAndScoresThem) {
     ScratchDir dir("eqb3-run");
     Scripted script;
     const auto result = run_eqbench3(data(), script.tested(), script.judge(), options_for(dir / "run"));
-    // 1: 3 turns + debrief; 208: 2 turns + debrief; 401: 1 turn.
-    EXPECT_EQ(script.tested_calls, 4 + 3 + 1);
+    // 1: 3 turns + debrief; 208: 3 turns + debrief; 401: 1 turn.
+    EXPECT_EQ(script.tested_calls, 4 + 4 + 1);
     EXPECT_EQ(script.judge_calls, 3);
     ASSERT_EQ(result.tasks.size(), 3u);
     EXPECT_EQ(result.tasks[0].scenario, "1");
@@ -163,7 +163,7 @@ TEST(EqBench3Run, TornLastLineIsDroppedAndCorruptLinesAreErrors) {
     auto options = options_for(dir / "run");
     (void)run_eqbench3(data(), script.tested(), script.judge(), options);
     const int calls = script.tested_calls;
-    // A crash mid-write leaves a line without its newline: dropped on resume, that reply redone.
+    // A crash mid-write leaves a line without its newline: dropped on resume (truncated away).
     {
         std::ofstream append(dir / "run/replies.jsonl", std::ios::app);
         append << R"({"scenario": "1", "step": "deb)";
