@@ -67,7 +67,9 @@ std::unique_ptr<net::ChatClient> endpoint_client(const EndpointFlags& flags, con
     return std::make_unique<net::ChatClient>(std::move(endpoint));
 }
 
-nlohmann::json endpoint_identity(const EndpointFlags& flags) { return {{"url", flags.url}, {"model", flags.model}}; }
+// A model is named by the endpoint's model name; the URL is recorded (run_eqbench3's `info`) but a
+// resume may reach the same judge at another address.
+nlohmann::json endpoint_identity(const EndpointFlags& flags) { return {{"model", flags.model}}; }
 
 nlohmann::json usage_json(const net::ChatClient& client) {
     const net::ChatUsage usage = client.usage();
@@ -119,6 +121,8 @@ void run(const Eqb3Flags& flags) {
         options.name = flags.name.empty() ? flags.tested.model : flags.name;
     }
     options.identity = {{"model", model_identity}, {"judge", endpoint_identity(flags.judge)}};
+    options.info = {{"judge_url", flags.judge.url}};
+    if (!local) options.info["model_url"] = flags.tested.url;
     for (const auto& skipped : data.scenarios.skipped) {
         fmt::print(stderr, "eqbench3: scenario {} (line {}) is skipped, as the official parser skips it: {}\n", skipped.id, skipped.line,
                    skipped.reason);
@@ -160,7 +164,7 @@ void compare(const Eqb3Flags& flags) {
     eval::Eqb3CompareOptions options;
     options.out = flags.out.empty() ? "eqbench3-compare" : flags.out;
     options.judge_attempts = flags.judge_attempts;
-    options.judge_identity = endpoint_identity(flags.judge);
+    options.judge_identity = {{"url", flags.judge.url}, {"model", flags.judge.model}};
     const eval::Eqb3CompareResult result = eval::eqbench3_compare(data, flags.compare_runs, eval::eqbench3_endpoint_chat(*judge_client), options);
     if (flags.json) {
         nlohmann::ordered_json rows = nlohmann::ordered_json::array();

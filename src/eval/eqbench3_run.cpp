@@ -274,11 +274,13 @@ json run_config(const Eqb3Data& data, const Eqb3RunOptions& options, const std::
             {"scenarios", ids},
             {"seed", options.seed},
             {"max_reply_tokens", options.max_reply_tokens},
-            {"judge_attempts", options.judge_attempts}};
+            {"judge_attempts", options.judge_attempts},
+            {"info", json::parse(options.info.dump())}};
 }
 
 void check_resume(const nlohmann::json& stored, const json& wanted, const std::string& path) {
     for (const auto& [key, value] : wanted.items()) {
+        if (key == "info") continue;
         const auto it = stored.find(key);
         if (it == stored.end() || dump(json::parse(it->dump())) != dump(value)) {
             fail("{}: cannot resume: '{}' differs (the run has {}, this invocation {}); use a new --out for a different run", path, key,

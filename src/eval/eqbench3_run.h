@@ -83,6 +83,7 @@ struct Eqb3RunOptions {
     std::vector<std::string> scenarios;  // ids; empty = every kept scenario
     std::string name;                 // the model's logical name (unique among compared runs)
     nlohmann::json identity;          // {"model": ..., "judge": ...}: stored, compared on resume
+    nlohmann::json info;              // stored only (endpoint URLs: a judge may move to another port)
     std::uint64_t seed = 0;
     std::int64_t max_reply_tokens = kEqBench3ReplyMaxTokens;
     int judge_attempts = 3;

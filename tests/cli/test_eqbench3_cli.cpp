@@ -30,9 +30,9 @@ namespace {
 
 using nlohmann::json;
 
-// Chosen for speed: one role-play turn, two drafting turns, one analysis (its transcript is
-// the longest prompt), so rubric, drafting, debrief and analysis paths all run.
-const std::string kScenarios = "9,208,401";
+// Chosen for speed (the shortest one-turn role-play and the shortest analysis): turn, debrief,
+// analysis and both rubric prompts run; drafting is covered with scripted models in test_eval.
+const std::string kScenarios = "13,415";
 
 std::uint64_t fnv(const std::string& text) {
     std::uint64_t hash = 0xcbf29ce484222325ull;
@@ -155,7 +155,7 @@ TEST(EqBench3Cli, KilledAndResumedRunEqualsUninterruptedOneWithoutRepeatedJudgeC
     StandInJudge baseline_judge;
     ASSERT_EQ(run_kindred_process(run_args(baseline_judge.url(), baseline, "base"), dir / "baseline.log"), 0) << read_text(dir / "baseline.log");
     const auto baseline_calls = baseline_judge.answered();
-    ASSERT_GE(baseline_calls.size(), 3u) << "too few judge calls to kill a run midway: " << read_text(dir / "baseline.log");
+    ASSERT_GE(baseline_calls.size(), 2u) << "too few judge calls to kill a run midway: " << read_text(dir / "baseline.log");
 
     StandInJudge judge;
     const int status = run_kindred_process(run_args(judge.url(), resumed, "base"), dir / "killed.log",
@@ -186,7 +186,7 @@ TEST(EqBench3Cli, KilledAndResumedRunEqualsUninterruptedOneWithoutRepeatedJudgeC
     const std::string log = read_text(dir / "resume.log");
     const json printed = json::parse(log.substr(log.find("{\n")));
     EXPECT_EQ(printed.at("rubric_score"), a.at("rubric_score"));
-    EXPECT_EQ(printed.at("scenarios").get<int>(), 3);
+    EXPECT_EQ(printed.at("scenarios").get<int>(), 2);
     EXPECT_EQ(printed.at("judge_calls").get<std::size_t>(), baseline_calls.size() - 1);
 
     // A finished run resumed again asks nothing.
@@ -205,8 +205,8 @@ TEST(EqBench3Cli, KilledAndResumedRunEqualsUninterruptedOneWithoutRepeatedJudgeC
 
     // Two runs under one name cannot be rated apart.
     StandInJudge pairwise;
-    const auto compare_args = [&](const std::string& other, const std::string& out) {
-        return std::vector<std::string>{"eval", "eqbench3", "compare", baseline, other, "--data", shared_path("eqbench3"), "--judge-url",
+    const auto compare_args = [&](const std::string& second, const std::string& out) {
+        return std::vector<std::string>{"eval", "eqbench3", "compare", baseline, second, "--data", shared_path("eqbench3"), "--judge-url",
                                         pairwise.url(), "--judge-model", "stand-in", "--out", out, "--json"};
     };
     ASSERT_NE(run_kindred_process(compare_args(resumed, dir / "cmp-same"), dir / "same.log"), 0);
@@ -221,9 +221,9 @@ TEST(EqBench3Cli, KilledAndResumedRunEqualsUninterruptedOneWithoutRepeatedJudgeC
     ASSERT_EQ(run_kindred_process(compare_args(dir / "copy", dir / "cmp"), dir / "compare.log"), 0) << read_text(dir / "compare.log");
     const std::string compare_log = read_text(dir / "compare.log");
     const json compared = json::parse(compare_log.substr(compare_log.find("{\n")));
-    EXPECT_EQ(compared.at("matches").get<std::size_t>(), 3u);
+    EXPECT_EQ(compared.at("matches").get<std::size_t>(), 2u);
     EXPECT_EQ(compared.at("judge_calls").get<std::size_t>(), pairwise.answered().size());
-    EXPECT_GE(pairwise.answered().size(), 6u);
+    EXPECT_GE(pairwise.answered().size(), 4u);
     EXPECT_FALSE(compared.at("normalised").get<bool>());
     ASSERT_EQ(compared.at("runs").size(), 2u);
     EXPECT_NEAR(compared.at("runs")[0].at("elo").get<double>() + compared.at("runs")[1].at("elo").get<double>(), 2400.0, 1e-6)
