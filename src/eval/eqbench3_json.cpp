@@ -39,6 +39,12 @@ private:
         while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r')) ++pos_;
     }
 
+    bool take_char(char c) {
+        if (pos_ >= text_.size() || text_[pos_] != c) return false;
+        ++pos_;
+        return true;
+    }
+
     bool take(std::string_view word) {
         if (text_.substr(pos_, word.size()) != word) return false;
         pos_ += word.size();
@@ -188,10 +194,7 @@ private:
         value.kind = PyValue::Kind::Dict;
         ++pos_;
         skip_space();
-        if (pos_ < text_.size() && text_[pos_] == '}') {
-            ++pos_;
-            return;
-        }
+        if (take_char('}')) return;
         while (true) {
             if (pos_ >= text_.size() || text_[pos_] != '"') error("expecting a property name in double quotes");
             std::string key = parse_string();
@@ -210,12 +213,8 @@ private:
             }
             if (!replaced) value.members.emplace_back(std::move(key), std::move(member));
             skip_space();
-            if (pos_ < text_.size() && text_[pos_] == '}') {
-                ++pos_;
-                return;
-            }
-            if (pos_ >= text_.size() || text_[pos_] != ',') error("expecting ',' delimiter");
-            ++pos_;
+            if (take_char('}')) return;
+            if (!take_char(',')) error("expecting ',' delimiter");
             skip_space();
         }
     }
@@ -224,19 +223,12 @@ private:
         value.kind = PyValue::Kind::List;
         ++pos_;
         skip_space();
-        if (pos_ < text_.size() && text_[pos_] == ']') {
-            ++pos_;
-            return;
-        }
+        if (take_char(']')) return;
         while (true) {
             value.items.push_back(parse_value(depth + 1));
             skip_space();
-            if (pos_ < text_.size() && text_[pos_] == ']') {
-                ++pos_;
-                return;
-            }
-            if (pos_ >= text_.size() || text_[pos_] != ',') error("expecting ',' delimiter");
-            ++pos_;
+            if (take_char(']')) return;
+            if (!take_char(',')) error("expecting ',' delimiter");
             skip_space();
         }
     }

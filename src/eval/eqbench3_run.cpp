@@ -93,6 +93,15 @@ private:
     int fd_ = -1;
 };
 
+// Progress is neither copied nor moved: it is built in place when wanted.
+void start_progress(std::optional<Progress>& progress, bool wanted, const char* label, const char* unit, std::size_t total) {
+    if (!wanted) return;
+    ProgressOptions look;
+    look.label = label;
+    look.unit = unit;
+    progress.emplace(static_cast<std::int64_t>(total), std::move(look));
+}
+
 std::string field_string(const nlohmann::json& record, const char* key, const std::string& where) {
     const auto it = record.find(key);
     if (it == record.end() || !it->is_string()) fail("{}: field '{}' missing or not a string", where, key);
@@ -358,12 +367,7 @@ Eqb3RunResult run_eqbench3(const Eqb3Data& data, const Eqb3Chat& tested, const E
     std::size_t generated = 0;
     std::size_t judge_calls = 0;
     std::optional<Progress> progress;
-    if (options.progress) {
-        ProgressOptions look;
-        look.label = "eqbench3";
-        look.unit = "scenario";
-        progress.emplace(static_cast<std::int64_t>(scenarios.size()), std::move(look));
-    }
+    start_progress(progress, options.progress, "eqbench3", "scenario", scenarios.size());
     const auto generate = [&](const std::vector<Eqb3Message>& messages, const Eqb3ChatSettings& settings, std::uint64_t seed, json record) {
         const auto start = std::chrono::steady_clock::now();
         const Eqb3Reply reply = tested(messages, settings, seed);
@@ -528,12 +532,7 @@ Eqb3CompareResult eqbench3_compare(const Eqb3Data& data, const std::vector<std::
         }
     }
     std::optional<Progress> progress;
-    if (options.progress) {
-        ProgressOptions look;
-        look.label = "pairwise";
-        look.unit = "match";
-        progress.emplace(static_cast<std::int64_t>(matches.size()), std::move(look));
-    }
+    start_progress(progress, options.progress, "pairwise", "match", matches.size());
     std::size_t done = 0;
     for (const Match& match : matches) {
         const std::string& test = runs[match.i].result.name;
