@@ -23,5 +23,6 @@ void add_train_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 void add_tune_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace kindred::cli
