@@ -44,7 +44,7 @@ void run_serve(ServeOptions& options) {
     options.server.shutdown_grace = std::chrono::seconds(options.grace_seconds);
     options.server.timeout = std::chrono::seconds(options.timeout_seconds);
     const std::vector<serve::NamedAdapter> adapters = named_adapters(options.adapters);
-    serve::ShutdownSignals signals;  // before any thread starts
+    serve::ShutdownSignals signals;  // before the model loads: a signal while loading is graceful too
     const auto model = infer::LoadedModel::open(options.model);
     serve::Server server(*model, adapters, options.engine, options.server);
     const int port = server.bind();

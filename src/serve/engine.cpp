@@ -137,6 +137,9 @@ std::shared_ptr<Channel> Engine::submit(Job job) {
     if (size == 0) fail("serve: the prompt is empty");
     if (size >= options_.context)
         fail("the prompt has {} tokens but a sequence's context holds {}; shorten it", size, options_.context);
+    // Checked here, on the caller's thread, so that admission (on the worker) cannot fail.
+    job.options.sampling.validate(decoder_.config().vocab_size);
+    if (job.options.max_tokens < 1) fail("serve: max tokens must be >= 1, got {}", job.options.max_tokens);
     auto channel = std::make_shared<Channel>();
     {
         std::lock_guard lock(mutex_);

@@ -1,7 +1,9 @@
 // serve/protocol.cpp — request parsing and response objects (see protocol.h).
 #include "serve/protocol.h"
 
+#include <algorithm>
 #include <charconv>
+#include <limits>
 #include <cmath>
 #include <random>
 
@@ -56,15 +58,13 @@ std::string message_content(const json& content, const std::string& param) {
         const std::string part = fmt::format("{}[{}]", param, i);
         const json& item = content[i];
         if (!item.is_object()) bad_request(part, "'{}' must be an object", part);
-        for (const auto& [key, value] : item.items()) {
-            if (key == "type") {
-                if (string(value, field(part, key)) != "text")
-                    bad_request(field(part, key), "'{}' is '{}'; only text parts are supported", field(part, key),
-                                value.get<std::string>());
-            } else if (key != "text") {
+        // The type first: an image part is refused as an image, not for its image_url field.
+        if (const auto type = item.find("type"); type != item.end() && string(*type, field(part, "type")) != "text")
+            bad_request(field(part, "type"), "'{}' is '{}'; only text parts are supported", field(part, "type"),
+                        type->get<std::string>());
+        for (const auto& [key, value] : item.items())
+            if (key != "type" && key != "text")
                 bad_request(field(part, key), "'{}': unrecognized field of a content part", field(part, key));
-            }
-        }
         if (!item.contains("type") || !item.contains("text"))
             bad_request(part, "'{}' needs \"type\": \"text\" and \"text\"", part);
         if (i > 0) joined += '\n';
@@ -227,9 +227,9 @@ GenerationRequest parse_request(std::string_view body, Endpoint endpoint, const 
         } else if (key == "top_k") {
             s.top_k = static_cast<std::int32_t>(integer_in(value, key, 0, limits.vocab_size));
         } else if (key == "max_tokens") {
-            max_tokens = integer_in(value, key, 1, limits.max_tokens);
+            max_tokens = integer_in(value, key, 1, std::numeric_limits<std::int64_t>::max());
         } else if (key == "max_completion_tokens") {
-            max_completion_tokens = integer_in(value, key, 1, limits.max_tokens);
+            max_completion_tokens = integer_in(value, key, 1, std::numeric_limits<std::int64_t>::max());
         } else if (key == "stop") {
             request.stop = parse_stop(value);
         } else if (key == "seed") {
@@ -261,7 +261,9 @@ GenerationRequest parse_request(std::string_view body, Endpoint endpoint, const 
     if (max_tokens && max_completion_tokens && *max_tokens != *max_completion_tokens)
         bad_request("max_completion_tokens", "'max_tokens' ({}) and 'max_completion_tokens' ({}) disagree", *max_tokens,
                     *max_completion_tokens);
-    request.max_tokens = max_completion_tokens.value_or(max_tokens.value_or(limits.max_tokens));
+    // Above the server's limit a request is capped, as llama-server caps it (harnesses send budgets
+    // like 12000 whatever the model); the reply's finish_reason "length" and usage say so.
+    request.max_tokens = std::min(max_completion_tokens.value_or(max_tokens.value_or(limits.max_tokens)), limits.max_tokens);
     if (request.include_usage && !request.stream)
         bad_request("stream_options", "'stream_options' is only allowed when 'stream' is true");
     return request;

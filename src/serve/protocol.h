@@ -6,7 +6,7 @@
 // Request fields (POST /v1/chat/completions and /v1/completions), all optional but `model` and
 // `messages` (chat) or `prompt` (completions); null means absent:
 //   temperature [0, 2], top_p (0, 1], min_p [0, 1], top_k >= 0, max_tokens / max_completion_tokens
-//   (1..limit; both given must agree), stop (a string or up to 4), seed (any 64-bit integer), n = 1,
+//   (>= 1, capped at the server's limit; both given must agree), stop (a string or up to 4), seed (any 64-bit integer), n = 1,
 //   logit_bias ({"token id": bias in [-100, 100]}), presence_penalty and frequency_penalty
 //   [-2, 2], repeat_penalty / repetition_penalty (llama.cpp's and vLLM's spelling, > 0),
 //   repeat_last_n, stream, stream_options.include_usage.
@@ -58,7 +58,7 @@ enum class Endpoint { ChatCompletions, Completions };
 // What one request may ask for.
 struct RequestLimits {
     std::size_t max_messages = 256;
-    std::int64_t max_tokens = 4096;  // most tokens one request may generate; also the default
+    std::int64_t max_tokens = 4096;  // most tokens one request generates (larger asks are capped); the default
     std::int64_t vocab_size = 0;     // bounds logit_bias ids
 };
 

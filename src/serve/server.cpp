@@ -1,8 +1,10 @@
 // serve/server.cpp — routes, authentication, replies and streams, shutdown (see server.h).
 #include "serve/server.h"
 
-#include <pthread.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -361,32 +363,39 @@ void Server::hurry() { engine_->hurry(); }
 
 namespace {
 
-sigset_t shutdown_signals() {
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    return signals;
+// The write end of ShutdownSignals' pipe: a signal handler may only do async-signal-safe things,
+// so it writes the signal number there and the watcher thread does the rest.
+int signal_pipe_write = -1;
+
+void on_shutdown_signal(int signal) {
+    const auto byte = static_cast<unsigned char>(signal);
+    [[maybe_unused]] const ssize_t written = ::write(signal_pipe_write, &byte, 1);
 }
 
 }  // namespace
 
 ShutdownSignals::ShutdownSignals() {
-    const sigset_t signals = shutdown_signals();
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) fail("serve: cannot create the signal pipe");
+    read_fd_ = fds[0];
+    signal_pipe_write = fds[1];
+    struct sigaction action {};
+    action.sa_handler = on_shutdown_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    ::sigaction(SIGTERM, &action, nullptr);
+    ::sigaction(SIGINT, &action, nullptr);
 }
 
 void ShutdownSignals::serve(Server& server) {
-    const sigset_t signals = shutdown_signals();
     std::atomic<bool> stopped{false};
-    std::thread watcher([&server, &stopped, signals] {
+    std::thread watcher([&server, &stopped, this] {
         std::thread closer;
         int seen = 0;
         while (!stopped) {
-            timespec poll{0, 100'000'000};
-            siginfo_t info;
-            const int received = sigtimedwait(&signals, &info, &poll);
-            if (received <= 0) continue;
+            pollfd readable{read_fd_, POLLIN, 0};
+            unsigned char received = 0;
+            if (::poll(&readable, 1, 100) <= 0 || ::read(read_fd_, &received, 1) != 1) continue;
             if (++seen == 1) {
                 fmt::print(stderr, "kindred serve: {} received; finishing running requests (send it again to stop now)\n",
                            received == SIGINT ? "SIGINT" : "SIGTERM");

@@ -93,15 +93,18 @@ private:
     std::atomic<bool> shut_down_{false};
 };
 
-// SIGTERM and SIGINT, turned from process killers into a graceful shutdown. Construct it before
-// any thread (the engine's, the HTTP pool's) exists: it blocks both signals in the calling thread
-// and every thread started after inherits that, so only serve()'s watcher receives them.
+// SIGTERM and SIGINT, turned from process killers into a graceful shutdown: a handler (whichever
+// thread the signal lands on, OpenBLAS's included) writes to a pipe that serve()'s watcher reads.
+// One per process.
 class ShutdownSignals {
 public:
     ShutdownSignals();
     // Serves until the first signal, then shuts the server down gracefully (a second signal cuts
     // the grace period short); returns once the server has stopped.
     void serve(Server& server);
+
+private:
+    int read_fd_ = -1;
 };
 
 }  // namespace kindred::serve

@@ -88,8 +88,7 @@ TEST(Engine, AdapterPerJob) {
     infer::LoadedModel& model = default_model();
     const auto adapter = infer::read_lora_adapter(testing::golden_adapter_dir(), model.decoder(), model.path());
 
-    Engine engine = make_engine(4);
-    std::vector<std::shared_ptr<Channel>> tuned, base;
+    std::vector<Job> tuned_jobs, base_jobs;
     std::vector<infer::GenerationResult> base_alone;
     for (const nlohmann::json& chat : golden["chats"]) {
         Job job = chat_job(chat["prompt"].get<std::string>(), golden["new_tokens"].get<std::int64_t>(), 0.0f, 0,
@@ -98,9 +97,15 @@ TEST(Engine, AdapterPerJob) {
         job.options.stop_tokens.clear();  // PEFT generated exactly new_tokens tokens
         Job plain = job;
         plain.adapter = nullptr;
-        base_alone.push_back(run_alone(plain));
-        tuned.push_back(engine.submit(job));
-        base.push_back(engine.submit(plain));
+        base_alone.push_back(run_alone(plain));  // before the engine exists: one user of the decoder at a time
+        tuned_jobs.push_back(job);
+        base_jobs.push_back(plain);
+    }
+    Engine engine = make_engine(4);
+    std::vector<std::shared_ptr<Channel>> tuned, base;
+    for (std::size_t i = 0; i < tuned_jobs.size(); ++i) {
+        tuned.push_back(engine.submit(tuned_jobs[i]));
+        base.push_back(engine.submit(base_jobs[i]));
     }
     for (std::size_t i = 0; i < tuned.size(); ++i) {
         collect(*tuned[i]);

@@ -2,6 +2,7 @@
 // status and param) and the response, chunk and error objects in OpenAI's shapes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 
@@ -83,13 +84,22 @@ TEST(Protocol, EveryFieldIsRead) {
     EXPECT_EQ(r.stop, (std::vector<std::string>{"x", "yz"}));
     EXPECT_TRUE(r.seed_given);
     EXPECT_EQ(r.sampling.seed, ~std::uint64_t{0});  // -1 in two's complement
-    EXPECT_EQ(r.sampling.logit_bias, (std::vector<std::pair<std::int32_t, float>>{{5, -100.0f}, {17, 2.5f}}));
+    auto biases = r.sampling.logit_bias;
+    std::sort(biases.begin(), biases.end());
+    EXPECT_EQ(biases, (std::vector<std::pair<std::int32_t, float>>{{5, -100.0f}, {17, 2.5f}}));
     EXPECT_FLOAT_EQ(r.sampling.presence_penalty, 0.5f);
     EXPECT_FLOAT_EQ(r.sampling.frequency_penalty, -0.5f);
     EXPECT_FLOAT_EQ(r.sampling.repeat_penalty, 1.1f);
     EXPECT_EQ(r.sampling.repeat_last_n, 32);
     EXPECT_TRUE(r.stream);
     EXPECT_TRUE(r.include_usage);
+}
+
+// A budget above the server's limit is capped at it (the reply's finish_reason and usage show it).
+TEST(Protocol, MaxTokensAboveTheLimitIsCapped) {
+    EXPECT_EQ(chat(with(kMinimal, "max_tokens", 12000)).max_tokens, 100);
+    EXPECT_EQ(chat(with(kMinimal, "max_completion_tokens", 100)).max_tokens, 100);
+    EXPECT_EQ(chat(with(kMinimal, "max_tokens", 99)).max_tokens, 99);
 }
 
 TEST(Protocol, NullMeansNotGiven) {
@@ -147,7 +157,7 @@ TEST(Protocol, RefusalsNameTheField) {
     EXPECT_EQ(param_of(with(kMinimal, "top_k", -1)), "top_k");
     EXPECT_EQ(param_of(with(kMinimal, "top_k", 1.5)), "top_k");
     EXPECT_EQ(param_of(with(kMinimal, "max_tokens", 0)), "max_tokens");
-    EXPECT_EQ(param_of(with(kMinimal, "max_tokens", 101)), "max_tokens");  // over the server's limit
+    EXPECT_EQ(param_of(with(kMinimal, "max_tokens", -3)), "max_tokens");
     EXPECT_EQ(param_of(with(kMinimal, "max_completion_tokens", 1e30)), "max_completion_tokens");
     EXPECT_EQ(param_of(with(with(kMinimal, "max_tokens", 5), "max_completion_tokens", 6)), "max_completion_tokens");
     EXPECT_EQ(param_of(with(kMinimal, "stop", json::array({"a", "b", "c", "d", "e"}))), "stop");

@@ -3,6 +3,11 @@
 // error status, control-token text staying text, adapters per request, and clients that hang up.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <fstream>
 #include <thread>
@@ -40,6 +45,7 @@ public:
         return client;
     }
     const std::string& base() const { return server_.base_name(); }
+    int port() const { return port_; }
     Server& server() { return server_; }
 
     static EngineOptions small_engine() {
@@ -349,11 +355,21 @@ TEST(Server, ClientsThatHangUpFreeTheirSlot) {
                    [](const std::string& so_far) { return sse_data(so_far).size() < 3; });
     EXPECT_TRUE(slots_free_within(running, 20s));
 
-    // A non-streamed request whose client gives up after a second.
-    httplib::Client impatient = running.client();
-    impatient.set_read_timeout(1, 0);
+    // A non-streamed request whose client hangs up after a second and a half, mid-generation.
     body["stream"] = false;
-    EXPECT_FALSE(impatient.Post("/v1/chat/completions", body.dump(), "application/json"));
+    const std::string payload = body.dump();
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(running.port()));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+    const std::string request = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                "Content-Length: " + std::to_string(payload.size()) + "\r\n\r\n" + payload;
+    ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+    std::this_thread::sleep_for(1500ms);
+    ::close(fd);
     EXPECT_TRUE(slots_free_within(running, 20s));
 
     // The server still answers.
