@@ -132,7 +132,7 @@ Decoder Decoder::from_gguf(const gguf::File& file) {
 }
 
 Decoder Decoder::from_checkpoint(const safetensors::Checkpoint& checkpoint, const ModelConfig& config) {
-    return Decoder(config, load_weights(checkpoint));
+    return Decoder(config, load_weights(checkpoint, config.architecture));
 }
 
 void Decoder::attach_adapter(const LoraAdapters* adapters) {

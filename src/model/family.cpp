@@ -1,7 +1,6 @@
 // model/family.cpp — ModelConfig's family switches resolved into a ModelSpec (see family.h).
 #include "model/family.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -12,17 +11,12 @@ namespace kindred::model {
 namespace {
 
 void check_supported(const ModelConfig& config, const std::string& source) {
-    if (config.architecture != Architecture::Llama && config.architecture != Architecture::Qwen3)
+    if (config.architecture != Architecture::Llama && config.architecture != Architecture::Qwen3 &&
+        config.architecture != Architecture::Gemma3)
         fail("{}: architecture '{}' is not supported by the decoder yet", source, architecture_name(config.architecture));
     if (config.num_experts != 0) fail("{}: mixture-of-experts layers are not supported yet", source);
     if (config.attention_sinks) fail("{}: attention sinks are not supported yet", source);
-    if (config.sliding_window != 0 &&
-        std::any_of(config.layer_types.begin(), config.layer_types.end(),
-                    [](LayerAttention a) { return a == LayerAttention::Sliding; }))
-        fail("{}: sliding-window layers are not supported yet", source);
-    if (config.norm_weight_offset || config.scale_embeddings || config.final_logit_softcapping != 0.0 ||
-        config.activation != Activation::Silu || config.swiglu_limit != 0.0)
-        fail("{}: Gemma/gpt-oss specific features are not supported yet", source);
+    if (config.swiglu_limit != 0.0) fail("{}: clamped SwiGLU (swiglu_limit) is not supported yet", source);
 }
 
 kernels::GateActivation gate_activation(Activation activation) {

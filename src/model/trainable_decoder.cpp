@@ -39,6 +39,9 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
     if (adapters.in_features(LoraModule::Q) != hidden_ || adapters.out_features(LoraModule::Q) != shape.q_dim ||
         adapters.out_features(LoraModule::K) != shape.kv_dim || adapters.in_features(LoraModule::Down) != shape.ff)
         fail("trainable decoder: the adapters were built for another model shape");
+    if (base.spec().logit_softcap != 0.0f)
+        fail("trainable decoder: final logit soft-capping (final_logit_softcapping {}) is not supported in training yet",
+             base.spec().logit_softcap);
     output_rows_ = kernels::weight_rows(base.output());
     output_rows_.precision = precision_;
 

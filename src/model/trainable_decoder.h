@@ -96,7 +96,8 @@ public:
     const kernels::WeightRows& output_rows() const { return output_rows_; }
     void backward(std::span<const float> dhidden);
 
-    // d(loss_scale · sum)/d(token embeddings) [tokens x hidden] of the last forward_backward.
+    // d(loss_scale · sum)/d(first layer's input: the token embeddings times the family's embedding
+    // scale) [tokens x hidden] of the last forward_backward.
     std::span<const float> input_gradient() const { return {dx_, static_cast<std::size_t>(last_tokens_ * hidden_)}; }
 
     bool checkpointing() const { return checkpoint_; }

@@ -39,8 +39,8 @@ Weights load_weights(const gguf::File& file) {
 
 namespace {
 
-// HF Llama-family tensor names -> GGUF names (llama.cpp's convert_hf_to_gguf mapping).
-std::string gguf_name(const std::string& hf) {
+// HF tensor names -> GGUF names (llama.cpp's convert_hf_to_gguf mapping).
+std::string gguf_name(const std::string& hf, Architecture architecture) {
     static const std::map<std::string, std::string, std::less<>> globals = {
         {"model.embed_tokens.weight", "token_embd.weight"},
         {"model.norm.weight", "output_norm.weight"},
@@ -54,11 +54,20 @@ std::string gguf_name(const std::string& hf) {
         {"mlp.gate_proj", "ffn_gate"},         {"mlp.up_proj", "ffn_up"},
         {"mlp.down_proj", "ffn_down"},
     };
+    // Gemma normalises after each block too: its post_attention_layernorm is not the MLP's norm.
+    static const std::map<std::string, std::string, std::less<>> gemma_norms = {
+        {"post_attention_layernorm", "post_attention_norm"},
+        {"pre_feedforward_layernorm", "ffn_norm"},
+        {"post_feedforward_layernorm", "post_ffw_norm"},
+    };
     if (const auto it = globals.find(hf); it != globals.end()) return it->second;
     static const std::regex layer(R"(model\.layers\.(\d+)\.(.+)\.(weight|bias))");
     std::smatch match;
     if (std::regex_match(hf, match, layer)) {
-        if (const auto it = per_layer.find(match[2].str()); it != per_layer.end())
+        const std::string part = match[2].str();
+        const bool gemma_norm = architecture == Architecture::Gemma3 && gemma_norms.contains(part);
+        const auto& names = gemma_norm ? gemma_norms : per_layer;
+        if (const auto it = names.find(part); it != names.end())
             return "blk." + match[1].str() + "." + it->second + "." + match[3].str();
     }
     return hf;
@@ -66,12 +75,12 @@ std::string gguf_name(const std::string& hf) {
 
 }  // namespace
 
-Weights load_weights(const safetensors::Checkpoint& checkpoint) {
+Weights load_weights(const safetensors::Checkpoint& checkpoint, Architecture architecture) {
     Weights weights(checkpoint.path());
     for (const auto& info : checkpoint.tensors()) {
         WeightView view{info.type, {}, info.data.data()};
         for (const auto dim : info.shape) view.shape.push_back(static_cast<std::int64_t>(dim));
-        weights.add(gguf_name(info.name), std::move(view));
+        weights.add(gguf_name(info.name, architecture), std::move(view));
     }
     return weights;
 }

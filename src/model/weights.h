@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "formats/model_config.h"
 
 namespace kindred::gguf { class File; }
 namespace kindred::safetensors { class Checkpoint; }
@@ -46,8 +47,9 @@ private:
 
 // The tensors of a parsed GGUF file; the file must outlive the views.
 Weights load_weights(const gguf::File& file);
-// The tensors of a safetensors checkpoint with HF Llama-family names mapped onto GGUF names;
+// The tensors of a safetensors checkpoint with HF names mapped onto GGUF names as llama.cpp's
+// converter maps them for `architecture` (Gemma 3's four norms per layer differ from Llama's two);
 // names without a mapping keep their HF spelling. The checkpoint must outlive the views.
-Weights load_weights(const safetensors::Checkpoint& checkpoint);
+Weights load_weights(const safetensors::Checkpoint& checkpoint, Architecture architecture = Architecture::Llama);
 
 }  // namespace kindred::model
