@@ -12,8 +12,12 @@
 #include "formats/gguf.h"
 #include "formats/hf_mxfp4.h"
 #include "formats/safetensors.h"
+#include "formats/model_config.h"
+#include "kernels/dequantize.h"
+#include "model/moe_weights.h"
 #include "model/weights.h"
 #include "scratch_dir.h"
+#include "test_paths.h"
 
 namespace kindred::model {
 namespace {
@@ -187,6 +191,40 @@ TEST(MoeWeights, GgufGptOssNormAliasAndFusedGateUpViews) {
     EXPECT_EQ(at(up.slices[2], 0), fused[static_cast<std::size_t>((2 * 2 * n + n) * h)]);
     EXPECT_EQ(at(gate.slices[1], 3), fused[static_cast<std::size_t>(2 * n * h + 3)]);
     EXPECT_EQ(at(weights.get("blk.0.ffn_up_exps.bias").data, n + 1), fused_bias[static_cast<std::size_t>(2 * n + n + 1)]);
+}
+
+}  // namespace
+}  // namespace kindred::model
+
+namespace kindred::model {
+namespace {
+
+// The committed tiny checkpoints (tools/goldens/moe_models.py): configs parse, every layer's MoE
+// tensors bind against them, and gpt-oss's MXFP4 checkpoint holds exactly the dense one's experts.
+TEST(MoeWeights, TinyCheckpointsBindAndTheMxfp4ExpertsEqualTheDenseOnes) {
+    const std::string root = testing::source_path("tests/goldens/inference/");
+    std::vector<std::vector<std::vector<float>>> stacks;  // per checkpoint: gate, up, down of layer 1, dequantized
+    for (const char* name : {"tiny-qwen3moe", "tiny-gptoss", "tiny-gptoss-mxfp4"}) {
+        SCOPED_TRACE(name);
+        const auto checkpoint = safetensors::Checkpoint::open(root + name);
+        const ModelConfig config = model_config_from_hf_file(root + name + "/config.json");
+        const Weights weights = load_weights(checkpoint);
+        MoeWeights moe;
+        for (std::int64_t layer = 0; layer < config.num_layers; ++layer) moe = bind_moe_weights(weights, config, layer);
+        if (std::string(name) == "tiny-qwen3moe") continue;
+        EXPECT_EQ(moe.gate.type, std::string(name).ends_with("mxfp4") ? DType::MXFP4 : DType::F32);
+        auto& dense = stacks.emplace_back();
+        for (const ExpertStack* stack : {&moe.gate, &moe.up, &moe.down}) {
+            auto& values = dense.emplace_back(static_cast<std::size_t>(stack->experts * stack->rows * stack->cols));
+            const auto row_size = static_cast<std::int64_t>(row_bytes(stack->type, static_cast<std::uint64_t>(stack->cols)));
+            for (std::int64_t e = 0; e < stack->experts; ++e)
+                for (std::int64_t r = 0; r < stack->rows; ++r)
+                    dequantize_row(stack->type, static_cast<const std::uint8_t*>(stack->slices[static_cast<std::size_t>(e)]) + r * row_size,
+                                   values.data() + (e * stack->rows + r) * stack->cols, stack->cols);
+        }
+    }
+    ASSERT_EQ(stacks.size(), 2u);
+    for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(stacks[0][i], stacks[1][i]) << "projection " << i;
 }
 
 }  // namespace
