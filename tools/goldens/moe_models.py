@@ -37,7 +37,7 @@ import transformers
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import lora_training  # noqa: E402  (init_values, document, run)
+import lora_training  # noqa: E402  (init_values, document, run, write)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INFERENCE = os.path.join(ROOT, "tests", "goldens", "inference")
@@ -104,7 +104,7 @@ def tiny_model(name, config_class, overrides, seed):
         logits = model(torch.tensor([ids])).logits[0]
     greedy = model.generate(torch.tensor([ids[:6]]), max_new_tokens=10, do_sample=False, eos_token_id=None,
                             pad_token_id=0)[0, 6:].tolist()
-    write(os.path.join(INFERENCE, name, "logits.json"),
+    lora_training.write(os.path.join(INFERENCE, name, "logits.json"),
           {"ids": ids, "logits": [[round(v, 6) for v in r.tolist()] for r in logits],
            "greedy_prompt": ids[:6], "greedy": greedy})
 
@@ -160,14 +160,7 @@ def lora_golden(name):
     record.update({"rank": rank, "alpha": alpha, "documents": documents,
                    "shapes": {n: list(t.shape) for n, t in tensors.items()},
                    "peft_names": {n: pn for pn, p in model.named_parameters() for n, t in tensors.items() if p is t}})
-    write(os.path.join(lora_training.OUT, name.replace("-", "_") + ".json"), record)
-
-
-def write(path, data):
-    with open(path, "w") as f:
-        json.dump(data, f, separators=(",", ":"))
-        f.write("\n")
-    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    lora_training.write(name.replace("-", "_") + ".json", record)
 
 
 def main():
