@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes tests/corpus/gguf-moe-malformed/: small GGUF files that are valid containers but describe a
 mixture-of-experts model the loader must refuse with kindred::Error naming the key or tensor (the
-file name says which case; tests/model/test_moe_malformed.cpp holds the expected phrases). Written
-with gguf-py's GGUFWriter, keys and tensor names as llama.cpp writes them for qwen3moe and gpt-oss.
+file name says which case; the folder's EXPECTED.json holds the phrase each error must contain).
+Written with gguf-py's GGUFWriter, keys and tensor names as llama.cpp writes them for qwen3moe and
+gpt-oss.
 
 Re-runnable; the output is deterministic. Usage: .venv/bin/python tools/make_malformed_moe_gguf.py
 """

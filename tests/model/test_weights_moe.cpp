@@ -43,6 +43,17 @@ std::string error_of(auto&& call) {
     return "no error";
 }
 
+// An expert stack's every expert and row, dequantized: [experts x rows x cols].
+std::vector<float> dequantized(const ExpertStack& stack) {
+    std::vector<float> values(static_cast<std::size_t>(stack.experts * stack.rows * stack.cols));
+    const auto row_size = static_cast<std::int64_t>(row_bytes(stack.type, static_cast<std::uint64_t>(stack.cols)));
+    for (std::int64_t e = 0; e < stack.experts; ++e)
+        for (std::int64_t r = 0; r < stack.rows; ++r)
+            dequantize_row(stack.type, static_cast<const std::uint8_t*>(stack.slices[static_cast<std::size_t>(e)]) + r * row_size,
+                           values.data() + (e * stack.rows + r) * stack.cols, stack.cols);
+    return values;
+}
+
 constexpr std::int64_t E = 3, n = 4, h = 6;
 
 // value(e, r, c) of a synthetic tensor, distinct everywhere.
@@ -213,18 +224,72 @@ TEST(MoeWeights, TinyCheckpointsBindAndTheMxfp4ExpertsEqualTheDenseOnes) {
         for (std::int64_t layer = 0; layer < config.num_layers; ++layer) moe = bind_moe_weights(weights, config, layer);
         if (std::string(name) == "tiny-qwen3moe") continue;
         EXPECT_EQ(moe.gate.type, std::string(name).ends_with("mxfp4") ? DType::MXFP4 : DType::F32);
-        auto& dense = stacks.emplace_back();
-        for (const ExpertStack* stack : {&moe.gate, &moe.up, &moe.down}) {
-            auto& values = dense.emplace_back(static_cast<std::size_t>(stack->experts * stack->rows * stack->cols));
-            const auto row_size = static_cast<std::int64_t>(row_bytes(stack->type, static_cast<std::uint64_t>(stack->cols)));
-            for (std::int64_t e = 0; e < stack->experts; ++e)
-                for (std::int64_t r = 0; r < stack->rows; ++r)
-                    dequantize_row(stack->type, static_cast<const std::uint8_t*>(stack->slices[static_cast<std::size_t>(e)]) + r * row_size,
-                                   values.data() + (e * stack->rows + r) * stack->cols, stack->cols);
-        }
+        stacks.push_back({dequantized(moe.gate), dequantized(moe.up), dequantized(moe.down)});
     }
     ASSERT_EQ(stacks.size(), 2u);
     for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(stacks[0][i], stacks[1][i]) << "projection " << i;
+}
+
+}  // namespace
+}  // namespace kindred::model
+
+namespace kindred::model {
+namespace {
+
+// tools/goldens/moe_gguf.py lays the tiny checkpoints out as llama.cpp's converter does (gpt-oss:
+// MXFP4 experts, post_attention_norm, attn_sinks.weight, split gate/up). Both paths must describe
+// and bind the same model: the config's MoE, window and rope fields, every tensor under the same
+// name with the same values, and every layer's expert stacks, router and biases.
+TEST(MoeWeights, GgufAndSafetensorsBindTheSameModel) {
+    const std::string root = testing::source_path("tests/goldens/inference/");
+    for (const auto& [gguf_name, hf_name] : {std::pair{"tiny-qwen3moe.gguf", "tiny-qwen3moe"},
+                                             std::pair{"tiny-gptoss.gguf", "tiny-gptoss"}}) {
+        SCOPED_TRACE(gguf_name);
+        const auto file = gguf::File::open(root + gguf_name);
+        const auto checkpoint = safetensors::Checkpoint::open(root + hf_name);
+        const ModelConfig from_gguf = model_config_from_gguf(file);
+        const ModelConfig from_hf = model_config_from_hf_file(root + hf_name + "/config.json");
+        EXPECT_EQ(from_gguf.architecture, from_hf.architecture);
+        EXPECT_EQ(from_gguf.num_experts, from_hf.num_experts);
+        EXPECT_EQ(from_gguf.num_experts_per_token, from_hf.num_experts_per_token);
+        EXPECT_EQ(from_gguf.moe_intermediate_size, from_hf.moe_intermediate_size);
+        EXPECT_EQ(from_gguf.norm_topk_prob, from_hf.norm_topk_prob);
+        EXPECT_EQ(from_gguf.head_dim, from_hf.head_dim);
+        EXPECT_EQ(from_gguf.sliding_window, from_hf.sliding_window);
+        EXPECT_EQ(from_gguf.layer_types, from_hf.layer_types);
+        EXPECT_EQ(from_gguf.attention_sinks, from_hf.attention_sinks);
+        EXPECT_EQ(from_gguf.rope_scaling.type, from_hf.rope_scaling.type);
+        EXPECT_EQ(from_gguf.rope_scaling.factor, from_hf.rope_scaling.factor);
+        EXPECT_EQ(from_gguf.rope_scaling.original_max_position_embeddings,
+                  from_hf.rope_scaling.original_max_position_embeddings);
+        EXPECT_EQ(from_gguf.rope_scaling.truncate, from_hf.rope_scaling.truncate);
+        const Weights gguf_weights = load_weights(file);
+        const Weights hf_weights = load_weights(checkpoint);
+        for (const auto& [name, view] : gguf_weights.all()) {
+            if (name.find("_exps.weight") != std::string::npos) continue;  // compared as bound stacks below
+            SCOPED_TRACE(name);
+            const WeightView* other = hf_weights.find(name);
+            ASSERT_NE(other, nullptr);
+            ASSERT_EQ(view.shape, other->shape);
+            std::int64_t count = 1;
+            for (const auto dim : view.shape) count *= dim;
+            std::vector<float> a(static_cast<std::size_t>(count)), b(a.size());
+            dequantize_row(view.type, view.data, a.data(), count);
+            dequantize_row(other->type, other->data, b.data(), count);
+            EXPECT_EQ(a, b);
+        }
+        for (std::int64_t layer = 0; layer < from_gguf.num_layers; ++layer) {
+            const MoeWeights g = bind_moe_weights(gguf_weights, from_gguf, layer);
+            const MoeWeights h = bind_moe_weights(hf_weights, from_hf, layer);
+            EXPECT_EQ(dequantized(g.gate), dequantized(h.gate));
+            EXPECT_EQ(dequantized(g.up), dequantized(h.up));
+            EXPECT_EQ(dequantized(g.down), dequantized(h.down));
+            EXPECT_EQ(g.gate_bias, h.gate_bias);
+            EXPECT_EQ(g.up_bias, h.up_bias);
+            EXPECT_EQ(g.down_bias, h.down_bias);
+            EXPECT_EQ(g.router_bias, h.router_bias);
+        }
+    }
 }
 
 }  // namespace
