@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/family.h"
 #include "model/rope_frequencies.h"
 #include "test_paths.h"
 
@@ -48,6 +49,30 @@ TEST(YarnRope, OtherScalingsHaveNoAttentionFactor) {
     config.rope_scaling.type = RopeScalingType::Yarn;
     config.rope_scaling.factor = 1.0;
     EXPECT_EQ(rope_attention_factor(config), 1.0f);
+}
+
+// The model spec both decoders run carries YaRN's attention factor into the rope table (cos and sin
+// are multiplied by it), with the scaled frequencies.
+TEST(YarnRope, ModelSpecCarriesTheAttentionFactor) {
+    ModelConfig config;
+    config.architecture = Architecture::Qwen3;
+    config.vocab_size = 8;
+    config.hidden_size = 16;
+    config.intermediate_size = 32;
+    config.num_layers = 1;
+    config.num_heads = 2;
+    config.num_kv_heads = 1;
+    config.head_dim = 8;
+    config.context_length = 64;
+    config.qk_norm = true;
+    config.layer_types = {LayerAttention::Full};
+    config.rope_scaling.type = RopeScalingType::Yarn;
+    config.rope_scaling.factor = 4.0;
+    config.rope_scaling.original_max_position_embeddings = 16;
+    const ModelSpec spec = resolve_model_spec(config, false, "test");
+    ASSERT_EQ(spec.rope.size(), 1u);
+    EXPECT_FLOAT_EQ(spec.rope[0].attention_factor, static_cast<float>(0.1 * std::log(4.0) + 1.0));
+    EXPECT_EQ(spec.rope[0].inverse_frequencies, rope_frequencies(config, "test"));
 }
 
 }  // namespace
