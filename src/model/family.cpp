@@ -46,7 +46,7 @@ ModelSpec resolve_model_spec(const ModelConfig& config, bool qk_interleaved, con
     spec.vocab = config.vocab_size;
     spec.attention_scale = static_cast<float>(config.attention_scale());
 
-    spec.rope.push_back({rope_frequencies(config, source), 1.0f});
+    spec.rope.push_back({rope_frequencies(config, source), rope_attention_factor(config)});
     const auto slides = [&](std::int64_t l) {
         return config.layer_types[static_cast<std::size_t>(l)] == LayerAttention::Sliding;
     };

@@ -175,15 +175,15 @@ void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, c
         if (saved != nullptr) {
             p = saved + r * span;
         } else {
-            // The forward's softmax, step for step, so that P is bit-identical to the saved one.
+            // The forward's softmax, so that P is bit-identical to the saved one.
             float* recomputed = scores + r * span;
-            const float max_score = cpu::max_of(-std::numeric_limits<float>::infinity(), recomputed + first, count);
-            const float inverse = 1.0f / cpu::exp_shifted(recomputed + first, recomputed + first, max_score, count);
-            for (std::int64_t j = first; j < first + count; ++j) recomputed[j] *= inverse;
+            softmax_span(recomputed, first, first + count - 1, shape.sinks != nullptr ? shape.sinks + h : nullptr);
             std::fill(recomputed, recomputed + first, 0.0f);
             std::fill(recomputed + first + count, recomputed + span, 0.0f);
             p = recomputed;
         }
+        // A sink adds a probability without a value (its dP is 0), so dS keeps the form
+        // P (dP − Σ P·dP) with the sink's share simply missing from P's row sum.
         // Vector partial sums: a single running sum was a latency-bound chain, ~15% of this pass.
         const float dot = cpu::dot(p + first, g + first, count);
         for (std::int64_t j = first; j < first + count; ++j) g[j] = shape.scale * p[j] * (g[j] - dot);
@@ -217,7 +217,6 @@ std::int64_t attention_probability_floats(const AttentionShape& shape) {
 void attention_forward_saving(float* out, float* probabilities, const float* q, const float* k, const float* v,
                               const AttentionShape& shape) {
     check_heads(shape);
-    if (shape.sinks != nullptr) fail("attention: the backward pass does not support sink logits");
     const std::int64_t* first_visible = first_visible_positions(shape);
     attention_blocked(out, probabilities, q, k, v, shape, first_visible);
 }
@@ -231,7 +230,6 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 void attention_backward_saved(float* dq, float* dk, float* dv, const float* dout, const float* probabilities,
                               const float* q, const float* k, const float* v, const AttentionShape& shape) {
     check_heads(shape);
-    if (shape.sinks != nullptr) fail("attention: the backward pass does not support sink logits");
     if (shape.tokens <= 0) return;
     const std::int64_t* first_visible = first_visible_positions(shape);
     const std::int64_t head_dim = shape.head_dim, positions = shape.past + shape.tokens, step = kv_step(shape);
