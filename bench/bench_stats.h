@@ -1,15 +1,12 @@
-// bench/bench_stats.h — what the side-by-side benchmarks measure the same way (bench/inference,
-// bench/training, bench/dpo): the process's CPU seconds (on a shared machine a step's CPU time is
-// steadier than its wall time), its peak RSS, the mean and sample standard deviation of rates, and
-// a main() that turns an exception into one line on stderr and exit code 1.
+// bench/bench_stats.h — what the side-by-side training benchmarks measure the same way
+// (bench/training, bench/dpo): the process's CPU seconds (on a shared machine a step's CPU time is
+// steadier than its wall time), its peak RSS, and the mean and sample standard deviation of rates.
 #pragma once
 
 #include <sys/resource.h>
 
 #include <cmath>
-#include <cstdio>
 #include <ctime>
-#include <exception>
 #include <utility>
 #include <vector>
 
@@ -34,16 +31,6 @@ inline std::pair<double, double> mean_and_stddev(const std::vector<double>& valu
     mean /= static_cast<double>(values.size());
     for (const double v : values) var += (v - mean) * (v - mean);
     return {mean, values.size() > 1 ? std::sqrt(var / static_cast<double>(values.size() - 1)) : 0.0};
-}
-
-// return run(argc, argv), or 1 after printing "<name>: error: <what>" for an exception.
-inline int guarded_main(const char* name, int (*run)(int, char**), int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::exception& error) {
-        std::fprintf(stderr, "%s: error: %s\n", name, error.what());
-        return 1;
-    }
 }
 
 }  // namespace kindred::bench

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "../bench_main.h"
 #include "../bench_stats.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -151,4 +152,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return kindred::bench::guarded_main("kindred_bench_dpo", run, argc, argv); }
+int main(int argc, char** argv) { return bench_main("kindred_bench_dpo", run, argc, argv); }

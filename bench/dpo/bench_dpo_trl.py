@@ -14,24 +14,22 @@ Kindred keeps the file's Q4_1. One untimed warm-up step, then S timed steps; pri
 like the C++ side's.
 """
 
-import argparse
 import json
 import os
 import resource
 import statistics
+import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "training"))
+from bench_training_torch import arguments, timed_steps  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("model")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = arguments()
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--prompt", type=int, default=192)
     parser.add_argument("--completion", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--rank", type=int, default=16)
     args = parser.parse_args()
 
     import datasets
@@ -89,17 +87,8 @@ def main() -> None:
             optimizer.step()
             return loss.item()
 
-        start = time.perf_counter()
-        step()
-        warmup = time.perf_counter() - start
         tokens = 2 * args.pairs * (args.prompt + args.completion)
-        rates = []
-        cpu_start = time.process_time()
-        for _ in range(args.steps):
-            start = time.perf_counter()
-            loss = step()
-            rates.append(tokens / (time.perf_counter() - start))
-        cpu_per_step = (time.process_time() - cpu_start) / args.steps
+        warmup, rates, cpu_per_step, loss = timed_steps(step, tokens, args.steps)
 
     print(json.dumps({
         "impl": "trl", "threads": args.threads, "pairs": args.pairs, "prompt": args.prompt,

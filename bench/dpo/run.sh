@@ -29,9 +29,8 @@ completion="${COMPLETION:-64}"
 steps="${STEPS:-3}"
 rank="${RANK:-16}"
 bench="$build/bench/dpo/kindred_bench_dpo"
-[[ -x "$bench" ]] || { echo "missing $bench: build it first (cmake --build $build --target kindred_bench_dpo)" >&2; exit 1; }
-"$python" -c "import torch, transformers, peft, trl, gguf" 2>/dev/null ||
-    { echo "$python lacks torch/transformers/peft/trl/gguf (set PYTHON)" >&2; exit 1; }
+require_built "$bench"
+require_python "$python" torch transformers peft trl gguf
 
 echo "model: $model"
 echo "step: $pairs pairs x (prompt $prompt + 2 completions of $completion tokens) = $((2 * pairs * (prompt + completion))) sequence tokens, sigmoid DPO, LoRA r=$rank alpha=$((2 * rank)), $steps timed steps after 1 warm-up, fp32"

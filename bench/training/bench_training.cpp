@@ -7,7 +7,8 @@
 // warm-up step, then S timed steps. Prints one JSON line: tokens/s (each step's, their mean and stddev),
 // the useful GFLOP/s they amount to (formula at flops_per_step), the process's CPU seconds per
 // step and its peak RSS. --compute is the precision of the frozen products (kernels/matmul.h;
-// bf16 falls back to fp32 on a CPU without AMX-BF16, and the JSON line says which ran).
+// bf16 falls back to fp32 on a CPU without AMX-BF16, and the JSON line says which ran, as it says
+// which instruction sets and GEMM the kernels ran on: kernels/cpu_paths.h).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -18,10 +19,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "../bench_main.h"
 #include "../bench_stats.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
+#include "kernels/cpu_paths.h"
 #include "kernels/optimizer.h"
 #include "model/decoder.h"
 #include "model/lora_adapters.h"
@@ -146,6 +149,7 @@ int run(int argc, char** argv) {
                                  {"steps", steps},
                                  {"checkpoint", checkpoint != 0},
                                  {"compute", kindred::kernels::precision_name(kindred::kernels::effective_precision(precision))},
+                                 {"cpu_paths", kindred::kernels::describe_cpu_paths()},
                                  {"warmup_seconds", warmup_seconds},
                                  {"tokens_per_second", mean},
                                  {"stddev", stddev},
@@ -162,4 +166,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return kindred::bench::guarded_main("kindred_bench_training", run, argc, argv); }
+int main(int argc, char** argv) { return bench_main("kindred_bench_training", run, argc, argv); }

@@ -140,18 +140,19 @@ std::string_view svg_element(const Chart& chart) {
 }
 
 void check_report(const ReportData& data) {
-    for (const auto& chart : data.charts) {
+    std::vector<Chart> charts = data.charts;
+    if (!data.eqbench3_chart.svg.empty()) charts.push_back(data.eqbench3_chart);
+    for (const auto& chart : charts) {
         const fs::path file(chart.file);
         if (chart.file.empty() || file.has_parent_path() || file.extension() != ".svg" || chart.file == "report.svg") {
             fail("chart file '{}' must be a plain file name ending in .svg", chart.file);
         }
         svg_element(chart);
     }
-    std::vector<const Table*> tables;
-    for (const auto& table : data.tuning) tables.push_back(&table);
-    for (const auto& table : data.ablations) tables.push_back(&table);
-    for (const Table* table_ptr : tables) {
-        const Table& table = *table_ptr;
+    std::vector<Table> tables = data.tuning;
+    tables.insert(tables.end(), data.eqbench3.begin(), data.eqbench3.end());
+    tables.insert(tables.end(), data.ablations.begin(), data.ablations.end());
+    for (const auto& table : tables) {
         for (std::size_t r = 0; r < table.rows.size(); ++r) {
             if (table.rows[r].size() != table.header.size()) {
                 fail("table '{}' row {} has {} cells for {} columns", table.caption, r + 1, table.rows[r].size(), table.header.size());
@@ -332,6 +333,28 @@ void md_table(std::string& out, const std::vector<std::string>& header, const st
     out += "\n";
 }
 
+void md_tables(std::string& out, const std::vector<Table>& tables) {
+    for (const auto& table : tables) out += table_markdown(table);
+}
+
+std::string html_tables(const std::vector<Table>& tables) {
+    std::string out;
+    for (const auto& table : tables) {
+        out += "<table>\n";
+        if (!table.caption.empty()) out += "<caption>" + escape_markup(table.caption) + "</caption>\n";
+        out += "<thead><tr>";
+        for (const auto& cell : table.header) out += "<th>" + escape_markup(cell) + "</th>";
+        out += "</tr></thead>\n<tbody>\n";
+        for (const auto& row : table.rows) {
+            out += "<tr>";
+            for (const auto& cell : row) out += "<td>" + escape_markup(cell) + "</td>";
+            out += "</tr>\n";
+        }
+        out += "</tbody>\n</table>\n";
+    }
+    return out;
+}
+
 struct MetaItem {
     std::string label;
     std::string value;
@@ -361,23 +384,6 @@ const std::vector<std::string> kMetricHeader = {"metric", "base", "SFT", "Δ (SF
 const std::vector<std::string> kDpoMetricHeader = {"metric", "base", "SFT", "SFT+DPO", "Δ (SFT − base)",
                                                    "Δ (SFT+DPO − SFT)", "better", "note"};
 
-std::string tables_html(const std::vector<Table>& tables) {
-    std::string out;
-    for (const auto& table : tables) {
-        out += "<table>\n";
-        if (!table.caption.empty()) out += "<caption>" + escape_markup(table.caption) + "</caption>\n";
-        out += "<thead><tr>";
-        for (const auto& cell : table.header) out += "<th>" + escape_markup(cell) + "</th>";
-        out += "</tr></thead>\n<tbody>\n";
-        for (const auto& row : table.rows) {
-            out += "<tr>";
-            for (const auto& cell : row) out += "<td>" + escape_markup(cell) + "</td>";
-            out += "</tr>\n";
-        }
-        out += "</tbody>\n</table>\n";
-    }
-    return out;
-}
 const std::vector<std::string> kEqBenchHeader = {"model", "score (0–100)", "parseable", "questions", "note"};
 
 std::vector<std::string> eqbench_cells(const EqBenchRow& row) {
@@ -553,9 +559,21 @@ std::string report_html(const ReportData& data) {
     }
     out += "</div>\n</section>\n";
 
-    if (!data.tuning.empty()) out += "<section id=\"tuning\">\n<h2>λ tuning</h2>\n" + tables_html(data.tuning) + "</section>\n";
-    if (!data.ablations.empty())
-        out += "<section id=\"ablations\">\n<h2>Ablations</h2>\n" + tables_html(data.ablations) + "</section>\n";
+    if (!data.tuning.empty()) {
+        out += "<section id=\"tuning\">\n<h2>λ tuning</h2>\n";
+        out += html_tables(data.tuning);
+        out += "</section>\n";
+    }
+    if (!data.eqbench3.empty()) {
+        out += "<section id=\"eqbench3\">\n<h2>EQ-Bench 3</h2>\n";
+        out += html_tables(data.eqbench3);
+        if (!data.eqbench3_chart.svg.empty()) {
+            out += "<figure>\n" + std::string(svg_element(data.eqbench3_chart)) + "\n<figcaption>" + escape_markup(data.eqbench3_chart.title) +
+                   "</figcaption>\n</figure>\n";
+        }
+        out += "</section>\n";
+    }
+    if (!data.ablations.empty()) out += "<section id=\"ablations\">\n<h2>Ablations</h2>\n" + html_tables(data.ablations) + "</section>\n";
 
     if (!data.stages.empty()) {
         out += "<section id=\"stages\">\n<h2>Where the time went</h2>\n<table>\n<thead><tr><th>stage</th><th class=\"num\">wall time</th>"
@@ -630,11 +648,16 @@ std::string report_markdown(const ReportData& data) {
 
     if (!data.tuning.empty()) {
         out += "## λ tuning\n\n";
-        for (const auto& table : data.tuning) out += table_markdown(table);
+        md_tables(out, data.tuning);
+    }
+    if (!data.eqbench3.empty()) {
+        out += "## EQ-Bench 3\n\n";
+        md_tables(out, data.eqbench3);
+        if (!data.eqbench3_chart.svg.empty()) out += fmt::format("![{}]({})\n\n", md_text(data.eqbench3_chart.title), data.eqbench3_chart.file);
     }
     if (!data.ablations.empty()) {
         out += "## Ablations\n\n";
-        for (const auto& table : data.ablations) out += table_markdown(table);
+        md_tables(out, data.ablations);
     }
 
     if (!data.stages.empty()) {
@@ -667,6 +690,9 @@ void write_report(const std::string& dir, const ReportData& data) {
     fs::create_directories(dir, error);
     if (error) fail("{}: cannot create the report folder: {}", dir, error.message());
     for (const auto& chart : data.charts) write_file_atomically((fs::path(dir) / chart.file).string(), std::string_view(chart.svg));
+    if (!data.eqbench3_chart.svg.empty()) {
+        write_file_atomically((fs::path(dir) / data.eqbench3_chart.file).string(), std::string_view(data.eqbench3_chart.svg));
+    }
     write_file_atomically((fs::path(dir) / "report.md").string(), std::string_view(markdown));
     // Last: report.html appearing means the whole report is there.
     write_file_atomically((fs::path(dir) / "report.html").string(), std::string_view(html));

@@ -103,16 +103,15 @@ TokenizedExample join(const TokenizedExample& chosen, const TokenizedExample& re
 }
 
 // A plain-text prompt + completion, raw (no template): the completion is what follows the tokens
-// it shares with the prompt alone, EOS appended when the text lacks it.
+// it shares with the prompt alone, then the EOS token. The text is text: a control token's
+// spelling in it ("<|im_end|>") stays characters, as in a chat message (docs/dpo.md), so the EOS
+// token is appended, never read from the text.
 TokenizedExample tokenize_plain(const std::string& prompt, const std::string& completion, const text::Tokenizer& tokenizer,
                                 bool add_bos, const std::string& where) {
     const auto eos = tokenizer.eos_id();
     if (!eos) fail("{}: a plain-text pair needs the model's EOS token, and this tokenizer has none", where);
-    const std::string eos_text(tokenizer.token_text(*eos));
-    std::string text = prompt + completion;
-    if (!completion.ends_with(eos_text)) text += eos_text;
     const auto encode = [&](const std::string& s) {
-        const text::Encoding encoding = tokenizer.encode_with_spans(s, /*parse_special=*/true);
+        const text::Encoding encoding = tokenizer.encode_with_spans(s, /*parse_special=*/false);
         if (encoding.dropped_bytes > 0)
             fail("{}: {} byte(s) have no token in the vocabulary (invalid or control characters)", where,
                  encoding.dropped_bytes);
@@ -124,7 +123,8 @@ TokenizedExample tokenize_plain(const std::string& prompt, const std::string& co
         return ids;
     };
     const std::vector<std::int32_t> prompt_ids = encode(prompt);
-    std::vector<std::int32_t> tokens = encode(text);
+    std::vector<std::int32_t> tokens = encode(prompt + completion);
+    tokens.push_back(*eos);
     const std::size_t prompt_length = common_prefix(prompt_ids, tokens);
     return document(std::move(tokens), prompt_length);
 }

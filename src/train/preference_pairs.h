@@ -28,8 +28,9 @@
 // after the prompt's tokens, which for SmolLM2 adds the "\n" the template writes after <|im_end|>
 // (a token the model never generates); the loss definitions are otherwise the same. A standard
 // pair is tokenized as raw text (no template; BOS when the model asks for it), the completion being
-// what follows the common token prefix of prompt and prompt + completion, with EOS appended as TRL
-// does when the text lacks it.
+// what follows the common token prefix of prompt and prompt + completion, then the EOS token.
+// Control tokens come only from the template (its recorded markup, Tokenizer::encode_with_markup)
+// or that appended EOS: message content and plain text that spell one stay text.
 // The pair becomes ONE TokenizedExample of two documents: prompt + chosen, then prompt + rejected
 // (document_starts marks the second; positions restart and attention stays inside each), targets
 // on the completion tokens only, and the head sites (labels given) at the chosen document's last
