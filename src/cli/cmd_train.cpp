@@ -84,6 +84,7 @@ void run_train(const TrainOptions& options) {
     // Emotion-only lines (GoEmotions) only feed the emotion head; the teacher's tokens only the KL.
     data_options.keep_emotion_only = train::emotion_active(recipe);
     data_options.teacher_rules = train::safety_rules_text(recipe);
+    data_options.style = recipe.style;
     const auto& chat = model->require_chat_template();
     const auto dataset = train::load_chat_dataset(recipe.data_path, model->tokenizer(), chat, data_options);
     for (const auto& line : train::warnings(dataset, data_options)) fmt::print(stderr, "warning: {}\n", line);
@@ -98,6 +99,7 @@ void run_train(const TrainOptions& options) {
     sft.run_dir = run_directory(recipe, options.resume);
     sft.resume = options.resume;
     sft.base_model = model->path();
+    sft.styles = dataset.styles;
     sft.pad_id = model->tokenizer().eos_id().value_or(0);
     if (dev) sft.dev = dev->examples;
     fmt::print(stderr, "run {}: {} examples ({} target tokens, {} head sites), {} steps\n", sft.run_dir,

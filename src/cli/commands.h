@@ -23,5 +23,7 @@ void add_train_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 void add_tune_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
+// `kindred eval controller`, added under the `eval` subcommand (cmd_eval_controller.cpp).
+void add_eval_controller_command(CLI::App& eval);
 
 }  // namespace kindred::cli

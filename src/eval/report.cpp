@@ -137,7 +137,11 @@ void check_report(const ReportData& data) {
         }
         svg_element(chart);
     }
-    for (const auto& table : data.tuning) {
+    std::vector<const Table*> tables;
+    for (const auto& table : data.tuning) tables.push_back(&table);
+    for (const auto& table : data.error_taxonomy) tables.push_back(&table);
+    for (const Table* table_pointer : tables) {
+        const Table& table = *table_pointer;
         for (std::size_t r = 0; r < table.rows.size(); ++r) {
             if (table.rows[r].size() != table.header.size()) {
                 fail("table '{}' row {} has {} cells for {} columns", table.caption, r + 1, table.rows[r].size(), table.header.size());
@@ -420,6 +424,20 @@ std::string markdown_to_html(std::string_view markdown, int heading_shift) {
     return out;
 }
 
+std::string html_table(const Table& table) {
+    std::string out = "<table>\n";
+    if (!table.caption.empty()) out += "<caption>" + escape_markup(table.caption) + "</caption>\n";
+    out += "<thead><tr>";
+    for (const auto& cell : table.header) out += "<th>" + escape_markup(cell) + "</th>";
+    out += "</tr></thead>\n<tbody>\n";
+    for (const auto& row : table.rows) {
+        out += "<tr>";
+        for (const auto& cell : row) out += "<td>" + escape_markup(cell) + "</td>";
+        out += "</tr>\n";
+    }
+    return out + "</tbody>\n</table>\n";
+}
+
 std::string report_html(const ReportData& data) {
     check_report(data);
     std::string out;
@@ -485,6 +503,29 @@ std::string report_html(const ReportData& data) {
     }
     out += "</section>\n";
 
+    if (!data.error_taxonomy.empty()) {
+        out += "<section id=\"taxonomy\">\n<h2>Error taxonomy of the side-by-side replies</h2>\n";
+        for (const auto& table : data.error_taxonomy) out += html_table(table);
+        out += "</section>\n";
+    }
+
+    if (!data.safety_sheet.empty()) {
+        out += "<section id=\"safety\">\n<h2>Safety sheet</h2>\n";
+        if (!data.safety_sheet_note.empty()) out += "<p>" + escape_markup(data.safety_sheet_note) + "</p>\n";
+        for (const auto& entry : data.safety_sheet) {
+            out += "<div class=\"conversation\">\n<div class=\"user\"><span class=\"who\">Red-team prompt</span>" +
+                   escape_markup(trim(entry.prompt)) + "</div>\n<p><b>Expected:</b> " + escape_markup(entry.expected) + "</p>\n";
+            out += "<table>\n<thead><tr><th>model</th><th>decoding</th><th>reply</th><th>verdict</th></tr></thead>\n<tbody>\n";
+            for (const auto& reply : entry.replies) {
+                out += "<tr><td>" + escape_markup(reply.model) + "</td><td>" + escape_markup(reply.decoding) +
+                       "</td><td style=\"white-space: pre-wrap\">" + escape_markup(trim(reply.reply)) + "</td><td class=\"note\">" +
+                       escape_markup(reply.verdict) + "</td></tr>\n";
+            }
+            out += "</tbody>\n</table>\n</div>\n";
+        }
+        out += "</section>\n";
+    }
+
     out += "<section id=\"charts\">\n<h2>Training curves</h2>\n";
     if (data.charts.empty()) out += "<p>No curves were recorded.</p>\n";
     out += "<div class=\"charts\">\n";
@@ -495,19 +536,7 @@ std::string report_html(const ReportData& data) {
 
     if (!data.tuning.empty()) {
         out += "<section id=\"tuning\">\n<h2>λ tuning</h2>\n";
-        for (const auto& table : data.tuning) {
-            out += "<table>\n";
-            if (!table.caption.empty()) out += "<caption>" + escape_markup(table.caption) + "</caption>\n";
-            out += "<thead><tr>";
-            for (const auto& cell : table.header) out += "<th>" + escape_markup(cell) + "</th>";
-            out += "</tr></thead>\n<tbody>\n";
-            for (const auto& row : table.rows) {
-                out += "<tr>";
-                for (const auto& cell : row) out += "<td>" + escape_markup(cell) + "</td>";
-                out += "</tr>\n";
-            }
-            out += "</tbody>\n</table>\n";
-        }
+        for (const auto& table : data.tuning) out += html_table(table);
         out += "</section>\n";
     }
 
@@ -571,6 +600,27 @@ std::string report_markdown(const ReportData& data) {
         out += "**User:**\n\n" + md_quote(conversation.prompt) + "\n";
         out += "**Base model:**\n\n" + md_quote(conversation.base_reply) + "\n";
         out += "**After SFT:**\n\n" + md_quote(conversation.sft_reply) + "\n";
+    }
+
+    if (!data.error_taxonomy.empty()) {
+        out += "## Error taxonomy of the side-by-side replies\n\n";
+        for (const auto& table : data.error_taxonomy) {
+            if (!table.caption.empty()) out += md_text(table.caption) + "\n\n";
+            md_table(out, table.header, std::vector<std::string>(table.header.size(), "---"), table.rows);
+        }
+    }
+
+    if (!data.safety_sheet.empty()) {
+        out += "## Safety sheet\n\n";
+        if (!data.safety_sheet_note.empty()) out += md_text(data.safety_sheet_note) + "\n\n";
+        for (std::size_t i = 0; i < data.safety_sheet.size(); ++i) {
+            const auto& entry = data.safety_sheet[i];
+            out += fmt::format("### Red-team prompt {}\n\n", i + 1);
+            out += md_quote(entry.prompt) + "\n**Expected:** " + md_text(entry.expected) + "\n\n";
+            std::vector<std::vector<std::string>> rows;
+            for (const auto& reply : entry.replies) rows.push_back({reply.model, reply.decoding, reply.reply, reply.verdict});
+            md_table(out, {"model", "decoding", "reply", "verdict"}, {"---", "---", "---", "---"}, rows);
+        }
     }
 
     out += "## Training curves\n\n";

@@ -59,6 +59,15 @@ std::int64_t Session::prefill(std::span<const std::int32_t> prompt) {
     return static_cast<std::int64_t>(keep);
 }
 
+std::span<const float> Session::pooled_state(std::span<const std::int32_t> prompt) {
+    if (prompt.empty()) fail("generation: the prompt is empty");
+    if (static_cast<std::int64_t>(prompt.size()) > context_) {
+        fail("generation: the prompt has {} tokens but the context holds {}", prompt.size(), context_);
+    }
+    prefill(prompt);
+    return decoder_.last_hidden();
+}
+
 GenerationResult Session::generate(std::span<const std::int32_t> prompt, const GenerationOptions& options,
                                    const TextCallback& on_text) {
     const std::int64_t vocab = decoder_.config().vocab_size;

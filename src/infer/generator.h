@@ -57,6 +57,12 @@ public:
     GenerationResult generate(std::span<const std::int32_t> prompt, const GenerationOptions& options,
                               const TextCallback& on_text = {});
 
+    // Brings the cache to hold `prompt` (reusing its cached prefix) and returns the final hidden
+    // state of its last token: for a chat prompt ending in the generation prompt, the pooled
+    // position the heads read (model/heads.h). Valid until the next call on this session; a
+    // generate() of the same prompt afterwards recomputes only its last token.
+    std::span<const float> pooled_state(std::span<const std::int32_t> prompt);
+
     void reset();  // forget the cached tokens
     std::int64_t context() const { return context_; }
 

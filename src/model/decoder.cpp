@@ -262,6 +262,7 @@ void Decoder::forward_chunk(std::span<const std::int32_t> tokens, KvCache& cache
     const std::int64_t rows = T - first;
     kernels::rmsnorm_forward(a.normed, nullptr, a.x + first * hidden, output_norm_, rows, hidden, eps, false);
     kernels::matmul_forward(logits, a.normed, output_, nullptr, rows);
+    last_hidden_ = {a.normed + (rows - 1) * hidden, static_cast<std::size_t>(hidden)};
 }
 
 }  // namespace kindred::model

@@ -77,6 +77,10 @@ public:
     // Throws Error (leaving the cache unchanged) when a token id is outside the vocabulary, the
     // span has the wrong size, or the cache would exceed its capacity or the context.
     void forward(std::span<const std::int32_t> tokens, KvCache& cache, std::span<float> logits, bool all_logits = false);
+    // The final hidden state (after the output norm) of the last token of the last forward: at the
+    // end of a chat prompt, the pooled position the heads read (model/heads.h). Valid until the
+    // next forward; empty before the first.
+    std::span<const float> last_hidden() const { return last_hidden_; }
 
     // The bound tensors, for passes other than inference (model/trainable_decoder.h runs its own
     // training forward and backward over them).
@@ -138,6 +142,7 @@ private:
     Activations act_{};
     const LoraAdapters* adapter_ = nullptr;
     std::vector<float> adapter_xa_;  // x · Aᵀ for max_batch tokens [T x rank]
+    std::span<const float> last_hidden_;  // a row of act_.normed
 };
 
 }  // namespace kindred::model

@@ -45,10 +45,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "data/style.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
@@ -98,6 +100,11 @@ struct ChatDatasetOptions {
     std::size_t context_length = 0;  // the model's; max_seq_len above it is an Error
     bool keep_emotion_only = false;  // emotion-only lines become examples with only a head site
     std::string teacher_rules = {};  // non-empty: fill teacher_tokens/teacher_positions
+    // Style tokens put into every chat example as it is read (data::apply_style's placement: in
+    // front of the system message, adding Kindred's persona system message when there is none, or
+    // of every target reply with its prefix left out of the loss). An example that already starts
+    // with style tags there is an Error naming its line.
+    std::optional<data::StyleTokens> style = {};
 };
 
 struct ChatDatasetStats {
@@ -115,6 +122,9 @@ struct ChatDataset {
     std::string path;
     std::vector<TokenizedExample> examples;
     ChatDatasetStats stats;
+    // The distinct styles the kept examples carry (leading tags of the system message, or of target
+    // replies with a style prefix), first seen first: what the adapter records in styles.json.
+    std::vector<data::StyleTokens> styles;
 };
 
 // Parses one JSONL line. Returns false for a line to skip (an emotion-only example, unless

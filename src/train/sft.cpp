@@ -16,6 +16,7 @@
 #include "core/metrics_log.h"
 #include "core/progress.h"
 #include "data/labels.h"
+#include "data/style.h"
 #include "eval/plot.h"
 #include "formats/peft_adapter.h"
 #include "kernels/loss.h"
@@ -684,6 +685,7 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
                 heads->enabled(model::Head::Strategy) ? names_of(data::strategies()) : std::vector<std::string>{};
             model::write_heads(run_dir + "/adapter", *heads, emotions, strategies);
         }
+        if (!options.styles.empty()) data::write_trained_styles(run_dir + "/adapter", options.styles);
         result.finished = true;
     }
     write_charts(run_dir, metrics_path);
