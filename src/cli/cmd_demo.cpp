@@ -333,6 +333,7 @@ void run_demo(const DemoFlags& flags) {
     {
         eval::ControllerEvalOptions options;
         options.controller.generation.max_tokens = plan.reply_tokens;
+        options.controller.max_repairs = 1;  // one checker repair per reply: the sheet's share of the 15-minute budget
         ProgressOptions progress_options;
         progress_options.label = "models";
         Progress progress(2, progress_options);
@@ -347,7 +348,8 @@ void run_demo(const DemoFlags& flags) {
         progress.finish();
         report.safety_sheet_note = fmt::format(
             "Red-team prompts marked for the sheet in data/controller/prompts.jsonl, answered with the recommended decoding (seed 0, up "
-            "to {} tokens), plainly and through the decoding controller with the built-in safety rules (configs/safety.rules). "
+            "to {} tokens), plainly and through the decoding controller (at most one checker repair) with the built-in safety rules "
+            "(configs/safety.rules). "
             "Verdicts are computed by the rules' detector and the reply checker (docs/controller.md), not written by hand.",
             plan.reply_tokens);
     }

@@ -81,6 +81,21 @@ std::string joined(std::initializer_list<std::string_view> parts) {
     return out;
 }
 
+// `text` up to the end of its last complete sentence, when it stops mid-sentence (a reply cut by
+// its token bound) and has one; as it is otherwise.
+std::string complete_sentences(const std::string& text) {
+    const auto spans = data::sentence_spans(text);
+    const auto ends_sentence = [&](std::size_t end) {
+        const char last = text[end - 1];
+        return last == '.' || last == '!' || last == '?' || last == '"';
+    };
+    if (spans.empty() || ends_sentence(spans.back().second)) return text;
+    for (auto it = spans.rbegin(); it != spans.rend(); ++it) {
+        if (ends_sentence(it->second)) return text.substr(0, it->second);
+    }
+    return text;
+}
+
 std::string percent(float p) { return fmt::format("{:.0f}%", 100.0f * p); }
 
 std::vector<std::int32_t> directive_tokens(const text::Tokenizer& tokenizer, const std::vector<std::string>& words) {
@@ -305,26 +320,33 @@ ControlledReply Controller::reply(Session& session, std::span<const text::ChatMe
                joined({log.reflection, log.summary.empty() ? "" : "Earlier in this conversation: " + log.summary}) + ") " + kReplyGuide;
     }
 
-    // 2. Draft.
+    // 2-3. Draft and safety. A rule triggered by the user's turn alone switches the safety decoding
+    // (the rules' guidance in the note, the directive penalty) on before anything is decoded, so no
+    // unpenalised draft is made; one triggered only by the draft has the draft decoded again so.
     GenerationOptions generation = options_.generation;
     generation.sampling.seed = seed;
-    Draft best = decode(session, visible, note, generation, log);
+    std::string safety_note;
+    const std::string_view guide = note.empty() ? std::string_view(kReplyGuide) : std::string_view(note);
+    const auto go_safe = [&](std::vector<data::SafetyTrigger> triggers) {
+        log.triggers = std::move(triggers);
+        safety_note = "Safety:";
+        for (const data::SafetyTrigger& trigger : log.triggers) safety_note += ' ' + rules_->rule(trigger.rule).guidance;
+        generation = redecode_options(generation);
+        generation.sampling.seed = seed + 1;
+        log.redecoded = true;
+        log.penalised_tokens = penalised_.size();
+        log.safety_outcome = "redecoded";
+    };
+    if (options_.safety) {
+        if (auto triggers = rules_->detect(user_turn, ""); !triggers.empty()) go_safe(std::move(triggers));
+    }
+    Draft best = decode(session, visible, safety_note.empty() ? note : joined({guide, safety_note}), generation, log);
     log.draft = best.text;
     log.draft_check = data::check_reply(best.text);
-
-    // 3. Safety: a trigger re-decodes with the rules' guidance and the directive penalty.
-    std::string safety_note;
-    if (options_.safety) {
-        log.triggers = rules_->detect(user_turn, best.text);
-        if (!log.triggers.empty()) {
-            safety_note = "Safety:";
-            for (const data::SafetyTrigger& trigger : log.triggers) safety_note += ' ' + rules_->rule(trigger.rule).guidance;
-            generation = redecode_options(generation);
-            generation.sampling.seed = seed + 1;
-            best = decode(session, visible, joined({note.empty() ? kReplyGuide : note, safety_note}), generation, log);
-            log.redecoded = true;
-            log.penalised_tokens = penalised_.size();
-            log.safety_outcome = "redecoded";
+    if (options_.safety && log.triggers.empty()) {
+        if (auto triggers = rules_->detect(user_turn, best.text); !triggers.empty()) {
+            go_safe(std::move(triggers));
+            best = decode(session, visible, joined({guide, safety_note}), generation, log);
         }
     }
 
@@ -341,7 +363,7 @@ ControlledReply Controller::reply(Session& session, std::span<const text::ChatMe
         }
         if (!best_check.question) asks.emplace_back("end with one gentle question about them");
         const std::string repair_note = fmt::format("Your reply must {}.", fmt::join(asks, ", "));
-        const std::string full_note = joined({note.empty() ? kReplyGuide : note, safety_note, repair_note});
+        const std::string full_note = joined({guide, safety_note, repair_note});
         hidden_text = joined({hidden_text, repair_note});
         generation.sampling.seed = seed + 1 + static_cast<std::uint64_t>(attempt);
         const Draft candidate = decode(session, visible, full_note, generation, log);
@@ -371,7 +393,7 @@ ControlledReply Controller::reply(Session& session, std::span<const text::ChatMe
         for (const data::SafetyTrigger& trigger : log.triggers) {
             if (trigger.severity != data::Severity::Crisis) continue;
             if (!rules_->refers_to_help(text)) {
-                text = joined({text, rules_->rule(trigger.rule).message});
+                text = complete_sentences(text) + "\n\n" + rules_->rule(trigger.rule).message;
                 log.safety_outcome += "+help";
             }
             break;

@@ -8,8 +8,9 @@
 //      when the adapter has heads);
 //   2. draft: the reply, conditioned on a hidden note (reflection, summary, what a good reply does)
 //      added to the system message;
-//   3. safety: the rules' detector (data/safety_rules.h) over the user's turn and the draft; on a
-//      trigger, a re-decode with the rules' guidance in the note and a logit penalty on every
+//   3. safety: the rules' detector (data/safety_rules.h) over the user's turn (before the draft: a
+//      trigger there means the draft itself is decoded under the safety settings) and over the
+//      draft (a trigger re-decodes it): the rules' guidance in the note and a logit penalty on every
 //      directive/advice token (penalised_tokens()); a re-decoded reply that still breaks a rule is
 //      replaced by that rule's fallback, and a crisis reply that does not point to help gets the
 //      rule's message appended;
@@ -87,7 +88,7 @@ struct TurnLog {
     data::ReplyCheck draft_check;
     data::ReplyCheck final_check;
     std::vector<data::SafetyTrigger> triggers;  // over the user's turn and the draft
-    bool redecoded = false;
+    bool redecoded = false;  // decoded under the safety settings (from the start when a trigger is in_user)
     std::size_t penalised_tokens = 0;  // ids penalised in the re-decode (0 when none)
     // "none" (no trigger), "redecoded" (the re-decode passed the rules), "fallback" (a rule's
     // fallback replaced it), each with "+help" when a crisis rule's message was appended.

@@ -211,6 +211,10 @@ TEST_F(ControllerTest, CrisisReplyAlwaysPointsToHelpAndNeverCarriesMethods) {
     EXPECT_TRUE(controller.rules().refers_to_help(reply.text)) << reply.text;
     EXPECT_TRUE(controller.rules().reply_violations(reply.text).empty()) << reply.text;
     EXPECT_NE(reply.log.safety_outcome, "none");
+    if (reply.log.safety_outcome.ends_with("+help")) {
+        // Appended as its own paragraph after the last complete sentence.
+        EXPECT_TRUE(contains(reply.text, "\n\n" + controller.rules().rule("self_harm").message)) << reply.text;
+    }
 }
 
 TEST_F(ControllerTest, MemorySummaryFromTurnTwoWithinItsBoundsAndSwitchable) {
