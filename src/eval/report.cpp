@@ -322,6 +322,16 @@ void md_table(std::string& out, const std::vector<std::string>& header, const st
     out += "\n";
 }
 
+// A "## heading" section of free-form tables, each under its caption; nothing when there are none.
+void md_tables(std::string& out, std::string_view heading, const std::vector<Table>& tables) {
+    if (tables.empty()) return;
+    out += "## " + std::string(heading) + "\n\n";
+    for (const auto& table : tables) {
+        if (!table.caption.empty()) out += md_text(table.caption) + "\n\n";
+        md_table(out, table.header, std::vector<std::string>(table.header.size(), "---"), table.rows);
+    }
+}
+
 struct MetaItem {
     std::string label;
     std::string value;
@@ -602,13 +612,7 @@ std::string report_markdown(const ReportData& data) {
         out += "**After SFT:**\n\n" + md_quote(conversation.sft_reply) + "\n";
     }
 
-    if (!data.error_taxonomy.empty()) {
-        out += "## Error taxonomy of the side-by-side replies\n\n";
-        for (const auto& table : data.error_taxonomy) {
-            if (!table.caption.empty()) out += md_text(table.caption) + "\n\n";
-            md_table(out, table.header, std::vector<std::string>(table.header.size(), "---"), table.rows);
-        }
-    }
+    md_tables(out, "Error taxonomy of the side-by-side replies", data.error_taxonomy);
 
     if (!data.safety_sheet.empty()) {
         out += "## Safety sheet\n\n";
@@ -627,13 +631,7 @@ std::string report_markdown(const ReportData& data) {
     if (data.charts.empty()) out += "No curves were recorded.\n\n";
     for (const auto& chart : data.charts) out += fmt::format("![{}]({})\n\n", md_text(chart.title), chart.file);
 
-    if (!data.tuning.empty()) {
-        out += "## λ tuning\n\n";
-        for (const auto& table : data.tuning) {
-            if (!table.caption.empty()) out += md_text(table.caption) + "\n\n";
-            md_table(out, table.header, std::vector<std::string>(table.header.size(), "---"), table.rows);
-        }
-    }
+    md_tables(out, "λ tuning", data.tuning);
 
     if (!data.stages.empty()) {
         out += "## Where the time went\n\n";

@@ -1,6 +1,6 @@
 // The reply checker against hand-labelled replies (tests/data/fixtures/checker/): precision and
-// recall of each property on the held-out test set (written before the checker's rules and never
-// used to tune them) and on the dev set the rules were developed on; plus the lexicon, the
+// recall of each property on the test set and the dev set (both written and labelled before the
+// rules were first scored on them; neither was used to tune the rules); plus the lexicon, the
 // sentence and word helpers and the repetition-loop signal.
 #include <fstream>
 #include <string>
@@ -60,31 +60,34 @@ void print(const std::string& name, const SetScores& s) {
 }
 
 // Floors, not targets: the measured values are in docs/controller.md ("The checker"); a change to
-// the rules that drops a property below them on the held-out set is a regression worth a look.
-// They sit a little under what the rules reach so that one reworded rule does not fail the
-// suite, and well above chance (the base rates of the test set are 0.60 / 0.50 / 0.56).
+// the rules that drops a property below them is a regression worth a look. They sit a little under
+// what the rules reach so that one reworded rule does not fail the suite, and well above chance
+// (the base rates of the test set are 0.60 / 0.50 / 0.56).
+struct Floors {
+    double precision = 0.0, recall = 0.0;
+};
+
+void expect_floors(const Scores& scores, Floors floors, const char* property) {
+    EXPECT_GE(scores.precision(), floors.precision) << property;
+    EXPECT_GE(scores.recall(), floors.recall) << property;
+}
+
 TEST(ReplyChecker, PrecisionAndRecallOnTheHeldOutHandLabelledSet) {
     const SetScores test = score_file("tests/data/fixtures/checker/labelled_test.jsonl");
     print("test", test);
     ASSERT_EQ(test.replies, 70);
-    EXPECT_GE(test.acknowledgment.precision(), 0.85);
-    EXPECT_GE(test.acknowledgment.recall(), 0.85);
-    EXPECT_GE(test.feeling.precision(), 0.85);
-    EXPECT_GE(test.feeling.recall(), 0.75);
-    EXPECT_GE(test.question.precision(), 0.85);
-    EXPECT_GE(test.question.recall(), 0.90);
+    expect_floors(test.acknowledgment, {0.85, 0.85}, "acknowledgment");
+    expect_floors(test.feeling, {0.85, 0.8}, "named feeling");
+    expect_floors(test.question, {0.9, 0.9}, "question");
 }
 
 TEST(ReplyChecker, PrecisionAndRecallOnTheDevSet) {
     const SetScores dev = score_file("tests/data/fixtures/checker/labelled_dev.jsonl");
     print("dev", dev);
     ASSERT_EQ(dev.replies, 50);
-    EXPECT_GE(dev.acknowledgment.precision(), 0.9);
-    EXPECT_GE(dev.acknowledgment.recall(), 0.85);
-    EXPECT_GE(dev.feeling.precision(), 0.9);
-    EXPECT_GE(dev.feeling.recall(), 0.9);
-    EXPECT_GE(dev.question.precision(), 0.9);
-    EXPECT_GE(dev.question.recall(), 0.9);
+    expect_floors(dev.acknowledgment, {0.85, 0.85}, "acknowledgment");
+    expect_floors(dev.feeling, {0.85, 0.85}, "named feeling");
+    expect_floors(dev.question, {0.9, 0.9}, "question");
 }
 
 TEST(ReplyChecker, NamesTheUsersFeelingNotTheRepliers) {

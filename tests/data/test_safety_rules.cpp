@@ -2,14 +2,11 @@
 // fires on the user's turn and on a reply (curly apostrophes, any case), refers_to_help, and every
 // file of the malformed corpus (tests/corpus/safety-rules-malformed/) is refused with a message
 // naming the file and what is wrong (EXPECTED.json).
-#include <filesystem>
-#include <fstream>
-
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "data/safety_rules.h"
+#include "corpus_check.h"
 #include "test_paths.h"
 
 namespace kindred::data {
@@ -96,25 +93,7 @@ TEST(SafetyRules, ParsesAMinimalFileAndKeepsFileOrder) {
 }
 
 TEST(SafetyRules, MalformedCorpusIsRefusedWithTheExpectedMessages) {
-    const std::filesystem::path dir = kindred::testing::source_path("tests/corpus/safety-rules-malformed");
-    std::ifstream in(dir / "EXPECTED.json");
-    const auto expected = nlohmann::json::parse(in);
-    std::size_t files = 0;
-    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-        if (entry.path().extension() != ".rules") continue;
-        ++files;
-        const std::string name = entry.path().filename().string();
-        ASSERT_TRUE(expected.contains(name)) << name << " has no entry in EXPECTED.json";
-        try {
-            SafetyRules::read(entry.path().string());
-            ADD_FAILURE() << name << " was accepted";
-        } catch (const Error& error) {
-            const std::string message = error.what();
-            EXPECT_NE(message.find(expected[name].get<std::string>()), std::string::npos) << name << ": " << message;
-            EXPECT_NE(message.find(name), std::string::npos) << name << ": the message does not name the file: " << message;
-        }
-    }
-    EXPECT_EQ(files, expected.size());
+    kindred::testing::expect_corpus_refused("safety-rules-malformed", [](const std::string& path) { SafetyRules::read(path); });
 }
 
 TEST(SafetyRules, ErrorsNameTheLine) {
