@@ -109,7 +109,8 @@ private:
         history_.push_back({"user", user, {}});
         // Forget the oldest exchanges until the conversation leaves room for a reply.
         std::vector<std::int32_t> prompt = infer::encode_styled_chat(model_, messages(), style_);
-        while (static_cast<std::int64_t>(prompt.size()) + std::min<std::int64_t>(generation_.max_tokens, 64) > session_.context() &&
+        const std::int64_t reserve = std::min<std::int64_t>(generation_.max_tokens, 64) + (controller_ ? infer::kControllerPromptOverhead : 0);
+        while (static_cast<std::int64_t>(prompt.size()) + reserve > session_.context() &&
                history_.size() > 1) {
             history_.erase(history_.begin(), history_.begin() + std::min<std::ptrdiff_t>(2, std::ssize(history_) - 1));
             notice("(oldest messages dropped to fit the context)\n");

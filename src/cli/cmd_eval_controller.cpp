@@ -25,6 +25,7 @@ struct EvalControllerOptions {
     std::string out;
     bool json = false;
     bool plain_only = false;
+    bool no_base = false;
 };
 
 std::vector<eval::PromptResult> run_one(infer::LoadedModel& model, const std::string& label, const std::vector<eval::ControllerPrompt>& prompts,
@@ -52,7 +53,8 @@ void run_eval_controller(EvalControllerOptions& options) {
     eval_options.with_controller = !options.plain_only;
 
     std::vector<std::pair<std::string, std::vector<eval::PromptResult>>> runs;
-    if (!options.flags.adapter.empty()) {
+    if (options.no_base && options.flags.adapter.empty()) fail("--no-base needs --adapter: without one there is only the base model");
+    if (!options.flags.adapter.empty() && !options.no_base) {
         const model::Decoder::AdapterDetached base(model->decoder());
         // The base model never saw a style: it answers without one.
         eval::ControllerEvalOptions base_options = eval_options;
@@ -101,6 +103,7 @@ void add_eval_controller_command(CLI::App& eval) {
     command->add_option("--out", options->out, "Write every prompt's replies, judgements and full controller log here (JSONL)");
     command->add_flag("--json", options->json, "Print the summaries as JSON instead of tables");
     command->add_flag("--plain-only", options->plain_only, "Only the replies without the controller (for decoding sweeps)");
+    command->add_flag("--no-base", options->no_base, "With --adapter: only the tuned model (the base pass is skipped)");
     add_controller_flags(*command, options->controller, /*with_switch=*/false);
     command->callback([options] { run_eval_controller(*options); });
 }

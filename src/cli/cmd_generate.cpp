@@ -87,9 +87,8 @@ void run_controlled(const GenerateOptions& options, infer::LoadedModel& model) {
     if (options.raw) fail("--controller needs the chat template; it does not take --raw");
     const ControllerSetup setup = controller_setup(options.controller, model, options.flags);
     infer::Controller controller(model, setup.options, setup.rules);
-    const std::int64_t model_context = model.decoder().config().context_length;
-    infer::Session session(model.decoder(), model.tokenizer(),
-                           options.flags.context > 0 ? options.flags.context : std::min<std::int64_t>(4096, model_context));
+    infer::Session session = options.flags.context > 0 ? infer::Session(model.decoder(), model.tokenizer(), options.flags.context)
+                                                        : controller.new_session();
     const infer::ControlledReply reply = controller.reply(session, chat_messages(options), options.flags.sampling.seed);
     append_controller_log(options.controller, reply.log);
     if (!options.json) {

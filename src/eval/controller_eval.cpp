@@ -12,7 +12,6 @@
 #include "data/labels.h"
 #include "data/records.h"
 #include "infer/loaded_model.h"
-#include "infer/styled_prompt.h"
 
 namespace kindred::eval {
 namespace {
@@ -159,8 +158,7 @@ std::vector<PromptResult> run_controller_eval(infer::LoadedModel& model, const s
                                               const std::function<void(std::size_t, std::size_t)>& on_done) {
     const std::size_t count = options.limit > 0 ? std::min(options.limit, prompts.size()) : prompts.size();
     infer::Controller controller(model, options.controller, &rules);
-    const infer::ControllerOptions& settings = controller.options();
-    infer::Session session(model.decoder(), model.tokenizer(), std::min<std::int64_t>(4096, model.decoder().config().context_length));
+    infer::Session session = controller.new_session();
     std::vector<PromptResult> results;
     for (std::size_t i = 0; i < count; ++i) {
         const ControllerPrompt& prompt = prompts[i];
@@ -169,11 +167,8 @@ std::vector<PromptResult> run_controller_eval(infer::LoadedModel& model, const s
         result.kind = prompt.kind;
         const std::uint64_t seed = options.seed + i;
 
-        infer::GenerationOptions plain = settings.generation;
-        plain.sampling.seed = seed;
         const auto started = std::chrono::steady_clock::now();
-        const infer::GenerationResult generated =
-            session.generate(infer::encode_styled_chat(model, prompt.messages, settings.style), plain);
+        const infer::GenerationResult generated = controller.plain_reply(session, prompt.messages, seed);
         result.plain_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         result.plain_reply = generated.text;
         result.plain_tokens = static_cast<std::int64_t>(generated.tokens.size());

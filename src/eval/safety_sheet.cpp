@@ -9,7 +9,6 @@
 #include "data/reply_checker.h"
 #include "infer/generator.h"
 #include "infer/loaded_model.h"
-#include "infer/styled_prompt.h"
 
 namespace kindred::eval {
 namespace {
@@ -60,13 +59,10 @@ void add_sheet_replies(infer::LoadedModel& model, const std::string& name, const
     }
     if (entries.size() != sheet.size()) fail("safety sheet: {} entries for {} prompts", entries.size(), sheet.size());
     infer::Controller controller(model, options.controller, &rules);
-    const infer::ControllerOptions& settings = controller.options();
-    infer::Session session(model.decoder(), model.tokenizer(), std::min<std::int64_t>(4096, model.decoder().config().context_length));
+    infer::Session session = controller.new_session();
     for (std::size_t i = 0; i < sheet.size(); ++i) {
         const ControllerPrompt& prompt = sheet[i];
-        infer::GenerationOptions plain = settings.generation;
-        plain.sampling.seed = options.seed + i;
-        const std::string reply = session.generate(infer::encode_styled_chat(model, prompt.messages, settings.style), plain).text;
+        const std::string reply = controller.plain_reply(session, prompt.messages, options.seed + i).text;
         entries[i].replies.push_back({name, "plain", reply, sheet_verdict(prompt, reply, rules, nullptr)});
         const infer::ControlledReply controlled = controller.reply(session, prompt.messages, options.seed + i);
         entries[i].replies.push_back({name, "controller", controlled.text, sheet_verdict(prompt, controlled.text, rules, &controlled.log)});

@@ -233,6 +233,16 @@ GenerationOptions Controller::redecode_options(const GenerationOptions& base) co
     return options;
 }
 
+Session Controller::new_session() const {
+    return Session(model_.decoder(), model_.tokenizer(), std::min(kOneOffContext, model_.decoder().config().context_length));
+}
+
+GenerationResult Controller::plain_reply(Session& session, std::span<const text::ChatMessage> messages, std::uint64_t seed) const {
+    GenerationOptions generation = options_.generation;
+    generation.sampling.seed = seed;
+    return session.generate(encode_styled_chat(model_, messages, options_.style), generation);
+}
+
 std::optional<HeadGuess> Controller::guess(Session& session, std::span<const std::int32_t> prompt) const {
     if (!heads_) return std::nullopt;
     const model::Heads& heads = heads_->heads;
@@ -384,7 +394,8 @@ ControlledReply Controller::reply(Session& session, std::span<const text::ChatMe
         best = decode(session, visible, "", generation, log);
         text = best.text;
     }
-    if (!log.triggers.empty()) {
+    if (options_.safety) {
+        // Whatever path the text took (a leak-guard decode has no note), nothing a rule forbids goes out.
         const auto violations = rules_->reply_violations(text);
         if (!violations.empty()) {
             text = rules_->rule(violations.front().rule).fallback;
@@ -409,7 +420,7 @@ ControlledReply Controller::reply(Session& session, std::span<const text::ChatMe
 ControlledReply controlled_reply(LoadedModel& model, std::span<const text::ChatMessage> messages, const ControllerOptions& options,
                                  std::uint64_t seed, const data::SafetyRules* rules) {
     Controller controller(model, options, rules);
-    Session session(model.decoder(), model.tokenizer(), std::min(kOneOffContext, model.decoder().config().context_length));
+    Session session = controller.new_session();
     return controller.reply(session, messages, seed);
 }
 

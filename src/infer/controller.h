@@ -51,6 +51,11 @@ namespace kindred::infer {
 
 class LoadedModel;
 
+// Tokens the controller's hidden note and instructions may add to a conversation's prompt (note,
+// reflection, summary, two rules' guidance, a repair request): what a caller trimming its history
+// to fit a context should keep free besides the reply.
+inline constexpr std::int64_t kControllerPromptOverhead = 384;
+
 struct ControllerOptions {
     // Step 1. Off: no reflection and, on turn 1, no hidden note at all, so a reply that triggers no
     // rule and needs no repair is exactly the plain decode with the same options and seed.
@@ -96,7 +101,7 @@ struct TurnLog {
     int repairs = 0;                    // re-decodes for missing properties
     bool leak_removed = false;          // the leak guard dropped a sentence
     std::int64_t generated_tokens = 0;  // every step's, reflection and summary included
-    std::int64_t reply_tokens = 0;      // the kept reply's
+    std::int64_t reply_tokens = 0;      // the kept decode's (a fallback or help message is not counted)
     double seconds = 0.0;
     std::vector<std::string> prompts;   // hidden: each step's rendered prompt, in order
 };
@@ -121,6 +126,13 @@ public:
     // otherwise). `session` (on this model's decoder) keeps its KV cache between calls; `seed`
     // seeds the draft exactly as a plain decode would be, the other steps from values derived from it.
     ControlledReply reply(Session& session, std::span<const text::ChatMessage> messages, std::uint64_t seed);
+
+    // A session on the controller's model with a KV cache of min(4096, the model's context) tokens.
+    Session new_session() const;
+
+    // The reply without the controller, for comparisons: the same generation options, style and
+    // seed, straight from the conversation.
+    GenerationResult plain_reply(Session& session, std::span<const text::ChatMessage> messages, std::uint64_t seed) const;
 
     // The vocabulary ids whose text, without its leading space and in lowercase, is one of the
     // rules' directive words, sorted.

@@ -106,7 +106,7 @@ TEST(ControllerCli, EvalControllerReportsRatesWithAndWithoutTheController) {
                               "\"rules\": [\"medical\"], \"expect\": \"no dose\"}\n";
     const std::string out = dir / "results.jsonl";
     const CommandResult result = run_kindred("eval controller --model default --prompts " + quoted(prompts) +
-                                             " --max-tokens 8 --repairs 0 --no-reflection --json --out " + quoted(out));
+                                             " --max-tokens 8 --repairs 0 --json --out " + quoted(out));
     ASSERT_EQ(result.exit_code, 0) << result.output;
     const auto summaries = nlohmann::json::parse(result.output);
     ASSERT_EQ(summaries.size(), 1u);
@@ -121,7 +121,9 @@ TEST(ControllerCli, EvalControllerReportsRatesWithAndWithoutTheController) {
         EXPECT_TRUE(s["without_controller"].contains(key)) << key;
         EXPECT_TRUE(s["with_controller"].contains(key)) << key;
     }
-    EXPECT_GT(s["added_tokens"].get<double>(), 0.0);  // the controller generates more: reflection, re-decode
+    // The controller generates more: each reply's reflection (the red-team one is decoded once, already
+    // under the safety settings, so it adds nothing by itself).
+    EXPECT_GT(s["added_tokens"].get<double>(), 0.0);
     std::ifstream in(out);
     std::string line;
     std::size_t lines = 0;
