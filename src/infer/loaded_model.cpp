@@ -17,12 +17,13 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const s
     return loaded;
 }
 
-void LoadedModel::attach_adapter(const std::string& directory) {
+std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& directory, const model::Decoder& decoder,
+                                                       const std::string& model_path) {
     // read_adapter checks the directory on its own (pairs, ranks, targets); what follows checks
     // it against this base.
     const peft::Adapter adapter = peft::read_adapter(directory);
     const std::string weights_path = directory + "/adapter_model.safetensors";
-    const ModelConfig& config = decoder_.config();
+    const ModelConfig& config = decoder.config();
     model::LoraConfig lora;
     lora.rank = static_cast<int>(adapter.config.r);
     lora.alpha = adapter.config.lora_alpha;
@@ -31,9 +32,10 @@ void LoadedModel::attach_adapter(const std::string& directory) {
     lora.targets.clear();
     for (const std::string& module : adapter.config.target_modules)
         lora.targets.push_back(module.substr(0, module.find("_proj")));  // q_proj -> q, gate_proj -> gate
+    std::unique_ptr<model::LoraAdapters> adapters;
     try {
-        adapters_ = std::make_unique<model::LoraAdapters>(config, lora, decoder_.weights().qk_interleaved,
-                                                          model::LoraUse::Inference);
+        adapters = std::make_unique<model::LoraAdapters>(config, lora, decoder.weights().qk_interleaved,
+                                                         model::LoraUse::Inference);
     } catch (const Error& error) {
         fail("{}/adapter_config.json: {}", directory, error.what());
     }
@@ -41,23 +43,28 @@ void LoadedModel::attach_adapter(const std::string& directory) {
         const peft::LoraKey key = peft::parse_lora_key(tensor.name);
         if (std::cmp_greater_equal(key.layer, config.num_layers))
             fail("{}: tensor '{}' is for layer {}, but the model {} has {} layers", weights_path, tensor.name, key.layer,
-                 path_, config.num_layers);
-        const model::LoraTensorInfo& info = adapters_->tensor(tensor.name);
+                 model_path, config.num_layers);
+        const model::LoraTensorInfo& info = adapters->tensor(tensor.name);
         if (tensor.shape != std::vector<std::uint64_t>{static_cast<std::uint64_t>(info.rows), static_cast<std::uint64_t>(info.cols)})
             fail("{}: tensor '{}' has shape [{}, {}], but the model {} needs [{}, {}]", weights_path, tensor.name,
-                 tensor.shape[0], tensor.shape[1], path_, info.rows, info.cols);
-        adapters_->set_hf(tensor.name, tensor.values);
+                 tensor.shape[0], tensor.shape[1], model_path, info.rows, info.cols);
+        adapters->set_hf(tensor.name, tensor.values);
     }
     // Names are unique (validate) and each fits a slot, so equal counts mean every slot is filled.
-    if (adapter.tensors.size() != adapters_->tensors().size()) {
-        for (const model::LoraTensorInfo& info : adapters_->tensors()) {
+    if (adapter.tensors.size() != adapters->tensors().size()) {
+        for (const model::LoraTensorInfo& info : adapters->tensors()) {
             const bool present = std::any_of(adapter.tensors.begin(), adapter.tensors.end(),
                                              [&](const peft::LoraTensor& t) { return t.name == info.name; });
             if (!present)
                 fail("{}: tensor '{}' is missing ({} layers of the model {} need one adapter each)", weights_path, info.name,
-                     config.num_layers, path_);
+                     config.num_layers, model_path);
         }
     }
+    return adapters;
+}
+
+void LoadedModel::attach_adapter(const std::string& directory) {
+    adapters_ = read_lora_adapter(directory, decoder_, path_);
     decoder_.attach_adapter(adapters_.get());
     adapter_path_ = directory;
 }
@@ -106,18 +113,33 @@ const text::ChatTemplate& LoadedModel::require_chat_template() const {
     return *chat_template_;
 }
 
-std::vector<std::int32_t> LoadedModel::encode_chat(std::span<const text::ChatMessage> messages) const {
-    // The rendered text carries its own BOS when the family's template writes one.
-    return tokenizer_.encode(require_chat_template().render(messages, /*add_generation_prompt=*/true).text);
+namespace {
+
+void refuse_dropped_bytes(const text::Encoding& encoding, const std::string& what, const std::string& model) {
+    if (encoding.dropped_bytes > 0)
+        fail("{}: {} byte(s) have no token in the vocabulary of {} (control characters?); remove them", what,
+             encoding.dropped_bytes, model);
 }
 
-std::vector<std::int32_t> LoadedModel::encode_raw(const std::string& text) const {
+}  // namespace
+
+std::vector<std::int32_t> LoadedModel::encode_chat(std::span<const text::ChatMessage> messages) const {
+    // The rendered text carries its own BOS when the family's template writes one. Control tokens
+    // come from the template's markup only: message text that spells one stays text.
+    const text::RenderedChat rendered = require_chat_template().render(messages, /*add_generation_prompt=*/true);
+    text::Encoding encoding = tokenizer_.encode_with_markup(rendered.text, rendered.markup);
+    refuse_dropped_bytes(encoding, "the messages", path_);
+    return std::move(encoding.ids);
+}
+
+std::vector<std::int32_t> LoadedModel::encode_raw(const std::string& text, bool parse_special) const {
     std::vector<std::int32_t> ids;
     if (add_bos_) {
         if (const auto bos = tokenizer_.bos_id()) ids.push_back(*bos);
     }
-    const std::vector<std::int32_t> body = tokenizer_.encode(text);
-    ids.insert(ids.end(), body.begin(), body.end());
+    const text::Encoding body = tokenizer_.encode_with_spans(text, parse_special);
+    refuse_dropped_bytes(body, "the prompt", path_);
+    ids.insert(ids.end(), body.ids.begin(), body.ids.end());
     return ids;
 }
 

@@ -20,6 +20,12 @@
 
 namespace kindred::infer {
 
+// A PEFT LoRA adapter directory read and checked against `decoder` (the model at `model_path`,
+// named in messages): layer count, target modules and tensor shapes must fit, else an Error names
+// the path and tensor. The result is laid out for the decoder and holds its parameters only.
+std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& directory, const model::Decoder& decoder,
+                                                       const std::string& model_path);
+
 class LoadedModel {
 public:
     // `model` is a GGUF path or `default`; `adapter`, when not empty, a PEFT LoRA directory made
@@ -42,12 +48,15 @@ public:
     // A template that is present but unknown is an Error only here, so that raw prompts and
     // scoring still work with such a model.
     const text::ChatTemplate& require_chat_template() const;
-    // Token ids for a rendered chat ending in the assistant's generation prompt. Errors when the
-    // model has no usable template.
+    // Token ids for a rendered chat ending in the assistant's generation prompt; only the template
+    // writes control tokens (message text spelling one stays text, Tokenizer::encode_with_markup).
+    // Errors when the model has no usable template or a message holds bytes the vocabulary cannot
+    // encode.
     std::vector<std::int32_t> encode_chat(std::span<const text::ChatMessage> messages) const;
-    // Raw text: special-token markup in it is parsed; BOS is prepended when the tokenizer has one
-    // and the GGUF asks for it (tokenizer.ggml.add_bos_token).
-    std::vector<std::int32_t> encode_raw(const std::string& text) const;
+    // Raw text: special-token markup in it is parsed unless parse_special is false (then it stays
+    // text); BOS is prepended when the tokenizer has one and the GGUF asks for it
+    // (tokenizer.ggml.add_bos_token). Bytes the vocabulary has no token for are an Error.
+    std::vector<std::int32_t> encode_raw(const std::string& text, bool parse_special = true) const;
 
     // EOS and the template's end-of-turn markers that are single tokens.
     const std::vector<std::int32_t>& stop_tokens() const { return stop_tokens_; }

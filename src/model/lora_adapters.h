@@ -54,8 +54,8 @@ public:
     // One adapter per targeted module of every layer; A by PEFT's default init (kernels::lora_init
     // with stream seed ^ ((adapter index + 1) · 0x9E3779B97F4A7C15), adapters counted in layout
     // order), B zero. `qk_interleaved` says whether the decoder's q/k rows are GGUF-permuted
-    // (Weights::qk_interleaved). Throws Error for an unknown or repeated target, rank < 1,
-    // alpha <= 0 or dropout outside [0, 1).
+    // (Weights::qk_interleaved). Throws Error for an unknown or repeated target, rank < 1 or above
+    // a target's smaller dimension, alpha <= 0 or dropout outside [0, 1).
     LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_interleaved, LoraUse use = LoraUse::Training);
 
     const LoraConfig& config() const { return config_; }

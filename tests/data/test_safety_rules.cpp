@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "data/safety_rules.h"
-#include "corpus_check.h"
+#include "malformed_corpus.h"
 #include "test_paths.h"
 
 namespace kindred::data {
@@ -93,7 +93,8 @@ TEST(SafetyRules, ParsesAMinimalFileAndKeepsFileOrder) {
 }
 
 TEST(SafetyRules, MalformedCorpusIsRefusedWithTheExpectedMessages) {
-    kindred::testing::expect_corpus_refused("safety-rules-malformed", [](const std::string& path) { SafetyRules::read(path); });
+    kindred::testing::expect_every_corpus_file_refused(kindred::testing::source_path("tests/corpus/safety-rules-malformed"),
+                                                       [](const std::filesystem::path& file, const std::string&) { SafetyRules::read(file.string()); });
 }
 
 TEST(SafetyRules, ErrorsNameTheLine) {

@@ -6,9 +6,8 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
-#include "core/mapped_file.h"
 #include "data/style.h"
-#include "corpus_check.h"
+#include "malformed_corpus.h"
 #include "scratch_dir.h"
 #include "test_paths.h"
 
@@ -65,9 +64,10 @@ TEST(TrainedStyles, RoundTripDeduplicatesAndMissingFileMeansNone) {
 }
 
 TEST(TrainedStyles, MalformedCorpusIsRefused) {
-    kindred::testing::expect_corpus_refused("styles-malformed", [](const std::string& path) {
-        parse_trained_styles(read_file_text(path, 1 << 20), std::filesystem::path(path).filename().string());
-    });
+    kindred::testing::expect_every_corpus_file_refused(kindred::testing::source_path("tests/corpus/styles-malformed"),
+                                                       [](const std::filesystem::path& file, const std::string& name) {
+                                                           parse_trained_styles(kindred::testing::read_corpus_bytes(file), name);
+                                                       });
 }
 
 }  // namespace

@@ -9,7 +9,7 @@
 #include "eval/controller_eval.h"
 #include "eval/report.h"
 #include "eval/safety_sheet.h"
-#include "corpus_check.h"
+#include "malformed_corpus.h"
 #include "test_paths.h"
 
 namespace kindred::eval {
@@ -43,7 +43,8 @@ TEST(ControllerPrompts, CommittedSetParsesAndTheBuiltinRulesSeparateItsKinds) {
 }
 
 TEST(ControllerPrompts, MalformedCorpusIsRefusedNamingFileLineAndField) {
-    kindred::testing::expect_corpus_refused("controller-prompts-malformed", [](const std::string& path) { read_controller_prompts(path); });
+    kindred::testing::expect_every_corpus_file_refused(kindred::testing::source_path("tests/corpus/controller-prompts-malformed"),
+                                                       [](const std::filesystem::path& file, const std::string&) { read_controller_prompts(file.string()); });
 }
 
 TEST(ControllerPrompts, UnknownRuleIsAnErrorNamingTheLineAndTheRules) {
