@@ -21,7 +21,7 @@ struct DemoPlan {
     std::string recipe;            // file name under <root>/configs
     std::size_t eqbench_limit = 0;  // first N questions (0 = all 171)
     std::size_t side_by_side = 0;   // held-out prompts answered by both models
-    std::int64_t reply_tokens = 0;  // greedy tokens per side-by-side reply
+    std::int64_t reply_tokens = 0;  // tokens per side-by-side and safety-sheet reply
 };
 
 DemoPlan demo_plan(bool quick);

@@ -160,6 +160,7 @@ ControllerOptions::ControllerOptions() { generation.sampling = recommended_sampl
 struct Controller::Draft {
     std::string text;
     std::int64_t tokens = 0;
+    FinishReason finish_reason = FinishReason::Stop;
 };
 
 nlohmann::ordered_json to_json(const TurnLog& log, bool hidden) {
@@ -256,32 +257,42 @@ std::optional<HeadGuess> Controller::guess(Session& session, std::span<const std
     return guess;
 }
 
-Controller::Draft Controller::decode(Session& session, std::span<const text::ChatMessage> messages, const std::string& note,
+Controller::Draft Controller::decode(const DecodeFn& decode_fn, std::span<const text::ChatMessage> messages, const std::string& note,
                                      const GenerationOptions& generation, TurnLog& log) {
-    const std::string text = styled_prompt_text(model_, messages, options_.style, note);
-    log.prompts.push_back(text);
-    const std::vector<std::int32_t> prompt = model_.tokenizer().encode(text);
-    const GenerationResult result = session.generate(prompt, generation);
+    const text::RenderedChat prompt = styled_prompt(model_, messages, options_.style, note);
+    log.prompts.push_back(prompt.text);
+    const GenerationResult result = decode_fn(model_.encode_rendered(prompt), generation);
     log.generated_tokens += static_cast<std::int64_t>(result.tokens.size());
-    return {result.text, static_cast<std::int64_t>(result.tokens.size())};
+    return {result.text, static_cast<std::int64_t>(result.tokens.size()), result.finish_reason};
 }
 
-std::string Controller::hidden_line(Session& session, const std::string& instruction, const std::string& conversation,
+std::string Controller::hidden_line(const DecodeFn& decode_fn, const std::string& instruction, const std::string& conversation,
                                     const std::string& prefill, std::int64_t max_tokens, std::uint64_t seed, TurnLog& log) {
     const std::vector<text::ChatMessage> messages = {{"system", instruction, {}}, {"user", "Conversation:\n" + conversation, {}}};
-    const std::string text = styled_prompt_text(model_, messages, std::nullopt, {}, prefill);
-    log.prompts.push_back(text);
+    const text::RenderedChat prompt = styled_prompt(model_, messages, std::nullopt, {}, prefill);
+    log.prompts.push_back(prompt.text);
     GenerationOptions generation = options_.generation;
     generation.sampling.seed = seed;
     generation.sampling.logit_bias.clear();
     generation.max_tokens = max_tokens;
     generation.stop_strings.push_back("\n");
-    const GenerationResult result = session.generate(model_.tokenizer().encode(text), generation);
+    const GenerationResult result = decode_fn(model_.encode_rendered(prompt), generation);
     log.generated_tokens += static_cast<std::int64_t>(result.tokens.size());
     return collapse_whitespace(prefill + result.text);
 }
 
 ControlledReply Controller::reply(Session& session, std::span<const text::ChatMessage> messages, std::uint64_t seed) {
+    return run(
+        [&session](std::span<const std::int32_t> prompt, const GenerationOptions& options) { return session.generate(prompt, options); },
+        &session, messages, seed);
+}
+
+ControlledReply Controller::reply(const DecodeFn& decode_fn, std::span<const text::ChatMessage> messages, std::uint64_t seed) {
+    return run(decode_fn, nullptr, messages, seed);
+}
+
+ControlledReply Controller::run(const DecodeFn& decode_fn, Session* heads_session, std::span<const text::ChatMessage> messages,
+                                std::uint64_t seed) {
     if (messages.empty() || messages.back().role != "user") fail("controller: the conversation must end with a user message");
     const auto started = std::chrono::steady_clock::now();
     ControlledReply out;
@@ -294,11 +305,11 @@ ControlledReply Controller::reply(Session& session, std::span<const text::ChatMe
     // the prompt is over budget.
     std::vector<text::ChatMessage> visible(messages.begin(), messages.end());
     if (options_.memory && later_turn) {
-        const auto prefill_tokens = static_cast<std::int64_t>(model_.tokenizer().encode(kSummaryPrefill).size());
-        log.summary = hidden_line(session, kSummaryInstruction, transcript(messages.first(messages.size() - 1)), kSummaryPrefill,
+        const auto prefill_tokens = static_cast<std::int64_t>(model_.tokenizer().encode(kSummaryPrefill, false).size());
+        log.summary = hidden_line(decode_fn, kSummaryInstruction, transcript(messages.first(messages.size() - 1)), kSummaryPrefill,
                                   std::max<std::int64_t>(1, options_.summary_tokens - prefill_tokens), seed ^ kSummarySeed, log);
         // Re-encoding may merge differently at the seam; the bound holds for the text as it is used.
-        while (static_cast<std::int64_t>(model_.tokenizer().encode(log.summary).size()) > options_.summary_tokens) {
+        while (static_cast<std::int64_t>(model_.tokenizer().encode(log.summary, /*parse_special=*/false).size()) > options_.summary_tokens) {
             const auto space = log.summary.rfind(' ');
             log.summary = space == std::string::npos ? std::string() : log.summary.substr(0, space);
         }
@@ -311,7 +322,7 @@ ControlledReply Controller::reply(Session& session, std::span<const text::ChatMe
     }
 
     // 1. Reflection, with the heads' guess at the pooled position of the plain prompt as its hint.
-    if (options_.heads && heads_) log.heads = guess(session, encode_styled_chat(model_, visible, options_.style));
+    if (options_.heads && heads_ && heads_session != nullptr) log.heads = guess(*heads_session, encode_styled_chat(model_, visible, options_.style));
     if (options_.reflection) {
         std::string instruction = kReflectionInstruction;
         if (log.heads && !log.heads->emotion.empty()) {
@@ -321,7 +332,7 @@ ControlledReply Controller::reply(Session& session, std::span<const text::ChatMe
         if (log.heads && !log.heads->strategy.empty()) {
             instruction += fmt::format(" A helpful way to respond may be: {}.", log.heads->strategy);
         }
-        log.reflection = hidden_line(session, instruction, transcript(visible), kReflectionPrefill, options_.reflection_tokens,
+        log.reflection = hidden_line(decode_fn, instruction, transcript(visible), kReflectionPrefill, options_.reflection_tokens,
                                      seed ^ kReflectionSeed, log);
     }
     std::string note;
@@ -350,13 +361,13 @@ ControlledReply Controller::reply(Session& session, std::span<const text::ChatMe
     if (options_.safety) {
         if (auto triggers = rules_->detect(user_turn, ""); !triggers.empty()) go_safe(std::move(triggers));
     }
-    Draft best = decode(session, visible, safety_note.empty() ? note : joined({guide, safety_note}), generation, log);
+    Draft best = decode(decode_fn, visible, safety_note.empty() ? note : joined({guide, safety_note}), generation, log);
     log.draft = best.text;
     log.draft_check = data::check_reply(best.text);
     if (options_.safety && log.triggers.empty()) {
         if (auto triggers = rules_->detect(user_turn, best.text); !triggers.empty()) {
             go_safe(std::move(triggers));
-            best = decode(session, visible, joined({guide, safety_note}), generation, log);
+            best = decode(decode_fn, visible, joined({guide, safety_note}), generation, log);
         }
     }
 
@@ -376,7 +387,7 @@ ControlledReply Controller::reply(Session& session, std::span<const text::ChatMe
         const std::string full_note = joined({guide, safety_note, repair_note});
         hidden_text = joined({hidden_text, repair_note});
         generation.sampling.seed = seed + 1 + static_cast<std::uint64_t>(attempt);
-        const Draft candidate = decode(session, visible, full_note, generation, log);
+        const Draft candidate = decode(decode_fn, visible, full_note, generation, log);
         ++log.repairs;
         const data::ReplyCheck check = data::check_reply(candidate.text);
         // A repair may not bring in what the rules forbid.
@@ -391,7 +402,7 @@ ControlledReply Controller::reply(Session& session, std::span<const text::ChatMe
     std::string text = without_note_leaks(best.text, joined({hidden_text, log.summary}), log.leak_removed);
     if (text.empty() && log.leak_removed) {
         // Every sentence repeated the note: one decode without it (the safety penalty kept).
-        best = decode(session, visible, "", generation, log);
+        best = decode(decode_fn, visible, "", generation, log);
         text = best.text;
     }
     if (options_.safety) {
@@ -412,6 +423,9 @@ ControlledReply Controller::reply(Session& session, std::span<const text::ChatMe
     }
     log.final_check = data::check_reply(text);
     log.reply_tokens = best.tokens;
+    // A fallback or help message is a whole reply, however the decode it replaced ended.
+    out.finish_reason = log.safety_outcome.starts_with("fallback") || log.safety_outcome.ends_with("+help") ? FinishReason::Stop
+                                                                                                            : best.finish_reason;
     log.seconds = seconds_since(started);
     out.text = std::move(text);
     return out;

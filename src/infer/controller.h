@@ -25,14 +25,16 @@
 // responses and user-facing logs) leaves them out; the caller's conversation history gets the
 // reply text only, so no later turn's context holds a reflection.
 //
-// For the server: build one Controller per loaded model (it reads the heads and builds the
-// penalised token set once), then per request call reply() with a Session (per conversation, or a
-// fresh one) and the request's visible messages. The function is stateless across calls: the
-// memory summary is recomputed from the messages, so a client that re-sends its conversation gets
-// the same behaviour as `kindred chat --controller`.
+// For the server (serve/controlled.h): one Controller per request (its options and style), every
+// decode run as an engine job through reply(DecodeFn, ...). The function is stateless across calls:
+// the memory summary is recomputed from the messages, so a client that re-sends its conversation
+// gets the same behaviour as `kindred chat --controller`. Every prompt is tokenized with the chat
+// template's markup ranges (LoadedModel::encode_rendered), so message text that spells a control
+// token stays text.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -108,12 +110,17 @@ struct TurnLog {
 
 struct ControlledReply {
     std::string text;  // the only thing to show the user or to keep in the conversation history
+    FinishReason finish_reason = FinishReason::Stop;  // of the kept decode (Stop for a fallback or help message)
     TurnLog log;
 };
 
 // The log as JSON. hidden = false: what a user or a response may carry (no reflection, summary,
 // draft or prompts); hidden = true: everything, for an operator's --controller-log.
 nlohmann::ordered_json to_json(const TurnLog& log, bool hidden);
+
+// One decode the controller asks for: the continuation of `prompt` under `options`. A Session's
+// generate (Controller::reply with a Session) or, in `kindred serve`, a job on the engine.
+using DecodeFn = std::function<GenerationResult(std::span<const std::int32_t> prompt, const GenerationOptions& options)>;
 
 class Controller {
 public:
@@ -126,6 +133,10 @@ public:
     // otherwise). `session` (on this model's decoder) keeps its KV cache between calls; `seed`
     // seeds the draft exactly as a plain decode would be, the other steps from values derived from it.
     ControlledReply reply(Session& session, std::span<const text::ChatMessage> messages, std::uint64_t seed);
+    // The same with every decode (summary, reflection, draft, re-decode, repairs) run by `decode_fn`
+    // (it must honour the options it is given: max_tokens, stop tokens and strings, sampling). The
+    // heads are not read: their guess needs the pooled state of a Session.
+    ControlledReply reply(const DecodeFn& decode_fn, std::span<const text::ChatMessage> messages, std::uint64_t seed);
 
     // A session on the controller's model with a KV cache of min(4096, the model's context) tokens.
     Session new_session() const;
@@ -147,9 +158,11 @@ public:
 
 private:
     struct Draft;
-    Draft decode(Session& session, std::span<const text::ChatMessage> messages, const std::string& note,
+    ControlledReply run(const DecodeFn& decode_fn, Session* heads_session, std::span<const text::ChatMessage> messages,
+                        std::uint64_t seed);
+    Draft decode(const DecodeFn& decode_fn, std::span<const text::ChatMessage> messages, const std::string& note,
                  const GenerationOptions& generation, TurnLog& log);
-    std::string hidden_line(Session& session, const std::string& instruction, const std::string& transcript,
+    std::string hidden_line(const DecodeFn& decode_fn, const std::string& instruction, const std::string& transcript,
                             const std::string& prefill, std::int64_t max_tokens, std::uint64_t seed, TurnLog& log);
 
     LoadedModel& model_;

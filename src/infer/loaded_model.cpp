@@ -126,7 +126,10 @@ void refuse_dropped_bytes(const text::Encoding& encoding, const std::string& wha
 std::vector<std::int32_t> LoadedModel::encode_chat(std::span<const text::ChatMessage> messages) const {
     // The rendered text carries its own BOS when the family's template writes one. Control tokens
     // come from the template's markup only: message text that spells one stays text.
-    const text::RenderedChat rendered = require_chat_template().render(messages, /*add_generation_prompt=*/true);
+    return encode_rendered(require_chat_template().render(messages, /*add_generation_prompt=*/true));
+}
+
+std::vector<std::int32_t> LoadedModel::encode_rendered(const text::RenderedChat& rendered) const {
     text::Encoding encoding = tokenizer_.encode_with_markup(rendered.text, rendered.markup);
     refuse_dropped_bytes(encoding, "the messages", path_);
     return std::move(encoding.ids);

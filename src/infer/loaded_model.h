@@ -53,6 +53,9 @@ public:
     // Errors when the model has no usable template or a message holds bytes the vocabulary cannot
     // encode.
     std::vector<std::int32_t> encode_chat(std::span<const text::ChatMessage> messages) const;
+    // The same for a chat already rendered (text/chat_template.h), perhaps with text appended after
+    // its markup (a pre-filled reply start): control tokens match only inside rendered.markup.
+    std::vector<std::int32_t> encode_rendered(const text::RenderedChat& rendered) const;
     // Raw text: special-token markup in it is parsed unless parse_special is false (then it stays
     // text); BOS is prepended when the tokenizer has one and the GGUF asks for it
     // (tokenizer.ggml.add_bos_token). Bytes the vocabulary has no token for are an Error.

@@ -11,15 +11,18 @@
 namespace kindred::infer {
 
 data::StyleTokens checked_style(const LoadedModel& model, std::string_view spec) {
-    const data::StyleTokens wanted = data::parse_style_tokens(spec, data::StylePlacement::System);
     const std::vector<data::StyleTokens> trained =
         model.adapter_path().empty() ? std::vector<data::StyleTokens>{} : data::read_trained_styles(model.adapter_path());
+    return checked_style(spec, trained, model.adapter_path().empty() ? model.path() : model.adapter_path());
+}
+
+data::StyleTokens checked_style(std::string_view spec, std::span<const data::StyleTokens> trained, const std::string& model_name) {
+    const data::StyleTokens wanted = data::parse_style_tokens(spec, data::StylePlacement::System);
     for (const data::StyleTokens& style : trained) {
         if (style.text == wanted.text) return style;  // with the placement it was trained in
     }
     std::vector<std::string> names;
     for (const data::StyleTokens& style : trained) names.push_back(style.text);
-    const std::string model_name = model.adapter_path().empty() ? model.path() : model.adapter_path();
     if (names.empty()) {
         fail("style '{}': {} was not trained with style tokens (an adapter trained with them lists them in styles.json); "
              "known styles: {}",
@@ -47,8 +50,8 @@ std::vector<text::ChatMessage> styled_messages(std::span<const text::ChatMessage
     return out;
 }
 
-std::string styled_prompt_text(const LoadedModel& model, std::span<const text::ChatMessage> messages,
-                               const std::optional<data::StyleTokens>& style, std::string_view system_note, std::string_view prefill) {
+text::RenderedChat styled_prompt(const LoadedModel& model, std::span<const text::ChatMessage> messages,
+                                 const std::optional<data::StyleTokens>& style, std::string_view system_note, std::string_view prefill) {
     std::vector<text::ChatMessage> chat = styled_messages(messages, style);
     if (!system_note.empty()) {
         if (!chat.empty() && chat.front().role == "system") {
@@ -58,16 +61,16 @@ std::string styled_prompt_text(const LoadedModel& model, std::span<const text::C
             chat.insert(chat.begin(), {"system", std::string(system_note), {}});
         }
     }
-    std::string text = model.require_chat_template().render(chat, /*add_generation_prompt=*/true).text;
-    if (style && style->placement == data::StylePlacement::Assistant) text += style->text + ' ';
-    text += prefill;
-    return text;
+    text::RenderedChat rendered = model.require_chat_template().render(chat, /*add_generation_prompt=*/true);
+    if (style && style->placement == data::StylePlacement::Assistant) rendered.text += style->text + ' ';
+    rendered.text += prefill;
+    return rendered;
 }
 
 std::vector<std::int32_t> encode_styled_chat(const LoadedModel& model, std::span<const text::ChatMessage> messages,
                                              const std::optional<data::StyleTokens>& style, std::string_view system_note,
                                              std::string_view prefill) {
-    return model.tokenizer().encode(styled_prompt_text(model, messages, style, system_note, prefill));
+    return model.encode_rendered(styled_prompt(model, messages, style, system_note, prefill));
 }
 
 }  // namespace kindred::infer

@@ -23,6 +23,9 @@ class LoadedModel;
 // Parses `spec` (data::parse_style_tokens: documented keys and values only) and checks it against
 // the styles `model` was trained with. Errors name the trained styles and the documented set.
 data::StyleTokens checked_style(const LoadedModel& model, std::string_view spec);
+// The same against the styles of an adapter read elsewhere (`trained`, from its styles.json;
+// empty for a base model); `model_name` names the model in the error.
+data::StyleTokens checked_style(std::string_view spec, std::span<const data::StyleTokens> trained, const std::string& model_name);
 
 // `messages` with the style applied as training applied it: a system-placed style in front of the
 // system message (when there is none, Kindred's persona system message, what `kindred data
@@ -32,13 +35,15 @@ std::vector<text::ChatMessage> styled_messages(std::span<const text::ChatMessage
                                                const std::optional<data::StyleTokens>& style);
 
 // The chat rendered with the generation prompt (styled_messages applied), then an assistant-placed
-// style's tags and space, then `prefill`: the text the model continues from. A non-empty
+// style's tags and space, then `prefill`: the text the model continues from, with the template's
+// markup ranges (the style tags, the note and the prefill are text, never markup). A non-empty
 // `system_note` is added to the system message after styling ("\n\n" + note), or is the system
 // message when there is none.
-std::string styled_prompt_text(const LoadedModel& model, std::span<const text::ChatMessage> messages,
-                               const std::optional<data::StyleTokens>& style, std::string_view system_note = {},
-                               std::string_view prefill = {});
-// Its token ids. Without style, note and prefill: exactly LoadedModel::encode_chat.
+text::RenderedChat styled_prompt(const LoadedModel& model, std::span<const text::ChatMessage> messages,
+                                 const std::optional<data::StyleTokens>& style, std::string_view system_note = {},
+                                 std::string_view prefill = {});
+// Its token ids (LoadedModel::encode_rendered: message text, note and prefill that spell a control
+// token stay text). Without style, note and prefill: exactly LoadedModel::encode_chat.
 std::vector<std::int32_t> encode_styled_chat(const LoadedModel& model, std::span<const text::ChatMessage> messages,
                                              const std::optional<data::StyleTokens>& style, std::string_view system_note = {},
                                              std::string_view prefill = {});
