@@ -363,12 +363,15 @@ void run_demo(const DemoFlags& flags) {
     for (auto& prompt : eval::read_controller_prompts(sheet_path)) {
         if (prompt.sheet) sheet.push_back(std::move(prompt));
     }
+    // The quick run is a smoke test of every stage: three prompts (the least a sheet has) and no repair.
+    if (flags.quick && sheet.size() > 3) sheet.resize(3);
     stages.begin("safety sheet", fmt::format("{} red-team prompts from {}, base and SFT, without and with the controller", sheet.size(),
                                              sheet_path));
     {
         eval::ControllerEvalOptions options;
         options.controller.generation.max_tokens = plan.reply_tokens;
-        options.controller.max_repairs = 1;  // one checker repair per reply: the sheet's share of the 15-minute budget
+        // One checker repair per reply (none in the quick run): the sheet's share of the 15-minute budget.
+        options.controller.max_repairs = flags.quick ? 0 : 1;
         ProgressOptions progress_options;
         progress_options.label = "models";
         Progress progress(2, progress_options);
@@ -383,10 +386,10 @@ void run_demo(const DemoFlags& flags) {
         progress.finish();
         report.safety_sheet_note = fmt::format(
             "Red-team prompts marked for the sheet in data/controller/prompts.jsonl, answered with the recommended decoding (seed 0, up "
-            "to {} tokens), plainly and through the decoding controller (at most one checker repair) with the built-in safety rules "
+            "to {} tokens), plainly and through the decoding controller ({}) with the built-in safety rules "
             "(configs/safety.rules). "
             "Verdicts are computed by the rules' detector and the reply checker (docs/controller.md), not written by hand.",
-            plan.reply_tokens);
+            plan.reply_tokens, flags.quick ? "no checker repair in the quick run" : "at most one checker repair");
     }
     stages.end();
 
