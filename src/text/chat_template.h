@@ -104,6 +104,10 @@ public:
     // End-of-turn markers generation stops at (the family's generation_config eos tokens).
     std::vector<std::string> stop_strings() const;
 
+    // Whether the conversation after an optional first system message must open with a user turn
+    // and alternate (Gemma 3; render refuses anything else, as the template does).
+    bool requires_user_first() const { return format_ == ChatFormat::Gemma3; }
+
 private:
     explicit ChatTemplate(ChatFormat format) : format_(format) {}
     ChatFormat format_;

@@ -309,23 +309,27 @@ TEST(ChatTemplateSpans, GptOssCoversChannelsAndEndMarkers) {
     EXPECT_EQ(r.text.substr(r.assistant_spans[1].second), "");
 }
 
-TEST(ChatTemplateSpans, Llama3CoversTrimmedContentAndEotId) {
-    const RenderedChat r = ChatTemplate::of(ChatFormat::Llama3).render(kTrainingChat, false);
-    ASSERT_EQ(r.assistant_spans.size(), 2u);
-    EXPECT_EQ(span_text(r, 0), "Hello!<|eot_id|>");
-    EXPECT_EQ(span_text(r, 1), "Take care.<|eot_id|>");
-    EXPECT_TRUE(r.text.starts_with("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe kind.<|eot_id|>"));
-}
-
-TEST(ChatTemplateSpans, Gemma3FoldsSystemIntoFirstTurnAndCoversTrimmedContent) {
-    const RenderedChat r = ChatTemplate::of(ChatFormat::Gemma3).render(kTrainingChat, false);
-    ASSERT_EQ(r.assistant_spans.size(), 2u);
-    EXPECT_EQ(span_text(r, 0), "Hello!<end_of_turn>");
-    EXPECT_EQ(span_text(r, 1), "Take care.<end_of_turn>");
-    EXPECT_TRUE(r.text.starts_with("<bos><start_of_turn>user\nBe kind.\n\n"));
-    EXPECT_EQ(r.text.substr(r.assistant_spans[1].second), "\n");
-    // The system text is message content, not markup: it sits between "user\n" and "\n\n".
-    EXPECT_EQ(r.markup.front(), (std::pair<std::size_t, std::size_t>{0, 25}));
+// Llama 3 and Gemma 3 trim each message; Gemma 3 folds the system message into the first turn.
+TEST(ChatTemplateSpans, Llama3AndGemma3CoverTrimmedContentAndEndMarker) {
+    const struct {
+        ChatFormat format;
+        std::string end_marker;
+        std::string opening;
+    } families[] = {
+        {ChatFormat::Llama3, "<|eot_id|>", "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe kind.<|eot_id|>"},
+        {ChatFormat::Gemma3, "<end_of_turn>", "<bos><start_of_turn>user\nBe kind.\n\nHi<end_of_turn>"},
+    };
+    for (const auto& family : families) {
+        const RenderedChat r = ChatTemplate::of(family.format).render(kTrainingChat, false);
+        ASSERT_EQ(r.assistant_spans.size(), 2u);
+        EXPECT_EQ(span_text(r, 0), "Hello!" + family.end_marker);
+        EXPECT_EQ(span_text(r, 1), "Take care." + family.end_marker);
+        EXPECT_TRUE(r.text.starts_with(family.opening)) << r.text;
+    }
+    // Gemma 3's system text is message content, not markup: it sits between "user\n" and "\n\n".
+    const RenderedChat gemma = ChatTemplate::of(ChatFormat::Gemma3).render(kTrainingChat, false);
+    EXPECT_EQ(gemma.markup.front(), (std::pair<std::size_t, std::size_t>{0, 25}));
+    EXPECT_EQ(gemma.text.substr(gemma.assistant_spans[1].second), "\n");
 }
 
 TEST(ChatTemplateSpans, GenerationPromptHasNoSpan) {
