@@ -40,6 +40,7 @@ public:
         generation_.max_tokens = options.flags.max_tokens;
         generation_.stop_tokens = model.stop_tokens();
         generation_.stop_strings = model.stop_strings();
+        generation_.harmony = model.harmony();
         model.require_chat_template();
     }
 

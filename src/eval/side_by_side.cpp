@@ -37,6 +37,7 @@ std::string greedy_reply(infer::LoadedModel& model, const std::vector<text::Chat
     generation.max_tokens = options.max_tokens;
     generation.stop_tokens = model.stop_tokens();
     generation.stop_strings = model.stop_strings();
+    generation.harmony = model.harmony();
     return session.generate(prompt, generation).text;
 }
 

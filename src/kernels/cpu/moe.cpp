@@ -13,7 +13,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
-#include "kernels/cpu/blas.h"
+#include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/softmax.h"
 
@@ -22,8 +22,6 @@ namespace {
 
 // Tokens per work item of the per-token loops: the work per token is a few hundred floats.
 constexpr std::int64_t token_grain = 16;
-
-blasint bi(std::int64_t v) { return static_cast<blasint>(v); }
 
 float* scratch(std::int64_t n) {
     thread_local std::vector<float> buffer;
@@ -90,7 +88,6 @@ const float* gather_b(const float* b, std::int64_t e, const ExpertLoraRows& sele
 // Runs fn(e, first_row, row_count) for every expert that has rows, experts split over the pool.
 template <typename F>
 void for_each_expert(const ExpertGroups& groups, F&& fn) {
-    cpu::pin_openblas_to_one_thread();
     thread_pool().parallel_for(groups.experts(), 1, [&](std::int64_t e0, std::int64_t e1) {
         for (std::int64_t e = e0; e < e1; ++e) {
             const std::int64_t first = groups.offsets[static_cast<std::size_t>(e)];
@@ -268,8 +265,8 @@ void expert_lora_down_forward(float* xa, const float* x, const float* a, const E
                               const ExpertLoraShape& s) {
     check_lora(s, groups);
     for_each_expert(groups, [&](std::int64_t e, std::int64_t first, std::int64_t count) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi(count), bi(s.rank), bi(s.in), 1.0f, x + first * s.in,
-                    bi(s.in), a + e * s.rank * s.in, bi(s.in), 0.0f, xa + first * s.rank, bi(s.rank));
+        cpu::sgemm(false, true, count, s.rank, s.in, 1.0f, x + first * s.in, s.in, a + e * s.rank * s.in, s.in, 0.0f,
+                   xa + first * s.rank, s.rank);
     });
 }
 
@@ -279,9 +276,8 @@ void expert_lora_up_forward(float* y, const float* xa, const float* b, ExpertLor
     check_rows(selected, s);
     for_each_expert(groups, [&](std::int64_t e, std::int64_t first, std::int64_t count) {
         const float* be = gather_b(b, e, selected, s);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi(count), bi(selected.count), bi(s.rank), s.scale,
-                    xa + first * s.rank, bi(s.rank), be, bi(s.rank), 1.0f, y + first * selected.count,
-                    bi(selected.count));
+        cpu::sgemm(false, true, count, selected.count, s.rank, s.scale, xa + first * s.rank, s.rank, be, s.rank, 1.0f,
+                   y + first * selected.count, selected.count);
     });
 }
 
@@ -293,14 +289,14 @@ void expert_lora_up_backward(float* dxa, float* db, const float* dy, const float
         const float* dye = dy + first * selected.count;
         if (dxa != nullptr) {
             const float* be = gather_b(b, e, selected, s);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi(count), bi(s.rank), bi(selected.count), s.scale,
-                        dye, bi(selected.count), be, bi(s.rank), 1.0f, dxa + first * s.rank, bi(s.rank));
+            cpu::sgemm(false, false, count, s.rank, selected.count, s.scale, dye, selected.count, be, s.rank, 1.0f,
+                       dxa + first * s.rank, s.rank);
         }
         if (db == nullptr) return;
         // This expert's gradient [count x rank] in scratch, then added to its strided columns.
         float* dbe = scratch(selected.count * s.rank);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bi(selected.count), bi(s.rank), bi(count), s.scale, dye,
-                    bi(selected.count), xa + first * s.rank, bi(s.rank), 0.0f, dbe, bi(s.rank));
+        cpu::sgemm(true, false, selected.count, s.rank, count, s.scale, dye, selected.count, xa + first * s.rank, s.rank,
+                   0.0f, dbe, s.rank);
         const std::int64_t stride = s.rank * s.experts;
         for (std::int64_t i = 0; i < selected.count; ++i) {
             float* row = db + (selected.first + i * selected.step) * stride + e;
@@ -314,13 +310,11 @@ void expert_lora_down_backward(float* dx, float* da, const float* dxa, const flo
     check_lora(s, groups);
     for_each_expert(groups, [&](std::int64_t e, std::int64_t first, std::int64_t count) {
         if (da != nullptr)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bi(s.rank), bi(s.in), bi(count), 1.0f,
-                        dxa + first * s.rank, bi(s.rank), x + first * s.in, bi(s.in), 1.0f, da + e * s.rank * s.in,
-                        bi(s.in));
+            cpu::sgemm(true, false, s.rank, s.in, count, 1.0f, dxa + first * s.rank, s.rank, x + first * s.in, s.in, 1.0f,
+                       da + e * s.rank * s.in, s.in);
         if (dx != nullptr)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi(count), bi(s.in), bi(s.rank), 1.0f,
-                        dxa + first * s.rank, bi(s.rank), a + e * s.rank * s.in, bi(s.in), 1.0f, dx + first * s.in,
-                        bi(s.in));
+            cpu::sgemm(false, false, count, s.in, s.rank, 1.0f, dxa + first * s.rank, s.rank, a + e * s.rank * s.in, s.in,
+                       1.0f, dx + first * s.in, s.in);
     });
 }
 
