@@ -265,8 +265,8 @@ void expert_lora_down_forward(float* xa, const float* x, const float* a, const E
                               const ExpertLoraShape& s) {
     check_lora(s, groups);
     for_each_expert(groups, [&](std::int64_t e, std::int64_t first, std::int64_t count) {
-        cpu::sgemm(false, true, count, s.rank, s.in, 1.0f, x + first * s.in, s.in, a + e * s.rank * s.in, s.in, 0.0f,
-                   xa + first * s.rank, s.rank);
+        cpu::sgemm(false, true, count, s.rank, s.in, 1.0f, x + first * s.in,
+                    s.in, a + e * s.rank * s.in, s.in, 0.0f, xa + first * s.rank, s.rank);
     });
 }
 
@@ -276,8 +276,9 @@ void expert_lora_up_forward(float* y, const float* xa, const float* b, ExpertLor
     check_rows(selected, s);
     for_each_expert(groups, [&](std::int64_t e, std::int64_t first, std::int64_t count) {
         const float* be = gather_b(b, e, selected, s);
-        cpu::sgemm(false, true, count, selected.count, s.rank, s.scale, xa + first * s.rank, s.rank, be, s.rank, 1.0f,
-                   y + first * selected.count, selected.count);
+        cpu::sgemm(false, true, count, selected.count, s.rank, s.scale,
+                    xa + first * s.rank, s.rank, be, s.rank, 1.0f, y + first * selected.count,
+                    selected.count);
     });
 }
 
@@ -289,14 +290,14 @@ void expert_lora_up_backward(float* dxa, float* db, const float* dy, const float
         const float* dye = dy + first * selected.count;
         if (dxa != nullptr) {
             const float* be = gather_b(b, e, selected, s);
-            cpu::sgemm(false, false, count, s.rank, selected.count, s.scale, dye, selected.count, be, s.rank, 1.0f,
-                       dxa + first * s.rank, s.rank);
+            cpu::sgemm(false, false, count, s.rank, selected.count, s.scale,
+                        dye, selected.count, be, s.rank, 1.0f, dxa + first * s.rank, s.rank);
         }
         if (db == nullptr) return;
         // This expert's gradient [count x rank] in scratch, then added to its strided columns.
         float* dbe = scratch(selected.count * s.rank);
-        cpu::sgemm(true, false, selected.count, s.rank, count, s.scale, dye, selected.count, xa + first * s.rank, s.rank,
-                   0.0f, dbe, s.rank);
+        cpu::sgemm(true, false, selected.count, s.rank, count, s.scale, dye,
+                    selected.count, xa + first * s.rank, s.rank, 0.0f, dbe, s.rank);
         const std::int64_t stride = s.rank * s.experts;
         for (std::int64_t i = 0; i < selected.count; ++i) {
             float* row = db + (selected.first + i * selected.step) * stride + e;
@@ -310,11 +311,13 @@ void expert_lora_down_backward(float* dx, float* da, const float* dxa, const flo
     check_lora(s, groups);
     for_each_expert(groups, [&](std::int64_t e, std::int64_t first, std::int64_t count) {
         if (da != nullptr)
-            cpu::sgemm(true, false, s.rank, s.in, count, 1.0f, dxa + first * s.rank, s.rank, x + first * s.in, s.in, 1.0f,
-                       da + e * s.rank * s.in, s.in);
+            cpu::sgemm(true, false, s.rank, s.in, count, 1.0f,
+                        dxa + first * s.rank, s.rank, x + first * s.in, s.in, 1.0f, da + e * s.rank * s.in,
+                        s.in);
         if (dx != nullptr)
-            cpu::sgemm(false, false, count, s.in, s.rank, 1.0f, dxa + first * s.rank, s.rank, a + e * s.rank * s.in, s.in,
-                       1.0f, dx + first * s.in, s.in);
+            cpu::sgemm(false, false, count, s.in, s.rank, 1.0f,
+                        dxa + first * s.rank, s.rank, a + e * s.rank * s.in, s.in, 1.0f, dx + first * s.in,
+                        s.in);
     });
 }
 
