@@ -362,10 +362,12 @@ TEST(MoeModels, ExpertAdaptersAreRefusedWhereTheyCannotApply) {
     // Expert stacks on a dense model, and an adapter made for another model's experts.
     const ModelConfig llama = model_config_from_hf_file(
         kindred::testing::source_path("tests/goldens/inference/tiny-llama/config.json"));
-    EXPECT_THROW(LoraAdapters(llama, LoraConfig{.targets = {"experts_down"}}, false), Error);
+    LoraConfig down;
+    down.targets = {"experts_down"};
+    EXPECT_THROW(LoraAdapters(llama, down, false), Error);
     ModelConfig other = qwen.config();
     other.num_experts = 8;
-    const LoraAdapters wrong(other, LoraConfig{.targets = {"experts_down"}}, false, LoraUse::Inference);
+    const LoraAdapters wrong(other, down, false, LoraUse::Inference);
     Loaded loaded = load("tiny-qwen3moe");
     EXPECT_THROW(loaded.decoder->attach_adapter(&wrong), Error);
 }
