@@ -46,6 +46,7 @@ public:
         generation_.max_tokens = options.flags.max_tokens;
         generation_.stop_tokens = model.stop_tokens();
         generation_.stop_strings = model.stop_strings();
+        generation_.harmony = model.harmony();
         model.require_chat_template();
         if (!options.controller.style.empty()) style_ = infer::checked_style(model, options.controller.style);
         if (options.controller.enabled) {

@@ -130,6 +130,7 @@ void run_generate(GenerateOptions& options) {
     generation.max_tokens = options.flags.max_tokens;
     generation.stop_tokens = model->stop_tokens();
     generation.stop_strings = model->stop_strings();
+    generation.harmony = model->harmony() && !options.raw;  // a raw prompt is continued as text
 
     infer::TextCallback stream;
     if (!options.json) {

@@ -38,6 +38,7 @@ std::string reply(infer::LoadedModel& model, const std::vector<text::ChatMessage
     generation.max_tokens = options.max_tokens;
     generation.stop_tokens = model.stop_tokens();
     generation.stop_strings = model.stop_strings();
+    generation.harmony = model.harmony();
     return session.generate(prompt, generation).text;
 }
 

@@ -17,6 +17,15 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const s
     return loaded;
 }
 
+namespace {
+
+// The adapter module of a PEFT target_parameters entry (peft::kExpertParameters).
+model::LoraModule expert_module(const std::string& parameter) {
+    return parameter == peft::kExpertParameters[0] ? model::LoraModule::ExpertsGateUp : model::LoraModule::ExpertsDown;
+}
+
+}  // namespace
+
 std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& directory, const model::Decoder& decoder,
                                                        const std::string& model_path) {
     // read_adapter checks the directory on its own (pairs, ranks, targets); what follows checks
@@ -32,6 +41,8 @@ std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& direct
     lora.targets.clear();
     for (const std::string& module : adapter.config.target_modules)
         lora.targets.push_back(module.substr(0, module.find("_proj")));  // q_proj -> q, gate_proj -> gate
+    for (const std::string& parameter : adapter.config.target_parameters)
+        lora.targets.push_back(model::lora_module_name(expert_module(parameter)));
     std::unique_ptr<model::LoraAdapters> adapters;
     try {
         adapters = std::make_unique<model::LoraAdapters>(config, lora, decoder.weights().qk_interleaved,
@@ -44,11 +55,16 @@ std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& direct
         if (std::cmp_greater_equal(key.layer, config.num_layers))
             fail("{}: tensor '{}' is for layer {}, but the model {} has {} layers", weights_path, tensor.name, key.layer,
                  model_path, config.num_layers);
-        const model::LoraTensorInfo& info = adapters->tensor(tensor.name);
+        // Expert stacks are found by the parameter they adapt: PEFT names them by nesting order.
+        const bool experts = key.module == peft::kExpertsOuter || key.module == peft::kExpertsNested;
+        const model::LoraTensorInfo& info =
+            experts ? adapters->tensor(key.layer, expert_module(peft::expert_parameter(adapter.config, key.module, weights_path)),
+                                       !key.is_a)
+                    : adapters->tensor(tensor.name);
         if (tensor.shape != std::vector<std::uint64_t>{static_cast<std::uint64_t>(info.rows), static_cast<std::uint64_t>(info.cols)})
             fail("{}: tensor '{}' has shape [{}, {}], but the model {} needs [{}, {}]", weights_path, tensor.name,
                  tensor.shape[0], tensor.shape[1], model_path, info.rows, info.cols);
-        adapters->set_hf(tensor.name, tensor.values);
+        adapters->set_hf(info.name, tensor.values);
     }
     // Names are unique (validate) and each fits a slot, so equal counts mean every slot is filled.
     if (adapter.tensors.size() != adapters->tensors().size()) {

@@ -65,6 +65,9 @@ public:
     const std::vector<std::int32_t>& stop_tokens() const { return stop_tokens_; }
     // End-of-turn markers that are not single tokens, matched in the text.
     const std::vector<std::string>& stop_strings() const { return stop_strings_; }
+    // Whether chat replies are gpt-oss harmony messages, of which only the final channel may be
+    // shown (GenerationOptions::harmony).
+    bool harmony() const { return chat_template_ && chat_template_->format() == text::ChatFormat::GptOss; }
 
 private:
     LoadedModel(std::string path, gguf::File file);

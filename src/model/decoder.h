@@ -157,6 +157,7 @@ private:
     const float* output_norm_ = nullptr;
     std::vector<std::vector<float>> owned_vectors_;  // 1-D tensors converted to fp32
     std::unique_ptr<float[]> arena_;
+    std::unique_ptr<MoeActivations> moe_act_ = std::make_unique<MoeActivations>();  // MoE layers' scratch
     Activations act_{};
     const LoraAdapters* adapter_ = nullptr;
     std::vector<float> adapter_xa_;         // x · Aᵀ for max_batch tokens [T x rank], grown to the largest rank seen

@@ -152,6 +152,7 @@ struct Server::Routes {
         job.options.max_tokens = request.max_tokens;
         job.options.stop_tokens = model.stop_tokens();
         job.options.stop_strings = model.stop_strings();
+        job.options.harmony = chat && model.harmony();
         job.options.stop_strings.insert(job.options.stop_strings.end(), request.stop.begin(), request.stop.end());
         return job;
     }

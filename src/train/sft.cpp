@@ -84,7 +84,16 @@ peft::Adapter peft_adapter(const model::LoraAdapters& adapters, const std::strin
     adapter.config.lora_alpha = config.alpha;
     adapter.config.lora_dropout = config.dropout;
     adapter.config.use_rslora = config.rslora;
-    for (const auto& target : config.targets) adapter.config.target_modules.push_back(target + "_proj");
+    for (const auto& target : config.targets) {
+        if (target == model::lora_module_name(model::LoraModule::ExpertsGateUp)) continue;  // below, in PEFT's order
+        if (target == model::lora_module_name(model::LoraModule::ExpertsDown)) continue;
+        adapter.config.target_modules.push_back(target + "_proj");
+    }
+    // gate_up before down: the nesting model::LoraAdapters names the tensors by.
+    for (const auto module : {model::LoraModule::ExpertsGateUp, model::LoraModule::ExpertsDown})
+        if (adapters.targets(module))
+            adapter.config.target_parameters.emplace_back(
+                peft::kExpertParameters[module == model::LoraModule::ExpertsGateUp ? 0 : 1]);
     for (const auto& info : adapters.tensors()) {
         peft::LoraTensor tensor{info.name, {static_cast<std::uint64_t>(info.rows), static_cast<std::uint64_t>(info.cols)}, {}};
         tensor.values.resize(static_cast<std::size_t>(info.rows * info.cols));

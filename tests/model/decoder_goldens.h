@@ -1,6 +1,7 @@
-// tests/model/decoder_goldens.h — what the decoder tests share to replay transformers goldens:
-// greedy decoding through the KV cache, the mean NLL of a text from its logits, and a golden's
-// documents packed into one training row.
+// tests/model/decoder_goldens.h — what the decoder tests share to replay transformers and PEFT
+// goldens: greedy decoding through the KV cache, the mean NLL of a text from its logits, a
+// golden's documents packed into one training row, the LoRA goldens' init formula and the
+// gradient error measure.
 #pragma once
 
 #include <algorithm>
@@ -33,6 +34,23 @@ inline std::vector<std::int32_t> greedy_tokens(Decoder& decoder, const std::vect
     return generated;
 }
 
+// Logits of every position of `ids` in one prefill [ids x vocab].
+inline std::vector<float> all_logits(Decoder& decoder, const std::vector<std::int32_t>& ids) {
+    KvCache cache(decoder.config(), static_cast<std::int64_t>(ids.size()));
+    std::vector<float> logits(ids.size() * static_cast<std::size_t>(decoder.config().vocab_size));
+    decoder.forward(ids, cache, logits, true);
+    return logits;
+}
+
+// Largest |ours − golden| over every position and vocabulary entry of a [tokens x vocab] golden.
+inline double worst_difference(const std::vector<float>& logits, const nlohmann::json& golden) {
+    double worst = 0.0;
+    std::size_t i = 0;
+    for (const auto& row : golden)
+        for (const auto& value : row) worst = std::max(worst, std::fabs(logits[i++] - value.get<double>()));
+    return worst;
+}
+
 // Mean over t < n−1 of −log softmax(logits[t])[ids[t + 1]], in double; logits [n x vocab].
 inline double mean_nll(const std::vector<float>& logits, const std::vector<std::int32_t>& ids, std::int64_t vocab) {
     double nll = 0.0;
@@ -62,6 +80,32 @@ inline TrainBatch pack(const nlohmann::json& documents) {
         ++segment;
     }
     return batch;
+}
+
+// Tokens of a batch that carry a target.
+inline std::int64_t counted(const TrainBatch& batch) {
+    return std::count_if(batch.targets.begin(), batch.targets.end(), [](std::int32_t t) { return t != -100; });
+}
+
+// The LoRA goldens' init formula (tools/goldens/lora_training.py's init_values), reproduced
+// exactly in double.
+inline std::vector<float> formula_init(std::int64_t k, std::int64_t count, double scale) {
+    std::vector<float> values(static_cast<std::size_t>(count));
+    for (std::int64_t i = 0; i < count; ++i) {
+        const double raw = static_cast<double>((i * 7919 + k * 104729 + 13) % 2001 - 1000) / 1000.0;
+        values[static_cast<std::size_t>(i)] = static_cast<float>(scale * raw);
+    }
+    return values;
+}
+
+// Max |a − b| over a tensor, relative to the tensor's largest golden magnitude.
+inline double relative_max_error(const std::vector<float>& ours, const std::vector<double>& golden) {
+    double worst = 0.0, largest = 0.0;
+    for (std::size_t i = 0; i < ours.size(); ++i) {
+        worst = std::max(worst, std::fabs(ours[i] - golden[i]));
+        largest = std::max(largest, std::fabs(golden[i]));
+    }
+    return worst / std::max(largest, 1e-30);
 }
 
 }  // namespace kindred::model

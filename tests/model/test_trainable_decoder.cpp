@@ -37,30 +37,6 @@ json read_golden(const std::string& name) {
     return json::parse(in);
 }
 
-std::int64_t counted(const TrainBatch& batch) {
-    return std::count_if(batch.targets.begin(), batch.targets.end(), [](std::int32_t t) { return t != -100; });
-}
-
-// The golden's init formula (see tools/goldens/lora_training.py), reproduced exactly in double.
-std::vector<float> formula_init(std::int64_t k, std::int64_t count, double scale) {
-    std::vector<float> values(static_cast<std::size_t>(count));
-    for (std::int64_t i = 0; i < count; ++i) {
-        const double raw = static_cast<double>((i * 7919 + k * 104729 + 13) % 2001 - 1000) / 1000.0;
-        values[static_cast<std::size_t>(i)] = static_cast<float>(scale * raw);
-    }
-    return values;
-}
-
-// Max |a − b| over a tensor, relative to the tensor's largest golden magnitude.
-double relative_max_error(const std::vector<float>& ours, const std::vector<double>& golden) {
-    double worst = 0.0, largest = 0.0;
-    for (std::size_t i = 0; i < ours.size(); ++i) {
-        worst = std::max(worst, std::fabs(ours[i] - golden[i]));
-        largest = std::max(largest, std::fabs(golden[i]));
-    }
-    return worst / std::max(largest, 1e-30);
-}
-
 struct Tiny {
     safetensors::Checkpoint checkpoint;
     std::unique_ptr<Decoder> decoder;
