@@ -55,8 +55,8 @@ TEST(DemoCli, QuickRunWritesTheReport) {
                                                           (have_questions ? " --questions " + questions : ""),
                                                       true);
     ASSERT_EQ(result.exit_code, 0) << result.output;
-    for (int stage = 1; stage <= 8; ++stage) {
-        EXPECT_NE(result.output.find("[" + std::to_string(stage) + "/8] "), std::string::npos) << stage << "\n" << result.output;
+    for (int stage = 1; stage <= 10; ++stage) {
+        EXPECT_NE(result.output.find("[" + std::to_string(stage) + "/10] "), std::string::npos) << stage << "\n" << result.output;
     }
     EXPECT_NE(result.output.find("report.html"), std::string::npos) << result.output;
 
