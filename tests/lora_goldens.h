@@ -1,5 +1,5 @@
-// tests/lora_goldens.h — what the LoRA golden tests share (tests/model/test_trainable_decoder.cpp,
-// tests/train/test_dpo_golden.cpp): the deterministic adapter values of
+// tests/lora_goldens.h — what the LoRA golden tests share (tests/model/decoder_goldens.h for the
+// decoder tests, tests/train/test_dpo_golden.cpp): the deterministic adapter values of
 // tools/goldens/lora_training.py (also used by tools/goldens/dpo.py), element i of tensor k being
 // float32(scale · ((((i · 7919 + k · 104729 + 13) mod 2001) − 1000) / 1000)) computed in double, so
 // C++ reproduces the Python values exactly; and the error measure of a gradient tensor.

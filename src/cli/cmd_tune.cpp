@@ -92,6 +92,7 @@ void run_tune_command(const TuneFlags& flags) {
     data_options.context_length = static_cast<std::size_t>(model->decoder().config().context_length);
     data_options.keep_emotion_only = any_emotion;
     data_options.teacher_rules = teacher_rules;
+    data_options.style = base.style;
     const auto& chat = model->require_chat_template();
     const auto dataset = train::load_chat_dataset(base.data_path, model->tokenizer(), chat, data_options);
     for (const auto& line : train::warnings(dataset, data_options)) fmt::print(stderr, "warning: {}\n", line);

@@ -17,42 +17,50 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const s
     return loaded;
 }
 
-std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& directory, const model::Decoder& decoder,
-                                                       const std::string& model_path) {
-    // read_adapter checks the directory on its own (pairs, ranks, targets); what follows checks
-    // it against this base.
-    const peft::Adapter adapter = peft::read_adapter(directory);
-    const std::string weights_path = directory + "/adapter_model.safetensors";
-    const ModelConfig& config = decoder.config();
+namespace {
+
+// The adapter module of a PEFT target_parameters entry (peft::kExpertParameters).
+model::LoraModule expert_module(const std::string& parameter) {
+    return parameter == peft::kExpertParameters[0] ? model::LoraModule::ExpertsGateUp : model::LoraModule::ExpertsDown;
+}
+
+}  // namespace
+
+model::LoraConfig lora_config(const peft::LoraConfig& config) {
     model::LoraConfig lora;
-    lora.rank = static_cast<int>(adapter.config.r);
-    lora.alpha = adapter.config.lora_alpha;
+    lora.rank = static_cast<int>(config.r);
+    lora.alpha = config.lora_alpha;
     lora.dropout = 0.0;  // inference: PEFT's dropout is off in eval mode
-    lora.rslora = adapter.config.use_rslora;
+    lora.rslora = config.use_rslora;
     lora.targets.clear();
-    for (const std::string& module : adapter.config.target_modules)
+    for (const std::string& module : config.target_modules)
         lora.targets.push_back(module.substr(0, module.find("_proj")));  // q_proj -> q, gate_proj -> gate
-    std::unique_ptr<model::LoraAdapters> adapters;
-    try {
-        adapters = std::make_unique<model::LoraAdapters>(config, lora, decoder.weights().qk_interleaved,
-                                                         model::LoraUse::Inference);
-    } catch (const Error& error) {
-        fail("{}/adapter_config.json: {}", directory, error.what());
-    }
+    for (const std::string& parameter : config.target_parameters)
+        lora.targets.push_back(model::lora_module_name(expert_module(parameter)));
+    return lora;
+}
+
+void set_adapter_values(model::LoraAdapters& adapters, const peft::Adapter& adapter, const ModelConfig& config,
+                        const std::string& weights_path, const std::string& model_path) {
     for (const peft::LoraTensor& tensor : adapter.tensors) {
         const peft::LoraKey key = peft::parse_lora_key(tensor.name);
         if (std::cmp_greater_equal(key.layer, config.num_layers))
             fail("{}: tensor '{}' is for layer {}, but the model {} has {} layers", weights_path, tensor.name, key.layer,
                  model_path, config.num_layers);
-        const model::LoraTensorInfo& info = adapters->tensor(tensor.name);
+        // Expert stacks are found by the parameter they adapt: PEFT names them by nesting order.
+        const bool experts = key.module == peft::kExpertsOuter || key.module == peft::kExpertsNested;
+        const model::LoraTensorInfo& info =
+            experts ? adapters.tensor(key.layer, expert_module(peft::expert_parameter(adapter.config, key.module, weights_path)),
+                                      !key.is_a)
+                    : adapters.tensor(tensor.name);
         if (tensor.shape != std::vector<std::uint64_t>{static_cast<std::uint64_t>(info.rows), static_cast<std::uint64_t>(info.cols)})
             fail("{}: tensor '{}' has shape [{}, {}], but the model {} needs [{}, {}]", weights_path, tensor.name,
                  tensor.shape[0], tensor.shape[1], model_path, info.rows, info.cols);
-        adapters->set_hf(tensor.name, tensor.values);
+        adapters.set_hf(info.name, tensor.values);
     }
     // Names are unique (validate) and each fits a slot, so equal counts mean every slot is filled.
-    if (adapter.tensors.size() != adapters->tensors().size()) {
-        for (const model::LoraTensorInfo& info : adapters->tensors()) {
+    if (adapter.tensors.size() != adapters.tensors().size()) {
+        for (const model::LoraTensorInfo& info : adapters.tensors()) {
             const bool present = std::any_of(adapter.tensors.begin(), adapter.tensors.end(),
                                              [&](const peft::LoraTensor& t) { return t.name == info.name; });
             if (!present)
@@ -60,6 +68,21 @@ std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& direct
                      config.num_layers, model_path);
         }
     }
+}
+
+std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& directory, const model::Decoder& decoder,
+                                                       const std::string& model_path) {
+    // read_adapter checks the directory on its own (pairs, ranks, targets); what follows checks
+    // it against this base.
+    const peft::Adapter adapter = peft::read_adapter(directory);
+    std::unique_ptr<model::LoraAdapters> adapters;
+    try {
+        adapters = std::make_unique<model::LoraAdapters>(decoder.config(), lora_config(adapter.config),
+                                                         decoder.weights().qk_interleaved, model::LoraUse::Inference);
+    } catch (const Error& error) {
+        fail("{}/adapter_config.json: {}", directory, error.what());
+    }
+    set_adapter_values(*adapters, adapter, decoder.config(), directory + "/adapter_model.safetensors", model_path);
     return adapters;
 }
 
@@ -73,7 +96,7 @@ LoadedModel::LoadedModel(std::string path, gguf::File file)
     : path_(std::move(path)),
       file_(std::move(file)),
       decoder_(model::Decoder::from_gguf(file_)),
-      tokenizer_(text::Tokenizer::from_gguf(file_.metadata())) {
+      tokenizer_(text::Tokenizer::from_gguf(file_.metadata(), path_)) {
     const gguf::Metadata& metadata = file_.metadata();
     if (const auto vocab = static_cast<std::int64_t>(tokenizer_.vocab_size()); vocab > decoder_.config().vocab_size) {
         fail("{}: the tokenizer has {} tokens but the model's output layer only {}", path_, vocab,
@@ -88,6 +111,11 @@ LoadedModel::LoadedModel(std::string path, gguf::File file)
         } catch (const Error& error) {
             chat_template_problem_ = error.what();
         }
+    } else if (metadata.contains("general.architecture") && metadata.string("general.architecture") == "gemma3" &&
+               tokenizer_.find_token("<start_of_turn>") && tokenizer_.find_token("<end_of_turn>")) {
+        // A Gemma 3 GGUF converted without tokenizer_config.json (the published 270M Q4_K_M is one)
+        // carries no template; Gemma 3's instruction models all share the one Kindred renders.
+        chat_template_ = text::ChatTemplate::of(text::ChatFormat::Gemma3);
     }
 
     const auto add_stop_token = [this](std::int32_t id) {
@@ -126,7 +154,10 @@ void refuse_dropped_bytes(const text::Encoding& encoding, const std::string& wha
 std::vector<std::int32_t> LoadedModel::encode_chat(std::span<const text::ChatMessage> messages) const {
     // The rendered text carries its own BOS when the family's template writes one. Control tokens
     // come from the template's markup only: message text that spells one stays text.
-    const text::RenderedChat rendered = require_chat_template().render(messages, /*add_generation_prompt=*/true);
+    return encode_rendered(require_chat_template().render(messages, /*add_generation_prompt=*/true));
+}
+
+std::vector<std::int32_t> LoadedModel::encode_rendered(const text::RenderedChat& rendered) const {
     text::Encoding encoding = tokenizer_.encode_with_markup(rendered.text, rendered.markup);
     refuse_dropped_bytes(encoding, "the messages", path_);
     return std::move(encoding.ids);

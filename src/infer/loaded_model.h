@@ -13,12 +13,23 @@
 #include <vector>
 
 #include "formats/gguf.h"
+#include "formats/peft_adapter.h"
 #include "model/decoder.h"
 #include "model/lora_adapters.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
 namespace kindred::infer {
+
+// The LoRA shape a PEFT adapter config describes (rank, alpha, rsLoRA, target modules and expert
+// stacks), with dropout 0 and the default seed.
+model::LoraConfig lora_config(const peft::LoraConfig& config);
+
+// Sets every tensor of `adapters` (laid out for `config`, from lora_config of this adapter) from
+// `adapter`'s (HF layout): Error naming `weights_path` and the tensor when one is for a layer the
+// model (`model_path`) lacks, has another shape, or is missing.
+void set_adapter_values(model::LoraAdapters& adapters, const peft::Adapter& adapter, const ModelConfig& config,
+                        const std::string& weights_path, const std::string& model_path);
 
 // A PEFT LoRA adapter directory read and checked against `decoder` (the model at `model_path`,
 // named in messages): layer count, target modules and tensor shapes must fit, else an Error names
@@ -53,6 +64,9 @@ public:
     // Errors when the model has no usable template or a message holds bytes the vocabulary cannot
     // encode.
     std::vector<std::int32_t> encode_chat(std::span<const text::ChatMessage> messages) const;
+    // The same for a chat already rendered (text/chat_template.h), perhaps with text appended after
+    // its markup (a pre-filled reply start): control tokens match only inside rendered.markup.
+    std::vector<std::int32_t> encode_rendered(const text::RenderedChat& rendered) const;
     // Raw text: special-token markup in it is parsed unless parse_special is false (then it stays
     // text); BOS is prepended when the tokenizer has one and the GGUF asks for it
     // (tokenizer.ggml.add_bos_token). Bytes the vocabulary has no token for are an Error.
@@ -64,6 +78,9 @@ public:
     const std::vector<std::int32_t>& stop_tokens() const { return stop_tokens_; }
     // End-of-turn markers that are not single tokens, matched in the text.
     const std::vector<std::string>& stop_strings() const { return stop_strings_; }
+    // Whether chat replies are gpt-oss harmony messages, of which only the final channel may be
+    // shown (GenerationOptions::harmony).
+    bool harmony() const { return chat_template_ && chat_template_->format() == text::ChatFormat::GptOss; }
 
 private:
     LoadedModel(std::string path, gguf::File file);

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "data/labels.h"
+#include "data/source.h"
 
 namespace kindred::train {
 namespace {
@@ -247,6 +248,24 @@ bool parse_chat_line(std::string_view line, const std::string& file, std::size_t
     return true;
 }
 
+bool drop_opening_assistant_turns(ChatExample& example) {
+    const auto& messages = example.messages;
+    std::size_t begin = 0;
+    while (begin < messages.size() && (messages[begin].role == "system" || messages[begin].role == "developer")) ++begin;
+    std::size_t end = begin;
+    while (end < messages.size() && messages[end].role == "assistant") ++end;
+    if (end == begin) return false;
+    const auto erase = [&](auto& per_message) {
+        per_message.erase(per_message.begin() + static_cast<std::ptrdiff_t>(begin),
+                          per_message.begin() + static_cast<std::ptrdiff_t>(end));
+    };
+    erase(example.messages);
+    erase(example.target);
+    erase(example.prefix_bytes);
+    erase(example.strategy);
+    return true;
+}
+
 void for_each_nonblank_line(const std::string& path, const char* what,
                             const std::function<void(std::string_view line, std::size_t number)>& sink) {
     std::ifstream in(path, std::ios::binary);
@@ -339,6 +358,43 @@ TokenizedExample tokenize_example(const ChatExample& example, const text::Tokeni
     return out;
 }
 
+namespace {
+
+// The style an example carries: leading tags of its system message, else of a target reply's
+// style prefix.
+std::optional<data::StyleTokens> style_of(const ChatExample& example) {
+    for (std::size_t i = 0; i < example.messages.size(); ++i) {
+        const text::ChatMessage& message = example.messages[i];
+        if (message.role == "system") {
+            if (const auto tags = data::leading_style(message.content)) return data::StyleTokens{*tags, data::StylePlacement::System};
+        } else if (example.target[i] && example.prefix_bytes[i] > 0) {
+            if (const auto tags = data::leading_style(message.content)) return data::StyleTokens{*tags, data::StylePlacement::Assistant};
+        }
+    }
+    return std::nullopt;
+}
+
+void add_style(ChatExample& example, const data::StyleTokens& style, const std::string& file) {
+    if (style_of(example)) fail("{} line {}: the example already carries style tokens, and the recipe's data.style adds {}", file, example.line, style.text);
+    if (style.placement == data::StylePlacement::System) {
+        if (example.messages.empty() || example.messages.front().role != "system") {
+            example.messages.insert(example.messages.begin(), {"system", data::LoadOptions{}.system_prompt, {}});
+            example.target.insert(example.target.begin(), false);
+            example.prefix_bytes.insert(example.prefix_bytes.begin(), 0);
+            example.strategy.insert(example.strategy.begin(), -1);
+        }
+        example.messages.front().content = data::styled(style, example.messages.front().content);
+        return;
+    }
+    for (std::size_t i = 0; i < example.messages.size(); ++i) {
+        if (!example.target[i]) continue;
+        example.messages[i].content = data::styled(style, example.messages[i].content);
+        example.prefix_bytes[i] = style.text.size() + 1;
+    }
+}
+
+}  // namespace
+
 ChatDataset load_chat_dataset(const std::string& path, const text::Tokenizer& tokenizer, const text::ChatTemplate& chat,
                               const ChatDatasetOptions& options) {
     if (options.context_length == 0) fail("{}: the model's context length is unknown (0)", path);
@@ -351,6 +407,9 @@ ChatDataset load_chat_dataset(const std::string& path, const text::Tokenizer& to
     for_each_chat_example(
         path, stats,
         [&](ChatExample&& example) {
+            if (chat.requires_user_first() && drop_opening_assistant_turns(example)) ++stats.opening_assistant_dropped;
+            if (options.style && !example.emotion_only) add_style(example, *options.style, path);
+            const std::optional<data::StyleTokens> style = style_of(example);
             TokenizedExample tokens = tokenize_example(example, tokenizer, chat, path, options.teacher_rules);
             if (tokens.target_count == 0 && tokens.sites.empty()) {
                 ++stats.no_targets;
@@ -363,6 +422,8 @@ ChatDataset load_chat_dataset(const std::string& path, const text::Tokenizer& to
                 stats.target_tokens += tokens.target_count;
                 stats.sites += tokens.sites.size();
                 dataset.examples.push_back(std::move(tokens));
+                if (style && std::find(dataset.styles.begin(), dataset.styles.end(), *style) == dataset.styles.end())
+                    dataset.styles.push_back(*style);
             }
         },
         options.keep_emotion_only);
@@ -376,6 +437,10 @@ std::vector<std::string> warnings(const ChatDataset& dataset, const ChatDatasetO
         out.push_back(fmt::format("{}: dropped {} of {} conversations longer than max_seq_len {} tokens (longest {})",
                                   dataset.path, stats.too_long, stats.lines, options.max_seq_len,
                                   stats.longest_dropped));
+    if (stats.opening_assistant_dropped > 0)
+        out.push_back(fmt::format("{}: left out the opening assistant turns of {} of {} conversations: the model's chat "
+                                  "template needs a user turn first",
+                                  dataset.path, stats.opening_assistant_dropped, stats.lines));
     if (stats.no_targets > 0)
         out.push_back(fmt::format("{}: skipped {} of {} lines with nothing to train: no assistant target turn nor head "
                                   "label{}",

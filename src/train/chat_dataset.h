@@ -45,12 +45,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "data/style.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
@@ -103,6 +105,11 @@ struct ChatDatasetOptions {
     std::size_t context_length = 0;  // the model's; max_seq_len above it is an Error
     bool keep_emotion_only = false;  // emotion-only lines become examples with only a head site
     std::string teacher_rules = {};  // non-empty: fill teacher_tokens/teacher_positions
+    // Style tokens put into every chat example as it is read (data::apply_style's placement: in
+    // front of the system message, adding Kindred's persona system message when there is none, or
+    // of every target reply with its prefix left out of the loss). An example that already starts
+    // with style tags there is an Error naming its line.
+    std::optional<data::StyleTokens> style = {};
 };
 
 struct ChatDatasetStats {
@@ -110,6 +117,7 @@ struct ChatDatasetStats {
     std::size_t kept = 0;
     std::size_t too_long = 0;    // dropped: more than max_seq_len tokens
     std::size_t no_targets = 0;  // skipped: no assistant target turn nor head site, or an emotion-only example
+    std::size_t opening_assistant_dropped = 0;  // conversations whose opening assistant turns were left out
     std::size_t sites = 0;          // head sites over kept examples
     std::size_t longest_dropped = 0;
     std::size_t target_tokens = 0;  // over kept examples
@@ -120,6 +128,9 @@ struct ChatDataset {
     std::string path;
     std::vector<TokenizedExample> examples;
     ChatDatasetStats stats;
+    // The distinct styles the kept examples carry (leading tags of the system message, or of target
+    // replies with a style prefix), first seen first: what the adapter records in styles.json.
+    std::vector<data::StyleTokens> styles;
 };
 
 // Parses one JSONL line. Returns false for a line to skip (an emotion-only example, unless
@@ -144,6 +155,11 @@ std::int32_t parse_first_strategy(const nlohmann::json& strategies, const std::s
 // cannot be opened (`what` says what it is: "the chat dataset") or a read fails.
 void for_each_nonblank_line(const std::string& path, const char* what,
                             const std::function<void(std::string_view line, std::size_t number)>& sink);
+
+// For a template whose conversations must open with a user turn (ChatTemplate::requires_user_first,
+// Gemma 3), leaves out the assistant turns before the first user turn (ESConv's supporter often
+// greets first), with their targets and labels; true when it removed any.
+bool drop_opening_assistant_turns(ChatExample& example);
 
 // Calls `sink` for every example of a JSONL file, line by line (blank lines are skipped), so a
 // corpus is never held as text. Counts lines and skipped emotion examples into `stats`.

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "eval/metrics.h"
+#include "infer/loaded_model.h"
 #include "kernels/loss.h"
 #include "model/heads.h"
 #include "model/trainable_decoder.h"
@@ -307,13 +308,14 @@ DevMetrics evaluate_adapter_on_dev(model::Decoder& base, const std::string& adap
     model::LoraConfig lora;
     if (!adapter_dir.empty()) {
         adapter = peft::read_adapter(adapter_dir);
-        lora = lora_config(*adapter);
+        lora = infer::lora_config(adapter->config);
     } else {
         lora.rank = 1;
         lora.targets = {"q"};
     }
     model::LoraAdapters adapters(base.config(), lora, base.weights().qk_interleaved);
-    if (adapter) load_adapter_values(adapters, *adapter, adapter_dir);
+    if (adapter)
+        infer::set_adapter_values(adapters, *adapter, base.config(), adapter_dir + "/adapter_model.safetensors", "being trained");
     std::optional<model::Heads> heads;
     if (!adapter_dir.empty() && std::filesystem::exists(std::filesystem::path(adapter_dir) / "heads.json"))
         heads.emplace(model::read_heads(adapter_dir, base.config().hidden_size));

@@ -2,6 +2,7 @@
 #include "train/dpo.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -13,6 +14,7 @@
 #include "core/json.h"
 #include "core/mapped_file.h"
 #include "data/split.h"
+#include "data/style.h"
 #include "infer/loaded_model.h"
 #include "kernels/loss.h"
 #include "model/heads.h"
@@ -62,25 +64,6 @@ double sum_scored(std::span<const float> logprob, std::span<const std::int32_t> 
     for (std::size_t t = begin; t < end; ++t)
         if (targets[t] != kIgnoreTarget) sum += logprob[t];
     return sum;
-}
-
-std::string file_fingerprint(const std::string& path) {
-    const MappedFile file(path);
-    constexpr std::size_t kEdge = 1u << 20;
-    const auto bytes = file.bytes();
-    const std::size_t head = std::min(kEdge, bytes.size());
-    const std::size_t tail_begin = bytes.size() > kEdge ? bytes.size() - kEdge : 0;
-    std::string edges(reinterpret_cast<const char*>(bytes.data()), head);
-    edges.append(reinterpret_cast<const char*>(bytes.data()) + tail_begin, bytes.size() - tail_begin);
-    return fmt::format("bytes:{} head-tail-fnv1a64:{}", bytes.size(), hex(data::fnv1a64(edges)));
-}
-
-double mean_or_nan(double sum, float scale, std::size_t count) {
-    return scale != 0.0f ? sum / static_cast<double>(count) : std::nan("");
-}
-
-float scale_of(double lambda, std::size_t count) {
-    return lambda > 0.0 && count > 0 ? static_cast<float>(lambda) / static_cast<float>(count) : 0.0f;
 }
 
 }  // namespace
@@ -184,7 +167,7 @@ PairDataset load_recipe_pairs(const std::string& path, const infer::LoadedModel&
 }
 
 model::LoraConfig reference_lora(const peft::Adapter& reference, const SftRecipe& run) {
-    model::LoraConfig lora = lora_config(reference);
+    model::LoraConfig lora = infer::lora_config(reference.config);
     lora.dropout = run.adapter.dropout;
     lora.seed = run.seed;
     return lora;
@@ -242,7 +225,8 @@ std::string reference_cache_path(const std::string& pairs_path) { return pairs_p
 
 ReferenceLogProbs cached_reference_log_probs(const std::string& cache_path, const ReferenceCacheKey& key,
                                              std::size_t pair_count,
-                                             const std::function<std::vector<SequenceLogProbs>()>& compute) {
+                                             const std::function<std::vector<SequenceLogProbs>()>& compute,
+                                             bool write_cache) {
     ReferenceLogProbs out;
     const nlohmann::json wanted = key.to_json();
     if (!cache_path.empty() && fs::exists(cache_path)) {
@@ -279,7 +263,7 @@ ReferenceLogProbs cached_reference_log_probs(const std::string& cache_path, cons
     out.pairs = compute();
     if (out.pairs.size() != pair_count) fail("reference log-probs: {} computed for {} pairs", out.pairs.size(), pair_count);
     out.sequences_scored = 2 * pair_count;
-    if (!cache_path.empty()) {
+    if (!cache_path.empty() && write_cache) {
         nlohmann::json chosen = nlohmann::json::array(), rejected = nlohmann::json::array();
         for (const auto& pair : out.pairs) {
             chosen.push_back(pair.chosen);
@@ -355,8 +339,17 @@ DpoResult run_dpo(const DpoRecipe& recipe, model::Decoder& base, const PairDatas
         run_heads.trained = true;
     }
 
-    TrainingRun run(run_recipe, base, options.run, std::move(run_heads),
-                    [&](model::LoraAdapters& adapters) { load_adapter_values(adapters, reference, recipe.reference); });
+    const auto set_reference_values = [&](model::LoraAdapters& adapters) {
+        infer::set_adapter_values(adapters, reference, base.config(), recipe.reference + "/adapter_model.safetensors",
+                                  options.model_path);
+    };
+    // The policy answers in the styles the SFT adapter was trained with: its DPO adapter says so too.
+    RunOptions run_options = options.run;
+    run_options.styles = data::read_trained_styles(recipe.reference);
+    TrainingRun run(run_recipe, base, run_options, std::move(run_heads),
+                    [&](model::LoraAdapters& adapters) { set_reference_values(adapters); });
+    const DataParallel& parallel = run.parallel();
+    if (parallel.active()) parallel.require_same("the tokenized pairs", hex(fingerprint(pairs)));
 
     DpoResult result;
     const PairDataset* dev = options.dev;
@@ -373,15 +366,16 @@ DpoResult run_dpo(const DpoRecipe& recipe, model::Decoder& base, const PairDatas
     // the policy's trainer plans its own.
     {
         model::LoraAdapters frozen(base.config(), run_recipe.adapter, base.weights().qk_interleaved);
-        load_adapter_values(frozen, reference, recipe.reference);
+        set_reference_values(frozen);
         model::TrainableDecoder scorer(base, frozen, false, run_recipe.max_seq_len, run_recipe.compute);
         const auto reference_of = [&](const PairDataset& dataset, bool cached) {
             const std::string cache = cached ? reference_cache_path(dataset.path) : std::string();
             const ReferenceCacheKey key =
                 cached ? reference_cache_key(options.model_path, recipe.reference, run_recipe.compute, dataset)
                        : ReferenceCacheKey{};
-            return cached_reference_log_probs(cache, key, dataset.examples.size(),
-                                              [&] { return score_pairs(scorer, dataset, max_seq_len); });
+            return cached_reference_log_probs(
+                cache, key, dataset.examples.size(), [&] { return score_pairs(scorer, dataset, max_seq_len); },
+                parallel.root());
         };
         result.reference = reference_of(pairs, options.cache_reference);
         if (dev != nullptr) {
@@ -443,13 +437,29 @@ DpoResult run_dpo(const DpoRecipe& recipe, model::Decoder& base, const PairDatas
         HeadSums head_sums;
         std::size_t step_tokens = 0;
         const float pair_scale = 1.0f / static_cast<float>(step_pairs);
+        std::size_t step_row = 0;  // the row's index in the step, over its micro-batches
         for (const auto& micro : batch.micro_batches) {
-            for (std::size_t row = 0; row < micro.rows; ++row)
+            for (std::size_t row = 0; row < micro.rows; ++row, ++step_row) {
+                if (!parallel.runs_row(step_row)) continue;
+                // Each row's dropout masks are those of its place in a one-process run.
+                trainer.set_training_forwards(static_cast<std::uint64_t>(step - run.start_step()) * run.rows_per_step() +
+                                              step_row);
                 rows.run(trainer, micro, row, pair_scale, head_scales, head_sums, logps, losses);
+            }
             step_tokens += micro.rows * micro.seq_len;
         }
+        DpoBatchMetrics sums = dpo_batch_sums(logps, losses);
+        std::array<double, 13> totals{sums.loss,           sums.rewards_chosen, sums.rewards_rejected,
+                                      sums.rewards_margins, sums.rewards_accuracies, sums.logps_chosen,
+                                      sums.logps_rejected,  sums.penalty,        sums.violating_chosen,
+                                      static_cast<double>(sums.pairs), head_sums.emotion, head_sums.strategy,
+                                      head_sums.va};
+        run.all_reduce(totals);
+        sums = {totals[0], totals[1], totals[2], totals[3], totals[4], totals[5], totals[6], totals[7], totals[8],
+                static_cast<std::size_t>(totals[9])};
+        head_sums = {totals[10], totals[11], totals[12]};
         DpoStep step_result;
-        step_result.metrics = dpo_batch_metrics(logps, losses);
+        step_result.metrics = batch_means(sums);
         step_result.emotion = mean_or_nan(head_sums.emotion, head_scales.emotion, batch.emotion_sites);
         step_result.strategy = mean_or_nan(head_sums.strategy, head_scales.strategy, batch.strategy_sites);
         step_result.valence_arousal = mean_or_nan(head_sums.va, head_scales.va, batch.va_sites);

@@ -12,7 +12,7 @@
 // Reference log-probs are computed once and cached on disk with the pairs (TRL's
 // precompute_ref_log_probs): <pairs file>.reference-logps.json holds log πref(y+|x) and
 // log πref(y−|x) of every kept pair, keyed by the model file (size and FNV-1a of its first and
-// last MiB), the reference adapter's files, the effective compute precision and the tokenized pairs
+// last 4 MiB, train/data_parallel.h), the reference adapter's files, the effective compute precision and the tokenized pairs
 // (tokens and targets); a key that differs recomputes and rewrites it, naming what changed. So a
 // step costs one policy forward and backward over rows holding both sequences of its pairs (two
 // sequences per pair, like TRL's concatenated batch), never a reference pass.
@@ -24,8 +24,9 @@
 // step's pair count (all micro-batches), so accumulation equals one large batch and the loss is
 // TRL's mean over pairs. Dropout follows adapter.dropout (default 0: TRL disables dropout).
 //
-// Run directory, checkpoints, exact resume, progress bar and NaN policy: train/training_run.h,
-// the same as SFT. metrics.jsonl per logged step: loss, TRL's rewards/chosen, rewards/rejected,
+// Run directory, checkpoints, exact resume, progress bar, NaN policy and data parallelism (each
+// rank its rows of the step; gradients, loss and metric sums added up; every rank scores the
+// reference, rank 0 writes its cache): train/training_run.h, the same as SFT. metrics.jsonl per logged step: loss, TRL's rewards/chosen, rewards/rejected,
 // rewards/margins, rewards/accuracies, logps/chosen, logps/rejected, Kindred's loss_dpo (the
 // preference loss alone), penalty, violating_chosen (share of the step's pairs), the auxiliary
 // head losses loss_emotion/loss_strategy/loss_va (null when off), pairs, target_tokens, lr,
@@ -120,9 +121,11 @@ struct ReferenceLogProbs {
 
 // The cached values when `cache_path` holds this key (empty path: no cache), otherwise `compute()`
 // then written there atomically. A cache file that does not parse is an Error naming it.
+// `write_cache` false: computed values are not written (data-parallel ranks other than 0).
 ReferenceLogProbs cached_reference_log_probs(const std::string& cache_path, const ReferenceCacheKey& key,
                                              std::size_t pair_count,
-                                             const std::function<std::vector<SequenceLogProbs>()>& compute);
+                                             const std::function<std::vector<SequenceLogProbs>()>& compute,
+                                             bool write_cache = true);
 
 // Dev preference metrics of a policy's log-probs against the reference's: TRL's eval metrics
 // (loss, rewards/*, logps/*; means over the pairs) and the reference-free preference accuracy, the

@@ -102,6 +102,11 @@ PairLoss dpo_pair_loss(const PairLogProbs& pair, const DpoLossSettings& settings
 DpoBatchMetrics dpo_batch_metrics(std::span<const PairLogProbs> pairs, std::span<const PairLoss> losses) {
     if (pairs.empty() || pairs.size() != losses.size())
         fail("dpo metrics: {} pairs and {} losses (need the same, at least one)", pairs.size(), losses.size());
+    return batch_means(dpo_batch_sums(pairs, losses));
+}
+
+DpoBatchMetrics dpo_batch_sums(std::span<const PairLogProbs> pairs, std::span<const PairLoss> losses) {
+    if (pairs.size() != losses.size()) fail("dpo metrics: {} pairs and {} losses", pairs.size(), losses.size());
     DpoBatchMetrics m;
     for (std::size_t i = 0; i < pairs.size(); ++i) {
         const PairLoss& l = losses[i];
@@ -115,11 +120,16 @@ DpoBatchMetrics dpo_batch_metrics(std::span<const PairLogProbs> pairs, std::span
         m.penalty += l.penalty;
         m.violating_chosen += pairs[i].chosen_violates ? 1.0 : 0.0;
     }
-    const auto n = static_cast<double>(pairs.size());
+    m.pairs = pairs.size();
+    return m;
+}
+
+DpoBatchMetrics batch_means(DpoBatchMetrics m) {
+    if (m.pairs == 0) fail("dpo metrics: no pairs");
+    const auto n = static_cast<double>(m.pairs);
     for (double* value : {&m.loss, &m.rewards_chosen, &m.rewards_rejected, &m.rewards_margins, &m.rewards_accuracies,
                           &m.logps_chosen, &m.logps_rejected, &m.penalty, &m.violating_chosen})
         *value /= n;
-    m.pairs = pairs.size();
     return m;
 }
 

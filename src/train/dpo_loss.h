@@ -90,4 +90,10 @@ struct DpoBatchMetrics {
 // Error for an empty batch or spans of different sizes.
 DpoBatchMetrics dpo_batch_metrics(std::span<const PairLogProbs> pairs, std::span<const PairLoss> losses);
 
+// The same fields as plain sums over the pairs (pairs = their count; empty spans give zeros), for
+// adding up parts of one batch (data parallel ranks); dpo_batch_metrics is batch_means of these.
+DpoBatchMetrics dpo_batch_sums(std::span<const PairLogProbs> pairs, std::span<const PairLoss> losses);
+// Every field of `sums` divided by sums.pairs; Error when it is 0.
+DpoBatchMetrics batch_means(DpoBatchMetrics sums);
+
 }  // namespace kindred::train

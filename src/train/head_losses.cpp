@@ -1,10 +1,20 @@
 // train/head_losses.cpp — the heads' losses on a packed row (see head_losses.h).
 #include "train/head_losses.h"
 
+#include <cmath>
+
 #include "core/error.h"
 #include "kernels/loss.h"
 
 namespace kindred::train {
+
+float scale_of(double lambda, std::size_t count) {
+    return lambda > 0.0 && count > 0 ? static_cast<float>(lambda) / static_cast<float>(count) : 0.0f;
+}
+
+double mean_or_nan(double sum, float scale, std::size_t count) {
+    return scale != 0.0f ? sum / static_cast<double>(count) : std::nan("");
+}
 
 void add_rows_at(std::span<float> dhidden, std::int64_t hidden, std::span<const std::size_t> positions,
                  std::span<const float> rows) {

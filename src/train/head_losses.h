@@ -31,6 +31,13 @@ struct HeadSums {
     double emotion = 0.0, strategy = 0.0, va = 0.0;
 };
 
+// A loss term's per-element weight in one step: λ / (the term's count over the whole step), 0 when
+// the term is inactive or its count is 0 (then it is not computed at all). float λ / float count,
+// so that λ = 1 gives exactly the 1/count plain SFT always used.
+float scale_of(double lambda, std::size_t count);
+// A term's normalised value for metrics: NaN when it was not computed this step (scale 0).
+double mean_or_nan(double sum, float scale, std::size_t count);
+
 // dhidden[positions[i]] += rows[i] for every i (rows [n x hidden]).
 void add_rows_at(std::span<float> dhidden, std::int64_t hidden, std::span<const std::size_t> positions,
                  std::span<const float> rows);

@@ -1,6 +1,7 @@
 // train/sft.cpp — the SFT loop (see sft.h; the objective is documented in docs/training.md).
 #include "train/sft.h"
 
+#include <array>
 #include <cmath>
 #include <optional>
 #include <utility>
@@ -65,11 +66,6 @@ struct Sums {
     double lm = 0.0, safety = 0.0;
     HeadSums heads;
 };
-
-float scale_of(double lambda, std::size_t count) {
-    // float λ / float count, so that λ = 1 gives exactly the 1/count plain SFT always used.
-    return lambda > 0.0 && count > 0 ? static_cast<float>(lambda) / static_cast<float>(count) : 0.0f;
-}
 
 // The multi-objective forward and backward of one packed row: the trunk's hidden states, every
 // active term's loss on them, their gradients summed into d(hidden) (heads' parameter gradients
@@ -159,11 +155,6 @@ private:
     std::vector<float> probs_, residual_;
 };
 
-// A term's normalised value for metrics: NaN when it was not computed this step.
-double mean_or_nan(double sum, float scale, std::size_t count) {
-    return scale != 0.0f ? sum / static_cast<double>(count) : std::nan("");
-}
-
 std::vector<std::string> emotion_label_names() {
     std::vector<std::string> out;
     for (const auto& label : data::emotion_labels()) out.emplace_back(label.name);
@@ -200,9 +191,13 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     run_options.resume = options.resume;
     run_options.base_model = options.base_model;
     run_options.on_step = options.on_step;
+    run_options.communicator = options.communicator;
+    run_options.styles = options.styles;
     if (safety_active(recipe) && recipe.safety.top_k > base.config().vocab_size)
         fail("safety.top_k {} exceeds the model's vocabulary of {}", recipe.safety.top_k, base.config().vocab_size);
     TrainingRun run(recipe, base, run_options, std::move(run_heads));
+    if (run.parallel().active())  // the data's fingerprint reads every token: only when there is a rank to compare with
+        run.parallel().require_same("the tokenized training data", examples_fingerprint(examples));
     model::Heads* heads = run.heads();
     std::optional<SafetyTeacher> teacher;
     if (safety_active(recipe))
@@ -273,10 +268,20 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
         run.zero_grads();
         Sums sums;
         std::size_t step_tokens = 0;
+        std::size_t step_row = 0;  // the row's index in the step, over its micro-batches
         for (const auto& micro : batch.micro_batches) {
-            for (std::size_t row = 0; row < micro.rows; ++row) objective.run(trainer, micro, row, scales, sums);
+            for (std::size_t row = 0; row < micro.rows; ++row, ++step_row) {
+                if (!run.parallel().runs_row(step_row)) continue;
+                // Each row's dropout masks are those of its place in a one-process run.
+                trainer.set_training_forwards(static_cast<std::uint64_t>(step - run.start_step()) * run.rows_per_step() +
+                                              step_row);
+                objective.run(trainer, micro, row, scales, sums);
+            }
             step_tokens += micro.rows * micro.seq_len;
         }
+        std::array<double, 5> totals{sums.lm, sums.safety, sums.heads.emotion, sums.heads.strategy, sums.heads.va};
+        run.all_reduce(totals);
+        sums = {totals[0], totals[1], {totals[2], totals[3], totals[4]}};
         StepLosses losses;
         losses.lm = mean_or_nan(sums.lm, scales.lm, batch.target_tokens);
         losses.emotion = mean_or_nan(sums.heads.emotion, scales.heads.emotion, batch.emotion_sites);

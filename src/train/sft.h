@@ -29,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include "data/style.h"
+#include "dist/communicator.h"
 #include "model/decoder.h"
 #include "train/chat_dataset.h"
 #include "train/dev_eval.h"
@@ -48,9 +50,14 @@ struct SftOptions {
     // recipe's temperature and top_k: its cached distributions are reused for the dev KL instead of
     // running the teacher again (it caches by dev index). Null: run_sft makes its own.
     SafetyTeacher* dev_teacher = nullptr;
+    // Data parallel (train/training_run.h): every rank calls run_sft with the same recipe and
+    // examples. Null: one process.
+    dist::Communicator* communicator = nullptr;
     // Called with each optimizer step's number (from 1) and mean loss; returning false stops the run
     // after that step's checkpoint (if due), without the final adapter. For tests and signals.
     std::function<bool(std::int64_t step, double loss)> on_step;
+    // The styles the training examples carry (ChatDataset::styles), for <run>/adapter/styles.json.
+    std::vector<data::StyleTokens> styles;
 };
 
 // One step's loss terms, each already normalised by its count (NaN when the term is inactive or

@@ -33,7 +33,7 @@ double TrainingRun::now_s() {
 
 TrainingRun::TrainingRun(const SftRecipe& recipe, const model::Decoder& base, const RunOptions& options, RunHeads heads,
                          const std::function<void(model::LoraAdapters&)>& initialise)
-    : recipe_(recipe), options_(options), heads_(std::move(heads)) {
+    : recipe_(recipe), options_(options), parallel_(options.communicator), heads_(std::move(heads)) {
     if (recipe.max_seq_len > base.config().context_length)
         fail("data.max_seq_len {} exceeds the model's context length {}", recipe.max_seq_len, base.config().context_length);
     if (recipe.max_steps < 1) fail("optimisation.max_steps must be at least 1");
@@ -44,13 +44,15 @@ TrainingRun::TrainingRun(const SftRecipe& recipe, const model::Decoder& base, co
     const std::string& run_dir = options_.run_dir;
     checkpoint_root_ = run_dir + "/checkpoints";
     metrics_path_ = run_dir + "/metrics.jsonl";
-    fs::create_directories(run_dir);
+    if (parallel_.root()) fs::create_directories(run_dir);
+    if (parallel_.active()) parallel_.require_same("the resolved recipe", recipe.resolved_yaml);
     if (options_.resume) {
         loaded_ = load_latest_checkpoint(checkpoint_root_);
     } else if (fs::exists(checkpoint_root_ + "/latest")) {
         fail("{} already holds checkpoints: pass --resume to continue it, or choose another run name", run_dir);
     }
     start_step_ = resuming() ? loaded_.state.step : 0;
+    parallel_.require_same("the checkpoint resumed from", resuming() ? loaded_.directory : "none (a fresh start)");
     rows_per_step_ = static_cast<std::uint64_t>(recipe.micro_batch * recipe.grad_accumulation);
 
     // The dropout stream resumes at the call count already made (one training forward per row).
@@ -74,10 +76,12 @@ TrainingRun::TrainingRun(const SftRecipe& recipe, const model::Decoder& base, co
         unpack(loaded_.state.adam_v, adam_v_, trained ? trained->second_moments() : std::span<float>());
         adam_step_ = loaded_.state.adam_step;
         position_ = loaded_.state.data;
-        truncate_metrics(metrics_path_, start_step_);
+        if (parallel_.root()) truncate_metrics(metrics_path_, start_step_);
     }
-    write_file_atomically(run_dir + "/config.yaml", recipe.resolved_yaml);
-    metrics_.emplace(metrics_path_);
+    if (parallel_.root()) {
+        write_file_atomically(run_dir + "/config.yaml", recipe.resolved_yaml);
+        metrics_.emplace(metrics_path_);
+    }
     started_s_ = now_s();
 }
 
@@ -122,12 +126,14 @@ void TrainingRun::unpack(const std::vector<NamedTensor>& tensors, std::span<floa
 double TrainingRun::learning_rate(std::int64_t step) const { return train::learning_rate(schedule_, step); }
 
 void TrainingRun::start_progress() {
-    if (!recipe_.progress) return;
+    if (!recipe_.progress || !parallel_.root()) return;
     ProgressOptions progress_options;
     progress_options.label = options_.progress_label;
     progress_options.unit = "tok";
     progress_.emplace(recipe_.max_steps, progress_options);
     if (resuming()) progress_->message(fmt::format("resuming {} at step {}", loaded_.directory, start_step_));
+    if (parallel_.active())
+        progress_->message(fmt::format("data parallel over {} ranks ({})", parallel_.size(), options_.communicator->backend()));
     for (const auto& rejected : loaded_.rejected) progress_->message("skipped checkpoint " + rejected);
     if (kernels::effective_precision(recipe_.compute) != recipe_.compute)
         progress_->message(fmt::format("model.compute_dtype {}: this CPU has no AMX-BF16, computing in {}",
@@ -138,7 +144,7 @@ void TrainingRun::start_progress() {
 void TrainingRun::message(const std::string& text) {
     if (progress_) {
         progress_->message(text);
-    } else if (recipe_.progress) {
+    } else if (recipe_.progress && parallel_.root()) {
         std::fprintf(stderr, "%s\n", text.c_str());
     }
 }
@@ -146,6 +152,15 @@ void TrainingRun::message(const std::string& text) {
 void TrainingRun::zero_grads() {
     adapters_->zero_grads();
     if (model::Heads* heads = trained_heads()) heads->zero_grads();
+}
+
+void TrainingRun::all_reduce(std::span<double> loss_sums) {
+    if (!parallel_.active()) return;
+    const double start = now_s();
+    parallel_.sum(adapters_->grads());
+    if (model::Heads* heads = trained_heads()) parallel_.sum(heads->grads());
+    parallel_.sum(loss_sums);
+    allreduce_s_ = now_s() - start;
 }
 
 void TrainingRun::save(std::int64_t step, DataPosition position) {
@@ -210,8 +225,10 @@ TrainingRun::StepEnd TrainingRun::end_step(std::int64_t step, double loss, nlohm
         record["tokens_per_s"] = static_cast<double>(tokens) / std::max(now - step_start_s, 1e-9);
         record["elapsed"] = now - started_s_;
         if (!end.finite) record["skipped"] = true;
-        metrics_->write(record);
+        if (allreduce_s_ >= 0.0) record["allreduce_s"] = allreduce_s_;
+        if (metrics_) metrics_->write(record);
     }
+    allreduce_s_ = -1.0;
     if (progress_) {
         fields.emplace_back("lr", end.lr);
         progress_->update(done, std::move(fields), tokens_done_);
@@ -220,10 +237,10 @@ TrainingRun::StepEnd TrainingRun::end_step(std::int64_t step, double loss, nlohm
     const bool last = done == recipe_.max_steps;
     if (evaluate && (last || (recipe_.evaluation.every > 0 && done % recipe_.evaluation.every == 0))) {
         const nlohmann::json dev = evaluate(done);
-        metrics_->write({{"step", done}, {"dev", dev}});
+        if (metrics_) metrics_->write({{"step", done}, {"dev", dev}});
         if (progress_) progress_->message(fmt::format("dev at step {}: {}", done, dev.dump()));
     }
-    if (done % recipe_.checkpoint_every == 0 || last) save(done, position);
+    if (parallel_.root() && (done % recipe_.checkpoint_every == 0 || last)) save(done, position);
     end.stop = options_.on_step && !options_.on_step(done, loss);
     return end;
 }
@@ -231,15 +248,18 @@ TrainingRun::StepEnd TrainingRun::end_step(std::int64_t step, double loss, nlohm
 bool TrainingRun::finish(std::int64_t last_step, const std::vector<RunChart>& charts) {
     ended_s_ = now_s();
     if (progress_) progress_->finish();
-    bool written = false;
-    if (last_step == recipe_.max_steps) {
-        const std::string dir = options_.run_dir + "/adapter";
-        peft::write_adapter(dir, peft_adapter(*adapters_, options_.base_model));
-        if (heads_.heads) model::write_heads(dir, *heads_.heads, heads_.emotion_labels, heads_.strategy_labels);
-        written = true;
+    const bool finished = last_step == recipe_.max_steps;
+    if (parallel_.root()) {
+        if (finished) {
+            const std::string dir = options_.run_dir + "/adapter";
+            peft::write_adapter(dir, peft_adapter(*adapters_, options_.base_model));
+            if (heads_.heads) model::write_heads(dir, *heads_.heads, heads_.emotion_labels, heads_.strategy_labels);
+            if (!options_.styles.empty()) data::write_trained_styles(dir, options_.styles);
+        }
+        write_run_charts(options_.run_dir, metrics_path_, charts);
     }
-    write_run_charts(options_.run_dir, metrics_path_, charts);
-    return written;
+    parallel_.barrier();
+    return finished;
 }
 
 double TrainingRun::elapsed_s() const { return (ended_s_ >= 0.0 ? ended_s_ : now_s()) - started_s_; }
@@ -280,7 +300,16 @@ peft::Adapter peft_adapter(const model::LoraAdapters& adapters, const std::strin
     adapter.config.lora_alpha = config.alpha;
     adapter.config.lora_dropout = config.dropout;
     adapter.config.use_rslora = config.rslora;
-    for (const auto& target : config.targets) adapter.config.target_modules.push_back(target + "_proj");
+    for (const auto& target : config.targets) {
+        if (target == model::lora_module_name(model::LoraModule::ExpertsGateUp)) continue;  // below, in PEFT's order
+        if (target == model::lora_module_name(model::LoraModule::ExpertsDown)) continue;
+        adapter.config.target_modules.push_back(target + "_proj");
+    }
+    // gate_up before down: the nesting model::LoraAdapters names the tensors by.
+    for (const auto module : {model::LoraModule::ExpertsGateUp, model::LoraModule::ExpertsDown})
+        if (adapters.targets(module))
+            adapter.config.target_parameters.emplace_back(
+                peft::kExpertParameters[module == model::LoraModule::ExpertsGateUp ? 0 : 1]);
     for (const auto& info : adapters.tensors()) {
         peft::LoraTensor tensor{info.name, {static_cast<std::uint64_t>(info.rows), static_cast<std::uint64_t>(info.cols)}, {}};
         tensor.values.resize(static_cast<std::size_t>(info.rows * info.cols));
@@ -288,32 +317,6 @@ peft::Adapter peft_adapter(const model::LoraAdapters& adapters, const std::strin
         adapter.tensors.push_back(std::move(tensor));
     }
     return adapter;
-}
-
-model::LoraConfig lora_config(const peft::Adapter& adapter) {
-    model::LoraConfig lora;
-    lora.rank = static_cast<int>(adapter.config.r);
-    lora.alpha = adapter.config.lora_alpha;
-    lora.rslora = adapter.config.use_rslora;
-    lora.targets.clear();
-    for (const auto& module : adapter.config.target_modules) {
-        if (!module.ends_with("_proj")) fail("adapter: target module '{}' is not a decoder projection", module);
-        lora.targets.push_back(module.substr(0, module.size() - 5));
-    }
-    return lora;
-}
-
-void load_adapter_values(model::LoraAdapters& adapters, const peft::Adapter& adapter, const std::string& where) {
-    if (adapter.tensors.size() != adapters.tensors().size())
-        fail("{}: the adapter holds {} tensors where its config asks for {}", where, adapter.tensors.size(),
-             adapters.tensors().size());
-    for (const auto& tensor : adapter.tensors) {
-        try {
-            adapters.set_hf(tensor.name, tensor.values);
-        } catch (const Error& error) {
-            fail("{}: {}", where, error.what());
-        }
-    }
 }
 
 void write_run_charts(const std::string& run_dir, const std::string& metrics_path, const std::vector<RunChart>& charts) {

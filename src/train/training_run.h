@@ -9,11 +9,13 @@
 // Run directory:
 //   <run>/config.yaml      the resolved recipe
 //   <run>/metrics.jsonl    one record per logged step (the loop's fields plus step, loss, lr,
-//                          grad_norm, tokens_per_s, elapsed; "skipped": true for a skipped update)
+//                          grad_norm, tokens_per_s, elapsed; "skipped": true for a skipped update;
+//                          allreduce_s, the step's all-reduce, when data parallel)
 //                          and {"step", "dev": {...}} per dev evaluation
 //   <run>/checkpoints/     train/checkpoint.h step folders: adapter then heads tensors, their
 //                          AdamW moments, the data position, the dropout stream's call count
-//   <run>/adapter/         the final adapter as a PEFT directory (+ heads.safetensors/heads.json)
+//   <run>/adapter/         the final adapter as a PEFT directory (+ heads.safetensors/heads.json,
+//                          + styles.json when the examples carried style tokens)
 //   <run>/*.svg            the loop's charts over the whole run (resumed parts included)
 //
 // Resume is exact: parameters, moments, AdamW step, data position and the dropout stream
@@ -21,6 +23,12 @@
 // adapters with the calls already made, one per packed row) continue where the checkpoint left
 // them, so the resumed run equals the uninterrupted one bit for bit at a fixed thread count.
 // metrics.jsonl records past the checkpoint (written before a crash) are dropped on resume.
+//
+// Data parallel (train/data_parallel.h, docs/distributed.md): every rank opens the same run with
+// the same recipe and data; the ranks check at start-up that they agree on the recipe and the
+// checkpoint resumed from, a loop runs the rows DataParallel gives its rank and calls all_reduce()
+// before end_step(), and rank 0 alone writes the run directory (which every rank reads on resume,
+// so it must be on a filesystem they share) and shows progress.
 //
 // Non-finite loss or gradient norm: with nan_policy stop the run ends with an Error naming the step
 // before anything of that step is written; with skip the update is left out (logged with
@@ -40,12 +48,15 @@
 
 #include "core/metrics_log.h"
 #include "core/progress.h"
+#include "data/style.h"
+#include "dist/communicator.h"
 #include "formats/peft_adapter.h"
 #include "model/decoder.h"
 #include "model/heads.h"
 #include "model/lora_adapters.h"
 #include "train/batch.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 #include "train/recipe.h"
 
 namespace kindred::train {
@@ -55,6 +66,11 @@ struct RunOptions {
     bool resume = false;       // continue from <run_dir>/checkpoints (a fresh start when it has none)
     std::string base_model;    // recorded in the PEFT adapter_config.json
     std::string progress_label = "train";
+    // Null: one process.
+    dist::Communicator* communicator = nullptr;
+    // The styles the training examples carry (ChatDataset::styles): written to <run>/adapter/styles.json
+    // with the final adapter when not empty, so inference accepts exactly these.
+    std::vector<data::StyleTokens> styles;
     // Called with each optimizer step's number (from 1) and loss; returning false stops the run
     // after that step's checkpoint (if due), without the final adapter. For tests and signals.
     std::function<bool(std::int64_t step, double loss)> on_step;
@@ -101,6 +117,10 @@ public:
     model::LoraAdapters& adapters() { return *adapters_; }
     model::Heads* heads() { return heads_.heads ? &*heads_.heads : nullptr; }
     model::Heads* trained_heads() { return heads_.trained ? heads() : nullptr; }
+    const DataParallel& parallel() const { return parallel_; }
+    // Packed rows per optimizer step (over its micro-batches); a row's training forward number in
+    // a one-process run is step * rows_per_step() + its index in the step.
+    std::uint64_t rows_per_step() const { return rows_per_step_; }
     // The learning rate of step `step` (0-based).
     double learning_rate(std::int64_t step) const;
 
@@ -111,6 +131,10 @@ public:
 
     // Zeroes the gradients of the adapter and the trained heads.
     void zero_grads();
+    // Data parallel: sums the adapter's and the trained heads' gradients and the loop's `loss_sums`
+    // over the ranks, so every rank holds the whole step's; the seconds it took go into the next
+    // end_step's record as allreduce_s. One process: nothing.
+    void all_reduce(std::span<double> loss_sums);
 
     // Ends optimizer step `step` (0-based) whose gradients are accumulated: clips, applies the NaN
     // policy, AdamW (heads at heads.lr_multiplier); writes `record` plus step, loss, lr, grad_norm,
@@ -129,8 +153,8 @@ public:
                      const std::function<nlohmann::json(std::int64_t step)>& evaluate);
 
     // After the loop: finishes the progress bar; when `last_step` reached max_steps writes
-    // <run>/adapter (PEFT + heads); draws `charts` from metrics.jsonl. Returns whether the adapter
-    // was written.
+    // <run>/adapter (PEFT + heads + styles.json); draws `charts` from metrics.jsonl; then waits for
+    // every rank. Returns whether the run reached max_steps (the adapter is written).
     bool finish(std::int64_t last_step, const std::vector<RunChart>& charts);
 
     // Seconds since the run was opened (until finish()), and row tokens per second over them.
@@ -149,6 +173,7 @@ private:
 
     const SftRecipe& recipe_;
     RunOptions options_;
+    DataParallel parallel_;
     LrSchedule schedule_;
     std::string checkpoint_root_;
     std::string metrics_path_;
@@ -166,6 +191,7 @@ private:
     double ended_s_ = -1.0;  // when finish() was called
     double tokens_done_ = 0.0;
     std::int64_t skipped_ = 0;
+    double allreduce_s_ = -1.0;  // the pending step's all-reduce, < 0 when none ran
 };
 
 // The run folder of a recipe: <output.dir>/<name>; without a name a fresh run gets a UTC
@@ -177,14 +203,6 @@ void truncate_metrics(const std::string& path, std::int64_t step);
 
 // The adapter in PEFT form (HF row order), `base_model` recorded in its config.
 peft::Adapter peft_adapter(const model::LoraAdapters& adapters, const std::string& base_model);
-
-// The LoRA shape of a PEFT adapter (rank, alpha, rsLoRA, targets without "_proj"); dropout and seed
-// are left at their defaults. Error for a target that is not a decoder projection.
-model::LoraConfig lora_config(const peft::Adapter& adapter);
-
-// Sets every tensor of `adapters` from a PEFT adapter of the same shape (HF layout); Error naming
-// `where` when a tensor is missing, unknown or of another shape.
-void load_adapter_values(model::LoraAdapters& adapters, const peft::Adapter& adapter, const std::string& where);
 
 // Draws each chart from the records of metrics.jsonl; a chart with no data is not written.
 void write_run_charts(const std::string& run_dir, const std::string& metrics_path, const std::vector<RunChart>& charts);

@@ -1,6 +1,7 @@
-// tests/model/decoder_goldens.h — what the decoder tests share to replay transformers goldens:
-// greedy decoding through the KV cache, the mean NLL of a text from its logits, and a golden's
-// documents packed into one training row.
+// tests/model/decoder_goldens.h — what the decoder tests share to replay transformers and PEFT
+// goldens: greedy decoding through the KV cache, the mean NLL of a text from its logits, a
+// golden's documents packed into one training row; the LoRA goldens' init formula and the gradient
+// error measure of tests/lora_goldens.h, in this namespace.
 #pragma once
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/softmax.h"
+#include "lora_goldens.h"
 #include "model/decoder.h"
 #include "model/trainable_decoder.h"
 
@@ -31,6 +33,23 @@ inline std::vector<std::int32_t> greedy_tokens(Decoder& decoder, const std::vect
         if (i + 1 < count) decoder.forward(std::span(&next, 1), cache, logits);
     }
     return generated;
+}
+
+// Logits of every position of `ids` in one prefill [ids x vocab].
+inline std::vector<float> all_logits(Decoder& decoder, const std::vector<std::int32_t>& ids) {
+    KvCache cache(decoder.config(), static_cast<std::int64_t>(ids.size()));
+    std::vector<float> logits(ids.size() * static_cast<std::size_t>(decoder.config().vocab_size));
+    decoder.forward(ids, cache, logits, true);
+    return logits;
+}
+
+// Largest |ours − golden| over every position and vocabulary entry of a [tokens x vocab] golden.
+inline double worst_difference(const std::vector<float>& logits, const nlohmann::json& golden) {
+    double worst = 0.0;
+    std::size_t i = 0;
+    for (const auto& row : golden)
+        for (const auto& value : row) worst = std::max(worst, std::fabs(logits[i++] - value.get<double>()));
+    return worst;
 }
 
 // Mean over t < n−1 of −log softmax(logits[t])[ids[t + 1]], in double; logits [n x vocab].
@@ -63,5 +82,14 @@ inline TrainBatch pack(const nlohmann::json& documents) {
     }
     return batch;
 }
+
+// Tokens of a batch that carry a target.
+inline std::int64_t counted(const TrainBatch& batch) {
+    return std::count_if(batch.targets.begin(), batch.targets.end(), [](std::int32_t t) { return t != -100; });
+}
+
+// The LoRA goldens' init formula and gradient error measure (tests/lora_goldens.h).
+using kindred::testing::formula_init;
+using kindred::testing::relative_max_error;
 
 }  // namespace kindred::model

@@ -24,7 +24,6 @@
 #include "model/trainable_decoder.h"
 #include "../kernels/gradient_check.h"
 #include "decoder_goldens.h"
-#include "lora_goldens.h"
 #include "test_paths.h"
 
 namespace kindred::model {
@@ -38,10 +37,6 @@ json read_golden(const std::string& name) {
     std::ifstream in(kindred::testing::source_path("tests/goldens/lora_training/" + name));
     if (!in) throw Error("missing golden " + name);
     return json::parse(in);
-}
-
-std::int64_t counted(const TrainBatch& batch) {
-    return std::count_if(batch.targets.begin(), batch.targets.end(), [](std::int32_t t) { return t != -100; });
 }
 
 struct Tiny {

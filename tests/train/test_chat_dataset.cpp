@@ -1,7 +1,7 @@
 // Tests for train/chat_dataset.h with the default model's (SmolLM2) tokenizer and chat template:
 // line parsing errors, assistant-only targets, target turns and style prefixes of prepared
-// examples, the drop-too-long policy, head sites and their labels, and the safety teacher's
-// rendering.
+// examples, the drop-too-long policy, opening assistant turns under a user-first template, head
+// sites and their labels, and the safety teacher's rendering.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "core/error.h"
+#include "data/style.h"
 #include "data/labels.h"
 #include "formats/gguf.h"
+#include "scratch_dir.h"
 #include "test_paths.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
@@ -210,6 +212,35 @@ TEST(ChatDataset, LoadsTheSmokeDataAndDropsTooLongWithACount) {
     ASSERT_EQ(lines.size(), 1u);
     EXPECT_NE(lines[0].find("dropped"), std::string::npos);
     EXPECT_NE(lines[0].find("chat-smoke.jsonl"), std::string::npos);
+}
+
+// Gemma 3's template needs a user turn first: an opening assistant turn (ESConv's supporter greeting
+// first) is left out with its target and strategy, counted and reported; the rest still trains.
+TEST(ChatDataset, LeavesOutOpeningAssistantTurnsForUserFirstTemplates) {
+    const testing::ScratchDir dir("gemma-opening");
+    const std::string path = (dir.path() / "chats.jsonl").string();
+    std::ofstream(path) << R"({"messages": [{"role": "system", "content": "Be kind."}, {"role": "assistant", "content": "Hey, how are you?", "strategies": ["Question"]}, {"role": "user", "content": "Tired."}, {"role": "assistant", "content": "I hear you."}]})"
+                        << "\n" << R"({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]})" << "\n";
+    const text::ChatTemplate gemma = text::ChatTemplate::of(text::ChatFormat::Gemma3);
+    ChatDatasetOptions options{512, model().context_length};
+    const auto dataset = load_chat_dataset(path, model().tokenizer, gemma, options);
+    EXPECT_EQ(dataset.stats.kept, 2u);
+    EXPECT_EQ(dataset.stats.opening_assistant_dropped, 1u);
+    const auto lines = warnings(dataset, options);
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_NE(lines[0].find("opening assistant turns of 1 of 2"), std::string::npos) << lines[0];
+    // The same file keeps every turn with a template that has no such rule.
+    EXPECT_EQ(load_chat_dataset(path, model().tokenizer, model().chat, options).stats.opening_assistant_dropped, 0u);
+
+    ChatExample example;
+    parse_chat_line(R"({"messages": [{"role": "assistant", "content": "A"}, {"role": "assistant", "content": "B"}, {"role": "user", "content": "C"}]})",
+                    "x.jsonl", 1, example);
+    EXPECT_TRUE(drop_opening_assistant_turns(example));
+    ASSERT_EQ(example.messages.size(), 1u);
+    EXPECT_EQ(example.messages[0].content, "C");
+    EXPECT_EQ(example.target.size(), 1u);
+    EXPECT_EQ(example.strategy.size(), 1u);
+    EXPECT_FALSE(drop_opening_assistant_turns(example));
 }
 
 TEST(ChatDataset, CountsSkippedLinesAndRefusesBadOptions) {
@@ -413,6 +444,47 @@ TEST(ChatDataset, LoadsPreparedExamplesWithSites) {
     EXPECT_EQ(all.examples[2].sites[0].emotions.size(), 2u);
     EXPECT_EQ(all.examples[0].teacher_positions.size(), all.examples[0].target_count);
     EXPECT_EQ(all.examples[1].teacher_positions.size(), all.examples[1].target_count);
+}
+
+// The recipe's data.style: put into every example as it is read, recorded in ChatDataset::styles
+// (what the adapter's styles.json lists), and refused for data that already carries a style.
+TEST(ChatDataset, RecipeStyleIsAppliedRecordedAndNeverDoubled) {
+    const auto path = testing::source_path("data/chat-smoke.jsonl");
+    ChatDatasetOptions options{512, model().context_length};
+    const auto plain = load_chat_dataset(path, model().tokenizer, model().chat, options);
+    EXPECT_TRUE(plain.styles.empty());
+
+    options.style = data::parse_style_tokens("<persona:best_friend><tone:warm>", data::StylePlacement::System);
+    const auto styled = load_chat_dataset(path, model().tokenizer, model().chat, options);
+    ASSERT_EQ(styled.styles.size(), 1u);
+    EXPECT_EQ(styled.styles[0].text, "<tone:warm><persona:best_friend>");
+    ASSERT_EQ(styled.examples.size(), plain.examples.size());
+    const std::string text = model().tokenizer.decode(styled.examples[0].tokens);
+    EXPECT_NE(text.find("<|im_start|>system\n<tone:warm><persona:best_friend> You are Kindred"), std::string::npos) << text;
+    EXPECT_EQ(styled.examples[0].target_count, plain.examples[0].target_count);  // the replies' targets are untouched
+
+    options.style = data::parse_style_tokens("<tone:calm>", data::StylePlacement::Assistant);
+    const auto replies = load_chat_dataset(path, model().tokenizer, model().chat, options);
+    ASSERT_EQ(replies.styles.size(), 1u);
+    EXPECT_EQ(replies.styles[0].placement, data::StylePlacement::Assistant);
+    EXPECT_EQ(trained_text(replies.examples[0]).find("<tone:calm>"), std::string::npos);  // the tags are not trained
+
+    testing::ScratchDir dir("kindred-styled-data");
+    const std::string styled_path = dir / "styled.jsonl";
+    std::ofstream(styled_path) << R"({"messages": [{"role": "system", "content": "<tone:warm> Be kind."}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hey."}]})"
+                               << "\n";
+    options.style = data::parse_style_tokens("<tone:calm>", data::StylePlacement::System);
+    try {
+        load_chat_dataset(styled_path, model().tokenizer, model().chat, options);
+        FAIL() << "a second style was put on styled data";
+    } catch (const Error& error) {
+        EXPECT_NE(std::string(error.what()).find("styled.jsonl line 1: the example already carries style tokens"), std::string::npos)
+            << error.what();
+    }
+    options.style.reset();
+    const auto carried = load_chat_dataset(styled_path, model().tokenizer, model().chat, options);
+    ASSERT_EQ(carried.styles.size(), 1u);  // styles prepared into the data are recorded too
+    EXPECT_EQ(carried.styles[0].text, "<tone:warm>");
 }
 
 }  // namespace
