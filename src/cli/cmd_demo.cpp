@@ -418,20 +418,23 @@ void run_demo(const DemoFlags& flags) {
     }
 
     if (!flags.judge_url.empty()) {
-        stages.begin("EQ-Bench 3", fmt::format("scenarios {} (replies up to {} tokens), base then SFT, judged by {} at {}",
+        stages.begin("EQ-Bench 3", fmt::format("scenarios {} (replies up to {} tokens), base, SFT and SFT+DPO, judged by {} at {}",
                                                flags.eqbench3_scenarios, flags.eqbench3_max_tokens, flags.judge_model, flags.judge_url));
         net::ChatEndpoint endpoint;
         endpoint.base_url = flags.judge_url;
         endpoint.model = flags.judge_model;
         if (!flags.judge_key_env.empty() && std::getenv(flags.judge_key_env.c_str()) != nullptr) endpoint.api_key = std::getenv(flags.judge_key_env.c_str());
         net::ChatClient judge(endpoint);
-        eval::Eqb3BaseVsTunedOptions eqb3;
+        eval::Eqb3ContestOptions eqb3;
         eqb3.out = run_dir + "/eqbench3";
         eqb3.scenarios = eval::eqbench3_split_ids(flags.eqbench3_scenarios);
         eqb3.max_reply_tokens = flags.eqbench3_max_tokens;
         eqb3.identity = {{"model", tuned->path()}, {"judge", {{"url", flags.judge_url}, {"model", flags.judge_model}}}};
-        const auto compared = eval::eqbench3_base_vs_tuned(eval::load_eqbench3_data(flags.eqbench3_data), *tuned,
-                                                           eval::eqbench3_endpoint_chat(judge), eqb3);
+        const std::vector<eval::Eqb3Contestant> contestants = {{"base", eval::eqbench3_local_base_chat(*tuned)},
+                                                               {"sft", eval::eqbench3_local_chat(*tuned)},
+                                                               {"sft_dpo", eval::eqbench3_local_chat(*tuned_dpo)}};
+        const auto compared = eval::eqbench3_contest(eval::load_eqbench3_data(flags.eqbench3_data), contestants,
+                                                     eval::eqbench3_endpoint_chat(judge), eqb3);
         report.eqbench3.push_back(eval::eqbench3_report_table(compared));
         report.eqbench3_chart = eval::eqbench3_report_chart(compared);
         report.notes.push_back(fmt::format("EQ-Bench 3 ran {} scenarios with replies capped at {} tokens (the harness allows 12000) to fit "
