@@ -211,7 +211,7 @@ private:
                     break;
                 }
             }
-            if (!replaced) value.members.emplace_back(std::move(key), std::move(member));
+            if (!replaced) value.members.push_back({std::move(key), std::move(member)});
             skip_space();
             if (take_char('}')) return;
             if (!take_char(',')) error("expecting ',' delimiter");
@@ -435,7 +435,7 @@ std::string python_repr(const PyValue& value) {
         case PyValue::Kind::Dict: {
             std::string out = "{";
             for (std::size_t i = 0; i < value.members.size(); ++i) {
-                out += (i ? ", " : "") + python_str_repr(value.members[i].first) + ": " + python_repr(value.members[i].second);
+                out += (i ? ", " : "") + python_str_repr(value.members[i].key) + ": " + python_repr(value.members[i].value);
             }
             return out + "}";
         }

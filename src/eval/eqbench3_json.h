@@ -23,6 +23,8 @@ namespace kindred::eval {
 inline constexpr int kJudgeJsonDepth = 500;
 
 // A value as Python's json.loads returns it.
+struct PyMember;
+
 struct PyValue {
     enum class Kind { Null, Bool, Int, Float, String, List, Dict };
     Kind kind = Kind::Null;
@@ -30,9 +32,16 @@ struct PyValue {
     std::string text;    // String: the UTF-8 text; Int: the literal's digits as Python prints them
     double number = 0.0; // Float: the value; Int: float(value), +-inf past the double range
     std::vector<PyValue> items;                            // List
-    std::vector<std::pair<std::string, PyValue>> members;  // Dict, in insertion order
+    // Dict, in insertion order. A struct of its own (not std::pair): a pair of an incomplete type
+    // is not allowed in a vector member, and clang's libstdc++ build refuses it.
+    std::vector<PyMember> members;
 
     const PyValue* find(std::string_view key) const;
+};
+
+struct PyMember {
+    std::string key;
+    PyValue value;
 };
 
 // json.loads(text): one value, surrounded by JSON whitespace only. Error (naming `source`, the

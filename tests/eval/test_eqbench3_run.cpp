@@ -241,8 +241,8 @@ TEST(EqBench3Json, PythonStrOfParsedValues) {
     // A key given twice keeps its first place and its last value, as a Python dict.
     const PyValue twice = parse_python_json(R"({"a": 1, "b": 2, "a": 3})", "t");
     ASSERT_EQ(twice.members.size(), 2u);
-    EXPECT_EQ(twice.members[0].first, "a");
-    EXPECT_EQ(twice.members[0].second.text, "3");
+    EXPECT_EQ(twice.members[0].key, "a");
+    EXPECT_EQ(twice.members[0].value.text, "3");
 }
 
 TEST(EqBench3Corpus, MalformedInputsAreRefusedWithTheirReason) {
