@@ -8,6 +8,10 @@
 // scale and min searched over 21 candidate steps, then 6-bit scales and mins relative to the
 // 256-element super-block's fp16 d and dmin. dequantize_row(Q4_K) and every Q4_K kernel read it.
 //
+// Q5_0: llama.cpp's reference quantizer (quantize_row_q5_0_ref) byte for byte: per 32 elements an
+// fp16 scale d = -(the element of largest magnitude) / 16 and five-bit levels. llama.cpp falls back
+// to it when a Q4_K target's rows are not whole 256-element super-blocks, and so does Kindred.
+//
 // NF4: bitsandbytes' 4-bit NormalFloat as QLoRA stores a frozen base (quantize_4bit with
 // blocksize=64, quant_type='nf4', compress_statistics=True), byte for byte on the codes: per
 // 64-element block of the flattened tensor, elements times 1/absmax are bucketed into the 16-value
@@ -53,6 +57,9 @@ struct Nf4State {
 // llama.cpp's quantize_row_q4_K_ref would, writing row_bytes(Q4_K, n) bytes to `dst`. Throws
 // Error when n is not a multiple of 256 or an element is not finite (naming its index).
 void quantize_q4_k(DType type, const void* src, void* dst, std::int64_t n);
+
+// The same for Q5_0 (row_bytes(Q5_0, n) bytes); n a multiple of 32.
+void quantize_q5_0(DType type, const void* src, void* dst, std::int64_t n);
 
 // bitsandbytes' NF4 state of the `n` elements of `type` at `src`, taken as one flattened tensor.
 // Throws Error when n is not a multiple of 64 or an element is not finite.

@@ -1,5 +1,6 @@
-// Tests for kernels/quantize.h against the references others wrote: Q4_K blocks byte for byte
-// against llama.cpp's quantize_row_q4_K_ref (tests/goldens/quantize/q4_k.json), NF4 against
+// Tests for kernels/quantize.h against the references others wrote: Q4_K and Q5_0 blocks byte for
+// byte against llama.cpp's quantize_row_q4_K_ref / quantize_row_q5_0_ref
+// (tests/goldens/quantize/ggml.json), NF4 against
 // bitsandbytes' quantize_4bit / dequantize_4bit (nf4.json); both written by tools/goldens/.
 // Then the NF4 kernels: the AVX2 dequantizer against the scalar one, and products of NF4 weights
 // against the same weights dequantized into fp32.
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -40,23 +42,26 @@ std::vector<T> from_hex(const nlohmann::json& value) {
     return out;
 }
 
-TEST(QuantizeQ4K, MatchesLlamaCppReferenceByteForByte) {
-    const auto g = golden("q4_k.json");
+TEST(QuantizeGgml, Q4KAndQ5_0MatchLlamaCppReferenceByteForByte) {
+    const auto g = golden("ggml.json");
     const std::int64_t rows = g.at("rows"), cols = g.at("cols");
     const auto input = from_hex<float>(g.at("input"));
-    const auto expected = from_hex<std::uint8_t>(g.at("expected"));
-    const auto row_size = static_cast<std::int64_t>(row_bytes(DType::Q4_K, static_cast<std::uint64_t>(cols)));
-    ASSERT_EQ(expected.size(), static_cast<std::size_t>(rows * row_size));
-    for (std::int64_t r = 0; r < rows; ++r) {
-        std::vector<std::uint8_t> blocks(static_cast<std::size_t>(row_size));
-        quantize_q4_k(DType::F32, input.data() + r * cols, blocks.data(), cols);
-        for (std::int64_t i = 0; i < row_size; ++i)
-            ASSERT_EQ(blocks[static_cast<std::size_t>(i)], expected[static_cast<std::size_t>(r * row_size + i)])
-                << "row " << r << " byte " << i;
+    for (const auto& [key, type, quantize] : {std::tuple{"q4_k", DType::Q4_K, &quantize_q4_k},
+                                              std::tuple{"q5_0", DType::Q5_0, &quantize_q5_0}}) {
+        const auto expected = from_hex<std::uint8_t>(g.at(key));
+        const auto row_size = static_cast<std::int64_t>(row_bytes(type, static_cast<std::uint64_t>(cols)));
+        ASSERT_EQ(expected.size(), static_cast<std::size_t>(rows * row_size));
+        for (std::int64_t r = 0; r < rows; ++r) {
+            std::vector<std::uint8_t> blocks(static_cast<std::size_t>(row_size));
+            quantize(DType::F32, input.data() + r * cols, blocks.data(), cols);
+            for (std::int64_t i = 0; i < row_size; ++i)
+                ASSERT_EQ(blocks[static_cast<std::size_t>(i)], expected[static_cast<std::size_t>(r * row_size + i)])
+                    << key << " row " << r << " byte " << i;
+        }
     }
 }
 
-TEST(QuantizeQ4K, ReadsBf16AsItsFloatValues) {
+TEST(QuantizeGgml, ReadsBf16AsItsFloatValues) {
     // A checkpoint's bf16 weights quantize as their exact fp32 values would.
     const std::vector<float> values = testing::random_floats(512, 3, -0.1f, 0.1f);
     std::vector<std::uint16_t> bf16(values.size());
@@ -149,6 +154,7 @@ TEST(Quantize, RefusesPartialBlocksAndNonFiniteValues) {
     std::vector<float> values(512, 0.5f);
     std::vector<std::uint8_t> out(1024);
     EXPECT_THROW(quantize_q4_k(DType::F32, values.data(), out.data(), 320), Error);
+    EXPECT_THROW(quantize_q5_0(DType::F32, values.data(), out.data(), 48), Error);
     EXPECT_THROW(quantize_nf4(DType::F32, values.data(), 96), Error);
     values[300] = std::numeric_limits<float>::infinity();
     try {

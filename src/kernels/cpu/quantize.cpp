@@ -24,6 +24,8 @@ constexpr std::int64_t kQK_K = 256;
 constexpr std::int64_t kSubBlock = 32;
 constexpr std::size_t kQ4KBytes = 144;  // d:f16, dmin:f16, scales[12], qs[128]
 constexpr std::size_t kNf4Bytes = 36;   // absmax:f32, qs[32]
+constexpr std::int64_t kQ5_0Block = 32;
+constexpr std::size_t kQ5_0Bytes = 22;  // d:f16, qh[4] (bit j: fifth bit of element j), qs[16]
 // Elements dequantized into scratch at once: whole Q4_K super-blocks and NF4 blocks.
 constexpr std::int64_t kChunk = 4096;
 
@@ -177,6 +179,33 @@ void quantize_block_q4_k(const float* x, std::uint8_t* block) {
         for (int l = 0; l < 32; ++l) qs[l] = static_cast<std::uint8_t>(levels[j + l] | (levels[j + l + 32] << 4));
 }
 
+void quantize_block_q5_0(const float* x, std::uint8_t* block) {
+    float largest_magnitude = 0.0f, extreme = 0.0f;  // the first element of the largest magnitude
+    for (int i = 0; i < kQ5_0Block; ++i) {
+        if (largest_magnitude < std::fabs(x[i])) {
+            largest_magnitude = std::fabs(x[i]);
+            extreme = x[i];
+        }
+    }
+    const float d = extreme / -16;
+    const float inverse = d != 0 ? 1.0f / d : 0.0f;
+    const std::uint16_t d_bits = fp32_to_fp16(d);
+    std::memcpy(block, &d_bits, 2);
+    std::uint32_t fifth_bits = 0;
+    std::uint8_t* qs = block + 6;
+    for (int j = 0; j < kQ5_0Block / 2; ++j) {
+        // x * inverse lies in [-16, 16]; + 16.5 truncated is the nearest level of 0..32, 32 capped.
+        const auto level = [&](float value) {
+            return static_cast<std::uint8_t>(std::min(31, static_cast<int>(static_cast<std::int8_t>(value * inverse + 16.5f))));
+        };
+        const std::uint8_t first = level(x[j]), second = level(x[j + kQ5_0Block / 2]);
+        qs[j] = static_cast<std::uint8_t>((first & 0x0F) | ((second & 0x0F) << 4));
+        fifth_bits |= static_cast<std::uint32_t>((first & 0x10u) >> 4) << j;
+        fifth_bits |= static_cast<std::uint32_t>((second & 0x10u) >> 4) << (j + kQ5_0Block / 2);
+    }
+    std::memcpy(block + 2, &fifth_bits, 4);
+}
+
 // Index of the bucket of `scaled` among the codebook's midpoints, a value on a midpoint taking the
 // lower code (torch.bucketize, right=False, as bitsandbytes quantizes NF4).
 std::uint8_t nf4_code(float scaled) {
@@ -255,6 +284,15 @@ void quantize_q4_k(DType type, const void* src, void* dst, std::int64_t n) {
     for_each_chunk(type, src, n / kQK_K, kQK_K, [&](std::int64_t begin, std::int64_t end, const float* x) {
         for (std::int64_t b = begin; b < end; ++b)
             quantize_block_q4_k(x + (b - begin) * kQK_K, out + static_cast<std::size_t>(b) * kQ4KBytes);
+    });
+}
+
+void quantize_q5_0(DType type, const void* src, void* dst, std::int64_t n) {
+    require_multiple(n, kQ5_0Block, "Q5_0");
+    auto* out = static_cast<std::uint8_t*>(dst);
+    for_each_chunk(type, src, n / kQ5_0Block, kQ5_0Block, [&](std::int64_t begin, std::int64_t end, const float* x) {
+        for (std::int64_t b = begin; b < end; ++b)
+            quantize_block_q5_0(x + (b - begin) * kQ5_0Block, out + static_cast<std::size_t>(b) * kQ5_0Bytes);
     });
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes tests/goldens/quantize/q4_k.json: float rows and the Q4_K blocks llama.cpp's
-reference quantizer (quantize_row_q4_K_ref in ggml-quants.c) makes of them.
+"""Writes tests/goldens/quantize/ggml.json: float rows and the Q4_K and Q5_0 blocks llama.cpp's
+reference quantizers (quantize_row_q4_K_ref, quantize_row_q5_0_ref in ggml-quants.c) make of them.
 
 The `gguf` package dequantizes Q4_K but has no Q4_K quantizer, so this script compiles llama.cpp's
 ggml-quants.c from a local llama.cpp checkout into a temporary shared library (never part of
@@ -10,9 +10,10 @@ the bytes are comparable exactly.
 Arrays are the hex of their little-endian bytes (kernel tests read JSON only).
   input     F32 [rows, 512]: random normal rows at several scales, plus edge rows (zeros, a
             constant, all positive, one outlier, tiny values)
-  expected  U8  [rows, 288]: the blocks (2 super-blocks of 144 bytes per row)
+  q4_k      U8  [rows, 288]: the Q4_K blocks (2 super-blocks of 144 bytes per row)
+  q5_0      U8  [rows, 352]: the Q5_0 blocks (16 blocks of 22 bytes per row)
 
-Usage: .venv/bin/python tools/goldens/q4_k_quantize.py [--llama-cpp DIR]
+Usage: .venv/bin/python tools/goldens/ggml_quantize.py [--llama-cpp DIR]
 """
 import argparse
 import ctypes
@@ -24,10 +25,11 @@ import numpy as np
 import json
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "tests" / "goldens" / "quantize" / "q4_k.json"
+OUT = ROOT / "tests" / "goldens" / "quantize" / "ggml.json"
 DEFAULT_LLAMA_CPP = Path("/work/third_party_bench/llama_cpp_python-0.3.36/vendor/llama.cpp")
 COLS = 512
-BLOCK_BYTES = 144
+# ggml type -> (elements, bytes) per block
+BLOCKS = {"q4_k": (256, 144), "q5_0": (32, 22)}
 
 
 def reference_library(llama_cpp: Path, build: Path) -> ctypes.CDLL:
@@ -70,16 +72,18 @@ def main() -> None:
     x = rows()
     with tempfile.TemporaryDirectory() as build:
         lib = reference_library(args.llama_cpp, Path(build))
-        quantize = lib.quantize_row_q4_K_ref
-        quantize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
-        quantize.restype = None
-        blocks = np.zeros((x.shape[0], COLS // 256 * BLOCK_BYTES), dtype=np.uint8)
-        for r in range(x.shape[0]):
-            row = np.ascontiguousarray(x[r])
-            quantize(row.ctypes.data, blocks[r].ctypes.data, COLS)
+        golden = {"rows": x.shape[0], "cols": COLS, "input": x.tobytes().hex()}
+        for name, (elements, size) in BLOCKS.items():
+            quantize = getattr(lib, f"quantize_row_{name.replace('_k', '_K')}_ref")
+            quantize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+            quantize.restype = None
+            blocks = np.zeros((x.shape[0], COLS // elements * size), dtype=np.uint8)
+            for r in range(x.shape[0]):
+                row = np.ascontiguousarray(x[r])
+                quantize(row.ctypes.data, blocks[r].ctypes.data, COLS)
+            golden[name] = blocks.tobytes().hex()
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"rows": x.shape[0], "cols": COLS, "input": x.tobytes().hex(),
-                               "expected": blocks.tobytes().hex()}, indent=1) + "\n")
+    OUT.write_text(json.dumps(golden, indent=1) + "\n")
     print(f"wrote {OUT} ({x.shape[0]} rows)")
 
 
