@@ -232,7 +232,7 @@ void run_demo(const DemoFlags& flags) {
     if (!flags.model.empty()) config.apply_override("model.path=" + flags.model);
     config.apply_overrides(flags.overrides);
     const train::SftRecipe recipe = train::read_sft_recipe(config);
-    auto model = infer::LoadedModel::open(recipe.model);
+    auto model = infer::LoadedModel::open(recipe.model, "", recipe.quantize);
     report.model = fs::path(model->path()).filename().string();
     report.config_yaml = recipe.resolved_yaml;
     const std::int32_t pad_id = model->tokenizer().eos_id().value_or(0);
@@ -275,7 +275,7 @@ void run_demo(const DemoFlags& flags) {
     stages.pass("SFT on dev", fmt::format("measured by the training loop after its last step: NLL {:.4f}", sft_dev.nll));
 
     // From here on one model with the trained adapter; the base is the same decoder with it detached.
-    auto tuned = infer::LoadedModel::open(recipe.model, run_dir + "/adapter");
+    auto tuned = infer::LoadedModel::open(recipe.model, run_dir + "/adapter", recipe.quantize);
     report.metrics = metric_rows(base_dev, sft_dev);
 
     if (questions_path) {

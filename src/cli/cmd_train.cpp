@@ -92,7 +92,7 @@ void run_train(const TrainOptions& options, dist::Communicator& communicator) {
     config.apply_overrides(options.overrides);
     const train::SftRecipe recipe = train::read_sft_recipe(config);
 
-    const auto model = infer::LoadedModel::open(recipe.model);
+    const auto model = infer::LoadedModel::open(recipe.model, "", recipe.quantize);
     const train::DataParallel parallel(&communicator);
     if (parallel.active()) parallel.require_same("the model file", train::file_fingerprint(model->path()));
     train::ChatDatasetOptions data_options;

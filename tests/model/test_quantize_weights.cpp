@@ -7,17 +7,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <fstream>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
-#include "core/half.h"
 #include "formats/gguf.h"
 #include "formats/model_config.h"
 #include "formats/safetensors.h"
 #include "kernels/dequantize.h"
+#include "model/bf16_checkpoint.h"
 #include "model/decoder.h"
 #include "model/trainable_decoder.h"
 #include "scratch_dir.h"
@@ -26,48 +24,10 @@
 namespace kindred::model {
 namespace {
 
-// A random Llama checkpoint stored as bf16 whose rows are whole Q4_K super-blocks (hidden 256,
-// intermediate 512), so both formats quantize every projection without a fallback.
-constexpr std::int64_t kHidden = 256, kIntermediate = 512, kVocab = 96, kLayers = 2;
+constexpr std::int64_t kVocab = 96, kLayers = testing::kBf16Layers;
 
 std::string write_bf16_llama(const testing::ScratchDir& dir) {
-    std::mt19937 rng(17);
-    // σ = 0.05 keeps activations O(1) through 2 layers; the norms' weights sit near 1.
-    std::normal_distribution<float> weight(0.0f, 0.02f);
-    std::vector<std::vector<std::uint8_t>> storage;
-    safetensors::Writer writer;
-    const auto add = [&](const std::string& name, std::vector<std::uint64_t> shape, float mean, bool noise) {
-        std::uint64_t n = 1;
-        for (const auto d : shape) n *= d;
-        auto& bytes = storage.emplace_back(n * 2);
-        for (std::uint64_t i = 0; i < n; ++i) {
-            const std::uint16_t bits = fp32_to_bf16(mean + (noise ? weight(rng) : 0.0f));
-            std::memcpy(bytes.data() + 2 * i, &bits, 2);
-        }
-        writer.add_tensor(name, DType::BF16, std::move(shape), bytes);
-    };
-    const auto h = static_cast<std::uint64_t>(kHidden), f = static_cast<std::uint64_t>(kIntermediate);
-    add("model.embed_tokens.weight", {static_cast<std::uint64_t>(kVocab), h}, 0.0f, true);
-    add("lm_head.weight", {static_cast<std::uint64_t>(kVocab), h}, 0.0f, true);
-    add("model.norm.weight", {h}, 1.0f, false);
-    for (int l = 0; l < kLayers; ++l) {
-        const std::string p = "model.layers." + std::to_string(l) + ".";
-        add(p + "input_layernorm.weight", {h}, 1.0f, false);
-        add(p + "post_attention_layernorm.weight", {h}, 1.0f, false);
-        add(p + "self_attn.q_proj.weight", {h, h}, 0.0f, true);
-        add(p + "self_attn.k_proj.weight", {h / 2, h}, 0.0f, true);
-        add(p + "self_attn.v_proj.weight", {h / 2, h}, 0.0f, true);
-        add(p + "self_attn.o_proj.weight", {h, h}, 0.0f, true);
-        add(p + "mlp.gate_proj.weight", {f, h}, 0.0f, true);
-        add(p + "mlp.up_proj.weight", {f, h}, 0.0f, true);
-        add(p + "mlp.down_proj.weight", {h, f}, 0.0f, true);
-    }
-    writer.write(dir / "model.safetensors");
-    std::ofstream(dir / "config.json") << R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "head_dim": 64, "vocab_size": 96, "rms_norm_eps": 1e-05,
-        "max_position_embeddings": 64, "rope_theta": 10000.0, "tie_word_embeddings": false,
-        "hidden_act": "silu", "torch_dtype": "bfloat16"})";
+    testing::write_bf16_llama(dir.path().string(), kVocab);
     return dir.path().string();
 }
 
