@@ -9,7 +9,8 @@
 # scenario_prompts.txt, cut at the last whole line (about 1,900 tokens), scored as one window by
 # `kindred score` (no BOS, no template). Per row: perplexity, its change against bf16, the
 # frozen weights' size as loaded (all tensors; embeddings and norms stay bf16), peak RSS of the
-# whole process, wall time of load + quantize + score.
+# whole process, wall time of load + quantize + score. Then the peers (peer_nf4.py): transformers
+# on the bf16 weights and bitsandbytes' NF4 round trip of the same Linear weights.
 #
 # Environment: KINDRED_BUILD (default build), DIR (default /tmp/kindred-bench-quantize), SHARED
 # (default ../shared), THREADS (default 2), PYTHON (default .venv/bin/python).
@@ -52,3 +53,4 @@ for quantize in none q4_k nf4; do
     printf '| %s | %.4f | %s | %s | %s | %s |\n' "$quantize" "$ppl" "$delta" "$weights" "$rss" "$wall"
 done
 echo "($tokens tokens; $(uptime | sed 's/.*load/load/'))"
+echo "peers: $("$python" bench/quantize/peer_nf4.py "$reference" "$text" 2>/dev/null | tail -1)"
