@@ -76,6 +76,20 @@ TEST(LoadedModelCheckpoint, RefusesADirectoryWithoutTheCheckpointFiles) {
     }
 }
 
+TEST(LoadedModelCheckpoint, RefusesAMistypedAddBosTokenNamingTheFile) {
+    const testing::ScratchDir dir("kindred-hf-model");
+    write_checkpoint(dir);
+    std::ofstream(dir / "tokenizer_config.json") << R"({"add_bos_token": "yes"})";
+    try {
+        LoadedModel::open(dir.path().string());
+        FAIL() << "add_bos_token \"yes\" accepted";
+    } catch (const Error& error) {
+        const std::string message = error.what();
+        EXPECT_NE(message.find("tokenizer_config.json"), std::string::npos) << message;
+        EXPECT_NE(message.find("add_bos_token"), std::string::npos) << message;
+    }
+}
+
 TEST(LoadedModelCheckpoint, RefusesToQuantizeAQuantizedGguf) {
     EXPECT_THROW(LoadedModel::open(testing::default_model_path(), "", model::BaseQuantization::Q4_K), Error);
 }
