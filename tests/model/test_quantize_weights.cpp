@@ -26,10 +26,17 @@ namespace {
 
 constexpr std::int64_t kVocab = 96, kLayers = testing::kBf16Layers;
 
-std::string write_bf16_llama(const testing::ScratchDir& dir) {
-    testing::write_bf16_llama(dir.path().string(), kVocab);
-    return dir.path().string();
-}
+// The bf16 checkpoint, opened, with its dense (unquantized) decoder.
+struct Bf16Llama {
+    testing::ScratchDir dir{"kindred-quantize"};
+    safetensors::Checkpoint checkpoint;
+    ModelConfig config;
+    Decoder dense;
+    Bf16Llama()
+        : checkpoint((testing::write_bf16_llama(dir.path().string(), kVocab), safetensors::Checkpoint::open(dir.path().string()))),
+          config(model_config_from_hf_file(dir / "config.json")),
+          dense(Decoder::from_checkpoint(checkpoint, config)) {}
+};
 
 const std::vector<std::int32_t> kIds = {1, 17, 42, 5, 88, 23, 9, 61, 30, 77, 2, 54};
 
@@ -96,17 +103,13 @@ constexpr double kProductsInSeries = 8;
 class QuantizedBase : public ::testing::TestWithParam<BaseQuantization> {};
 
 TEST_P(QuantizedBase, LinearWeightsChangeTypeAndLogitsStayNearTheDenseModel) {
-    const testing::ScratchDir dir("kindred-quantize");
-    const std::string path = write_bf16_llama(dir);
-    const auto checkpoint = safetensors::Checkpoint::open(path);
-    const ModelConfig config = model_config_from_hf_file(path + "/config.json");
-    Decoder dense = Decoder::from_checkpoint(checkpoint, config);
-    const std::vector<float> dense_logits = logits_of(dense);
+    Bf16Llama model;
+    const std::vector<float> dense_logits = logits_of(model.dense);
 
     const BaseQuantization quantization = GetParam();
     const DType expected = quantization == BaseQuantization::NF4 ? DType::NF4 : DType::Q4_K;
     std::int64_t reported = 0;
-    Decoder quantized = Decoder::from_checkpoint(checkpoint, config, quantization,
+    Decoder quantized = Decoder::from_checkpoint(model.checkpoint, model.config, quantization,
                                                  [&](std::int64_t done, std::int64_t total, const std::string&) {
                                                      EXPECT_EQ(total, 7 * kLayers);
                                                      reported = done;
@@ -118,7 +121,7 @@ TEST_P(QuantizedBase, LinearWeightsChangeTypeAndLogitsStayNearTheDenseModel) {
                             name.starts_with("blk.");
         EXPECT_EQ(view.type, linear ? expected : DType::BF16) << name;  // embeddings, head, norms stay bf16
         if (!linear) continue;
-        const double error = relative_rms_error(dequantized(view), dequantized(dense.weights().get(name)));
+        const double error = relative_rms_error(dequantized(view), dequantized(model.dense.weights().get(name)));
         EXPECT_LT(error, kWeightErrorMax) << name;
         EXPECT_GT(error, kWeightErrorMin) << name;
         worst_weight_error = std::max(worst_weight_error, error);
@@ -133,12 +136,8 @@ TEST_P(QuantizedBase, LinearWeightsChangeTypeAndLogitsStayNearTheDenseModel) {
 }
 
 TEST_P(QuantizedBase, LoraTrainsOnTheQuantizedBase) {
-    const testing::ScratchDir dir("kindred-quantize");
-    const std::string path = write_bf16_llama(dir);
-    const auto checkpoint = safetensors::Checkpoint::open(path);
-    const ModelConfig config = model_config_from_hf_file(path + "/config.json");
-    Decoder dense = Decoder::from_checkpoint(checkpoint, config);
-    Decoder quantized = Decoder::from_checkpoint(checkpoint, config, GetParam());
+    Bf16Llama model;
+    Decoder quantized = Decoder::from_checkpoint(model.checkpoint, model.config, GetParam());
     TrainBatch batch;
     batch.tokens = kIds;
     batch.targets.assign(kIds.begin() + 1, kIds.end());
@@ -147,8 +146,8 @@ TEST_P(QuantizedBase, LoraTrainsOnTheQuantizedBase) {
     lora.rank = 4;
     double losses[2] = {};
     int at = 0;
-    for (Decoder* base : {&dense, &quantized}) {
-        LoraAdapters adapters(config, lora, base->weights().qk_interleaved);
+    for (Decoder* base : {&model.dense, &quantized}) {
+        LoraAdapters adapters(model.config, lora, base->weights().qk_interleaved);
         TrainableDecoder trainer(*base, adapters, false, 64);
         adapters.zero_grads();
         const auto totals = trainer.forward_backward(batch, 1.0f / static_cast<float>(kIds.size() - 1));

@@ -10,16 +10,8 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/cpu/exact_float.h"
 #include "kernels/quantize.h"
-
-// Bit-exactness needs every x*d+m rounded twice, as ggml's reference and numpy do; a fused
-// multiply-add rounds once. GCC fuses by default (even across intrinsics), clang within an
-// expression, so contraction is switched off for this file.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
 
 namespace kindred {
 namespace {

@@ -3,29 +3,23 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string_view>
 
 #include "core/error.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "kernels/dequantize.h"
-
-// Byte-exactness with llama.cpp's reference (compiled without contraction, as the golden is) needs
-// every product and sum rounded on its own; GCC would fuse them into FMAs under -march=native.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+// Byte-exactness with llama.cpp's reference quantizers (the golden compiles them without
+// contraction too) needs every product and sum rounded on its own.
+#include "kernels/cpu/exact_float.h"
 
 namespace kindred {
 namespace {
 
 constexpr std::int64_t kQK_K = 256;
 constexpr std::int64_t kSubBlock = 32;
-constexpr std::size_t kQ4KBytes = 144;  // d:f16, dmin:f16, scales[12], qs[128]
 constexpr std::size_t kNf4Bytes = 36;   // absmax:f32, qs[32]
 constexpr std::int64_t kQ5_0Block = 32;
-constexpr std::size_t kQ5_0Bytes = 22;  // d:f16, qh[4] (bit j: fifth bit of element j), qs[16]
 // Elements dequantized into scratch at once: whole Q4_K super-blocks and NF4 blocks.
 constexpr std::int64_t kChunk = 4096;
 
@@ -122,7 +116,7 @@ float fit_scale_min(const float* x, const float* weights, std::uint8_t* levels, 
     return scale;
 }
 
-// One 256-element super-block.
+// One 256-element super-block: d:f16, dmin:f16, scales[12], qs[128] (144 bytes).
 void quantize_block_q4_k(const float* x, std::uint8_t* block) {
     constexpr int subs = kQK_K / kSubBlock;
     std::uint8_t levels[kQK_K];
@@ -179,6 +173,7 @@ void quantize_block_q4_k(const float* x, std::uint8_t* block) {
         for (int l = 0; l < 32; ++l) qs[l] = static_cast<std::uint8_t>(levels[j + l] | (levels[j + l + 32] << 4));
 }
 
+// One 32-element block: d:f16, qh[4] (bit j: fifth bit of element j), qs[16] (22 bytes).
 void quantize_block_q5_0(const float* x, std::uint8_t* block) {
     float largest_magnitude = 0.0f, extreme = 0.0f;  // the first element of the largest magnitude
     for (int i = 0; i < kQ5_0Block; ++i) {
@@ -233,8 +228,21 @@ std::uint8_t dynamic_code(float normed) {
     return static_cast<std::uint8_t>(index);
 }
 
-void require_multiple(std::int64_t n, std::int64_t block, const char* format) {
+void require_multiple(std::int64_t n, std::int64_t block, std::string_view format) {
     if (n < 0 || n % block != 0) fail("{} elements are not a whole number of {}-element {} blocks", n, block, format);
+}
+
+// Blocks of `target` (whose blocks are independent, as ggml's are) from `n` elements of `type`.
+void quantize_ggml_blocks(DType type, const void* src, void* dst, std::int64_t n, DType target,
+                          void (*quantize_block)(const float*, std::uint8_t*)) {
+    const DTypeInfo& info = dtype_info(target);
+    const auto block = static_cast<std::int64_t>(info.block_size);
+    require_multiple(n, block, info.name);
+    auto* out = static_cast<std::uint8_t*>(dst);
+    for_each_chunk(type, src, n / block, block, [&](std::int64_t begin, std::int64_t end, const float* x) {
+        for (std::int64_t b = begin; b < end; ++b)
+            quantize_block(x + (b - begin) * block, out + static_cast<std::size_t>(b) * info.block_bytes);
+    });
 }
 
 }  // namespace
@@ -279,21 +287,11 @@ const std::array<float, 256>& nf4_absmax_code() {
 }
 
 void quantize_q4_k(DType type, const void* src, void* dst, std::int64_t n) {
-    require_multiple(n, kQK_K, "Q4_K");
-    auto* out = static_cast<std::uint8_t*>(dst);
-    for_each_chunk(type, src, n / kQK_K, kQK_K, [&](std::int64_t begin, std::int64_t end, const float* x) {
-        for (std::int64_t b = begin; b < end; ++b)
-            quantize_block_q4_k(x + (b - begin) * kQK_K, out + static_cast<std::size_t>(b) * kQ4KBytes);
-    });
+    quantize_ggml_blocks(type, src, dst, n, DType::Q4_K, quantize_block_q4_k);
 }
 
 void quantize_q5_0(DType type, const void* src, void* dst, std::int64_t n) {
-    require_multiple(n, kQ5_0Block, "Q5_0");
-    auto* out = static_cast<std::uint8_t*>(dst);
-    for_each_chunk(type, src, n / kQ5_0Block, kQ5_0Block, [&](std::int64_t begin, std::int64_t end, const float* x) {
-        for (std::int64_t b = begin; b < end; ++b)
-            quantize_block_q5_0(x + (b - begin) * kQ5_0Block, out + static_cast<std::size_t>(b) * kQ5_0Bytes);
-    });
+    quantize_ggml_blocks(type, src, dst, n, DType::Q5_0, quantize_block_q5_0);
 }
 
 Nf4State quantize_nf4(DType type, const void* src, std::int64_t n) {
