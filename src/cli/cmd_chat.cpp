@@ -157,7 +157,7 @@ private:
 
 void run_chat(ChatOptions& options) {
     apply_generation_flags(options.flags);
-    const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter);
+    const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter, options.flags.quantize);
     ChatRepl(options, *model).run();
 }
 

@@ -327,7 +327,7 @@ void run_demo(const DemoFlags& flags) {
     if (!flags.model.empty()) config.apply_override("model.path=" + flags.model);
     config.apply_overrides(flags.overrides);
     const train::SftRecipe recipe = train::read_sft_recipe(config);
-    auto model = infer::LoadedModel::open(recipe.model);
+    auto model = infer::LoadedModel::open(recipe.model, "", recipe.quantize);
     report.model = fs::path(model->path()).filename().string();
     report.config_yaml = recipe.resolved_yaml;
     const std::int32_t pad_id = model->tokenizer().eos_id().value_or(0);
@@ -373,10 +373,10 @@ void run_demo(const DemoFlags& flags) {
     stages.pass("SFT on dev", fmt::format("measured by the training loop after its last step: NLL {:.4f}", sft_dev.nll));
 
     // From here on one model with the trained adapter; the base is the same decoder with it detached.
-    auto tuned = infer::LoadedModel::open(recipe.model, run_dir + "/adapter");
+    auto tuned = infer::LoadedModel::open(recipe.model, run_dir + "/adapter", recipe.quantize);
     const PreferenceStage preference = run_preference_stage(stages, root, plan, run_dir, data_dir, *model, *tuned,
                                                             dev_teacher ? &*dev_teacher : nullptr, dev, recipe);
-    auto tuned_dpo = infer::LoadedModel::open(recipe.model, preference.dpo_dir + "/adapter");
+    auto tuned_dpo = infer::LoadedModel::open(recipe.model, preference.dpo_dir + "/adapter", recipe.quantize);
     report.metrics = metric_rows(base_dev, sft_dev, &preference.dpo_dev);
     const auto pair_rows = preference_rows(preference.base_pairs, preference.sft_pairs, preference.dpo_pairs);
     report.metrics.insert(report.metrics.end(), pair_rows.begin(), pair_rows.end());

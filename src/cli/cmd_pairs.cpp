@@ -56,7 +56,7 @@ void run_pairs_build(const PairsFlags& flags) {
     Config config = Config::load(flags.config);
     config.apply_overrides(flags.overrides);
     const train::DpoRecipe recipe = train::read_dpo_recipe(config);
-    const auto model = infer::LoadedModel::open(recipe.run.model, recipe.reference);
+    const auto model = infer::LoadedModel::open(recipe.run.model, recipe.reference, recipe.run.quantize);
     train::JudgeCall judge;
     if (recipe.pairs.judge.enabled) judge = make_judge(recipe.pairs.judge);
     const auto report = train::build_pairs(recipe.pairs, *model, judge,

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/quantize_flag.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/thread_pool.h"
@@ -19,6 +20,7 @@ namespace {
 struct ScoreOptions {
     std::string model = "default";
     std::string adapter;
+    model::BaseQuantization quantize = model::BaseQuantization::None;
     std::string file;
     std::string text;
     std::int64_t window = 0;
@@ -32,7 +34,7 @@ void run_score(const ScoreOptions& options) {
     if (options.threads < 0) fail("--threads must be >= 0, got {}", options.threads);
     if (options.threads > 0) set_thread_count(options.threads);
     const std::string text = options.file.empty() ? options.text : read_file_text(options.file, kMaxInputTextBytes);
-    const auto model = infer::LoadedModel::open(options.model, options.adapter);
+    const auto model = infer::LoadedModel::open(options.model, options.adapter, options.quantize);
     // Special-token markup is parsed, as the transformers tokenizer call of the golden script does.
     const std::vector<std::int32_t> ids = model->tokenizer().encode(text);
     if (ids.size() < 2) fail("{}: the text has {} token(s); scoring needs at least 2", options.file.empty() ? "--text" : options.file, ids.size());
@@ -52,8 +54,10 @@ void run_score(const ScoreOptions& options) {
 void add_score_command(CLI::App& app) {
     auto options = std::make_shared<ScoreOptions>();
     CLI::App* command = app.add_subcommand("score", "Mean NLL per token and perplexity of a raw text (no template, no BOS)");
-    command->add_option("--model", options->model, "GGUF model file, or `default`")->capture_default_str();
+    command->add_option("--model", options->model, "GGUF model file, Hugging Face checkpoint directory, or `default`")
+        ->capture_default_str();
     command->add_option("--adapter", options->adapter, "PEFT LoRA adapter directory to apply over the model");
+    add_quantize_flag(*command, options->quantize);
     auto* input = command->add_option_group("input");
     input->add_option("--file", options->file, "Text file to score")->check(CLI::ExistingFile);
     input->add_option("--text", options->text, "Text to score");

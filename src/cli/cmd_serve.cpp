@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/quantize_flag.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "infer/loaded_model.h"
@@ -15,6 +16,7 @@ namespace {
 
 struct ServeOptions {
     std::string model = "default";
+    model::BaseQuantization quantize = model::BaseQuantization::None;
     std::vector<std::string> adapters;  // NAME=DIR
     serve::ServerOptions server;
     serve::EngineOptions engine;
@@ -45,7 +47,7 @@ void run_serve(ServeOptions& options) {
     options.server.timeout = std::chrono::seconds(options.timeout_seconds);
     const std::vector<serve::NamedAdapter> adapters = named_adapters(options.adapters);
     serve::ShutdownSignals signals;  // before the model loads: a signal while loading is graceful too
-    const auto model = infer::LoadedModel::open(options.model);
+    const auto model = infer::LoadedModel::open(options.model, "", options.quantize);
     serve::Server server(*model, adapters, options.engine, options.server);
     const int port = server.bind();
     if (!loopback(options.server.host) && options.server.api_key.empty())
@@ -65,8 +67,9 @@ void run_serve(ServeOptions& options) {
 void add_serve_command(CLI::App& app) {
     auto options = std::make_shared<ServeOptions>();
     CLI::App* command = app.add_subcommand("serve", "Serve the model over OpenAI's HTTP API (chat and completions, streaming)");
-    command->add_option("--model", options->model, "GGUF model file, or `default` for the embedded SmolLM2-135M-Instruct")
+    command->add_option("--model", options->model, "GGUF model file, Hugging Face checkpoint directory, or `default` for the embedded SmolLM2-135M-Instruct")
         ->capture_default_str();
+    add_quantize_flag(*command, options->quantize);
     command->add_option("--adapter", options->adapters,
                         "NAME=DIR: a PEFT LoRA adapter served as model NAME over the same base (repeatable)");
     command->add_option("--model-name", options->server.model_name,

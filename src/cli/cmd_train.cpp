@@ -58,9 +58,9 @@ void run_train(const TrainOptions& options, dist::Communicator& communicator) {
     config.apply_overrides(options.overrides);
     const train::SftRecipe recipe = train::read_sft_recipe(config);
 
-    const auto model = infer::LoadedModel::open(recipe.model);
+    const auto model = infer::LoadedModel::open(recipe.model, "", recipe.quantize);
     const train::DataParallel parallel(&communicator);
-    if (parallel.active()) parallel.require_same("the model file", train::file_fingerprint(model->path()));
+    if (parallel.active()) parallel.require_same("the model files", train::model_fingerprint(model->path()));
     train::ChatDatasetOptions data_options;
     data_options.max_seq_len = static_cast<std::size_t>(recipe.max_seq_len);
     data_options.context_length = static_cast<std::size_t>(model->decoder().config().context_length);

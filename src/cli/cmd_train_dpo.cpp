@@ -46,9 +46,9 @@ void run_train_dpo(const DpoFlags& flags, dist::Communicator& communicator) {
         fail("data.path: pairs file '{}' not found (write it with `kindred pairs build --config {}`)", recipe.run.data_path,
              flags.config);
 
-    const auto model = infer::LoadedModel::open(recipe.run.model);
+    const auto model = infer::LoadedModel::open(recipe.run.model, "", recipe.run.quantize);
     const train::DataParallel parallel(&communicator);
-    if (parallel.active()) parallel.require_same("the model file", train::file_fingerprint(model->path()));
+    if (parallel.active()) parallel.require_same("the model files", train::model_fingerprint(model->path()));
     const auto pairs = load_pairs(recipe.run.data_path, *model, recipe, root);
     std::optional<train::PairDataset> dev;
     if (!recipe.run.dev_path.empty()) dev = load_pairs(recipe.run.dev_path, *model, recipe, root);

@@ -86,7 +86,7 @@ void run_tune_command(const TuneFlags& flags) {
         }
     }
 
-    const auto model = infer::LoadedModel::open(base.model);
+    const auto model = infer::LoadedModel::open(base.model, "", base.quantize);
     train::ChatDatasetOptions data_options;
     data_options.max_seq_len = static_cast<std::size_t>(base.max_seq_len);
     data_options.context_length = static_cast<std::size_t>(model->decoder().config().context_length);

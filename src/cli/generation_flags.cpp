@@ -4,6 +4,7 @@
 #include <limits>
 #include <random>
 
+#include "cli/quantize_flag.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 
@@ -11,9 +12,10 @@ namespace kindred::cli {
 
 void add_generation_flags(CLI::App& command, GenerationFlags& flags) {
     auto& s = flags.sampling;
-    command.add_option("--model", flags.model, "GGUF model file, or `default` for the embedded SmolLM2-135M-Instruct")
+    command.add_option("--model", flags.model, "GGUF model file, Hugging Face checkpoint directory, or `default` for the embedded SmolLM2-135M-Instruct")
         ->capture_default_str();
     command.add_option("--adapter", flags.adapter, "PEFT LoRA adapter directory to apply over the model");
+    add_quantize_flag(command, flags.quantize);
     command.add_option("--threads", flags.threads, "CPU threads (0 = KINDRED_THREADS or every core)")->capture_default_str();
     command.add_option("--max-tokens", flags.max_tokens, "Most tokens to generate per reply")->capture_default_str();
     command.add_option("--temperature", s.temperature, "Sampling temperature; 0 = greedy")->capture_default_str();

@@ -9,12 +9,14 @@
 #include <CLI/CLI.hpp>
 
 #include "infer/sampler.h"
+#include "model/quantize_weights.h"
 
 namespace kindred::cli {
 
 struct GenerationFlags {
     std::string model = "default";
     std::string adapter;
+    model::BaseQuantization quantize = model::BaseQuantization::None;
     int threads = 0;              // 0 = KINDRED_THREADS or every core
     std::int64_t max_tokens = 0;  // set by the command's default
     std::int64_t context = 0;     // 0 = the command's default
@@ -22,7 +24,7 @@ struct GenerationFlags {
     std::string seed;             // empty = random
 };
 
-// Adds --model, --adapter, --threads, --max-tokens, --temperature, --top-k, --top-p, --min-p,
+// Adds --model, --adapter, --quantize, --threads, --max-tokens, --temperature, --top-k, --top-p, --min-p,
 // --repeat-penalty, --repeat-last-n, --presence-penalty, --frequency-penalty, --seed.
 void add_generation_flags(CLI::App& command, GenerationFlags& flags);
 

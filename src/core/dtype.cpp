@@ -51,6 +51,7 @@ constexpr std::array kTable{
     Entry{DType::NVFP4, {"NVFP4", 64, 36, false, true}},
     Entry{DType::Q1_0, {"Q1_0", 128, 18, false, true}},
     Entry{DType::U8, {"U8", 1, 1, false, false}},
+    Entry{DType::NF4, {"NF4", 64, 36, true, false}},  // absmax:f32, qs[32]
 };
 
 // dtype_info sits on the per-row path of matmul and dequantize, so ids index a table

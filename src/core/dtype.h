@@ -19,6 +19,9 @@ enum class DType : std::uint32_t {
     // Not a ggml type: safetensors' U8. Its id sits far above ggml's range so that
     // dtype_from_ggml_id never yields it and a future ggml id cannot collide with it.
     U8 = 0x10000,
+    // Not a ggml type either: bitsandbytes' NF4 in Kindred's block layout (kernels/quantize.h), made
+    // only by quantizing a checkpoint at load, never read from a file.
+    NF4 = 0x10001,
 };
 
 struct DTypeInfo {

@@ -65,6 +65,14 @@ void MappedFile::release() {
     size_ = 0;
 }
 
+void release_mapped_pages(const void* data, std::size_t bytes) {
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto begin = (reinterpret_cast<std::uintptr_t>(data) + page - 1) / page * page;
+    const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) / page * page;
+    // Advice only: a failure leaves the pages resident, which is correct, merely larger.
+    if (begin < end) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 std::string read_file_text(const std::string& path, std::uintmax_t max_bytes) {
     std::error_code error;
     // file_size refuses anything but a regular file, so a device or pipe cannot stream forever.

@@ -34,6 +34,12 @@ private:
     std::size_t size_ = 0;
 };
 
+// Drops the whole pages inside [data, data + bytes) of a read-only file mapping from this process's
+// resident set (madvise MADV_DONTNEED): a later read faults them in again from the file. Lets a
+// loader that has converted a mapped tensor into an owned copy stop paying for both. A no-op for
+// ranges smaller than a page.
+void release_mapped_pages(const void* data, std::size_t bytes);
+
 // The whole file as a string; throws Error naming the path when it cannot be read or holds
 // more than max_bytes.
 std::string read_file_text(const std::string& path, std::uintmax_t max_bytes);

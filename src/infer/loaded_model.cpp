@@ -1,18 +1,21 @@
 #include "infer/loaded_model.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <utility>
 
 #include "core/error.h"
+#include "core/json.h"
+#include "core/mapped_file.h"
 #include "core/paths.h"
+#include "core/progress.h"
 #include "formats/peft_adapter.h"
 
 namespace kindred::infer {
 
-std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const std::string& adapter) {
-    std::string path = resolve_model_path(model);
-    gguf::File file = gguf::File::open(path);
-    std::unique_ptr<LoadedModel> loaded(new LoadedModel(std::move(path), std::move(file)));
+std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const std::string& adapter,
+                                               model::BaseQuantization quantization) {
+    std::unique_ptr<LoadedModel> loaded(new LoadedModel(resolve_model_path(model), quantization));
     if (!adapter.empty()) loaded->attach_adapter(adapter);
     return loaded;
 }
@@ -87,44 +90,113 @@ std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& direct
 }
 
 void LoadedModel::attach_adapter(const std::string& directory) {
-    adapters_ = read_lora_adapter(directory, decoder_, path_);
-    decoder_.attach_adapter(adapters_.get());
+    adapters_ = read_lora_adapter(directory, *decoder_, path_);
+    decoder_->attach_adapter(adapters_.get());
     adapter_path_ = directory;
 }
 
-LoadedModel::LoadedModel(std::string path, gguf::File file)
-    : path_(std::move(path)),
-      file_(std::move(file)),
-      decoder_(model::Decoder::from_gguf(file_)),
-      tokenizer_(text::Tokenizer::from_gguf(file_.metadata(), path_)) {
-    const gguf::Metadata& metadata = file_.metadata();
-    if (const auto vocab = static_cast<std::int64_t>(tokenizer_.vocab_size()); vocab > decoder_.config().vocab_size) {
-        fail("{}: the tokenizer has {} tokens but the model's output layer only {}", path_, vocab,
-             decoder_.config().vocab_size);
-    }
-    if (metadata.contains("tokenizer.ggml.add_bos_token")) add_bos_ = metadata.boolean("tokenizer.ggml.add_bos_token");
+namespace {
 
-    if (!tokenizer_.chat_template().empty()) {
-        const std::string name = metadata.contains("general.name") ? metadata.string("general.name") : path_;
-        try {
-            chat_template_ = text::ChatTemplate::detect(tokenizer_.chat_template(), name);
-        } catch (const Error& error) {
-            chat_template_problem_ = error.what();
+// Draws a bar on stderr once quantization has begun; finished when the loader is done.
+class QuantizeBar {
+public:
+    model::QuantizeProgress callback() {
+        return [this](std::int64_t done, std::int64_t total, const std::string& tensor) {
+            if (!bar_) bar_.emplace(total, ProgressOptions{.label = "quantize", .unit = "tensor"});
+            bar_->update(done, {{"tensor", tensor}});
+        };
+    }
+    // The last line says what the frozen weights now take (every tensor, quantized or not).
+    void finish(const model::Weights& weights) {
+        if (!bar_) return;
+        std::uint64_t bytes = 0;
+        for (const auto& [name, view] : weights.all()) {
+            std::uint64_t elements = 1;
+            for (const auto d : view.shape) elements *= static_cast<std::uint64_t>(d);
+            bytes += row_bytes(view.type, elements);
         }
-    } else if (metadata.contains("general.architecture") && metadata.string("general.architecture") == "gemma3" &&
-               tokenizer_.find_token("<start_of_turn>") && tokenizer_.find_token("<end_of_turn>")) {
+        bar_->finish({{"frozen_weights_MiB", static_cast<double>(bytes) / (1 << 20)}});
+    }
+
+private:
+    std::optional<Progress> bar_;
+};
+
+}  // namespace
+
+void LoadedModel::open_gguf(model::BaseQuantization quantization) {
+    gguf_ = std::make_unique<gguf::File>(gguf::File::open(path_));
+    QuantizeBar bar;
+    decoder_.emplace(model::Decoder::from_gguf(*gguf_, quantization, bar.callback()));
+    bar.finish(decoder_->weights());
+    const gguf::Metadata& metadata = gguf_->metadata();
+    tokenizer_.emplace(text::Tokenizer::from_gguf(metadata, path_));
+    if (metadata.contains("tokenizer.ggml.add_bos_token")) add_bos_ = metadata.boolean("tokenizer.ggml.add_bos_token");
+    if (metadata.contains("general.name")) name_ = metadata.string("general.name");
+    if (tokenizer_->chat_template().empty() && metadata.contains("general.architecture") &&
+        metadata.string("general.architecture") == "gemma3" && tokenizer_->find_token("<start_of_turn>") &&
+        tokenizer_->find_token("<end_of_turn>")) {
         // A Gemma 3 GGUF converted without tokenizer_config.json (the published 270M Q4_K_M is one)
         // carries no template; Gemma 3's instruction models all share the one Kindred renders.
         chat_template_ = text::ChatTemplate::of(text::ChatFormat::Gemma3);
+    }
+}
+
+// An HF checkpoint directory as transformers saves it; tokenizer_config.json is optional (it
+// carries the chat template, the BOS flag and the special tokens' roles).
+void LoadedModel::open_checkpoint(model::BaseQuantization quantization) {
+    const std::string config_path = path_ + "/config.json", tokenizer_path = path_ + "/tokenizer.json";
+    const std::string tokenizer_config_path = path_ + "/tokenizer_config.json";
+    for (const std::string& required : {config_path, tokenizer_path})
+        if (!std::filesystem::is_regular_file(required))
+            fail("{}: not a Hugging Face checkpoint: {} is missing", path_, required);
+    const ModelConfig config = model_config_from_hf_file(config_path);
+    checkpoint_ = std::make_unique<safetensors::Checkpoint>(safetensors::Checkpoint::open(path_));
+    QuantizeBar bar;
+    decoder_.emplace(model::Decoder::from_checkpoint(*checkpoint_, config, quantization, bar.callback()));
+    bar.finish(decoder_->weights());
+    const bool has_config = std::filesystem::is_regular_file(tokenizer_config_path);
+    tokenizer_.emplace(text::Tokenizer::from_hf(tokenizer_path, has_config ? tokenizer_config_path : ""));
+    if (has_config) {
+        const nlohmann::json tokenizer_config = read_json_file(tokenizer_config_path, 16 << 20);
+        const auto bos = tokenizer_config.find("add_bos_token");
+        if (bos != tokenizer_config.end() && !bos->is_boolean() && !bos->is_null())
+            fail("{}: add_bos_token must be true or false", tokenizer_config_path);
+        if (bos != tokenizer_config.end() && bos->is_boolean()) add_bos_ = bos->get<bool>();
+    }
+    // transformers 5 saves the template beside tokenizer_config.json rather than inside it.
+    const std::string jinja_path = path_ + "/chat_template.jinja";
+    if (tokenizer_->chat_template().empty() && std::filesystem::is_regular_file(jinja_path)) {
+        try {
+            chat_template_ = text::ChatTemplate::detect(read_file_text(jinja_path, 1 << 20), name_);
+        } catch (const Error& error) {
+            chat_template_problem_ = error.what();
+        }
+    }
+}
+
+LoadedModel::LoadedModel(std::string path, model::BaseQuantization quantization) : path_(std::move(path)), name_(path_) {
+    if (std::filesystem::is_directory(path_)) open_checkpoint(quantization);
+    else open_gguf(quantization);
+    if (const auto vocab = static_cast<std::int64_t>(tokenizer_->vocab_size()); vocab > decoder_->config().vocab_size) {
+        fail("{}: the tokenizer has {} tokens but the model's output layer only {}", path_, vocab,
+             decoder_->config().vocab_size);
+    }
+    if (!chat_template_ && !tokenizer_->chat_template().empty()) {
+        try {
+            chat_template_ = text::ChatTemplate::detect(tokenizer_->chat_template(), name_);
+        } catch (const Error& error) {
+            chat_template_problem_ = error.what();
+        }
     }
 
     const auto add_stop_token = [this](std::int32_t id) {
         if (std::find(stop_tokens_.begin(), stop_tokens_.end(), id) == stop_tokens_.end()) stop_tokens_.push_back(id);
     };
-    if (const auto eos = tokenizer_.eos_id()) add_stop_token(*eos);
+    if (const auto eos = tokenizer_->eos_id()) add_stop_token(*eos);
     if (chat_template_) {
         for (const std::string& marker : chat_template_->stop_strings()) {
-            if (const auto id = tokenizer_.find_token(marker)) {
+            if (const auto id = tokenizer_->find_token(marker)) {
                 add_stop_token(*id);
             } else {
                 stop_strings_.push_back(marker);
@@ -158,7 +230,7 @@ std::vector<std::int32_t> LoadedModel::encode_chat(std::span<const text::ChatMes
 }
 
 std::vector<std::int32_t> LoadedModel::encode_rendered(const text::RenderedChat& rendered) const {
-    text::Encoding encoding = tokenizer_.encode_with_markup(rendered.text, rendered.markup);
+    text::Encoding encoding = tokenizer_->encode_with_markup(rendered.text, rendered.markup);
     refuse_dropped_bytes(encoding, "the messages", path_);
     return std::move(encoding.ids);
 }
@@ -166,9 +238,9 @@ std::vector<std::int32_t> LoadedModel::encode_rendered(const text::RenderedChat&
 std::vector<std::int32_t> LoadedModel::encode_raw(const std::string& text, bool parse_special) const {
     std::vector<std::int32_t> ids;
     if (add_bos_) {
-        if (const auto bos = tokenizer_.bos_id()) ids.push_back(*bos);
+        if (const auto bos = tokenizer_->bos_id()) ids.push_back(*bos);
     }
-    const text::Encoding body = tokenizer_.encode_with_spans(text, parse_special);
+    const text::Encoding body = tokenizer_->encode_with_spans(text, parse_special);
     refuse_dropped_bytes(body, "the prompt", path_);
     ids.insert(ids.end(), body.ids.begin(), body.ids.end());
     return ids;

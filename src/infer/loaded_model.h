@@ -1,6 +1,9 @@
-// infer/loaded_model.h — everything generation needs from one GGUF, opened once: the mapped file
-// (the decoder's weights are views into it, so it lives as long as they do), the decoder, the
-// tokenizer, the chat template when the model has one, and the tokens and texts that end a turn.
+// infer/loaded_model.h — everything generation needs from one model, opened once: a GGUF file or
+// a Hugging Face checkpoint directory (config.json, safetensors shards, tokenizer.json and
+// tokenizer_config.json), kept mapped (the decoder's weights are views into it, so it lives as
+// long as they do), the decoder, the tokenizer, the chat template when the model has one, and the
+// tokens and texts that end a turn. A model stored in bf16/fp16/fp32 may be quantized at load
+// into a 4-bit base (model/quantize_weights.h).
 // An optional PEFT LoRA adapter directory is checked against the base and attached to the
 // decoder; the LoadedModel owns its parameters.
 #pragma once
@@ -14,6 +17,7 @@
 
 #include "formats/gguf.h"
 #include "formats/peft_adapter.h"
+#include "formats/safetensors.h"
 #include "model/decoder.h"
 #include "model/lora_adapters.h"
 #include "text/chat_template.h"
@@ -39,10 +43,14 @@ std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& direct
 
 class LoadedModel {
 public:
-    // `model` is a GGUF path or `default`; `adapter`, when not empty, a PEFT LoRA directory made
-    // for that base. Missing, corrupt or unsupported files, and adapters whose layer count, target
-    // modules or tensor shapes do not fit the base, are Errors naming the path (and the tensor).
-    static std::unique_ptr<LoadedModel> open(const std::string& model, const std::string& adapter = "");
+    // `model` is a GGUF path, an HF checkpoint directory or an alias (`default`); `adapter`, when
+    // not empty, a PEFT LoRA directory made for that base; `quantization` quantizes the base's
+    // float linear weights at load (refused for a model whose weights are already quantized), with
+    // a progress bar on stderr. Missing, corrupt or unsupported files, and adapters whose layer
+    // count, target modules or tensor shapes do not fit the base, are Errors naming the path (and
+    // the tensor).
+    static std::unique_ptr<LoadedModel> open(const std::string& model, const std::string& adapter = "",
+                                             model::BaseQuantization quantization = model::BaseQuantization::None);
 
     LoadedModel(const LoadedModel&) = delete;
     LoadedModel& operator=(const LoadedModel&) = delete;
@@ -51,9 +59,9 @@ public:
     // The adapter directory, empty without one.
     const std::string& adapter_path() const { return adapter_path_; }
     // Not const: a forward pass writes the decoder's activation buffers.
-    model::Decoder& decoder() { return decoder_; }
-    const model::Decoder& decoder() const { return decoder_; }
-    const text::Tokenizer& tokenizer() const { return tokenizer_; }
+    model::Decoder& decoder() { return *decoder_; }
+    const model::Decoder& decoder() const { return *decoder_; }
+    const text::Tokenizer& tokenizer() const { return *tokenizer_; }
 
     // The chat template; an Error (suggesting --raw) when the model has none Kindred can render.
     // A template that is present but unknown is an Error only here, so that raw prompts and
@@ -69,7 +77,7 @@ public:
     std::vector<std::int32_t> encode_rendered(const text::RenderedChat& rendered) const;
     // Raw text: special-token markup in it is parsed unless parse_special is false (then it stays
     // text); BOS is prepended when the tokenizer has one and the GGUF asks for it
-    // (tokenizer.ggml.add_bos_token). Bytes the vocabulary has no token for are an Error.
+    // (tokenizer.ggml.add_bos_token; an HF checkpoint: tokenizer_config.json's add_bos_token). Bytes the vocabulary has no token for are an Error.
     std::vector<std::int32_t> encode_raw(const std::string& text, bool parse_special = true) const;
     // Whether encode_raw prepends BOS (the GGUF's tokenizer.ggml.add_bos_token).
     bool adds_bos() const { return add_bos_; }
@@ -83,15 +91,20 @@ public:
     bool harmony() const { return chat_template_ && chat_template_->format() == text::ChatFormat::GptOss; }
 
 private:
-    LoadedModel(std::string path, gguf::File file);
+    LoadedModel(std::string path, model::BaseQuantization quantization);
+    void open_gguf(model::BaseQuantization quantization);
+    void open_checkpoint(model::BaseQuantization quantization);
     void attach_adapter(const std::string& directory);
 
     std::string path_;
-    gguf::File file_;
-    model::Decoder decoder_;
+    // One of the two holds the weights' memory (heap-held, so views stay put when this moves).
+    std::unique_ptr<gguf::File> gguf_;
+    std::unique_ptr<safetensors::Checkpoint> checkpoint_;
+    std::optional<model::Decoder> decoder_;
     std::string adapter_path_;
     std::unique_ptr<model::LoraAdapters> adapters_;
-    text::Tokenizer tokenizer_;
+    std::optional<text::Tokenizer> tokenizer_;
+    std::string name_;  // general.name, or the path
     std::optional<text::ChatTemplate> chat_template_;
     std::string chat_template_problem_;  // why detection failed, when it did
     bool add_bos_ = false;

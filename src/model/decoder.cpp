@@ -134,12 +134,17 @@ const float* Decoder::bind_vector(const std::string& name, std::int64_t size) {
     return owned.data();
 }
 
-Decoder Decoder::from_gguf(const gguf::File& file) {
-    return Decoder(model_config_from_gguf(file), load_weights(file));
+Decoder Decoder::from_gguf(const gguf::File& file, BaseQuantization quantization, const QuantizeProgress& progress) {
+    Weights weights = load_weights(file);
+    quantize_weights(weights, quantization, progress);
+    return Decoder(model_config_from_gguf(file), std::move(weights));
 }
 
-Decoder Decoder::from_checkpoint(const safetensors::Checkpoint& checkpoint, const ModelConfig& config) {
-    return Decoder(config, load_weights(checkpoint, config.architecture));
+Decoder Decoder::from_checkpoint(const safetensors::Checkpoint& checkpoint, const ModelConfig& config,
+                                 BaseQuantization quantization, const QuantizeProgress& progress) {
+    Weights weights = load_weights(checkpoint, config.architecture);
+    quantize_weights(weights, quantization, progress);
+    return Decoder(config, std::move(weights));
 }
 
 void Decoder::check_adapter(const LoraAdapters& adapters) const {

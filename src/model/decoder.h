@@ -31,6 +31,7 @@
 #include "model/family.h"
 #include "model/kv_cache.h"
 #include "model/lora_adapters.h"
+#include "model/quantize_weights.h"
 #include "model/weights.h"
 
 namespace kindred::gguf { class File; }
@@ -48,9 +49,13 @@ public:
 
     // Config via model_config_from_gguf(file) (tied when output.weight is absent) plus the file's
     // tensors; the file must outlive the decoder.
-    static Decoder from_gguf(const gguf::File& file);
+    // `quantization` quantizes its float linear weights at load (model/quantize_weights.h).
+    static Decoder from_gguf(const gguf::File& file, BaseQuantization quantization = BaseQuantization::None,
+                             const QuantizeProgress& progress = {});
     // An HF checkpoint with its parsed config.json; the checkpoint must outlive the decoder.
-    static Decoder from_checkpoint(const safetensors::Checkpoint& checkpoint, const ModelConfig& config);
+    static Decoder from_checkpoint(const safetensors::Checkpoint& checkpoint, const ModelConfig& config,
+                                   BaseQuantization quantization = BaseQuantization::None,
+                                   const QuantizeProgress& progress = {});
 
     const ModelConfig& config() const { return config_; }
 

@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "formats/gguf.h"
 #include "formats/hf_mxfp4.h"
 #include "formats/safetensors.h"
@@ -22,6 +23,29 @@ void Weights::add_owned(std::string name, WeightView view, std::vector<std::uint
     owned_.push_back(std::move(bytes));
     view.data = owned_.back().data();
     add(std::move(name), std::move(view));
+}
+
+void Weights::replace_owned(std::string_view name, WeightView view, std::vector<std::uint8_t> bytes) {
+    const auto it = views_.find(name);
+    if (it == views_.end()) fail("{}: tensor '{}' is missing", source_, name);
+    const WeightView& old = it->second;
+    bool was_owned = false;
+    for (auto& buffer : owned_) {
+        if (buffer.empty() || buffer.data() != old.data) continue;
+        std::vector<std::uint8_t>().swap(buffer);
+        was_owned = true;
+    }
+    if (!was_owned) {
+        // A view into a file mapping: its pages need not stay resident beside the replacement.
+        std::uint64_t elements = 1;
+        for (std::size_t i = old.slices.empty() ? 0 : 1; i < old.shape.size(); ++i) elements *= static_cast<std::uint64_t>(old.shape[i]);
+        const std::uint64_t bytes = row_bytes(old.type, elements);
+        if (old.slices.empty()) release_mapped_pages(old.data, bytes);
+        for (const void* slice : old.slices) release_mapped_pages(slice, bytes);
+    }
+    owned_.push_back(std::move(bytes));
+    view.data = owned_.back().data();
+    it->second = std::move(view);
 }
 
 const WeightView* Weights::find(std::string_view name) const {

@@ -42,6 +42,10 @@ public:
     void add(std::string name, WeightView view);
     // Adds a tensor whose bytes the Weights keep (a rearranged copy); view.data is set to them.
     void add_owned(std::string name, WeightView view, std::vector<std::uint8_t> bytes);
+    // Replaces tensor `name`'s view by one over `bytes`, kept by the Weights. An owned buffer the
+    // old view pointed at is freed; the pages of a view into a file mapping are released from the
+    // resident set (core/mapped_file.h). Throws Error when the name is absent.
+    void replace_owned(std::string_view name, WeightView view, std::vector<std::uint8_t> bytes);
     const WeightView* find(std::string_view name) const;
     const WeightView& get(std::string_view name) const;  // throws Error naming source and tensor
     const std::map<std::string, WeightView, std::less<>>& all() const { return views_; }

@@ -232,7 +232,7 @@ std::vector<AblationRow> run_ablation(const AblationSettings& settings, const st
     const AblationVariant& full = ablation_variants().front();
     const SftRecipe full_recipe = sft_recipe_of(full);
     if (full_recipe.dev_path.empty()) fail("{}: the ablation measures on dev: set data.dev_path", settings.sft_recipe);
-    auto model = infer::LoadedModel::open(full_recipe.model);
+    auto model = infer::LoadedModel::open(full_recipe.model, "", full_recipe.quantize);
     model::Decoder& base = model->decoder();
     const auto context = static_cast<std::size_t>(base.config().context_length);
     const text::ChatTemplate& chat = model->require_chat_template();
@@ -279,7 +279,7 @@ std::vector<AblationRow> run_ablation(const AblationSettings& settings, const st
         const DpoRecipe recipe = dpo_recipe_of(sampler_adapter, "pairs");
         if (!fs::exists(train_pairs_path) || (dpo_settings.pairs.dev_out.empty() ? false : !fs::exists(dev_pairs_path))) {
             say(fmt::format("pairs: from {} into {}", recipe.pairs.prompts, pairs_dir.string()));
-            auto sampler = infer::LoadedModel::open(full_recipe.model, sampler_adapter.string());
+            auto sampler = infer::LoadedModel::open(full_recipe.model, sampler_adapter.string(), full_recipe.quantize);
             build_pairs(recipe.pairs, *sampler, {}, log);
         }
         std::vector<std::string> warnings;
@@ -356,7 +356,7 @@ std::vector<AblationRow> run_ablation(const AblationSettings& settings, const st
             const fs::path reference_dir = sft_run / "adapter";
             const auto reference = cached_reference_log_probs(
                 reference_cache_path(dev_pairs->path),
-                reference_cache_key(model->path(), reference_dir.string(), dpo_recipe.run.compute, *dev_pairs),
+                reference_cache_key(model->path(), dpo_recipe.run.quantize, reference_dir.string(), dpo_recipe.run.compute, *dev_pairs),
                 dev_pairs->examples.size(), [&] { return score_with(reference_dir); });
             const auto policy = variant.dpo ? score_with(final_adapter) : reference.pairs;
             const DpoDevMetrics metrics = dev_pair_metrics(policy, reference.pairs, *dev_pairs, dpo_recipe.loss);

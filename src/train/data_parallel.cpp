@@ -63,6 +63,17 @@ std::string file_fingerprint(const std::string& path) {
     return fmt::format("{} bytes, fnv1a64 {:016x}", size, data::fnv1a64(bytes));
 }
 
+std::string model_fingerprint(const std::string& path) {
+    if (!std::filesystem::is_directory(path)) return file_fingerprint(path);
+    std::vector<std::string> files = {path + "/config.json"};
+    for (const auto& entry : std::filesystem::directory_iterator(path))
+        if (entry.path().extension() == ".safetensors") files.push_back(entry.path().string());
+    std::sort(files.begin() + 1, files.end());
+    std::string combined;
+    for (const std::string& file : files) combined += std::filesystem::path(file).filename().string() + ": " + file_fingerprint(file) + "\n";
+    return combined;
+}
+
 std::string examples_fingerprint(std::span<const TokenizedExample> examples) {
     std::string bytes;
     const auto add = [&bytes](const auto& values) {

@@ -53,6 +53,9 @@ private:
 // and FNV-1a 64 of its first and last 4 MiB (a GGUF's or safetensors' header, metadata and tensor
 // table are at the start). Error naming the file when it cannot be read.
 std::string file_fingerprint(const std::string& path);
+// The same for a model: a GGUF file's, or an HF checkpoint directory's config.json and every
+// *.safetensors file in it, in name order.
+std::string model_fingerprint(const std::string& path);
 
 // The identity of tokenized training data (every token, target, head label and teacher token), so
 // ranks that tokenized different files or with different tokenizers refuse to start.

@@ -208,10 +208,13 @@ nlohmann::json ReferenceCacheKey::to_json() const {
     return {{"model", model}, {"reference_adapter", reference_adapter}, {"precision", precision}, {"pairs", pairs}};
 }
 
-ReferenceCacheKey reference_cache_key(const std::string& model_path, const std::string& reference_dir,
-                                      kernels::Precision precision, const PairDataset& pairs) {
+ReferenceCacheKey reference_cache_key(const std::string& model_path, model::BaseQuantization quantization,
+                                      const std::string& reference_dir, kernels::Precision precision,
+                                      const PairDataset& pairs) {
     ReferenceCacheKey key;
-    key.model = file_fingerprint(model_path);
+    key.model = model_fingerprint(model_path);
+    if (quantization != model::BaseQuantization::None)
+        key.model += fmt::format(" quantized at load: {}", model::base_quantization_name(quantization));
     const std::string config = read_file_text(reference_dir + "/adapter_config.json", 16u << 20);
     const MappedFile weights(reference_dir + "/adapter_model.safetensors");
     const std::string bytes(reinterpret_cast<const char*>(weights.data()), weights.size());
@@ -371,7 +374,7 @@ DpoResult run_dpo(const DpoRecipe& recipe, model::Decoder& base, const PairDatas
         const auto reference_of = [&](const PairDataset& dataset, bool cached) {
             const std::string cache = cached ? reference_cache_path(dataset.path) : std::string();
             const ReferenceCacheKey key =
-                cached ? reference_cache_key(options.model_path, recipe.reference, run_recipe.compute, dataset)
+                cached ? reference_cache_key(options.model_path, run_recipe.quantize, recipe.reference, run_recipe.compute, dataset)
                        : ReferenceCacheKey{};
             return cached_reference_log_probs(
                 cache, key, dataset.examples.size(), [&] { return score_pairs(scorer, dataset, max_seq_len); },

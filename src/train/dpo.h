@@ -98,16 +98,18 @@ std::vector<SequenceLogProbs> score_pairs(model::TrainableDecoder& trainer, cons
                                           std::size_t max_seq_len);
 
 struct ReferenceCacheKey {
-    std::string model;               // "bytes:<n> head-tail-fnv1a64:<hex>"
+    std::string model;               // the model files' fingerprint (model_fingerprint), and its quantization at load
     std::string reference_adapter;   // "fnv1a64:<hex>" of its adapter_config.json + adapter_model.safetensors
     std::string precision;           // the effective compute precision
     std::string pairs;               // "fnv1a64:<hex>" of the tokenized pairs, and their count
     nlohmann::json to_json() const;
 };
 
-// The key of a reference cache for this model file, reference folder, precision and pairs.
-ReferenceCacheKey reference_cache_key(const std::string& model_path, const std::string& reference_dir,
-                                      kernels::Precision precision, const PairDataset& pairs);
+// The key of a reference cache for this model (file or checkpoint directory, quantized at load or
+// not), reference folder, precision and pairs.
+ReferenceCacheKey reference_cache_key(const std::string& model_path, model::BaseQuantization quantization,
+                                      const std::string& reference_dir, kernels::Precision precision,
+                                      const PairDataset& pairs);
 
 // <pairs path>.reference-logps.json
 std::string reference_cache_path(const std::string& pairs_path);

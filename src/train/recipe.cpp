@@ -40,6 +40,9 @@ std::string optional_file(Config& config, std::string_view key) {
 void read_model_keys(Config& config, SftRecipe& r) {
     r.name = config.get<std::string>("name", "");
     r.model = config.get<std::string>("model.path", "default");
+    const auto quantize = model::parse_base_quantization(config.get<std::string>("model.quantize", "none"));
+    if (!quantize) config.fail_at("model.quantize", "must be 'none', 'q4_k' or 'nf4'");
+    r.quantize = *quantize;
     const auto compute = config.get<std::string>("model.compute_dtype", "bf16");
     if (compute == "bf16") r.compute = kernels::Precision::BF16;
     else if (compute == "fp32") r.compute = kernels::Precision::F32;

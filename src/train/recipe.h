@@ -20,6 +20,7 @@
 #include "data/style.h"
 #include "kernels/matmul.h"
 #include "model/lora_adapters.h"
+#include "model/quantize_weights.h"
 #include "train/schedule.h"
 
 namespace kindred::train {
@@ -59,7 +60,9 @@ struct EvaluationRecipe {
 
 struct SftRecipe {
     std::string name;              // run folder name; empty: a UTC timestamp
-    std::string model = "default";  // GGUF path or `default`
+    std::string model = "default";  // GGUF path, HF checkpoint directory or `default`
+    // model.quantize: a bf16/fp16/fp32 base's linear weights quantized at load (q4_k, nf4), or none.
+    model::BaseQuantization quantize = model::BaseQuantization::None;
     // Products against the frozen base (model.compute_dtype): bf16 as QLoRA computes (on AMX; a
     // CPU without AMX-BF16 runs fp32, and the run says so), or fp32.
     kernels::Precision compute = kernels::Precision::BF16;

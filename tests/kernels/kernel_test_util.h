@@ -64,6 +64,11 @@ inline std::vector<std::uint8_t> random_weights(DType type, std::int64_t rows, s
             case DType::MXFP4:  // e8m0 exponent byte: 2^(e - 127), kept near 1 (255 would be NaN)
                 bytes[base] = static_cast<std::uint8_t>(120 + rng() % 8);
                 break;
+            case DType::NF4: {  // fp32 absmax, positive (a quantizer never stores a negative one)
+                const float absmax = 0.01f + 0.1f * std::abs(unit(rng));
+                std::memcpy(bytes.data() + base, &absmax, sizeof absmax);
+                break;
+            }
             default: ADD_FAILURE() << "no generator for " << dtype_name(type);
         }
     }

@@ -125,6 +125,7 @@ TEST_F(RecipeKeys, OutOfRangeValuesNameKeyAndLine) {
         {"evaluation:\n  max_examples: -2\n", "evaluation.max_examples", "line 7"},
         {"heads:\n  emotion: maybe\n", "heads.emotion", "line 7"},
         {"objective:\n  emotoin: 0.5\n", "objective.emotoin", "line 7"},  // unknown key, with the did-you-mean
+        {"model:\n  quantize: q4_k_m\n", "model.quantize", "line 7"},
     };
     for (const auto& c : cases) {
         const auto message = error(c.rest);

@@ -10,15 +10,8 @@
 
 #include "core/error.h"
 #include "core/half.h"
-
-// Bit-exactness needs every x*d+m rounded twice, as ggml's reference and numpy do; a fused
-// multiply-add rounds once. GCC fuses by default (even across intrinsics), clang within an
-// expression, so contraction is switched off for this file.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "kernels/cpu/exact_float.h"
+#include "kernels/quantize.h"
 
 namespace kindred {
 namespace {
@@ -33,6 +26,7 @@ constexpr std::size_t kQ80Bytes = 34;   // d:f16, qs[32] int8
 constexpr std::size_t kQ4KBytes = 144;  // d:f16, dmin:f16, scales[12], qs[128]
 constexpr std::size_t kQ6KBytes = 210;  // ql[128], qh[64], scales[16] int8, d:f16
 constexpr std::size_t kMxfp4Bytes = 17; // e:e8m0, qs[16]
+constexpr std::size_t kNf4Bytes = 36;   // absmax:f32, qs[32] (kernels/quantize.h; not ggml)
 
 // MXFP4 element values (e2m1), doubled so they are integers; the scale is halved to match.
 constexpr std::array<std::int8_t, 16> kMxfp4Values = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
@@ -170,6 +164,19 @@ void scalar_mxfp4(const std::uint8_t* src, float* dst, std::int64_t blocks) {
         for (int j = 0; j < kQK / 2; ++j) {
             dst[j] = static_cast<float>(kMxfp4Values[qs[j] & 0xF]) * d;
             dst[j + kQK / 2] = static_cast<float>(kMxfp4Values[qs[j] >> 4]) * d;
+        }
+    }
+}
+
+// bitsandbytes' order: element 2i in the high nibble of byte i, element 2i + 1 in the low.
+void scalar_nf4(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    for (std::int64_t b = 0; b < blocks; ++b, src += kNf4Bytes, dst += kNf4BlockSize) {
+        float absmax;
+        std::memcpy(&absmax, src, sizeof absmax);
+        const std::uint8_t* qs = src + 4;
+        for (int i = 0; i < kNf4BlockSize / 2; ++i) {
+            dst[2 * i] = kNf4Codebook[qs[i] >> 4] * absmax;
+            dst[2 * i + 1] = kNf4Codebook[qs[i] & 0xF] * absmax;
         }
     }
 }
@@ -346,6 +353,35 @@ void avx2_q6_k(const std::uint8_t* src, float* dst, std::int64_t blocks) {
     }
 }
 
+// Codes through the 16-entry codebook as two 8-float halves (permutevar picks within a half,
+// a blend by the code's top bit chooses the half); 8 bytes -> 16 elements per step.
+void avx2_nf4(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    const __m256 lower = _mm256_loadu_ps(kNf4Codebook.data());
+    const __m256 upper = _mm256_loadu_ps(kNf4Codebook.data() + 8);
+    const __m256i seven = _mm256_set1_epi32(7);
+    const __m256i low_mask = _mm256_set1_epi32(0xF);
+    const auto lookup = [&](__m256i codes) {
+        const __m256 in_upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(codes, seven));
+        return _mm256_blendv_ps(_mm256_permutevar8x32_ps(lower, codes), _mm256_permutevar8x32_ps(upper, codes), in_upper);
+    };
+    for (std::int64_t b = 0; b < blocks; ++b, src += kNf4Bytes, dst += kNf4BlockSize) {
+        float absmax;
+        std::memcpy(&absmax, src, sizeof absmax);
+        const __m256 scale = _mm256_set1_ps(absmax);
+        for (int i = 0; i < kNf4BlockSize / 2; i += 8) {
+            const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 4 + i)));
+            const __m256i high = _mm256_srli_epi32(bytes, 4), low = _mm256_and_si256(bytes, low_mask);
+            // Interleave to element order: h0 l0 h1 l1 ... (unpack works per 128-bit lane).
+            const __m256i pairs_a = _mm256_unpacklo_epi32(high, low);  // h0 l0 h1 l1 | h4 l4 h5 l5
+            const __m256i pairs_b = _mm256_unpackhi_epi32(high, low);  // h2 l2 h3 l3 | h6 l6 h7 l7
+            const __m256i first = _mm256_permute2x128_si256(pairs_a, pairs_b, 0x20);
+            const __m256i second = _mm256_permute2x128_si256(pairs_a, pairs_b, 0x31);
+            _mm256_storeu_ps(dst + 2 * i, _mm256_mul_ps(lookup(first), scale));
+            _mm256_storeu_ps(dst + 2 * i + 8, _mm256_mul_ps(lookup(second), scale));
+        }
+    }
+}
+
 #endif  // KINDRED_DEQUANT_AVX2
 
 using RowFunction = void (*)(const std::uint8_t*, float*, std::int64_t);
@@ -362,6 +398,7 @@ RowFunction scalar_kernel(DType type) {
         case DType::Q4_K: return scalar_q4_k;
         case DType::Q6_K: return scalar_q6_k;
         case DType::MXFP4: return scalar_mxfp4;
+        case DType::NF4: return scalar_nf4;
         default: return nullptr;
     }
 }
@@ -377,6 +414,7 @@ RowFunction fast_kernel(DType type) {
         case DType::Q4_K: return avx2_q4_k;
         case DType::Q6_K: return avx2_q6_k;
         case DType::MXFP4: return avx2_mxfp4;
+        case DType::NF4: return avx2_nf4;
         default: break;
     }
 #endif

@@ -18,6 +18,14 @@ namespace {
 // MXFP4 (e2m1) element values, doubled so they are integers; the scale is halved to match.
 __constant__ signed char kMxfp4Values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
+// bitsandbytes' NF4 codebook: the same fp32 values as kernels/quantize.h's kNf4Codebook (host
+// constexpr arrays cannot be indexed on the device); tests/kernels_cuda compares every element.
+__constant__ float kNf4Values[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                                     -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                                     0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
+                                     0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+                                     0.7229568362236023f, 1.0f};
+
 __device__ __forceinline__ float load_half(const std::uint8_t* p) {
     // Every fp16 field of the supported layouts sits at an even byte offset.
     return __half2float(__ushort_as_half(*reinterpret_cast<const unsigned short*>(p)));
@@ -102,6 +110,13 @@ __device__ __forceinline__ float dequant_element(const std::uint8_t* src, long l
         const int q = (low | (((qh[l] >> (2 * quarter)) & 3) << 4)) - 32;
         const float d = load_half(block + 208);
         return __fmul_rn(__fmul_rn(d, static_cast<float>(sc[l / 16 + 2 * quarter])), static_cast<float>(q));
+    } else if constexpr (type == DType::NF4) {  // absmax:f32, qs[32]; element 2j high nibble of byte j
+        const std::uint8_t* block = src + (i / 64) * 36;
+        const int j = static_cast<int>(i % 64);
+        const std::uint8_t q = block[4 + j / 2];
+        float absmax;
+        memcpy(&absmax, block, sizeof absmax);
+        return __fmul_rn(kNf4Values[(j & 1) ? (q & 0xF) : (q >> 4)], absmax);
     } else {
         static_assert(type == DType::MXFP4, "dequant_element: unsupported type");
         // e:e8m0, qs[16]

@@ -64,6 +64,7 @@ void dispatch(DType type, const void* src, void* dst, long long n) {
         case DType::Q4_K: return launch<DType::Q4_K, Out>(src, dst, n);
         case DType::Q6_K: return launch<DType::Q6_K, Out>(src, dst, n);
         case DType::MXFP4: return launch<DType::MXFP4, Out>(src, dst, n);
+        case DType::NF4: return launch<DType::NF4, Out>(src, dst, n);
         default:
             throw Error(std::string("cuda::dequantize: type ") + std::string(dtype_name(type)) +
                         " has no CUDA dequantizer");

@@ -102,6 +102,7 @@ void matvec(float* y, const float* x, const kernels::Matrix& w, const float* bia
         case DType::Q4_K: return launch_matvec<DType::Q4_K>(y, x, w, bias, tokens);
         case DType::Q6_K: return launch_matvec<DType::Q6_K>(y, x, w, bias, tokens);
         case DType::MXFP4: return launch_matvec<DType::MXFP4>(y, x, w, bias, tokens);
+        case DType::NF4: return launch_matvec<DType::NF4>(y, x, w, bias, tokens);
         default:
             throw Error(std::string("cuda::Matmul::forward: type ") + std::string(dtype_name(w.type)) +
                         " has no CUDA dequantizer");
