@@ -51,6 +51,7 @@ struct Model {
     std::string arch;
     std::string tokenizer_family;  // folder under ../shared/tokenizers
     std::string pre;               // tokenizer.ggml.pre
+    std::uint32_t file_type = 0;   // general.file_type: llama.cpp's llama_ftype (it guesses one without it)
     std::uint64_t vocab = 0;
     std::vector<std::pair<std::string, Value>> keys;  // without the "<arch>." prefix
     std::vector<Tensor> tensors;
@@ -107,7 +108,7 @@ std::vector<std::pair<std::string, Value>> decoder_keys(const Model& m, const Hy
 }
 
 Model gpt_oss_20b() {
-    Model m{"gpt-oss", "gpt-oss", "gpt-4o", 201088, {}, {}};
+    Model m{"gpt-oss", "gpt-oss", "gpt-4o", 38 /* MOSTLY_MXFP4_MOE */, 201088, {}, {}};
     const Hyper h{131072, 2880, 2880, 24, 64, 8, 64, 32, 4, 2880, 1e-5, 150000};
     m.keys = decoder_keys(m, h);
     m.keys.insert(m.keys.end(), {{"attention.sliding_window", u32(128)},
@@ -135,7 +136,7 @@ Model gpt_oss_20b() {
 }
 
 Model qwen3_30b_a3b() {
-    Model m{"qwen3moe", "qwen3", "qwen2", 151936, {}, {}};
+    Model m{"qwen3moe", "qwen3", "qwen2", 15 /* MOSTLY_Q4_K_M */, 151936, {}, {}};
     const Hyper h{40960, 2048, 6144, 48, 32, 4, 128, 128, 8, 768, 1e-6, 1000000};
     m.keys = decoder_keys(m, h);
     add_common(m, h.hidden, DType::Q4_K, DType::Q6_K);
@@ -203,6 +204,7 @@ int run(int argc, char** argv) {
     Writer writer;
     writer.metadata().set("general.architecture", {m.arch});
     writer.metadata().set("general.name", {which + " (shape-true random weights)"});
+    writer.metadata().set("general.file_type", u32(m.file_type));
     for (const auto& [key, value] : m.keys) writer.metadata().set(m.arch + "." + key, value);
     if (!tokenizer_dir.empty()) add_tokenizer(writer, m, tokenizer_dir);
     std::uint64_t total = 0;
