@@ -300,6 +300,14 @@ void check_resume(const nlohmann::json& stored, const json& wanted, const std::s
 
 }  // namespace
 
+Eqb3Chat eqbench3_local_base_chat(infer::LoadedModel& model) {
+    Eqb3Chat tuned = eqbench3_local_chat(model);
+    return [&model, tuned](const std::vector<Eqb3Message>& messages, const Eqb3ChatSettings& settings, std::uint64_t seed) {
+        const model::Decoder::AdapterDetached base(model.decoder());
+        return tuned(messages, settings, seed);
+    };
+}
+
 Eqb3Chat eqbench3_local_chat(infer::LoadedModel& model) {
     auto session = std::make_shared<infer::Session>(model.decoder(), model.tokenizer());
     return [&model, session](const std::vector<Eqb3Message>& messages, const Eqb3ChatSettings& settings, std::uint64_t seed) {
@@ -607,29 +615,28 @@ Eqb3CompareResult eqbench3_compare(const Eqb3Data& data, const std::vector<std::
     return result;
 }
 
-Eqb3CompareResult eqbench3_base_vs_tuned(const Eqb3Data& data, infer::LoadedModel& tuned, const Eqb3Chat& judge,
-                                         const Eqb3BaseVsTunedOptions& options) {
-    const Eqb3Chat chat = eqbench3_local_chat(tuned);
-    const auto run = [&](const std::string& name) {
+Eqb3CompareResult eqbench3_contest(const Eqb3Data& data, const std::vector<Eqb3Contestant>& contestants,
+                                   const Eqb3Chat& judge, const Eqb3ContestOptions& options) {
+    if (contestants.size() < 2) fail("EQ-Bench 3 contest: {} model(s); a comparison needs at least two", contestants.size());
+    std::vector<std::string> dirs;
+    for (const auto& contestant : contestants) {
         Eqb3RunOptions run_options;
-        run_options.out = options.out + "/" + name;
+        run_options.out = options.out + "/" + contestant.name;
         run_options.resume = std::filesystem::exists(run_options.out + "/config.json");
         run_options.scenarios = options.scenarios;
-        run_options.name = name;
+        run_options.name = contestant.name;
         run_options.identity = options.identity;
-        run_options.identity["variant"] = name;
+        run_options.identity["variant"] = contestant.name;
         run_options.max_reply_tokens = options.max_reply_tokens;
-        return run_eqbench3(data, chat, judge, run_options);
-    };
-    {
-        const model::Decoder::AdapterDetached base(tuned.decoder());
-        run("base");
+        run_options.progress = options.progress;
+        run_eqbench3(data, contestant.chat, judge, run_options);
+        dirs.push_back(run_options.out);
     }
-    run("sft");
     Eqb3CompareOptions compare;
     compare.out = options.out + "/compare";
     compare.judge_identity = options.identity.value("judge", nlohmann::json());
-    return eqbench3_compare(data, {options.out + "/base", options.out + "/sft"}, judge, compare);
+    compare.progress = options.progress;
+    return eqbench3_compare(data, dirs, judge, compare);
 }
 
 Table eqbench3_report_table(const Eqb3CompareResult& result) {

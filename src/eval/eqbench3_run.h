@@ -74,6 +74,9 @@ public:
 // top-k/top-p/penalties, as an OpenAI-style endpoint given just those), and stops at the context
 // window; a prompt that leaves no room is Eqb3ReplyRefused.
 Eqb3Chat eqbench3_local_chat(infer::LoadedModel& model);
+// The same with `model`'s adapter detached for each reply: its base model (an adapter's base is the
+// same decoder without it, model/decoder.h).
+Eqb3Chat eqbench3_local_base_chat(infer::LoadedModel& model);
 // An OpenAI-compatible endpoint (net/openai_chat.h); the client must outlive the function.
 Eqb3Chat eqbench3_endpoint_chat(net::ChatClient& client);
 
@@ -161,17 +164,22 @@ struct Eqb3CompareResult {
 Eqb3CompareResult eqbench3_compare(const Eqb3Data& data, const std::vector<std::string>& run_dirs, const Eqb3Chat& judge,
                                    const Eqb3CompareOptions& options);
 
-// Base vs fine-tuned on one model with an adapter (the demo's stage): the base run with the
-// adapter detached in <out>/base, the tuned run in <out>/sft, then compare into <out>/compare.
-// Resumes whatever those folders already hold.
-struct Eqb3BaseVsTunedOptions {
+// Several models on the same scenarios (the demo's stage: base, SFT, SFT+DPO): each runs into
+// <out>/<name>, resuming whatever its folder already holds, then all are compared pairwise in
+// <out>/compare, rows in the given order.
+struct Eqb3Contestant {
+    std::string name;  // the run folder's and the table row's name
+    Eqb3Chat chat;
+};
+struct Eqb3ContestOptions {
     std::string out;
     std::vector<std::string> scenarios;
     std::int64_t max_reply_tokens = kEqBench3ReplyMaxTokens;
-    nlohmann::json identity;  // model and judge, as run_eqbench3 stores them
+    nlohmann::json identity;  // model and judge, as run_eqbench3 stores them (plus "variant": the name)
+    bool progress = true;
 };
-Eqb3CompareResult eqbench3_base_vs_tuned(const Eqb3Data& data, infer::LoadedModel& tuned, const Eqb3Chat& judge,
-                                         const Eqb3BaseVsTunedOptions& options);
+Eqb3CompareResult eqbench3_contest(const Eqb3Data& data, const std::vector<Eqb3Contestant>& contestants,
+                                   const Eqb3Chat& judge, const Eqb3ContestOptions& options);
 
 // The comparison as a report table (eval/report.h) and its bars as a report chart.
 struct Table;

@@ -19,6 +19,10 @@
 // example with no LM target but head sites (GoEmotions) packs like any other, so a step's
 // `target_tokens` can be 0 (the trainer then skips the NLL term; it is not an error).
 //
+// An example of several documents (TokenizedExample::document_starts: a preference pair's chosen
+// and rejected sequences) is packed whole, each document with positions from 0 and a segment of
+// its own, so one row computes exactly what the documents computed one by one would.
+//
 // Placements: every example packed into a micro-batch is recorded (row, offset of its first token
 // in the row, index into the packer's example span), in row order, so the trainer can find each
 // example's head sites (row offset + HeadSite::position) and its teacher targets.
@@ -29,6 +33,7 @@
 #include <span>
 #include <vector>
 
+#include "model/trainable_decoder.h"
 #include "train/chat_dataset.h"
 
 namespace kindred::train {
@@ -78,6 +83,24 @@ struct StepBatch {
     std::size_t strategy_sites = 0;
     std::size_t va_sites = 0;
 };
+
+// Row `row` of a micro-batch as the trainer takes it.
+model::TrainBatch row_batch(const MicroBatch& micro, std::size_t row);
+
+// Writes an example's positions (0, 1, ... restarting at each document start) and segment ids
+// (`segment` for its first document, one more for each further one) for its tokens; returns the
+// next free segment id.
+std::int32_t write_positions(const TokenizedExample& example, std::int32_t segment, std::int32_t* positions,
+                             std::int32_t* segment_ids);
+
+// Evaluation packing, deterministic and independent of any seed: examples in their given order,
+// greedily into rows of at most max_seq_len tokens (one that does not fit the rest of a row starts
+// the next). Each row lists indices into `examples`.
+std::vector<std::vector<std::size_t>> pack_in_order(std::span<const TokenizedExample> examples, std::size_t max_seq_len);
+// One such row as the trainer takes it, at its packed length (no padding: segments keep the
+// documents apart); offsets receives each example's first token in the row.
+model::TrainBatch ordered_row(std::span<const TokenizedExample> examples, const std::vector<std::size_t>& row,
+                              std::vector<std::size_t>& offsets);
 
 // The permutation of [0, count) for (seed, epoch); exposed for tests.
 std::vector<std::uint32_t> epoch_order(std::size_t count, std::uint64_t seed, std::uint64_t epoch);

@@ -1,14 +1,21 @@
 #include "train/dev_eval.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <optional>
 #include <set>
 #include <vector>
 
 #include "core/error.h"
 #include "eval/metrics.h"
+#include "infer/loaded_model.h"
 #include "kernels/loss.h"
 #include "model/heads.h"
 #include "model/trainable_decoder.h"
+#include "formats/peft_adapter.h"
+#include "model/lora_adapters.h"
+#include "train/batch.h"
+#include "train/training_run.h"
 #include "train/safety_teacher.h"
 
 namespace kindred::train {
@@ -75,21 +82,6 @@ void check_inputs(const model::TrainableDecoder& trainer, const model::Heads* he
                      example.line, site.strategy, heads->outputs(model::Head::Strategy));
         }
     }
-}
-
-// Greedy packing in the given order: an example that does not fit the rest of a row starts the next.
-std::vector<std::vector<std::size_t>> pack_rows(std::span<const TokenizedExample> dev, std::size_t max_seq_len) {
-    std::vector<std::vector<std::size_t>> rows;
-    std::size_t used = max_seq_len;
-    for (std::size_t i = 0; i < dev.size(); ++i) {
-        if (used + dev[i].tokens.size() > max_seq_len) {
-            rows.emplace_back();
-            used = 0;
-        }
-        rows.back().push_back(i);
-        used += dev[i].tokens.size();
-    }
-    return rows;
 }
 
 // The rows of `hidden` [tokens x dim] at `positions`, gathered into one [positions x dim] block.
@@ -233,7 +225,7 @@ DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* he
     const auto& output = trainer.output_rows();
     const std::int64_t dim = output.cols;
     Collected c;
-    for (const auto& row : pack_rows(dev, max_seq_len)) {
+    for (const auto& row : pack_in_order(dev, max_seq_len)) {
         // Teacher first: it runs the shared base Decoder, so none of it interleaves with the
         // trainer's forward whose hidden states are read below.
         std::vector<const TeacherTargets*> teacher_rows(row.size(), nullptr);
@@ -248,20 +240,10 @@ DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* he
             }
         }
 
-        model::TrainBatch batch;
         std::vector<std::size_t> offsets;
+        const model::TrainBatch batch = ordered_row(dev, row, offsets);
         std::size_t row_targets = 0;
-        for (std::size_t j = 0; j < row.size(); ++j) {
-            const auto& example = dev[row[j]];
-            offsets.push_back(batch.tokens.size());
-            batch.tokens.insert(batch.tokens.end(), example.tokens.begin(), example.tokens.end());
-            batch.targets.insert(batch.targets.end(), example.targets.begin(), example.targets.end());
-            for (std::size_t t = 0; t < example.tokens.size(); ++t) {
-                batch.positions.push_back(static_cast<std::int32_t>(t));
-                batch.segment_ids.push_back(static_cast<std::int32_t>(j));
-            }
-            row_targets += example.target_count;
-        }
+        for (const std::size_t index : row) row_targets += dev[index].target_count;
         const auto tokens = static_cast<std::int64_t>(batch.tokens.size());
         const std::span<const float> hidden = trainer.forward(batch, /*train=*/false);
 
@@ -317,6 +299,28 @@ DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* he
     }
     metrics.va_sites = c.va_truth.size() / 2;
     return metrics;
+}
+
+DevMetrics evaluate_adapter_on_dev(model::Decoder& base, const std::string& adapter_dir, SafetyTeacher* teacher,
+                                   std::span<const TokenizedExample> dev, std::size_t max_seq_len,
+                                   kernels::Precision precision) {
+    std::optional<peft::Adapter> adapter;
+    model::LoraConfig lora;
+    if (!adapter_dir.empty()) {
+        adapter = peft::read_adapter(adapter_dir);
+        lora = infer::lora_config(adapter->config);
+    } else {
+        lora.rank = 1;
+        lora.targets = {"q"};
+    }
+    model::LoraAdapters adapters(base.config(), lora, base.weights().qk_interleaved);
+    if (adapter)
+        infer::set_adapter_values(adapters, *adapter, base.config(), adapter_dir + "/adapter_model.safetensors", "being trained");
+    std::optional<model::Heads> heads;
+    if (!adapter_dir.empty() && std::filesystem::exists(std::filesystem::path(adapter_dir) / "heads.json"))
+        heads.emplace(model::read_heads(adapter_dir, base.config().hidden_size));
+    model::TrainableDecoder trainer(base, adapters, false, static_cast<std::int64_t>(max_seq_len), precision);
+    return evaluate_dev(trainer, heads ? &*heads : nullptr, teacher, dev, max_seq_len);
 }
 
 }  // namespace kindred::train

@@ -1,6 +1,7 @@
 // EQ-Bench 3's run directory with scripted models: journals, resume after a crash, the judge's
 // retry-then-fail rule, refused replies, too-short tasks, torn and corrupt journal lines; the
 // malformed corpus of its readers; small Python-compatibility facts of the judge JSON reader.
+#include <filesystem>
 #include <fstream>
 #include <map>
 
@@ -88,6 +89,40 @@ TEST(EqBench3Run, RunsScenariosInFileOrderAndScoresThem) {
     std::getline(replies, line);
     EXPECT_EQ(line.find("<think>"), std::string::npos);
     EXPECT_NE(line.find("I'm thinking"), std::string::npos);
+}
+
+// The demo's stage: three models on the same scenarios, each into its own folder, then compared;
+// run again, everything is read back and nobody is asked anything.
+TEST(EqBench3Run, ContestRunsEveryModelIntoItsFolderThenComparesThemInOrder) {
+    ScratchDir scratch("kindred-eqb3-contest");
+    Scripted base, sft, dpo, judge;
+    Eqb3ContestOptions options;
+    options.out = scratch.path().string();
+    options.scenarios = {"401", "1"};
+    options.identity = {{"model", "scripted"}};
+    options.progress = false;
+    const std::vector<Eqb3Contestant> contestants = {{"base", base.tested()}, {"sft", sft.tested()}, {"sft_dpo", dpo.tested()}};
+    const auto result = eqbench3_contest(data(), contestants, judge.judge(), options);
+    ASSERT_EQ(result.rows.size(), 3u);
+    const char* names[] = {"base", "sft", "sft_dpo"};
+    for (std::size_t i = 0; i < 3; ++i) {
+        EXPECT_EQ(result.rows[i].name, names[i]);
+        EXPECT_EQ(result.rows[i].dir, options.out + "/" + names[i]);
+        EXPECT_TRUE(std::filesystem::exists(options.out + "/" + names[i] + "/config.json")) << names[i];
+        EXPECT_EQ(result.rows[i].scenarios, 2u);
+    }
+    for (const Scripted* model : {&base, &sft, &dpo}) EXPECT_GT(model->tested_calls, 0);
+    EXPECT_EQ(base.tested_calls, sft.tested_calls);
+    EXPECT_TRUE(std::filesystem::exists(options.out + "/compare/compare.json"));
+
+    Scripted again_base, again_sft, again_dpo, again_judge;
+    const auto again = eqbench3_contest(data(), {{"base", again_base.tested()}, {"sft", again_sft.tested()}, {"sft_dpo", again_dpo.tested()}},
+                                        again_judge.judge(), options);
+    EXPECT_EQ(again_base.tested_calls + again_sft.tested_calls + again_dpo.tested_calls, 0);
+    ASSERT_EQ(again.rows.size(), 3u);
+    for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(again.rows[i].rubric_score, result.rows[i].rubric_score) << names[i];
+
+    EXPECT_THROW(eqbench3_contest(data(), {{"base", base.tested()}}, judge.judge(), options), Error);
 }
 
 TEST(EqBench3Run, ResumeAfterAnEndpointFailureAsksNothingTwice) {
