@@ -2,6 +2,8 @@
 // what a mixture-of-experts model costs on this machine, one phase after another in one process
 // (the file is memory-mapped, never read whole), each printed as one JSON line:
 //   load      seconds to map the file and bind every tensor, peak RSS after it
+//   warmup    an untimed forward of N random tokens, as llama-bench runs before it times (the
+//             pages of the mapped file come in here, not in ppN)
 //   ppN       one forward of N random prompt tokens on an empty cache, tokens/s
 //   tgN       N single-token forwards after that prompt, tokens/s
 //   train     S LoRA steps (after one untimed warm-up step) on one row of T random tokens: forward,
@@ -95,8 +97,14 @@ int run(int argc, char** argv) {
         return ids;
     };
 
-    kindred::model::KvCache cache(config, pp + tg);
     std::vector<float> logits(static_cast<std::size_t>(config.vocab_size));
+    {  // Untimed, as llama-bench warms up before it times: the mapped experts' pages come in.
+        kindred::model::KvCache warmup_cache(config, pp);
+        start = std::chrono::steady_clock::now();
+        decoder.forward(random_ids(pp), warmup_cache, logits);
+        print({{"phase", "warmup"}, {"seconds", seconds_since(start)}});
+    }
+    kindred::model::KvCache cache(config, pp + tg);
     const auto prompt = random_ids(pp);
     start = std::chrono::steady_clock::now();
     decoder.forward(prompt, cache, logits);

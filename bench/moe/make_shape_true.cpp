@@ -9,16 +9,15 @@
 //   qwen3-30b-a3b   arch qwen3moe, 48 layers, hidden 2048, 32 q / 4 kv heads of 128, 128 experts
 //                   (top-8) of width 768; every matrix Q4_K but the output head (Q6_K), as a
 //                   Q4_K_M file mostly is; about 17 GB
-// The values are random but sane for each type (scales of about 2^-5 times small codes, norms
-// near 1), so the forward computes finite numbers. The tokenizer is the real one when
+// The values are random but sane for each type (random_blocks.h: zero-mean, scales of about 2^-5
+// times small codes, norms near 1), so the forward computes finite numbers and the routers spread
+// tokens over the experts. The tokenizer is the real one when
 // --tokenizer-dir holds the family's tokenizer.json (../shared/tokenizers/<gpt-oss|qwen3>), its
 // vocabulary padded to the embedding's rows with unused tokens as llama.cpp's converter pads;
 // without it the file has no tokenizer (Kindred's decoder does not need one; llama.cpp does).
 // The file is written through gguf::Writer::write_streaming: one 69 MB chunk of tensor data in
 // memory at a time, never the model.
-#include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -28,10 +27,10 @@
 #include "../bench_main.h"
 #include "core/dtype.h"
 #include "core/error.h"
-#include "core/half.h"
 #include "core/json.h"
 #include "core/progress.h"
 #include "formats/gguf.h"
+#include "random_blocks.h"
 
 namespace {
 
@@ -52,6 +51,7 @@ struct Model {
     std::string arch;
     std::string tokenizer_family;  // folder under ../shared/tokenizers
     std::string pre;               // tokenizer.ggml.pre
+    std::uint32_t file_type = 0;   // general.file_type: llama.cpp's llama_ftype (it guesses one without it)
     std::uint64_t vocab = 0;
     std::vector<std::pair<std::string, Value>> keys;  // without the "<arch>." prefix
     std::vector<Tensor> tensors;
@@ -108,7 +108,7 @@ std::vector<std::pair<std::string, Value>> decoder_keys(const Model& m, const Hy
 }
 
 Model gpt_oss_20b() {
-    Model m{"gpt-oss", "gpt-oss", "gpt-4o", 201088, {}, {}};
+    Model m{"gpt-oss", "gpt-oss", "gpt-4o", 38 /* MOSTLY_MXFP4_MOE */, 201088, {}, {}};
     const Hyper h{131072, 2880, 2880, 24, 64, 8, 64, 32, 4, 2880, 1e-5, 150000};
     m.keys = decoder_keys(m, h);
     m.keys.insert(m.keys.end(), {{"attention.sliding_window", u32(128)},
@@ -136,7 +136,7 @@ Model gpt_oss_20b() {
 }
 
 Model qwen3_30b_a3b() {
-    Model m{"qwen3moe", "qwen3", "qwen2", 151936, {}, {}};
+    Model m{"qwen3moe", "qwen3", "qwen2", 15 /* MOSTLY_Q4_K_M */, 151936, {}, {}};
     const Hyper h{40960, 2048, 6144, 48, 32, 4, 128, 128, 8, 768, 1e-6, 1000000};
     m.keys = decoder_keys(m, h);
     add_common(m, h.hidden, DType::Q4_K, DType::Q6_K);
@@ -190,63 +190,6 @@ void add_tokenizer(Writer& writer, const Model& m, const std::string& directory)
         if (tokens[i] == eos) writer.metadata().set("tokenizer.ggml.eos_token_id", u32(i));
 }
 
-// Random but sane contents of one type, block by block: `bytes` starts on a block boundary.
-class Filler {
-public:
-    void fill(DType type, std::span<std::uint8_t> bytes, bool norm) {
-        const auto& info = kindred::dtype_info(type);
-        for (std::size_t at = 0; at < bytes.size(); at += info.block_bytes)
-            block(type, bytes.subspan(at, info.block_bytes), norm);
-    }
-
-private:
-    std::uint64_t next() {  // xorshift64*
-        state_ ^= state_ >> 12;
-        state_ ^= state_ << 25;
-        state_ ^= state_ >> 27;
-        return state_ * 0x2545F4914F6CDD1DULL;
-    }
-    float uniform() { return static_cast<float>(next() >> 40) / static_cast<float>(1 << 24) * 2.0f - 1.0f; }
-    void random_bytes(std::span<std::uint8_t> out) {
-        for (std::size_t i = 0; i < out.size(); i += 8) {
-            const std::uint64_t r = next();
-            std::memcpy(out.data() + i, &r, std::min<std::size_t>(8, out.size() - i));
-        }
-    }
-    void put_half(std::uint8_t* at, float value) {
-        const std::uint16_t h = kindred::fp32_to_fp16(value);
-        std::memcpy(at, &h, 2);
-    }
-    void block(DType type, std::span<std::uint8_t> b, bool norm) {
-        switch (type) {
-            case DType::F32: {
-                const float value = norm ? 1.0f + 0.1f * uniform() : 0.05f * uniform();
-                std::memcpy(b.data(), &value, 4);
-                return;
-            }
-            case DType::MXFP4:  // E8M0 scale 2^-5..2^-3, random e2m1 codes (|value| <= 6 · scale)
-                random_bytes(b);
-                b[0] = static_cast<std::uint8_t>(122 + next() % 3);
-                return;
-            case DType::Q8_0:  // fp16 scale, 32 int8 codes
-                random_bytes(b);
-                put_half(b.data(), 0.0005f);
-                return;
-            case DType::Q4_K:  // fp16 d and dmin, 6-bit scales and mins, 4-bit codes
-                random_bytes(b);
-                put_half(b.data(), 0.0005f);
-                put_half(b.data() + 2, 0.0005f);
-                return;
-            case DType::Q6_K:  // 6-bit codes, int8 scales, fp16 d last
-                random_bytes(b);
-                put_half(b.data() + 208, 0.0001f);
-                return;
-            default: fail("no random filler for type {}", kindred::dtype_name(type));
-        }
-    }
-    std::uint64_t state_ = 0x9E3779B97F4A7C15ULL;
-};
-
 int run(int argc, char** argv) {
     if (argc < 3) fail("usage: kindred_make_shape_true gpt-oss-20b|qwen3-30b-a3b OUT.gguf [--tokenizer-dir DIR]");
     const std::string which = argv[1], out = argv[2];
@@ -261,6 +204,7 @@ int run(int argc, char** argv) {
     Writer writer;
     writer.metadata().set("general.architecture", {m.arch});
     writer.metadata().set("general.name", {which + " (shape-true random weights)"});
+    writer.metadata().set("general.file_type", u32(m.file_type));
     for (const auto& [key, value] : m.keys) writer.metadata().set(m.arch + "." + key, value);
     if (!tokenizer_dir.empty()) add_tokenizer(writer, m, tokenizer_dir);
     std::uint64_t total = 0;
@@ -275,7 +219,7 @@ int run(int argc, char** argv) {
     // Chunks are a multiple of every block size used (4, 17, 34, 144, 210 bytes), so each starts
     // on a block boundary.
     constexpr std::uint64_t chunk = 4ull * 17 * 9 * 16 * 5 * 7 * 200;
-    Filler filler;
+    RandomBlocks filler;
     kindred::ProgressOptions shown;
     shown.label = "write";
     shown.unit = "MB";

@@ -15,11 +15,13 @@
 #   SHARED         the shared data folder with tokenizers/{gpt-oss,qwen3}/tokenizer.json (default:
 #                  ../shared), written into the files so llama.cpp can load them
 #   THREADS, PP, TG, TRAIN_SEQ, TRAIN_STEPS  (defaults 2, 64, 16, 512, 1)
+#   OUT            folder for each run's JSON lines (default: /tmp/bench-moe), summarised in a table at the end
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 build="${KINDRED_BUILD:-build}"
 dir="${DIR:-/tmp/kindred-shape-true}"
+out="${OUT:-/tmp/bench-moe}"
 shared="${SHARED:-../shared}"
 threads="${THREADS:-2}"; pp="${PP:-64}"; tg="${TG:-16}"
 train_seq="${TRAIN_SEQ:-512}"; train_steps="${TRAIN_STEPS:-1}"
@@ -32,7 +34,8 @@ source bench/llama_bench.sh
 llama_bench=$(find_llama_bench)
 [[ -n "$llama_bench" ]] || echo "LLAMA_CPP_DIR not set or without llama-bench: measuring Kindred only" >&2
 
-mkdir -p "$dir"
+mkdir -p "$dir" "$out"
+rm -f "$out"/*.jsonl
 models=("$@")
 [[ ${#models[@]} -gt 0 ]] || models=(gpt-oss-20b qwen3-30b-a3b)
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GB", $2 / 1048576}' /proc/meminfo) RAM; load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -50,10 +53,44 @@ for model in "${models[@]}"; do
     fi
     echo
     echo "== $model ($(du -h "$file" | cut -f1)) =="
-    "$bench" "$file" --threads "$threads" --pp "$pp" --tg "$tg" --train-seq "$train_seq" --train-steps "$train_steps"
+    "$bench" "$file" --threads "$threads" --pp "$pp" --tg "$tg" --train-seq "$train_seq" --train-steps "$train_steps" |
+        tee "$out/$model.kindred.jsonl"
     if [[ -n "$llama_bench" ]]; then
-        "$llama_bench" -m "$file" -t "$threads" -p "$pp" -n "$tg" -r 1 -o md 2>/dev/null || echo "llama-bench failed on $file"
+        echo "load average before llama.cpp: $(cut -d' ' -f1-3 /proc/loadavg)"
+        "$llama_bench" -m "$file" -t "$threads" -p "$pp" -n "$tg" -r 1 -o jsonl 2>/dev/null | tee "$out/$model.llama.jsonl" ||
+            echo "llama-bench failed on $file"
         echo "load average after llama.cpp: $(cut -d' ' -f1-3 /proc/loadavg)"
     fi
     [[ "${KEEP:-1}" == 1 ]] || rm -f "$file"
 done
+
+# One row per model from the lines kept above: Kindred beside llama-bench, the ratio, training.
+echo
+OUT_DIR="$out" MODELS="${models[*]}" PP="$pp" TG="$tg" python3 - <<'PY'
+import json, os
+out, pp, tg = os.environ["OUT_DIR"], os.environ["PP"], os.environ["TG"]
+def lines(path):
+    try:
+        return [json.loads(line) for line in open(path) if line.strip().startswith("{")]
+    except (OSError, ValueError):
+        return []
+print(f"| model | peak RSS after warm-up (GB) | pp{pp} Kindred / llama.cpp tok/s | ratio | tg{tg} Kindred / llama.cpp tok/s | ratio "
+      "| train tok/s | train peak RSS (GB) |")
+print("|" + " --- |" * 8)
+for model in os.environ["MODELS"].split():
+    kindred = {line["phase"]: line for line in lines(f"{out}/{model}.kindred.jsonl")}
+    llama = {("pp" if line["n_prompt"] else "tg"): line["avg_ts"] for line in lines(f"{out}/{model}.llama.jsonl")}
+    def pair(phase):
+        mine = kindred.get(f"{phase}{pp if phase == 'pp' else tg}", {}).get("tokens_per_second")
+        theirs = llama.get(phase)
+        text = f"{mine:.2f}" if mine else "-"
+        text += f" / {theirs:.2f}" if theirs else " / -"
+        return text, (f"{mine / theirs:.2f}" if mine and theirs else "-")
+    pp_text, pp_ratio = pair("pp")
+    tg_text, tg_ratio = pair("tg")
+    warm = kindred.get("warmup", {}).get("peak_rss_mb")
+    train = kindred.get("train", {})
+    gb = lambda mb: f"{mb / 1024:.1f}" if mb else "-"
+    train_rate = f"{train['tokens_per_second']:.2f}" if train else "-"
+    print(f"| {model} | {gb(warm)} | {pp_text} | {pp_ratio} | {tg_text} | {tg_ratio} | {train_rate} | {gb(train.get('peak_rss_mb'))} |")
+PY

@@ -94,7 +94,9 @@ def point(server, clients):
         return json.load(open(f"{out}/{server}-{clients}.json"))
     except (OSError, ValueError):
         return None
-print("| clients | " + " | ".join(f"{s} tokens/s (p50/p95 s, failures)" for s in servers) + (" | ratio |" if len(servers) > 1 else " |"))
+columns = ["clients"] + [f"{s} tokens/s (p50/p95 s, failures)" for s in servers] + (["ratio"] if len(servers) > 1 else [])
+print("| " + " | ".join(columns) + " |")
+print("|" + " --- |" * len(columns))
 for clients in counts:
     row, rates = [], []
     for server in servers:
