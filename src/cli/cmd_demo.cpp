@@ -1,5 +1,6 @@
-// kindred demo [--quick] [--out DIR] [--questions FILE] [--model M] [key=value ...]: the project's main
-// job on the embedded default (docs/demo.md). Prepares the bundled samples, measures the base model
+// kindred demo [--quick] [--out DIR] [--questions FILE] [--model M] [--data DIR] [key=value ...]: the
+// project's main job on the embedded default (docs/demo.md). Prepares the bundled samples (or fetched
+// releases), measures the base model
 // on dev, runs multi-objective SFT (configs/demo.yaml or demo-quick.yaml, overrides applied), measures
 // the tuned model, runs EQ-Bench v2 on both when the questions are found, lets both answer held-out
 // prompts, and writes <out>/<run id>/report.html and report.md. Every stage prints one line when it
@@ -50,6 +51,7 @@ struct DemoFlags {
     std::size_t eqbench_limit = 0;
     int threads = 0;
     std::vector<std::string> overrides;
+    std::string data;  // a `kindred data fetch` folder instead of the bundled samples
 };
 
 double now_s() {
@@ -155,17 +157,20 @@ std::vector<eval::Chart> run_charts(const std::string& run_dir) {
 }
 
 std::string summary_text(const train::SftRecipe& recipe, const train::SftResult& result, std::size_t train_examples,
-                         std::size_t dev_examples, const train::DevMetrics& base, const train::DevMetrics& sft) {
+                         std::size_t dev_examples, const train::DevMetrics& base, const train::DevMetrics& sft,
+                         bool samples) {
     std::string text = fmt::format(
-        "LoRA rank {} SFT of the base model for {} steps on the bundled sample corpus ({} training examples, {} dev), "
+        "LoRA rank {} SFT of the base model for {} steps on {} ({} training examples, {} dev), "
         "with the emotion, strategy and valence/arousal heads and the safety-teacher KL (λ = {}, {}, {}, {}, {}). ",
-        recipe.adapter.rank, result.last_step, train_examples, dev_examples, recipe.objective.lm, recipe.objective.emotion,
+        recipe.adapter.rank, result.last_step, samples ? "the bundled sample corpus" : "the fetched datasets",
+        train_examples, dev_examples, recipe.objective.lm, recipe.objective.emotion,
         recipe.objective.strategy, recipe.objective.valence_arousal, recipe.objective.safety_kl);
     if (std::isfinite(base.nll) && std::isfinite(sft.nll)) {
         text += fmt::format("Dev NLL per reply token went from {:.3f} to {:.3f}. ", base.nll, sft.nll);
     }
-    text += "The sample corpus is small and written for Kindred (data/samples/README.md): the numbers show the pipeline "
-            "end to end, not the quality a full dataset would give.";
+    if (samples)
+        text += "The sample corpus is small and written for Kindred (data/samples/README.md): the numbers show the pipeline "
+                "end to end, not the quality a full dataset would give.";
     return text;
 }
 
@@ -195,12 +200,10 @@ void run_demo(const DemoFlags& flags) {
     Stages stages(8);
     fmt::print(stderr, "kindred demo{}: run {} (Kindred folder {})\n", flags.quick ? " --quick" : "", run_dir, root);
 
-    stages.begin("prepare data", "EmpatheticDialogues, ESConv and GoEmotions samples into train/dev/test with data cards");
-    data::PrepareOptions prepare;
-    const fs::path samples = fs::path(root) / "data" / "samples";
-    prepare.empathetic_dialogues = (samples / "empatheticdialogues").string();
-    prepare.esconv = (samples / "esconv" / "ESConv.json").string();
-    prepare.goemotions = (samples / "goemotions" / "data").string();
+    const DemoData corpus = demo_data(root, flags.data);
+    report.data = corpus.description;
+    stages.begin("prepare data", corpus.description + " into train/dev/test with data cards");
+    data::PrepareOptions prepare = corpus.sources;
     prepare.out_dir = data_dir;
     prepare.progress = [](const std::string& line) { fmt::print(stderr, "      {}\n", line); };
     const data::PrepareReport prepared = data::prepare_corpus(prepare);
@@ -311,7 +314,7 @@ void run_demo(const DemoFlags& flags) {
     stages.end();
 
     stages.begin("report", "report.html and report.md");
-    report.summary = summary_text(recipe, result, train_set.examples.size(), dev.size(), base_dev, sft_dev);
+    report.summary = summary_text(recipe, result, train_set.examples.size(), dev.size(), base_dev, sft_dev, flags.data.empty());
     report.charts = run_charts(run_dir);
     report.notes.insert(report.notes.begin(),
                         "Head metrics have no base value: the base model has no emotion, strategy or valence/arousal head; "
@@ -343,6 +346,8 @@ void add_demo_command(CLI::App& app) {
     demo->add_option("--model", flags->model, "GGUF model to fine-tune (default: the recipe's, `default`)");
     demo->add_option("--eqbench-limit", flags->eqbench_limit, "EQ-Bench v2 questions asked (0 = the preset's: 10 quick, 40 full)");
     demo->add_option("--threads", flags->threads, "CPU threads (0 = KINDRED_THREADS or every core)")->capture_default_str();
+    demo->add_option("--data", flags->data, "Train on the releases `kindred data fetch` put in this folder instead of the bundled samples")
+        ->check(CLI::ExistingDirectory);
     demo->add_option("overrides", flags->overrides, "key=value recipe overrides (e.g. optimisation.max_steps=4)");
     demo->callback([flags] { run_demo(*flags); });
 }
