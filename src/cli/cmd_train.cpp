@@ -83,6 +83,7 @@ void run_train(const TrainOptions& options) {
     data_options.context_length = static_cast<std::size_t>(model->decoder().config().context_length);
     // Emotion-only lines (GoEmotions) only feed the emotion head; the teacher's tokens only the KL.
     data_options.keep_emotion_only = train::emotion_active(recipe);
+    data_options.emotion_space = recipe.heads.emotion_space;
     data_options.teacher_rules = train::safety_rules_text(recipe);
     const auto& chat = model->require_chat_template();
     const auto dataset = train::load_chat_dataset(recipe.data_path, model->tokenizer(), chat, data_options);
@@ -99,6 +100,7 @@ void run_train(const TrainOptions& options) {
     sft.resume = options.resume;
     sft.base_model = model->path();
     sft.pad_id = model->tokenizer().eos_id().value_or(0);
+    sft.emotion_system_prompt = dataset.stats.emotion_system_prompt;
     if (dev) sft.dev = dev->examples;
     fmt::print(stderr, "run {}: {} examples ({} target tokens, {} head sites), {} steps\n", sft.run_dir,
                dataset.examples.size(), dataset.stats.target_tokens, dataset.stats.sites, recipe.max_steps);

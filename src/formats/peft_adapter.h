@@ -46,6 +46,9 @@ struct LoraConfig {
     double lora_dropout = 0.0;
     bool use_rslora = false;  // scale alpha / sqrt(r) instead of alpha / r
     std::vector<std::string> target_modules;
+    // PEFT's layers_to_transform: the layers that carry adapters, ascending; empty = every layer
+    // (written as null). A single integer in the file reads as a list of one.
+    std::vector<std::uint32_t> layers_to_transform;
 };
 
 struct Adapter {
@@ -55,7 +58,8 @@ struct Adapter {
 
 // Checks what both reader and writer require: every key parses, shapes are 2-D with A [r, in]
 // and B [out, r], each module has both A and B with the same r, no key repeats, every module
-// named by a key is in target_modules. Throws Error naming `where` and the key.
+// named by a key is in target_modules and, when layers_to_transform is given, its layer is listed
+// there. Throws Error naming `where` and the key.
 void validate(const Adapter& adapter, const std::string& where);
 
 // Writes <directory>/adapter_model.safetensors (F32) then adapter_config.json, each atomically;

@@ -9,6 +9,24 @@
 
 namespace kindred::infer {
 
+namespace {
+
+// PEFT's layers_to_transform as LoraConfig::first_layer: the run first..layers-1 or all layers.
+std::int64_t first_adapted_layer(std::span<const std::uint32_t> layers_to_transform, std::int64_t layers,
+                                 const std::string& where) {
+    if (layers_to_transform.empty()) return 0;
+    const auto first = static_cast<std::int64_t>(layers_to_transform.front());
+    // Sorted and distinct (peft::read_adapter), so it is the run first..layers-1 exactly when it
+    // ends at the last layer and has that many entries.
+    if (static_cast<std::int64_t>(layers_to_transform.back()) != layers - 1 ||
+        static_cast<std::int64_t>(layers_to_transform.size()) != layers - first)
+        fail("{}: layers_to_transform must be a run of layers ending at the model's last ({}); other layer "
+             "sets are not supported", where, layers - 1);
+    return first;
+}
+
+}  // namespace
+
 std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const std::string& adapter) {
     std::string path = resolve_model_path(model);
     gguf::File file = gguf::File::open(path);
@@ -17,12 +35,13 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const s
     return loaded;
 }
 
-void LoadedModel::attach_adapter(const std::string& directory) {
+std::unique_ptr<model::LoraAdapters> read_lora_adapters(const std::string& directory, const model::Decoder& decoder,
+                                                        const std::string& model_path, model::LoraUse use) {
     // read_adapter checks the directory on its own (pairs, ranks, targets); what follows checks
     // it against this base.
     const peft::Adapter adapter = peft::read_adapter(directory);
     const std::string weights_path = directory + "/adapter_model.safetensors";
-    const ModelConfig& config = decoder_.config();
+    const ModelConfig& config = decoder.config();
     model::LoraConfig lora;
     lora.rank = static_cast<int>(adapter.config.r);
     lora.alpha = adapter.config.lora_alpha;
@@ -31,9 +50,11 @@ void LoadedModel::attach_adapter(const std::string& directory) {
     lora.targets.clear();
     for (const std::string& module : adapter.config.target_modules)
         lora.targets.push_back(module.substr(0, module.find("_proj")));  // q_proj -> q, gate_proj -> gate
+    lora.first_layer = first_adapted_layer(adapter.config.layers_to_transform, config.num_layers,
+                                           directory + "/adapter_config.json");
+    std::unique_ptr<model::LoraAdapters> adapters;
     try {
-        adapters_ = std::make_unique<model::LoraAdapters>(config, lora, decoder_.weights().qk_interleaved,
-                                                          model::LoraUse::Inference);
+        adapters = std::make_unique<model::LoraAdapters>(config, lora, decoder.weights().qk_interleaved, use);
     } catch (const Error& error) {
         fail("{}/adapter_config.json: {}", directory, error.what());
     }
@@ -41,23 +62,28 @@ void LoadedModel::attach_adapter(const std::string& directory) {
         const peft::LoraKey key = peft::parse_lora_key(tensor.name);
         if (std::cmp_greater_equal(key.layer, config.num_layers))
             fail("{}: tensor '{}' is for layer {}, but the model {} has {} layers", weights_path, tensor.name, key.layer,
-                 path_, config.num_layers);
-        const model::LoraTensorInfo& info = adapters_->tensor(tensor.name);
+                 model_path, config.num_layers);
+        const model::LoraTensorInfo& info = adapters->tensor(tensor.name);
         if (tensor.shape != std::vector<std::uint64_t>{static_cast<std::uint64_t>(info.rows), static_cast<std::uint64_t>(info.cols)})
             fail("{}: tensor '{}' has shape [{}, {}], but the model {} needs [{}, {}]", weights_path, tensor.name,
-                 tensor.shape[0], tensor.shape[1], path_, info.rows, info.cols);
-        adapters_->set_hf(tensor.name, tensor.values);
+                 tensor.shape[0], tensor.shape[1], model_path, info.rows, info.cols);
+        adapters->set_hf(tensor.name, tensor.values);
     }
     // Names are unique (validate) and each fits a slot, so equal counts mean every slot is filled.
-    if (adapter.tensors.size() != adapters_->tensors().size()) {
-        for (const model::LoraTensorInfo& info : adapters_->tensors()) {
+    if (adapter.tensors.size() != adapters->tensors().size()) {
+        for (const model::LoraTensorInfo& info : adapters->tensors()) {
             const bool present = std::any_of(adapter.tensors.begin(), adapter.tensors.end(),
                                              [&](const peft::LoraTensor& t) { return t.name == info.name; });
             if (!present)
                 fail("{}: tensor '{}' is missing ({} layers of the model {} need one adapter each)", weights_path, info.name,
-                     config.num_layers, path_);
+                     config.num_layers - lora.first_layer, model_path);
         }
     }
+    return adapters;
+}
+
+void LoadedModel::attach_adapter(const std::string& directory) {
+    adapters_ = read_lora_adapters(directory, decoder_, path_, model::LoraUse::Inference);
     decoder_.attach_adapter(adapters_.get());
     adapter_path_ = directory;
 }

@@ -20,6 +20,13 @@
 
 namespace kindred::infer {
 
+// A PEFT LoRA directory as adapters for `decoder` (whose file `model_path` names in errors),
+// checked against it as LoadedModel's adapter is: layer count, target modules, tensor shapes;
+// layers_to_transform must be a run of layers ending at the last (LoraConfig::first_layer). `use`
+// Inference for generation, Training for a model::TrainableDecoder (e.g. evaluating heads).
+std::unique_ptr<model::LoraAdapters> read_lora_adapters(const std::string& directory, const model::Decoder& decoder,
+                                                        const std::string& model_path, model::LoraUse use);
+
 class LoadedModel {
 public:
     // `model` is a GGUF path or `default`; `adapter`, when not empty, a PEFT LoRA directory made

@@ -166,7 +166,7 @@ void Decoder::attach_adapter(const LoraAdapters* adapters) {
 void Decoder::linear(float* y, const float* x, const kernels::Matrix& w, const float* bias, std::int64_t tokens,
                      std::int64_t layer, LoraModule module) {
     kernels::matmul_forward(y, x, w, bias, tokens);
-    if (adapter_ == nullptr || !adapter_->targets(module)) return;
+    if (adapter_ == nullptr || !adapter_->adapts(layer, module)) return;
     kernels::LoraShape shape;
     shape.tokens = tokens;
     shape.in = w.cols;

@@ -23,6 +23,8 @@ LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_
     if (config_.rank < 1) fail("lora: rank must be positive, got {}", config_.rank);
     if (!(config_.alpha > 0)) fail("lora: alpha must be positive, got {}", config_.alpha);
     if (!(config_.dropout >= 0 && config_.dropout < 1)) fail("lora: dropout must be in [0, 1), got {}", config_.dropout);
+    if (config_.first_layer < 0 || config_.first_layer > layers_)
+        fail("lora: first_layer {} is outside the model's layers 0..{}", config_.first_layer, layers_);
     scale_ = kernels::lora_scale(static_cast<float>(config_.alpha), config_.rank, config_.rslora);
 
     const std::int64_t hidden = model.hidden_size, ff = model.intermediate_size;
@@ -44,7 +46,7 @@ LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_
         if (index_[m] >= 0) index_[m] = targeted_++;
 
     const std::int64_t rank = config_.rank;
-    for (std::int64_t l = 0; l < layers_; ++l)
+    for (std::int64_t l = config_.first_layer; l < layers_; ++l)
         for (int m = 0; m < lora_module_count; ++m) {
             if (index_[m] < 0) continue;
             const auto mi = static_cast<std::size_t>(m);
@@ -64,17 +66,18 @@ LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_
         m_ = grads_ + count_;
         v_ = m_ + count_;
     }
+    const auto skipped = static_cast<std::uint64_t>(config_.first_layer * targeted_);  // adapters below first_layer
     for (std::size_t i = 0; i < tensors_.size(); i += 2) {
         const LoraTensorInfo& a = tensors_[i];
-        const std::uint64_t seed = config_.seed ^ (static_cast<std::uint64_t>(i / 2 + 1) * 0x9E3779B97F4A7C15ull);
+        const std::uint64_t seed = config_.seed ^ ((skipped + i / 2 + 1) * 0x9E3779B97F4A7C15ull);
         kernels::lora_init(params_ + a.offset, params_ + tensors_[i + 1].offset, rank, a.cols, tensors_[i + 1].rows, seed);
     }
 }
 
 float* LoraAdapters::ptr(float* base, std::int64_t layer, LoraModule module, bool is_b) const {
     const int slot = index_[static_cast<int>(module)];
-    if (slot < 0) return nullptr;
-    const auto at = static_cast<std::size_t>(2 * (layer * targeted_ + slot) + (is_b ? 1 : 0));
+    if (slot < 0 || layer < config_.first_layer) return nullptr;
+    const auto at = static_cast<std::size_t>(2 * ((layer - config_.first_layer) * targeted_ + slot) + (is_b ? 1 : 0));
     return base + tensors_[at].offset;
 }
 

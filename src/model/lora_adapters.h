@@ -5,8 +5,9 @@
 // made for inference (LoraUse::Inference: an adapter applied at generation) hold the parameters
 // only, a quarter of that; asking them for gradients or a step is an Error.
 //
-// Layout. Tensors are ordered layer by layer, modules in the order q,k,v,o,gate,up,down (only the
-// targeted ones), A before B; params()[offset .. offset + rows·cols) is one row-major tensor.
+// Layout. Tensors are ordered layer by layer (from LoraConfig::first_layer), modules in the order
+// q,k,v,o,gate,up,down (only the targeted ones), A before B; params()[offset .. offset + rows·cols)
+// is one row-major tensor.
 //
 // q/k rows. GGUF files of arch `llama` store the q/k weight rows of every head permuted (row 2i
 // holds HF row i, row 2i+1 holds HF row i + head_dim/2; see kernels/rope.h) and the decoder runs
@@ -34,6 +35,10 @@ struct LoraConfig {
     bool rslora = false;   // scale alpha / √rank instead of alpha / rank
     std::vector<std::string> targets = {"q", "k", "v", "o", "gate", "up", "down"};
     std::uint64_t seed = 0;  // init and dropout streams (kernels/lora.h)
+    // Layers below this one get no adapter (PEFT's layers_to_transform = [first_layer, layers)):
+    // they stay the frozen base, so their output is a function of the tokens alone and a trainer
+    // may compute it once (train/frozen_cache.h) and backpropagate no further than this layer.
+    std::int64_t first_layer = 0;
 };
 
 enum class LoraModule { Q, K, V, O, Gate, Up, Down };
@@ -51,20 +56,24 @@ struct LoraTensorInfo {
 
 class LoraAdapters {
 public:
-    // One adapter per targeted module of every layer; A by PEFT's default init (kernels::lora_init
-    // with stream seed ^ ((adapter index + 1) · 0x9E3779B97F4A7C15), adapters counted in layout
-    // order), B zero. `qk_interleaved` says whether the decoder's q/k rows are GGUF-permuted
-    // (Weights::qk_interleaved). Throws Error for an unknown or repeated target, rank < 1,
-    // alpha <= 0 or dropout outside [0, 1).
+    // One adapter per targeted module of every layer from first_layer; A by PEFT's default init
+    // (kernels::lora_init with stream seed ^ ((adapter index + 1) · 0x9E3779B97F4A7C15), the index
+    // being layer · targeted modules + the module's position among them, so a layer's init does not
+    // depend on first_layer), B zero. `qk_interleaved` says whether the decoder's q/k rows are
+    // GGUF-permuted (Weights::qk_interleaved). Throws Error for an unknown or repeated target,
+    // rank < 1, alpha <= 0, dropout outside [0, 1) or first_layer outside [0, layers].
     LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_interleaved, LoraUse use = LoraUse::Training);
 
     const LoraConfig& config() const { return config_; }
     float scale() const { return scale_; }
     std::int64_t layers() const { return layers_; }
+    std::int64_t first_layer() const { return config_.first_layer; }
     bool targets(LoraModule module) const { return index_[static_cast<int>(module)] >= 0; }
+    // Whether (layer, module) has an adapter: a targeted module at or above first_layer.
+    bool adapts(std::int64_t layer, LoraModule module) const { return layer >= config_.first_layer && targets(module); }
     bool trainable() const { return grads_ != nullptr; }
 
-    // A and B of (layer, module), or null when the module is not targeted.
+    // A and B of (layer, module), or null when it has no adapter (adapts() is false).
     float* a(std::int64_t layer, LoraModule module) { return ptr(params_, layer, module, false); }
     float* b(std::int64_t layer, LoraModule module) { return ptr(params_, layer, module, true); }
     const float* a(std::int64_t layer, LoraModule module) const { return ptr(params_, layer, module, false); }

@@ -37,6 +37,7 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
     ff_ = c.intermediate_size;
     rank_ = adapters.config().rank;
     max_in_ = std::max({hidden_, q_dim_, ff_});
+    first_ = adapters.first_layer();
     if (adapters.in_features(LoraModule::Q) != hidden_ || adapters.out_features(LoraModule::Q) != q_dim_ ||
         adapters.out_features(LoraModule::K) != kv_dim_ || adapters.in_features(LoraModule::Down) != ff_)
         fail("trainable decoder: the adapters were built for another model shape");
@@ -53,7 +54,7 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
     attention_.scale = base.attention_scale();
 
     segment_ids_.resize(static_cast<std::size_t>(max_tokens_));
-    layer_acts_.resize(checkpoint_ ? 1 : static_cast<std::size_t>(c.num_layers));
+    layer_acts_.resize(checkpoint_ ? 1 : static_cast<std::size_t>(std::max<std::int64_t>(c.num_layers - first_, 1)));
     std::int64_t byte_count = 0;
     const std::int64_t float_count = plan(nullptr, nullptr, byte_count);
     arena_.reset(new float[static_cast<std::size_t>(float_count)]);
@@ -133,6 +134,8 @@ void TrainableDecoder::check(const TrainBatch& batch) const {
     if (n == 0) fail("trainable decoder: empty batch");
     if (static_cast<std::int64_t>(n) > max_tokens_)
         fail("trainable decoder: batch of {} tokens exceeds max_tokens {}", n, max_tokens_);
+    if (!batch.residual.empty() && batch.residual.size() != n * static_cast<std::size_t>(hidden_))
+        fail("trainable decoder: {} residual values for {} tokens x {} hidden", batch.residual.size(), n, hidden_);
     if (batch.targets.size() != n) fail("trainable decoder: {} targets for {} tokens", batch.targets.size(), n);
     if (!batch.positions.empty() && batch.positions.size() != n)
         fail("trainable decoder: {} positions for {} tokens", batch.positions.size(), n);
@@ -157,7 +160,10 @@ void TrainableDecoder::check(const TrainBatch& batch) const {
 
 void TrainableDecoder::embed(const TrainBatch& batch) {
     tokens_ = static_cast<std::int64_t>(batch.tokens.size());
-    kernels::embedding_forward(xs_, batch.tokens.data(), tokens_, base_.embedding());
+    if (batch.residual.empty())
+        kernels::embedding_forward(xs_, batch.tokens.data(), tokens_, base_.embedding());
+    else
+        std::copy(batch.residual.begin(), batch.residual.end(), xs_ + first_ * tokens_ * hidden_);
     const std::int64_t half = head_dim_ / 2;
     for (std::int64_t t = 0; t < tokens_; ++t) {
         const std::int64_t position = batch.positions.empty() ? t : batch.positions[static_cast<std::size_t>(t)];
@@ -182,7 +188,7 @@ void TrainableDecoder::begin(const TrainBatch& batch, bool train) {
 
 kernels::CrossEntropyTotals TrainableDecoder::forward_backward(const TrainBatch& batch, float loss_scale) {
     begin(batch, true);
-    forward_pass(batch);
+    forward_pass(batch, base_.config().num_layers);
     zero(dfinal_, tokens_ * hidden_);
     const auto totals = cross_entropy(batch, dfinal_, loss_scale);
     backward_pass(dfinal_);
@@ -191,15 +197,31 @@ kernels::CrossEntropyTotals TrainableDecoder::forward_backward(const TrainBatch&
 
 kernels::CrossEntropyTotals TrainableDecoder::loss_only(const TrainBatch& batch) {
     begin(batch, false);
-    forward_pass(batch);
+    forward_pass(batch, base_.config().num_layers);
     return cross_entropy(batch, nullptr, 0.0f);
 }
 
 std::span<const float> TrainableDecoder::forward(const TrainBatch& batch, bool train) {
     begin(batch, train);
-    forward_pass(batch);
+    forward_pass(batch, base_.config().num_layers);
     forward_ready_ = train;
     return {final_normed_, static_cast<std::size_t>(tokens_ * hidden_)};
+}
+
+std::span<const float> TrainableDecoder::residual_entering(const TrainBatch& batch, std::int64_t layer) {
+    if (layer < 0 || layer > first_)
+        fail("trainable decoder: residual_entering layer {} must be in [0, {}] (the adapters start at layer {})", layer,
+             first_, first_);
+    if (!batch.residual.empty()) fail("trainable decoder: residual_entering needs a batch of tokens, not of residuals");
+    begin(batch, false);
+    forward_pass(batch, layer);
+    return {xs_ + layer * tokens_ * hidden_, static_cast<std::size_t>(tokens_ * hidden_)};
+}
+
+std::span<const float> TrainableDecoder::input_gradient() const {
+    if (first_ > 0)
+        fail("trainable decoder: no input gradient: the backward stops at layer {}, the adapters' first", first_);
+    return {dx_, static_cast<std::size_t>(last_tokens_ * hidden_)};
 }
 
 void TrainableDecoder::backward(std::span<const float> dhidden) {
@@ -211,11 +233,13 @@ void TrainableDecoder::backward(std::span<const float> dhidden) {
     backward_pass(dhidden.data());
 }
 
-void TrainableDecoder::forward_pass(const TrainBatch& batch) {
+void TrainableDecoder::forward_pass(const TrainBatch& batch, std::int64_t last_layer) {
     embed(batch);
     const std::int64_t T = tokens_, H = hidden_, layers = base_.config().num_layers;
-    for (std::int64_t l = 0; l < layers; ++l) layer_forward(l, acts(l), xs_ + l * T * H, xs_ + (l + 1) * T * H);
-    kernels::rmsnorm_forward(final_normed_, final_rstd_, xs_ + layers * T * H, base_.output_norm(), T, H, eps_, false);
+    for (std::int64_t l = batch.residual.empty() ? 0 : first_; l < last_layer; ++l)
+        layer_forward(l, acts(l), xs_ + l * T * H, xs_ + (l + 1) * T * H);
+    if (last_layer == layers)
+        kernels::rmsnorm_forward(final_normed_, final_rstd_, xs_ + layers * T * H, base_.output_norm(), T, H, eps_, false);
 }
 
 kernels::CrossEntropyTotals TrainableDecoder::cross_entropy(const TrainBatch& batch, float* dhidden, float loss_scale) {
@@ -231,7 +255,7 @@ void TrainableDecoder::backward_pass(const float* dhidden) {
     const std::int64_t T = tokens_, H = hidden_, layers = base_.config().num_layers;
     zero(dx_, T * H);
     kernels::rmsnorm_backward(dx_, nullptr, dhidden, xs_ + layers * T * H, final_rstd_, base_.output_norm(), T, H, false);
-    for (std::int64_t l = layers - 1; l >= 0; --l) {
+    for (std::int64_t l = layers - 1; l >= first_; --l) {
         if (checkpoint_) layer_forward(l, acts(l), xs_ + l * T * H, nullptr);
         layer_backward(l, acts(l), xs_ + l * T * H);
     }
@@ -241,7 +265,7 @@ void TrainableDecoder::backward_pass(const float* dhidden) {
 void TrainableDecoder::linear_forward(float* y, const float* x, const kernels::Matrix& w, const float* bias,
                                       std::int64_t l, LoraModule m, LayerActs& s, bool base) {
     if (base) kernels::matmul_forward(y, x, w, bias, tokens_, precision_);
-    if (!adapters_.targets(m)) return;
+    if (!adapters_.adapts(l, m)) return;
     const int mi = static_cast<int>(m);
     const std::int64_t in = adapters_.in_features(m);
     const float* u = x;
@@ -258,7 +282,7 @@ void TrainableDecoder::linear_forward(float* y, const float* x, const kernels::M
 void TrainableDecoder::linear_backward(float* dx, const float* dy, const float* x, const kernels::Matrix& w,
                                        std::int64_t l, LoraModule m, const LayerActs& s) {
     kernels::matmul_backward_input(dx, dy, w, tokens_, precision_);
-    if (!adapters_.targets(m)) return;
+    if (!adapters_.adapts(l, m)) return;
     const int mi = static_cast<int>(m);
     const std::int64_t in = adapters_.in_features(m);
     const kernels::LoraShape shape{tokens_, in, adapters_.out_features(m), rank_, adapters_.scale()};

@@ -36,6 +36,13 @@
 // (l · 7 + m) · max_tokens · max_in, so a recomputed layer draws the same mask; `step` counts
 // training forwards (forward_backward and forward). loss_only runs in evaluation mode (no dropout).
 //
+// Frozen lower layers (LoraConfig::first_layer = F > 0): layers below F have no adapter, so the
+// backward stops at layer F (nothing below has a parameter to train; input_gradient() is then an
+// Error) and only layers F.. keep activations. Their output depends on the tokens alone, so a
+// trainer can compute it once per example with residual_entering() and pass it in
+// TrainBatch::residual, skipping F of the layers in every later forward: the same values, since a
+// packed document's residual does not depend on its neighbours (segments, positions from 0).
+//
 // Families: everything the Decoder runs (Llama, Qwen3 with per-head q/k norms and biases); for
 // qk_norm models each layer also keeps q/k before their norm and the per-head rstd.
 #pragma once
@@ -53,12 +60,15 @@
 namespace kindred::model {
 
 // One packed row. targets[t] is the token predicted at t (−100 = not trained on); positions and
-// segment_ids may be empty (then 0, 1, … and a single document).
+// segment_ids may be empty (then 0, 1, … and a single document). `residual`, when not empty, is
+// the residual stream entering the adapters' first layer [tokens x hidden] (what
+// residual_entering() returns for these tokens): the frozen layers below it are then not run.
 struct TrainBatch {
     std::vector<std::int32_t> tokens;
     std::vector<std::int32_t> targets;
     std::vector<std::int32_t> positions;
     std::vector<std::int32_t> segment_ids;
+    std::vector<float> residual;
 };
 
 class TrainableDecoder {
@@ -93,7 +103,14 @@ public:
     void backward(std::span<const float> dhidden);
 
     // d(loss_scale · sum)/d(token embeddings) [tokens x hidden] of the last forward_backward.
-    std::span<const float> input_gradient() const { return {dx_, static_cast<std::size_t>(last_tokens_ * hidden_)}; }
+    // Error when the adapters start above layer 0 (the backward stops there).
+    std::span<const float> input_gradient() const;
+
+    // The residual stream entering `layer` [tokens x hidden] for the batch's tokens (its
+    // `residual` must be empty), computed in evaluation mode through the layers below (valid
+    // until the next call). Error for a layer outside [0, layers] or one above the adapters'
+    // first layer (the layers below it must be frozen for the result to be reusable).
+    std::span<const float> residual_entering(const TrainBatch& batch, std::int64_t layer);
 
     bool checkpointing() const { return checkpoint_; }
     kernels::Precision precision() const { return precision_; }
@@ -128,7 +145,7 @@ private:
     void check(const TrainBatch& batch) const;
     void embed(const TrainBatch& batch);
     void begin(const TrainBatch& batch, bool train);
-    void forward_pass(const TrainBatch& batch);
+    void forward_pass(const TrainBatch& batch, std::int64_t last_layer);  // runs layers below last_layer
     kernels::CrossEntropyTotals cross_entropy(const TrainBatch& batch, float* dhidden, float loss_scale);
     void backward_pass(const float* dhidden);
     // x_out null: recomputing for backward (checkpointing).
@@ -138,7 +155,10 @@ private:
                         LoraModule m, LayerActs& s, bool base = true);  // base false: only the adapter's xa
     void linear_backward(float* dx, const float* dy, const float* x, const kernels::Matrix& w, std::int64_t l,
                          LoraModule m, const LayerActs& s);
-    LayerActs& acts(std::int64_t l) { return checkpoint_ ? layer_acts_[0] : layer_acts_[static_cast<std::size_t>(l)]; }
+    // Layers below first_ (frozen, never differentiated) borrow the first set while they run forward.
+    LayerActs& acts(std::int64_t l) {
+        return checkpoint_ || l <= first_ ? layer_acts_[0] : layer_acts_[static_cast<std::size_t>(l - first_)];
+    }
 
     const Decoder& base_;
     LoraAdapters& adapters_;
@@ -146,6 +166,7 @@ private:
     std::int64_t max_tokens_;
     kernels::Precision precision_;
     std::int64_t hidden_, heads_, kv_heads_, head_dim_, q_dim_, kv_dim_, ff_, rank_, max_in_;
+    std::int64_t first_;  // the adapters' first layer: backward stops there
     float eps_;
     kernels::WeightRows output_rows_;
     kernels::AttentionShape attention_{};

@@ -39,6 +39,41 @@ std::vector<std::uint32_t> epoch_order(std::size_t count, std::uint64_t seed, st
     return order;
 }
 
+std::vector<std::vector<std::size_t>> pack_in_order(std::span<const TokenizedExample> examples, std::size_t max_seq_len) {
+    std::vector<std::vector<std::size_t>> rows;
+    std::size_t used = max_seq_len;
+    for (std::size_t i = 0; i < examples.size(); ++i) {
+        const std::size_t n = examples[i].tokens.size();
+        if (n == 0 || n > max_seq_len)
+            fail("packing: the example of line {} has {} tokens, outside [1, max_seq_len {}]", examples[i].line, n,
+                 max_seq_len);
+        if (used + n > max_seq_len) {
+            rows.emplace_back();
+            used = 0;
+        }
+        rows.back().push_back(i);
+        used += n;
+    }
+    return rows;
+}
+
+model::TrainBatch concatenate_row(std::span<const TokenizedExample> examples, std::span<const std::size_t> row,
+                                  std::vector<std::size_t>* offsets) {
+    model::TrainBatch batch;
+    if (offsets != nullptr) offsets->clear();
+    for (std::size_t j = 0; j < row.size(); ++j) {
+        const auto& example = examples[row[j]];
+        if (offsets != nullptr) offsets->push_back(batch.tokens.size());
+        batch.tokens.insert(batch.tokens.end(), example.tokens.begin(), example.tokens.end());
+        batch.targets.insert(batch.targets.end(), example.targets.begin(), example.targets.end());
+        for (std::size_t t = 0; t < example.tokens.size(); ++t) {
+            batch.positions.push_back(static_cast<std::int32_t>(t));
+            batch.segment_ids.push_back(static_cast<std::int32_t>(j));
+        }
+    }
+    return batch;
+}
+
 Packer::Packer(std::span<const TokenizedExample> examples, const PackingOptions& options, DataPosition start)
     : examples_(examples), options_(options), position_(start) {
     if (examples_.empty()) fail("packing: the dataset has no examples");

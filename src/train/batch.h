@@ -29,6 +29,7 @@
 #include <span>
 #include <vector>
 
+#include "model/trainable_decoder.h"
 #include "train/chat_dataset.h"
 
 namespace kindred::train {
@@ -81,6 +82,17 @@ struct StepBatch {
 
 // The permutation of [0, count) for (seed, epoch); exposed for tests.
 std::vector<std::uint32_t> epoch_order(std::size_t count, std::uint64_t seed, std::uint64_t epoch);
+
+// Deterministic packing for passes that visit every example once (dev evaluation, the frozen-layer
+// cache): rows of example indices in the given order, greedily filled up to max_seq_len tokens (an
+// example that does not fit the rest of a row starts the next), no padding. Throws Error naming the
+// example's line when one is empty or longer than max_seq_len.
+std::vector<std::vector<std::size_t>> pack_in_order(std::span<const TokenizedExample> examples, std::size_t max_seq_len);
+
+// One such row as a batch: the examples' tokens and targets concatenated, positions from 0 and one
+// segment id per example; `offsets` (when not null) receives each example's first token in the row.
+model::TrainBatch concatenate_row(std::span<const TokenizedExample> examples, std::span<const std::size_t> row,
+                                  std::vector<std::size_t>* offsets = nullptr);
 
 class Packer {
 public:

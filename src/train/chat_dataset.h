@@ -49,6 +49,7 @@
 #include <string_view>
 #include <vector>
 
+#include "data/labels.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
@@ -62,7 +63,7 @@ struct ChatExample {
     std::vector<bool> target;               // per message: an assistant turn the loss covers
     std::vector<std::size_t> prefix_bytes;  // per message: leading bytes of content left out of the loss
     std::vector<std::int32_t> strategy;     // per message: id of its first strategy in data::strategies(), -1 = none
-    std::vector<std::int32_t> emotions;     // emotion-head ids (data::emotion_labels() order) of `emotion.labels`
+    std::vector<std::int32_t> emotions;     // emotion-head ids in the dataset's EmotionSpace (see ChatDatasetOptions)
     bool has_va = false;                    // valence/arousal given (not null)
     float valence = 0.0f, arousal = 0.0f;
     std::string source;                     // the prepared example's `source`; "" for plain chat
@@ -98,6 +99,9 @@ struct ChatDatasetOptions {
     std::size_t context_length = 0;  // the model's; max_seq_len above it is an Error
     bool keep_emotion_only = false;  // emotion-only lines become examples with only a head site
     std::string teacher_rules = {};  // non-empty: fill teacher_tokens/teacher_positions
+    // The emotion head's label set: Kindred's 27 (`emotion.labels`) or GoEmotions' 28
+    // (`emotion.source_labels` of GoEmotions examples; other sources carry no emotion label there).
+    data::EmotionSpace emotion_space = data::EmotionSpace::Kindred;
 };
 
 struct ChatDatasetStats {
@@ -109,6 +113,11 @@ struct ChatDatasetStats {
     std::size_t longest_dropped = 0;
     std::size_t target_tokens = 0;  // over kept examples
     std::size_t tokens = 0;         // over kept examples
+    // The system message of the kept emotion-only examples when they all share one (what an
+    // emotion head trained on them expects at evaluation: model/heads.h), else empty.
+    std::size_t emotion_examples = 0;  // kept emotion-only examples
+    std::string emotion_system_prompt;
+    bool emotion_system_prompts_differ = false;
 };
 
 struct ChatDataset {
@@ -123,12 +132,13 @@ struct ChatDataset {
 // content, an emotion label outside the emotion head's set, an unknown strategy, valence/arousal
 // not a number).
 bool parse_chat_line(std::string_view line, const std::string& file, std::size_t line_number, ChatExample& out,
-                     bool keep_emotion_only = false);
+                     bool keep_emotion_only = false, data::EmotionSpace emotion_space = data::EmotionSpace::Kindred);
 
 // Calls `sink` for every example of a JSONL file, line by line (blank lines are skipped), so a
 // corpus is never held as text. Counts lines and skipped emotion examples into `stats`.
 void for_each_chat_example(const std::string& path, ChatDatasetStats& stats,
-                           const std::function<void(ChatExample&&)>& sink, bool keep_emotion_only = false);
+                           const std::function<void(ChatExample&&)>& sink, bool keep_emotion_only = false,
+                           data::EmotionSpace emotion_space = data::EmotionSpace::Kindred);
 
 // Renders and tokenizes one example, with its head sites and (teacher_rules non-empty) the
 // teacher's tokens. Errors (naming file and line) when the text holds bytes the vocabulary cannot

@@ -6,9 +6,12 @@
 
 #include "core/error.h"
 #include "eval/metrics.h"
+#include "eval/multilabel.h"
 #include "kernels/loss.h"
 #include "model/heads.h"
 #include "model/trainable_decoder.h"
+#include "train/batch.h"
+#include "train/frozen_cache.h"
 #include "train/safety_teacher.h"
 
 namespace kindred::train {
@@ -22,6 +25,7 @@ struct Collected {
     std::size_t kl_tokens = 0;
     std::vector<int> emotion_truth, emotion_predicted;  // single-label sites
     std::vector<std::vector<int>> multilabel_truth, multilabel_predicted;
+    std::vector<float> multilabel_probabilities;  // [multi-label sites x emotion classes]
     std::vector<int> strategy_truth, strategy_predicted;
     std::vector<double> va_truth, va_predicted;  // valence, arousal, valence, ...
 };
@@ -77,21 +81,6 @@ void check_inputs(const model::TrainableDecoder& trainer, const model::Heads* he
     }
 }
 
-// Greedy packing in the given order: an example that does not fit the rest of a row starts the next.
-std::vector<std::vector<std::size_t>> pack_rows(std::span<const TokenizedExample> dev, std::size_t max_seq_len) {
-    std::vector<std::vector<std::size_t>> rows;
-    std::size_t used = max_seq_len;
-    for (std::size_t i = 0; i < dev.size(); ++i) {
-        if (used + dev[i].tokens.size() > max_seq_len) {
-            rows.emplace_back();
-            used = 0;
-        }
-        rows.back().push_back(i);
-        used += dev[i].tokens.size();
-    }
-    return rows;
-}
-
 // The rows of `hidden` [tokens x dim] at `positions`, gathered into one [positions x dim] block.
 std::vector<float> gather(std::span<const float> hidden, std::int64_t dim, const std::vector<std::size_t>& positions) {
     const auto d = static_cast<std::size_t>(dim);
@@ -134,6 +123,9 @@ void score_sites(const model::Heads& heads, std::span<const float> hidden, std::
             if (multi[s]) {
                 c.multilabel_truth.emplace_back(labels.begin(), labels.end());
                 c.multilabel_predicted.push_back(multilabel_prediction(logits, classes));
+                const std::size_t at = c.multilabel_probabilities.size();
+                c.multilabel_probabilities.resize(at + static_cast<std::size_t>(classes));
+                heads.emotion_probabilities(logits, 1, c.multilabel_probabilities.data() + at);
             } else {
                 c.emotion_truth.push_back(labels[0]);
                 c.emotion_predicted.push_back(argmax(logits, classes));
@@ -184,6 +176,9 @@ nlohmann::json to_json(const DevMetrics& m) {
         {"emotion_multilabel_f1", number(m.emotion_multilabel_f1)},
         {"emotion_multilabel_sites", m.emotion_multilabel_sites},
         {"emotion_accuracy", number(m.emotion_accuracy)},
+        {"emotion_threshold", number(m.emotion_threshold)},
+        {"emotion_threshold_macro_f1", number(m.emotion_threshold_macro_f1)},
+        {"emotion_threshold_micro_f1", number(m.emotion_threshold_micro_f1)},
         {"strategy_accuracy", number(m.strategy_accuracy)},
         {"strategy_macro_f1", number(m.strategy_macro_f1)},
         {"strategy_sites", m.strategy_sites},
@@ -214,6 +209,9 @@ DevMetrics dev_metrics_from_json(const nlohmann::json& json, const std::string& 
     number("emotion_multilabel_f1", m.emotion_multilabel_f1);
     count("emotion_multilabel_sites", m.emotion_multilabel_sites);
     number("emotion_accuracy", m.emotion_accuracy);
+    number("emotion_threshold", m.emotion_threshold);
+    number("emotion_threshold_macro_f1", m.emotion_threshold_macro_f1);
+    number("emotion_threshold_micro_f1", m.emotion_threshold_micro_f1);
     number("strategy_accuracy", m.strategy_accuracy);
     number("strategy_macro_f1", m.strategy_macro_f1);
     count("strategy_sites", m.strategy_sites);
@@ -225,7 +223,8 @@ DevMetrics dev_metrics_from_json(const nlohmann::json& json, const std::string& 
 }
 
 DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* heads, SafetyTeacher* teacher,
-                        std::span<const TokenizedExample> dev, std::size_t max_seq_len) {
+                        std::span<const TokenizedExample> dev, std::size_t max_seq_len,
+                        const FrozenResiduals* residuals) {
     DevMetrics metrics;
     if (dev.empty()) return metrics;
     check_inputs(trainer, heads, dev, max_seq_len);
@@ -233,7 +232,7 @@ DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* he
     const auto& output = trainer.output_rows();
     const std::int64_t dim = output.cols;
     Collected c;
-    for (const auto& row : pack_rows(dev, max_seq_len)) {
+    for (const auto& row : pack_in_order(dev, max_seq_len)) {
         // Teacher first: it runs the shared base Decoder, so none of it interleaves with the
         // trainer's forward whose hidden states are read below.
         std::vector<const TeacherTargets*> teacher_rows(row.size(), nullptr);
@@ -248,20 +247,12 @@ DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* he
             }
         }
 
-        model::TrainBatch batch;
         std::vector<std::size_t> offsets;
+        model::TrainBatch batch = concatenate_row(dev, row, &offsets);
+        if (residuals != nullptr)
+            for (const std::size_t i : row) residuals->append(batch, i);
         std::size_t row_targets = 0;
-        for (std::size_t j = 0; j < row.size(); ++j) {
-            const auto& example = dev[row[j]];
-            offsets.push_back(batch.tokens.size());
-            batch.tokens.insert(batch.tokens.end(), example.tokens.begin(), example.tokens.end());
-            batch.targets.insert(batch.targets.end(), example.targets.begin(), example.targets.end());
-            for (std::size_t t = 0; t < example.tokens.size(); ++t) {
-                batch.positions.push_back(static_cast<std::int32_t>(t));
-                batch.segment_ids.push_back(static_cast<std::int32_t>(j));
-            }
-            row_targets += example.target_count;
-        }
+        for (const std::size_t i : row) row_targets += dev[i].target_count;
         const auto tokens = static_cast<std::int64_t>(batch.tokens.size());
         const std::span<const float> hidden = trainer.forward(batch, /*train=*/false);
 
@@ -304,6 +295,13 @@ DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* he
         metrics.emotion_multilabel_f1 = present_label_macro_f1(
             c.multilabel_truth, c.multilabel_predicted, static_cast<int>(heads->outputs(model::Head::Emotion)));
     metrics.emotion_multilabel_sites = c.multilabel_truth.size();
+    if (!c.multilabel_truth.empty()) {
+        const auto choice = eval::choose_threshold(c.multilabel_probabilities, heads->outputs(model::Head::Emotion),
+                                                   c.multilabel_truth);
+        metrics.emotion_threshold = choice.threshold;
+        metrics.emotion_threshold_macro_f1 = choice.macro_f1;
+        metrics.emotion_threshold_micro_f1 = choice.micro_f1;
+    }
     if (!c.strategy_truth.empty()) {
         const auto report = eval::classification_report(c.strategy_truth, c.strategy_predicted,
                                                         static_cast<int>(heads->outputs(model::Head::Strategy)));

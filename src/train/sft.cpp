@@ -25,6 +25,7 @@
 #include "model/trainable_decoder.h"
 #include "train/batch.h"
 #include "train/checkpoint.h"
+#include "train/frozen_cache.h"
 #include "train/safety_teacher.h"
 
 namespace kindred::train {
@@ -82,6 +83,8 @@ peft::Adapter peft_adapter(const model::LoraAdapters& adapters, const std::strin
     adapter.config.lora_dropout = config.dropout;
     adapter.config.use_rslora = config.rslora;
     for (const auto& target : config.targets) adapter.config.target_modules.push_back(target + "_proj");
+    for (std::int64_t layer = config.first_layer; config.first_layer > 0 && layer < adapters.layers(); ++layer)
+        adapter.config.layers_to_transform.push_back(static_cast<std::uint32_t>(layer));
     for (const auto& info : adapters.tensors()) {
         peft::LoraTensor tensor{info.name, {static_cast<std::uint64_t>(info.rows), static_cast<std::uint64_t>(info.cols)}, {}};
         tensor.values.resize(static_cast<std::size_t>(info.rows * info.cols));
@@ -108,8 +111,8 @@ constexpr std::pair<const char*, const char*> kComponents[] = {
     {"loss_va", "valence/arousal SE"}, {"loss_safety", "safety KL"}};
 
 // Dev metrics drawn in dev.svg (the names of train/dev_eval.h's JSON).
-constexpr const char* kDevCurves[] = {"nll", "emotion_macro_f1", "emotion_multilabel_f1", "strategy_accuracy",
-                                      "strategy_macro_f1", "va_mse", "safe_kl"};
+constexpr const char* kDevCurves[] = {"nll", "emotion_macro_f1", "emotion_multilabel_f1", "emotion_threshold_macro_f1",
+                                      "strategy_accuracy", "strategy_macro_f1", "va_mse", "safe_kl"};
 
 void write_charts(const std::string& run_dir, const std::string& metrics_path) {
     const auto records = read_metrics_log(metrics_path).records;
@@ -163,7 +166,8 @@ model::TrainBatch row_batch(const MicroBatch& micro, std::size_t row) {
     return {{micro.tokens.begin() + begin, micro.tokens.begin() + end},
             {micro.targets.begin() + begin, micro.targets.begin() + end},
             {micro.positions.begin() + begin, micro.positions.begin() + end},
-            {micro.segment_ids.begin() + begin, micro.segment_ids.begin() + end}};
+            {micro.segment_ids.begin() + begin, micro.segment_ids.begin() + end},
+            {}};
 }
 
 // Per-element weight of each term's sum in one step: λ / (the term's count over the whole step),
@@ -188,13 +192,18 @@ float scale_of(double lambda, std::size_t count) {
 // while they grow.
 class RowObjective {
 public:
+    // `emotion_weights`: one per emotion class (empty: unweighted); `residuals`: the frozen-layer
+    // cache of `examples` (null: every forward starts from the tokens).
     RowObjective(std::span<const TokenizedExample> examples, std::int64_t hidden, std::int64_t vocab,
-                 model::Heads* heads, SafetyTeacher* teacher)
-        : examples_(examples), hidden_(hidden), vocab_(vocab), heads_(heads), teacher_(teacher) {}
+                 model::Heads* heads, SafetyTeacher* teacher, std::vector<float> emotion_weights,
+                 const FrozenResiduals* residuals)
+        : examples_(examples), hidden_(hidden), vocab_(vocab), heads_(heads), teacher_(teacher),
+          emotion_weights_(std::move(emotion_weights)), residuals_(residuals) {}
 
     void run(model::TrainableDecoder& trainer, const MicroBatch& micro, std::size_t row, const Scales& scales,
              Sums& sums) {
-        const model::TrainBatch batch = row_batch(micro, row);
+        model::TrainBatch batch = row_batch(micro, row);
+        if (residuals_ != nullptr) add_cached_residuals(batch, micro, row);
         const std::span<const float> hidden = trainer.forward(batch);
         dhidden_.assign(hidden.size(), 0.0f);
         if (scales.lm != 0.0f) {
@@ -222,6 +231,19 @@ private:
         const HeadSite* site;
         std::size_t line;  // the example's, for errors
     };
+
+    // The row's residual stream entering the adapters' first layer: each packed example's cached
+    // block at its offset, zeros for the padding (a segment of its own that no loss reads).
+    void add_cached_residuals(model::TrainBatch& batch, const MicroBatch& micro, std::size_t row) const {
+        std::size_t filled = 0;
+        for (const auto& placement : micro.placements) {
+            if (placement.row != row) continue;
+            FrozenResiduals::append_padding(batch, placement.offset - filled, hidden_);
+            residuals_->append(batch, placement.example);
+            filled = placement.offset + residuals_->tokens(placement.example);
+        }
+        FrozenResiduals::append_padding(batch, micro.seq_len - filled, hidden_);
+    }
 
     // The row's head sites, with their positions shifted by their example's offset.
     void collect_sites(const MicroBatch& micro, std::size_t row) {
@@ -276,11 +298,15 @@ private:
         dlogits_.assign(logits_.size(), 0.0f);
     }
 
-    // Soft cross-entropy against the uniform distribution over the site's labels.
+    // Softmax head: soft cross-entropy against the uniform distribution over the site's labels,
+    // each label's share multiplied by its class weight. Sigmoid head: binary cross-entropy per
+    // label (1 for the site's labels, 0 for the rest), the class weight as the positive term's
+    // weight (kernels/loss.h).
     double emotion(std::span<const float> hidden, float scale) {
         const std::int64_t n = gather(hidden, [](const SiteRef& ref) { return !ref.site->emotions.empty(); });
         if (n == 0) return 0.0;
         const std::int64_t classes = heads_->outputs(model::Head::Emotion);
+        const bool sigmoid = heads_->config().emotion_activation == model::EmotionActivation::Sigmoid;
         soft_targets_.assign(static_cast<std::size_t>(n * classes), 0.0f);
         std::size_t i = 0;
         for (const auto& ref : sites_) {
@@ -289,14 +315,27 @@ private:
             for (const auto label : labels) {
                 if (label < 0 || label >= classes)
                     fail("example at line {}: emotion label id {} outside the head's {} classes", ref.line, label, classes);
-                soft_targets_[i * static_cast<std::size_t>(classes) + static_cast<std::size_t>(label)] +=
-                    1.0f / static_cast<float>(labels.size());
+                const auto at = i * static_cast<std::size_t>(classes) + static_cast<std::size_t>(label);
+                if (sigmoid) {
+                    soft_targets_[at] = 1.0f;
+                } else {
+                    const float weight = emotion_weights_.empty() ? 1.0f : emotion_weights_[static_cast<std::size_t>(label)];
+                    soft_targets_[at] += weight / static_cast<float>(labels.size());
+                }
             }
             ++i;
         }
         run_head(model::Head::Emotion, n);
-        const double loss = kernels::soft_cross_entropy_forward(logits_.data(), soft_targets_.data(), n, classes);
-        kernels::soft_cross_entropy_backward(dlogits_.data(), logits_.data(), soft_targets_.data(), n, classes, scale);
+        double loss = 0.0;
+        if (sigmoid) {
+            const float* pos_weight = emotion_weights_.empty() ? nullptr : emotion_weights_.data();
+            loss = kernels::sigmoid_cross_entropy_forward(logits_.data(), soft_targets_.data(), pos_weight, n, classes);
+            kernels::sigmoid_cross_entropy_backward(dlogits_.data(), logits_.data(), soft_targets_.data(), pos_weight, n,
+                                                    classes, scale);
+        } else {
+            loss = kernels::soft_cross_entropy_forward(logits_.data(), soft_targets_.data(), n, classes);
+            kernels::soft_cross_entropy_backward(dlogits_.data(), logits_.data(), soft_targets_.data(), n, classes, scale);
+        }
         head_backward(model::Head::Emotion, n);
         return loss;
     }
@@ -395,14 +434,22 @@ private:
     std::vector<std::int32_t> labels_;
     std::vector<std::int32_t> ids_;
     std::vector<float> probs_, residual_;
+    std::vector<float> emotion_weights_;
+    const FrozenResiduals* residuals_;
 };
 
 std::vector<std::string> names_of(std::span<const std::string_view> names) { return {names.begin(), names.end()}; }
 
-std::vector<std::string> emotion_names() {
-    std::vector<std::string> out;
-    for (const auto& label : data::emotion_labels()) out.emplace_back(label.name);
-    return out;
+std::vector<std::string> emotion_names(data::EmotionSpace space) {
+    const auto names = data::emotion_space_labels(space);
+    return {names.begin(), names.end()};
+}
+
+// "<path> <size>": the model file's identity for the frozen-layer cache's fingerprint.
+std::string model_identity(const std::string& path) {
+    std::error_code error;
+    const auto size = fs::file_size(path, error);
+    return fmt::format("{} {}", path, error ? 0 : size);
 }
 
 // A term's normalised value for metrics: NaN when it was not computed this step.
@@ -411,6 +458,34 @@ double mean_or_nan(double sum, float scale, std::size_t count) {
 }
 
 }  // namespace
+
+std::vector<float> emotion_class_weights(std::span<const TokenizedExample> examples, std::int64_t classes,
+                                         EmotionRebalance rebalance) {
+    if (rebalance == EmotionRebalance::None) return {};
+    std::vector<double> counts(static_cast<std::size_t>(classes), 0.0);
+    double occurrences = 0.0;
+    for (const auto& example : examples)
+        for (const auto& site : example.sites)
+            for (const auto label : site.emotions) {
+                if (label < 0 || label >= classes)
+                    fail("example at line {}: emotion label id {} outside the head's {} classes", example.line, label, classes);
+                counts[static_cast<std::size_t>(label)] += 1.0;
+                occurrences += 1.0;
+            }
+    std::vector<double> raw(counts.size(), 0.0);
+    double weighted = 0.0;  // Σ_c n_c · raw_c
+    for (std::size_t c = 0; c < counts.size(); ++c) {
+        if (counts[c] == 0.0) continue;
+        raw[c] = rebalance == EmotionRebalance::InverseFrequency ? 1.0 / counts[c] : 1.0 / std::sqrt(counts[c]);
+        weighted += counts[c] * raw[c];
+    }
+    // A class never seen in training gets weight 1: it is never a positive, so its weight only
+    // matters to a sigmoid head's (absent) positive term.
+    std::vector<float> weights(counts.size(), 1.0f);
+    for (std::size_t c = 0; c < counts.size(); ++c)
+        if (counts[c] > 0.0) weights[c] = static_cast<float>(raw[c] * occurrences / weighted);
+    return weights;
+}
 
 SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const TokenizedExample> examples,
                   const SftOptions& options) {
@@ -448,7 +523,8 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     if (any_head_active(recipe)) {
         model::HeadsConfig config;
         config.emotion = emotion_active(recipe);
-        config.emotion_classes = static_cast<std::int64_t>(data::emotion_labels().size());
+        config.emotion_classes = static_cast<std::int64_t>(data::emotion_space_labels(recipe.heads.emotion_space).size());
+        config.emotion_activation = recipe.heads.emotion_activation;
         config.strategy = strategy_active(recipe);
         config.strategy_classes = static_cast<std::int64_t>(data::strategies().size());
         config.valence_arousal = valence_arousal_active(recipe);
@@ -491,15 +567,36 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     packing.pad_id = options.pad_id;
     Packer packer(examples, packing, position);
     model::TrainableDecoder trainer(base, adapters, recipe.checkpoint_activations, recipe.max_seq_len, recipe.compute);
-    RowObjective objective(examples, base.config().hidden_size, base.config().vocab_size, heads,
-                           teacher ? &*teacher : nullptr);
-    MetricsLog metrics(metrics_path);
-
-    // The dev set, and a teacher of its own (a teacher caches by example index) unless the caller
-    // lends one that already knows this dev set.
     std::span<const TokenizedExample> dev = options.dev;
     if (recipe.evaluation.max_examples > 0 && dev.size() > static_cast<std::size_t>(recipe.evaluation.max_examples))
         dev = dev.first(static_cast<std::size_t>(recipe.evaluation.max_examples));
+
+    // Partial fine-tuning: the frozen layers run once per example (train/frozen_cache.h).
+    std::optional<FrozenResiduals> train_residuals, dev_residuals;
+    if (adapters.first_layer() > 0 && recipe.cache_frozen_layers) {
+        FrozenCacheOptions cache;
+        cache.dir = (fs::path(recipe.output_dir) / "frozen-cache").string();
+        cache.model_identity = model_identity(options.base_model);
+        cache.precision = kernels::precision_name(kernels::effective_precision(recipe.compute));
+        cache.max_seq_len = static_cast<std::size_t>(recipe.max_seq_len);
+        cache.progress = recipe.progress;
+        cache.label = "cache train";
+        train_residuals = FrozenResiduals::open_or_build(trainer, examples, adapters.first_layer(), cache);
+        if (!dev.empty()) {
+            cache.label = "cache dev";
+            dev_residuals = FrozenResiduals::open_or_build(trainer, dev, adapters.first_layer(), cache);
+        }
+    }
+    std::vector<float> emotion_weights;
+    if (heads != nullptr && heads->enabled(model::Head::Emotion))
+        emotion_weights = emotion_class_weights(examples, heads->outputs(model::Head::Emotion), recipe.heads.emotion_rebalance);
+    RowObjective objective(examples, base.config().hidden_size, base.config().vocab_size, heads,
+                           teacher ? &*teacher : nullptr, std::move(emotion_weights),
+                           train_residuals ? &*train_residuals : nullptr);
+    MetricsLog metrics(metrics_path);
+
+    // The dev set's teacher of its own (a teacher caches by example index) unless the caller lends
+    // one that already knows this dev set.
     std::optional<SafetyTeacher> own_dev_teacher;
     SafetyTeacher* dev_teacher = nullptr;
     if (teacher && !dev.empty()) {
@@ -549,7 +646,8 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     };
     const auto evaluate = [&](std::int64_t step) {
         const DevMetrics dev_metrics =
-            evaluate_dev(trainer, heads, dev_teacher, dev, static_cast<std::size_t>(recipe.max_seq_len));
+            evaluate_dev(trainer, heads, dev_teacher, dev, static_cast<std::size_t>(recipe.max_seq_len),
+                         dev_residuals ? &*dev_residuals : nullptr);
         const auto json = to_json(dev_metrics);
         metrics.write({{"step", step}, {"dev", json}});
         if (progress) progress->message(fmt::format("dev at step {}: {}", step, json.dump()));
@@ -679,7 +777,12 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     if (result.last_step == recipe.max_steps) {
         peft::write_adapter(run_dir + "/adapter", peft_adapter(adapters, options.base_model));
         if (heads) {
-            const auto emotions = heads->enabled(model::Head::Emotion) ? emotion_names() : std::vector<std::string>{};
+            // The multi-label decision threshold chosen on dev goes with the head (eval/multilabel.h).
+            if (result.final_dev && std::isfinite(result.final_dev->emotion_threshold))
+                heads->set_emotion_threshold(result.final_dev->emotion_threshold);
+            heads->set_emotion_system_prompt(options.emotion_system_prompt);
+            const auto emotions = heads->enabled(model::Head::Emotion) ? emotion_names(recipe.heads.emotion_space)
+                                                                       : std::vector<std::string>{};
             const auto strategies =
                 heads->enabled(model::Head::Strategy) ? names_of(data::strategies()) : std::vector<std::string>{};
             model::write_heads(run_dir + "/adapter", *heads, emotions, strategies);
