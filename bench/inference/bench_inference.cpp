@@ -3,9 +3,15 @@
 //   ppN  one forward of N prompt tokens on an empty cache (batched prefill), tokens/s
 //   tgN  N single-token forwards starting from an empty cache (decode), tokens/s
 // Token ids are drawn from a fixed seed (the values do not change the arithmetic). Also prints
-// the matmul+attention GFLOP/s each rate amounts to. Output: one JSON object per line.
+// the matmul+attention GFLOP/s each rate amounts to, and for decode the bytes it must read per
+// token (every weight matrix once, the output head included, plus the KV cache up to the
+// position) as a fraction of the machine's read bandwidth, measured first by a STREAM-like kernel
+// (each thread sums its part of a buffer far larger than the caches; best of several passes) with
+// one thread and with --threads. Output: one JSON object per line, the first
+// naming the instruction sets and kernels that ran (kernels/cpu_paths.h).
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -15,9 +21,16 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+#include "../bench_main.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "formats/gguf.h"
 #include "infer/loaded_model.h"
+#include "kernels/cpu_paths.h"
 #include "model/kv_cache.h"
 
 namespace {
@@ -35,6 +48,65 @@ double flops_per_token(const ModelConfig& c, double position) {
     const double matmuls = layers * (h * q + 2.0 * h * kv + q * h + 3.0 * h * ff) + h * static_cast<double>(c.vocab_size);
     const double attention = layers * 2.0 * q * (position + 1.0);
     return 2.0 * (matmuls + attention);
+}
+
+// Bytes one decode step at `position` reads: every weight matrix once (the embedding table only
+// when it doubles as the output head; otherwise one row of it, not counted) plus the keys and
+// values of positions 0..position in every layer (fp32 cache).
+double decode_bytes_per_token(const kindred::gguf::File& file, const ModelConfig& c, double position) {
+    double weights = 0.0;
+    for (const auto& tensor : file.tensors())
+        if (tensor.name != "token_embd.weight" || c.tie_word_embeddings)
+            weights += static_cast<double>(tensor.data.size());
+    const double kv = static_cast<double>(c.num_layers * 2 * c.num_kv_heads * c.head_dim) * sizeof(float);
+    return weights + kv * (position + 1.0);
+}
+
+// Sum of n floats with independent vector accumulators, so that loads, not adds, bound it.
+float sum_floats(const float* x, std::int64_t n) {
+    std::int64_t i = 0;
+    float total = 0.0f;
+#ifdef __AVX2__
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_load_ps(x + i));
+        a1 = _mm256_add_ps(a1, _mm256_load_ps(x + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_load_ps(x + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_load_ps(x + i + 24));
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (const float lane : lanes) total += lane;
+#endif
+    for (; i < n; ++i) total += x[i];
+    return total;
+}
+
+// Read bandwidth in GB/s with the pool's threads: each pass, every thread sums its contiguous
+// share of a 512 MiB buffer (32x this machine's L3, 6x the default model); the best of `passes`.
+double read_bandwidth(int passes) {
+    constexpr std::int64_t floats = std::int64_t{128} << 20;
+    const std::unique_ptr<float[], decltype(&std::free)> buffer(
+        static_cast<float*>(std::aligned_alloc(64, floats * sizeof(float))), &std::free);
+    if (!buffer) kindred::fail("read bandwidth: cannot allocate its buffer");
+    kindred::thread_pool().parallel_for(floats, 1 << 16, [&](std::int64_t b, std::int64_t e) {
+        std::fill(buffer.get() + b, buffer.get() + e, 1.0f);  // each thread faults in its own pages
+    });
+    double best = 0.0;
+    std::vector<float> sums(static_cast<std::size_t>(kindred::thread_pool().size()));
+    for (int pass = 0; pass < passes; ++pass) {
+        const auto start = std::chrono::steady_clock::now();
+        kindred::thread_pool().run([&](int thread, int threads) {
+            const std::int64_t per = floats / threads;
+            sums[static_cast<std::size_t>(thread)] = sum_floats(buffer.get() + thread * per, per);
+        });
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        best = std::max(best, static_cast<double>(floats) * sizeof(float) / seconds / 1e9);
+    }
+    float total = 0.0f;
+    for (const float s : sums) total += s;
+    if (total <= 0.0f) kindred::fail("read bandwidth: the buffer did not sum to its size");
+    return best;
 }
 
 struct Stats {
@@ -67,6 +139,14 @@ int run(int argc, char** argv) {
         else kindred::fail("unknown flag {}", flag);
     }
     if (threads < 1 || pp < 1 || tg < 1 || reps < 1) kindred::fail("--threads, --pp, --tg and --reps must be >= 1");
+    fmt::print("{}\n", nlohmann::json{{"cpu_paths", kindred::kernels::describe_cpu_paths()}}.dump());
+    double bandwidth = 0.0;  // ends as the one at `threads`
+    for (const int t : threads > 1 ? std::vector<int>{1, threads} : std::vector<int>{1}) {
+        kindred::set_thread_count(t);
+        bandwidth = read_bandwidth(5);
+        fmt::print("{}\n",
+                   nlohmann::json{{"test", "read_bandwidth"}, {"threads", t}, {"gb_per_second", bandwidth}}.dump());
+    }
     kindred::set_thread_count(threads);
     const auto model = kindred::infer::LoadedModel::open(model_path);
     auto& decoder = model->decoder();
@@ -82,12 +162,23 @@ int run(int argc, char** argv) {
     const auto seconds = [](auto start) {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     };
+    const auto file = kindred::gguf::File::open(model->path());
     const auto report = [&](const std::string& test, std::int64_t n, const std::vector<double>& rates) {
-        double flops = 0.0;
-        for (std::int64_t p = 0; p < n; ++p) flops += flops_per_token(config, static_cast<double>(p));
+        double flops = 0.0, bytes = 0.0;
+        for (std::int64_t p = 0; p < n; ++p) {
+            flops += flops_per_token(config, static_cast<double>(p));
+            bytes += decode_bytes_per_token(file, config, static_cast<double>(p));
+        }
         const Stats s = stats_of(rates);
-        const nlohmann::json line = {{"test", test}, {"threads", threads}, {"tokens_per_second", s.mean},
-                                     {"stddev", s.stddev}, {"gflops", s.mean * flops / static_cast<double>(n) / 1e9}};
+        nlohmann::json line = {{"test", test}, {"threads", threads}, {"tokens_per_second", s.mean},
+                               {"stddev", s.stddev}, {"gflops", s.mean * flops / static_cast<double>(n) / 1e9}};
+        if (test.starts_with("tg")) {
+            // Decode reads its bytes once per token; prefill reads the weights once per batch.
+            const double gb_per_second = s.mean * bytes / static_cast<double>(n) / 1e9;
+            line["bytes_per_token"] = bytes / static_cast<double>(n);
+            line["read_gb_per_second"] = gb_per_second;
+            line["fraction_of_bandwidth"] = gb_per_second / bandwidth;
+        }
         fmt::print("{}\n", line.dump());
         std::fflush(stdout);
     };
@@ -118,11 +209,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::exception& error) {
-        std::fprintf(stderr, "kindred_bench_inference: error: %s\n", error.what());
-        return 1;
-    }
-}
+int main(int argc, char** argv) { return bench_main("kindred_bench_inference", run, argc, argv); }

@@ -7,7 +7,8 @@
 // warm-up step, then S timed steps. Prints one JSON line: tokens/s (each step's, their mean and stddev),
 // the useful GFLOP/s they amount to (formula at flops_per_step), the process's CPU seconds per
 // step and its peak RSS. --compute is the precision of the frozen products (kernels/matmul.h;
-// bf16 falls back to fp32 on a CPU without AMX-BF16, and the JSON line says which ran).
+// bf16 falls back to fp32 on a CPU without AMX-BF16, and the JSON line says which ran, as it says
+// which instruction sets and GEMM the kernels ran on: kernels/cpu_paths.h).
 #include <sys/resource.h>
 
 #include <chrono>
@@ -21,9 +22,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "../bench_main.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
+#include "kernels/cpu_paths.h"
 #include "kernels/optimizer.h"
 #include "model/decoder.h"
 #include "model/lora_adapters.h"
@@ -166,6 +169,7 @@ int run(int argc, char** argv) {
                                  {"steps", steps},
                                  {"checkpoint", checkpoint != 0},
                                  {"compute", kindred::kernels::precision_name(kindred::kernels::effective_precision(precision))},
+                                 {"cpu_paths", kindred::kernels::describe_cpu_paths()},
                                  {"warmup_seconds", warmup_seconds},
                                  {"tokens_per_second", mean},
                                  {"stddev", stddev},
@@ -182,11 +186,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::exception& error) {
-        std::fprintf(stderr, "kindred_bench_training: error: %s\n", error.what());
-        return 1;
-    }
-}
+int main(int argc, char** argv) { return bench_main("kindred_bench_training", run, argc, argv); }

@@ -9,7 +9,7 @@
 # Prints tokens/s of each, the ratio, each process's peak RSS (getrusage; goal for Kindred < 2 GB),
 # and Kindred's useful GFLOP/s (formula in bench_training.cpp) against the peak of what it ran:
 # fp32 threads x 2 FMA units x floats per vector x 2 flops x clock (16 floats when the CPU has
-# AVX-512, which OpenBLAS and torch use, else 8 for AVX2), bf16 on AMX threads x 1024 x clock;
+# AVX-512, which Kindred's GEMM and torch use, else 8 for AVX2), bf16 on AMX threads x 1024 x clock;
 # then the issue's goal line, Kindred bf16 against torch fp32; with the load average before and after,
 # and each process's CPU seconds per step (on a busy machine the one-thread rows' CPU seconds
 # compare the two more steadily than wall time does). Torch runs dequantized fp32 weights;
@@ -22,6 +22,9 @@
 #   COMPUTE        precisions to measure (default: "bf16 fp32")
 #   ROWS SEQ STEPS RANK   (default 4 512 3 16)
 #   CHECKPOINT     1: Kindred recomputes activations in backward (default 0; torch never does)
+#   KINDRED_GEMM   openblas|avx2|avx512 forces Kindred's fp32 GEMM path (default: the best the CPU runs)
+#   OPENBLAS_CORETYPE  e.g. Prescott: simulates a CPU that OpenBLAS's model table does not know
+#                  (Kindred then runs its own GEMM instead; the "Kindred ran" line says what ran)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -109,3 +112,5 @@ for threads in $thread_counts; do
 done
 echo
 echo "GFLOP/step (useful work, no recomputation): $(field gflop_per_step <<<"$k")"
+echo "Kindred ran: $(sed -E 's/.*"cpu_paths": ?"([^"]*)".*/\1/' <<<"$k")"
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)} KINDRED_GEMM=${KINDRED_GEMM:-(unset)}"

@@ -6,6 +6,7 @@
 // prompts, and writes <out>/<run id>/report.html and report.md. Every stage prints one line when it
 // starts and one when it ends, with its own progress bar in between where it has one.
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <ctime>
 #include <cstdio>
@@ -26,6 +27,8 @@
 #include "data/prepare.h"
 #include "eval/eqbench2.h"
 #include "eval/eqbench2_run.h"
+#include "eval/eqbench3_run.h"
+#include "net/openai_chat.h"
 #include "eval/report.h"
 #include "eval/side_by_side.h"
 #include "infer/loaded_model.h"
@@ -51,6 +54,13 @@ struct DemoFlags {
     std::size_t eqbench_limit = 0;
     int threads = 0;
     std::vector<std::string> overrides;
+    // EQ-Bench 3 runs only with a judge endpoint (docs/eval.md).
+    std::string judge_url;
+    std::string judge_model;
+    std::string judge_key_env;
+    std::string eqbench3_data = "../shared/eqbench3";
+    std::string eqbench3_scenarios = "1,208,401";
+    std::int64_t eqbench3_max_tokens = 300;
     std::string data;  // a `kindred data fetch` folder instead of the bundled samples
 };
 
@@ -295,6 +305,31 @@ void run_demo(const DemoFlags& flags) {
         stages.pass("EQ-Bench v2", "skipped, no questions file found (pass --questions FILE)");
     }
 
+    if (!flags.judge_url.empty()) {
+        stages.begin("EQ-Bench 3", fmt::format("scenarios {} (replies up to {} tokens), base then SFT, judged by {} at {}",
+                                               flags.eqbench3_scenarios, flags.eqbench3_max_tokens, flags.judge_model, flags.judge_url));
+        net::ChatEndpoint endpoint;
+        endpoint.base_url = flags.judge_url;
+        endpoint.model = flags.judge_model;
+        if (!flags.judge_key_env.empty() && std::getenv(flags.judge_key_env.c_str()) != nullptr) endpoint.api_key = std::getenv(flags.judge_key_env.c_str());
+        net::ChatClient judge(endpoint);
+        eval::Eqb3BaseVsTunedOptions eqb3;
+        eqb3.out = run_dir + "/eqbench3";
+        eqb3.scenarios = eval::eqbench3_split_ids(flags.eqbench3_scenarios);
+        eqb3.max_reply_tokens = flags.eqbench3_max_tokens;
+        eqb3.identity = {{"model", tuned->path()}, {"judge", {{"url", flags.judge_url}, {"model", flags.judge_model}}}};
+        const auto compared = eval::eqbench3_base_vs_tuned(eval::load_eqbench3_data(flags.eqbench3_data), *tuned,
+                                                           eval::eqbench3_endpoint_chat(judge), eqb3);
+        report.eqbench3.push_back(eval::eqbench3_report_table(compared));
+        report.eqbench3_chart = eval::eqbench3_report_chart(compared);
+        report.notes.push_back(fmt::format("EQ-Bench 3 ran {} scenarios with replies capped at {} tokens (the harness allows 12000) to fit "
+                                           "the demo's time; kindred eval eqbench3 runs all 45 with the official budget.",
+                                           eqb3.scenarios.size(), flags.eqbench3_max_tokens));
+        stages.end(fmt::format("{} matchups judged", compared.matches));
+    } else {
+        stages.pass("EQ-Bench 3", "skipped: it needs a judge endpoint (--judge-url, --judge-model)");
+    }
+
     const auto prompts = held_out_prompts(data_dir + "/test.jsonl", plan.side_by_side);
     stages.begin("side by side", fmt::format("{} held-out prompts, greedy replies of up to {} tokens from base and SFT", prompts.size(),
                                              plan.reply_tokens));
@@ -346,6 +381,12 @@ void add_demo_command(CLI::App& app) {
     demo->add_option("--model", flags->model, "GGUF model to fine-tune (default: the recipe's, `default`)");
     demo->add_option("--eqbench-limit", flags->eqbench_limit, "EQ-Bench v2 questions asked (0 = the preset's: 10 quick, 40 full)");
     demo->add_option("--threads", flags->threads, "CPU threads (0 = KINDRED_THREADS or every core)")->capture_default_str();
+    demo->add_option("--judge-url", flags->judge_url, "EQ-Bench 3 judge endpoint (OpenAI-compatible); without it EQ-Bench 3 is skipped");
+    demo->add_option("--judge-model", flags->judge_model, "Model name the judge endpoint serves");
+    demo->add_option("--judge-key-env", flags->judge_key_env, "Environment variable holding the judge's API key");
+    demo->add_option("--eqbench3-data", flags->eqbench3_data, "EQ-Bench 3 data files")->capture_default_str();
+    demo->add_option("--eqbench3-scenarios", flags->eqbench3_scenarios, "EQ-Bench 3 scenarios the demo runs")->capture_default_str();
+    demo->add_option("--eqbench3-max-tokens", flags->eqbench3_max_tokens, "EQ-Bench 3 reply budget in the demo")->capture_default_str();
     demo->add_option("--data", flags->data, "Train on the releases `kindred data fetch` put in this folder instead of the bundled samples")
         ->check(CLI::ExistingDirectory);
     demo->add_option("overrides", flags->overrides, "key=value recipe overrides (e.g. optimisation.max_steps=4)");

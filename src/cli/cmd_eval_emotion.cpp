@@ -81,7 +81,7 @@ void run_eval_emotion(const EmotionEvalOptions& options) {
     model::LoraConfig frozen;
     frozen.first_layer = decoder.config().num_layers;
     const std::unique_ptr<model::LoraAdapters> adapters =
-        has_lora ? infer::read_lora_adapters(options.adapter, decoder, model->path(), model::LoraUse::Training)
+        has_lora ? infer::read_lora_adapter(options.adapter, decoder, model->path(), model::LoraUse::Training)
                  : std::make_unique<model::LoraAdapters>(decoder.config(), frozen, decoder.weights().qk_interleaved);
     const auto loaded = model::read_heads_with_labels(options.adapter, decoder.config().hidden_size);
     if (loaded.emotion_labels.empty()) fail("{}: the heads hold no emotion head", options.adapter);

@@ -7,11 +7,18 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "kernels/cpu_paths.h"
 
 int main(int argc, char** argv) {
     CLI::App app{"Kindred: fine-tune open-weights LLMs into empathetic best-friend chatbots, natively."};
     app.require_subcommand(1);
     app.set_version_flag("--version", "kindred 0.1.0");
+    // Global, and accepted after the subcommand too: subcommands created from here on inherit
+    // fallthrough, passing options they do not know up to this one.
+    app.add_flag_callback(
+        "--verbose", [] { fmt::print(stderr, "kindred: cpu: {}\n", kindred::kernels::describe_cpu_paths()); },
+        "print the CPU's instruction sets and the kernels chosen for them to stderr");
+    app.fallthrough();
     kindred::cli::add_inspect_command(app);
     kindred::cli::add_tokenize_command(app);
     kindred::cli::add_generate_command(app);
@@ -23,6 +30,7 @@ int main(int argc, char** argv) {
     kindred::cli::add_export_command(app);
     kindred::cli::add_tune_command(app);
     kindred::cli::add_demo_command(app);
+    kindred::cli::add_serve_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& error) {

@@ -15,11 +15,23 @@ std::string kindred_home() {
 }
 
 std::string resolve_model_path(const std::string& model) {
-    if (model != "default") return model;
-    const std::string path = kindred_home() + "/models/" + kDefaultModelFile;
-    if (!std::filesystem::exists(path))
-        fail("the default model is not installed at {}; run scripts/fetch-default-model", path);
-    return path;
+    struct Alias {
+        const char* name;
+        const char* file;
+        const char* fetch;
+    };
+    static constexpr Alias aliases[] = {
+        {"default", kDefaultModelFile, "scripts/fetch-default-model"},
+        {"gemma3-270m", kGemma3_270mFile, "scripts/fetch-gemma3-270m"},
+    };
+    for (const Alias& alias : aliases) {
+        if (model != alias.name) continue;
+        const std::string path = kindred_home() + "/models/" + alias.file;
+        if (!std::filesystem::exists(path))
+            fail("the {} model is not installed at {}; run {}", alias.name, path, alias.fetch);
+        return path;
+    }
+    return model;
 }
 
 }  // namespace kindred

@@ -13,22 +13,6 @@
 namespace kindred::eval {
 namespace {
 
-// splitmix64's finaliser: decorrelates nearby inputs (question ids, attempt numbers).
-std::uint64_t mix(std::uint64_t value) {
-    value += 0x9e3779b97f4a7c15ull;
-    value = (value ^ (value >> 30)) * 0xbf58476d1ce4e5b9ull;
-    value = (value ^ (value >> 27)) * 0x94d049bb133111ebull;
-    return value ^ (value >> 31);
-}
-
-// A question's draws depend on (seed, id, attempt) only, so a --limit run reproduces the start
-// of a full run and the order of questions does not matter.
-std::uint64_t attempt_seed(std::uint64_t seed, std::string_view id, int attempt) {
-    std::uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a
-    for (const char c : id) hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
-    return mix(mix(seed ^ mix(hash)) + static_cast<std::uint64_t>(attempt));
-}
-
 // The harness keeps `content.strip()`; Python's ASCII whitespace is enough here because the
 // parser skips anything around the `name: score` pairs anyway.
 std::string strip(std::string_view text) {
@@ -41,6 +25,19 @@ std::string strip(std::string_view text) {
 std::vector<text::ChatMessage> user_message(const std::string& prompt) { return {{"user", prompt, {}}}; }
 
 }  // namespace
+
+// splitmix64's finaliser decorrelates nearby inputs (ids, attempt numbers); FNV-1a hashes the id.
+std::uint64_t draw_seed(std::uint64_t seed, std::string_view id, int attempt) {
+    const auto mix = [](std::uint64_t value) {
+        value += 0x9e3779b97f4a7c15ull;
+        value = (value ^ (value >> 30)) * 0xbf58476d1ce4e5b9ull;
+        value = (value ^ (value >> 27)) * 0x94d049bb133111ebull;
+        return value ^ (value >> 31);
+    };
+    std::uint64_t hash = 0xcbf29ce484222325ull;
+    for (const char c : id) hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+    return mix(mix(seed ^ mix(hash)) + static_cast<std::uint64_t>(attempt));
+}
 
 EqBench2Result run_eqbench2(const std::vector<EqBench2Question>& questions, const EqBench2Completion& complete,
                             const EqBench2RunOptions& options) {
@@ -107,7 +104,7 @@ EqBench2Result run_eqbench2(infer::LoadedModel& model, const std::vector<EqBench
         // before; a retry reuses the cached prompt.
         if (attempt == 0) session.reset();
         generation.sampling.temperature = static_cast<float>(temperature);
-        generation.sampling.seed = attempt_seed(options.seed, question.id, attempt);
+        generation.sampling.seed = draw_seed(options.seed, question.id, attempt);
         return strip(session.generate(model.encode_chat(user_message(prompt)), generation).text);
     };
     return run_eqbench2(questions, complete, options);

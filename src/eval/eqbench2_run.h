@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "eval/eqbench2.h"
@@ -30,6 +31,11 @@ struct EqBench2RunOptions {
     std::uint64_t seed = 0;   // each (question, attempt) draws from its own stream derived from it
     bool progress = true;     // a progress line on stderr (core/progress.h)
 };
+
+// The sampling seed of one draw: depends on (seed, id, attempt) only, so a --limit run reproduces
+// the start of a full run, the order of items does not matter, and a resumed run draws what an
+// uninterrupted one would (EQ-Bench 3 uses it per scenario and step).
+std::uint64_t draw_seed(std::uint64_t seed, std::string_view id, int attempt);
 
 // One completion for `prompt` (the user message) at `temperature`; `attempt` counts from 0.
 // Returns the answer text as the harness keeps it (surrounding whitespace stripped).

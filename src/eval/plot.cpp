@@ -296,6 +296,78 @@ std::string line_chart_svg(const std::vector<PlotSeries>& series, const PlotOpti
     return svg;
 }
 
+std::string bar_chart_svg(const std::vector<std::string>& categories, const std::vector<BarSeries>& series, const PlotOptions& options) {
+    if (options.width < 200) fail("plot: width {} is under 200", options.width);
+    double lo = 0.0, hi = 0.0;
+    for (const auto& s : series) {
+        if (s.values.size() != categories.size()) fail("plot: bar series '{}' has {} values for {} categories", s.name, s.values.size(), categories.size());
+        for (const double v : s.values) {
+            if (!std::isfinite(v)) continue;
+            lo = std::min(lo, v);
+            hi = std::max(hi, v);
+        }
+    }
+    if (hi <= lo) hi = lo + 1.0;
+    const double font = 12.0;
+    const double bar = 10.0;
+    const double row = std::max(1.0, static_cast<double>(series.size())) * bar + 8.0;
+    std::size_t label_chars = 1;
+    for (const auto& c : categories) label_chars = std::max(label_chars, c.size());
+    const double left = 12.0 + static_cast<double>(label_chars) * font * kCharWidth;
+    const double right = options.width - 20.0;
+    const double legend_top = options.title.empty() ? 16.0 : 44.0;
+    const double top = legend_top + 22.0;
+    const double bottom = top + row * static_cast<double>(categories.size());
+    const double height = bottom + (options.x_label.empty() ? 30.0 : 50.0);
+    const AxisTicks ticks = linear_ticks(lo, hi, std::clamp(static_cast<int>((right - left) / 90.0), 2, 10));
+    const auto px = [&](double v) { return left + (v - ticks.lo) / (ticks.hi - ticks.lo) * (right - left); };
+
+    std::string svg = fmt::format(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1:.0f}\" viewBox=\"0 0 {0} {1:.0f}\" "
+        "font-family=\"{2}\" font-size=\"{3}\">\n<rect width=\"{0}\" height=\"{1:.0f}\" fill=\"#ffffff\"/>\n",
+        options.width, height, kFont, font);
+    if (!options.title.empty()) {
+        svg += fmt::format("<text x=\"{:.1f}\" y=\"26\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"600\" fill=\"#222222\">{}</text>\n",
+                           (left + right) / 2.0, escape_markup(options.title));
+    }
+    svg += "<g stroke=\"#e5e5e5\" stroke-width=\"1\">\n";
+    for (const double v : ticks.values) svg += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\"/>\n", px(v), top, bottom);
+    svg += "</g>\n<g fill=\"#555555\">\n";
+    for (std::size_t i = 0; i < ticks.values.size(); ++i) {
+        svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", px(ticks.values[i]), bottom + 18.0,
+                           escape_markup(ticks.labels[i]));
+    }
+    for (std::size_t c = 0; c < categories.size(); ++c) {
+        svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\" dominant-baseline=\"middle\">{}</text>\n", left - 6.0,
+                           top + row * (static_cast<double>(c) + 0.5), escape_markup(categories[c]));
+    }
+    svg += "</g>\n<g>\n";
+    for (std::size_t c = 0; c < categories.size(); ++c) {
+        for (std::size_t s = 0; s < series.size(); ++s) {
+            const double v = series[s].values[c];
+            if (!std::isfinite(v)) continue;
+            const double x0 = px(std::min(0.0, v)), x1 = px(std::max(0.0, v));
+            svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"><title>{}: {}</title></rect>\n", x0,
+                               top + row * static_cast<double>(c) + 4.0 + bar * static_cast<double>(s), x1 - x0, bar - 1.0,
+                               kColors[s % kColors.size()], escape_markup(series[s].name), fmt::format("{:.2f}", v));
+        }
+    }
+    svg += "</g>\n";
+    svg += fmt::format("<path d=\"M{:.1f} {:.1f}V{:.1f}\" fill=\"none\" stroke=\"#666666\" stroke-width=\"1\"/>\n", px(0.0), top, bottom);
+    if (!options.x_label.empty()) {
+        svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-size=\"13\" fill=\"#333333\">{}</text>\n",
+                           (left + right) / 2.0, height - 12.0, escape_markup(options.x_label));
+    }
+    double x = left;
+    for (std::size_t s = 0; s < series.size(); ++s) {
+        svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"14\" height=\"10\" fill=\"{}\"/>\n", x, legend_top + 3.0, kColors[s % kColors.size()]);
+        svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" dominant-baseline=\"middle\" fill=\"#333333\">{}</text>\n", x + 20.0, legend_top + 8.0,
+                           escape_markup(series[s].name));
+        x += 40.0 + static_cast<double>(series[s].name.size()) * font * kCharWidth;
+    }
+    return svg + "</svg>\n";
+}
+
 void write_line_chart(const std::string& path, const std::vector<PlotSeries>& series, const PlotOptions& options) {
     // Charts are rewritten while a run goes on; a viewer reloading one must never see half a file.
     write_file_atomically(path, line_chart_svg(series, options));

@@ -36,6 +36,16 @@ std::string line_chart_svg(const std::vector<PlotSeries>& series, const PlotOpti
 // Writes line_chart_svg() to `path`; throws Error naming the path when it cannot be written.
 void write_line_chart(const std::string& path, const std::vector<PlotSeries>& series, const PlotOptions& options);
 
+// Grouped horizontal bars: one row per category (its label on the left), one bar per series in
+// each row (colour + legend), the value axis from 0 (or the smallest negative value) to the
+// largest value. NaN values draw no bar. Error for a series whose values do not match the
+// categories, or a width under 200.
+struct BarSeries {
+    std::string name;
+    std::vector<double> values;  // one per category
+};
+std::string bar_chart_svg(const std::vector<std::string>& categories, const std::vector<BarSeries>& series, const PlotOptions& options);
+
 // Axis ticks covering [lo, hi] in 1-2-5 steps (about `target` of them), the axis extended to the
 // outermost ticks. lo == hi gets a small range around the value. Exposed for tests.
 struct AxisTicks {

@@ -130,14 +130,18 @@ std::string_view svg_element(const Chart& chart) {
 }
 
 void check_report(const ReportData& data) {
-    for (const auto& chart : data.charts) {
+    std::vector<Chart> charts = data.charts;
+    if (!data.eqbench3_chart.svg.empty()) charts.push_back(data.eqbench3_chart);
+    for (const auto& chart : charts) {
         const fs::path file(chart.file);
         if (chart.file.empty() || file.has_parent_path() || file.extension() != ".svg" || chart.file == "report.svg") {
             fail("chart file '{}' must be a plain file name ending in .svg", chart.file);
         }
         svg_element(chart);
     }
-    for (const auto& table : data.tuning) {
+    std::vector<Table> tables = data.tuning;
+    tables.insert(tables.end(), data.eqbench3.begin(), data.eqbench3.end());
+    for (const auto& table : tables) {
         for (std::size_t r = 0; r < table.rows.size(); ++r) {
             if (table.rows[r].size() != table.header.size()) {
                 fail("table '{}' row {} has {} cells for {} columns", table.caption, r + 1, table.rows[r].size(), table.header.size());
@@ -318,6 +322,31 @@ void md_table(std::string& out, const std::vector<std::string>& header, const st
     out += "\n";
 }
 
+void md_tables(std::string& out, const std::vector<Table>& tables) {
+    for (const auto& table : tables) {
+        if (!table.caption.empty()) out += md_text(table.caption) + "\n\n";
+        md_table(out, table.header, std::vector<std::string>(table.header.size(), "---"), table.rows);
+    }
+}
+
+std::string html_tables(const std::vector<Table>& tables) {
+    std::string out;
+    for (const auto& table : tables) {
+        out += "<table>\n";
+        if (!table.caption.empty()) out += "<caption>" + escape_markup(table.caption) + "</caption>\n";
+        out += "<thead><tr>";
+        for (const auto& cell : table.header) out += "<th>" + escape_markup(cell) + "</th>";
+        out += "</tr></thead>\n<tbody>\n";
+        for (const auto& row : table.rows) {
+            out += "<tr>";
+            for (const auto& cell : row) out += "<td>" + escape_markup(cell) + "</td>";
+            out += "</tr>\n";
+        }
+        out += "</tbody>\n</table>\n";
+    }
+    return out;
+}
+
 struct MetaItem {
     std::string label;
     std::string value;
@@ -496,18 +525,15 @@ std::string report_html(const ReportData& data) {
 
     if (!data.tuning.empty()) {
         out += "<section id=\"tuning\">\n<h2>λ tuning</h2>\n";
-        for (const auto& table : data.tuning) {
-            out += "<table>\n";
-            if (!table.caption.empty()) out += "<caption>" + escape_markup(table.caption) + "</caption>\n";
-            out += "<thead><tr>";
-            for (const auto& cell : table.header) out += "<th>" + escape_markup(cell) + "</th>";
-            out += "</tr></thead>\n<tbody>\n";
-            for (const auto& row : table.rows) {
-                out += "<tr>";
-                for (const auto& cell : row) out += "<td>" + escape_markup(cell) + "</td>";
-                out += "</tr>\n";
-            }
-            out += "</tbody>\n</table>\n";
+        out += html_tables(data.tuning);
+        out += "</section>\n";
+    }
+    if (!data.eqbench3.empty()) {
+        out += "<section id=\"eqbench3\">\n<h2>EQ-Bench 3</h2>\n";
+        out += html_tables(data.eqbench3);
+        if (!data.eqbench3_chart.svg.empty()) {
+            out += "<figure>\n" + std::string(svg_element(data.eqbench3_chart)) + "\n<figcaption>" + escape_markup(data.eqbench3_chart.title) +
+                   "</figcaption>\n</figure>\n";
         }
         out += "</section>\n";
     }
@@ -580,10 +606,12 @@ std::string report_markdown(const ReportData& data) {
 
     if (!data.tuning.empty()) {
         out += "## λ tuning\n\n";
-        for (const auto& table : data.tuning) {
-            if (!table.caption.empty()) out += md_text(table.caption) + "\n\n";
-            md_table(out, table.header, std::vector<std::string>(table.header.size(), "---"), table.rows);
-        }
+        md_tables(out, data.tuning);
+    }
+    if (!data.eqbench3.empty()) {
+        out += "## EQ-Bench 3\n\n";
+        md_tables(out, data.eqbench3);
+        if (!data.eqbench3_chart.svg.empty()) out += fmt::format("![{}]({})\n\n", md_text(data.eqbench3_chart.title), data.eqbench3_chart.file);
     }
 
     if (!data.stages.empty()) {
@@ -616,6 +644,9 @@ void write_report(const std::string& dir, const ReportData& data) {
     fs::create_directories(dir, error);
     if (error) fail("{}: cannot create the report folder: {}", dir, error.message());
     for (const auto& chart : data.charts) write_file_atomically((fs::path(dir) / chart.file).string(), std::string_view(chart.svg));
+    if (!data.eqbench3_chart.svg.empty()) {
+        write_file_atomically((fs::path(dir) / data.eqbench3_chart.file).string(), std::string_view(data.eqbench3_chart.svg));
+    }
     write_file_atomically((fs::path(dir) / "report.md").string(), std::string_view(markdown));
     // Last: report.html appearing means the whole report is there.
     write_file_atomically((fs::path(dir) / "report.html").string(), std::string_view(html));

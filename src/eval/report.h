@@ -76,6 +76,8 @@ struct ReportData {
     std::vector<EqBenchRow> eqbench;       // empty: the section says EQ-Bench was not run
     std::string eqbench_missing;           // why it was not run (shown when eqbench is empty)
     std::vector<Table> tuning;             // empty: section left out
+    std::vector<Table> eqbench3;           // EQ-Bench 3 comparison (eval/eqbench3_run.h); empty: section left out
+    Chart eqbench3_chart;                  // its per-criterion bars (svg empty: none); file must not clash with charts
     std::vector<ReportConversation> conversations;
     std::vector<Chart> charts;
     std::string config_yaml;               // the resolved recipe

@@ -304,6 +304,15 @@ ModelConfig parse_hf_text(const json& object, Architecture architecture, const s
             if (keys.has("attn_logit_softcapping")) fail("{}: attn_logit_softcapping is not supported", source);
             break;
     }
+    if (config.num_experts != 0) {
+        // Named by the keys the file spells (validate() would only name the fields).
+        const char* experts_key = keys.has("num_local_experts") ? "num_local_experts" : "num_experts";
+        if (config.num_experts < 1 || config.num_experts > kMaxExperts)
+            fail("{}: {} = {} is outside [1, {}]", source, experts_key, config.num_experts, kMaxExperts);
+        if (config.num_experts_per_token < 1 || config.num_experts_per_token > config.num_experts)
+            fail("{}: num_experts_per_tok = {} is outside [1, {}] ({})", source, config.num_experts_per_token,
+                 config.num_experts, experts_key);
+    }
     return config;
 }
 
@@ -499,6 +508,11 @@ ModelConfig parse_gguf(const gguf::Metadata& metadata) {
         // llama.cpp always normalises the selected weights for both (qwen3moe passes norm_w = true;
         // gpt-oss takes the softmax over the selected logits).
         config.norm_topk_prob = has("expert_weights_norm") ? metadata.boolean(key("expert_weights_norm")) : true;
+        if (config.num_experts < 1 || config.num_experts > kMaxExperts)
+            fail("{} = {} is outside [1, {}]", key("expert_count"), config.num_experts, kMaxExperts);
+        if (config.num_experts_per_token < 1 || config.num_experts_per_token > config.num_experts)
+            fail("{} = {} is outside [1, {}] ({})", key("expert_used_count"), config.num_experts_per_token,
+                 config.num_experts, key("expert_count"));
     } else {
         config.intermediate_size = integer("feed_forward_length");
     }

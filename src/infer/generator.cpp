@@ -4,7 +4,6 @@
 #include <chrono>
 
 #include "core/error.h"
-#include "infer/text_stream.h"
 
 namespace kindred::infer {
 namespace {
@@ -59,11 +58,59 @@ std::int64_t Session::prefill(std::span<const std::int32_t> prompt) {
     return static_cast<std::int64_t>(keep);
 }
 
+Continuation::Continuation(const text::Tokenizer& tokenizer, std::span<const std::int32_t> prompt,
+                           const GenerationOptions& options, std::int64_t vocab)
+    : stop_tokens_(options.stop_tokens),
+      max_tokens_(options.max_tokens),
+      sampler_(options.sampling, vocab),
+      history_(prompt.begin(), prompt.end()),
+      stream_(tokenizer, options.stop_strings) {
+    if (options.max_tokens < 1) fail("generation: max tokens must be >= 1, got {}", options.max_tokens);
+    result_.prompt_tokens = static_cast<std::int64_t>(prompt.size());
+}
+
+void Continuation::show(const std::string& piece, const TextCallback& on_text) {
+    if (piece.empty()) return;
+    result_.text += piece;
+    if (on_text) on_text(piece);
+}
+
+void Continuation::end(FinishReason reason, const TextCallback& on_text) {
+    result_.finish_reason = reason;
+    finished_ = true;
+    show(stream_.finish(), on_text);
+}
+
+std::optional<std::int32_t> Continuation::step(std::span<const float> logits, bool context_full,
+                                               const TextCallback& on_text) {
+    if (finished_) fail("generation: step after the generation ended");
+    const std::int32_t id = sampler_.sample(logits, history_);
+    if (std::find(stop_tokens_.begin(), stop_tokens_.end(), id) != stop_tokens_.end()) {
+        end(FinishReason::Stop, on_text);
+        return std::nullopt;
+    }
+    result_.tokens.push_back(id);
+    history_.push_back(id);
+    show(stream_.push(id), on_text);
+    if (stream_.stopped()) {
+        end(FinishReason::Stop, on_text);
+        return std::nullopt;
+    }
+    if (static_cast<std::int64_t>(result_.tokens.size()) >= max_tokens_) {
+        end(FinishReason::Length, on_text);
+        return std::nullopt;
+    }
+    if (context_full) {
+        end(FinishReason::Context, on_text);
+        return std::nullopt;
+    }
+    return id;
+}
+
 GenerationResult Session::generate(std::span<const std::int32_t> prompt, const GenerationOptions& options,
                                    const TextCallback& on_text) {
     const std::int64_t vocab = decoder_.config().vocab_size;
     if (prompt.empty()) fail("generation: the prompt is empty");
-    if (options.max_tokens < 1) fail("generation: max tokens must be >= 1, got {}", options.max_tokens);
     for (std::size_t i = 0; i < prompt.size(); ++i) {
         if (prompt[i] < 0 || prompt[i] >= vocab) {
             fail("generation: prompt token {} (id {}) is outside the model's vocabulary [0, {})", i, prompt[i], vocab);
@@ -73,46 +120,21 @@ GenerationResult Session::generate(std::span<const std::int32_t> prompt, const G
         fail("generation: the prompt has {} tokens but the context holds {}; shorten it or raise the context size",
              prompt.size(), context_);
     }
-    Sampler sampler(options.sampling, vocab);
+    Continuation continuation(tokenizer_, prompt, options, vocab);
 
-    GenerationResult result;
-    result.prompt_tokens = static_cast<std::int64_t>(prompt.size());
     const auto prefill_start = std::chrono::steady_clock::now();
-    result.cached_prompt_tokens = prefill(prompt);
-    result.prefill_seconds = seconds_since(prefill_start);
+    const std::int64_t cached = prefill(prompt);
+    const double prefill_seconds = seconds_since(prefill_start);
 
     const auto decode_start = std::chrono::steady_clock::now();
-    std::vector<std::int32_t> history(prompt.begin(), prompt.end());
-    TextStream stream(tokenizer_, options.stop_strings);
-    const auto show = [&](const std::string& piece) {
-        if (piece.empty()) return;
-        result.text += piece;
-        if (on_text) on_text(piece);
-    };
-    result.finish_reason = FinishReason::Length;
-    while (true) {
-        const std::int32_t id = sampler.sample(logits_, history);
-        if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), id) != options.stop_tokens.end()) {
-            result.finish_reason = FinishReason::Stop;
-            break;
-        }
-        result.tokens.push_back(id);
-        history.push_back(id);
-        show(stream.push(id));
-        if (stream.stopped()) {
-            result.finish_reason = FinishReason::Stop;
-            break;
-        }
-        if (static_cast<std::int64_t>(result.tokens.size()) >= options.max_tokens) break;
-        if (static_cast<std::int64_t>(cached_.size()) >= context_) {
-            result.finish_reason = FinishReason::Context;
-            break;
-        }
-        const std::int32_t fed[] = {id};
+    while (const auto id = continuation.step(logits_, static_cast<std::int64_t>(cached_.size()) >= context_, on_text)) {
+        const std::int32_t fed[] = {*id};
         decoder_.forward(fed, cache_, logits_);
-        cached_.push_back(id);
+        cached_.push_back(*id);
     }
-    show(stream.finish());
+    GenerationResult result = std::move(continuation.result());
+    result.cached_prompt_tokens = cached;
+    result.prefill_seconds = prefill_seconds;
     result.decode_seconds = seconds_since(decode_start);
     return result;
 }

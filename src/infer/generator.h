@@ -7,12 +7,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "infer/sampler.h"
+#include "infer/text_stream.h"
 #include "model/decoder.h"
 #include "model/kv_cache.h"
 #include "text/tokenizer.h"
@@ -45,6 +47,39 @@ struct GenerationResult {
 
 // Called with each newly showable piece of text.
 using TextCallback = std::function<void(std::string_view)>;
+
+// One sequence's generation after its prompt: samples from the logits of each step, streams the
+// text, and says when to stop, in exactly the order Session::generate has always used (stop token,
+// stop string, token budget, full context). Session drives one with one forward per token; the
+// server (serve/engine.h) drives many with one batched forward per step, so a request gives the
+// same tokens either way.
+class Continuation {
+public:
+    // The tokenizer must outlive the continuation. Validates options.sampling against `vocab`.
+    Continuation(const text::Tokenizer& tokenizer, std::span<const std::int32_t> prompt, const GenerationOptions& options,
+                 std::int64_t vocab);
+
+    // Samples the next token from `logits` (the last fed token's). Returns the token to feed next,
+    // or nothing when generation has ended (finish_reason() tells why; the held-back text has then
+    // been shown). `context_full`: the KV cache cannot take another token.
+    std::optional<std::int32_t> step(std::span<const float> logits, bool context_full, const TextCallback& on_text = {});
+
+    bool finished() const { return finished_; }
+    const GenerationResult& result() const { return result_; }
+    GenerationResult& result() { return result_; }
+
+private:
+    void show(const std::string& piece, const TextCallback& on_text);
+    void end(FinishReason reason, const TextCallback& on_text);
+
+    std::vector<std::int32_t> stop_tokens_;
+    std::int64_t max_tokens_;
+    Sampler sampler_;
+    std::vector<std::int32_t> history_;  // prompt and generated tokens, for the penalties
+    TextStream stream_;
+    GenerationResult result_;
+    bool finished_ = false;
+};
 
 class Session {
 public:

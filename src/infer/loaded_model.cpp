@@ -35,8 +35,8 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const s
     return loaded;
 }
 
-std::unique_ptr<model::LoraAdapters> read_lora_adapters(const std::string& directory, const model::Decoder& decoder,
-                                                        const std::string& model_path, model::LoraUse use) {
+std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& directory, const model::Decoder& decoder,
+                                                       const std::string& model_path, model::LoraUse use) {
     // read_adapter checks the directory on its own (pairs, ranks, targets); what follows checks
     // it against this base.
     const peft::Adapter adapter = peft::read_adapter(directory);
@@ -83,7 +83,7 @@ std::unique_ptr<model::LoraAdapters> read_lora_adapters(const std::string& direc
 }
 
 void LoadedModel::attach_adapter(const std::string& directory) {
-    adapters_ = read_lora_adapters(directory, decoder_, path_, model::LoraUse::Inference);
+    adapters_ = read_lora_adapter(directory, decoder_, path_);
     decoder_.attach_adapter(adapters_.get());
     adapter_path_ = directory;
 }
@@ -132,18 +132,33 @@ const text::ChatTemplate& LoadedModel::require_chat_template() const {
     return *chat_template_;
 }
 
-std::vector<std::int32_t> LoadedModel::encode_chat(std::span<const text::ChatMessage> messages) const {
-    // The rendered text carries its own BOS when the family's template writes one.
-    return tokenizer_.encode(require_chat_template().render(messages, /*add_generation_prompt=*/true).text);
+namespace {
+
+void refuse_dropped_bytes(const text::Encoding& encoding, const std::string& what, const std::string& model) {
+    if (encoding.dropped_bytes > 0)
+        fail("{}: {} byte(s) have no token in the vocabulary of {} (control characters?); remove them", what,
+             encoding.dropped_bytes, model);
 }
 
-std::vector<std::int32_t> LoadedModel::encode_raw(const std::string& text) const {
+}  // namespace
+
+std::vector<std::int32_t> LoadedModel::encode_chat(std::span<const text::ChatMessage> messages) const {
+    // The rendered text carries its own BOS when the family's template writes one. Control tokens
+    // come from the template's markup only: message text that spells one stays text.
+    const text::RenderedChat rendered = require_chat_template().render(messages, /*add_generation_prompt=*/true);
+    text::Encoding encoding = tokenizer_.encode_with_markup(rendered.text, rendered.markup);
+    refuse_dropped_bytes(encoding, "the messages", path_);
+    return std::move(encoding.ids);
+}
+
+std::vector<std::int32_t> LoadedModel::encode_raw(const std::string& text, bool parse_special) const {
     std::vector<std::int32_t> ids;
     if (add_bos_) {
         if (const auto bos = tokenizer_.bos_id()) ids.push_back(*bos);
     }
-    const std::vector<std::int32_t> body = tokenizer_.encode(text);
-    ids.insert(ids.end(), body.begin(), body.end());
+    const text::Encoding body = tokenizer_.encode_with_spans(text, parse_special);
+    refuse_dropped_bytes(body, "the prompt", path_);
+    ids.insert(ids.end(), body.ids.begin(), body.ids.end());
     return ids;
 }
 

@@ -20,12 +20,14 @@
 
 namespace kindred::infer {
 
-// A PEFT LoRA directory as adapters for `decoder` (whose file `model_path` names in errors),
-// checked against it as LoadedModel's adapter is: layer count, target modules, tensor shapes;
-// layers_to_transform must be a run of layers ending at the last (LoraConfig::first_layer). `use`
-// Inference for generation, Training for a model::TrainableDecoder (e.g. evaluating heads).
-std::unique_ptr<model::LoraAdapters> read_lora_adapters(const std::string& directory, const model::Decoder& decoder,
-                                                        const std::string& model_path, model::LoraUse use);
+// A PEFT LoRA adapter directory read and checked against `decoder` (the model at `model_path`,
+// named in messages): layer count, target modules and tensor shapes must fit, else an Error names
+// the path and tensor; layers_to_transform must be a run of layers ending at the last
+// (LoraConfig::first_layer). The result is laid out for the decoder; `use` Inference holds its
+// parameters only, Training also gradients (for a model::TrainableDecoder, e.g. evaluating heads).
+std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& directory, const model::Decoder& decoder,
+                                                       const std::string& model_path,
+                                                       model::LoraUse use = model::LoraUse::Inference);
 
 class LoadedModel {
 public:
@@ -49,12 +51,15 @@ public:
     // A template that is present but unknown is an Error only here, so that raw prompts and
     // scoring still work with such a model.
     const text::ChatTemplate& require_chat_template() const;
-    // Token ids for a rendered chat ending in the assistant's generation prompt. Errors when the
-    // model has no usable template.
+    // Token ids for a rendered chat ending in the assistant's generation prompt; only the template
+    // writes control tokens (message text spelling one stays text, Tokenizer::encode_with_markup).
+    // Errors when the model has no usable template or a message holds bytes the vocabulary cannot
+    // encode.
     std::vector<std::int32_t> encode_chat(std::span<const text::ChatMessage> messages) const;
-    // Raw text: special-token markup in it is parsed; BOS is prepended when the tokenizer has one
-    // and the GGUF asks for it (tokenizer.ggml.add_bos_token).
-    std::vector<std::int32_t> encode_raw(const std::string& text) const;
+    // Raw text: special-token markup in it is parsed unless parse_special is false (then it stays
+    // text); BOS is prepended when the tokenizer has one and the GGUF asks for it
+    // (tokenizer.ggml.add_bos_token). Bytes the vocabulary has no token for are an Error.
+    std::vector<std::int32_t> encode_raw(const std::string& text, bool parse_special = true) const;
 
     // EOS and the template's end-of-turn markers that are single tokens.
     const std::vector<std::int32_t>& stop_tokens() const { return stop_tokens_; }

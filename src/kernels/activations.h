@@ -17,6 +17,22 @@ void gated_activation_forward(float* out, const float* gate, const float* up, st
 void gated_activation_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                                std::int64_t n, GateActivation act);
 
+// gpt-oss's expert activation (transformers' GptOssExperts._apply_gate): the gate is clamped from
+// above, the up projection on both sides, and up is offset by one:
+//   g = min(gate, limit), u = clamp(up, −limit, limit), out = g · sigmoid(alpha · g) · (u + 1).
+// The model passes the gate and up halves as separate arrays; the fused tensors interleave them
+// (gate in even columns), which the loader and the experts' LoRA undo, not this op.
+struct ClampedSwiglu {
+    float alpha = 1.702f;
+    float limit = 7.0f;
+};
+void clamped_swiglu_forward(float* out, const float* gate, const float* up, std::int64_t n, ClampedSwiglu params);
+// Adds dgate[i] += dout[i] · (u + 1) · d(g·sigmoid(αg))/dg and dup[i] += dout[i] · g·sigmoid(αg), each
+// only where its clamp passes the input through (torch's clamp: gradient 1 on the closed interval,
+// 0 outside). Either gradient pointer may be null.
+void clamped_swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                             std::int64_t n, ClampedSwiglu params);
+
 // y[i] += x[i]
 void residual_forward(float* y, const float* x, std::int64_t n);
 

@@ -41,10 +41,10 @@ struct AttentionShape {
 // Throws Error when heads is not a multiple of kv_heads or segment ids decrease.
 void attention_forward(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape);
 
-// Backward of attention_forward (any past, window, segments and kv layout; sinks are not supported
-// and throw). Given dout [tokens x heads x head_dim] it ADDS dq (laid out as q) and dk, dv (laid
+// Backward of attention_forward (any past, window, segments, sinks and kv layout). Given dout [tokens x heads x head_dim] it ADDS dq (laid out as q) and dk, dv (laid
 // out as k, v; positions [0, past + tokens) of every kv head), summing over the query heads that
-// share a kv head. Work items are (query head, block of queries): each writes its own dq rows and
+// share a kv head. Sink logits are frozen (gpt-oss trains none; PEFT leaves them frozen), so they
+// get no gradient; they only shrink every probability. Work items are (query head, block of queries): each writes its own dq rows and
 // accumulates dk, dv into its thread's partial sums, which are added up at the end.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const AttentionShape& shape);

@@ -2,9 +2,10 @@
 // ggml block quantizations), and the embedding-row lookup from such a table.
 // Two paths, chosen by token count: a few tokens (decode) use a direct mat-vec that dequantizes
 // each weight block on the fly into fp32 FMAs; more tokens (prompt processing, training) dequantize
-// panels of weight rows into a per-thread fp32 scratch and multiply with OpenBLAS sgemm.
-// Weights are never dequantized whole. Work is split over core/thread_pool; OpenBLAS is pinned to
-// one thread per call so that it does not fight the pool for cores.
+// panels of weight rows into a per-thread fp32 scratch and multiply with kernels/cpu/gemm_f32.h's
+// sgemm (OpenBLAS, or Kindred's own AVX-512/AVX2 GEMM where OpenBLAS's core does not use the
+// CPU's widest vectors). Weights are never dequantized whole. Work is split over core/thread_pool, one sgemm per
+// thread.
 // Products of many tokens take a Precision: F32 (the default) or BF16, QLoRA's compute dtype
 // (bnb_4bit_compute_dtype=bfloat16): activations and dequantized weights rounded to bfloat16,
 // products summed in fp32, on AMX tiles (kernels/cpu/bf16_gemm.h; measured 3.5x OpenBLAS sgemm's

@@ -1,8 +1,8 @@
-// model/decoder.cpp — binding tensors to layers and the forward pass (see decoder.h).
+// model/decoder.cpp — binding the tensors a ModelSpec calls for and the inference pass over the
+// shared layer pieces (see decoder.h).
 #include "model/decoder.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 
 #include <fmt/ranges.h>
@@ -10,87 +10,42 @@
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
-#include "kernels/activations.h"
 #include "kernels/attention.h"
 #include "kernels/dequantize.h"
 #include "kernels/lora.h"
 #include "kernels/norm.h"
-#include "model/rope_frequencies.h"
 
 namespace kindred::model {
-namespace {
-
-void check_supported(const ModelConfig& config, const std::string& source) {
-    if (config.architecture != Architecture::Llama && config.architecture != Architecture::Qwen3)
-        fail("{}: architecture '{}' is not supported by the decoder yet", source, architecture_name(config.architecture));
-    if (config.num_experts != 0) fail("{}: mixture-of-experts layers are not supported yet", source);
-    if (config.attention_sinks) fail("{}: attention sinks are not supported yet", source);
-    if (config.sliding_window != 0 &&
-        std::any_of(config.layer_types.begin(), config.layer_types.end(),
-                    [](LayerAttention a) { return a == LayerAttention::Sliding; }))
-        fail("{}: sliding-window layers are not supported yet", source);
-    if (config.norm_weight_offset || config.scale_embeddings || config.final_logit_softcapping != 0.0 ||
-        config.activation != Activation::Silu || config.swiglu_limit != 0.0)
-        fail("{}: Gemma/gpt-oss specific features are not supported yet", source);
-}
-
-}  // namespace
 
 Decoder::Decoder(ModelConfig config, Weights weights, std::int64_t max_batch)
     : config_(std::move(config)), weights_(std::move(weights)), max_batch_(max_batch) {
     const std::string& source = weights_.source();
     config_.validate(source);
-    check_supported(config_, source);
+    spec_ = resolve_model_spec(config_, weights_.qk_interleaved, source);
     if (max_batch_ < 1) fail("decoder: max_batch must be positive, got {}", max_batch_);
-    const std::int64_t hidden = config_.hidden_size, head_dim = config_.head_dim;
-    const std::int64_t q_dim = config_.num_heads * head_dim, kv_dim = config_.num_kv_heads * head_dim;
-    const std::int64_t ff = config_.intermediate_size;
+    const LayerShape& shape = spec_.shape;
+    const std::int64_t hidden = shape.hidden, head_dim = shape.head_dim;
 
     embedding_ = bind_matrix("token_embd.weight", config_.vocab_size, hidden);
     // Tied models reuse the embedding rows as the output projection (a copy stored beside them,
     // as some HF checkpoints carry, is the same matrix and is not read).
     output_ = config_.tie_word_embeddings ? embedding_ : bind_matrix("output.weight", config_.vocab_size, hidden);
     output_norm_ = bind_vector("output_norm.weight", hidden);
-    for (std::int64_t l = 0; l < config_.num_layers; ++l) {
-        const std::string prefix = "blk." + std::to_string(l) + ".";
-        Layer layer;
-        layer.attn_norm = bind_vector(prefix + "attn_norm.weight", hidden);
-        layer.ffn_norm = bind_vector(prefix + "ffn_norm.weight", hidden);
-        layer.q = bind_matrix(prefix + "attn_q.weight", q_dim, hidden);
-        layer.k = bind_matrix(prefix + "attn_k.weight", kv_dim, hidden);
-        layer.v = bind_matrix(prefix + "attn_v.weight", kv_dim, hidden);
-        layer.o = bind_matrix(prefix + "attn_output.weight", hidden, q_dim);
-        layer.gate = bind_matrix(prefix + "ffn_gate.weight", ff, hidden);
-        layer.up = bind_matrix(prefix + "ffn_up.weight", ff, hidden);
-        layer.down = bind_matrix(prefix + "ffn_down.weight", hidden, ff);
-        if (config_.qk_norm) {
-            layer.q_norm = bind_vector(prefix + "attn_q_norm.weight", head_dim);
-            layer.k_norm = bind_vector(prefix + "attn_k_norm.weight", head_dim);
-        }
-        if (config_.attention_bias) {
-            layer.q_bias = bind_vector(prefix + "attn_q.bias", q_dim);
-            layer.k_bias = bind_vector(prefix + "attn_k.bias", kv_dim);
-            layer.v_bias = bind_vector(prefix + "attn_v.bias", kv_dim);
-            layer.o_bias = bind_vector(prefix + "attn_output.bias", hidden);
-        }
-        layers_.push_back(layer);
-    }
+    for (std::int64_t l = 0; l < config_.num_layers; ++l) layers_.push_back(bind_layer(l));
 
-    inv_freq_ = rope_frequencies(config_, source);
     // GGUF files of Llama 3.1 and later carry their rope scaling as per-frequency divisors
-    // (ggml's freq_factors) instead of metadata.
+    // (ggml's freq_factors) instead of metadata; they scale the config's table.
     if (weights_.find("rope_freqs.weight") != nullptr) {
         if (config_.rope_scaling.type != RopeScalingType::None)
             fail("{}: rope_freqs.weight and a rope scaling config both scale the rotary frequencies", source);
         const float* divisors = bind_vector("rope_freqs.weight", head_dim / 2);
-        for (std::size_t i = 0; i < inv_freq_.size(); ++i) inv_freq_[i] /= divisors[i];
+        std::vector<float>& inv_freq = spec_.rope.front().inverse_frequencies;
+        for (std::size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] /= divisors[i];
     }
-    rope_pairing_ = weights_.qk_interleaved ? kernels::RopePairing::Adjacent : kernels::RopePairing::Half;
-    attention_scale_ = static_cast<float>(config_.query_pre_attn_scalar > 0 ? 1.0 / std::sqrt(config_.query_pre_attn_scalar)
-                                                                           : 1.0 / std::sqrt(static_cast<double>(head_dim)));
 
     // One arena for every activation; pages are touched only as far as the batches reach.
-    const std::int64_t per_token = 2 * hidden + 2 * q_dim + 2 * kv_dim + 2 * ff + head_dim;
+    const std::int64_t tables = static_cast<std::int64_t>(spec_.rope.size());
+    const std::int64_t per_token = 2 * hidden + 2 * shape.q_dim + 2 * shape.kv_dim + 2 * shape.ff + tables * head_dim;
     arena_.reset(new float[static_cast<std::size_t>(per_token * max_batch_)]);
     float* next = arena_.get();
     auto take = [&](std::int64_t floats_per_token) {
@@ -98,16 +53,56 @@ Decoder::Decoder(ModelConfig config, Weights weights, std::int64_t max_batch)
         next += floats_per_token * max_batch_;
         return view;
     };
+    // Inference keeps nothing for a backward: each buffer is reused as soon as its value is
+    // consumed (the norms' outputs and both blocks' branches share one), q/k are normed in place,
+    // the activation overwrites gate, and the residual stream is updated in place.
+    LayerActs& s = act_.layer;
     act_.x = take(hidden);
-    act_.normed = take(hidden);
-    act_.q = take(q_dim);
-    act_.k = take(kv_dim);
-    act_.v = take(kv_dim);
-    act_.attended = take(q_dim);
-    act_.gate = take(ff);
-    act_.up = take(ff);
-    act_.cos = take(head_dim / 2);
-    act_.sin = take(head_dim / 2);
+    s.x_mid = act_.x;
+    s.n1 = s.n2 = s.attn_out = s.mlp_out = s.branch = take(hidden);
+    s.q = s.q_pre = take(shape.q_dim);
+    s.k = s.k_pre = take(shape.kv_dim);
+    s.v = take(shape.kv_dim);
+    s.att = take(shape.q_dim);
+    s.gate = s.h = take(shape.ff);
+    s.up = take(shape.ff);
+    for (std::int64_t i = 0; i < tables; ++i) {
+        RopeRows& rows = act_.rope.emplace_back();
+        rows.cos = take(head_dim / 2);
+        rows.sin = take(head_dim / 2);
+    }
+}
+
+Decoder::Layer Decoder::bind_layer(std::int64_t l) {
+    const LayerSpec& spec = spec_.layers[static_cast<std::size_t>(l)];
+    const LayerShape& shape = spec_.shape;
+    const std::int64_t hidden = shape.hidden, q_dim = shape.q_dim, kv_dim = shape.kv_dim, ff = shape.ff;
+    const std::string prefix = "blk." + std::to_string(l) + ".";
+    Layer layer;
+    layer.attn_norm = bind_vector(prefix + "attn_norm.weight", hidden);
+    layer.ffn_norm = bind_vector(prefix + "ffn_norm.weight", hidden);
+    layer.q = bind_matrix(prefix + "attn_q.weight", q_dim, hidden);
+    layer.k = bind_matrix(prefix + "attn_k.weight", kv_dim, hidden);
+    layer.v = bind_matrix(prefix + "attn_v.weight", kv_dim, hidden);
+    layer.o = bind_matrix(prefix + "attn_output.weight", hidden, q_dim);
+    layer.gate = bind_matrix(prefix + "ffn_gate.weight", ff, hidden);
+    layer.up = bind_matrix(prefix + "ffn_up.weight", ff, hidden);
+    layer.down = bind_matrix(prefix + "ffn_down.weight", hidden, ff);
+    if (spec.attention.qk_norm) {
+        layer.q_norm = bind_vector(prefix + "attn_q_norm.weight", shape.head_dim);
+        layer.k_norm = bind_vector(prefix + "attn_k_norm.weight", shape.head_dim);
+    }
+    if (spec.attention.bias) {
+        layer.q_bias = bind_vector(prefix + "attn_q.bias", q_dim);
+        layer.k_bias = bind_vector(prefix + "attn_k.bias", kv_dim);
+        layer.v_bias = bind_vector(prefix + "attn_v.bias", kv_dim);
+        layer.o_bias = bind_vector(prefix + "attn_output.bias", hidden);
+    }
+    if (spec.norms == NormPlacement::Sandwich) {
+        layer.post_attn_norm = bind_vector(prefix + "post_attention_norm.weight", hidden);
+        layer.post_ffn_norm = bind_vector(prefix + "post_ffw_norm.weight", hidden);
+    }
+    return layer;
 }
 
 kernels::Matrix Decoder::bind_matrix(const std::string& name, std::int64_t rows, std::int64_t cols) const {
@@ -137,7 +132,7 @@ Decoder Decoder::from_gguf(const gguf::File& file) {
 }
 
 Decoder Decoder::from_checkpoint(const safetensors::Checkpoint& checkpoint, const ModelConfig& config) {
-    return Decoder(config, load_weights(checkpoint));
+    return Decoder(config, load_weights(checkpoint, config.architecture));
 }
 
 void Decoder::attach_adapter(const LoraAdapters* adapters) {
@@ -199,69 +194,73 @@ void Decoder::forward(std::span<const std::int32_t> tokens, KvCache& cache, std:
     }
 }
 
+// Inference's side of the layer pieces: adapters without dropout, keys and values appended to
+// the KV cache, attention over everything cached.
+class Decoder::Ops final : public LayerOps {
+public:
+    Ops(Decoder& decoder, KvCache& cache, const kernels::AttentionShape& shape)
+        : decoder_(decoder), cache_(cache), shape_(shape) {}
+
+    // Inference never recomputes, so `base` is always true here.
+    void linear(std::int64_t layer, LoraModule module, LayerActs&, float* y, const float* x, const kernels::Matrix& w,
+                const float* bias, bool) override {
+        decoder_.linear(y, x, w, bias, shape_.tokens, layer, module);
+    }
+
+    void attend(std::int64_t layer, const LayerSpec& spec, LayerActs& s) override {
+        const std::int64_t head_dim = shape_.head_dim, kv_dim = shape_.kv_heads * head_dim;
+        float* keys = cache_.keys(layer);
+        float* values = cache_.values(layer);
+        const auto row_bytes = static_cast<std::size_t>(head_dim) * sizeof(float);
+        for (std::int64_t t = 0; t < shape_.tokens; ++t)
+            for (std::int64_t g = 0; g < shape_.kv_heads; ++g) {
+                const std::int64_t at = g * shape_.kv_head_stride + (shape_.past + t) * head_dim;
+                std::memcpy(keys + at, s.k + t * kv_dim + g * head_dim, row_bytes);
+                std::memcpy(values + at, s.v + t * kv_dim + g * head_dim, row_bytes);
+            }
+        kernels::AttentionShape shape = shape_;
+        shape.window = spec.attention.window;
+        kernels::attention_forward(s.att, s.q, keys, values, shape);
+    }
+
+private:
+    Decoder& decoder_;
+    KvCache& cache_;
+    kernels::AttentionShape shape_;
+};
+
 void Decoder::forward_chunk(std::span<const std::int32_t> tokens, KvCache& cache, float* logits, bool all_logits) {
     const auto T = static_cast<std::int64_t>(tokens.size());
     const std::int64_t past = cache.size();
-    const std::int64_t hidden = config_.hidden_size, head_dim = config_.head_dim;
-    const std::int64_t heads = config_.num_heads, kv_heads = config_.num_kv_heads;
-    const std::int64_t kv_dim = kv_heads * head_dim, ff = config_.intermediate_size;
-    const auto eps = static_cast<float>(config_.rms_norm_eps);
-    const Activations& a = act_;
+    const LayerShape& shape = spec_.shape;
+    const std::int64_t hidden = shape.hidden;
 
-    kernels::embedding_forward(a.x, tokens.data(), T, embedding_);
-    kernels::rope_table(a.cos, a.sin, inv_freq_.data(), head_dim, past, T, rope_attention_factor_);
+    embed_tokens(spec_, embedding_, tokens.data(), T, act_.x);
+    fill_rope_rows(spec_, act_.rope, past, nullptr, T);
 
-    kernels::AttentionShape shape;
-    shape.tokens = T;
-    shape.past = past;
-    shape.heads = heads;
-    shape.kv_heads = kv_heads;
-    shape.head_dim = head_dim;
-    shape.kv_head_stride = cache.head_stride();
-    shape.scale = attention_scale_;
-
-    for (std::size_t l = 0; l < layers_.size(); ++l) {
-        const Layer& layer = layers_[l];
-        const auto layer_index = static_cast<std::int64_t>(l);
-        // Attention block.
-        kernels::rmsnorm_forward(a.normed, nullptr, a.x, layer.attn_norm, T, hidden, eps, false);
-        linear(a.q, a.normed, layer.q, layer.q_bias, T, layer_index, LoraModule::Q);
-        linear(a.k, a.normed, layer.k, layer.k_bias, T, layer_index, LoraModule::K);
-        linear(a.v, a.normed, layer.v, layer.v_bias, T, layer_index, LoraModule::V);
-        if (layer.q_norm != nullptr) {
-            kernels::rmsnorm_forward(a.q, nullptr, a.q, layer.q_norm, T * heads, head_dim, eps, false);
-            kernels::rmsnorm_forward(a.k, nullptr, a.k, layer.k_norm, T * kv_heads, head_dim, eps, false);
-        }
-        kernels::rope_forward(a.q, a.cos, a.sin, T, heads, head_dim, head_dim, rope_pairing_);
-        kernels::rope_forward(a.k, a.cos, a.sin, T, kv_heads, head_dim, head_dim, rope_pairing_);
-        float* keys = cache.keys(layer_index);
-        float* values = cache.values(layer_index);
-        const auto row_bytes = static_cast<std::size_t>(head_dim) * sizeof(float);
-        for (std::int64_t t = 0; t < T; ++t)
-            for (std::int64_t g = 0; g < kv_heads; ++g) {
-                const std::int64_t at = g * shape.kv_head_stride + (past + t) * head_dim;
-                std::memcpy(keys + at, a.k + t * kv_dim + g * head_dim, row_bytes);
-                std::memcpy(values + at, a.v + t * kv_dim + g * head_dim, row_bytes);
-            }
-        kernels::attention_forward(a.attended, a.q, keys, values, shape);
-        linear(a.normed, a.attended, layer.o, layer.o_bias, T, layer_index, LoraModule::O);
-        kernels::residual_forward(a.x, a.normed, T * hidden);
-        // MLP block.
-        kernels::rmsnorm_forward(a.normed, nullptr, a.x, layer.ffn_norm, T, hidden, eps, false);
-        linear(a.gate, a.normed, layer.gate, nullptr, T, layer_index, LoraModule::Gate);
-        linear(a.up, a.normed, layer.up, nullptr, T, layer_index, LoraModule::Up);
-        kernels::gated_activation_forward(a.gate, a.gate, a.up, T * ff, kernels::GateActivation::Silu);
-        linear(a.normed, a.gate, layer.down, nullptr, T, layer_index, LoraModule::Down);
-        kernels::residual_forward(a.x, a.normed, T * hidden);
-    }
+    kernels::AttentionShape attention;
+    attention.tokens = T;
+    attention.past = past;
+    attention.heads = shape.heads;
+    attention.kv_heads = shape.kv_heads;
+    attention.head_dim = shape.head_dim;
+    attention.kv_head_stride = cache.head_stride();
+    attention.scale = spec_.attention_scale;
+    Ops ops(*this, cache, attention);
+    for (std::size_t l = 0; l < layers_.size(); ++l)
+        layer_forward(shape, spec_.layers[l], layers_[l], act_.rope, ops, static_cast<std::int64_t>(l), T, act_.layer,
+                      act_.x, act_.x);
     cache.advance(T);
 
     if (logits == nullptr) return;
     // Only the rows whose logits are wanted go through the final norm and the vocabulary product.
     const std::int64_t first = all_logits ? 0 : T - 1;
     const std::int64_t rows = T - first;
-    kernels::rmsnorm_forward(a.normed, nullptr, a.x + first * hidden, output_norm_, rows, hidden, eps, false);
-    kernels::matmul_forward(logits, a.normed, output_, nullptr, rows);
+    float* normed = act_.layer.n1;
+    kernels::rmsnorm_forward(normed, nullptr, act_.x + first * hidden, output_norm_, rows, hidden, shape.norm_eps,
+                             shape.norm_weight_offset);
+    kernels::matmul_forward(logits, normed, output_, nullptr, rows);
+    soft_cap_logits(spec_, logits, rows * config_.vocab_size);
 }
 
 }  // namespace kindred::model

@@ -1,8 +1,8 @@
 // model/decoder.h — the decoder-only transformer forward pass, config-driven.
-// One Decoder serves the Llama family (SmolLM2, Llama 3) and carries the per-family switches
-// the others need as data (per-head q/k RMSNorm for Qwen3, q/k/v/o biases), so that a new family
-// is a few lines at the binding and at the op that differs. Features not implemented yet (MoE,
-// attention sinks, sliding windows, YaRN, Gemma's extra norms) are refused at construction.
+// One Decoder serves every supported family: the constructor resolves the config into a
+// ModelSpec (model/family.h: per-layer specs, rotary tables, embedding scale, logit soft-cap),
+// binds the tensors that spec calls for, and the forward pass runs the shared layer pieces
+// (model/layer.h) over a KV cache. Features no piece implements yet are refused at construction.
 //
 // Activations live in one allocation planned for `max_batch` tokens; longer inputs run in
 // chunks of that size, so a forward pass allocates nothing. Weights are views (see weights.h).
@@ -22,7 +22,7 @@
 
 #include "formats/model_config.h"
 #include "kernels/matmul.h"
-#include "kernels/rope.h"
+#include "model/family.h"
 #include "model/kv_cache.h"
 #include "model/lora_adapters.h"
 #include "model/weights.h"
@@ -80,44 +80,32 @@ public:
 
     // The bound tensors, for passes other than inference (model/trainable_decoder.h runs its own
     // training forward and backward over them).
-    struct Layer {
-        const float* attn_norm = nullptr;
-        const float* ffn_norm = nullptr;
-        const float* q_norm = nullptr;  // qk_norm families
-        const float* k_norm = nullptr;
-        const float* q_bias = nullptr;  // attention_bias families
-        const float* k_bias = nullptr;
-        const float* v_bias = nullptr;
-        const float* o_bias = nullptr;
-        kernels::Matrix q, k, v, o, gate, up, down;
-    };
+    using Layer = LayerWeights;
 
     const std::vector<Layer>& layers() const { return layers_; }
+    const ModelSpec& spec() const { return spec_; }
     const kernels::Matrix& embedding() const { return embedding_; }
     const kernels::Matrix& output() const { return output_; }
     const float* output_norm() const { return output_norm_; }
-    const std::vector<float>& inverse_frequencies() const { return inv_freq_; }
-    float rope_attention_factor() const { return rope_attention_factor_; }
-    kernels::RopePairing rope_pairing() const { return rope_pairing_; }
-    float attention_scale() const { return attention_scale_; }
+    // The config's rotary table (ModelSpec::rope[0]) and the attention logits' scale.
+    const std::vector<float>& inverse_frequencies() const { return spec_.rope.front().inverse_frequencies; }
+    float rope_attention_factor() const { return spec_.rope.front().attention_factor; }
+    kernels::RopePairing rope_pairing() const { return spec_.shape.rope_pairing; }
+    float attention_scale() const { return spec_.attention_scale; }
 
 private:
+    class Ops;  // the layer pieces' hooks for inference (decoder.cpp)
+
     // Buffers for up to max_batch tokens, views into arena_.
     struct Activations {
-        float* x;       // residual stream [T x hidden]
-        float* normed;  // norm output, attention/MLP output before the residual add [T x hidden]
-        float* q;       // [T x heads x head_dim]
-        float* k;       // [T x kv_heads x head_dim]
-        float* v;
-        float* attended;  // [T x heads x head_dim]
-        float* gate;      // [T x intermediate]
-        float* up;
-        float* cos;  // rope tables [T x head_dim / 2]
-        float* sin;
+        float* x;         // residual stream [T x hidden]
+        LayerActs layer;  // every layer's, aliased where inference keeps nothing (decoder.cpp)
+        std::vector<RopeRows> rope;  // per rotary table
     };
 
     kernels::Matrix bind_matrix(const std::string& name, std::int64_t rows, std::int64_t cols) const;
     const float* bind_vector(const std::string& name, std::int64_t size);
+    Layer bind_layer(std::int64_t layer);
     // matmul_forward plus, when an adapter targets `module`, its low-rank term.
     void linear(float* y, const float* x, const kernels::Matrix& w, const float* bias, std::int64_t tokens,
                 std::int64_t layer, LoraModule module);
@@ -126,13 +114,10 @@ private:
     ModelConfig config_;
     Weights weights_;
     std::int64_t max_batch_;
+    ModelSpec spec_;
     std::vector<Layer> layers_;
     kernels::Matrix embedding_, output_;
     const float* output_norm_ = nullptr;
-    std::vector<float> inv_freq_;
-    float rope_attention_factor_ = 1.0f;
-    kernels::RopePairing rope_pairing_ = kernels::RopePairing::Half;
-    float attention_scale_ = 1.0f;
     std::vector<std::vector<float>> owned_vectors_;  // 1-D tensors converted to fp32
     std::unique_ptr<float[]> arena_;
     Activations act_{};

@@ -42,6 +42,14 @@ LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_
         index_[m] = 0;
     }
     if (config_.targets.empty()) fail("lora: no target modules");
+    // Checked before anything is sized by the rank (a huge one would otherwise end in bad_alloc).
+    for (int m = 0; m < lora_module_count; ++m) {
+        const std::int64_t smaller = std::min(dims_[m][0], dims_[m][1]);
+        if (index_[m] >= 0 && config_.rank > smaller)
+            fail("lora: rank (adapter.rank, PEFT's r) {} is above {}, the smaller dimension of target module '{}' "
+                 "({} -> {} features)", config_.rank, smaller, module_names[static_cast<std::size_t>(m)], dims_[m][0],
+                 dims_[m][1]);
+    }
     for (int m = 0; m < lora_module_count; ++m)
         if (index_[m] >= 0) index_[m] = targeted_++;
 

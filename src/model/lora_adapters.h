@@ -61,7 +61,8 @@ public:
     // being layer · targeted modules + the module's position among them, so a layer's init does not
     // depend on first_layer), B zero. `qk_interleaved` says whether the decoder's q/k rows are
     // GGUF-permuted (Weights::qk_interleaved). Throws Error for an unknown or repeated target,
-    // rank < 1, alpha <= 0, dropout outside [0, 1) or first_layer outside [0, layers].
+    // rank < 1 or above a target's smaller dimension, alpha <= 0, dropout outside [0, 1) or
+    // first_layer outside [0, layers].
     LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_interleaved, LoraUse use = LoraUse::Training);
 
     const LoraConfig& config() const { return config_; }

@@ -1,21 +1,25 @@
-// model/trainable_decoder.cpp — buffer planning, the training forward and its backward (see
-// trainable_decoder.h). Backward passes of the kernels ADD into their outputs, so every gradient
-// buffer that is not the running residual gradient is zeroed right before it is accumulated.
+// model/trainable_decoder.cpp — buffer planning, the training passes over the shared layer pieces
+// (model/layer.h) and this class's side of them: adapters with dropout, attention keeping its
+// probabilities (see trainable_decoder.h). Backward passes of the kernels ADD into their outputs,
+// so every gradient buffer that is not the running residual gradient is zeroed right before it
+// is accumulated.
 #include "model/trainable_decoder.h"
 
 #include <algorithm>
-#include <cstring>
+#include <utility>
 
 #include "core/error.h"
-#include "kernels/activations.h"
 #include "kernels/lora.h"
 #include "kernels/norm.h"
-#include "kernels/rope.h"
 
 namespace kindred::model {
 namespace {
 
 void zero(float* p, std::int64_t n) { std::fill(p, p + n, 0.0f); }
+
+bool any_layer(const ModelSpec& spec, bool (*predicate)(const LayerSpec&)) {
+    return std::any_of(spec.layers.begin(), spec.layers.end(), predicate);
+}
 
 }  // namespace
 
@@ -24,37 +28,35 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
     : base_(base), adapters_(adapters), checkpoint_(checkpoint_activations), max_tokens_(max_tokens),
       precision_(precision) {
     const ModelConfig& c = base.config();
+    const LayerShape& shape = base.spec().shape;
     if (max_tokens_ < 1) fail("trainable decoder: max_tokens must be positive, got {}", max_tokens_);
     if (!adapters.trainable()) fail("trainable decoder: the adapters were made for inference (no gradients)");
     if (adapters.layers() != c.num_layers)
         fail("trainable decoder: adapters have {} layers, the model {}", adapters.layers(), c.num_layers);
-    hidden_ = c.hidden_size;
-    heads_ = c.num_heads;
-    kv_heads_ = c.num_kv_heads;
-    head_dim_ = c.head_dim;
-    q_dim_ = heads_ * head_dim_;
-    kv_dim_ = kv_heads_ * head_dim_;
-    ff_ = c.intermediate_size;
+    hidden_ = shape.hidden;
     rank_ = adapters.config().rank;
-    max_in_ = std::max({hidden_, q_dim_, ff_});
     first_ = adapters.first_layer();
-    if (adapters.in_features(LoraModule::Q) != hidden_ || adapters.out_features(LoraModule::Q) != q_dim_ ||
-        adapters.out_features(LoraModule::K) != kv_dim_ || adapters.in_features(LoraModule::Down) != ff_)
+    max_in_ = std::max({shape.hidden, shape.q_dim, shape.ff});
+    if (adapters.in_features(LoraModule::Q) != hidden_ || adapters.out_features(LoraModule::Q) != shape.q_dim ||
+        adapters.out_features(LoraModule::K) != shape.kv_dim || adapters.in_features(LoraModule::Down) != shape.ff)
         fail("trainable decoder: the adapters were built for another model shape");
-    eps_ = static_cast<float>(c.rms_norm_eps);
+    if (base.spec().logit_softcap != 0.0f)
+        fail("trainable decoder: final logit soft-capping (final_logit_softcapping {}) is not supported in training yet",
+             base.spec().logit_softcap);
     output_rows_ = kernels::weight_rows(base.output());
     output_rows_.precision = precision_;
 
     attention_.past = 0;
-    attention_.heads = heads_;
-    attention_.kv_heads = kv_heads_;
-    attention_.head_dim = head_dim_;
-    attention_.kv_head_stride = head_dim_;
-    attention_.kv_position_stride = kv_dim_;
+    attention_.heads = shape.heads;
+    attention_.kv_heads = shape.kv_heads;
+    attention_.head_dim = shape.head_dim;
+    attention_.kv_head_stride = shape.head_dim;
+    attention_.kv_position_stride = shape.kv_dim;
     attention_.scale = base.attention_scale();
 
     segment_ids_.resize(static_cast<std::size_t>(max_tokens_));
     layer_acts_.resize(checkpoint_ ? 1 : static_cast<std::size_t>(std::max<std::int64_t>(c.num_layers - first_, 1)));
+    rope_.resize(base.spec().rope.size());
     std::int64_t byte_count = 0;
     const std::int64_t float_count = plan(nullptr, nullptr, byte_count);
     arena_.reset(new float[static_cast<std::size_t>(float_count)]);
@@ -63,7 +65,11 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
 }
 
 // Carves every buffer out of `floats` / `bytes` (null: only counts) and returns the float count.
+// A shared (checkpointing) set of layer buffers serves every layer, so it has what any layer keeps.
 std::int64_t TrainableDecoder::plan(float* floats, std::uint8_t* bytes, std::int64_t& byte_count) {
+    const ModelSpec& spec = base_.spec();
+    const LayerShape& shape = spec.shape;
+    const std::int64_t hidden = shape.hidden, q_dim = shape.q_dim, kv_dim = shape.kv_dim, ff = shape.ff;
     std::int64_t used = 0;
     byte_count = 0;
     auto take_floats = [&](std::int64_t n) {
@@ -76,25 +82,26 @@ std::int64_t TrainableDecoder::plan(float* floats, std::uint8_t* bytes, std::int
     longest.tokens = max_tokens_;
     const std::int64_t probability_floats = kernels::attention_probability_floats(longest);
     const bool dropout = adapters_.config().dropout > 0;
-    const bool qk_norm = base_.config().qk_norm;
+    const bool qk_norm = any_layer(spec, [](const LayerSpec& l) { return l.attention.qk_norm; });
+    const bool sandwich = any_layer(spec, [](const LayerSpec& l) { return l.norms == NormPlacement::Sandwich; });
     for (LayerActs& s : layer_acts_) {
         s.rstd1 = take(1);
-        s.n1 = take(hidden_);
-        s.q = take(q_dim_);
-        s.k = take(kv_dim_);
-        s.v = take(kv_dim_);
-        s.q_pre = qk_norm ? take(q_dim_) : nullptr;
-        s.k_pre = qk_norm ? take(kv_dim_) : nullptr;
-        s.rstd_q = qk_norm ? take(heads_) : nullptr;
-        s.rstd_k = qk_norm ? take(kv_heads_) : nullptr;
-        s.att = take(q_dim_);
+        s.n1 = take(hidden);
+        s.q = take(q_dim);
+        s.k = take(kv_dim);
+        s.v = take(kv_dim);
+        s.q_pre = qk_norm ? take(q_dim) : nullptr;
+        s.k_pre = qk_norm ? take(kv_dim) : nullptr;
+        s.rstd_q = qk_norm ? take(shape.heads) : nullptr;
+        s.rstd_k = qk_norm ? take(shape.kv_heads) : nullptr;
+        s.att = take(q_dim);
         s.probabilities = take_floats(probability_floats);
-        s.x_mid = take(hidden_);
+        s.x_mid = take(hidden);
         s.rstd2 = take(1);
-        s.n2 = take(hidden_);
-        s.gate = take(ff_);
-        s.up = take(ff_);
-        s.h = take(ff_);
+        s.n2 = take(hidden);
+        s.gate = take(ff);
+        s.up = take(ff);
+        s.h = take(ff);
         for (int m = 0; m < lora_module_count; ++m) {
             const auto module = static_cast<LoraModule>(m);
             const bool on = adapters_.targets(module);
@@ -106,26 +113,38 @@ std::int64_t TrainableDecoder::plan(float* floats, std::uint8_t* bytes, std::int
                 byte_count += adapters_.in_features(module) * max_tokens_;
             }
         }
+        // Post-norms differentiate through the projections' outputs, which must then be kept.
+        s.attn_out = sandwich ? take(hidden) : nullptr;
+        s.mlp_out = sandwich ? take(hidden) : nullptr;
+        s.rstd_post1 = sandwich ? take(1) : nullptr;
+        s.rstd_post2 = sandwich ? take(1) : nullptr;
     }
-    xs_ = take(hidden_ * (base_.config().num_layers + 1));
-    cos_ = take(head_dim_ / 2);
-    sin_ = take(head_dim_ / 2);
-    final_normed_ = take(hidden_);
+    xs_ = take(hidden * (static_cast<std::int64_t>(spec.layers.size()) + 1));
+    for (RopeRows& rows : rope_) {
+        rows.cos = take(shape.head_dim / 2);
+        rows.sin = take(shape.head_dim / 2);
+    }
+    final_normed_ = take(hidden);
     final_rstd_ = take(1);
-    dfinal_ = take(hidden_);
-    tmp_ = take(hidden_);
-    dx_ = take(hidden_);
-    dn_ = take(hidden_);
-    datt_ = take(q_dim_);
-    dq_ = take(q_dim_);
-    dk_ = take(kv_dim_);
-    dv_ = take(kv_dim_);
-    dq_pre_ = qk_norm ? take(q_dim_) : nullptr;
-    dk_pre_ = qk_norm ? take(kv_dim_) : nullptr;
-    dgate_ = take(ff_);
-    dup_ = take(ff_);
-    dh_ = take(ff_);
+    dfinal_ = take(hidden);
+    tmp_ = take(hidden);
+    dx_ = take(hidden);
+    // Backward's scratch, in the order backward first uses it.
+    LayerGrads& g = grads_;
+    g.dbranch = sandwich ? take(hidden) : nullptr;
+    const std::pair<float**, std::int64_t> always[] = {{&g.dh, ff},      {&g.dgate, ff},  {&g.dup, ff},
+                                                       {&g.dn, hidden},  {&g.datt, q_dim}, {&g.dv, kv_dim},
+                                                       {&g.dq, q_dim},   {&g.dk, kv_dim}};
+    for (const auto& [buffer, width] : always) *buffer = take(width);
+    g.dq_pre = qk_norm ? take(q_dim) : nullptr;
+    g.dk_pre = qk_norm ? take(kv_dim) : nullptr;
     du_ = dropout ? take(max_in_) : nullptr;
+    // A projection's output that nothing differentiates through is consumed by the residual add
+    // (or the post-norm) right away, so one scratch serves them all.
+    for (LayerActs& s : layer_acts_) {
+        if (!sandwich) s.attn_out = s.mlp_out = tmp_;
+        s.branch = tmp_;
+    }
     return used;
 }
 
@@ -161,15 +180,10 @@ void TrainableDecoder::check(const TrainBatch& batch) const {
 void TrainableDecoder::embed(const TrainBatch& batch) {
     tokens_ = static_cast<std::int64_t>(batch.tokens.size());
     if (batch.residual.empty())
-        kernels::embedding_forward(xs_, batch.tokens.data(), tokens_, base_.embedding());
+        embed_tokens(base_.spec(), base_.embedding(), batch.tokens.data(), tokens_, xs_);
     else
         std::copy(batch.residual.begin(), batch.residual.end(), xs_ + first_ * tokens_ * hidden_);
-    const std::int64_t half = head_dim_ / 2;
-    for (std::int64_t t = 0; t < tokens_; ++t) {
-        const std::int64_t position = batch.positions.empty() ? t : batch.positions[static_cast<std::size_t>(t)];
-        kernels::rope_table(cos_ + t * half, sin_ + t * half, base_.inverse_frequencies().data(), head_dim_, position, 1,
-                            base_.rope_attention_factor());
-    }
+    fill_rope_rows(base_.spec(), rope_, 0, batch.positions.empty() ? nullptr : batch.positions.data(), tokens_);
     attention_.tokens = tokens_;
     // Copied, so that backward() does not depend on the caller keeping the batch alive.
     std::copy(batch.segment_ids.begin(), batch.segment_ids.end(), segment_ids_.begin());
@@ -235,11 +249,14 @@ void TrainableDecoder::backward(std::span<const float> dhidden) {
 
 void TrainableDecoder::forward_pass(const TrainBatch& batch, std::int64_t last_layer) {
     embed(batch);
-    const std::int64_t T = tokens_, H = hidden_, layers = base_.config().num_layers;
+    const ModelSpec& spec = base_.spec();
+    const std::int64_t T = tokens_, H = hidden_, layers = static_cast<std::int64_t>(spec.layers.size());
     for (std::int64_t l = batch.residual.empty() ? 0 : first_; l < last_layer; ++l)
-        layer_forward(l, acts(l), xs_ + l * T * H, xs_ + (l + 1) * T * H);
-    if (last_layer == layers)
-        kernels::rmsnorm_forward(final_normed_, final_rstd_, xs_ + layers * T * H, base_.output_norm(), T, H, eps_, false);
+        layer_forward(spec.shape, spec.layers[static_cast<std::size_t>(l)], base_.layers()[static_cast<std::size_t>(l)],
+                      rope_, *this, l, T, acts(l), xs_ + l * T * H, xs_ + (l + 1) * T * H);
+    if (last_layer < layers) return;
+    kernels::rmsnorm_forward(final_normed_, final_rstd_, xs_ + layers * T * H, base_.output_norm(), T, H,
+                             spec.shape.norm_eps, spec.shape.norm_weight_offset);
 }
 
 kernels::CrossEntropyTotals TrainableDecoder::cross_entropy(const TrainBatch& batch, float* dhidden, float loss_scale) {
@@ -252,18 +269,23 @@ kernels::CrossEntropyTotals TrainableDecoder::cross_entropy(const TrainBatch& ba
 }
 
 void TrainableDecoder::backward_pass(const float* dhidden) {
-    const std::int64_t T = tokens_, H = hidden_, layers = base_.config().num_layers;
+    const ModelSpec& spec = base_.spec();
+    const std::int64_t T = tokens_, H = hidden_, layers = static_cast<std::int64_t>(spec.layers.size());
     zero(dx_, T * H);
-    kernels::rmsnorm_backward(dx_, nullptr, dhidden, xs_ + layers * T * H, final_rstd_, base_.output_norm(), T, H, false);
+    kernels::rmsnorm_backward(dx_, nullptr, dhidden, xs_ + layers * T * H, final_rstd_, base_.output_norm(), T, H,
+                              spec.shape.norm_weight_offset);
     for (std::int64_t l = layers - 1; l >= first_; --l) {
-        if (checkpoint_) layer_forward(l, acts(l), xs_ + l * T * H, nullptr);
-        layer_backward(l, acts(l), xs_ + l * T * H);
+        const LayerSpec& layer = spec.layers[static_cast<std::size_t>(l)];
+        const Decoder::Layer& weights = base_.layers()[static_cast<std::size_t>(l)];
+        const float* x_in = xs_ + l * T * H;
+        if (checkpoint_) layer_forward(spec.shape, layer, weights, rope_, *this, l, T, acts(l), x_in, nullptr);
+        layer_backward(spec.shape, layer, weights, rope_, *this, l, T, acts(l), grads_, x_in, dx_);
     }
     last_tokens_ = T;
 }
 
-void TrainableDecoder::linear_forward(float* y, const float* x, const kernels::Matrix& w, const float* bias,
-                                      std::int64_t l, LoraModule m, LayerActs& s, bool base) {
+void TrainableDecoder::linear(std::int64_t l, LoraModule m, LayerActs& s, float* y, const float* x,
+                              const kernels::Matrix& w, const float* bias, bool base) {
     if (base) kernels::matmul_forward(y, x, w, bias, tokens_, precision_);
     if (!adapters_.adapts(l, m)) return;
     const int mi = static_cast<int>(m);
@@ -279,8 +301,8 @@ void TrainableDecoder::linear_forward(float* y, const float* x, const kernels::M
     kernels::lora_forward(y, s.xa[mi], u, adapters_.a(l, m), adapters_.b(l, m), shape);
 }
 
-void TrainableDecoder::linear_backward(float* dx, const float* dy, const float* x, const kernels::Matrix& w,
-                                       std::int64_t l, LoraModule m, const LayerActs& s) {
+void TrainableDecoder::linear_backward(std::int64_t l, LoraModule m, const LayerActs& s, float* dx, const float* dy,
+                                       const float* x, const kernels::Matrix& w) {
     kernels::matmul_backward_input(dx, dy, w, tokens_, precision_);
     if (!adapters_.adapts(l, m)) return;
     const int mi = static_cast<int>(m);
@@ -297,78 +319,18 @@ void TrainableDecoder::linear_backward(float* dx, const float* dy, const float* 
     }
 }
 
-void TrainableDecoder::layer_forward(std::int64_t l, LayerActs& s, const float* x_in, float* x_out) {
-    const Decoder::Layer& w = base_.layers()[static_cast<std::size_t>(l)];
-    const std::int64_t T = tokens_, H = hidden_;
-    const auto pairing = base_.rope_pairing();
-    kernels::rmsnorm_forward(s.n1, s.rstd1, x_in, w.attn_norm, T, H, eps_, false);
-    const bool qk_norm = w.q_norm != nullptr;
-    linear_forward(qk_norm ? s.q_pre : s.q, s.n1, w.q, w.q_bias, l, LoraModule::Q, s);
-    linear_forward(qk_norm ? s.k_pre : s.k, s.n1, w.k, w.k_bias, l, LoraModule::K, s);
-    linear_forward(s.v, s.n1, w.v, w.v_bias, l, LoraModule::V, s);
-    if (qk_norm) {
-        kernels::rmsnorm_forward(s.q, s.rstd_q, s.q_pre, w.q_norm, T * heads_, head_dim_, eps_, false);
-        kernels::rmsnorm_forward(s.k, s.rstd_k, s.k_pre, w.k_norm, T * kv_heads_, head_dim_, eps_, false);
-    }
-    kernels::rope_forward(s.q, cos_, sin_, T, heads_, head_dim_, head_dim_, pairing);
-    kernels::rope_forward(s.k, cos_, sin_, T, kv_heads_, head_dim_, head_dim_, pairing);
-    kernels::attention_forward_saving(s.att, s.probabilities, s.q, s.k, s.v, attention_);
-    linear_forward(tmp_, s.att, w.o, w.o_bias, l, LoraModule::O, s);
-    std::memcpy(s.x_mid, x_in, static_cast<std::size_t>(T * H) * sizeof(float));
-    kernels::residual_forward(s.x_mid, tmp_, T * H);
-
-    kernels::rmsnorm_forward(s.n2, s.rstd2, s.x_mid, w.ffn_norm, T, H, eps_, false);
-    linear_forward(s.gate, s.n2, w.gate, nullptr, l, LoraModule::Gate, s);
-    linear_forward(s.up, s.n2, w.up, nullptr, l, LoraModule::Up, s);
-    kernels::gated_activation_forward(s.h, s.gate, s.up, T * ff_, kernels::GateActivation::Silu);
-    // A recomputation (x_out null) needs only what backward reads: the down adapter's product,
-    // not the frozen down projection (a quarter of the layer's FLOPs) nor the layer's output.
-    linear_forward(tmp_, s.h, w.down, nullptr, l, LoraModule::Down, s, x_out != nullptr);
-    if (x_out == nullptr) return;
-    std::memcpy(x_out, s.x_mid, static_cast<std::size_t>(T * H) * sizeof(float));
-    kernels::residual_forward(x_out, tmp_, T * H);
+kernels::AttentionShape TrainableDecoder::layer_attention(const LayerSpec& spec) const {
+    kernels::AttentionShape shape = attention_;
+    shape.window = spec.attention.window;
+    return shape;
 }
 
-// On entry dx_ holds d/d(layer output); on exit d/d(layer input). The residual adds pass dx_
-// through unchanged, so the norms' backward passes add their branch into it.
-void TrainableDecoder::layer_backward(std::int64_t l, LayerActs& s, const float* x_in) {
-    const Decoder::Layer& w = base_.layers()[static_cast<std::size_t>(l)];
-    const std::int64_t T = tokens_, H = hidden_;
-    const auto pairing = base_.rope_pairing();
-    // MLP block.
-    zero(dh_, T * ff_);
-    linear_backward(dh_, dx_, s.h, w.down, l, LoraModule::Down, s);
-    zero(dgate_, T * ff_);
-    zero(dup_, T * ff_);
-    kernels::gated_activation_backward(dgate_, dup_, dh_, s.gate, s.up, T * ff_, kernels::GateActivation::Silu);
-    zero(dn_, T * H);
-    linear_backward(dn_, dgate_, s.n2, w.gate, l, LoraModule::Gate, s);
-    linear_backward(dn_, dup_, s.n2, w.up, l, LoraModule::Up, s);
-    kernels::rmsnorm_backward(dx_, nullptr, dn_, s.x_mid, s.rstd2, w.ffn_norm, T, H, false);
-    // Attention block.
-    zero(datt_, T * q_dim_);
-    linear_backward(datt_, dx_, s.att, w.o, l, LoraModule::O, s);
-    zero(dq_, T * q_dim_);
-    zero(dk_, T * kv_dim_);
-    zero(dv_, T * kv_dim_);
-    kernels::attention_backward_saved(dq_, dk_, dv_, datt_, s.probabilities, s.q, s.k, s.v, attention_);
-    kernels::rope_backward(dq_, cos_, sin_, T, heads_, head_dim_, head_dim_, pairing);
-    kernels::rope_backward(dk_, cos_, sin_, T, kv_heads_, head_dim_, head_dim_, pairing);
-    const float* dq = dq_;
-    const float* dk = dk_;
-    if (w.q_norm != nullptr) {
-        zero(dq_pre_, T * q_dim_);
-        zero(dk_pre_, T * kv_dim_);
-        kernels::rmsnorm_backward(dq_pre_, nullptr, dq_, s.q_pre, s.rstd_q, w.q_norm, T * heads_, head_dim_, false);
-        kernels::rmsnorm_backward(dk_pre_, nullptr, dk_, s.k_pre, s.rstd_k, w.k_norm, T * kv_heads_, head_dim_, false);
-        dq = dq_pre_;
-        dk = dk_pre_;
-    }
-    zero(dn_, T * H);
-    linear_backward(dn_, dq, s.n1, w.q, l, LoraModule::Q, s);
-    linear_backward(dn_, dk, s.n1, w.k, l, LoraModule::K, s);
-    linear_backward(dn_, dv_, s.n1, w.v, l, LoraModule::V, s);
-    kernels::rmsnorm_backward(dx_, nullptr, dn_, x_in, s.rstd1, w.attn_norm, T, H, false);
+void TrainableDecoder::attend(std::int64_t, const LayerSpec& spec, LayerActs& s) {
+    kernels::attention_forward_saving(s.att, s.probabilities, s.q, s.k, s.v, layer_attention(spec));
+}
+
+void TrainableDecoder::attend_backward(std::int64_t, const LayerSpec& spec, const LayerActs& s, LayerGrads& g) {
+    kernels::attention_backward_saved(g.dq, g.dk, g.dv, g.datt, s.probabilities, s.q, s.k, s.v, layer_attention(spec));
 }
 
 }  // namespace kindred::model

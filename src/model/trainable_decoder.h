@@ -43,8 +43,11 @@
 // TrainBatch::residual, skipping F of the layers in every later forward: the same values, since a
 // packed document's residual does not depend on its neighbours (segments, positions from 0).
 //
-// Families: everything the Decoder runs (Llama, Qwen3 with per-head q/k norms and biases); for
-// qk_norm models each layer also keeps q/k before their norm and the per-head rstd.
+// Families: everything the Decoder runs. Layers are the shared pieces of model/layer.h, run
+// with this class's LayerTrainingOps (adapters with dropout and saved products, attention over
+// the packed row keeping its probabilities); what a layer keeps follows its LayerSpec (qk_norm
+// layers also keep q/k before their norm and the per-head rstd; sandwich layers keep both
+// projections' outputs and their post-norms' rstd).
 #pragma once
 
 #include <cstdint>
@@ -55,14 +58,13 @@
 #include "kernels/attention.h"
 #include "kernels/loss.h"
 #include "model/decoder.h"
+#include "model/layer.h"
 #include "model/lora_adapters.h"
 
 namespace kindred::model {
 
 // One packed row. targets[t] is the token predicted at t (−100 = not trained on); positions and
-// segment_ids may be empty (then 0, 1, … and a single document). `residual`, when not empty, is
-// the residual stream entering the adapters' first layer [tokens x hidden] (what
-// residual_entering() returns for these tokens): the frozen layers below it are then not run.
+// segment_ids may be empty (then 0, 1, … and a single document).
 struct TrainBatch {
     std::vector<std::int32_t> tokens;
     std::vector<std::int32_t> targets;
@@ -71,7 +73,7 @@ struct TrainBatch {
     std::vector<float> residual;
 };
 
-class TrainableDecoder {
+class TrainableDecoder : private LayerTrainingOps {
 public:
     static constexpr std::int64_t default_max_tokens = 512;
 
@@ -102,8 +104,9 @@ public:
     const kernels::WeightRows& output_rows() const { return output_rows_; }
     void backward(std::span<const float> dhidden);
 
-    // d(loss_scale · sum)/d(token embeddings) [tokens x hidden] of the last forward_backward.
-    // Error when the adapters start above layer 0 (the backward stops there).
+    // d(loss_scale · sum)/d(first layer's input: the token embeddings times the family's embedding
+    // scale) [tokens x hidden] of the last forward_backward. Error when the adapters start above
+    // layer 0 (the backward stops there).
     std::span<const float> input_gradient() const;
 
     // The residual stream entering `layer` [tokens x hidden] for the batch's tokens (its
@@ -117,30 +120,6 @@ public:
     std::int64_t max_tokens() const { return max_tokens_; }
 
 private:
-    // What one layer's backward reads (views into arena_).
-    struct LayerActs {
-        float* rstd1;
-        float* n1;
-        float* q;  // after rope (and the per-head norm)
-        float* k;
-        float* q_pre;  // qk_norm only: the projections before the per-head norm, and its rstd
-        float* k_pre;
-        float* rstd_q;
-        float* rstd_k;
-        float* v;
-        float* att;
-        float* probabilities;  // attention's softmax (kernels/attention.h's saved layout)
-        float* x_mid;
-        float* rstd2;
-        float* n2;
-        float* gate;
-        float* up;
-        float* h;
-        float* xa[lora_module_count];  // [T x rank] per targeted module
-        float* u[lora_module_count];   // dropped-out adapter inputs (dropout only)
-        std::uint8_t* keep[lora_module_count];
-    };
-
     std::int64_t plan(float* floats, std::uint8_t* bytes, std::int64_t& byte_count);
     void check(const TrainBatch& batch) const;
     void embed(const TrainBatch& batch);
@@ -148,26 +127,28 @@ private:
     void forward_pass(const TrainBatch& batch, std::int64_t last_layer);  // runs layers below last_layer
     kernels::CrossEntropyTotals cross_entropy(const TrainBatch& batch, float* dhidden, float loss_scale);
     void backward_pass(const float* dhidden);
-    // x_out null: recomputing for backward (checkpointing).
-    void layer_forward(std::int64_t l, LayerActs& s, const float* x_in, float* x_out);
-    void layer_backward(std::int64_t l, LayerActs& s, const float* x_in);
-    void linear_forward(float* y, const float* x, const kernels::Matrix& w, const float* bias, std::int64_t l,
-                        LoraModule m, LayerActs& s, bool base = true);  // base false: only the adapter's xa
-    void linear_backward(float* dx, const float* dy, const float* x, const kernels::Matrix& w, std::int64_t l,
-                         LoraModule m, const LayerActs& s);
     // Layers below first_ (frozen, never differentiated) borrow the first set while they run forward.
     LayerActs& acts(std::int64_t l) {
         return checkpoint_ || l <= first_ ? layer_acts_[0] : layer_acts_[static_cast<std::size_t>(l - first_)];
     }
+
+    // LayerTrainingOps: LoRA with dropout (its input masks and x·Aᵀ kept in the layer's acts) at
+    // the constructor's precision; attention within the packed row's documents.
+    void linear(std::int64_t l, LoraModule m, LayerActs& s, float* y, const float* x, const kernels::Matrix& w,
+                const float* bias, bool base) override;
+    void attend(std::int64_t l, const LayerSpec& spec, LayerActs& s) override;
+    void linear_backward(std::int64_t l, LoraModule m, const LayerActs& s, float* dx, const float* dy, const float* x,
+                         const kernels::Matrix& w) override;
+    void attend_backward(std::int64_t l, const LayerSpec& spec, const LayerActs& s, LayerGrads& g) override;
+    kernels::AttentionShape layer_attention(const LayerSpec& spec) const;
 
     const Decoder& base_;
     LoraAdapters& adapters_;
     bool checkpoint_;
     std::int64_t max_tokens_;
     kernels::Precision precision_;
-    std::int64_t hidden_, heads_, kv_heads_, head_dim_, q_dim_, kv_dim_, ff_, rank_, max_in_;
+    std::int64_t hidden_, rank_, max_in_;
     std::int64_t first_;  // the adapters' first layer: backward stops there
-    float eps_;
     kernels::WeightRows output_rows_;
     kernels::AttentionShape attention_{};
 
@@ -183,25 +164,15 @@ private:
     std::unique_ptr<std::uint8_t[]> masks_;
     std::vector<std::int32_t> segment_ids_;  // the batch's, [max_tokens]
     std::vector<LayerActs> layer_acts_;  // one per layer, or one shared when checkpointing
+    std::vector<RopeRows> rope_;         // per rotary table, [max_tokens x head_dim / 2]
+    LayerGrads grads_;                   // a layer's backward scratch
     float* xs_ = nullptr;                // layer inputs [(layers + 1) x T x hidden]; the last is the final residual
-    float* cos_ = nullptr;
-    float* sin_ = nullptr;
     float* final_normed_ = nullptr;
     float* final_rstd_ = nullptr;
     float* dfinal_ = nullptr;
-    float* tmp_ = nullptr;  // [T x hidden]: projection outputs before the residual add
+    float* tmp_ = nullptr;  // [T x hidden]: projection outputs before the residual add, post-norm outputs
     float* dx_ = nullptr;   // running gradient of the residual stream
-    float* dn_ = nullptr;   // gradient of a norm's output
-    float* datt_ = nullptr;
-    float* dq_ = nullptr;
-    float* dk_ = nullptr;
-    float* dv_ = nullptr;
-    float* dq_pre_ = nullptr;  // qk_norm only
-    float* dk_pre_ = nullptr;
-    float* dgate_ = nullptr;
-    float* dup_ = nullptr;
-    float* dh_ = nullptr;
-    float* du_ = nullptr;  // adapter input gradient before dropout (dropout only)
+    float* du_ = nullptr;   // adapter input gradient before dropout (dropout only)
 };
 
 }  // namespace kindred::model

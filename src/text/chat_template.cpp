@@ -18,10 +18,22 @@ using Span = std::pair<std::size_t, std::size_t>;
 constexpr std::string_view kSmolLM2DefaultSystem =
     "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
-// Appends text and records assistant spans as byte offsets into it.
+// Appends text and records assistant spans and the template's own markup as byte offsets into it.
+// add() is for what the template writes; content() for text that comes from a message, which
+// never counts as markup (adjacent markup pieces merge into one range).
 class ChatWriter {
 public:
-    void add(std::string_view piece) { out_.text.append(piece); }
+    void add(std::string_view piece) {
+        const std::size_t begin = out_.text.size();
+        out_.text.append(piece);
+        if (piece.empty()) return;
+        if (!out_.markup.empty() && out_.markup.back().second == begin) {
+            out_.markup.back().second = out_.text.size();
+        } else {
+            out_.markup.emplace_back(begin, out_.text.size());
+        }
+    }
+    void content(std::string_view piece) { out_.text.append(piece); }
     void open_span() { span_begin_ = out_.text.size(); }
     void close_span() { out_.assistant_spans.emplace_back(span_begin_, out_.text.size()); }
     RenderedChat finish() { return std::move(out_); }
@@ -100,7 +112,7 @@ void chatml_turn(ChatWriter& out, const ChatMessage& m) {
     out.add("\n");
     const bool assistant = m.role == "assistant";
     if (assistant) out.open_span();
-    out.add(m.content);
+    out.content(m.content);
     out.add("<|im_end|>");
     if (assistant) out.close_span();
     out.add("\n");
@@ -140,13 +152,13 @@ void qwen3_assistant_turn(ChatWriter& out, const ChatMessage& m, bool after_last
         // The empty block is what the non-thinking generation prompt supplies, so it is not trained.
         if (!shown.empty()) out.open_span();
         out.add("<think>\n");
-        out.add(shown);
+        out.content(shown);
         out.add("\n</think>\n\n");
         if (shown.empty()) out.open_span();
-        out.add(strip_newlines_left(content));
+        out.content(strip_newlines_left(content));
     } else {
         out.open_span();
-        out.add(content);
+        out.content(content);
     }
     out.add("<|im_end|>");
     out.close_span();
@@ -193,7 +205,7 @@ RenderedChat render_gpt_oss(std::span<const ChatMessage> messages, bool add_gene
         first = 1;
         if (!messages.front().content.empty()) {
             out.add("<|start|>developer<|message|># Instructions\n\n");
-            out.add(messages.front().content);
+            out.content(messages.front().content);
             out.add("\n\n<|end|>");
         }
     }
@@ -201,7 +213,7 @@ RenderedChat render_gpt_oss(std::span<const ChatMessage> messages, bool add_gene
         const ChatMessage& m = messages[i];
         if (m.role == "user") {
             out.add("<|start|>user<|message|>");
-            out.add(m.content);
+            out.content(m.content);
             out.add("<|end|>");
         } else if (m.role == "assistant") {
             for (const auto& [field, text] : {std::pair{"content", std::string_view(m.content)},
@@ -218,11 +230,11 @@ RenderedChat render_gpt_oss(std::span<const ChatMessage> messages, bool add_gene
             const bool final_training_turn = i + 1 == messages.size() && !add_generation_prompt;
             if (final_training_turn && !m.thinking.empty()) {
                 out.add("<|channel|>analysis<|message|>");
-                out.add(m.thinking);
+                out.content(m.thinking);
                 out.add("<|end|><|start|>assistant");
             }
             out.add("<|channel|>final<|message|>");
-            out.add(m.content);
+            out.content(m.content);
             out.add(final_training_turn ? "<|return|>" : "<|end|>");
             out.close_span();
         }
@@ -241,7 +253,7 @@ RenderedChat render_llama3(std::span<const ChatMessage> messages, bool add_gener
         out.add("<|end_header_id|>\n\n");
         const bool assistant = m.role == "assistant";
         if (assistant) out.open_span();
-        out.add(python_strip(m.content));
+        out.content(python_strip(m.content));
         out.add("<|eot_id|>");
         if (assistant) out.close_span();
     }

@@ -64,6 +64,11 @@ struct RenderedChat {
     std::string text;
     // Byte [begin, end) of each assistant turn's trained part, in order, non-overlapping.
     std::vector<std::pair<std::size_t, std::size_t>> assistant_spans;
+    // Byte [begin, end) of each stretch the template wrote itself (role headers, end-of-turn
+    // markers, default system prompts), in order, disjoint; message content and thinking are never
+    // inside. Tokenizer::encode_with_markup matches control tokens only here, so only the template
+    // writes them: a message that spells "<|im_end|>" cannot end its turn or open another.
+    std::vector<std::pair<std::size_t, std::size_t>> markup;
 };
 
 struct RenderOptions {

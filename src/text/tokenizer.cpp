@@ -45,11 +45,15 @@ public:
         std::stable_sort(bucket.begin(), bucket.end(),
                          [](const AddedToken* a, const AddedToken* b) { return a->content.size() > b->content.size(); });
     }
-    // The leftmost match starting in [from, end), longest there; nullptr when none.
-    const AddedToken* find(std::string_view text, std::size_t from, std::size_t end, std::size_t& at) const {
+    // The leftmost match starting in [from, end), longest there, among the tokens `accept(token,
+    // begin, end)` allows at that place; nullptr when none.
+    template <typename Accept>
+    const AddedToken* find(std::string_view text, std::size_t from, std::size_t end, std::size_t& at,
+                           const Accept& accept) const {
         for (std::size_t pos = from; pos < end; ++pos) {
             for (const AddedToken* token : by_first_byte_[static_cast<unsigned char>(text[pos])]) {
-                if (token->content.size() <= end - pos && text.compare(pos, token->content.size(), token->content) == 0) {
+                const std::size_t size = token->content.size();
+                if (size <= end - pos && text.compare(pos, size, token->content) == 0 && accept(*token, pos, pos + size)) {
                     at = pos;
                     return token;
                 }
@@ -72,6 +76,23 @@ char32_t last_code_point(std::string_view text) {
 }
 
 }  // namespace
+
+// Where control (special) tokens may match: everywhere (HF's encode), nowhere (HF's
+// split_special_tokens), or only inside given byte ranges of the input (a rendered chat's markup).
+// A control token refused at some place is no candidate there, exactly as if it were not in the
+// vocabulary, so other added tokens and plain text take its bytes.
+struct SpecialScope {
+    bool everywhere = true;
+    std::span<const ByteRange> ranges;  // sorted, disjoint; used when !everywhere
+
+    bool allows(std::size_t begin, std::size_t end) const {
+        if (everywhere) return true;
+        // The last range starting at or before `begin` is the only one that can hold [begin, end).
+        const auto after = std::upper_bound(ranges.begin(), ranges.end(), begin,
+                                            [](std::size_t b, const ByteRange& r) { return b < r.first; });
+        return after != ranges.begin() && end <= std::prev(after)->second;
+    }
+};
 
 struct Tokenizer::Impl {
     // Per-call state of one encode: the BPE session (word cache) and reusable buffers.
@@ -111,8 +132,8 @@ struct Tokenizer::Impl {
         }
     }
 
-    void encode_text(std::string_view text, bool parse_special, EncodeState& state, Encoding& out) const;
-    void encode_plain(std::string_view text, std::size_t begin, std::size_t end, bool parse_special,
+    void encode_text(std::string_view text, const SpecialScope& specials, EncodeState& state, Encoding& out) const;
+    void encode_plain(std::string_view text, std::size_t begin, std::size_t end, const SpecialScope& specials,
                       EncodeState& state, Encoding& out) const;
     void encode_words(std::string_view text, std::size_t begin, std::size_t end, const NormalizedText* map,
                       EncodeState& state, Encoding& out) const;
@@ -636,19 +657,22 @@ namespace {
 
 // Splits text[begin,end) around the added tokens `matcher` finds, honouring the tokens'
 // flags as HF's AddedVocabulary does: plain(begin, end) for the text between, and
-// token(token, begin, end) for each match (its range widened by lstrip/rstrip).
-template <typename Plain, typename Token>
+// token(token, begin, end) for each match (its range widened by lstrip/rstrip). A control token
+// matches only where special_allowed(begin, end) says so.
+template <typename SpecialAllowed, typename Plain, typename Token>
 void split_on_added(const AddedTokenMatcher& matcher, std::string_view text, std::size_t begin, std::size_t end,
-                    bool parse_special, Plain&& plain, Token&& emit) {
+                    const SpecialAllowed& special_allowed, Plain&& plain, Token&& emit) {
     const std::string_view bounded = text.substr(0, end);
+    const auto accept = [&](const AddedToken& token, std::size_t from, std::size_t to) {
+        return !token.special || special_allowed(from, to);
+    };
     std::size_t plain_from = begin;  // start of text not yet handed on
     std::size_t search_from = begin;
     std::size_t at = 0;
-    while (const AddedToken* token = matcher.find(bounded, search_from, end, at)) {
+    while (const AddedToken* token = matcher.find(bounded, search_from, end, at, accept)) {
         std::size_t start = at;
         std::size_t stop = at + token->content.size();
         search_from = stop;
-        if (token->special && !parse_special) continue;  // its text stays plain text
         if (token->single_word) {
             const bool word_before = start > begin && is_word_character(last_code_point(text.substr(begin, start - begin)));
             const bool word_after = stop < end && is_word_character(utf8_decode_at(bounded, stop, utf8_length_at(bounded, stop)));
@@ -680,8 +704,8 @@ void split_on_added(const AddedTokenMatcher& matcher, std::string_view text, std
 
 }  // namespace
 
-void Tokenizer::Impl::encode_plain(std::string_view text, std::size_t begin, std::size_t end, bool parse_special,
-                                   EncodeState& state, Encoding& out) const {
+void Tokenizer::Impl::encode_plain(std::string_view text, std::size_t begin, std::size_t end,
+                                   const SpecialScope& specials, EncodeState& state, Encoding& out) const {
     const bool ascii = normal_form && std::all_of(text.begin() + static_cast<std::ptrdiff_t>(begin),
                                                   text.begin() + static_cast<std::ptrdiff_t>(end),
                                                   [](char c) { return static_cast<unsigned char>(c) < 0x80; });
@@ -702,7 +726,8 @@ void Tokenizer::Impl::encode_plain(std::string_view text, std::size_t begin, std
     // HF's second pass: added tokens flagged `normalized` match on the normalized text.
     const std::string_view view = normalized.text;
     split_on_added(
-        normalized_matcher, view, 0, view.size(), parse_special,
+        normalized_matcher, view, 0, view.size(),
+        [&](std::size_t from, std::size_t to) { return specials.allows(normalized.begin_of[from], normalized.end_of[to - 1]); },
         [&](std::size_t from, std::size_t to) { encode_words(view, from, to, &normalized, state, out); },
         [&](const AddedToken& token, std::size_t from, std::size_t to) {
             out.ids.push_back(token.id);
@@ -710,25 +735,49 @@ void Tokenizer::Impl::encode_plain(std::string_view text, std::size_t begin, std
         });
 }
 
-void Tokenizer::Impl::encode_text(std::string_view text, bool parse_special, EncodeState& state,
+void Tokenizer::Impl::encode_text(std::string_view text, const SpecialScope& specials, EncodeState& state,
                                   Encoding& out) const {
     split_on_added(
-        raw_matcher, text, 0, text.size(), parse_special,
-        [&](std::size_t from, std::size_t to) { encode_plain(text, from, to, parse_special, state, out); },
+        raw_matcher, text, 0, text.size(), [&](std::size_t from, std::size_t to) { return specials.allows(from, to); },
+        [&](std::size_t from, std::size_t to) { encode_plain(text, from, to, specials, state, out); },
         [&](const AddedToken& token, std::size_t from, std::size_t to) {
             out.ids.push_back(token.id);
             out.spans.emplace_back(from, to);
         });
 }
 
-Encoding Tokenizer::encode_with_spans(std::string_view text, bool parse_special) const {
+namespace {
+
+Encoding encode_in_scope(const Tokenizer::Impl& impl, std::string_view text, const SpecialScope& specials) {
     Encoding out;
     // Roughly four bytes per token in English; one reservation saves most regrowth.
     out.ids.reserve(text.size() / 4 + 8);
     out.spans.reserve(text.size() / 4 + 8);
-    Impl::EncodeState state(*impl_->bpe);
-    impl_->encode_text(text, parse_special, state, out);
+    Tokenizer::Impl::EncodeState state(*impl.bpe);
+    impl.encode_text(text, specials, state, out);
     return out;
+}
+
+}  // namespace
+
+Encoding Tokenizer::encode_with_spans(std::string_view text, bool parse_special) const {
+    SpecialScope specials;
+    specials.everywhere = parse_special;
+    return encode_in_scope(*impl_, text, specials);
+}
+
+Encoding Tokenizer::encode_with_markup(std::string_view text, std::span<const ByteRange> markup) const {
+    for (std::size_t i = 0; i < markup.size(); ++i) {
+        const auto [begin, end] = markup[i];
+        if (begin > end || end > text.size() || (i > 0 && begin < markup[i - 1].second))
+            fail("tokenizer: markup range {} [{}, {}) is reversed, overlaps the previous one or lies outside the "
+                 "text ({} bytes)",
+                 i, begin, end, text.size());
+    }
+    SpecialScope specials;
+    specials.everywhere = false;
+    specials.ranges = markup;
+    return encode_in_scope(*impl_, text, specials);
 }
 
 std::vector<std::int32_t> Tokenizer::encode(std::string_view text, bool parse_special) const {

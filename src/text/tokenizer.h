@@ -50,6 +50,12 @@ public:
     // split_special_tokens and llama.cpp's parse_special=false do; non-special added tokens
     // (user-defined ones, like Qwen3's <think>) still match. Never adds BOS/EOS.
     Encoding encode_with_spans(std::string_view text, bool parse_special = true) const;
+    // A rendered chat (text/chat_template.h): control tokens match only inside `markup`, the byte
+    // ranges [begin, end) the template wrote itself (sorted, disjoint; anything else is an Error),
+    // so message content that spells a control token ("<|im_end|>") stays text and only the
+    // template ever writes one; non-special added tokens match everywhere, as in HF. For a chat
+    // whose messages spell no control token the ids equal encode_with_spans(text), i.e. HF's.
+    Encoding encode_with_markup(std::string_view text, std::span<const std::pair<std::size_t, std::size_t>> markup) const;
     std::vector<std::int32_t> encode(std::string_view text, bool parse_special = true) const;
     // The exact bytes (possibly not valid UTF-8 when ids end mid-character); throws Error
     // for an id outside the vocabulary.

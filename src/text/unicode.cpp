@@ -133,6 +133,16 @@ bool is_word_character(char32_t cp) {
     }
 }
 
+int decimal_digit_value(char32_t cp) {
+    const auto is_digit = [](char32_t c) { return utf8proc_category(static_cast<utf8proc_int32_t>(c)) == UTF8PROC_CATEGORY_ND; };
+    if (!is_digit(cp)) return -1;
+    // Every run of Nd code points is made of whole 0..9 blocks starting at a zero (some runs, like
+    // the mathematical digits, hold several blocks back to back).
+    char32_t start = cp;
+    while (start > 0 && is_digit(start - 1)) --start;
+    return static_cast<int>((cp - start) % 10);
+}
+
 namespace {
 
 utf8proc_option_t options_for(NormalForm form) {

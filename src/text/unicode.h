@@ -41,6 +41,8 @@ const ByteLevelTable& byte_level_table();
 bool is_whitespace(char32_t cp);
 // Letter, number or '_' (HF's word-character test for single_word added tokens).
 bool is_word_character(char32_t cp);
+// The value 0-9 of a decimal digit of any script (category Nd, Python's \d and int()), else -1.
+int decimal_digit_value(char32_t cp);
 
 enum class NormalForm { NFC, NFD, NFKC, NFKD };
 

@@ -137,7 +137,9 @@ EncodedChat encode_chat(std::span<const text::ChatMessage> messages, const std::
         fail("{}: the {} template rendered more assistant spans than assistant turns", where, chat.name());
     rendered.assistant_spans = std::move(trained);
 
-    out.encoding = tokenizer.encode_with_spans(rendered.text, /*parse_special=*/true);
+    // Control tokens only where the template wrote them: a message spelling "<|im_end|>" must not
+    // teach the model a turn that ends or opens there.
+    out.encoding = tokenizer.encode_with_markup(rendered.text, rendered.markup);
     if (out.encoding.dropped_bytes > 0)
         fail("{}: {} byte(s) have no token in the vocabulary (invalid or control characters)", where,
              out.encoding.dropped_bytes);

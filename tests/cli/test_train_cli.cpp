@@ -54,6 +54,17 @@ TEST_F(TrainCli, BadOverrideValueExitsOneNamingIt) {
     EXPECT_NE(result.output.find("optimisation.schedule"), std::string::npos) << result.output;
 }
 
+// Before: internal error: std::bad_alloc (the adapters were sized by the rank first).
+TEST_F(TrainCli, RankAboveTheModelsDimensionsExitsOneNamingTheKey) {
+    if (!fs::exists(kindred::testing::default_model_path())) GTEST_SKIP() << "default model not downloaded";
+    const auto result = kindred::testing::run_kindred(
+        "train sft --threads 2 --config " + source_path("configs/smollm2-lora-smoke.yaml") + " adapter.rank=100000" +
+            " data.path=" + source_path("data/chat-smoke.jsonl") + " output.dir=" + (dir_ / "runs").string(), true);
+    EXPECT_EQ(result.exit_code, 1) << result.output;
+    EXPECT_NE(result.output.find("adapter.rank"), std::string::npos) << result.output;
+    EXPECT_EQ(result.output.find("internal error"), std::string::npos) << result.output;
+}
+
 TEST_F(TrainCli, TwoStepRunOnTheDefaultModelThenExport) {
     if (!fs::exists(kindred::testing::default_model_path())) GTEST_SKIP() << "default model not downloaded";
     const auto path = recipe("adapter:\n  rank: 4\n  targets: [q, v]\nlogging:\n  progress: false\n");

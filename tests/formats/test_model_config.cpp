@@ -167,8 +167,10 @@ TEST(ModelConfigHf, ValidateChecksTheNumbers) {
     config["num_key_value_heads"] = 12;
     expect_error(config, {"num_kv_heads"});
     config = golden("qwen3_moe_tiny");
-    config["num_experts_per_tok"] = 9;  // 8 experts
-    expect_error(config, {"num_experts_per_token"});
+    config["num_experts_per_tok"] = 9;  // 8 experts: named by the file's keys
+    expect_error(config, {"num_experts_per_tok = 9 is outside [1, 8]"});
+    config["num_experts_per_tok"] = 0;
+    expect_error(config, {"num_experts_per_tok = 0"});
     config = golden("gpt_oss_tiny");
     config["layer_types"].erase(0);
     expect_error(config, {"layer_types has 3 entries for 4 layers"});
@@ -283,6 +285,14 @@ TEST(ModelConfigGguf, Qwen3Moe) {
     EXPECT_TRUE(c.norm_topk_prob);  // llama.cpp normalises for qwen3moe regardless of the HF flag
     EXPECT_TRUE(c.qk_norm);
     m.set("qwen3moe.expert_used_count", Value{std::uint32_t{9}});
+    try {
+        (void)model_config_from_gguf(m, "m.gguf");
+        ADD_FAILURE() << "top-k above the expert count was accepted";
+    } catch (const Error& error) {
+        EXPECT_NE(std::string(error.what()).find("qwen3moe.expert_used_count = 9 is outside [1, 8] (qwen3moe.expert_count)"),
+                  std::string::npos) << error.what();
+    }
+    m.set("qwen3moe.expert_count", Value{std::uint32_t{0}});
     EXPECT_THROW(model_config_from_gguf(m, "m.gguf"), Error);
 }
 

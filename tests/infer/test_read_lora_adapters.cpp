@@ -1,4 +1,4 @@
-// infer::read_lora_adapters: a PEFT folder as the adapters a decoder applies, including one trained
+// infer::read_lora_adapter: a PEFT folder as the adapters a decoder applies, including one trained
 // on the top layers only (layers_to_transform, LoraConfig::first_layer), for inference and for a
 // TrainableDecoder (`kindred eval emotion`).
 #include <gtest/gtest.h>
@@ -50,7 +50,7 @@ TEST(ReadLoraAdapters, TopLayersOnlyBecomeFirstLayer) {
     peft::write_adapter(scratch / "upper", upper);
 
     for (const auto use : {model::LoraUse::Inference, model::LoraUse::Training}) {
-        const auto adapters = read_lora_adapters(scratch / "upper", decoder, "tiny-llama", use);
+        const auto adapters = read_lora_adapter(scratch / "upper", decoder, "tiny-llama", use);
         EXPECT_EQ(adapters->first_layer(), 1);
         EXPECT_EQ(adapters->tensors().size(), upper.tensors.size());
         EXPECT_EQ(adapters->trainable(), use == model::LoraUse::Training);
@@ -63,7 +63,7 @@ TEST(ReadLoraAdapters, TopLayersOnlyBecomeFirstLayer) {
     upper.config.layers_to_transform = {0, 1};
     peft::write_adapter(scratch / "all", upper);  // layers 0 and 1 listed, layer 0's tensors absent
     try {
-        read_lora_adapters(scratch / "all", decoder, "tiny-llama", model::LoraUse::Inference);
+        read_lora_adapter(scratch / "all", decoder, "tiny-llama", model::LoraUse::Inference);
         FAIL() << "missing layer-0 tensors were accepted";
     } catch (const Error& error) {
         EXPECT_NE(std::string(error.what()).find("is missing"), std::string::npos) << error.what();
@@ -75,7 +75,7 @@ TEST(ReadLoraAdapters, TopLayersOnlyBecomeFirstLayer) {
     lower.config.layers_to_transform = {0};
     peft::write_adapter(scratch / "lower", lower);
     try {
-        read_lora_adapters(scratch / "lower", decoder, "tiny-llama", model::LoraUse::Inference);
+        read_lora_adapter(scratch / "lower", decoder, "tiny-llama", model::LoraUse::Inference);
         FAIL() << "a bottom-layers adapter was accepted";
     } catch (const Error& error) {
         EXPECT_NE(std::string(error.what()).find("layers_to_transform must be a run of layers ending at the model's last"),

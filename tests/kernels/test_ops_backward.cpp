@@ -169,11 +169,13 @@ TEST(RopeBackward, BothPairingsWithScaledTablesMatchFiniteDifferences) {
 struct AttentionCase {
     std::int64_t tokens, past, heads, kv_heads, window;
     std::vector<std::int32_t> segments;  // empty = one document
+    bool sinks = false;
 };
 
 void check_attention(const AttentionCase& c) {
     SCOPED_TRACE(::testing::Message() << "tokens=" << c.tokens << " past=" << c.past << " heads=" << c.heads << "/"
-                                      << c.kv_heads << " window=" << c.window << " segments=" << c.segments.size());
+                                      << c.kv_heads << " window=" << c.window << " segments=" << c.segments.size()
+                                      << " sinks=" << c.sinks);
     const std::int64_t head_dim = 8, positions = c.past + c.tokens;
     AttentionShape shape;
     shape.tokens = c.tokens;
@@ -185,6 +187,9 @@ void check_attention(const AttentionCase& c) {
     shape.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     shape.window = c.window;
     shape.segment_ids = c.segments.empty() ? nullptr : c.segments.data();
+    // Sinks around the scores' size, so that they take a sizeable share of every row's mass.
+    const auto sinks = random_floats(size(c.heads), 45, -1.0f, 2.0f);
+    shape.sinks = c.sinks ? sinks.data() : nullptr;
     auto q = random_floats(size(c.tokens * c.heads * head_dim), 41, -2.0f, 2.0f);
     auto k = random_floats(size(c.kv_heads * positions * head_dim), 42, -2.0f, 2.0f);
     auto v = random_floats(k.size(), 43);
@@ -211,6 +216,13 @@ TEST(AttentionBackward, PackedSegmentsDoNotAttendAcrossDocuments) {
     check_attention({12, 0, 6, 2, 3, {0, 0, 0, 1, 1, 1, 1, 1, 4, 4, 5, 5}});
 }
 TEST(AttentionBackward, QueriesAfterCachedPositions) { check_attention({5, 4, 3, 1, 0, {}}); }
+// gpt-oss: sinks with a sliding window, packed documents and cached positions.
+TEST(AttentionBackward, SinkLogitsMatchFiniteDifferences) {
+    check_attention({6, 0, 4, 2, 0, {}, true});
+    check_attention({11, 0, 3, 1, 4, {}, true});
+    check_attention({12, 0, 6, 2, 3, {0, 0, 0, 1, 1, 1, 1, 1, 4, 4, 5, 5}, true});
+    check_attention({5, 4, 3, 1, 0, {}, true});
+}
 
 // Query blocks of 64: 150 tokens span three blocks spread over threads, whose partial dk/dv sums
 // are then added up; segments and the window cut blocks mid-way. Checked against a
@@ -273,8 +285,8 @@ TEST(AttentionBackward, ManyTokensAcrossBlocksMatchDoubleReference) {
     for (std::size_t i = 0; i < dv.size(); ++i) ASSERT_NEAR(dv[i], edv[i], 1e-4) << "dv " << i;
 }
 
-TEST(AttentionBackward, RejectsSinksAndDecreasingSegments) {
-    const std::vector<float> q(16), k(16), v(16), sinks(2);
+TEST(AttentionBackward, RejectsDecreasingSegments) {
+    const std::vector<float> q(16), k(16), v(16);
     std::vector<float> dq(16), dk(16), dv(16), out(16);
     AttentionShape shape;
     shape.tokens = 2;
@@ -282,13 +294,11 @@ TEST(AttentionBackward, RejectsSinksAndDecreasingSegments) {
     shape.kv_heads = 1;
     shape.head_dim = 4;
     shape.kv_head_stride = 8;
-    shape.sinks = sinks.data();
-    EXPECT_THROW(attention_backward(dq.data(), dk.data(), dv.data(), out.data(), q.data(), k.data(), v.data(), shape),
-                 Error);
-    shape.sinks = nullptr;
     const std::int32_t decreasing[] = {1, 0};
     shape.segment_ids = decreasing;
     EXPECT_THROW(attention_forward(out.data(), q.data(), k.data(), v.data(), shape), Error);
+    EXPECT_THROW(attention_backward(dq.data(), dk.data(), dv.data(), out.data(), q.data(), k.data(), v.data(), shape),
+                 Error);
 }
 
 TEST(GatedActivationBackward, SiluAndGeluTanhMatchFiniteDifferences) {
@@ -310,6 +320,38 @@ TEST(GatedActivationBackward, SiluAndGeluTanhMatchFiniteDifferences) {
         const auto up_result = check_gradient(up, dup, loss, linear);
         EXPECT_TRUE(up_result.passed()) << up_result.describe();
     }
+}
+
+// Inputs span [-10, 10], so both clamps cut some elements (gradient 0 there); none lies within
+// 0.3 of ±7, where a central difference of step up to 0.07 would straddle a kink. Each element
+// only moves its own output, so the noise is one output's fp32 rounding (≤ 2^-19 for |out| ≤ 56)
+// twice over 2h ≥ 0.02: ≤ 2e-4; truncation h²·|f‴|/6 stays below 1e-4 (σ(1.702 g) saturates
+// where h is large). Hence abs 4e-4, rel 1e-3.
+TEST(ClampedSwigluBackward, MatchesFiniteDifferencesInsideAndOutsideTheClamps) {
+    const std::int64_t n = 64;
+    const ClampedSwiglu params;
+    auto away_from_kinks = [&](std::vector<float> values) {
+        for (auto& v : values)
+            if (std::abs(std::abs(v) - params.limit) < 0.3f) v += v > 0 ? 0.6f : -0.6f;
+        return values;
+    };
+    auto gate = away_from_kinks(random_floats(size(n), 65, -10.0f, 10.0f));
+    auto up = away_from_kinks(random_floats(size(n), 66, -10.0f, 10.0f));
+    const auto r = random_floats(size(n), 67);
+    std::vector<float> dgate(size(n), 0.0f), dup(size(n), 0.0f), out(size(n));
+    clamped_swiglu_backward(dgate.data(), dup.data(), r.data(), gate.data(), up.data(), n, params);
+    auto loss = [&] {
+        clamped_swiglu_forward(out.data(), gate.data(), up.data(), n, params);
+        return weighted_sum(out, r);
+    };
+    constexpr GradientCheckOptions clamped{1e-2, 4e-4, 1e-3};
+    const auto gate_result = check_gradient(gate, dgate, loss, clamped);
+    EXPECT_TRUE(gate_result.passed()) << gate_result.describe();
+    const auto up_result = check_gradient(up, dup, loss, clamped);
+    EXPECT_TRUE(up_result.passed()) << up_result.describe();
+    // The clamps really cut: some gradients are exactly zero.
+    EXPECT_GT(std::count(dgate.begin(), dgate.end(), 0.0f), 0);
+    EXPECT_GT(std::count(dup.begin(), dup.end(), 0.0f), 0);
 }
 
 TEST(SoftmaxBackward, MatchesFiniteDifferences) {

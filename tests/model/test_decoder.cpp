@@ -26,6 +26,7 @@
 #include "kernels/softmax.h"
 #include "model/decoder.h"
 #include "model/rope_frequencies.h"
+#include "decoder_goldens.h"
 #include "test_paths.h"
 
 namespace kindred::model {
@@ -139,20 +140,10 @@ TEST_F(SmolLm2, ChunkedPrefillMatchesOneBatch) {
 
 TEST_F(SmolLm2, GreedyContinuationsMatchTransformers) {
     const json golden = read_golden("smollm2_greedy.json");
-    const std::int64_t vocab = decoder_->config().vocab_size;
-    std::vector<float> logits(static_cast<std::size_t>(vocab));
     for (const auto& chat : golden["chats"]) {
-        const auto prompt = ids_of(chat["prompt_ids"]);
         const auto expected = ids_of(chat["generated_ids"]);
-        KvCache cache(decoder_->config(), 256);
-        decoder_->forward(prompt, cache, logits);
-        std::vector<std::int32_t> generated;
-        for (std::size_t i = 0; i < expected.size(); ++i) {
-            const auto next = static_cast<std::int32_t>(kernels::argmax(logits.data(), vocab));
-            generated.push_back(next);
-            if (i + 1 < expected.size()) decoder_->forward(std::span(&next, 1), cache, logits);
-        }
-        EXPECT_EQ(generated, expected) << chat["prompt"].get<std::string>();
+        EXPECT_EQ(greedy_tokens(*decoder_, ids_of(chat["prompt_ids"]), expected.size(), 256), expected)
+            << chat["prompt"].get<std::string>();
     }
 }
 
@@ -160,16 +151,7 @@ TEST_F(SmolLm2, PerplexityMatchesTransformers) {
     const json golden = read_golden("smollm2_perplexity.json");
     const auto ids = ids_of(golden["ids"]);
     const std::int64_t vocab = decoder_->config().vocab_size;
-    const auto logits = all_logits(*decoder_, ids);
-    double nll = 0.0;
-    for (std::size_t t = 0; t + 1 < ids.size(); ++t) {
-        const float* row = logits.data() + t * static_cast<std::size_t>(vocab);
-        double max_logit = row[0], sum = 0.0;
-        for (std::int64_t i = 0; i < vocab; ++i) max_logit = std::max<double>(max_logit, row[i]);
-        for (std::int64_t i = 0; i < vocab; ++i) sum += std::exp(row[i] - max_logit);
-        nll += max_logit + std::log(sum) - row[ids[t + 1]];
-    }
-    nll /= static_cast<double>(ids.size() - 1);
+    const double nll = mean_nll(all_logits(*decoder_, ids), ids, vocab);
     // Logit errors ≤ 3e-3 move each token's NLL by ≤ 6e-3 and the mean far less (they are not
     // all of one sign); 1e-3 on the mean NLL (≈ 0.1% on perplexity) is generous.
     EXPECT_NEAR(nll, golden["mean_nll"].get<double>(), 1e-3);
@@ -212,7 +194,8 @@ TEST_F(SmolLm2, TruncatedCacheRecomputesTheSameLogits) {
 }
 
 // tiny-llama: plain Llama; tiny-llama3: Llama 3 rope scaling and tied embeddings (no lm_head in
-// the file); tiny-qwen3: per-head q/k RMSNorm, q/k/v/o biases, head_dim != hidden / heads.
+// the file); tiny-qwen3: per-head q/k RMSNorm, q/k/v/o biases, head_dim != hidden / heads;
+// tiny-gemma3: Gemma 3's pieces (tests/model/test_gemma3.cpp has the rest).
 class TinyCheckpoint : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(TinyCheckpoint, SafetensorsLogitsMatchTransformers) {
@@ -242,7 +225,7 @@ TEST_P(TinyCheckpoint, SafetensorsLogitsMatchTransformers) {
         }
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, TinyCheckpoint, ::testing::Values("tiny-llama", "tiny-llama3", "tiny-qwen3"),
+INSTANTIATE_TEST_SUITE_P(Families, TinyCheckpoint, ::testing::Values("tiny-llama", "tiny-llama3", "tiny-qwen3", "tiny-gemma3"),
                          [](const auto& test_param) {
                              std::string name = test_param.param;
                              std::replace(name.begin(), name.end(), '-', '_');

@@ -23,6 +23,7 @@
 #include "model/lora_adapters.h"
 #include "model/trainable_decoder.h"
 #include "../kernels/gradient_check.h"
+#include "decoder_goldens.h"
 #include "test_paths.h"
 
 namespace kindred::model {
@@ -34,24 +35,6 @@ json read_golden(const std::string& name) {
     std::ifstream in(kindred::testing::source_path("tests/goldens/lora_training/" + name));
     if (!in) throw Error("missing golden " + name);
     return json::parse(in);
-}
-
-// The documents of a golden packed into one row: positions restart and segment ids count up.
-TrainBatch pack(const json& documents) {
-    TrainBatch batch;
-    std::int32_t segment = 0;
-    for (const auto& doc : documents) {
-        const auto tokens = doc["tokens"].get<std::vector<std::int32_t>>();
-        const auto targets = doc["targets"].get<std::vector<std::int32_t>>();
-        for (std::size_t i = 0; i < tokens.size(); ++i) {
-            batch.tokens.push_back(tokens[i]);
-            batch.targets.push_back(targets[i]);
-            batch.positions.push_back(static_cast<std::int32_t>(i));
-            batch.segment_ids.push_back(segment);
-        }
-        ++segment;
-    }
-    return batch;
 }
 
 std::int64_t counted(const TrainBatch& batch) {
@@ -110,7 +93,8 @@ std::unique_ptr<LoraAdapters> tiny_golden_adapters(const json& golden, const std
 // tensor's largest entry). We assert 1e-5 relative for the loss and 5e-5 of the tensor maximum for
 // gradients (~10x margin for other BLAS kernels). The AdamW losses compound 5 steps whose update
 // direction m/sqrt(v) barely moves under such gradient noise (measured 2.9e-7): asserted 1e-5.
-// tiny-qwen3 adds per-head q/k norms, q/k/v/o biases and head_dim != hidden / heads.
+// tiny-qwen3 adds per-head q/k norms, q/k/v/o biases and head_dim != hidden / heads; tiny-gemma3
+// Gemma 3's sandwich norms, GeGLU, embedding scale and sliding layers with their own rope base.
 class TinyGolden : public ::testing::TestWithParam<std::tuple<const char*, bool>> {};
 
 TEST_P(TinyGolden, LossGradientsAndAdamWMatchPeft) {
@@ -157,7 +141,7 @@ TEST_P(TinyGolden, LossGradientsAndAdamWMatchPeft) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, TinyGolden,
-                         ::testing::Combine(::testing::Values("tiny-llama", "tiny-qwen3"), ::testing::Bool()),
+                         ::testing::Combine(::testing::Values("tiny-llama", "tiny-qwen3", "tiny-gemma3"), ::testing::Bool()),
                          [](const auto& param_info) {
                              std::string label = std::get<0>(param_info.param);
                              label.erase(std::remove(label.begin(), label.end(), '-'), label.end());

@@ -322,6 +322,34 @@ TEST(TokenizerSynthetic, AddedTokenFlags) {
     EXPECT_EQ(std::count(inside.begin(), inside.end(), 301), 0);
 }
 
+TEST(TokenizerSynthetic, MarkupLimitsWhereControlTokensMatch) {
+    const nlohmann::json added = {
+        {{"id", 300}, {"content", "<ab>"}, {"special", true}, {"normalized", false}},
+        {{"id", 301}, {"content", "<a"}, {"special", false}, {"normalized", false}},
+    };
+    const TempFile file("markup.json", tiny_tokenizer_json(byte_level_only(), added));
+    const Tokenizer t = Tokenizer::from_hf(file.path());
+    using Ranges = std::vector<std::pair<std::size_t, std::size_t>>;
+    using Ids = std::vector<std::int32_t>;
+    const std::string text = "x<ab>y<ab>";
+    // Inside markup the control token matches, as encode_with_spans does everywhere.
+    EXPECT_EQ(t.encode_with_markup(text, Ranges{{0, 10}}).ids, t.encode(text));
+    EXPECT_EQ(t.encode_with_markup(text, Ranges{{1, 5}, {6, 10}}).ids, (Ids{'x', 300, 'y', 300}));
+    // Outside markup, or straddling its edge, it is no candidate at all: the non-special "<a" that
+    // starts at the same byte takes its place (HF's split_special_tokens does the same).
+    EXPECT_EQ(t.encode_with_markup(text, Ranges{{6, 10}}).ids, (Ids{'x', 301, 'b', '>', 'y', 300}));
+    EXPECT_EQ(t.encode_with_markup(text, Ranges{{0, 4}, {7, 10}}).ids, (Ids{'x', 301, 'b', '>', 'y', 301, 'b', '>'}));
+    EXPECT_EQ(t.encode_with_markup(text, Ranges{}).ids, t.encode(text, false));
+    const Encoding e = t.encode_with_markup(text, Ranges{{6, 10}});
+    EXPECT_EQ(t.decode(e.ids), text);
+    EXPECT_EQ(e.spans.back(), std::make_pair(std::size_t{6}, std::size_t{10}));
+    // Ranges must be sorted, disjoint and inside the text.
+    EXPECT_THROW(t.encode_with_markup(text, Ranges{{6, 10}, {0, 4}}), Error);
+    EXPECT_THROW(t.encode_with_markup(text, Ranges{{0, 5}, {4, 8}}), Error);
+    EXPECT_THROW(t.encode_with_markup(text, Ranges{{3, 2}}), Error);
+    EXPECT_THROW(t.encode_with_markup(text, Ranges{{0, 11}}), Error);
+}
+
 TEST(TokenizerSynthetic, NormalizedAddedTokensMatchAfterNfc) {
     // A `normalized` added token is looked for in the NFC text (HF's second pass), so the
     // decomposed spelling in the input finds it; its span is the original 3 bytes.

@@ -9,10 +9,12 @@ Writes into tests/goldens/inference/:
                          prompts (prompt ids, generated ids)
   smollm2_perplexity.json  mean NLL and perplexity of a fixed paragraph (tokens included)
   tiny-*/                random 2-layer checkpoints (model.safetensors + config.json) and their logits
+                         (tiny-gemma3: 3 layers, plus greedy tokens and logits under final soft-capping)
 
 transformers loads the GGUF with `gguf_file=`: it dequantizes every tensor to fp32 and undoes the
 q/k row permutation of arch `llama`, so it runs exactly the weights the C++ decoder reads.
-Re-runnable: `.venv/bin/python tools/goldens/inference.py [path/to/model.gguf]`.
+Re-runnable: `.venv/bin/python tools/goldens/inference.py [path/to/model.gguf]`; `--tiny NAME` writes
+only that tiny checkpoint and its goldens.
 """
 import json
 import math
@@ -125,7 +127,9 @@ def smollm2(gguf_path):
 
 # Random tiny checkpoints for the safetensors path, one per per-family switch the decoder has:
 # plain Llama; Llama 3 rope scaling with tied embeddings; Qwen3 (per-head q/k RMSNorm, attention
-# biases, head_dim != hidden / heads).
+# biases, head_dim != hidden / heads); Gemma 3 (embedding scale, four (1 + w) norms per layer,
+# GeGLU, q/k norm, a sliding layer with its own rope base and a window shorter than the sequence
+# beside a full one, query_pre_attn_scalar != head_dim).
 TINY_MODELS = {
     "tiny-llama": (transformers.LlamaConfig, dict(tie_word_embeddings=False)),
     "tiny-llama3": (transformers.LlamaConfig, dict(
@@ -133,7 +137,14 @@ TINY_MODELS = {
         rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
                          "high_freq_factor": 4.0, "original_max_position_embeddings": 32})),
     "tiny-qwen3": (transformers.Qwen3Config, dict(tie_word_embeddings=False, head_dim=24, attention_bias=True)),
+    "tiny-gemma3": (transformers.Gemma3TextConfig, dict(
+        tie_word_embeddings=True, head_dim=24, query_pre_attn_scalar=20, num_hidden_layers=3, sliding_window=4,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"], hidden_activation="gelu_pytorch_tanh",
+        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 100.0}})),
 }
+GEMMA_SOFTCAP = 3.0
+GREEDY_TINY_TOKENS = 8
 
 
 def tiny_model(name, config_class, overrides, seed):
@@ -148,7 +159,9 @@ def tiny_model(name, config_class, overrides, seed):
     with torch.no_grad():
         for param_name, param in model.named_parameters():
             if param_name.endswith("norm.weight"):
-                param.copy_(1.0 + 0.3 * torch.randn_like(param))
+                # Gemma multiplies by (1 + w): random around 0 there, around 1 elsewhere.
+                offset = 0.0 if config.model_type == "gemma3_text" else 1.0
+                param.copy_(offset + 0.3 * torch.randn_like(param))
             elif param_name.endswith(".bias"):
                 param.copy_(0.2 * torch.randn_like(param))
     model.eval()
@@ -161,7 +174,20 @@ def tiny_model(name, config_class, overrides, seed):
     ids = [int(i) for i in torch.randint(0, config.vocab_size, (24,), generator=torch.Generator().manual_seed(7))]
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0]
-    write(os.path.join(name, "logits.json"), {"ids": ids, "logits": [rounded(r.tolist()) for r in logits]})
+    record = {"ids": ids, "logits": [rounded(r.tolist()) for r in logits]}
+    if config.model_type == "gemma3_text":
+        # Greedy tokens from the first 16 ids (past the window), recomputing the whole prefix each step.
+        generated, sequence = [], ids[:16]
+        with torch.no_grad():
+            for _ in range(GREEDY_TINY_TOKENS):
+                next_id = int(model(torch.tensor([sequence])).logits[0, -1].argmax())
+                generated.append(next_id)
+                sequence = sequence + [next_id]
+            record["greedy"] = {"prompt": ids[:16], "generated": generated}
+            model.config.final_logit_softcapping = GEMMA_SOFTCAP
+            capped = model(torch.tensor([ids])).logits[0]
+        record["softcap"] = {"final_logit_softcapping": GEMMA_SOFTCAP, "logits": [rounded(r.tolist()) for r in capped]}
+    write(os.path.join(name, "logits.json"), record)
 
 
 def write(relative, data):
@@ -175,6 +201,11 @@ def write(relative, data):
 
 def main():
     torch.set_num_threads(1)
+    if "--tiny" in sys.argv:
+        only = sys.argv[sys.argv.index("--tiny") + 1]
+        seed = list(TINY_MODELS).index(only)
+        tiny_model(only, *TINY_MODELS[only], 1234 + seed)
+        return
     gguf_path = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_GGUF
     for seed, (name, (config_class, overrides)) in enumerate(TINY_MODELS.items()):
         tiny_model(name, config_class, overrides, 1234 + seed)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Goldens for model/trainable_decoder.h and model/lora_adapters.h: LoRA training through PEFT.
 
-For three models — the random tiny Llama and tiny Qwen3 (per-head q/k norms, q/k/v/o biases) of
+For four models — the random tiny Llama, tiny Qwen3 (per-head q/k norms, q/k/v/o biases) and tiny
+Gemma 3 (sandwich norms, GeGLU, sliding and full layers with their own rope bases) of
 tests/goldens/inference/ (safetensors, HF layout) and SmolLM2-135M-Instruct from the default GGUF (transformers dequantizes it to fp32 and
 un-permutes q/k rows, so every tensor here is in HF layout) — the script wraps the model with
 PEFT LoRA on q,k,v,o,gate,up,down (dropout 0), OVERWRITES every lora_A / lora_B with
@@ -20,7 +21,7 @@ q,k,v,o,gate,up,down, A before B) is float32(scale * ((((i * 7919 + k * 104729 +
 with scale = 1/sqrt(in_features) for A and 0.05 for B, computed in float64 (C++ reproduces it
 exactly). The tiny goldens also store the values themselves.
 
-Usage: .venv/bin/python tools/goldens/lora_training.py [--tiny-only | --autocast-only] [path/to/SmolLM2.gguf]
+Usage: .venv/bin/python tools/goldens/lora_training.py [--tiny-only | --autocast-only | --tiny NAME] [path/to/SmolLM2.gguf]
 """
 import json
 import math
@@ -158,6 +159,9 @@ def write(relative, data):
 def main():
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    if "--tiny" in sys.argv:
+        tiny(sys.argv[sys.argv.index("--tiny") + 1])
+        return
     only_tiny = "--tiny-only" in sys.argv
     only_autocast = "--autocast-only" in sys.argv
     sys.argv = [a for a in sys.argv if a not in ("--tiny-only", "--autocast-only")]
@@ -167,6 +171,7 @@ def main():
         return
     tiny("tiny-llama")
     tiny("tiny-qwen3")
+    tiny("tiny-gemma3")
     if not only_tiny:
         smollm2(gguf)
         smollm2(gguf, autocast=True)

@@ -1,6 +1,7 @@
 // kernels/cpu/activations.cpp — gated activations and residual adds (fp32, as HF computes them).
 #include "kernels/activations.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -80,6 +81,31 @@ void gated_activation_backward(float* dgate, float* dup, const float* dout, cons
             silu_backward(dg, du, dout + begin, gate + begin, up + begin, end - begin);
         else
             gelu_tanh_backward(dg, du, dout + begin, gate + begin, up + begin, end - begin);
+    });
+}
+
+void clamped_swiglu_forward(float* out, const float* gate, const float* up, std::int64_t n, ClampedSwiglu params) {
+    thread_pool().parallel_for(n, elementwise_grain, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) {
+            const float g = std::min(gate[i], params.limit);
+            const float u = std::clamp(up[i], -params.limit, params.limit);
+            out[i] = g / (1.0f + std::exp(-params.alpha * g)) * (u + 1.0f);
+        }
+    });
+}
+
+void clamped_swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                             std::int64_t n, ClampedSwiglu params) {
+    thread_pool().parallel_for(n, elementwise_grain, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) {
+            const float g = std::min(gate[i], params.limit);
+            const float u = std::clamp(up[i], -params.limit, params.limit);
+            const float s = 1.0f / (1.0f + std::exp(-params.alpha * g));
+            if (dup != nullptr && up[i] >= -params.limit && up[i] <= params.limit) dup[i] += dout[i] * g * s;
+            // d(g·σ(αg))/dg = σ + αg·σ(1 − σ)
+            if (dgate != nullptr && gate[i] <= params.limit)
+                dgate[i] += dout[i] * (u + 1.0f) * (s + params.alpha * g * s * (1.0f - s));
+        }
     });
 }
 

@@ -14,7 +14,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
-#include "kernels/cpu/blas.h"
+#include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/simd.h"
 
 namespace kindred::kernels {
@@ -130,9 +130,7 @@ void attention_blocked(float* out, float* probabilities, const float* q, const f
             float* scores = probabilities != nullptr
                                 ? probabilities + h * per_head + probability_offset(shape, item % blocks)
                                 : scratch(rows * span);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows), static_cast<blasint>(span),
-                        static_cast<blasint>(head_dim), shape.scale, qh, static_cast<blasint>(row_stride), kh,
-                        static_cast<blasint>(step), 0.0f, scores, static_cast<blasint>(span));
+            cpu::sgemm(false, true, rows, span, head_dim, shape.scale, qh, row_stride, kh, step, 0.0f, scores, span);
             for (std::int64_t r = 0; r < rows; ++r) {
                 float* row = scores + r * span;
                 const std::int64_t position = shape.past + t0 + r;
@@ -141,10 +139,8 @@ void attention_blocked(float* out, float* probabilities, const float* q, const f
                 std::fill(row, row + first, 0.0f);
                 std::fill(row + last + 1, row + span, 0.0f);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(rows), static_cast<blasint>(head_dim),
-                        static_cast<blasint>(span), 1.0f, scores, static_cast<blasint>(span), vh,
-                        static_cast<blasint>(step), 0.0f, out + t0 * row_stride + h * head_dim,
-                        static_cast<blasint>(row_stride));
+            cpu::sgemm(false, false, rows, head_dim, span, 1.0f, scores, span, vh, step, 0.0f,
+                       out + t0 * row_stride + h * head_dim, row_stride);
         }
     });
 }
@@ -168,14 +164,10 @@ void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, c
     const std::int64_t partial_offset = ((h / group) * (shape.past + shape.tokens) + lo) * head_dim;
     float* grads = scratch((saved != nullptr ? 1 : 2) * rows * span);
     float* scores = saved != nullptr ? nullptr : grads + rows * span;
-    const auto n_rows = static_cast<blasint>(rows), n_span = static_cast<blasint>(span);
-    const auto n_dim = static_cast<blasint>(head_dim), ld = static_cast<blasint>(row_stride);
-    const auto n_step = static_cast<blasint>(step);
     if (saved == nullptr)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, n_span, n_dim, shape.scale, q + offset, ld, kh,
-                    n_step, 0.0f, scores, n_span);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, n_span, n_dim, 1.0f, dout + offset, ld, vh, n_step,
-                0.0f, grads, n_span);
+        cpu::sgemm(false, true, rows, span, head_dim, shape.scale, q + offset, row_stride, kh, step, 0.0f, scores,
+                   span);
+    cpu::sgemm(false, true, rows, span, head_dim, 1.0f, dout + offset, row_stride, vh, step, 0.0f, grads, span);
     for (std::int64_t r = 0; r < rows; ++r) {
         float* g = grads + r * span;
         const std::int64_t first = first_visible[t0 + r] - lo, count = shape.past + t0 + r - lo - first + 1;
@@ -183,27 +175,26 @@ void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, c
         if (saved != nullptr) {
             p = saved + r * span;
         } else {
-            // The forward's softmax, step for step, so that P is bit-identical to the saved one.
+            // The forward's softmax, so that P is bit-identical to the saved one.
             float* recomputed = scores + r * span;
-            const float max_score = cpu::max_of(-std::numeric_limits<float>::infinity(), recomputed + first, count);
-            const float inverse = 1.0f / cpu::exp_shifted(recomputed + first, recomputed + first, max_score, count);
-            for (std::int64_t j = first; j < first + count; ++j) recomputed[j] *= inverse;
+            softmax_span(recomputed, first, first + count - 1, shape.sinks != nullptr ? shape.sinks + h : nullptr);
             std::fill(recomputed, recomputed + first, 0.0f);
             std::fill(recomputed + first + count, recomputed + span, 0.0f);
             p = recomputed;
         }
+        // A sink adds a probability without a value (its dP is 0), so dS keeps the form
+        // P (dP − Σ P·dP) with the sink's share simply missing from P's row sum.
         // Vector partial sums: a single running sum was a latency-bound chain, ~15% of this pass.
         const float dot = cpu::dot(p + first, g + first, count);
         for (std::int64_t j = first; j < first + count; ++j) g[j] = shape.scale * p[j] * (g[j] - dot);
         std::fill(g, g + first, 0.0f);
         std::fill(g + first + count, g + span, 0.0f);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_rows, n_dim, n_span, 1.0f, grads, n_span, kh, n_step,
-                1.0f, dq + offset, ld);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_span, n_dim, n_rows, 1.0f,
-                saved != nullptr ? saved : scores, n_span, dout + offset, ld, 1.0f, dv_partial + partial_offset, n_dim);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_span, n_dim, n_rows, 1.0f, grads, n_span, q + offset, ld,
-                1.0f, dk_partial + partial_offset, n_dim);
+    cpu::sgemm(false, false, rows, head_dim, span, 1.0f, grads, span, kh, step, 1.0f, dq + offset, row_stride);
+    cpu::sgemm(true, false, span, head_dim, rows, 1.0f, saved != nullptr ? saved : scores, span, dout + offset,
+               row_stride, 1.0f, dv_partial + partial_offset, head_dim);
+    cpu::sgemm(true, false, span, head_dim, rows, 1.0f, grads, span, q + offset, row_stride, 1.0f,
+               dk_partial + partial_offset, head_dim);
 }
 
 }  // namespace
@@ -212,7 +203,6 @@ void attention_forward(float* out, const float* q, const float* k, const float* 
     check_heads(shape);
     const std::int64_t* first_visible = first_visible_positions(shape);
     if (shape.tokens >= blas_min_tokens) {
-        cpu::pin_openblas_to_one_thread();
         attention_blocked(out, nullptr, q, k, v, shape, first_visible);
     } else {
         attention_per_query(out, q, k, v, shape, first_visible);
@@ -227,9 +217,7 @@ std::int64_t attention_probability_floats(const AttentionShape& shape) {
 void attention_forward_saving(float* out, float* probabilities, const float* q, const float* k, const float* v,
                               const AttentionShape& shape) {
     check_heads(shape);
-    if (shape.sinks != nullptr) fail("attention: the backward pass does not support sink logits");
     const std::int64_t* first_visible = first_visible_positions(shape);
-    cpu::pin_openblas_to_one_thread();
     attention_blocked(out, probabilities, q, k, v, shape, first_visible);
 }
 
@@ -242,10 +230,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 void attention_backward_saved(float* dq, float* dk, float* dv, const float* dout, const float* probabilities,
                               const float* q, const float* k, const float* v, const AttentionShape& shape) {
     check_heads(shape);
-    if (shape.sinks != nullptr) fail("attention: the backward pass does not support sink logits");
     if (shape.tokens <= 0) return;
     const std::int64_t* first_visible = first_visible_positions(shape);
-    cpu::pin_openblas_to_one_thread();
     const std::int64_t head_dim = shape.head_dim, positions = shape.past + shape.tokens, step = kv_step(shape);
     const std::int64_t blocks = (shape.tokens + query_block - 1) / query_block, items = shape.heads * blocks;
     const std::int64_t kv_floats = shape.kv_heads * positions * head_dim;  // one thread's dk (or dv)

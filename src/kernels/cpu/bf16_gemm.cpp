@@ -7,16 +7,14 @@
 
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
+#include "core/cpu_isa.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__linux__)
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #define KINDRED_AMX 1
 #endif
 
@@ -29,13 +27,6 @@ void require_amx(const char* op) {
 
 #ifdef KINDRED_AMX
 constexpr std::int64_t tile_elements = block_k * block_n;  // bf16 values per packed tile
-
-// Linux grants AMX tile data only to processes that ask (XFEATURE_XTILEDATA).
-bool request_amx_permission() {
-    constexpr long arch_req_xcomp_perm = 0x1023;
-    constexpr long xfeature_xtiledata = 18;
-    return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
-}
 
 struct alignas(64) TileConfig {
     std::uint8_t palette = 1;
@@ -174,10 +165,7 @@ inline __m512 load_first(const float* p, std::int64_t count) {
 
 bool available() {
 #ifdef KINDRED_AMX
-    static std::once_flag once;
-    static bool granted = false;
-    std::call_once(once, [] { granted = __builtin_cpu_supports("amx-bf16") && request_amx_permission(); });
-    return granted;
+    return cpu_isa().amx_bf16;  // which includes the OS's permission
 #else
     return false;
 #endif

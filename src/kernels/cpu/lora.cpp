@@ -2,8 +2,9 @@
 // Every product is a one-threaded sgemm over a slice the thread pool hands out; slices are cut
 // along an output dimension (tokens, rows of dB, columns of dA), never along a sum, so each output
 // element is computed by one thread in one order: results are repeatable for a fixed thread count.
-// Another thread count cuts other slice shapes, for which OpenBLAS may pick other micro-kernels:
-// last-bit differences (measured: 1 vs 2 threads identical, 1 vs 3 not).
+// Another thread count cuts other slice shapes: Kindred's GEMM sums each element in the same order
+// whatever the shape (gemm_f32.h), the OpenBLAS fallback may pick other micro-kernels for them
+// (last-bit differences, measured with OpenBLAS: 1 vs 2 threads identical, 1 vs 3 not).
 #include "kernels/lora.h"
 
 #include <cmath>
@@ -11,7 +12,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
-#include "kernels/cpu/blas.h"
+#include "kernels/cpu/gemm_f32.h"
 
 namespace kindred::kernels {
 namespace {
@@ -34,8 +35,6 @@ void check_shape(const LoraShape& s) {
 void check_dropout(float p) {
     if (!(p >= 0.0f && p < 1.0f)) fail("dropout: probability {} is outside [0, 1)", p);
 }
-
-blasint bi(std::int64_t v) { return static_cast<blasint>(v); }
 
 }  // namespace
 
@@ -77,12 +76,11 @@ void dropout_backward(float* dx, const float* dout, const std::uint8_t* keep, st
 
 void lora_forward(float* y, float* xa, const float* u, const float* a, const float* b, const LoraShape& s) {
     check_shape(s);
-    cpu::pin_openblas_to_one_thread();
     thread_pool().parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi(t1 - t0), bi(s.rank), bi(s.in), 1.0f, u + t0 * s.in,
-                    bi(s.in), a, bi(s.in), 0.0f, xa + t0 * s.rank, bi(s.rank));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi(t1 - t0), bi(s.out), bi(s.rank), s.scale,
-                    xa + t0 * s.rank, bi(s.rank), b, bi(s.rank), 1.0f, y + t0 * s.out, bi(s.out));
+        cpu::sgemm(false, true, t1 - t0, s.rank, s.in, 1.0f, u + t0 * s.in, s.in, a, s.in, 0.0f, xa + t0 * s.rank,
+                   s.rank);
+        cpu::sgemm(false, true, t1 - t0, s.out, s.rank, s.scale, xa + t0 * s.rank, s.rank, b, s.rank, 1.0f,
+                   y + t0 * s.out, s.out);
     });
 }
 
@@ -90,27 +88,26 @@ void lora_backward(float* du, float* da, float* db, const float* dy, const float
                    const float* b, const LoraShape& s) {
     check_shape(s);
     if (s.tokens == 0) return;
-    cpu::pin_openblas_to_one_thread();
     auto& pool = thread_pool();
     if (db != nullptr)
         pool.parallel_for(s.out, grain, [&](std::int64_t r0, std::int64_t r1) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bi(r1 - r0), bi(s.rank), bi(s.tokens), s.scale,
-                        dy + r0, bi(s.out), xa, bi(s.rank), 1.0f, db + r0 * s.rank, bi(s.rank));
+            cpu::sgemm(true, false, r1 - r0, s.rank, s.tokens, s.scale, dy + r0, s.out, xa, s.rank, 1.0f,
+                       db + r0 * s.rank, s.rank);
         });
     if (da == nullptr && du == nullptr) return;
     // dxa = scale · dy · B, the gradient at the rank-r bottleneck.
     std::vector<float> dxa(static_cast<std::size_t>(s.tokens * s.rank));
     pool.parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi(t1 - t0), bi(s.rank), bi(s.out), s.scale,
-                    dy + t0 * s.out, bi(s.out), b, bi(s.rank), 0.0f, dxa.data() + t0 * s.rank, bi(s.rank));
+        cpu::sgemm(false, false, t1 - t0, s.rank, s.out, s.scale, dy + t0 * s.out, s.out, b, s.rank, 0.0f,
+                   dxa.data() + t0 * s.rank, s.rank);
         if (du != nullptr)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi(t1 - t0), bi(s.in), bi(s.rank), 1.0f,
-                        dxa.data() + t0 * s.rank, bi(s.rank), a, bi(s.in), 1.0f, du + t0 * s.in, bi(s.in));
+            cpu::sgemm(false, false, t1 - t0, s.in, s.rank, 1.0f, dxa.data() + t0 * s.rank, s.rank, a, s.in, 1.0f,
+                       du + t0 * s.in, s.in);
     });
     if (da != nullptr)
         pool.parallel_for(s.in, grain, [&](std::int64_t c0, std::int64_t c1) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bi(s.rank), bi(c1 - c0), bi(s.tokens), 1.0f,
-                        dxa.data(), bi(s.rank), u + c0, bi(s.in), 1.0f, da + c0, bi(s.in));
+            cpu::sgemm(true, false, s.rank, c1 - c0, s.tokens, 1.0f, dxa.data(), s.rank, u + c0, s.in, 1.0f, da + c0,
+                       s.in);
         });
 }
 

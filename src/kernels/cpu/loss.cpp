@@ -3,8 +3,9 @@
 // The fused LM-head loss takes its exponentials in fp32 (tokens × vocab of them per pass, AVX2
 // where built for it); the row-wise losses (small heads, distillation) work in double throughout. The fused cross-entropy splits tokens over the thread pool, each thread
 // running a one-threaded sgemm on its own token rows, and totals are summed in token order:
-// repeatable for a fixed thread count. Another thread count gives other row counts per sgemm, for
-// which OpenBLAS may pick other micro-kernels, so results can differ in the last bits.
+// repeatable for a fixed thread count. Another thread count gives other row counts per sgemm;
+// Kindred's GEMM sums each element in the same order whatever the row count (gemm_f32.h), but the
+// OpenBLAS fallback may pick other micro-kernels, so results can differ in the last bits.
 #include "kernels/loss.h"
 
 #include <algorithm>

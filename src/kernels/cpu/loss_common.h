@@ -18,7 +18,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/bf16_gemm.h"
-#include "kernels/cpu/blas.h"
+#include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/loss.h"
 
@@ -94,7 +94,6 @@ public:
           scale_(scale), bf16_(effective_precision(w.precision) == Precision::BF16),
           logits_(static_cast<std::size_t>(n * chunk_)),
           dequantized_(w.f32 != nullptr ? 0 : static_cast<std::size_t>(chunk_ * shape.dim)) {
-        pin_openblas_to_one_thread();
         if (!bf16_) return;
         // bf16: the rows are rounded (scale folded in) once; each chunk is packed as Wᵀ for the
         // logits and, in gradient walks, as W for add_product (bf16_gemm.h's layouts).
@@ -127,10 +126,7 @@ public:
                     bf16::gemm(z, cn, rows16_.data() + b * rows_lda_, rows_lda_, transposed_.data(), e - b, cn, dim_,
                                false);
                 else
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(e - b),
-                                static_cast<blasint>(cn), static_cast<blasint>(dim_), scale_, rows_ + b * dim_,
-                                static_cast<blasint>(dim_), wc, static_cast<blasint>(dim_), 0.0f, z,
-                                static_cast<blasint>(cn));
+                    cpu::sgemm(false, true, e - b, cn, dim_, scale_, rows_ + b * dim_, dim_, wc, dim_, 0.0f, z, cn);
                 per_block(b, e, z, v0, v1, wc);
             });
         }
@@ -148,9 +144,7 @@ public:
             bf16::gemm(out, dim_, g16.data(), ldg, plain_.data(), e - b, dim_, cn, true);
             return;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(e - b), static_cast<blasint>(dim_),
-                    static_cast<blasint>(cn), alpha, g, static_cast<blasint>(cn), wc, static_cast<blasint>(dim_), 1.0f,
-                    out, static_cast<blasint>(dim_));
+        cpu::sgemm(false, false, e - b, dim_, cn, alpha, g, cn, wc, dim_, 1.0f, out, dim_);
     }
 
 private:

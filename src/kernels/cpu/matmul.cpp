@@ -12,7 +12,7 @@
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/bf16_gemm.h"
-#include "kernels/cpu/blas.h"
+#include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/dequantize.h"
 
@@ -263,7 +263,6 @@ void matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std:
 // panel is packed into AMX tiles instead and multiplied with the once-rounded activations.
 void panel_matmul(float* y, const float* x, const Matrix& w, std::int64_t tokens, std::int64_t row_stride,
                   bool bf16) {
-    cpu::pin_openblas_to_one_thread();
     const std::int64_t cols = w.cols;
     const std::uint16_t* x16 = bf16 ? rounded_activations(x, tokens, cols) : nullptr;
     const std::int64_t lda = cpu::bf16::round_up(cols, cpu::bf16::block_k);
@@ -279,9 +278,7 @@ void panel_matmul(float* y, const float* x, const Matrix& w, std::int64_t tokens
                 cpu::bf16::gemm(y + r0, w.rows, x16, lda, packed, tokens, n, cols, false);
                 continue;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(tokens),
-                        static_cast<blasint>(n), static_cast<blasint>(cols), 1.0f, x, static_cast<blasint>(cols),
-                        panel, static_cast<blasint>(stride), 0.0f, y + r0, static_cast<blasint>(w.rows));
+            cpu::sgemm(false, true, tokens, n, cols, 1.0f, x, cols, panel, stride, 0.0f, y + r0, w.rows);
         }
     });
 }
@@ -310,7 +307,6 @@ void matmul_forward(float* y, const float* x, const Matrix& w, const float* bias
 void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int64_t tokens, Precision precision) {
     const std::int64_t stride = checked_row_bytes(w);
     if (tokens <= 0 || w.rows == 0) return;
-    cpu::pin_openblas_to_one_thread();
     const bool bf16 = use_bf16(precision);
     const std::uint16_t* dy16 = bf16 ? rounded_activations(dy, tokens, w.rows) : nullptr;
     const std::int64_t lda = cpu::bf16::round_up(w.rows, cpu::bf16::block_k);
@@ -347,10 +343,8 @@ void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int
                                     true);
                     continue;
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(rows_t),
-                            static_cast<blasint>(width), static_cast<blasint>(n), 1.0f, dy + t0 * w.rows + r0,
-                            static_cast<blasint>(w.rows), panel, static_cast<blasint>(panel_stride), 1.0f,
-                            dx + t0 * cols + c0, static_cast<blasint>(cols));
+                cpu::sgemm(false, false, rows_t, width, n, 1.0f, dy + t0 * w.rows + r0, w.rows, panel, panel_stride,
+                           1.0f, dx + t0 * cols + c0, cols);
             }
         }
     });
@@ -359,14 +353,10 @@ void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int
 void matmul_backward_weight(float* dw, float* dbias, const float* dy, const float* x, std::int64_t rows,
                             std::int64_t cols, std::int64_t tokens) {
     if (tokens <= 0 || rows <= 0 || cols <= 0) return;
-    cpu::pin_openblas_to_one_thread();
     // Each thread owns a range of weight rows: dw[r0:r1] += dy[:, r0:r1]ᵀ · x and the same bias rows.
     thread_pool().parallel_for(rows, 16, [&](std::int64_t r0, std::int64_t r1) {
         if (dw != nullptr)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<blasint>(r1 - r0),
-                        static_cast<blasint>(cols), static_cast<blasint>(tokens), 1.0f, dy + r0,
-                        static_cast<blasint>(rows), x, static_cast<blasint>(cols), 1.0f, dw + r0 * cols,
-                        static_cast<blasint>(cols));
+            cpu::sgemm(true, false, r1 - r0, cols, tokens, 1.0f, dy + r0, rows, x, cols, 1.0f, dw + r0 * cols, cols);
         if (dbias != nullptr)
             for (std::int64_t t = 0; t < tokens; ++t)
                 for (std::int64_t r = r0; r < r1; ++r) dbias[r] += dy[t * rows + r];
