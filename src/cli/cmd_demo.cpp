@@ -46,6 +46,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Dev examples scored when training on fetched releases: about the bundled samples' 56.
+constexpr std::size_t kFetchedDevExamples = 64;
+
 struct DemoFlags {
     bool quick = false;
     std::string out = "runs";
@@ -236,7 +239,10 @@ void run_demo(const DemoFlags& flags) {
     const std::int32_t pad_id = model->tokenizer().eos_id().value_or(0);
     const auto train_set = load_split(recipe.data_path, *model, recipe, report.notes);
     const auto dev_set = load_split(recipe.dev_path, *model, recipe, report.notes);
-    std::span<const train::TokenizedExample> dev = dev_set.examples;
+    // Fetched releases: a sample of their dev split the size of the bundled samples' (demo_setup.h).
+    const std::vector<train::TokenizedExample> dev_sample =
+        flags.data.empty() ? std::vector<train::TokenizedExample>{} : evenly_spaced(dev_set.examples, kFetchedDevExamples);
+    std::span<const train::TokenizedExample> dev = flags.data.empty() ? std::span(dev_set.examples) : std::span(dev_sample);
     if (recipe.evaluation.max_examples > 0 && dev.size() > static_cast<std::size_t>(recipe.evaluation.max_examples)) {
         dev = dev.first(static_cast<std::size_t>(recipe.evaluation.max_examples));
     }

@@ -95,6 +95,14 @@ DemoData demo_data(const std::string& root, const std::string& data) {
     return out;
 }
 
+std::vector<train::TokenizedExample> evenly_spaced(std::span<const train::TokenizedExample> examples, std::size_t count) {
+    if (examples.size() <= count) return {examples.begin(), examples.end()};
+    std::vector<train::TokenizedExample> out;
+    out.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) out.push_back(examples[i * examples.size() / count]);
+    return out;
+}
+
 std::string find_demo_root() {
     std::vector<std::string> searched;
     if (const char* root = std::getenv("KINDRED_ROOT"); root != nullptr && *root != '\0') {

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,11 @@ struct DemoData {
     std::string description;
 };
 DemoData demo_data(const std::string& root, const std::string& data);
+
+// A fetched corpus's dev split holds thousands of examples, grouped by source: the demo scores
+// `count` of them spaced evenly through it (every source represented, in order), so that its dev
+// evaluations take about the time the samples' do. All of them when there are at most `count`.
+std::vector<train::TokenizedExample> evenly_spaced(std::span<const train::TokenizedExample> examples, std::size_t count);
 
 // "demo-20261126-021400" (UTC), "-quick" appended for the quick preset.
 std::string demo_run_id(bool quick);

@@ -117,6 +117,16 @@ protected:
         return {path, server_.url(served), pinned ? net::sha256_hex(files_.at(served.substr(served.rfind("/cut/", 0) == 0 ? 4 : 0))) : ""};
     }
     std::string on_disk(const std::string& path) { return read_all((fs::path(options_.dir) / path).string()); }
+    // The message of the Error fetching `dataset` must throw.
+    std::string fetch_error(const RemoteDataset& dataset) {
+        try {
+            fetch_dataset(dataset, options_);
+        } catch (const Error& error) {
+            return error.what();
+        }
+        ADD_FAILURE() << "fetching " << dataset.name << " succeeded";
+        return {};
+    }
 
     std::map<std::string, std::string> files_;
     LocalHttpServer server_;
@@ -157,14 +167,9 @@ TEST_F(Fetch, ChecksumMismatchNamesTheUrlAndLeavesNothingBehind) {
     RemoteFile wrong = file("x/one.txt", "/a/one.txt");
     wrong.sha256 = net::sha256_hex("something else");
     const RemoteDataset dataset{"test", "Test", "MIT", "", {wrong}, {}};
-    try {
-        fetch_dataset(dataset, options_);
-        FAIL() << "a wrong checksum was accepted";
-    } catch (const Error& error) {
-        const std::string message = error.what();
-        EXPECT_NE(message.find(server_.url("/a/one.txt")), std::string::npos) << message;
-        EXPECT_NE(message.find("sha256 mismatch"), std::string::npos) << message;
-    }
+    const std::string message = fetch_error(dataset);
+    EXPECT_NE(message.find(server_.url("/a/one.txt")), std::string::npos) << message;
+    EXPECT_NE(message.find("sha256 mismatch"), std::string::npos) << message;
     EXPECT_FALSE(fs::exists(fs::path(options_.dir) / "x/one.txt"));
     EXPECT_FALSE(fs::exists(fs::path(options_.dir) / "x/one.txt.part"));
 }
@@ -188,14 +193,9 @@ TEST_F(Fetch, APartFileLeftByAnInterruptedRunIsResumed) {
 
 TEST_F(Fetch, NotFoundIsAnErrorNamingTheUrl) {
     const RemoteDataset dataset{"test", "Test", "MIT", "", {{"x/gone.txt", server_.url("/a/gone.txt"), std::string(64, '0')}}, {}};
-    try {
-        fetch_dataset(dataset, options_);
-        FAIL() << "a 404 was accepted";
-    } catch (const Error& error) {
-        const std::string message = error.what();
-        EXPECT_NE(message.find(server_.url("/a/gone.txt")), std::string::npos) << message;
-        EXPECT_NE(message.find("404"), std::string::npos) << message;
-    }
+    const std::string message = fetch_error(dataset);
+    EXPECT_NE(message.find(server_.url("/a/gone.txt")), std::string::npos) << message;
+    EXPECT_NE(message.find("404"), std::string::npos) << message;
     EXPECT_EQ(requests().size(), 1u);  // a 404 is not retried
     EXPECT_FALSE(fs::exists(fs::path(options_.dir) / "x/gone.txt"));
 }
