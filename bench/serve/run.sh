@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
 # bench/serve/run.sh [MODEL] — kindred serve against llama.cpp's llama-server on the same GGUF, same
-# load, same settings, in one run, loopback only, bounded: CLIENTS (default 16) concurrent clients
-# send chat completions for SECONDS (default 60) seconds each server (MAX_TOKENS 64 per reply,
-# temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, a seed per request), both servers with PARALLEL
-# (default CLIENTS) sequences of CTX (default 1024) tokens each and THREADS (default 2) threads.
-# Prints one JSON line per server (requests, failures, aggregate completion tokens/s, p50/p95
-# latency), the load average before each, and the throughput ratio (goal >= 1).
+# load, same settings, in one run, loopback only, bounded: for each count in CLIENTS (default
+# "1 4 16"), that many concurrent clients send chat completions for SECONDS_PER_POINT (default
+# 60) seconds (requests still running then finish; MAX_TOKENS 64 per reply, temperature 0.8,
+# top-k 40, top-p 0.95, min-p 0.05, a seed per request) to one server started with PARALLEL
+# (default: the largest count) sequences of CTX (default 1024) tokens each and THREADS (default 2)
+# threads. Prints one JSON line per server and client count (requests, failures, aggregate
+# completion tokens/s, p50/p95 latency) with the load average before it, then a table with the
+# throughput ratio per client count (goal >= 1).
 #
 # Environment:
 #   KINDRED_BUILD  Kindred build folder (default: build) with src/cli/kindred and
 #                  bench/serve/kindred_bench_serve_load.
 #   LLAMA_SERVER   llama-server built from source outside this repo (e.g. /work/third_party_bench/
 #                  llama-build/bin/llama-server); without it only Kindred is measured.
+#   OUT            folder for the JSON lines (default: /tmp/bench-serve).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 model="${1:-default}"
-clients="${CLIENTS:-16}"
-seconds="${SECONDS_PER_SERVER:-60}"
+client_counts="${CLIENTS:-1 4 16}"
+seconds="${SECONDS_PER_POINT:-60}"
 max_tokens="${MAX_TOKENS:-64}"
-parallel="${PARALLEL:-$clients}"
+largest=$(tr ' ' '\n' <<<"$client_counts" | sort -n | tail -1)
+parallel="${PARALLEL:-$largest}"
+out="${OUT:-/tmp/bench-serve}"
+mkdir -p "$out"
+rm -f "$out"/*.json
 ctx="${CTX:-1024}"
 threads="${THREADS:-2}"
 build="${KINDRED_BUILD:-build}"
@@ -52,19 +59,22 @@ wait_healthy() {  # port
     return 1
 }
 
-measure() {  # name port model-id
-    echo "== $1: load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    "$load" "$2" "$3" "$clients" "$seconds" "$max_tokens" | tee "/tmp/bench-serve-$1.json"
+measure() {  # name port model-id: every client count against the running server
+    for clients in $client_counts; do
+        echo "== $1, $clients clients: load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+        "$load" "$2" "$3" "$clients" "$seconds" "$max_tokens" | tee "$out/$1-$clients.json" || true
+    done
 }
 
 port=18181
 "$kindred" serve --model "$model" --model-name bench --host 127.0.0.1 --port "$port" --parallel "$parallel" \
-    --ctx "$ctx" --queue "$clients" --threads "$threads" --quiet &
+    --ctx "$ctx" --queue "$largest" --threads "$threads" --quiet &
 server_pid=$!
 wait_healthy "$port"
-measure kindred "$port" bench || true
+measure kindred "$port" bench
 stop_server
 
+servers="kindred"
 if [[ -n "${LLAMA_SERVER:-}" ]]; then
     port=18182
     # -c is the total context, split evenly across the -np slots; --jinja renders the GGUF's own template.
@@ -72,15 +82,25 @@ if [[ -n "${LLAMA_SERVER:-}" ]]; then
         --jinja --no-webui --log-disable &
     server_pid=$!
     wait_healthy "$port"
-    measure llama-server "$port" bench || true
+    measure llama-server "$port" bench
     stop_server
-    python3 - <<'PY'
-import json
-k = json.load(open("/tmp/bench-serve-kindred.json"))
-l = json.load(open("/tmp/bench-serve-llama-server.json"))
-print(f"aggregate tokens/s: kindred {k['tokens_per_second']:.1f}, llama-server {l['tokens_per_second']:.1f}, "
-      f"ratio {k['tokens_per_second'] / l['tokens_per_second']:.2f} (goal >= 1)")
-print(f"latency p50/p95 s: kindred {k['latency_p50_s']:.2f}/{k['latency_p95_s']:.2f}, "
-      f"llama-server {l['latency_p50_s']:.2f}/{l['latency_p95_s']:.2f}; failures {k['failures']} / {l['failures']}")
-PY
+    servers="kindred llama-server"
 fi
+OUT_DIR="$out" CLIENT_COUNTS="$client_counts" SERVERS="$servers" python3 - <<'PY'
+import json, os
+out, counts, servers = os.environ["OUT_DIR"], os.environ["CLIENT_COUNTS"].split(), os.environ["SERVERS"].split()
+def point(server, clients):
+    try:
+        return json.load(open(f"{out}/{server}-{clients}.json"))
+    except (OSError, ValueError):
+        return None
+print("| clients | " + " | ".join(f"{s} tokens/s (p50/p95 s, failures)" for s in servers) + (" | ratio |" if len(servers) > 1 else " |"))
+for clients in counts:
+    row, rates = [], []
+    for server in servers:
+        p = point(server, clients)
+        rates.append(p["tokens_per_second"] if p else None)
+        row.append(f"{p['tokens_per_second']:.1f} ({p['latency_p50_s']:.2f}/{p['latency_p95_s']:.2f}, {p['failures']})" if p else "no result")
+    ratio = f" | {rates[0] / rates[1]:.2f}" if len(rates) > 1 and all(rates) else (" | -" if len(servers) > 1 else "")
+    print(f"| {clients} | " + " | ".join(row) + ratio + " |")
+PY

@@ -68,7 +68,7 @@ nlohmann::json inspect_gguf(const std::string& path) {
         tensors.push_back({{"name", tensor.name}, {"type", dtype_name(tensor.type)}, {"shape", tensor.dims}});
     }
     report["tensors"] = std::move(tensors);
-    report["tokenizer"] = text::Tokenizer::from_gguf(file.metadata()).summary();
+    report["tokenizer"] = text::Tokenizer::from_gguf(file.metadata(), file.name()).summary();
     return report;
 }
 

@@ -24,7 +24,8 @@ struct TokenizeOptions {
 
 text::Tokenizer load_tokenizer(const TokenizeOptions& options) {
     if (!options.tokenizer_json.empty()) return text::Tokenizer::from_hf(options.tokenizer_json);
-    return text::Tokenizer::from_gguf(gguf::File::open(resolve_model_path(options.model)).metadata());
+    const gguf::File file = gguf::File::open(resolve_model_path(options.model));
+    return text::Tokenizer::from_gguf(file.metadata(), file.name());
 }
 
 void run_tokenize(const TokenizeOptions& options) {

@@ -1,13 +1,16 @@
 // kindred train sft --config recipe.yaml [--resume] [key=value ...]: reads the recipe (overrides
 // applied), opens the model, tokenizes the training (and dev) chat data with what the active
 // objective terms need (head sites of emotion-only examples, the safety teacher's tokens), says what
-// it trains, and runs train/sft.h in runs/<name>/.
+// it trains, and runs train/sft.h in runs/<name>/. Under mpirun/srun (or torchrun on GPUs) every
+// rank runs this command and training is data parallel (docs/distributed.md); rank 0 alone prints
+// and writes, and an Error on any rank stops the whole job naming it.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -16,8 +19,10 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "dist/communicator.h"
 #include "infer/loaded_model.h"
 #include "train/chat_dataset.h"
+#include "train/data_parallel.h"
 #include "train/dev_eval.h"
 #include "train/recipe.h"
 #include "train/sft.h"
@@ -32,6 +37,7 @@ struct TrainOptions {
     bool resume = false;
     std::vector<std::string> overrides;
     int threads = 0;
+    double collective_timeout_s = 600.0;
 };
 
 // runs/<name>; without a name a fresh run gets a UTC timestamp and --resume takes the newest run
@@ -70,14 +76,25 @@ std::string objective_summary(const train::SftRecipe& recipe) {
     return text;
 }
 
-void run_train(const TrainOptions& options) {
+// Ranks sharing a host share its cores: without --threads each takes its part of them.
+void set_threads(const TrainOptions& options, const dist::LaunchInfo& launch) {
     if (options.threads < 0) fail("--threads must be >= 0, got {}", options.threads);
-    if (options.threads > 0) set_thread_count(options.threads);
+    if (options.threads > 0) {
+        set_thread_count(options.threads);
+    } else if (launch.local_size > 1) {
+        set_thread_count(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / launch.local_size));
+    }
+}
+
+void run_train(const TrainOptions& options, dist::Communicator& communicator) {
+    const bool root = communicator.is_root();
     Config config = Config::load(options.config);
     config.apply_overrides(options.overrides);
     const train::SftRecipe recipe = train::read_sft_recipe(config);
 
     const auto model = infer::LoadedModel::open(recipe.model);
+    const train::DataParallel parallel(&communicator);
+    parallel.require_same("the model file", train::file_fingerprint(model->path()));
     train::ChatDatasetOptions data_options;
     data_options.max_seq_len = static_cast<std::size_t>(recipe.max_seq_len);
     data_options.context_length = static_cast<std::size_t>(model->decoder().config().context_length);
@@ -87,12 +104,14 @@ void run_train(const TrainOptions& options) {
     data_options.teacher_rules = train::safety_rules_text(recipe);
     const auto& chat = model->require_chat_template();
     const auto dataset = train::load_chat_dataset(recipe.data_path, model->tokenizer(), chat, data_options);
-    for (const auto& line : train::warnings(dataset, data_options)) fmt::print(stderr, "warning: {}\n", line);
+    if (root)
+        for (const auto& line : train::warnings(dataset, data_options)) fmt::print(stderr, "warning: {}\n", line);
     if (dataset.examples.empty()) fail("{}: no usable conversations", recipe.data_path);
     std::optional<train::ChatDataset> dev;
     if (!recipe.dev_path.empty()) {
         dev = train::load_chat_dataset(recipe.dev_path, model->tokenizer(), chat, data_options);
-        for (const auto& line : train::warnings(*dev, data_options)) fmt::print(stderr, "warning: {}\n", line);
+        if (root)
+            for (const auto& line : train::warnings(*dev, data_options)) fmt::print(stderr, "warning: {}\n", line);
     }
 
     train::SftOptions sft;
@@ -102,13 +121,21 @@ void run_train(const TrainOptions& options) {
     sft.pad_id = model->tokenizer().eos_id().value_or(0);
     sft.emotion_system_prompt = dataset.stats.emotion_system_prompt;
     if (dev) sft.dev = dev->examples;
-    fmt::print(stderr, "run {}: {} examples ({} target tokens, {} head sites), {} steps\n", sft.run_dir,
-               dataset.examples.size(), dataset.stats.target_tokens, dataset.stats.sites, recipe.max_steps);
-    fmt::print(stderr, "objective: {}\n", objective_summary(recipe));
-    if (dev)
-        fmt::print(stderr, "dev: {} examples from {}{}\n", dev->examples.size(), recipe.dev_path,
-                   recipe.evaluation.max_examples > 0 ? fmt::format(" (first {} used)", recipe.evaluation.max_examples) : "");
+    sft.communicator = &communicator;
+    if (root) {
+        if (communicator.size() > 1)
+            fmt::print(stderr, "data parallel: {} ranks over {}, {} threads each\n", communicator.size(),
+                       communicator.backend(), thread_pool().size());
+        fmt::print(stderr, "run {}: {} examples ({} target tokens, {} head sites), {} steps\n", sft.run_dir,
+                   dataset.examples.size(), dataset.stats.target_tokens, dataset.stats.sites, recipe.max_steps);
+        fmt::print(stderr, "objective: {}\n", objective_summary(recipe));
+        if (dev)
+            fmt::print(stderr, "dev: {} examples from {}{}\n", dev->examples.size(), recipe.dev_path,
+                       recipe.evaluation.max_examples > 0 ? fmt::format(" (first {} used)", recipe.evaluation.max_examples)
+                                                          : "");
+    }
     const auto result = train::run_sft(recipe, model->decoder(), dataset.examples, sft);
+    if (!root) return;
     if (result.losses.empty()) {
         fmt::print("{}: already complete at step {}\n", sft.run_dir, result.last_step);
         return;
@@ -148,7 +175,23 @@ void add_train_command(CLI::App& app) {
     sft->add_flag("--resume", options->resume, "Continue the run from its latest checkpoint");
     sft->add_option("--threads", options->threads, "CPU threads (0 = KINDRED_THREADS or every core)")->capture_default_str();
     sft->add_option("overrides", options->overrides, "key=value recipe overrides (e.g. optimisation.lr=1e-4)");
-    sft->callback([options] { run_train(*options); });
+    sft->add_option("--collective-timeout", options->collective_timeout_s,
+                    "Seconds a data-parallel rank waits for the others in one collective before stopping the job")
+        ->capture_default_str();
+    sft->callback([options] {
+        const dist::LaunchInfo launch = dist::detect_launch();
+        set_threads(*options, launch);
+        dist::CommunicatorOptions communicator_options;
+        communicator_options.timeout_s = options->collective_timeout_s;
+        const auto communicator = dist::connect(launch, communicator_options);
+        try {
+            run_train(*options, *communicator);
+        } catch (const Error& error) {
+            // The other ranks would wait in their next collective: end the whole job now.
+            if (communicator->size() > 1) communicator->abort_job(error.what());
+            throw;
+        }
+    });
 }
 
 }  // namespace kindred::cli

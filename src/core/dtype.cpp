@@ -19,7 +19,7 @@ constexpr std::array kTable{
     Entry{DType::F16, {"F16", 1, 2, true, true}},
     Entry{DType::Q4_0, {"Q4_0", 32, 18, true, true}},
     Entry{DType::Q4_1, {"Q4_1", 32, 20, true, true}},
-    Entry{DType::Q5_0, {"Q5_0", 32, 22, false, true}},
+    Entry{DType::Q5_0, {"Q5_0", 32, 22, true, true}},
     Entry{DType::Q5_1, {"Q5_1", 32, 24, false, true}},
     Entry{DType::Q8_0, {"Q8_0", 32, 34, true, true}},
     // ggml stores d and s as two halves (36 bytes); gguf-py still says 40, from the older layout.

@@ -26,6 +26,7 @@ struct Names {
     const char* rank;
     const char* size;
     const char* local_rank;
+    const char* local_size;  // null: the launcher has no such variable
 };
 
 }  // namespace
@@ -44,10 +45,10 @@ std::string launcher_name(Launcher launcher) {
 LaunchInfo detect_launch(const std::function<const char*(const char*)>& getenv) {
     const std::function<const char*(const char*)> lookup = getenv ? getenv : [](const char* name) { return std::getenv(name); };
     static constexpr Names kLaunchers[] = {
-        {Launcher::OpenMpi, "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"},
-        {Launcher::Pmi, "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"},
-        {Launcher::Slurm, "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"},
-        {Launcher::Torchrun, "RANK", "WORLD_SIZE", "LOCAL_RANK"},
+        {Launcher::OpenMpi, "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE"},
+        {Launcher::Pmi, "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"},
+        {Launcher::Slurm, "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", nullptr},
+        {Launcher::Torchrun, "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"},
     };
     for (const Names& names : kLaunchers) {
         const std::optional<long> rank = read_integer(lookup, names.rank);
@@ -61,6 +62,7 @@ LaunchInfo detect_launch(const std::function<const char*(const char*)>& getenv) 
         info.rank = static_cast<int>(*rank);
         info.world_size = static_cast<int>(*size);
         info.local_rank = static_cast<int>(read_integer(lookup, names.local_rank).value_or(0));
+        if (names.local_size != nullptr) info.local_size = static_cast<int>(read_integer(lookup, names.local_size).value_or(0));
         if (names.launcher == Launcher::Torchrun) {
             const char* addr = lookup("MASTER_ADDR");
             info.master_addr = addr != nullptr ? addr : "";

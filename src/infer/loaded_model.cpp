@@ -92,7 +92,7 @@ LoadedModel::LoadedModel(std::string path, gguf::File file)
     : path_(std::move(path)),
       file_(std::move(file)),
       decoder_(model::Decoder::from_gguf(file_)),
-      tokenizer_(text::Tokenizer::from_gguf(file_.metadata())) {
+      tokenizer_(text::Tokenizer::from_gguf(file_.metadata(), path_)) {
     const gguf::Metadata& metadata = file_.metadata();
     if (const auto vocab = static_cast<std::int64_t>(tokenizer_.vocab_size()); vocab > decoder_.config().vocab_size) {
         fail("{}: the tokenizer has {} tokens but the model's output layer only {}", path_, vocab,
@@ -107,6 +107,11 @@ LoadedModel::LoadedModel(std::string path, gguf::File file)
         } catch (const Error& error) {
             chat_template_problem_ = error.what();
         }
+    } else if (metadata.contains("general.architecture") && metadata.string("general.architecture") == "gemma3" &&
+               tokenizer_.find_token("<start_of_turn>") && tokenizer_.find_token("<end_of_turn>")) {
+        // A Gemma 3 GGUF converted without tokenizer_config.json (the published 270M Q4_K_M is one)
+        // carries no template; Gemma 3's instruction models all share the one Kindred renders.
+        chat_template_ = text::ChatTemplate::of(text::ChatFormat::Gemma3);
     }
 
     const auto add_stop_token = [this](std::int32_t id) {

@@ -74,7 +74,7 @@ private:
 enum class OutputType { F32, F16, BF16 };
 
 // Dequantizes `n` elements of `type` from device `src` (row_bytes(type, n) bytes) into device `dst`.
-// Supports F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, MXFP4; throws Error for other types, for
+// Supports F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, MXFP4; throws Error for other types, for
 // negative `n` or when `n` is not a whole number of blocks.
 void dequantize(DType type, const void* src, void* dst, OutputType out, std::int64_t n);
 

@@ -13,7 +13,7 @@ namespace kindred {
 
 // Dequantizes `n` consecutive elements of `type` from `src` (row_bytes(type, n) bytes) into
 // `dst`. Supports the types whose dtype_info(type).dequantizable is true: F32, F16, BF16,
-// Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, MXFP4. Throws Error for other types, for negative `n` or
+// Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, MXFP4. Throws Error for other types, for negative `n` or
 // when `n` is not a whole number of blocks. NaN inputs give NaN (payload bits unspecified).
 void dequantize_row(DType type, const void* src, float* dst, std::int64_t n);
 

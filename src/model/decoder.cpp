@@ -71,6 +71,7 @@ Decoder::Decoder(ModelConfig config, Weights weights, std::int64_t max_batch)
         rows.cos = take(head_dim / 2);
         rows.sin = take(head_dim / 2);
     }
+    positions_.resize(static_cast<std::size_t>(max_batch_));
 }
 
 Decoder::Layer Decoder::bind_layer(std::int64_t l) {
@@ -135,132 +136,186 @@ Decoder Decoder::from_checkpoint(const safetensors::Checkpoint& checkpoint, cons
     return Decoder(config, load_weights(checkpoint, config.architecture));
 }
 
-void Decoder::attach_adapter(const LoraAdapters* adapters) {
-    if (adapters != nullptr) {
-        if (adapters->layers() != config_.num_layers)
-            fail("{}: the adapter has {} layers, the model {}", weights_.source(), adapters->layers(), config_.num_layers);
-        // Every layer has the same shapes, so layer 0's bound matrices stand for all.
-        const Layer& first = layers_.front();
-        const kernels::Matrix* matrices[lora_module_count] = {&first.q, &first.k, &first.v, &first.o,
-                                                              &first.gate, &first.up, &first.down};
-        const char* names[lora_module_count] = {"q", "k", "v", "o", "gate", "up", "down"};
-        for (int m = 0; m < lora_module_count; ++m) {
-            const auto module = static_cast<LoraModule>(m);
-            const kernels::Matrix& w = *matrices[m];
-            if (adapters->targets(module) && (adapters->in_features(module) != w.cols || adapters->out_features(module) != w.rows))
-                fail("{}: the adapter's module {} maps {} -> {} features, the model's {} -> {}", weights_.source(), names[m],
-                     adapters->in_features(module), adapters->out_features(module), w.cols, w.rows);
-        }
-        adapter_xa_.assign(static_cast<std::size_t>(max_batch_ * adapters->config().rank), 0.0f);
-    } else {
-        adapter_xa_ = {};
+void Decoder::check_adapter(const LoraAdapters& adapters) const {
+    if (adapters.layers() != config_.num_layers)
+        fail("{}: the adapter has {} layers, the model {}", weights_.source(), adapters.layers(), config_.num_layers);
+    // Every layer has the same shapes, so layer 0's bound matrices stand for all.
+    const Layer& first = layers_.front();
+    const kernels::Matrix* matrices[lora_module_count] = {&first.q, &first.k, &first.v, &first.o,
+                                                          &first.gate, &first.up, &first.down};
+    const char* names[lora_module_count] = {"q", "k", "v", "o", "gate", "up", "down"};
+    for (int m = 0; m < lora_module_count; ++m) {
+        const auto module = static_cast<LoraModule>(m);
+        const kernels::Matrix& w = *matrices[m];
+        if (adapters.targets(module) && (adapters.in_features(module) != w.cols || adapters.out_features(module) != w.rows))
+            fail("{}: the adapter's module {} maps {} -> {} features, the model's {} -> {}", weights_.source(), names[m],
+                 adapters.in_features(module), adapters.out_features(module), w.cols, w.rows);
     }
+}
+
+void Decoder::attach_adapter(const LoraAdapters* adapters) {
+    if (adapters != nullptr) check_adapter(*adapters);
     adapter_ = adapters;
 }
 
-void Decoder::linear(float* y, const float* x, const kernels::Matrix& w, const float* bias, std::int64_t tokens,
-                     std::int64_t layer, LoraModule module) {
-    kernels::matmul_forward(y, x, w, bias, tokens);
-    if (adapter_ == nullptr || !adapter_->adapts(layer, module)) return;
-    kernels::LoraShape shape;
-    shape.tokens = tokens;
-    shape.in = w.cols;
-    shape.out = w.rows;
-    shape.rank = adapter_->config().rank;
-    shape.scale = adapter_->scale();
-    kernels::lora_forward(y, adapter_xa_.data(), x, adapter_->a(layer, module), adapter_->b(layer, module), shape);
+void Decoder::forward(std::span<const std::int32_t> tokens, KvCache& cache, std::span<float> logits, bool all_logits) {
+    const SequenceStep step{tokens, &cache, adapter_, all_logits ? LogitRows::Every : LogitRows::Last};
+    forward_batch({&step, 1}, logits);
 }
 
-void Decoder::forward(std::span<const std::int32_t> tokens, KvCache& cache, std::span<float> logits, bool all_logits) {
-    const auto count = static_cast<std::int64_t>(tokens.size());
+void Decoder::check_step(const SequenceStep& step) const {
+    const auto count = static_cast<std::int64_t>(step.tokens.size());
     const std::int64_t vocab = config_.vocab_size;
     if (count == 0) fail("decoder: forward needs at least one token");
+    if (step.cache == nullptr) fail("decoder: a sequence has no KV cache");
+    const KvCache& cache = *step.cache;
     if (!cache.fits(config_)) fail("decoder: the KV cache was shaped for another model");
-    const auto expected = static_cast<std::size_t>(all_logits ? count * vocab : vocab);
-    if (logits.size() != expected) fail("decoder: logits span holds {} floats, expected {}", logits.size(), expected);
     if (cache.size() + count > cache.capacity())
         fail("decoder: {} tokens after {} cached exceed the KV cache capacity of {}", count, cache.size(), cache.capacity());
     if (cache.size() + count > config_.context_length)
         fail("decoder: {} tokens after {} cached exceed the context length of {}", count, cache.size(), config_.context_length);
-    for (std::size_t i = 0; i < tokens.size(); ++i)
-        if (tokens[i] < 0 || tokens[i] >= vocab)
-            fail("decoder: token id {} at index {} is outside the vocabulary of {}", tokens[i], i, vocab);
-
-    for (std::int64_t begin = 0; begin < count; begin += max_batch_) {
-        const std::int64_t n = std::min(max_batch_, count - begin);
-        const bool last_chunk = begin + n == count;
-        float* out = all_logits ? logits.data() + begin * vocab : (last_chunk ? logits.data() : nullptr);
-        forward_chunk(tokens.subspan(static_cast<std::size_t>(begin), static_cast<std::size_t>(n)), cache, out, all_logits);
-    }
+    for (std::size_t i = 0; i < step.tokens.size(); ++i)
+        if (step.tokens[i] < 0 || step.tokens[i] >= vocab)
+            fail("decoder: token id {} at index {} is outside the vocabulary of {}", step.tokens[i], i, vocab);
+    if (step.adapter != nullptr) check_adapter(*step.adapter);
 }
 
-// Inference's side of the layer pieces: adapters without dropout, keys and values appended to
-// the KV cache, attention over everything cached.
+void Decoder::forward_batch(std::span<const SequenceStep> steps, std::span<float> logits) {
+    if (steps.empty()) fail("decoder: a batched forward needs at least one sequence");
+    const std::int64_t vocab = config_.vocab_size;
+    std::int64_t logit_rows = 0, rank = 0;
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        const SequenceStep& step = steps[i];
+        check_step(step);
+        for (std::size_t j = 0; j < i; ++j)
+            if (steps[j].cache == step.cache) fail("decoder: sequences {} and {} of a batch share one KV cache", j, i);
+        if (step.logits == LogitRows::Every) logit_rows += static_cast<std::int64_t>(step.tokens.size());
+        if (step.logits == LogitRows::Last) logit_rows += 1;
+        if (step.adapter != nullptr) rank = std::max<std::int64_t>(rank, step.adapter->config().rank);
+    }
+    if (logits.size() != static_cast<std::size_t>(logit_rows * vocab))
+        fail("decoder: logits span holds {} floats, expected {}", logits.size(), logit_rows * vocab);
+    if (adapter_xa_.size() < static_cast<std::size_t>(max_batch_ * rank))
+        adapter_xa_.resize(static_cast<std::size_t>(max_batch_ * rank));
+
+    // Fill passes of up to max_batch rows in the order of `steps`; a sequence that does not fit
+    // the room left goes on in the next pass, after its first part is in its cache.
+    float* out = logits.data();
+    pieces_.clear();
+    rows_ = 0;
+    for (const SequenceStep& step : steps) {
+        const auto count = static_cast<std::int64_t>(step.tokens.size());
+        for (std::int64_t first = 0; first < count;) {
+            const std::int64_t n = std::min(max_batch_ - rows_, count - first);
+            pieces_.push_back({&step, first, n, rows_, step.cache->size()});
+            rows_ += n;
+            first += n;
+            if (rows_ == max_batch_) {
+                out += forward_pass(out);
+                pieces_.clear();
+                rows_ = 0;
+            }
+        }
+    }
+    if (rows_ > 0) forward_pass(out);
+}
+
+// Inference's side of the layer pieces over a pass's pieces: each linear once over every row plus
+// each sequence's adapter term on its own rows, keys and values appended to each sequence's
+// cache, attention of its rows over its cache alone.
 class Decoder::Ops final : public LayerOps {
 public:
-    Ops(Decoder& decoder, KvCache& cache, const kernels::AttentionShape& shape)
-        : decoder_(decoder), cache_(cache), shape_(shape) {}
+    Ops(Decoder& decoder, const kernels::AttentionShape& shape) : decoder_(decoder), shape_(shape) {}
 
     // Inference never recomputes, so `base` is always true here.
     void linear(std::int64_t layer, LoraModule module, LayerActs&, float* y, const float* x, const kernels::Matrix& w,
                 const float* bias, bool) override {
-        decoder_.linear(y, x, w, bias, shape_.tokens, layer, module);
+        kernels::matmul_forward(y, x, w, bias, decoder_.rows_);
+        // One call per piece, even for neighbours on one adapter: the term then sums in the order
+        // it does alone, and its few products (rank columns) gain nothing from more rows.
+        for (const Piece& piece : decoder_.pieces_) {
+            const LoraAdapters* adapter = piece.step->adapter;
+            if (adapter == nullptr || !adapter->adapts(layer, module)) continue;
+            kernels::LoraShape shape;
+            shape.tokens = piece.count;
+            shape.in = w.cols;
+            shape.out = w.rows;
+            shape.rank = adapter->config().rank;
+            shape.scale = adapter->scale();
+            kernels::lora_forward(y + piece.row * w.rows, decoder_.adapter_xa_.data(), x + piece.row * w.cols,
+                                  adapter->a(layer, module), adapter->b(layer, module), shape);
+        }
     }
 
     void attend(std::int64_t layer, const LayerSpec& spec, LayerActs& s) override {
-        const std::int64_t head_dim = shape_.head_dim, kv_dim = shape_.kv_heads * head_dim;
-        float* keys = cache_.keys(layer);
-        float* values = cache_.values(layer);
+        const std::int64_t head_dim = shape_.head_dim, kv_dim = shape_.kv_heads * head_dim, q_dim = shape_.heads * head_dim;
         const auto row_bytes = static_cast<std::size_t>(head_dim) * sizeof(float);
-        for (std::int64_t t = 0; t < shape_.tokens; ++t)
-            for (std::int64_t g = 0; g < shape_.kv_heads; ++g) {
-                const std::int64_t at = g * shape_.kv_head_stride + (shape_.past + t) * head_dim;
-                std::memcpy(keys + at, s.k + t * kv_dim + g * head_dim, row_bytes);
-                std::memcpy(values + at, s.v + t * kv_dim + g * head_dim, row_bytes);
-            }
-        kernels::AttentionShape shape = shape_;
-        shape.window = spec.attention.window;
-        kernels::attention_forward(s.att, s.q, keys, values, shape);
+        for (const Piece& piece : decoder_.pieces_) {
+            KvCache& cache = *piece.step->cache;
+            float* keys = cache.keys(layer);
+            float* values = cache.values(layer);
+            for (std::int64_t t = 0; t < piece.count; ++t)
+                for (std::int64_t g = 0; g < shape_.kv_heads; ++g) {
+                    const std::int64_t at = g * cache.head_stride() + (piece.past + t) * head_dim;
+                    const std::int64_t from = (piece.row + t) * kv_dim + g * head_dim;
+                    std::memcpy(keys + at, s.k + from, row_bytes);
+                    std::memcpy(values + at, s.v + from, row_bytes);
+                }
+            kernels::AttentionShape shape = shape_;
+            shape.tokens = piece.count;
+            shape.past = piece.past;
+            shape.kv_head_stride = cache.head_stride();
+            shape.window = spec.attention.window;
+            kernels::attention_forward(s.att + piece.row * q_dim, s.q + piece.row * q_dim, keys, values, shape);
+        }
     }
 
 private:
     Decoder& decoder_;
-    KvCache& cache_;
     kernels::AttentionShape shape_;
 };
 
-void Decoder::forward_chunk(std::span<const std::int32_t> tokens, KvCache& cache, float* logits, bool all_logits) {
-    const auto T = static_cast<std::int64_t>(tokens.size());
-    const std::int64_t past = cache.size();
+std::int64_t Decoder::forward_pass(float* logits) {
+    const std::int64_t T = rows_;
     const LayerShape& shape = spec_.shape;
     const std::int64_t hidden = shape.hidden;
 
-    embed_tokens(spec_, embedding_, tokens.data(), T, act_.x);
-    fill_rope_rows(spec_, act_.rope, past, nullptr, T);
+    for (const Piece& piece : pieces_) {
+        embed_tokens(spec_, embedding_, piece.step->tokens.data() + piece.first, piece.count, act_.x + piece.row * hidden);
+        for (std::int64_t t = 0; t < piece.count; ++t)
+            positions_[static_cast<std::size_t>(piece.row + t)] = static_cast<std::int32_t>(piece.past + t);
+    }
+    fill_rope_rows(spec_, act_.rope, 0, positions_.data(), T);
 
     kernels::AttentionShape attention;
-    attention.tokens = T;
-    attention.past = past;
     attention.heads = shape.heads;
     attention.kv_heads = shape.kv_heads;
     attention.head_dim = shape.head_dim;
-    attention.kv_head_stride = cache.head_stride();
     attention.scale = spec_.attention_scale;
-    Ops ops(*this, cache, attention);
+    Ops ops(*this, attention);
     for (std::size_t l = 0; l < layers_.size(); ++l)
         layer_forward(shape, spec_.layers[l], layers_[l], act_.rope, ops, static_cast<std::int64_t>(l), T, act_.layer,
                       act_.x, act_.x);
-    cache.advance(T);
+    for (const Piece& piece : pieces_) piece.step->cache->advance(piece.count);
 
-    if (logits == nullptr) return;
     // Only the rows whose logits are wanted go through the final norm and the vocabulary product.
-    const std::int64_t first = all_logits ? 0 : T - 1;
-    const std::int64_t rows = T - first;
     float* normed = act_.layer.n1;
-    kernels::rmsnorm_forward(normed, nullptr, act_.x + first * hidden, output_norm_, rows, hidden, shape.norm_eps,
-                             shape.norm_weight_offset);
+    std::int64_t rows = 0;
+    for (const Piece& piece : pieces_) {
+        const SequenceStep& step = *piece.step;
+        const bool ends_step = piece.first + piece.count == static_cast<std::int64_t>(step.tokens.size());
+        std::int64_t first = piece.count, wanted = 0;
+        if (step.logits == LogitRows::Every) first = 0, wanted = piece.count;
+        if (step.logits == LogitRows::Last && ends_step) first = piece.count - 1, wanted = 1;
+        if (wanted == 0) continue;
+        kernels::rmsnorm_forward(normed + rows * hidden, nullptr, act_.x + (piece.row + first) * hidden, output_norm_,
+                                 wanted, hidden, shape.norm_eps, shape.norm_weight_offset);
+        rows += wanted;
+    }
+    if (rows == 0) return 0;
     kernels::matmul_forward(logits, normed, output_, nullptr, rows);
     soft_cap_logits(spec_, logits, rows * config_.vocab_size);
+    return rows * config_.vocab_size;
 }
 
 }  // namespace kindred::model

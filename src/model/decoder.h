@@ -11,8 +11,14 @@
 //
 // LoRA at inference: attach_adapter() adds scale · (x Aᵀ) Bᵀ to every targeted linear's output
 // (kernels/lora.h, no dropout), leaving the base weights untouched so one mapped model can serve
-// with or without an adapter. Its buffer is planned once at attach; without an adapter the
-// forward pass is exactly the base model's.
+// with or without an adapter. Without an adapter the forward pass is exactly the base model's.
+//
+// Batched sequences (forward_batch, what `kindred serve` runs each step): the rows of several
+// sequences, each with its own KV cache, positions and adapter (or none), go through one pass.
+// Every product against the frozen weights runs once over all rows, so a step reads the weights
+// once however many sequences it advances; embedding, RoPE positions, attention over the
+// sequence's own cache and the LoRA term run per sequence's rows. forward() is forward_batch of
+// one sequence with the attached adapter.
 #pragma once
 
 #include <cstdint>
@@ -78,6 +84,24 @@ public:
     // span has the wrong size, or the cache would exceed its capacity or the context.
     void forward(std::span<const std::int32_t> tokens, KvCache& cache, std::span<float> logits, bool all_logits = false);
 
+    // One sequence's part of forward_batch: `tokens` appended to `cache` with `adapter` (null =
+    // the base model, whatever is attached), and which of its rows' logits come back.
+    enum class LogitRows { None, Last, Every };
+    struct SequenceStep {
+        std::span<const std::int32_t> tokens;
+        KvCache* cache = nullptr;
+        const LoraAdapters* adapter = nullptr;
+        LogitRows logits = LogitRows::Last;
+    };
+    // Advances every sequence of `steps` in passes of up to max_batch rows (one pass when their
+    // tokens fit; a sequence longer than the room left continues in the next pass). `logits`
+    // receives, in the order of `steps`, the rows each asks for: vocab floats for Last,
+    // tokens.size() * vocab for Every, none for None. Each sequence's logits equal what forward()
+    // gives it alone up to the products' summation order, which may depend on how many rows a pass
+    // holds (tests/model/test_decoder_batch.cpp). Throws Error, leaving every cache unchanged, for
+    // what forward() refuses, an adapter attach_adapter() would refuse, or two steps on one cache.
+    void forward_batch(std::span<const SequenceStep> steps, std::span<float> logits);
+
     // The bound tensors, for passes other than inference (model/trainable_decoder.h runs its own
     // training forward and backward over them).
     using Layer = LayerWeights;
@@ -103,13 +127,22 @@ private:
         std::vector<RopeRows> rope;  // per rotary table
     };
 
+    // A run of one sequence's tokens in a pass: steps[step].tokens[first, first + count) at rows
+    // [row, row + count) of the activations, positions past, past + 1, ….
+    struct Piece {
+        const SequenceStep* step = nullptr;
+        std::int64_t first = 0, count = 0, row = 0, past = 0;
+    };
+
     kernels::Matrix bind_matrix(const std::string& name, std::int64_t rows, std::int64_t cols) const;
     const float* bind_vector(const std::string& name, std::int64_t size);
     Layer bind_layer(std::int64_t layer);
-    // matmul_forward plus, when an adapter targets `module`, its low-rank term.
-    void linear(float* y, const float* x, const kernels::Matrix& w, const float* bias, std::int64_t tokens,
-                std::int64_t layer, LoraModule module);
-    void forward_chunk(std::span<const std::int32_t> tokens, KvCache& cache, float* logits, bool all_logits);
+    // Throws Error when `adapters` do not fit this model's layers and linears.
+    void check_adapter(const LoraAdapters& adapters) const;
+    void check_step(const SequenceStep& step) const;
+    // Runs pieces_ (rows_ rows) and writes the logits they ask for from `logits` on; returns the
+    // floats written.
+    std::int64_t forward_pass(float* logits);
 
     ModelConfig config_;
     Weights weights_;
@@ -122,7 +155,10 @@ private:
     std::unique_ptr<float[]> arena_;
     Activations act_{};
     const LoraAdapters* adapter_ = nullptr;
-    std::vector<float> adapter_xa_;  // x · Aᵀ for max_batch tokens [T x rank]
+    std::vector<float> adapter_xa_;         // x · Aᵀ for max_batch tokens [T x rank], grown to the largest rank seen
+    std::vector<std::int32_t> positions_;   // every row's position in its sequence [max_batch]
+    std::vector<Piece> pieces_;             // the pass being run
+    std::int64_t rows_ = 0;                 // its rows
 };
 
 }  // namespace kindred::model

@@ -115,6 +115,12 @@ public:
     // first layer (the layers below it must be frozen for the result to be reusable).
     std::span<const float> residual_entering(const TrainBatch& batch, std::int64_t layer);
 
+    // Training forwards made so far: the dropout stream's position. A data-parallel rank that runs
+    // only some rows of a step sets it to each row's index in the one-process order first, so every
+    // row draws the mask it would draw in a one-process run.
+    std::uint64_t training_forwards() const { return step_; }
+    void set_training_forwards(std::uint64_t count) { step_ = count; }
+
     bool checkpointing() const { return checkpoint_; }
     kernels::Precision precision() const { return precision_; }
     std::int64_t max_tokens() const { return max_tokens_; }

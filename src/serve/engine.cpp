@@ -66,10 +66,9 @@ void Channel::finish(infer::GenerationResult result, std::string error) {
 // ---- Engine ----
 
 struct Engine::Slot {
-    Slot(const ModelConfig& config, std::int64_t context, std::size_t row) : cache(config, context), index(row) {}
+    Slot(const ModelConfig& config, std::int64_t context) : cache(config, context) {}
 
     model::KvCache cache;
-    std::size_t index;                  // its row of logits_
     std::shared_ptr<Channel> channel;   // null while the slot is free
     Job job;
     std::optional<infer::Continuation> continuation;
@@ -100,32 +99,13 @@ EngineOptions checked_options(EngineOptions options, const ModelConfig& config) 
     return options;
 }
 
-// One sequence's part of a forward: `tokens` appended to `cache` with `adapter`; the last token's
-// logits go to `logits` unless it is empty.
-struct SequenceStep {
-    std::span<const std::int32_t> tokens;
-    model::KvCache* cache = nullptr;
-    const model::LoraAdapters* adapter = nullptr;
-    std::span<float> logits;
-};
-
-// Runs the steps one sequence at a time, switching the decoder's adapter for each.
-void forward_sequences(model::Decoder& decoder, std::span<const SequenceStep> steps, std::vector<float>& scratch) {
-    const model::Decoder::AdapterDetached restore(decoder);
-    scratch.resize(static_cast<std::size_t>(decoder.config().vocab_size));
-    for (const SequenceStep& step : steps) {
-        decoder.attach_adapter(step.adapter);
-        decoder.forward(step.tokens, *step.cache, step.logits.empty() ? std::span<float>(scratch) : step.logits);
-    }
-}
-
 }  // namespace
 
 Engine::Engine(model::Decoder& decoder, const text::Tokenizer& tokenizer, EngineOptions options)
     : decoder_(decoder), tokenizer_(tokenizer), options_(checked_options(options, decoder.config())) {
     const ModelConfig& config = decoder_.config();
     for (std::int64_t i = 0; i < options_.slots; ++i)
-        slots_.push_back(std::make_unique<Slot>(config, options_.context, static_cast<std::size_t>(i)));
+        slots_.push_back(std::make_unique<Slot>(config, options_.context));
     logits_.resize(static_cast<std::size_t>(options_.slots * config.vocab_size));
     worker_ = std::thread([this] { run(); });
 }
@@ -246,13 +226,14 @@ void Engine::step() {
     std::sort(prefilling.begin(), prefilling.end(), [](const Slot* a, const Slot* b) { return a->order < b->order; });
 
     // One forward: every decoding sequence's next token, then prompt chunks in the budget left.
-    std::vector<SequenceStep> steps;
+    // Logits come back in step order for the steps that ask for them (a prompt's last chunk, every
+    // decode), one row of logits_ each.
+    using Step = model::Decoder::SequenceStep;
+    using LogitRows = model::Decoder::LogitRows;
+    std::vector<Step> steps;
     std::vector<Slot*> owners;
-    const auto logits_row = [&](const Slot& slot) {
-        return std::span<float>(logits_).subspan(slot.index * vocab, vocab);
-    };
     for (Slot* slot : decoding) {
-        steps.push_back({std::span<const std::int32_t>(&*slot->next, 1), &slot->cache, slot->job.adapter, logits_row(*slot)});
+        steps.push_back({std::span<const std::int32_t>(&*slot->next, 1), &slot->cache, slot->job.adapter, LogitRows::Last});
         owners.push_back(slot);
     }
     std::int64_t budget = options_.batch_tokens - static_cast<std::int64_t>(decoding.size());
@@ -263,19 +244,22 @@ void Engine::step() {
         budget -= n;
         const auto tokens = std::span<const std::int32_t>(slot->job.prompt).subspan(static_cast<std::size_t>(slot->prefilled),
                                                                                     static_cast<std::size_t>(n));
-        steps.push_back({tokens, &slot->cache, slot->job.adapter, n == left ? logits_row(*slot) : std::span<float>()});
+        steps.push_back({tokens, &slot->cache, slot->job.adapter, n == left ? LogitRows::Last : LogitRows::None});
         owners.push_back(slot);
     }
     if (steps.empty()) return;
+    const auto logit_rows = static_cast<std::size_t>(
+        std::count_if(steps.begin(), steps.end(), [](const Step& step) { return step.logits == LogitRows::Last; }));
 
     try {
-        forward_sequences(decoder_, steps, scratch_);
+        decoder_.forward_batch(steps, std::span<float>(logits_).first(logit_rows * vocab));
     } catch (const Error& error) {
         fmt::print(stderr, "kindred serve: a forward failed: {}\n", error.what());
         for (Slot* slot : owners) release(*slot, error.what());
         return;
     }
 
+    std::size_t row = 0;
     for (std::size_t i = 0; i < steps.size(); ++i) {
         Slot& slot = *owners[i];
         if (slot.next) {
@@ -283,11 +267,12 @@ void Engine::step() {
         } else {
             slot.prefilled += static_cast<std::int64_t>(steps[i].tokens.size());
         }
-        if (steps[i].logits.empty()) continue;
+        if (steps[i].logits == LogitRows::None) continue;
+        const auto logits = std::span<const float>(logits_).subspan(row++ * vocab, vocab);
         Channel& channel = *slot.channel;
         const bool context_full = slot.cache.size() >= options_.context;
         try {
-            slot.next = slot.continuation->step(steps[i].logits, context_full,
+            slot.next = slot.continuation->step(logits, context_full,
                                                 [&](std::string_view text) { channel.append(text); });
         } catch (const Error& error) {
             release(slot, error.what());

@@ -4,9 +4,10 @@
 // One worker thread owns the model. Every step it (1) admits queued jobs into free slots, (2)
 // builds one batch: the next token of every decoding sequence plus, in the token budget left,
 // the next chunk of the prompts still being prefilled (oldest first), (3) runs it as one forward
-// over all of them, each sequence with its own cache, positions and adapter, and (4) samples each
-// sequence whose logits came back (infer::Continuation, the same loop `kindred generate` runs),
-// handing its text to the request's Channel. A sequence that ends, or whose client left
+// over all of them (Decoder::forward_batch: the weights are read once per step), each sequence
+// with its own cache, positions and adapter, and (4) samples each sequence whose logits came back
+// (infer::Continuation, the same loop `kindred generate` runs), handing its text to the request's
+// Channel. A sequence that ends, or whose client left
 // (Channel::cancel), frees its slot at once and a queued job takes it the next step. The worker
 // never waits on a client: text goes into the channel's buffer and the HTTP thread writes it at
 // the client's pace, so a slow or vanished client holds nobody up.
@@ -117,8 +118,7 @@ private:
     const text::Tokenizer& tokenizer_;
     EngineOptions options_;
     std::vector<std::unique_ptr<Slot>> slots_;
-    std::vector<float> logits_;  // [slots x vocab]
-    std::vector<float> scratch_;  // logits nobody reads (prompt chunks before the last)
+    std::vector<float> logits_;  // [slots x vocab]: one row per sequence whose logits a step asks for
 
     mutable std::mutex mutex_;
     std::condition_variable work_;  // a job arrived, or draining began

@@ -261,8 +261,9 @@ GenerationRequest parse_request(std::string_view body, Endpoint endpoint, const 
     if (max_tokens && max_completion_tokens && *max_tokens != *max_completion_tokens)
         bad_request("max_completion_tokens", "'max_tokens' ({}) and 'max_completion_tokens' ({}) disagree", *max_tokens,
                     *max_completion_tokens);
-    // Above the server's limit a request is capped, as llama-server caps it (harnesses send budgets
-    // like 12000 whatever the model); the reply's finish_reason "length" and usage say so.
+    // Above the server's limit a budget is lowered to it, not refused: harnesses send budgets like
+    // 12000 whatever the model, and llama-server accepts them too (it stops at its slot's context).
+    // The reply's finish_reason "length" and usage show where it stopped.
     request.max_tokens = std::min(max_completion_tokens.value_or(max_tokens.value_or(limits.max_tokens)), limits.max_tokens);
     if (request.include_usage && !request.stream)
         bad_request("stream_options", "'stream_options' is only allowed when 'stream' is true");

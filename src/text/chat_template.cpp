@@ -261,6 +261,36 @@ RenderedChat render_llama3(std::span<const ChatMessage> messages, bool add_gener
     return out.finish();
 }
 
+RenderedChat render_gemma3(std::span<const ChatMessage> messages, bool add_generation_prompt) {
+    ChatWriter out;
+    out.add("<bos>");
+    const bool system_first = messages.front().role == "system";
+    const std::span<const ChatMessage> turns = messages.subspan(system_first ? 1 : 0);
+    for (std::size_t i = 0; i < turns.size(); ++i) {
+        const ChatMessage& m = turns[i];
+        if ((m.role == "user") != (i % 2 == 0)) {
+            fail("chat template Gemma 3: message {} ({}): conversation roles must alternate user/assistant/user/"
+                 "assistant/... after an optional first system message",
+                 i + (system_first ? 1 : 0), m.role);
+        }
+        const bool assistant = m.role == "assistant";
+        out.add("<start_of_turn>");
+        out.add(assistant ? std::string_view("model") : std::string_view(m.role));
+        out.add("\n");
+        if (i == 0 && system_first) {
+            out.content(messages.front().content);
+            out.add("\n\n");
+        }
+        if (assistant) out.open_span();
+        out.content(python_strip(m.content));
+        out.add("<end_of_turn>");
+        if (assistant) out.close_span();
+        out.add("\n");
+    }
+    if (add_generation_prompt) out.add("<start_of_turn>model\n");
+    return out.finish();
+}
+
 // Distinctive literal fragments of each family's template (string literals, not Jinja syntax,
 // so whitespace-control variants still match). `absent` rules out near relatives that render
 // differently: Llama 3.1+ (knowledge date, ipython tools), other ChatML models.
@@ -285,6 +315,10 @@ const std::vector<Signature>& signatures() {
         {ChatFormat::Llama3,
          {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "bos_token", "trim"},
          {"Cutting Knowledge Date", "ipython", "<|python_tag|>", "tools", "<think>"}},
+        {ChatFormat::Gemma3,
+         {"<start_of_turn>", "<end_of_turn>", "first_user_prefix", "model", "bos_token", "trim",
+          "Conversation roles must alternate"},
+         {"tools", "<think>"}},
     };
     return all;
 }
@@ -316,8 +350,8 @@ ChatTemplate ChatTemplate::detect(std::string_view template_source, std::string_
     }
     if (matches.size() != 1) {
         fail("model '{}': its chat template ({} bytes) is not one Kindred renders; supported families: SmolLM2 "
-             "(ChatML with SmolLM's default system prompt), Qwen3 (non-thinking mode), gpt-oss (harmony) and Llama 3 "
-             "(Meta-Llama-3-Instruct)",
+             "(ChatML with SmolLM's default system prompt), Qwen3 (non-thinking mode), gpt-oss (harmony), Llama 3 "
+             "(Meta-Llama-3-Instruct) and Gemma 3",
              model_name, template_source.size());
     }
     return ChatTemplate(matches.front());
@@ -328,7 +362,8 @@ ChatTemplate ChatTemplate::of(ChatFormat format) {
         case ChatFormat::SmolLM2:
         case ChatFormat::Qwen3:
         case ChatFormat::GptOss:
-        case ChatFormat::Llama3: return ChatTemplate(format);
+        case ChatFormat::Llama3:
+        case ChatFormat::Gemma3: return ChatTemplate(format);
     }
     fail("chat template: unknown ChatFormat value {}", static_cast<int>(format));
 }
@@ -339,6 +374,7 @@ std::string_view ChatTemplate::name() const {
         case ChatFormat::Qwen3: return "Qwen3";
         case ChatFormat::GptOss: return "gpt-oss";
         case ChatFormat::Llama3: return "Llama 3";
+        case ChatFormat::Gemma3: return "Gemma 3";
     }
     return "unknown";
 }
@@ -351,6 +387,7 @@ RenderedChat ChatTemplate::render(std::span<const ChatMessage> messages, bool ad
         case ChatFormat::Qwen3: return render_qwen3(messages, add_generation_prompt);
         case ChatFormat::GptOss: return render_gpt_oss(messages, add_generation_prompt, options);
         case ChatFormat::Llama3: return render_llama3(messages, add_generation_prompt);
+        case ChatFormat::Gemma3: return render_gemma3(messages, add_generation_prompt);
     }
     fail("chat template: unknown ChatFormat value {}", static_cast<int>(format_));
 }
@@ -361,6 +398,7 @@ std::vector<std::string> ChatTemplate::stop_strings() const {
         case ChatFormat::Qwen3: return {"<|im_end|>", "<|endoftext|>"};
         case ChatFormat::GptOss: return {"<|return|>", "<|call|>", "<|endoftext|>"};
         case ChatFormat::Llama3: return {"<|eot_id|>", "<|end_of_text|>"};
+        case ChatFormat::Gemma3: return {"<end_of_turn>", "<eos>"};
     }
     return {};
 }

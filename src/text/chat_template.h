@@ -19,6 +19,12 @@
 //     content or thinking is an Error, as in the template.
 //   - Llama3: Meta-Llama-3-8B-Instruct: <|begin_of_text|>, "<|start_header_id|>role<|end_header_id|>\n\n",
 //     content stripped of Unicode whitespace exactly like Python's str.strip(), then <|eot_id|>.
+//   - Gemma3: Gemma 3 instruction-tuned models: <bos>, then "<start_of_turn>role\n" + content stripped
+//     like Python's str.strip() + "<end_of_turn>\n" per message, the assistant's role written
+//     "model"; a leading system message is no turn of its own: its (unstripped) content + "\n\n"
+//     opens the first turn's text. After it, roles must alternate user, assistant, user, ... (Error
+//     otherwise, as the template raises); any role but user may stand at an odd position and is
+//     written as given. Generation prompt "<start_of_turn>model\n".
 // `thinking` is read by Qwen3 and GptOss only; an empty `thinking` means none was given.
 // The goldens (tools/goldens/chat_templates.py -> tests/goldens/chat_templates/) pin all of this.
 //
@@ -35,6 +41,7 @@
 //     "<|end|>" or "<|return|>" (with its analysis message in front when one is rendered, which
 //     includes the "<|start|>assistant" between the two messages: the model emits that too).
 //   - Llama3: trimmed content + "<|eot_id|>".
+//   - Gemma3: trimmed content + "<end_of_turn>".
 // assistant_token_mask marks the tokens whose byte span lies entirely inside an assistant span;
 // a token straddling a span edge (possible only when content starts or ends with text that merges
 // with the surrounding markup) is left out, unlike transformers, which would include it.
@@ -58,7 +65,7 @@ struct ChatMessage {
     std::string thinking;  // gpt-oss analysis / Qwen3 reasoning; empty = none
 };
 
-enum class ChatFormat { SmolLM2, Qwen3, GptOss, Llama3 };
+enum class ChatFormat { SmolLM2, Qwen3, GptOss, Llama3, Gemma3 };
 
 struct RenderedChat {
     std::string text;
@@ -96,6 +103,10 @@ public:
 
     // End-of-turn markers generation stops at (the family's generation_config eos tokens).
     std::vector<std::string> stop_strings() const;
+
+    // Whether the conversation after an optional first system message must open with a user turn
+    // and alternate (Gemma 3; render refuses anything else, as the template does).
+    bool requires_user_first() const { return format_ == ChatFormat::Gemma3; }
 
 private:
     explicit ChatTemplate(ChatFormat format) : format_(format) {}

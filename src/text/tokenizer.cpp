@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
+#include <limits>
 #include <unordered_map>
 #include <variant>
 
@@ -13,6 +15,7 @@
 #include "formats/gguf.h"
 #include "text/bpe.h"
 #include "text/pretokenizer.h"
+#include "text/sentencepiece_bpe.h"
 #include "text/unicode.h"
 
 namespace kindred::text {
@@ -23,6 +26,8 @@ namespace {
 constexpr std::int64_t kMaxVocabulary = 1 << 24;
 // Unused ids tolerated beyond one per given token, so that small vocabularies may reserve ids too.
 constexpr std::uint64_t kUnusedIdSlack = 1024;
+// SentencePiece's "▁" (U+2581), which stands for a space in its pieces.
+constexpr std::string_view kSpacePiece = "\xE2\x96\x81";
 
 struct AddedToken {
     std::string content;
@@ -97,10 +102,13 @@ struct SpecialScope {
 struct Tokenizer::Impl {
     // Per-call state of one encode: the BPE session (word cache) and reusable buffers.
     struct EncodeState {
-        explicit EncodeState(const BpeModel& model) : session(model) {}
-        BpeModel::Session session;
+        explicit EncodeState(const BpeModel* model) {
+            if (model != nullptr) session.emplace(*model);
+        }
+        std::optional<BpeModel::Session> session;  // byte-level BPE only
         PreTokenizer::Scratch scratch;
         std::vector<ByteRange> words;
+        std::vector<std::uint32_t> lengths;  // SentencePiece: bytes per id
     };
 
     std::string source;
@@ -117,7 +125,8 @@ struct Tokenizer::Impl {
     std::string normalizer_name = "none";
     PreTokenizer pre_tokenizer;
     std::string pre_tokenizer_name;
-    std::unique_ptr<BpeModel> bpe;
+    std::unique_ptr<BpeModel> bpe;                   // byte-level BPE (tokenizer.ggml.model "gpt2", tokenizer.json)
+    std::unique_ptr<SentencePieceBpe> sentencepiece; // or SentencePiece BPE (tokenizer.ggml.model "llama")
     std::optional<std::int32_t> bos;
     std::optional<std::int32_t> eos;
     std::string chat_template;
@@ -137,6 +146,8 @@ struct Tokenizer::Impl {
                       EncodeState& state, Encoding& out) const;
     void encode_words(std::string_view text, std::size_t begin, std::size_t end, const NormalizedText* map,
                       EncodeState& state, Encoding& out) const;
+    void encode_pieces(std::string_view text, std::size_t begin, std::size_t end, EncodeState& state,
+                       Encoding& out) const;
 };
 
 namespace {
@@ -159,8 +170,11 @@ std::pair<std::string, std::string> split_merge(const std::string& text, const s
     return {text.substr(0, space), text.substr(space + 1)};
 }
 
-std::shared_ptr<Tokenizer::Impl> build(Spec spec, std::unique_ptr<Tokenizer::Impl> impl) {
-    impl->source = spec.source;
+// The id tables both tokenizer kinds share: texts, special flags, text -> id (added tokens win).
+// Returns, per id, whether an added token holds it; `present` tells which ids some entry names.
+std::vector<std::uint8_t> fill_vocabulary(const Spec& spec, Tokenizer::Impl& impl, BpeModel::WordMap& model_ids,
+                                          std::vector<std::uint8_t>& present) {
+    impl.source = spec.source;
     std::int64_t size = 0;
     for (const auto& [text, id] : spec.vocab) size = std::max<std::int64_t>(size, std::int64_t{id} + 1);
     for (const AddedToken& token : spec.added) size = std::max<std::int64_t>(size, std::int64_t{token.id} + 1);
@@ -175,18 +189,17 @@ std::shared_ptr<Tokenizer::Impl> build(Spec spec, std::unique_ptr<Tokenizer::Imp
              size - 1, entries);
     }
     const auto count = static_cast<std::size_t>(size);
-    impl->texts.assign(count, {});
-    std::vector<std::uint8_t> present(count, 0);  // ids some entry names; the rest stay unused
-    impl->special.assign(count, 0);
+    impl.texts.assign(count, {});
+    present.assign(count, 0);  // ids some entry names; the rest stay unused
+    impl.special.assign(count, 0);
 
-    BpeModel::WordMap model_ids;
     model_ids.reserve(spec.vocab.size());
     for (auto& [text, id] : spec.vocab) {
         if (id < 0) fail("{}: token '{}' has negative id {}", spec.source, text, id);
         const auto index = static_cast<std::size_t>(id);
-        if (present[index] != 0) fail("{}: id {} is given to both '{}' and '{}'", spec.source, id, impl->texts[index], text);
+        if (present[index] != 0) fail("{}: id {} is given to both '{}' and '{}'", spec.source, id, impl.texts[index], text);
         present[index] = 1;
-        impl->texts[index] = text;
+        impl.texts[index] = text;
         model_ids.emplace(text, id);
     }
     std::vector<std::uint8_t> is_added(count, 0);
@@ -194,16 +207,34 @@ std::shared_ptr<Tokenizer::Impl> build(Spec spec, std::unique_ptr<Tokenizer::Imp
         if (token.id < 0) fail("{}: added token '{}' has negative id {}", spec.source, token.content, token.id);
         if (token.content.empty()) fail("{}: added token {} has empty content", spec.source, token.id);
         const auto index = static_cast<std::size_t>(token.id);
-        if (present[index] != 0 && impl->texts[index] != token.content) {
-            fail("{}: id {} is given to both '{}' and added token '{}'", spec.source, token.id, impl->texts[index], token.content);
+        if (present[index] != 0 && impl.texts[index] != token.content) {
+            fail("{}: id {} is given to both '{}' and added token '{}'", spec.source, token.id, impl.texts[index], token.content);
         }
         present[index] = 1;
-        impl->texts[index] = token.content;
-        impl->special[index] = token.special ? 1 : 0;
+        impl.texts[index] = token.content;
+        impl.special[index] = token.special ? 1 : 0;
         is_added[index] = 1;
     }
-    impl->text_to_id = model_ids;
-    for (const AddedToken& token : spec.added) impl->text_to_id[token.content] = token.id;
+    impl.text_to_id = model_ids;
+    for (const AddedToken& token : spec.added) impl.text_to_id[token.content] = token.id;
+    return is_added;
+}
+
+// Added tokens go to the matcher of the text they are found in: HF matches normalized tokens after
+// the normalizer has run, the others before it.
+void register_added(std::vector<AddedToken> added, Tokenizer::Impl& impl) {
+    impl.added = std::move(added);
+    for (const AddedToken& token : impl.added) {
+        (token.normalized ? impl.normalized_matcher : impl.raw_matcher).add(&token);
+        impl.has_normalized_tokens = impl.has_normalized_tokens || token.normalized;
+    }
+}
+
+std::shared_ptr<Tokenizer::Impl> build(Spec spec, std::unique_ptr<Tokenizer::Impl> impl) {
+    BpeModel::WordMap model_ids;
+    std::vector<std::uint8_t> present;
+    const std::vector<std::uint8_t> is_added = fill_vocabulary(spec, *impl, model_ids, present);
+    const std::size_t count = impl->texts.size();
 
     // Decoded bytes: model tokens through GPT-2's byte table; added tokens are literal text.
     // A model token with a character outside the table decodes to its own UTF-8, as HF's
@@ -269,12 +300,7 @@ std::shared_ptr<Tokenizer::Impl> build(Spec spec, std::unique_ptr<Tokenizer::Imp
     impl->bpe = std::make_unique<BpeModel>(std::move(byte_ids), std::move(lengths), std::move(merges),
                                            spec.ignore_merges, std::move(whole_words));
 
-    impl->added = std::move(spec.added);
-    for (const AddedToken& token : impl->added) {
-        // HF matches normalized tokens after the normalizer has run, the others before it.
-        (token.normalized ? impl->normalized_matcher : impl->raw_matcher).add(&token);
-        impl->has_normalized_tokens = impl->has_normalized_tokens || token.normalized;
-    }
+    register_added(std::move(spec.added), *impl);
     return std::shared_ptr<Tokenizer::Impl>(std::move(impl));
 }
 
@@ -554,12 +580,159 @@ Tokenizer Tokenizer::from_hf_json(std::string_view tokenizer_json, std::optional
     return Tokenizer(load_hf_checked(root, name, &config, config_name));
 }
 
-Tokenizer Tokenizer::from_gguf(const gguf::Metadata& metadata) {
-    const std::string model = metadata.string("tokenizer.ggml.model");
-    if (model != "gpt2") {
-        fail("GGUF tokenizer.ggml.model '{}' is not supported (only 'gpt2', byte-level BPE)", model);
+namespace {
+
+// llama.cpp's token types (tokenizer.ggml.token_type).
+enum GgufTokenType : std::int64_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
+
+std::vector<std::int64_t> gguf_token_types(const gguf::Metadata& metadata, std::size_t count, const std::string& where) {
+    const gguf::Array& array = metadata.array("tokenizer.ggml.token_type");
+    if (array.items.size() != count) {
+        fail("{} tokenizer.ggml.token_type has {} entries for {} tokens", where, array.items.size(), count);
     }
-    auto impl = std::make_unique<Impl>();
+    std::vector<std::int64_t> types(count);
+    for (std::size_t i = 0; i < count; ++i) types[i] = value_as_integer(array.items[i], where + " tokenizer.ggml.token_type");
+    return types;
+}
+
+// The byte a SentencePiece byte piece stands for: "<0x0A>" -> 10; -1 when the text is not of that form.
+int byte_piece_value(std::string_view text) {
+    const auto hex = [](char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    };
+    if (text.size() != 6 || !text.starts_with("<0x") || text[5] != '>') return -1;
+    const int high = hex(text[3]), low = hex(text[4]);
+    return high < 0 || low < 0 ? -1 : high * 16 + low;
+}
+
+// tokenizer.ggml.model "llama": SentencePiece BPE. Normal pieces merge by score; byte pieces
+// <0xXX> catch what no piece covers; control tokens (and the unknown token) are special added
+// tokens, user-defined ones plain added tokens, both matched whole on the raw text as llama.cpp
+// and transformers' GGUF converter do. Spaces become "▁" and decode back.
+// Gemma keeps its runs of 2..31 spaces as user-defined tokens spelled with real spaces and a
+// placeholder score. transformers respells them "▁▁..." and merges them like pieces, ranked by
+// their place in the vocabulary, i.e. before every scored piece (so 32 spaces become 16 + 16, where
+// llama.cpp, matching them whole, gives 31 + 1); Kindred follows transformers: they merge first,
+// shorter runs before longer ones.
+std::shared_ptr<Tokenizer::Impl> load_sentencepiece_gguf(const gguf::Metadata& metadata) {
+    const std::string where = "GGUF";
+    // llama.cpp prefixes a space to text after each special token when this is true (its default);
+    // transformers prefixes only the first. Without a reference that agrees, only false (Gemma's) is
+    // accepted.
+    const bool prefix = !metadata.contains("tokenizer.ggml.add_space_prefix") ||
+                        metadata.boolean("tokenizer.ggml.add_space_prefix");
+    if (prefix) {
+        fail("{} tokenizer.ggml.add_space_prefix is {}; only SentencePiece vocabularies without the dummy prefix "
+             "(false, as Gemma's) are supported",
+             where, metadata.contains("tokenizer.ggml.add_space_prefix") ? "true" : "missing (llama.cpp's default: true)");
+    }
+    std::vector<std::string> tokens = metadata.string_array("tokenizer.ggml.tokens");
+    if (static_cast<std::int64_t>(tokens.size()) > kMaxVocabulary) {
+        fail("{} tokenizer.ggml.tokens: {} tokens is implausibly many", where, tokens.size());
+    }
+    const std::vector<std::int64_t> types = gguf_token_types(metadata, tokens.size(), where);
+    const gguf::Array& score_array = metadata.array("tokenizer.ggml.scores");
+    if (score_array.items.size() != tokens.size()) {
+        fail("{} tokenizer.ggml.scores has {} entries for {} tokens", where, score_array.items.size(), tokens.size());
+    }
+    std::vector<float> scores(tokens.size());
+    for (std::size_t i = 0; i < scores.size(); ++i) {
+        const float* score = std::get_if<float>(&score_array.items[i].storage);
+        if (score == nullptr || !std::isfinite(*score)) {
+            fail("{} tokenizer.ggml.scores[{}] is not a finite float32", where, i);
+        }
+        scores[i] = *score;
+    }
+
+    auto impl = std::make_unique<Tokenizer::Impl>();
+    impl->pre_tokenizer_name = "none (SentencePiece: spaces as U+2581)";
+    Spec spec;
+    spec.source = "GGUF tokenizer.ggml.*";
+    std::array<std::int32_t, 256> byte_ids;
+    byte_ids.fill(-1);
+    std::vector<std::uint8_t> mergeable(tokens.size(), 0);
+    float best_score = -std::numeric_limits<float>::infinity();
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+        if (types[i] == kNormal) best_score = std::max(best_score, scores[i]);
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+        const auto id = static_cast<std::int32_t>(i);
+        const bool space_run = types[i] == kUserDefined && !tokens[i].empty() && tokens[i].size() <= 64 &&
+                               tokens[i].find_first_not_of(' ') == std::string::npos;
+        if (space_run) {
+            std::string respelled;
+            for (std::size_t n = 0; n < tokens[i].size(); ++n) respelled += kSpacePiece;
+            scores[i] = (std::isfinite(best_score) ? best_score : 0.0f) + static_cast<float>(65 - tokens[i].size());
+            mergeable[i] = 1;
+            spec.vocab.emplace_back(std::move(respelled), id);
+            continue;
+        }
+        switch (types[i]) {
+            case kNormal: mergeable[i] = 1; [[fallthrough]];
+            case kUnused: spec.vocab.emplace_back(tokens[i], id); break;
+            case kByte: {
+                const int byte = byte_piece_value(tokens[i]);
+                if (byte < 0) fail("{} tokenizer.ggml.tokens[{}] '{}' has type byte but is not <0xXX>", where, i, tokens[i]);
+                if (byte_ids[static_cast<std::size_t>(byte)] >= 0) {
+                    fail("{} tokenizer.ggml.tokens[{}] '{}' repeats the byte piece of token {}", where, i, tokens[i],
+                         byte_ids[static_cast<std::size_t>(byte)]);
+                }
+                byte_ids[static_cast<std::size_t>(byte)] = id;
+                spec.vocab.emplace_back(tokens[i], id);
+                break;
+            }
+            case kUnknown: case kControl: case kUserDefined: {
+                if (tokens[i].empty()) fail("{} tokenizer.ggml.tokens[{}] is empty", where, i);
+                AddedToken token;
+                token.content = tokens[i];
+                token.id = id;
+                token.special = types[i] != kUserDefined;
+                spec.added.push_back(std::move(token));
+                break;
+            }
+            default:
+                fail("{} tokenizer.ggml.token_type[{}] is {}; expected 1 to 6 (normal, unknown, control, "
+                     "user-defined, unused, byte)", where, i, types[i]);
+        }
+    }
+    for (int b = 0; b < 256; ++b) {
+        if (byte_ids[static_cast<std::size_t>(b)] < 0) {
+            fail("{} tokenizer.ggml.tokens: no byte piece <0x{:02X}>; SentencePiece byte fallback needs all 256", where, b);
+        }
+    }
+
+    BpeModel::WordMap model_ids;
+    std::vector<std::uint8_t> present;
+    const std::vector<std::uint8_t> is_added = fill_vocabulary(spec, *impl, model_ids, present);
+    // Decoded bytes: "▁" is a space, a byte piece its byte; added tokens are literal text.
+    impl->bytes_offsets.assign(impl->texts.size() + 1, 0);
+    BpeModel::WordMap pieces;
+    pieces.reserve(tokens.size());
+    for (std::size_t id = 0; id < impl->texts.size(); ++id) {
+        const std::string& text = impl->texts[id];
+        const int byte = id < types.size() && types[id] == kByte ? byte_piece_value(text) : -1;
+        if (byte >= 0) {
+            impl->bytes_arena.push_back(static_cast<char>(byte));
+        } else if (is_added[id] != 0) {
+            impl->bytes_arena += text;
+        } else {
+            for (std::size_t pos = 0; pos < text.size();) {
+                const bool space = text.compare(pos, kSpacePiece.size(), kSpacePiece) == 0;
+                impl->bytes_arena += space ? std::string_view(" ") : std::string_view(text).substr(pos, 1);
+                pos += space ? kSpacePiece.size() : 1;
+            }
+        }
+        impl->bytes_offsets[id + 1] = static_cast<std::uint32_t>(impl->bytes_arena.size());
+        // The first of duplicate pieces wins: it has the higher score.
+        if (mergeable[id] != 0 && !text.empty()) pieces.emplace(text, static_cast<std::int32_t>(id));
+    }
+    impl->sentencepiece = std::make_unique<SentencePieceBpe>(std::move(pieces), std::move(scores), byte_ids);
+    register_added(std::move(spec.added), *impl);
+    return std::shared_ptr<Tokenizer::Impl>(std::move(impl));
+}
+
+// tokenizer.ggml.model "gpt2": byte-level BPE with the file's merges and pre-tokenizer.
+std::shared_ptr<Tokenizer::Impl> load_byte_level_gguf(const gguf::Metadata& metadata) {
+    auto impl = std::make_unique<Tokenizer::Impl>();
     const std::string pre = metadata.contains("tokenizer.ggml.pre") ? metadata.string("tokenizer.ggml.pre") : "default";
     impl->pre_tokenizer = pre_tokenizer_for_gguf(pre);
     impl->pre_tokenizer_name = "'" + pre + "' " + impl->pre_tokenizer.describe();
@@ -570,18 +743,11 @@ Tokenizer Tokenizer::from_gguf(const gguf::Metadata& metadata) {
     if (static_cast<std::int64_t>(tokens.size()) > kMaxVocabulary) {
         fail("GGUF tokenizer.ggml.tokens: {} tokens is implausibly many", tokens.size());
     }
-    std::vector<std::int64_t> types(tokens.size(), 1);
-    if (metadata.contains("tokenizer.ggml.token_type")) {
-        const gguf::Array& array = metadata.array("tokenizer.ggml.token_type");
-        if (array.items.size() != tokens.size()) {
-            fail("GGUF tokenizer.ggml.token_type has {} entries for {} tokens", array.items.size(), tokens.size());
-        }
-        for (std::size_t i = 0; i < types.size(); ++i) types[i] = value_as_integer(array.items[i], "GGUF tokenizer.ggml.token_type");
-    }
-    // llama.cpp's token types: 3 control (special), 4 user-defined; both are matched whole
-    // before BPE, but only control tokens count as special.
-    constexpr std::int64_t kControl = 3;
-    constexpr std::int64_t kUserDefined = 4;
+    const std::vector<std::int64_t> types = metadata.contains("tokenizer.ggml.token_type")
+                                                ? gguf_token_types(metadata, tokens.size(), "GGUF")
+                                                : std::vector<std::int64_t>(tokens.size(), kNormal);
+    // Control and user-defined tokens are matched whole before BPE, but only control tokens
+    // count as special.
     for (std::size_t i = 0; i < tokens.size(); ++i) {
         const auto id = static_cast<std::int32_t>(i);
         if ((types[i] == kControl || types[i] == kUserDefined) && !tokens[i].empty()) {
@@ -601,12 +767,31 @@ Tokenizer Tokenizer::from_gguf(const gguf::Metadata& metadata) {
     }
     // Control tokens share the one GGUF token list, so merges may resolve through them too.
     for (const AddedToken& token : spec.added) spec.vocab.emplace_back(token.content, token.id);
+    return build(std::move(spec), std::move(impl));
+}
 
-    auto built = build(std::move(spec), std::move(impl));
-    built->bos = gguf_token_id(metadata, "tokenizer.ggml.bos_token_id", built->texts.size());
-    built->eos = gguf_token_id(metadata, "tokenizer.ggml.eos_token_id", built->texts.size());
-    if (metadata.contains("tokenizer.chat_template")) built->chat_template = metadata.string("tokenizer.chat_template");
-    return Tokenizer(std::move(built));
+}  // namespace
+
+Tokenizer Tokenizer::from_gguf(const gguf::Metadata& metadata, const std::string& name) {
+    try {
+        const std::string model = metadata.string("tokenizer.ggml.model");
+        std::shared_ptr<Impl> built;
+        if (model == "gpt2") {
+            built = load_byte_level_gguf(metadata);
+        } else if (model == "llama") {
+            built = load_sentencepiece_gguf(metadata);
+        } else {
+            fail("GGUF tokenizer.ggml.model '{}' is not supported ('gpt2': byte-level BPE; 'llama': SentencePiece BPE)",
+                 model);
+        }
+        built->bos = gguf_token_id(metadata, "tokenizer.ggml.bos_token_id", built->texts.size());
+        built->eos = gguf_token_id(metadata, "tokenizer.ggml.eos_token_id", built->texts.size());
+        if (metadata.contains("tokenizer.chat_template")) built->chat_template = metadata.string("tokenizer.chat_template");
+        return Tokenizer(std::move(built));
+    } catch (const Error& error) {
+        if (name.empty()) throw;
+        fail("{}: {}", name, error.what());
+    }
 }
 
 void Tokenizer::Impl::encode_words(std::string_view text, std::size_t begin, std::size_t end, const NormalizedText* map,
@@ -617,7 +802,7 @@ void Tokenizer::Impl::encode_words(std::string_view text, std::size_t begin, std
     const bool every_byte = bpe->encodes_every_byte();
     for (const auto& [word_begin, word_end] : words) {
         const std::size_t first = out.ids.size();
-        state.session.encode_word(text.substr(word_begin, word_end - word_begin), out.ids);
+        state.session->encode_word(text.substr(word_begin, word_end - word_begin), out.ids);
         // A whole-word hit (ignore_merges) may hold bytes that have no token of their own; it
         // covers its word exactly, so none of its bytes were dropped.
         const bool whole_word =
@@ -704,8 +889,35 @@ void split_on_added(const AddedTokenMatcher& matcher, std::string_view text, std
 
 }  // namespace
 
+void Tokenizer::Impl::encode_pieces(std::string_view text, std::size_t begin, std::size_t end, EncodeState& state,
+                                    Encoding& out) const {
+    // SentencePiece's normalization here is only " " -> "▁"; spans map back through it.
+    std::string normalized;
+    std::vector<std::size_t> origin;  // original byte of each normalized byte
+    normalized.reserve(end - begin + 8);
+    origin.reserve(end - begin + 8);
+    for (std::size_t pos = begin; pos < end; ++pos) {
+        const bool space = text[pos] == ' ';
+        normalized += space ? kSpacePiece : text.substr(pos, 1);
+        origin.insert(origin.end(), space ? kSpacePiece.size() : 1, pos);
+    }
+    const std::size_t first = out.ids.size();
+    state.lengths.clear();
+    sentencepiece->encode(normalized, out.ids, state.lengths);
+    std::size_t at = 0;
+    for (std::size_t i = first; i < out.ids.size(); ++i) {
+        const std::size_t length = state.lengths[i - first];
+        out.spans.emplace_back(origin[at], origin[at + length - 1] + 1);
+        at += length;
+    }
+}
+
 void Tokenizer::Impl::encode_plain(std::string_view text, std::size_t begin, std::size_t end,
                                    const SpecialScope& specials, EncodeState& state, Encoding& out) const {
+    if (sentencepiece) {
+        encode_pieces(text, begin, end, state, out);
+        return;
+    }
     const bool ascii = normal_form && std::all_of(text.begin() + static_cast<std::ptrdiff_t>(begin),
                                                   text.begin() + static_cast<std::ptrdiff_t>(end),
                                                   [](char c) { return static_cast<unsigned char>(c) < 0x80; });
@@ -753,7 +965,7 @@ Encoding encode_in_scope(const Tokenizer::Impl& impl, std::string_view text, con
     // Roughly four bytes per token in English; one reservation saves most regrowth.
     out.ids.reserve(text.size() / 4 + 8);
     out.spans.reserve(text.size() / 4 + 8);
-    Tokenizer::Impl::EncodeState state(*impl.bpe);
+    Tokenizer::Impl::EncodeState state(impl.bpe.get());
     impl.encode_text(text, specials, state, out);
     return out;
 }
@@ -825,10 +1037,15 @@ std::string Tokenizer::summary() const {
     const auto name = [&](const std::optional<std::int32_t>& id) {
         return id ? fmt::format("'{}' ({})", impl.texts[static_cast<std::size_t>(*id)], *id) : std::string("none");
     };
+    const std::string model =
+        impl.sentencepiece
+            ? fmt::format("SentencePiece BPE tokenizer from {}: {} tokens ({} added, {} special), {} scored pieces, "
+                          "byte fallback",
+                          impl.source, impl.texts.size(), impl.added.size(), count_special, impl.sentencepiece->piece_count())
+            : fmt::format("Byte-level BPE tokenizer from {}: {} tokens ({} added, {} special), {} merges", impl.source,
+                          impl.texts.size(), impl.added.size(), count_special, impl.bpe->merge_count());
     return fmt::format(
-        "Byte-level BPE tokenizer from {}: {} tokens ({} added, {} special), {} merges; normalizer {}; "
-        "pre-tokenizer {}; BOS {}, EOS {}; chat template: {}.",
-        impl.source, impl.texts.size(), impl.added.size(), count_special, impl.bpe->merge_count(), impl.normalizer_name,
+        "{}; normalizer {}; pre-tokenizer {}; BOS {}, EOS {}; chat template: {}.", model, impl.normalizer_name,
         impl.pre_tokenizer_name, name(impl.bos), name(impl.eos),
         impl.chat_template.empty() ? std::string("none") : fmt::format("{} characters", impl.chat_template.size()));
 }

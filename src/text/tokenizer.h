@@ -1,5 +1,6 @@
-// text/tokenizer.h — the byte-level BPE tokenizer every other room talks to: built from GGUF
-// metadata (tokenizer.ggml.*) or an HF tokenizer.json, it encodes text to ids with byte spans,
+// text/tokenizer.h — the tokenizer every other room talks to: byte-level BPE built from GGUF
+// metadata (tokenizer.ggml.*) or an HF tokenizer.json, or SentencePiece BPE from GGUF metadata
+// (Gemma; text/sentencepiece_bpe.h). It encodes text to ids with byte spans,
 // decodes ids to the exact bytes, and streams decoded text without splitting a character.
 // Encoding follows HF `tokenizers` (added tokens first, then normalizer, pre-tokenizer, BPE)
 // so that the ids match the reference implementation the models were trained with.
@@ -36,8 +37,11 @@ struct Encoding {
 
 class Tokenizer {
 public:
-    // tokenizer.ggml.model must be "gpt2"; tokenizer.ggml.pre picks the pre-tokenizer.
-    static Tokenizer from_gguf(const gguf::Metadata& metadata);
+    // tokenizer.ggml.model "gpt2" (byte-level BPE; tokenizer.ggml.pre picks the pre-tokenizer) or
+    // "llama" (SentencePiece BPE, text/sentencepiece_bpe.h: tokenizer.ggml.scores and token_type,
+    // byte fallback; add_space_prefix must be false, as Gemma's). `name` (the file), when given,
+    // starts every error message.
+    static Tokenizer from_gguf(const gguf::Metadata& metadata, const std::string& name = {});
     // tokenizer_config.json, when given, supplies chat_template and the bos/eos tokens.
     static Tokenizer from_hf(const std::string& tokenizer_json_path, const std::string& tokenizer_config_path = {});
     // The same from file contents already in memory; `name` stands in for the path in messages.

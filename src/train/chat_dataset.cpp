@@ -259,6 +259,24 @@ bool parse_chat_line(std::string_view line, const std::string& file, std::size_t
     return true;
 }
 
+bool drop_opening_assistant_turns(ChatExample& example) {
+    const auto& messages = example.messages;
+    std::size_t begin = 0;
+    while (begin < messages.size() && (messages[begin].role == "system" || messages[begin].role == "developer")) ++begin;
+    std::size_t end = begin;
+    while (end < messages.size() && messages[end].role == "assistant") ++end;
+    if (end == begin) return false;
+    const auto erase = [&](auto& per_message) {
+        per_message.erase(per_message.begin() + static_cast<std::ptrdiff_t>(begin),
+                          per_message.begin() + static_cast<std::ptrdiff_t>(end));
+    };
+    erase(example.messages);
+    erase(example.target);
+    erase(example.prefix_bytes);
+    erase(example.strategy);
+    return true;
+}
+
 void for_each_chat_example(const std::string& path, ChatDatasetStats& stats,
                            const std::function<void(ChatExample&&)>& sink, bool keep_emotion_only,
                            data::EmotionSpace emotion_space) {
@@ -357,6 +375,7 @@ ChatDataset load_chat_dataset(const std::string& path, const text::Tokenizer& to
     for_each_chat_example(
         path, stats,
         [&](ChatExample&& example) {
+            if (chat.requires_user_first() && drop_opening_assistant_turns(example)) ++stats.opening_assistant_dropped;
             TokenizedExample tokens = tokenize_example(example, tokenizer, chat, path, options.teacher_rules);
             if (tokens.target_count == 0 && tokens.sites.empty()) {
                 ++stats.no_targets;
@@ -383,6 +402,10 @@ std::vector<std::string> warnings(const ChatDataset& dataset, const ChatDatasetO
         out.push_back(fmt::format("{}: dropped {} of {} conversations longer than max_seq_len {} tokens (longest {})",
                                   dataset.path, stats.too_long, stats.lines, options.max_seq_len,
                                   stats.longest_dropped));
+    if (stats.opening_assistant_dropped > 0)
+        out.push_back(fmt::format("{}: left out the opening assistant turns of {} of {} conversations: the model's chat "
+                                  "template needs a user turn first",
+                                  dataset.path, stats.opening_assistant_dropped, stats.lines));
     if (stats.no_targets > 0)
         out.push_back(fmt::format("{}: skipped {} of {} lines with nothing to train: no assistant target turn nor head "
                                   "label{}",

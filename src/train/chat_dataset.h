@@ -109,6 +109,7 @@ struct ChatDatasetStats {
     std::size_t kept = 0;
     std::size_t too_long = 0;    // dropped: more than max_seq_len tokens
     std::size_t no_targets = 0;  // skipped: no assistant target turn nor head site, or an emotion-only example
+    std::size_t opening_assistant_dropped = 0;  // conversations whose opening assistant turns were left out
     std::size_t sites = 0;          // head sites over kept examples
     std::size_t longest_dropped = 0;
     std::size_t target_tokens = 0;  // over kept examples
@@ -133,6 +134,11 @@ struct ChatDataset {
 // not a number).
 bool parse_chat_line(std::string_view line, const std::string& file, std::size_t line_number, ChatExample& out,
                      bool keep_emotion_only = false, data::EmotionSpace emotion_space = data::EmotionSpace::Kindred);
+
+// For a template whose conversations must open with a user turn (ChatTemplate::requires_user_first,
+// Gemma 3), leaves out the assistant turns before the first user turn (ESConv's supporter often
+// greets first), with their targets and labels; true when it removed any.
+bool drop_opening_assistant_turns(ChatExample& example);
 
 // Calls `sink` for every example of a JSONL file, line by line (blank lines are skipped), so a
 // corpus is never held as text. Counts lines and skipped emotion examples into `stats`.

@@ -2,6 +2,7 @@
 #include "train/sft.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -25,6 +26,7 @@
 #include "model/trainable_decoder.h"
 #include "train/batch.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 #include "train/frozen_cache.h"
 #include "train/safety_teacher.h"
 
@@ -495,10 +497,13 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     const LrSchedule schedule = lr_schedule(recipe);
     validate(schedule);
 
+    const DataParallel parallel(options.communicator);
     const std::string run_dir = options.run_dir;
     const std::string checkpoint_root = run_dir + "/checkpoints";
     const std::string metrics_path = run_dir + "/metrics.jsonl";
-    fs::create_directories(run_dir);
+    if (parallel.root()) fs::create_directories(run_dir);
+    parallel.require_same("the resolved recipe", recipe.resolved_yaml);
+    parallel.require_same("the tokenized training data", examples_fingerprint(examples));
 
     LoadedCheckpoint loaded;
     if (options.resume) {
@@ -508,6 +513,7 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     }
     const bool resuming = !loaded.directory.empty();
     const std::int64_t start_step = resuming ? loaded.state.step : 0;
+    parallel.require_same("the checkpoint resumed from", resuming ? loaded.directory : "none (a fresh start)");
     const auto rows_per_step = static_cast<std::uint64_t>(recipe.micro_batch * recipe.grad_accumulation);
 
     // The dropout stream resumes at the call count already made (see sft.h).
@@ -555,9 +561,9 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
         unpack(adapters, heads, loaded.state.adam_v, adam_v, head_v());
         adam_step = loaded.state.adam_step;
         position = loaded.state.data;
-        truncate_metrics(metrics_path, start_step);
+        if (parallel.root()) truncate_metrics(metrics_path, start_step);
     }
-    write_file_atomically(run_dir + "/config.yaml", recipe.resolved_yaml);
+    if (parallel.root()) write_file_atomically(run_dir + "/config.yaml", recipe.resolved_yaml);
 
     PackingOptions packing;
     packing.seq_len = static_cast<std::size_t>(recipe.max_seq_len);
@@ -579,7 +585,7 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
         cache.model_identity = model_identity(options.base_model);
         cache.precision = kernels::precision_name(kernels::effective_precision(recipe.compute));
         cache.max_seq_len = static_cast<std::size_t>(recipe.max_seq_len);
-        cache.progress = recipe.progress;
+        cache.progress = recipe.progress && parallel.root();
         cache.label = "cache train";
         train_residuals = FrozenResiduals::open_or_build(trainer, examples, adapters.first_layer(), cache);
         if (!dev.empty()) {
@@ -593,7 +599,8 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     RowObjective objective(examples, base.config().hidden_size, base.config().vocab_size, heads,
                            teacher ? &*teacher : nullptr, std::move(emotion_weights),
                            train_residuals ? &*train_residuals : nullptr);
-    MetricsLog metrics(metrics_path);
+    std::optional<MetricsLog> metrics;
+    if (parallel.root()) metrics.emplace(metrics_path);
 
     // The dev set's teacher of its own (a teacher caches by example index) unless the caller lends
     // one that already knows this dev set.
@@ -612,12 +619,14 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     }
 
     std::optional<Progress> progress;
-    if (recipe.progress) {
+    if (recipe.progress && parallel.root()) {
         ProgressOptions progress_options;
         progress_options.label = "train";
         progress_options.unit = "tok";
         progress.emplace(recipe.max_steps, progress_options);
         if (resuming) progress->message(fmt::format("resuming {} at step {}", loaded.directory, start_step));
+        if (parallel.active())
+            progress->message(fmt::format("data parallel over {} ranks ({})", parallel.size(), options.communicator->backend()));
         for (const auto& rejected : loaded.rejected) progress->message("skipped checkpoint " + rejected);
         if (kernels::effective_precision(recipe.compute) != recipe.compute)
             progress->message(fmt::format("model.compute_dtype {}: this CPU has no AMX-BF16, computing in {}",
@@ -649,7 +658,7 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
             evaluate_dev(trainer, heads, dev_teacher, dev, static_cast<std::size_t>(recipe.max_seq_len),
                          dev_residuals ? &*dev_residuals : nullptr);
         const auto json = to_json(dev_metrics);
-        metrics.write({{"step", step}, {"dev", json}});
+        if (metrics) metrics->write({{"step", step}, {"dev", json}});
         if (progress) progress->message(fmt::format("dev at step {}: {}", step, json.dump()));
         return dev_metrics;
     };
@@ -675,9 +684,25 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
         if (heads) heads->zero_grads();
         Sums sums;
         std::size_t step_tokens = 0;
+        std::size_t step_row = 0;  // the row's index in the step, over its micro-batches
         for (const auto& micro : batch.micro_batches) {
-            for (std::size_t row = 0; row < micro.rows; ++row) objective.run(trainer, micro, row, scales, sums);
+            for (std::size_t row = 0; row < micro.rows; ++row, ++step_row) {
+                if (!parallel.runs_row(step_row)) continue;
+                // Each row's dropout masks are those of its place in a one-process run.
+                trainer.set_training_forwards(static_cast<std::uint64_t>(step - start_step) * rows_per_step + step_row);
+                objective.run(trainer, micro, row, scales, sums);
+            }
             step_tokens += micro.rows * micro.seq_len;
+        }
+        double communication_s = 0.0;
+        if (parallel.active()) {
+            const double reduce_start = clock();
+            parallel.sum(adapters.grads());
+            if (heads) parallel.sum(heads->grads());
+            std::array<double, 5> totals{sums.lm, sums.emotion, sums.strategy, sums.va, sums.safety};
+            parallel.sum(totals);
+            sums = {totals[0], totals[1], totals[2], totals[3], totals[4]};
+            communication_s = clock() - reduce_start;
         }
         StepLosses losses;
         losses.lm = mean_or_nan(sums.lm, scales.lm, batch.target_tokens);
@@ -747,7 +772,8 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
                                      {"strategy_sites", batch.strategy_sites},
                                      {"va_sites", batch.va_sites}};
             if (!finite) record["skipped"] = true;
-            metrics.write(record);
+            if (parallel.active()) record["allreduce_s"] = communication_s;
+            if (metrics) metrics->write(record);
         }
         if (progress) {
             std::vector<ProgressField> fields{{"loss", loss}};
@@ -767,14 +793,14 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
             const DevMetrics dev_metrics = evaluate(done);
             if (last) result.final_dev = dev_metrics;
         }
-        if (done % recipe.checkpoint_every == 0 || last) save(done);
+        if (parallel.root() && (done % recipe.checkpoint_every == 0 || last)) save(done);
         if (options.on_step && !options.on_step(done, loss)) break;
     }
     result.elapsed_s = clock() - started;
     result.tokens_per_s = tokens_done / std::max(result.elapsed_s, 1e-9);
     if (teacher) result.teacher_cached_bytes = teacher->cached_bytes();
     if (progress) progress->finish();
-    if (result.last_step == recipe.max_steps) {
+    if (result.last_step == recipe.max_steps && parallel.root()) {
         peft::write_adapter(run_dir + "/adapter", peft_adapter(adapters, options.base_model));
         if (heads) {
             // The multi-label decision threshold chosen on dev goes with the head (eval/multilabel.h).
@@ -787,9 +813,10 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
                 heads->enabled(model::Head::Strategy) ? names_of(data::strategies()) : std::vector<std::string>{};
             model::write_heads(run_dir + "/adapter", *heads, emotions, strategies);
         }
-        result.finished = true;
     }
-    write_charts(run_dir, metrics_path);
+    result.finished = result.last_step == recipe.max_steps;
+    if (parallel.root()) write_charts(run_dir, metrics_path);
+    parallel.barrier();
     return result;
 }
 

@@ -7,7 +7,8 @@
 //                          loss_strategy, loss_va, loss_safety (null when the term is off or had
 //                          nothing to count that step), lr, grad_norm, tokens_per_s (row tokens,
 //                          padding included), elapsed (s, this invocation), target_tokens, and the
-//                          step's site counts emotion_sites, strategy_sites, va_sites; per dev
+//                          step's site counts emotion_sites, strategy_sites, va_sites (and
+//                          allreduce_s, the step's gradient all-reduce, when data parallel); per dev
 //                          evaluation {"step", "dev": {train/dev_eval.h's DevMetrics}}
 //   <run>/checkpoints/     train/checkpoint.h step folders (adapter then heads tensors, AdamW
 //                          moments of both, data position)
@@ -43,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "model/decoder.h"
 #include "train/chat_dataset.h"
 #include "train/dev_eval.h"
@@ -65,6 +67,10 @@ struct SftOptions {
     // recipe's temperature and top_k: its cached distributions are reused for the dev KL instead of
     // running the teacher again (it caches by dev index). Null: run_sft makes its own.
     SafetyTeacher* dev_teacher = nullptr;
+    // Data parallel (train/data_parallel.h, docs/distributed.md): every rank calls run_sft with the
+    // same recipe and examples; rank 0 alone writes the run directory (which every rank reads on
+    // resume, so it must be on a filesystem they share). Null: one process.
+    dist::Communicator* communicator = nullptr;
     // Called with each optimizer step's number (from 1) and mean loss; returning false stops the run
     // after that step's checkpoint (if due), without the final adapter. For tests and signals.
     std::function<bool(std::int64_t step, double loss)> on_step;

@@ -1,6 +1,7 @@
 // Goldens written by tools/goldens/gguf_dequant.py with the reference gguf-py package:
 // every metadata value type read back, the Writer reproducing gguf-py's bytes, and
-// dequantization bit-exact with gguf.quants on random blocks and on the default model.
+// dequantization bit-exact with gguf.quants on random blocks, on the default model and on real
+// Q5_0 blocks of Gemma 3 270M (stored in the golden, so no model file is needed).
 #include <bit>
 #include <cstring>
 #include <vector>
@@ -123,8 +124,8 @@ TEST(GgufGolden, WriterReproducesGgufPyBytes) {
 TEST(GgufGolden, DequantizeMatchesGgufPyBitForBit) {
     const File file = open_golden("dequant.gguf");
     int checked = 0;
-    for (const DType type : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K,
-                             DType::Q6_K, DType::MXFP4}) {
+    for (const DType type : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0,
+                             DType::Q4_K, DType::Q6_K, DType::MXFP4}) {
         const std::string name(dtype_name(type));
         const TensorInfo& blocks = file.tensor(name + ".blocks");
         ASSERT_EQ(blocks.type, type);
@@ -143,7 +144,27 @@ TEST(GgufGolden, DequantizeMatchesGgufPyBitForBit) {
         expect_bits_equal(scalar, expected, name + " (scalar)");
         ++checked;
     }
-    EXPECT_EQ(checked, 9);
+    EXPECT_EQ(checked, 10);
+}
+
+TEST(GgufGolden, DequantizeGemma3Q5_0RowsLikeGgufPy) {
+    const File golden = open_golden("gemma3_q5_0_rows.gguf");
+    int checked = 0;
+    for (const TensorInfo& blocks : golden.tensors()) {
+        const std::string& key = blocks.name;
+        const std::size_t suffix = key.rfind(".blocks");
+        if (suffix == std::string::npos) continue;
+        ASSERT_EQ(blocks.type, DType::Q5_0) << key;
+        const std::vector<float> expected = f32_values(golden.tensor(key.substr(0, suffix)));
+        ASSERT_EQ(expected.size(), blocks.element_count()) << key;
+        std::vector<float> actual(expected.size());
+        dequantize_row(DType::Q5_0, blocks.data.data(), actual.data(), static_cast<std::int64_t>(actual.size()));
+        expect_bits_equal(actual, expected, key);
+        detail::dequantize_row_scalar(DType::Q5_0, blocks.data.data(), actual.data(), static_cast<std::int64_t>(actual.size()));
+        expect_bits_equal(actual, expected, key + " (scalar)");
+        ++checked;
+    }
+    EXPECT_EQ(checked, 3);
 }
 
 TEST(GgufGolden, DequantizeDefaultModelRowsLikeGgufPy) {

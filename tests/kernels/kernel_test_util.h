@@ -51,7 +51,7 @@ inline std::vector<std::uint8_t> random_weights(DType type, std::int64_t rows, s
                 std::memcpy(bytes.data() + base, &h, sizeof h);
                 break;
             }
-            case DType::Q4_0: case DType::Q8_0: put_half(base, 0.01f + 0.05f * std::abs(unit(rng))); break;
+            case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: put_half(base, 0.01f + 0.05f * std::abs(unit(rng))); break;
             case DType::Q4_1:
                 put_half(base, 0.01f + 0.05f * std::abs(unit(rng)));
                 put_half(base + 2, -0.3f * std::abs(unit(rng)));

@@ -56,7 +56,7 @@ TEST(Bf16Products, ForwardAndBackwardInputOfEveryShippedTypeMatchRoundedOperands
     SKIP_WITHOUT_AMX();
     const int previous = thread_pool().size();
     set_thread_count(3);  // uneven slices of rows, columns and tokens
-    for (DType type : {DType::F32, DType::BF16, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    for (DType type : {DType::F32, DType::BF16, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
         const std::int64_t rows = 301, cols = (type == DType::Q4_K || type == DType::Q6_K) ? 512 : 224;
         const auto bytes = random_weights(type, rows, cols, 17);
         const auto w = dequantized_weights(type, bytes, rows, cols);

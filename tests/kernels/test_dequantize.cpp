@@ -58,6 +58,25 @@ TEST(Dequantize, Q4_0AndQ8_0Blocks) {
     EXPECT_EQ(out8[31], 30.0f);
 }
 
+TEST(Dequantize, Q5_0Block) {
+    std::vector<std::uint8_t> block(22);
+    put_half(&block[0], 0.5f);
+    // qh bit j is the fifth bit of element j: elements 0 and 17 get it, element 31 does not.
+    const std::uint32_t high_bits = (1u << 0) | (1u << 17);
+    std::memcpy(&block[2], &high_bits, 4);
+    block[6 + 0] = 0xF3;   // element 0: 3 | 16 -> 19 - 16 = 3; element 16: 15 - 16 = -1
+    block[6 + 1] = 0x02;   // element 1: 2 - 16 = -14; element 17: 0 | 16 -> 0
+    block[6 + 15] = 0xFF;  // element 15: 15 - 16; element 31: 15 - 16
+    const std::vector<float> out = dequantize(DType::Q5_0, block, 32);
+    EXPECT_EQ(out[0], 1.5f);
+    EXPECT_EQ(out[16], -0.5f);
+    EXPECT_EQ(out[1], -7.0f);
+    EXPECT_EQ(out[17], 0.0f);
+    EXPECT_EQ(out[15], -0.5f);
+    EXPECT_EQ(out[31], -0.5f);
+    EXPECT_EQ(out[2], -8.0f);  // all bits clear: 0 - 16
+}
+
 TEST(Dequantize, Q4_KBlock) {
     std::vector<std::uint8_t> block(144);
     put_half(&block[0], 1.0f);   // d
@@ -141,7 +160,7 @@ TEST(Dequantize, FastPathsMatchTheScalarReference) {
         std::vector<int> half_offsets;
     };
     const std::vector<Case> cases = {
-        {DType::F16, {}}, {DType::Q4_0, {0}}, {DType::Q4_1, {0, 2}}, {DType::Q8_0, {0}},
+        {DType::F16, {}}, {DType::Q4_0, {0}}, {DType::Q4_1, {0, 2}}, {DType::Q5_0, {0}}, {DType::Q8_0, {0}},
         {DType::Q4_K, {0, 2}}, {DType::Q6_K, {208}}, {DType::MXFP4, {}}, {DType::BF16, {}},
     };
     for (const Case& c : cases) {
@@ -170,7 +189,7 @@ TEST(Dequantize, FastPathsMatchTheScalarReference) {
 TEST(Dequantize, RejectsBadArguments) {
     std::vector<std::uint8_t> bytes(1024);
     std::vector<float> out(256);
-    EXPECT_THROW(dequantize_row(DType::Q5_0, bytes.data(), out.data(), 32), Error);
+    EXPECT_THROW(dequantize_row(DType::Q5_1, bytes.data(), out.data(), 32), Error);
     EXPECT_THROW(dequantize_row(DType::I32, bytes.data(), out.data(), 4), Error);
     EXPECT_THROW(dequantize_row(DType::Q4_K, bytes.data(), out.data(), 32), Error);
     EXPECT_THROW(dequantize_row(DType::F32, bytes.data(), out.data(), -1), Error);

@@ -69,7 +69,7 @@ TEST(MatmulBackward, InputGradientOfFp32WeightMatchesFiniteDifferences) {
 // ~√K · 2^-24 typically, so 2e-5 of Σ|dy·w| leaves a wide margin.
 TEST(MatmulBackward, InputGradientOfEveryWeightTypeMatchesDequantizedProduct) {
     // 150 tokens on a 64-column matrix (one column chunk) also split tokens over threads.
-    for (DType type : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K,
+    for (DType type : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K,
                        DType::Q6_K, DType::MXFP4}) {
         const bool k_quant = type == DType::Q4_K || type == DType::Q6_K;  // 256-element blocks
         const std::int64_t rows = 45;

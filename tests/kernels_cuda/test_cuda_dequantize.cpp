@@ -20,7 +20,7 @@ using cuda::OutputType;
 using testing::fresh_seed;
 
 const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,
-                        DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::MXFP4};
+                        DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::MXFP4};
 
 std::string out_name(OutputType out) {
     return out == OutputType::F32 ? "f32" : out == OutputType::F16 ? "f16" : "bf16";
@@ -88,10 +88,10 @@ TEST(CudaDequantize, RejectsBadArgumentsBeforeAnyDeviceWork) {
     EXPECT_THROW(cuda::dequantize(DType::F32, &dummy, &dummy, OutputType::F32, -1), Error);
     EXPECT_THROW(cuda::dequantize(DType::Q4_1, nullptr, &dummy, OutputType::F32, 32), Error);
     try {
-        cuda::dequantize(DType::Q5_0, &dummy, &dummy, OutputType::F16, 32);
-        ADD_FAILURE() << "Q5_0 has no CUDA dequantizer and must be refused";
+        cuda::dequantize(DType::Q5_1, &dummy, &dummy, OutputType::F16, 32);
+        ADD_FAILURE() << "Q5_1 has no CUDA dequantizer and must be refused";
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("Q5_0"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("Q5_1"), std::string::npos) << e.what();
     }
 }
 

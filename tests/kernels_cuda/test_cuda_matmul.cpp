@@ -20,7 +20,7 @@ using testing::fresh_seed;
 using testing::relative_error;
 
 const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,
-                        DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::MXFP4};
+                        DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::MXFP4};
 const GemmPrecision kPrecisions[] = {GemmPrecision::F32, GemmPrecision::TF32, GemmPrecision::F16,
                                      GemmPrecision::BF16};
 

@@ -93,7 +93,10 @@ std::string run_generate(const std::string& arguments) {
 }
 
 TEST(ServeCli, ReplyEqualsGenerateAndSigtermIsGraceful) {
-    ServeProcess serve({"serve", "--port", "0", "--parallel", "2", "--ctx", "512", "--model-name", "smol"});
+    // The grace period must outlast the 48-token stream below however busy the machine is (under a
+    // load average of 20 the default 30 s did not, and the stream ended with the shutdown error).
+    ServeProcess serve(
+        {"serve", "--port", "0", "--parallel", "2", "--ctx", "512", "--model-name", "smol", "--shutdown-grace", "600"});
     const int port = serve.port();
     ASSERT_GT(port, 0) << serve.log();
     httplib::Client client("127.0.0.1", port);

@@ -194,6 +194,33 @@ TEST(Server, CompletionsEndpoint) {
     EXPECT_EQ(text, expected.text);
 }
 
+// Issue 14 bounds max_tokens; harnesses (EQ-Bench 3 sends 12000 per turn) send budgets above any
+// small model's, so a budget above --max-tokens is lowered to it rather than refused: the reply is
+// the one the limit itself gives, ends with finish_reason "length", and usage shows the limit.
+TEST(Server, MaxTokensAboveTheServerLimitIsCappedNotRefused) {
+    ServerOptions options;
+    options.max_tokens = 5;
+    RunningServer running(options);
+    Job job = testing::chat_job("unused", 5, 0.0f, 0);
+    job.prompt = default_model().encode_raw("Once upon a time", false);
+    const infer::GenerationResult expected = run_alone(job);
+    ASSERT_EQ(expected.tokens.size(), 5u) << "the prompt must run past the limit for this test to say anything";
+    for (const char* field : {"max_tokens", "max_completion_tokens"}) {
+        const json body = {{"model", running.base()}, {"prompt", "Once upon a time"}, {field, 12000}, {"temperature", 0}};
+        const Reply reply = post(running, "/v1/completions", body.dump());
+        ASSERT_EQ(reply.status, 200) << reply.body;
+        EXPECT_EQ(reply.body["choices"][0]["text"], expected.text) << field;
+        EXPECT_EQ(reply.body["choices"][0]["finish_reason"], "length") << field;
+        EXPECT_EQ(reply.body["usage"]["completion_tokens"], 5) << field;
+    }
+    // Without a budget the limit is the budget; below it, the request's own.
+    const json unbounded = {{"model", running.base()}, {"prompt", "Once upon a time"}, {"temperature", 0}};
+    EXPECT_EQ(post(running, "/v1/completions", unbounded.dump()).body["usage"]["completion_tokens"], 5);
+    json small = unbounded;
+    small["max_tokens"] = 2;
+    EXPECT_EQ(post(running, "/v1/completions", small.dump()).body["usage"]["completion_tokens"], 2);
+}
+
 TEST(Server, ModelsAndHealth) {
     ServerOptions options;
     options.model_name = "smol";

@@ -2,7 +2,9 @@
 // (tests/goldens/chat_templates/, from tools/goldens/chat_templates.py), family detection,
 // hand-checked assistant spans and the per-token assistant mask.
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -11,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/paths.h"
 #include "formats/gguf.h"
 #include "test_paths.h"
 #include "text/chat_template.h"
@@ -101,7 +104,8 @@ INSTANTIATE_TEST_SUITE_P(
                      {"<|im_start|>assistant\n", "<|im_start|>assistant\n<think>\n\n</think>\n\n"}, {"<|im_end|>"}},
         GoldenFamily{"gpt_oss.json", ChatFormat::GptOss, {"<|start|>assistant"}, {"<|end|>", "<|return|>"}},
         GoldenFamily{"llama3.json", ChatFormat::Llama3, {"<|start_header_id|>assistant<|end_header_id|>\n\n"},
-                     {"<|eot_id|>"}}),
+                     {"<|eot_id|>"}},
+        GoldenFamily{"gemma3.json", ChatFormat::Gemma3, {"<start_of_turn>model\n"}, {"<end_of_turn>"}}),
     [](const ::testing::TestParamInfo<GoldenFamily>& param_info) {
         std::string n = param_info.param.file;
         return n.substr(0, n.find('.'));
@@ -127,6 +131,18 @@ const Tokenizer& gpt_oss_tokenizer() {
     return tokenizer;
 }
 
+// Gemma 3's vocabulary lives only in the model file (scripts/fetch-gemma3-270m); null without it.
+const Tokenizer* gemma3_tokenizer_if_fetched() {
+    static const std::unique_ptr<Tokenizer> tokenizer = []() -> std::unique_ptr<Tokenizer> {
+        const std::string path = kindred_home() + "/models/" + kGemma3_270mFile;
+        if (!std::filesystem::exists(path)) return nullptr;
+        const gguf::File file = gguf::File::open(path);
+        return std::make_unique<Tokenizer>(Tokenizer::from_gguf(file.metadata(), file.name()));
+    }();
+    return tokenizer.get();
+}
+const Tokenizer& gemma3_tokenizer() { return *gemma3_tokenizer_if_fetched(); }
+
 struct MarkupFamily {
     const char* file;
     ChatFormat format;
@@ -149,6 +165,8 @@ bool has_control_token(const Tokenizer& tokenizer, std::string_view text) {
 // goldens and, for SmolLM2, by smollm2_mask.json below).
 TEST_P(ChatTemplateMarkup, ControlTokensComeOnlyFromTheTemplate) {
     const MarkupFamily& family = GetParam();
+    if (family.format == ChatFormat::Gemma3 && gemma3_tokenizer_if_fetched() == nullptr)
+        GTEST_SKIP() << "Gemma 3 270M not fetched (scripts/fetch-gemma3-270m)";
     const Tokenizer& tokenizer = family.tokenizer();
     const nlohmann::json golden = read_json(source_path(std::string("tests/goldens/chat_templates/") + family.file));
     const ChatTemplate chat = ChatTemplate::of(family.format);
@@ -213,7 +231,8 @@ TEST_P(ChatTemplateMarkup, ControlTokensComeOnlyFromTheTemplate) {
 INSTANTIATE_TEST_SUITE_P(Families, ChatTemplateMarkup,
                          ::testing::Values(MarkupFamily{"smollm2.json", ChatFormat::SmolLM2, smollm2_tokenizer, false},
                                            MarkupFamily{"qwen3.json", ChatFormat::Qwen3, qwen3_tokenizer, true},
-                                           MarkupFamily{"gpt_oss.json", ChatFormat::GptOss, gpt_oss_tokenizer, false}),
+                                           MarkupFamily{"gpt_oss.json", ChatFormat::GptOss, gpt_oss_tokenizer, false},
+                                           MarkupFamily{"gemma3.json", ChatFormat::Gemma3, gemma3_tokenizer, false}),
                          [](const ::testing::TestParamInfo<MarkupFamily>& param_info) {
                              std::string n = param_info.param.file;
                              return n.substr(0, n.find('.'));
@@ -290,17 +309,33 @@ TEST(ChatTemplateSpans, GptOssCoversChannelsAndEndMarkers) {
     EXPECT_EQ(r.text.substr(r.assistant_spans[1].second), "");
 }
 
-TEST(ChatTemplateSpans, Llama3CoversTrimmedContentAndEotId) {
-    const RenderedChat r = ChatTemplate::of(ChatFormat::Llama3).render(kTrainingChat, false);
-    ASSERT_EQ(r.assistant_spans.size(), 2u);
-    EXPECT_EQ(span_text(r, 0), "Hello!<|eot_id|>");
-    EXPECT_EQ(span_text(r, 1), "Take care.<|eot_id|>");
-    EXPECT_TRUE(r.text.starts_with("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe kind.<|eot_id|>"));
+// Llama 3 and Gemma 3 trim each message; Gemma 3 folds the system message into the first turn.
+TEST(ChatTemplateSpans, Llama3AndGemma3CoverTrimmedContentAndEndMarker) {
+    const struct {
+        ChatFormat format;
+        std::string end_marker;
+        std::string opening;
+    } families[] = {
+        {ChatFormat::Llama3, "<|eot_id|>", "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe kind.<|eot_id|>"},
+        {ChatFormat::Gemma3, "<end_of_turn>", "<bos><start_of_turn>user\nBe kind.\n\nHi<end_of_turn>"},
+    };
+    for (const auto& family : families) {
+        const RenderedChat r = ChatTemplate::of(family.format).render(kTrainingChat, false);
+        ASSERT_EQ(r.assistant_spans.size(), 2u);
+        EXPECT_EQ(span_text(r, 0), "Hello!" + family.end_marker);
+        EXPECT_EQ(span_text(r, 1), "Take care." + family.end_marker);
+        EXPECT_TRUE(r.text.starts_with(family.opening)) << r.text;
+    }
+    // Gemma 3's system text is message content, not markup: it sits between "user\n" and "\n\n".
+    const RenderedChat gemma = ChatTemplate::of(ChatFormat::Gemma3).render(kTrainingChat, false);
+    EXPECT_EQ(gemma.markup.front(), (std::pair<std::size_t, std::size_t>{0, 25}));
+    EXPECT_EQ(gemma.text.substr(gemma.assistant_spans[1].second), "\n");
 }
 
 TEST(ChatTemplateSpans, GenerationPromptHasNoSpan) {
     const std::vector<ChatMessage> chat = {{"user", "Hi", ""}};
-    for (ChatFormat f : {ChatFormat::SmolLM2, ChatFormat::Qwen3, ChatFormat::GptOss, ChatFormat::Llama3}) {
+    for (ChatFormat f : {ChatFormat::SmolLM2, ChatFormat::Qwen3, ChatFormat::GptOss, ChatFormat::Llama3,
+                         ChatFormat::Gemma3}) {
         EXPECT_TRUE(ChatTemplate::of(f).render(chat, true).assistant_spans.empty()) << ChatTemplate::of(f).name();
     }
 }
@@ -381,7 +416,17 @@ const std::string kGptOssLikeTemplate =
     "{{- '<|start|>developer<|message|># Instructions\\n\\n' }}"
     "{{- '<|start|>assistant<|channel|>final<|message|>' + m.content + '<|return|>' }}";
 
+const std::string kGemma3LikeTemplate =
+    "{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}{%- set first_user_prefix = messages[0]['content'] + "
+    "'\\n\\n' -%}{%- endif -%}{%- for message in loop_messages -%}{%- if (message['role'] == 'user') != "
+    "(loop.index0 % 2 == 0) -%}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{%- endif -%}{%- set role = 'model' -%}{{ '<start_of_turn>' + role + '\\n' }}{{ message['content'] | trim }}"
+    "{{ '<end_of_turn>\\n' }}{%- endfor -%}";
+
 TEST(ChatTemplateDetect, RecognisesEachFamilyAndWhitespaceVariants) {
+    for (const std::string& t : {kGemma3LikeTemplate, respaced(kGemma3LikeTemplate)}) {
+        EXPECT_EQ(ChatTemplate::detect(t, "gemma-3-270m-it").format(), ChatFormat::Gemma3);
+    }
     EXPECT_EQ(ChatTemplate::detect(qwen3_template(), "Qwen3-0.6B").format(), ChatFormat::Qwen3);
     EXPECT_EQ(ChatTemplate::detect(respaced(qwen3_template()), "Qwen3-0.6B").format(), ChatFormat::Qwen3);
     for (const std::string& t : {kSmolLikeTemplate, respaced(kSmolLikeTemplate)}) {
@@ -423,6 +468,7 @@ TEST(ChatTemplateDetect, StopStringsAndNames) {
     EXPECT_EQ(ChatTemplate::of(ChatFormat::SmolLM2).stop_strings(), std::vector<std::string>{"<|im_end|>"});
     EXPECT_EQ(ChatTemplate::of(ChatFormat::Llama3).stop_strings().front(), "<|eot_id|>");
     EXPECT_EQ(ChatTemplate::of(ChatFormat::GptOss).stop_strings().front(), "<|return|>");
+    EXPECT_EQ(ChatTemplate::of(ChatFormat::Gemma3).stop_strings().front(), "<end_of_turn>");
     EXPECT_EQ(ChatTemplate::of(ChatFormat::Qwen3).name(), "Qwen3");
 }
 

@@ -204,7 +204,7 @@ TEST(TokenizerGguf, ErrorsNameTheProblem) {
         }
     };
     EXPECT_EQ(Tokenizer::from_gguf(tiny_gguf("gpt2", "gpt-2")).encode("hi"), (std::vector<std::int32_t>{'h', 'i'}));
-    expect_error(tiny_gguf("llama", "default"), "'llama'");
+    expect_error(tiny_gguf("t5", "default"), "'t5'");
     expect_error(tiny_gguf("gpt2", "mystery"), "mystery");
     gguf::Metadata bad_bos = tiny_gguf("gpt2", "gpt-2");
     bad_bos.set("tokenizer.ggml.bos_token_id", gguf::Value{std::uint32_t{999999}});

@@ -1,7 +1,7 @@
 // Tests for train/chat_dataset.h with the default model's (SmolLM2) tokenizer and chat template:
 // line parsing errors, assistant-only targets, target turns and style prefixes of prepared
-// examples, the drop-too-long policy, head sites and their labels, and the safety teacher's
-// rendering.
+// examples, the drop-too-long policy, opening assistant turns under a user-first template, head
+// sites and their labels, and the safety teacher's rendering.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "data/labels.h"
 #include "formats/gguf.h"
+#include "scratch_dir.h"
 #include "test_paths.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
@@ -210,6 +211,35 @@ TEST(ChatDataset, LoadsTheSmokeDataAndDropsTooLongWithACount) {
     ASSERT_EQ(lines.size(), 1u);
     EXPECT_NE(lines[0].find("dropped"), std::string::npos);
     EXPECT_NE(lines[0].find("chat-smoke.jsonl"), std::string::npos);
+}
+
+// Gemma 3's template needs a user turn first: an opening assistant turn (ESConv's supporter greeting
+// first) is left out with its target and strategy, counted and reported; the rest still trains.
+TEST(ChatDataset, LeavesOutOpeningAssistantTurnsForUserFirstTemplates) {
+    const testing::ScratchDir dir("gemma-opening");
+    const std::string path = (dir.path() / "chats.jsonl").string();
+    std::ofstream(path) << R"({"messages": [{"role": "system", "content": "Be kind."}, {"role": "assistant", "content": "Hey, how are you?", "strategies": ["Question"]}, {"role": "user", "content": "Tired."}, {"role": "assistant", "content": "I hear you."}]})"
+                        << "\n" << R"({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]})" << "\n";
+    const text::ChatTemplate gemma = text::ChatTemplate::of(text::ChatFormat::Gemma3);
+    ChatDatasetOptions options{512, model().context_length};
+    const auto dataset = load_chat_dataset(path, model().tokenizer, gemma, options);
+    EXPECT_EQ(dataset.stats.kept, 2u);
+    EXPECT_EQ(dataset.stats.opening_assistant_dropped, 1u);
+    const auto lines = warnings(dataset, options);
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_NE(lines[0].find("opening assistant turns of 1 of 2"), std::string::npos) << lines[0];
+    // The same file keeps every turn with a template that has no such rule.
+    EXPECT_EQ(load_chat_dataset(path, model().tokenizer, model().chat, options).stats.opening_assistant_dropped, 0u);
+
+    ChatExample example;
+    parse_chat_line(R"({"messages": [{"role": "assistant", "content": "A"}, {"role": "assistant", "content": "B"}, {"role": "user", "content": "C"}]})",
+                    "x.jsonl", 1, example);
+    EXPECT_TRUE(drop_opening_assistant_turns(example));
+    ASSERT_EQ(example.messages.size(), 1u);
+    EXPECT_EQ(example.messages[0].content, "C");
+    EXPECT_EQ(example.target.size(), 1u);
+    EXPECT_EQ(example.strategy.size(), 1u);
+    EXPECT_FALSE(drop_opening_assistant_turns(example));
 }
 
 TEST(ChatDataset, CountsSkippedLinesAndRefusesBadOptions) {

@@ -19,12 +19,19 @@ Templates are read from where they live, never copied into this repository:
     huggingface.co/meta-llama/Meta-Llama-3-8B-Instruct/blob/main/tokenizer_config.json
     (the one-line template that trims each content and prefixes bos_token). Rendered with
     bos_token="<|begin_of_text|>" as that tokenizer would pass it.
+  - Gemma 3: --gemma3-template PATH, a file holding the `chat_template` string of
+    huggingface.co/google/gemma-3-270m-it/blob/main/tokenizer_config.json (the same in every Gemma 3
+    instruction model; the 270M GGUF carries none). Rendered with bos_token="<bos>", on the shared
+    cases plus GEMMA3_CASES (role alternation, roles at odd positions).
+Only the families whose template arguments are given are written (SmolLM2 and Qwen3 always).
 
 sha256 of the template files the committed goldens were made from (each golden records its own):
   gpt-oss  a4c9919cbbd4acdd51ccffe22da049264b1b73e59055fa58811a99efbd7c8146 (16738 bytes; beware of
            forks that end the generation prompt with "<|channel|>final<|message|>")
   llama3   4f46ecd43418f216df8c26936c60e5d04bcc81db47db5d86fbe889f64212dd4c (one line, no trailing newline; its
            "\\n" are Jinja escapes: a variant with real newlines renders the same but hashes differently)
+  gemma3   7de1c58e208eda46e9c7f86397df37ec49883aeece39fb961e0a6b24088dd3c4 (1532 bytes: the JSON string
+           decoded, so the newlines inside its quoted literals are real newlines)
 
 It also writes smollm2_mask.json: token ids and transformers' assistant token mask
 (return_assistant_tokens_mask) for a few SmolLM2 chats, using the GGUF's tokenizer and a copy of
@@ -32,7 +39,7 @@ its template, made in memory, whose assistant content + <|im_end|> sits in a {% 
 
 Usage:
   .venv/bin/python tools/goldens/chat_templates.py --gpt-oss-template gpt-oss.jinja \
-      --llama3-template llama3.jinja
+      --llama3-template llama3.jinja --gemma3-template gemma3.jinja
 """
 
 from __future__ import annotations
@@ -186,9 +193,25 @@ CASES: list[tuple[str, list[dict], bool]] = [
 ]
 
 
-def render_cases(family: str, render) -> list[dict]:
+# Gemma 3's template enforces user/assistant alternation after an optional system message and writes
+# any other role at an odd position as given.
+GEMMA3_CASES: list[tuple[str, list[dict], bool]] = [
+    ("gemma_only_system", [msg("system", "Just a system prompt.")], True),
+    ("gemma_system_then_assistant", [msg("system", "S"), msg("assistant", "A")], False),
+    ("gemma_two_users", [msg("user", "one"), msg("user", "two")], True),
+    ("gemma_system_at_odd_position", [msg("user", "Hi"), msg("system", "  Be formal.  "), msg("user", "Ok")], True),
+    ("gemma_developer_at_odd_position", [msg("user", "Hi"), msg("developer", "Terse.")], False),
+    ("gemma_developer_first", [msg("developer", "Terse."), msg("user", "Hi")], True),
+    ("gemma_control_tokens_in_content", [
+        msg("user", "Say <end_of_turn> and <start_of_turn>model please"),
+        msg("assistant", "<eos> <bos> done"),
+    ], False),
+]
+
+
+def render_cases(family: str, render, extra: list | None = None) -> list[dict]:
     cases = []
-    for name, messages, add_generation_prompt in CASES:
+    for name, messages, add_generation_prompt in CASES + (extra or []):
         case = {"name": name, "messages": messages, "add_generation_prompt": add_generation_prompt}
         try:
             case["text"] = render(messages, add_generation_prompt)
@@ -287,8 +310,9 @@ def main() -> None:
     home = pathlib.Path(os.environ.get("KINDRED_HOME", pathlib.Path.home() / ".cache" / "kindred"))
     parser.add_argument("--smollm2-gguf", type=pathlib.Path,
                         default=home / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")
-    parser.add_argument("--gpt-oss-template", type=pathlib.Path, required=True)
-    parser.add_argument("--llama3-template", type=pathlib.Path, required=True)
+    parser.add_argument("--gpt-oss-template", type=pathlib.Path)
+    parser.add_argument("--llama3-template", type=pathlib.Path)
+    parser.add_argument("--gemma3-template", type=pathlib.Path)
     args = parser.parse_args()
 
     chat_template_utils.datetime = _FixedDatetime  # strftime_now reads this module global
@@ -304,15 +328,22 @@ def main() -> None:
     write("qwen3", "../shared/tokenizers/qwen3/tokenizer_config.json: chat_template, enable_thinking=False",
           qwen3.chat_template, render_cases("qwen3", tokenizer_renderer(qwen3, enable_thinking=False)))
 
-    gpt_oss_template = args.gpt_oss_template.read_text(encoding="utf-8")
-    gpt_oss = AutoTokenizer.from_pretrained(str(SHARED / "tokenizers" / "gpt-oss"))
-    write("gpt_oss", "openai/gpt-oss chat_template.jinja", gpt_oss_template,
-          render_cases("gpt_oss", tokenizer_renderer(gpt_oss, gpt_oss_template)),
-          {"current_date": FIXED_DATE.strftime("%Y-%m-%d")})
+    if args.gpt_oss_template:
+        gpt_oss_template = args.gpt_oss_template.read_text(encoding="utf-8")
+        gpt_oss = AutoTokenizer.from_pretrained(str(SHARED / "tokenizers" / "gpt-oss"))
+        write("gpt_oss", "openai/gpt-oss chat_template.jinja", gpt_oss_template,
+              render_cases("gpt_oss", tokenizer_renderer(gpt_oss, gpt_oss_template)),
+              {"current_date": FIXED_DATE.strftime("%Y-%m-%d")})
 
-    llama3 = args.llama3_template.read_text(encoding="utf-8")
-    write("llama3", "meta-llama/Meta-Llama-3-8B-Instruct tokenizer_config.json: chat_template", llama3,
-          render_cases("llama3", jinja_renderer(llama3, bos_token="<|begin_of_text|>")))
+    if args.llama3_template:
+        llama3 = args.llama3_template.read_text(encoding="utf-8")
+        write("llama3", "meta-llama/Meta-Llama-3-8B-Instruct tokenizer_config.json: chat_template", llama3,
+              render_cases("llama3", jinja_renderer(llama3, bos_token="<|begin_of_text|>")))
+
+    if args.gemma3_template:
+        gemma3 = args.gemma3_template.read_text(encoding="utf-8")
+        write("gemma3", "google/gemma-3-270m-it tokenizer_config.json: chat_template", gemma3,
+              render_cases("gemma3", jinja_renderer(gemma3, bos_token="<bos>"), GEMMA3_CASES))
 
 
 if __name__ == "__main__":

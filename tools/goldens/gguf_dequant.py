@@ -7,12 +7,15 @@
                   equality is meaningful.
   model_rows.gguf rows of real tensors of the default model dequantized by gguf.quants
                   ("<tensor>#<row>", F32), plus the model file's size for a sanity check.
+  gemma3_q5_0_rows.gguf  rows of Gemma 3 270M's Q5_0 tensors (scripts/fetch-gemma3-270m): the
+                  raw blocks ("<tensor>#<row>.blocks") and gguf.quants' output ("<tensor>#<row>"),
+                  so the test needs no model file; skipped when the file is absent.
   metadata.gguf   written by gguf.GGUFWriter: one key per GGUF value type, nested arrays,
                   alignment 64 and two small tensors; the C++ tests read every value back
                   and rebuild the file byte for byte with kindred's Writer.
 
 Re-runnable: fixed seeds, so the output only changes when gguf-py or the model changes.
-Usage: .venv/bin/python tools/goldens/gguf_dequant.py [--model PATH]
+Usage: .venv/bin/python tools/goldens/gguf_dequant.py [--model PATH] [--gemma PATH]
 """
 import argparse
 import os
@@ -26,11 +29,13 @@ from gguf.quants import dequantize
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "goldens" / "gguf"
 DEFAULT_MODEL = Path.home() / ".cache" / "kindred" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_GEMMA = Path.home() / ".cache" / "kindred" / "models" / "gemma-3-270m-q4_k_m.gguf"
 
 # Byte offsets of the fp16 scale fields inside one block (ggml-common.h).
 HALF_FIELDS = {
     T.Q4_0: [0],
     T.Q4_1: [0, 2],
+    T.Q5_0: [0],
     T.Q8_0: [0],
     T.Q4_K: [0, 2],
     T.Q6_K: [208],
@@ -71,7 +76,7 @@ def random_blocks(rng, qtype, n_elements):
 def write_dequant(path):
     rng = np.random.default_rng(20261125)
     writer = gguf.GGUFWriter(str(path), "kindred-golden")
-    for qtype in [T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q8_0, T.Q4_K, T.Q6_K, T.MXFP4]:
+    for qtype in [T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q8_0, T.Q4_K, T.Q6_K, T.MXFP4, T.Q5_0]:
         block, _ = gguf.GGML_QUANT_SIZES[qtype]
         rows, row_elements = 3, max(block, 32) * 4
         raw = random_blocks(rng, qtype, rows * row_elements).reshape(rows, -1)
@@ -102,6 +107,29 @@ def write_model_rows(path, model):
             raw = data[row].reshape(-1).view(np.uint8) if tensor.tensor_type != T.F32 else data.reshape(1, -1)[row].view(np.uint8)
             values = dequantize(raw, tensor.tensor_type).astype(np.float32).reshape(-1)
             assert values.size == tensor.shape[0], (name, values.size)
+            writer.add_tensor(f"{name}#{row}", values)
+    finish(writer)
+
+
+GEMMA_Q5_0_ROWS = [
+    ("blk.0.attn_q.weight", [0, 511]),
+    ("blk.17.ffn_up.weight", [2047]),
+]
+
+
+def write_gemma_rows(path, model):
+    reader = gguf.GGUFReader(str(model))
+    tensors = {t.name: t for t in reader.tensors}
+    writer = gguf.GGUFWriter(str(path), "kindred-golden")
+    for name, rows in GEMMA_Q5_0_ROWS:
+        tensor = tensors[name]
+        assert tensor.tensor_type == T.Q5_0, (name, tensor.tensor_type)
+        data = np.asarray(tensor.data)
+        for row in rows:
+            raw = data[row].reshape(-1).view(np.uint8)
+            values = dequantize(raw, T.Q5_0).astype(np.float32).reshape(-1)
+            assert values.size == tensor.shape[0], (name, values.size)
+            writer.add_tensor(f"{name}#{row}.blocks", raw.reshape(1, -1), raw_dtype=T.Q5_0)
             writer.add_tensor(f"{name}#{row}", values)
     finish(writer)
 
@@ -148,12 +176,17 @@ def finish(writer):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--gemma", type=Path, default=DEFAULT_GEMMA)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     write_dequant(OUT / "dequant.gguf")
     write_metadata(OUT / "metadata.gguf")
     write_model_rows(OUT / "model_rows.gguf", args.model)
-    for name in ["dequant.gguf", "metadata.gguf", "model_rows.gguf"]:
+    names = ["dequant.gguf", "metadata.gguf", "model_rows.gguf"]
+    if args.gemma.exists():
+        write_gemma_rows(OUT / "gemma3_q5_0_rows.gguf", args.gemma)
+        names.append("gemma3_q5_0_rows.gguf")
+    for name in names:
         print(f"{OUT / name}: {(OUT / name).stat().st_size} bytes")
 
 

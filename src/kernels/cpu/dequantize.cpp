@@ -24,10 +24,11 @@ namespace kindred {
 namespace {
 
 // Block layouts (ggml-common.h): byte offsets of the fields inside one block.
-constexpr int kQK = 32;     // elements per Q4_0 / Q4_1 / Q8_0 / MXFP4 block
+constexpr int kQK = 32;     // elements per Q4_0 / Q4_1 / Q5_0 / Q8_0 / MXFP4 block
 constexpr int kQK_K = 256;  // elements per K-quant super-block
 constexpr std::size_t kQ40Bytes = 18;   // d:f16, qs[16]
 constexpr std::size_t kQ41Bytes = 20;   // d:f16, m:f16, qs[16]
+constexpr std::size_t kQ50Bytes = 22;   // d:f16, qh[4] (bit j: fifth bit of element j), qs[16]
 constexpr std::size_t kQ80Bytes = 34;   // d:f16, qs[32] int8
 constexpr std::size_t kQ4KBytes = 144;  // d:f16, dmin:f16, scales[12], qs[128]
 constexpr std::size_t kQ6KBytes = 210;  // ql[128], qh[64], scales[16] int8, d:f16
@@ -94,6 +95,21 @@ void scalar_q4_1(const std::uint8_t* src, float* dst, std::int64_t blocks) {
         for (int j = 0; j < kQK / 2; ++j) {
             dst[j] = static_cast<float>(qs[j] & 0xF) * d + m;
             dst[j + kQK / 2] = static_cast<float>(qs[j] >> 4) * d + m;
+        }
+    }
+}
+
+void scalar_q5_0(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    for (std::int64_t b = 0; b < blocks; ++b, src += kQ50Bytes, dst += kQK) {
+        const float d = load_half(src);
+        std::uint32_t high_bits;
+        std::memcpy(&high_bits, src + 2, sizeof high_bits);
+        const std::uint8_t* qs = src + 6;
+        for (int j = 0; j < kQK / 2; ++j) {
+            const int first = (qs[j] & 0xF) | static_cast<int>(((high_bits >> j) & 1u) << 4);
+            const int second = (qs[j] >> 4) | static_cast<int>(((high_bits >> (j + kQK / 2)) & 1u) << 4);
+            dst[j] = static_cast<float>(first - 16) * d;
+            dst[j + kQK / 2] = static_cast<float>(second - 16) * d;
         }
     }
 }
@@ -214,6 +230,31 @@ void avx2_q4_0(const std::uint8_t* src, float* dst, std::int64_t blocks) {
     }
 }
 
+// The 32 bits of `bits` (little-endian bytes) as 32 bytes, 0x10 where the bit is set, else 0:
+// byte i of the result takes bit i % 8 of byte i / 8.
+inline __m256i bits_to_0x10_bytes(const std::uint8_t* bits) {
+    std::uint32_t word;
+    std::memcpy(&word, bits, sizeof word);
+    const __m256i byte_of_bit = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
+                                                 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit_in_byte = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(word)), byte_of_bit);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit_in_byte), bit_in_byte);
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+void avx2_q5_0(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+    const __m128i low_mask = _mm_set1_epi8(0x0F);
+    const __m256i sixteen = _mm256_set1_epi8(16);
+    for (std::int64_t b = 0; b < blocks; ++b, src += kQ50Bytes, dst += kQK) {
+        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 6));
+        const __m256i nibbles = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low_mask), _mm_and_si128(q, low_mask));
+        const __m256i values = _mm256_sub_epi8(_mm256_or_si256(nibbles, bits_to_0x10_bytes(src + 2)), sixteen);
+        scale_i8x16_pair(_mm256_castsi256_si128(values), _mm256_extracti128_si256(values, 1),
+                         _mm256_set1_ps(load_half(src)), dst);
+    }
+}
+
 void avx2_mxfp4(const std::uint8_t* src, float* dst, std::int64_t blocks) {
     const __m128i values = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Values.data()));
     for (std::int64_t b = 0; b < blocks; ++b, src += kMxfp4Bytes, dst += kQK) {
@@ -316,6 +357,7 @@ RowFunction scalar_kernel(DType type) {
         case DType::BF16: return scalar_bf16;
         case DType::Q4_0: return scalar_q4_0;
         case DType::Q4_1: return scalar_q4_1;
+        case DType::Q5_0: return scalar_q5_0;
         case DType::Q8_0: return scalar_q8_0;
         case DType::Q4_K: return scalar_q4_k;
         case DType::Q6_K: return scalar_q6_k;
@@ -330,6 +372,7 @@ RowFunction fast_kernel(DType type) {
         case DType::F16: return avx2_f16;
         case DType::Q4_0: return avx2_q4_0;
         case DType::Q4_1: return avx2_q4_1;
+        case DType::Q5_0: return avx2_q5_0;
         case DType::Q8_0: return avx2_q8_0;
         case DType::Q4_K: return avx2_q4_k;
         case DType::Q6_K: return avx2_q6_k;

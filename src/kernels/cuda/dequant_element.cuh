@@ -51,6 +51,13 @@ __device__ __forceinline__ float dequant_element(const std::uint8_t* src, long l
         const std::uint8_t q = block[4 + (j & 15)];
         const int nibble = j < 16 ? (q & 0xF) : (q >> 4);
         return __fadd_rn(__fmul_rn(static_cast<float>(nibble), load_half(block)), load_half(block + 2));
+    } else if constexpr (type == DType::Q5_0) {  // d:f16, qh[4] (bit j: fifth bit of element j), qs[16]
+        const std::uint8_t* block = src + (i / 32) * 22;
+        const int j = static_cast<int>(i % 32);
+        const std::uint8_t q = block[6 + (j & 15)];
+        const int nibble = j < 16 ? (q & 0xF) : (q >> 4);
+        const int fifth = (block[2 + j / 8] >> (j % 8)) & 1;
+        return __fmul_rn(static_cast<float>((nibble | (fifth << 4)) - 16), load_half(block));
     } else if constexpr (type == DType::Q8_0) {  // d:f16, qs[32] int8
         const std::uint8_t* block = src + (i / 32) * 34;
         const int j = static_cast<int>(i % 32);

@@ -59,6 +59,7 @@ void dispatch(DType type, const void* src, void* dst, long long n) {
         case DType::BF16: return launch<DType::BF16, Out>(src, dst, n);
         case DType::Q4_0: return launch<DType::Q4_0, Out>(src, dst, n);
         case DType::Q4_1: return launch<DType::Q4_1, Out>(src, dst, n);
+        case DType::Q5_0: return launch<DType::Q5_0, Out>(src, dst, n);
         case DType::Q8_0: return launch<DType::Q8_0, Out>(src, dst, n);
         case DType::Q4_K: return launch<DType::Q4_K, Out>(src, dst, n);
         case DType::Q6_K: return launch<DType::Q6_K, Out>(src, dst, n);

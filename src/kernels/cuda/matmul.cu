@@ -97,6 +97,7 @@ void matvec(float* y, const float* x, const kernels::Matrix& w, const float* bia
         case DType::BF16: return launch_matvec<DType::BF16>(y, x, w, bias, tokens);
         case DType::Q4_0: return launch_matvec<DType::Q4_0>(y, x, w, bias, tokens);
         case DType::Q4_1: return launch_matvec<DType::Q4_1>(y, x, w, bias, tokens);
+        case DType::Q5_0: return launch_matvec<DType::Q5_0>(y, x, w, bias, tokens);
         case DType::Q8_0: return launch_matvec<DType::Q8_0>(y, x, w, bias, tokens);
         case DType::Q4_K: return launch_matvec<DType::Q4_K>(y, x, w, bias, tokens);
         case DType::Q6_K: return launch_matvec<DType::Q6_K>(y, x, w, bias, tokens);
