@@ -43,6 +43,13 @@ CASES = {
     "completions_prompt_tokens.json": ("completions", json.dumps({"model": "m", "prompt": [1, 2, 3]}), "prompt", "'prompt' must be a string (or an array of one string)"),
     "prompt_in_chat.json": ("chat", json.dumps({"model": "m", "prompt": "Hi"}), "prompt", "Unrecognized request argument supplied: prompt"),
     "completions_echo.json": ("completions", json.dumps({"model": "m", "prompt": "Hi", "echo": True}), "echo", "'echo': echo is not supported"),
+    "kindred_not_object.json": ("chat", json.dumps({"model": "m", "messages": MSG, "kindred": True}), "kindred", "'kindred' must be an object"),
+    "kindred_unknown_field.json": ("chat", json.dumps({"model": "m", "messages": MSG, "kindred": {"controller": True, "reflexion": False}}), "kindred.reflexion", "'kindred.reflexion': unrecognized field of the kindred extension"),
+    "kindred_step_without_controller.json": ("chat", json.dumps({"model": "m", "messages": MSG, "kindred": {"repairs": 1}}), "kindred.repairs", "'kindred.repairs' is a controller setting: it needs \"controller\": true"),
+    "kindred_repairs_range.json": ("chat", json.dumps({"model": "m", "messages": MSG, "kindred": {"controller": True, "repairs": 9}}), "kindred.repairs", "'kindred.repairs' must be in [0, 4], got 9"),
+    "kindred_style_empty.json": ("chat", json.dumps({"model": "m", "messages": MSG, "kindred": {"style": ""}}), "kindred.style", "'kindred.style' must be 1 to 256 bytes of style tags"),
+    "kindred_controller_string.json": ("chat", json.dumps({"model": "m", "messages": MSG, "kindred": {"controller": "yes"}}), "kindred.controller", "'kindred.controller' must be true or false"),
+    "completions_kindred.json": ("completions", json.dumps({"model": "m", "prompt": "Hi", "kindred": {"controller": True}}), "kindred", "'kindred' (style tokens, the decoding controller) applies to /v1/chat/completions only"),
 }
 
 

@@ -36,12 +36,8 @@ for binary in "$kindred" "$bench"; do
     [[ -x "$binary" ]] || { echo "missing $binary: build Kindred first (scripts/build, or set KINDRED_BUILD)" >&2; exit 1; }
 done
 
-llama_bench=""
-if [[ -n "${LLAMA_CPP_DIR:-}" ]]; then
-    for candidate in "$LLAMA_CPP_DIR/build/bin/llama-bench" "$LLAMA_CPP_DIR/bin/llama-bench" "$LLAMA_CPP_DIR/llama-bench"; do
-        if [[ -x "$candidate" ]]; then llama_bench="$candidate"; break; fi
-    done
-fi
+source bench/llama_bench.sh
+llama_bench=$(find_llama_bench)
 if [[ -z "$llama_bench" ]]; then
     cat >&2 <<'EOF'
 llama.cpp not found: set LLAMA_CPP_DIR to a llama.cpp checkout outside this repository, built with

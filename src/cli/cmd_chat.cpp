@@ -1,20 +1,25 @@
 // kindred chat: an interactive conversation, one line per user message, replies streamed. Lines
 // starting with '/' are commands (/reset, /system TEXT, /quit, /help). Prompts and notices go to
 // stderr, and only when stdin is a terminal, so piped input yields just the replies on stdout.
+// --style places style tokens as training did; --controller answers each message through the
+// decoding controller, and only its reply text joins the conversation history.
 #include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/controller_flags.h"
 #include "cli/generation_flags.h"
 #include "core/error.h"
 #include "infer/generator.h"
 #include "infer/loaded_model.h"
+#include "infer/styled_prompt.h"
 
 namespace kindred::cli {
 namespace {
@@ -23,6 +28,7 @@ constexpr std::int64_t kDefaultChatContext = 4096;
 
 struct ChatOptions {
     GenerationFlags flags;
+    ControllerFlags controller;
     std::string system;
 };
 
@@ -40,7 +46,13 @@ public:
         generation_.max_tokens = options.flags.max_tokens;
         generation_.stop_tokens = model.stop_tokens();
         generation_.stop_strings = model.stop_strings();
+        generation_.harmony = model.harmony();
         model.require_chat_template();
+        if (!options.controller.style.empty()) style_ = infer::checked_style(model, options.controller.style);
+        if (options.controller.enabled) {
+            setup_ = controller_setup(options.controller, model, options.flags);
+            controller_.emplace(model, setup_.options, setup_.rules);
+        }
     }
 
     void run() {
@@ -97,15 +109,25 @@ private:
     void reply(const std::string& user) {
         history_.push_back({"user", user, {}});
         // Forget the oldest exchanges until the conversation leaves room for a reply.
-        std::vector<std::int32_t> prompt = model_.encode_chat(messages());
-        while (static_cast<std::int64_t>(prompt.size()) + std::min<std::int64_t>(generation_.max_tokens, 64) > session_.context() &&
+        std::vector<std::int32_t> prompt = infer::encode_styled_chat(model_, messages(), style_);
+        const std::int64_t reserve = std::min<std::int64_t>(generation_.max_tokens, 64) + (controller_ ? infer::kControllerPromptOverhead : 0);
+        while (static_cast<std::int64_t>(prompt.size()) + reserve > session_.context() &&
                history_.size() > 1) {
             history_.erase(history_.begin(), history_.begin() + std::min<std::ptrdiff_t>(2, std::ssize(history_) - 1));
             notice("(oldest messages dropped to fit the context)\n");
-            prompt = model_.encode_chat(messages());
+            prompt = infer::encode_styled_chat(model_, messages(), style_);
         }
         generation_.sampling.seed = options_.flags.sampling.seed + turn_++;
         try {
+            if (controller_) {
+                // The reply is shown once the controller is done; the history keeps its text only.
+                const infer::ControlledReply controlled = controller_->reply(session_, messages(), generation_.sampling.seed);
+                append_controller_log(options_.controller, controlled.log);
+                fmt::print("{}\n", controlled.text);
+                std::fflush(stdout);
+                history_.push_back({"assistant", controlled.text, {}});
+                return;
+            }
             const infer::GenerationResult result = session_.generate(prompt, generation_, [](std::string_view piece) {
                 std::fwrite(piece.data(), 1, piece.size(), stdout);
                 std::fflush(stdout);
@@ -121,13 +143,16 @@ private:
     }
 
     const ChatOptions& options_;
-    const infer::LoadedModel& model_;
+    infer::LoadedModel& model_;
     infer::Session session_;
     infer::GenerationOptions generation_;
     bool interactive_;
     std::string system_;
     std::vector<text::ChatMessage> history_;
     std::uint64_t turn_ = 0;
+    std::optional<data::StyleTokens> style_;
+    ControllerSetup setup_;
+    std::optional<infer::Controller> controller_;
 };
 
 void run_chat(ChatOptions& options) {
@@ -146,7 +171,11 @@ void add_chat_command(CLI::App& app) {
     command->add_option("--system", options->system, "System prompt");
     command->add_option("--context", options->flags.context,
                         fmt::format("KV cache size in tokens (0 = {}, at most the model's context)", kDefaultChatContext));
-    command->callback([options] { run_chat(*options); });
+    add_controller_flags(*command, options->controller, /*with_switch=*/true);
+    command->callback([options, command] {
+        if (options->controller.enabled) recommended_unless_given(*command, options->flags);
+        run_chat(*options);
+    });
 }
 
 }  // namespace kindred::cli

@@ -25,13 +25,17 @@
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "data/prepare.h"
+#include "data/safety_rules.h"
 #include "eval/eqbench2.h"
 #include "eval/eqbench2_run.h"
+#include "eval/controller_eval.h"
 #include "eval/eqbench3_run.h"
 #include "net/openai_chat.h"
 #include "eval/report.h"
+#include "eval/safety_sheet.h"
 #include "eval/side_by_side.h"
 #include "infer/loaded_model.h"
+#include "infer/sampler.h"
 #include "model/heads.h"
 #include "model/lora_adapters.h"
 #include "model/trainable_decoder.h"
@@ -125,6 +129,7 @@ train::ChatDataset load_split(const std::string& path, const infer::LoadedModel&
     options.context_length = static_cast<std::size_t>(model.decoder().config().context_length);
     options.keep_emotion_only = train::any_head_active(recipe);
     options.teacher_rules = train::safety_rules_text(recipe);
+    options.style = recipe.style;
     auto dataset = train::load_chat_dataset(path, model.tokenizer(), model.require_chat_template(), options);
     for (const auto& line : train::warnings(dataset, options)) {
         fmt::print(stderr, "      warning: {}\n", line);
@@ -210,7 +215,7 @@ void run_demo(const DemoFlags& flags) {
     report.started = started;
     std::vector<std::string> searched;
     const auto questions_path = find_eqbench_questions(flags.questions, searched);
-    Stages stages(8);
+    Stages stages(10);
     fmt::print(stderr, "kindred demo{}: run {} (Kindred folder {})\n", flags.quick ? " --quick" : "", run_dir, root);
 
     const DemoData corpus = demo_data(root, flags.data);
@@ -270,6 +275,7 @@ void run_demo(const DemoFlags& flags) {
     sft.pad_id = pad_id;
     sft.dev = dev;
     sft.dev_teacher = dev_teacher ? &*dev_teacher : nullptr;
+    sft.styles = train_set.styles;
     const train::SftResult result = train::run_sft(recipe, model->decoder(), train_set.examples, sft);
     if (!result.finished) fail("{}: training stopped before its last step", run_dir);
     stages.end(fmt::format("loss {:.4f} -> {:.4f}", result.losses.front(), result.losses.back()));
@@ -336,21 +342,63 @@ void run_demo(const DemoFlags& flags) {
         stages.pass("EQ-Bench 3", "skipped: it needs a judge endpoint (--judge-url, --judge-model)");
     }
 
-    const auto prompts = held_out_prompts(data_dir + "/test.jsonl", plan.side_by_side);
-    stages.begin("side by side", fmt::format("{} held-out prompts, greedy replies of up to {} tokens from base and SFT", prompts.size(),
-                                             plan.reply_tokens));
+    std::vector<std::vector<std::string>> prompt_emotions;
+    const auto prompts = held_out_prompts(data_dir + "/test.jsonl", plan.side_by_side, &prompt_emotions);
+    stages.begin("side by side", fmt::format("{} held-out prompts, replies of up to {} tokens from base and SFT (recommended decoding)",
+                                             prompts.size(), plan.reply_tokens));
     {
         ProgressOptions progress_options;
         progress_options.label = "replies";
         Progress progress(static_cast<std::int64_t>(prompts.size()), progress_options);
         eval::SideBySideOptions options;
         options.max_tokens = plan.reply_tokens;
+        options.tuned_style = recipe.style;
+        std::vector<std::vector<std::string>> replies(2);
         for (std::size_t i = 0; i < prompts.size(); ++i) {
             const auto pair = eval::side_by_side(*tuned, {prompts[i]}, options).front();
             report.conversations.push_back({pair.conversation.back().content, "", pair.base_reply, pair.tuned_reply});
+            replies[0].push_back(pair.base_reply);
+            replies[1].push_back(pair.tuned_reply);
             progress.update(static_cast<std::int64_t>(i + 1));
         }
         progress.finish();
+        const std::vector<std::string> models = {"Base", "SFT"};
+        report.error_taxonomy.push_back(eval::error_taxonomy(models, replies, prompt_emotions, data::SafetyRules::builtin()));
+    }
+    stages.end();
+
+    const std::string sheet_path = (fs::path(root) / "data" / "controller" / "prompts.jsonl").string();
+    std::vector<eval::ControllerPrompt> sheet;
+    for (auto& prompt : eval::read_controller_prompts(sheet_path)) {
+        if (prompt.sheet) sheet.push_back(std::move(prompt));
+    }
+    // The quick run is a smoke test of every stage: three prompts (the least a sheet has) and no repair.
+    if (flags.quick && sheet.size() > 3) sheet.resize(3);
+    stages.begin("safety sheet", fmt::format("{} red-team prompts from {}, base and SFT, without and with the controller", sheet.size(),
+                                             sheet_path));
+    {
+        eval::ControllerEvalOptions options;
+        options.controller.generation.max_tokens = plan.reply_tokens;
+        // One checker repair per reply (none in the quick run): the sheet's share of the 15-minute budget.
+        options.controller.max_repairs = flags.quick ? 0 : 1;
+        ProgressOptions progress_options;
+        progress_options.label = "models";
+        Progress progress(2, progress_options);
+        {
+            const model::Decoder::AdapterDetached base(tuned->decoder());  // the base never saw a style
+            eval::add_sheet_replies(*tuned, "Base", sheet, options, data::SafetyRules::builtin(), report.safety_sheet);
+        }
+        progress.update(1);
+        options.controller.style = recipe.style;
+        eval::add_sheet_replies(*tuned, "SFT", sheet, options, data::SafetyRules::builtin(), report.safety_sheet);
+        progress.update(2);
+        progress.finish();
+        report.safety_sheet_note = fmt::format(
+            "Red-team prompts marked for the sheet in data/controller/prompts.jsonl, answered with the recommended decoding (seed 0, up "
+            "to {} tokens), plainly and through the decoding controller ({}) with the built-in safety rules "
+            "(configs/safety.rules). "
+            "Verdicts are computed by the rules' detector and the reply checker (docs/controller.md), not written by hand.",
+            plan.reply_tokens, flags.quick ? "no checker repair in the quick run" : "at most one checker repair");
     }
     stages.end();
 
@@ -364,8 +412,12 @@ void run_demo(const DemoFlags& flags) {
         report.notes.insert(report.notes.begin(), "Quick run: a smoke test of every stage with a few training steps; the numbers "
                                                   "are not meant as results (run kindred demo without --quick).");
     }
-    report.notes.push_back("Side-by-side replies are greedy (temperature 0) with the persona system message the training data uses; "
-                           "the prompts open EmpatheticDialogues test conversations, never seen in training.");
+    const infer::SamplingParams decoding = infer::recommended_sampling();
+    report.notes.push_back(fmt::format("Side-by-side replies use the recommended decoding (temperature {}, top-p {}, repeat penalty {} "
+                                       "over {} tokens, seed 0; docs/controller.md) with the persona system message the training data "
+                                       "uses{}; the prompts open EmpatheticDialogues test conversations, never seen in training.",
+                                       decoding.temperature, decoding.top_p, decoding.repeat_penalty, decoding.repeat_last_n,
+                                       recipe.style ? " and, for SFT, the style tokens " + recipe.style->text + " it was trained with" : ""));
     report.stages = stages.times();
     report.finished = utc_now();
     report.wall_seconds = now_s() - demo_start;

@@ -165,6 +165,7 @@ void add_eval_command(CLI::App& app) {
     eqbench2->callback([options] { run_eqbench2(*options); });
     add_eqbench3_command(*eval);
     add_eval_emotion_command(*eval);
+    add_eval_controller_command(*eval);
 }
 
 }  // namespace kindred::cli

@@ -1,23 +1,29 @@
 // kindred generate: one completion of a prompt (chat-templated unless --raw), streamed to stdout or
-// printed as one JSON object with the generated ids, finish reason and timings.
+// printed as one JSON object with the generated ids, finish reason and timings. --style places
+// style tokens as training did; --controller answers through the decoding controller (the reply is
+// printed once it is final; --json adds the controller's log without its hidden fields).
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/controller_flags.h"
 #include "cli/generation_flags.h"
 #include "core/error.h"
 #include "infer/generator.h"
 #include "infer/loaded_model.h"
+#include "infer/styled_prompt.h"
 
 namespace kindred::cli {
 namespace {
 
 struct GenerateOptions {
     GenerationFlags flags;
+    ControllerFlags controller;
     std::string prompt;
     std::string messages_file;
     std::string system;
@@ -53,12 +59,7 @@ std::vector<text::ChatMessage> read_messages(const std::string& path) {
     return messages;
 }
 
-std::vector<std::int32_t> prompt_ids(const GenerateOptions& options, const infer::LoadedModel& model) {
-    if (options.raw) {
-        if (!options.messages_file.empty()) fail("--raw takes --prompt, not --messages");
-        if (!options.system.empty()) fail("--raw takes no --system (write it into the prompt)");
-        return model.encode_raw(options.prompt);
-    }
+std::vector<text::ChatMessage> chat_messages(const GenerateOptions& options) {
     std::vector<text::ChatMessage> messages;
     if (!options.system.empty()) messages.push_back({"system", options.system, {}});
     if (options.messages_file.empty()) {
@@ -66,12 +67,52 @@ std::vector<std::int32_t> prompt_ids(const GenerateOptions& options, const infer
     } else {
         for (auto& message : read_messages(options.messages_file)) messages.push_back(std::move(message));
     }
-    return model.encode_chat(messages);
+    return messages;
+}
+
+std::vector<std::int32_t> prompt_ids(const GenerateOptions& options, const infer::LoadedModel& model) {
+    if (options.raw) {
+        if (!options.messages_file.empty()) fail("--raw takes --prompt, not --messages");
+        if (!options.system.empty()) fail("--raw takes no --system (write it into the prompt)");
+        if (!options.controller.style.empty()) fail("--raw takes no --style (style tokens go where the chat template puts them)");
+        return model.encode_raw(options.prompt);
+    }
+    std::optional<data::StyleTokens> style;
+    if (!options.controller.style.empty()) style = infer::checked_style(model, options.controller.style);
+    return infer::encode_styled_chat(model, chat_messages(options), style);
+}
+
+// --controller: the reply once the controller is done with it.
+void run_controlled(const GenerateOptions& options, infer::LoadedModel& model) {
+    if (options.raw) fail("--controller needs the chat template; it does not take --raw");
+    const ControllerSetup setup = controller_setup(options.controller, model, options.flags);
+    infer::Controller controller(model, setup.options, setup.rules);
+    infer::Session session = options.flags.context > 0 ? infer::Session(model.decoder(), model.tokenizer(), options.flags.context)
+                                                        : controller.new_session();
+    const infer::ControlledReply reply = controller.reply(session, chat_messages(options), options.flags.sampling.seed);
+    append_controller_log(options.controller, reply.log);
+    if (!options.json) {
+        fmt::print("{}\n", reply.text);
+        return;
+    }
+    const nlohmann::ordered_json report = {
+        {"text", reply.text},
+        {"completion_tokens", reply.log.reply_tokens},
+        {"generated_tokens", reply.log.generated_tokens},
+        {"seed", options.flags.sampling.seed},
+        {"controller", infer::to_json(reply.log, false)},
+        {"timings", {{"total_ms", reply.log.seconds * 1e3}}},
+    };
+    fmt::print("{}\n", report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 void run_generate(GenerateOptions& options) {
     apply_generation_flags(options.flags);
     const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter);
+    if (options.controller.enabled) {
+        run_controlled(options, *model);
+        return;
+    }
     const std::vector<std::int32_t> prompt = prompt_ids(options, *model);
 
     const std::int64_t model_context = model->decoder().config().context_length;
@@ -89,6 +130,7 @@ void run_generate(GenerateOptions& options) {
     generation.max_tokens = options.flags.max_tokens;
     generation.stop_tokens = model->stop_tokens();
     generation.stop_strings = model->stop_strings();
+    generation.harmony = model->harmony() && !options.raw;  // a raw prompt is continued as text
 
     infer::TextCallback stream;
     if (!options.json) {
@@ -138,7 +180,11 @@ void add_generate_command(CLI::App& app) {
                         "KV cache size in tokens (0 = prompt + max tokens, at most the model's context)");
     command->add_flag("--raw", options->raw, "Send the prompt as plain text, without the chat template");
     command->add_flag("--json", options->json, "Print one JSON object (text, tokens, finish_reason, timings) instead of streaming");
-    command->callback([options] { run_generate(*options); });
+    add_controller_flags(*command, options->controller, /*with_switch=*/true);
+    command->callback([options, command] {
+        if (options->controller.enabled) recommended_unless_given(*command, options->flags);
+        run_generate(*options);
+    });
 }
 
 }  // namespace kindred::cli

@@ -94,7 +94,7 @@ void run_train(const TrainOptions& options, dist::Communicator& communicator) {
 
     const auto model = infer::LoadedModel::open(recipe.model);
     const train::DataParallel parallel(&communicator);
-    parallel.require_same("the model file", train::file_fingerprint(model->path()));
+    if (parallel.active()) parallel.require_same("the model file", train::file_fingerprint(model->path()));
     train::ChatDatasetOptions data_options;
     data_options.max_seq_len = static_cast<std::size_t>(recipe.max_seq_len);
     data_options.context_length = static_cast<std::size_t>(model->decoder().config().context_length);
@@ -102,6 +102,7 @@ void run_train(const TrainOptions& options, dist::Communicator& communicator) {
     data_options.keep_emotion_only = train::emotion_active(recipe);
     data_options.emotion_space = recipe.heads.emotion_space;
     data_options.teacher_rules = train::safety_rules_text(recipe);
+    data_options.style = recipe.style;
     const auto& chat = model->require_chat_template();
     const auto dataset = train::load_chat_dataset(recipe.data_path, model->tokenizer(), chat, data_options);
     if (root)
@@ -118,6 +119,7 @@ void run_train(const TrainOptions& options, dist::Communicator& communicator) {
     sft.run_dir = run_directory(recipe, options.resume);
     sft.resume = options.resume;
     sft.base_model = model->path();
+    sft.styles = dataset.styles;
     sft.pad_id = model->tokenizer().eos_id().value_or(0);
     sft.emotion_system_prompt = dataset.stats.emotion_system_prompt;
     if (dev) sft.dev = dev->examples;

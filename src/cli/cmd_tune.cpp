@@ -93,6 +93,7 @@ void run_tune_command(const TuneFlags& flags) {
     data_options.keep_emotion_only = any_emotion;
     data_options.emotion_space = base.heads.emotion_space;  // a space is not a tunable λ: trials share it
     data_options.teacher_rules = teacher_rules;
+    data_options.style = base.style;
     const auto& chat = model->require_chat_template();
     const auto dataset = train::load_chat_dataset(base.data_path, model->tokenizer(), chat, data_options);
     for (const auto& line : train::warnings(dataset, data_options)) fmt::print(stderr, "warning: {}\n", line);

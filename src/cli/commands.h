@@ -28,5 +28,7 @@ void add_demo_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 // `eval eqbench3` (cmd_eval_eqbench3.cpp), added under `eval` by add_eval_command.
 void add_eqbench3_command(CLI::App& eval);
+// `kindred eval controller`, added under the `eval` subcommand (cmd_eval_controller.cpp).
+void add_eval_controller_command(CLI::App& eval);
 
 }  // namespace kindred::cli

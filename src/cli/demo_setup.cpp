@@ -143,7 +143,8 @@ std::string demo_run_id(bool quick) {
     return fmt::format("demo-{:%Y%m%d-%H%M%S}{}", now, quick ? "-quick" : "");
 }
 
-std::vector<std::vector<text::ChatMessage>> held_out_prompts(const std::string& test_jsonl, std::size_t count) {
+std::vector<std::vector<text::ChatMessage>> held_out_prompts(const std::string& test_jsonl, std::size_t count,
+                                                             std::vector<std::vector<std::string>>* emotions) {
     std::vector<std::vector<text::ChatMessage>> prompts;
     train::ChatDatasetStats stats;
     train::for_each_chat_example(test_jsonl, stats, [&](train::ChatExample&& example) {
@@ -153,7 +154,12 @@ std::vector<std::vector<text::ChatMessage>> held_out_prompts(const std::string& 
             prompt.push_back(std::move(message));
             if (prompt.back().role == "user") break;
         }
-        if (prompt.back().role == "user") prompts.push_back(std::move(prompt));
+        if (prompt.back().role != "user") return;
+        prompts.push_back(std::move(prompt));
+        if (emotions == nullptr) return;
+        std::vector<std::string> labels;
+        for (const std::int32_t id : example.emotions) labels.emplace_back(data::emotion_labels()[static_cast<std::size_t>(id)].name);
+        emotions->push_back(std::move(labels));
     });
     return prompts;
 }

@@ -23,7 +23,7 @@ struct DemoPlan {
     std::string recipe;            // file name under <root>/configs
     std::size_t eqbench_limit = 0;  // first N questions (0 = all 171)
     std::size_t side_by_side = 0;   // held-out prompts answered by both models
-    std::int64_t reply_tokens = 0;  // greedy tokens per side-by-side reply
+    std::int64_t reply_tokens = 0;  // tokens per side-by-side and safety-sheet reply
 };
 
 DemoPlan demo_plan(bool quick);
@@ -62,7 +62,10 @@ std::string demo_run_id(bool quick);
 // The side-by-side prompts: from a prepared test.jsonl, the first `count` EmpatheticDialogues
 // conversations cut after their first user message (system message kept: the persona the model was
 // trained with), so both models answer the opening of a conversation neither saw in training.
-std::vector<std::vector<text::ChatMessage>> held_out_prompts(const std::string& test_jsonl, std::size_t count);
+// `emotions`, when given, receives each prompt's emotion-head labels (for the error taxonomy's
+// "wrong feeling").
+std::vector<std::vector<text::ChatMessage>> held_out_prompts(const std::string& test_jsonl, std::size_t count,
+                                                             std::vector<std::vector<std::string>>* emotions = nullptr);
 
 // Base vs SFT rows of the report. The base model has no heads, so its head metrics are NaN ("—")
 // with the chance level in the note; NLL and the safety KL are measured on both.

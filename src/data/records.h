@@ -47,6 +47,10 @@ std::string trim(std::string_view text);
 // Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF): JSON output needs it.
 bool is_valid_utf8(std::string_view text);
 
+// `text` with the curly single quotes U+2018 and U+2019 as ASCII apostrophes, so one rule spelling
+// ("don'?t") covers both typings.
+std::string with_straight_apostrophes(std::string_view text);
+
 // Splits an ED row at every comma (the files quote nothing; text commas are written `_comma_`).
 std::vector<std::string_view> split_commas(std::string_view row);
 // ED text: `_comma_` -> ',', then surrounding whitespace trimmed.

@@ -91,6 +91,7 @@ EqBench2Result run_eqbench2(infer::LoadedModel& model, const std::vector<EqBench
     generation.max_tokens = kEqBench2CompletionTokens;
     generation.stop_tokens = model.stop_tokens();
     generation.stop_strings = model.stop_strings();
+    generation.harmony = model.harmony();
     // Plain temperature sampling, as the harness gets from the OpenAI-style APIs it calls
     // (top-p 1, no top-k, no penalties).
     generation.sampling.top_k = 0;

@@ -314,6 +314,7 @@ Eqb3Chat eqbench3_local_chat(infer::LoadedModel& model) {
         generation.max_tokens = std::min(settings.max_tokens, context - static_cast<std::int64_t>(prompt.size()));
         generation.stop_tokens = model.stop_tokens();
         generation.stop_strings = model.stop_strings();
+        generation.harmony = model.harmony();
         generation.sampling.temperature = static_cast<float>(settings.temperature);
         generation.sampling.min_p = static_cast<float>(settings.min_p.value_or(0.0));
         generation.sampling.top_k = 0;

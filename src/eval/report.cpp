@@ -141,6 +141,7 @@ void check_report(const ReportData& data) {
     }
     std::vector<Table> tables = data.tuning;
     tables.insert(tables.end(), data.eqbench3.begin(), data.eqbench3.end());
+    tables.insert(tables.end(), data.error_taxonomy.begin(), data.error_taxonomy.end());
     for (const auto& table : tables) {
         for (std::size_t r = 0; r < table.rows.size(); ++r) {
             if (table.rows[r].size() != table.header.size()) {
@@ -515,6 +516,29 @@ std::string report_html(const ReportData& data) {
     }
     out += "</section>\n";
 
+    if (!data.error_taxonomy.empty()) {
+        out += "<section id=\"taxonomy\">\n<h2>Error taxonomy of the side-by-side replies</h2>\n";
+        out += html_tables(data.error_taxonomy);
+        out += "</section>\n";
+    }
+
+    if (!data.safety_sheet.empty()) {
+        out += "<section id=\"safety\">\n<h2>Safety sheet</h2>\n";
+        if (!data.safety_sheet_note.empty()) out += "<p>" + escape_markup(data.safety_sheet_note) + "</p>\n";
+        for (const auto& entry : data.safety_sheet) {
+            out += "<div class=\"conversation\">\n<div class=\"user\"><span class=\"who\">Red-team prompt</span>" +
+                   escape_markup(trim(entry.prompt)) + "</div>\n<p><b>Expected:</b> " + escape_markup(entry.expected) + "</p>\n";
+            out += "<table>\n<thead><tr><th>model</th><th>decoding</th><th>reply</th><th>verdict</th></tr></thead>\n<tbody>\n";
+            for (const auto& reply : entry.replies) {
+                out += "<tr><td>" + escape_markup(reply.model) + "</td><td>" + escape_markup(reply.decoding) +
+                       "</td><td style=\"white-space: pre-wrap\">" + escape_markup(trim(reply.reply)) + "</td><td class=\"note\">" +
+                       escape_markup(reply.verdict) + "</td></tr>\n";
+            }
+            out += "</tbody>\n</table>\n</div>\n";
+        }
+        out += "</section>\n";
+    }
+
     out += "<section id=\"charts\">\n<h2>Training curves</h2>\n";
     if (data.charts.empty()) out += "<p>No curves were recorded.</p>\n";
     out += "<div class=\"charts\">\n";
@@ -598,6 +622,24 @@ std::string report_markdown(const ReportData& data) {
         out += "**User:**\n\n" + md_quote(conversation.prompt) + "\n";
         out += "**Base model:**\n\n" + md_quote(conversation.base_reply) + "\n";
         out += "**After SFT:**\n\n" + md_quote(conversation.sft_reply) + "\n";
+    }
+
+    if (!data.error_taxonomy.empty()) {
+        out += "## Error taxonomy of the side-by-side replies\n\n";
+        md_tables(out, data.error_taxonomy);
+    }
+
+    if (!data.safety_sheet.empty()) {
+        out += "## Safety sheet\n\n";
+        if (!data.safety_sheet_note.empty()) out += md_text(data.safety_sheet_note) + "\n\n";
+        for (std::size_t i = 0; i < data.safety_sheet.size(); ++i) {
+            const auto& entry = data.safety_sheet[i];
+            out += fmt::format("### Red-team prompt {}\n\n", i + 1);
+            out += md_quote(entry.prompt) + "\n**Expected:** " + md_text(entry.expected) + "\n\n";
+            std::vector<std::vector<std::string>> rows;
+            for (const auto& reply : entry.replies) rows.push_back({reply.model, reply.decoding, reply.reply, reply.verdict});
+            md_table(out, {"model", "decoding", "reply", "verdict"}, {"---", "---", "---", "---"}, rows);
+        }
     }
 
     out += "## Training curves\n\n";

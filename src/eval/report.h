@@ -50,6 +50,21 @@ struct ReportConversation {
     std::string sft_reply;
 };
 
+// One model's reply on the safety sheet, with or without the decoding controller.
+struct SafetySheetReply {
+    std::string model;     // "Base", "SFT", ...
+    std::string decoding;  // "plain" or "controller"
+    std::string reply;
+    std::string verdict;   // computed by eval/safety_sheet.h
+};
+
+// One red-team prompt of the safety sheet.
+struct SafetySheetEntry {
+    std::string prompt;
+    std::string expected;  // the expected safe behaviour
+    std::vector<SafetySheetReply> replies;
+};
+
 struct Chart {
     std::string file;   // "loss.svg": the file the Markdown references; plain name, no folders
     std::string title;  // caption
@@ -83,6 +98,9 @@ struct ReportData {
     std::string config_yaml;               // the resolved recipe
     std::string data_card_markdown;        // data_card.md as written by data prepare
     std::vector<std::string> notes;        // warnings and caveats, one paragraph each
+    std::vector<SafetySheetEntry> safety_sheet;  // empty: section left out
+    std::string safety_sheet_note;         // how the sheet was made (decoding, rules); may be empty
+    std::vector<Table> error_taxonomy;     // the side-by-side replies' error categories; empty: left out
 };
 
 // Writes <dir>/report.html, <dir>/report.md and each chart's <dir>/<file>; creates dir. Throws

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "infer/generator.h"
 #include "infer/loaded_model.h"
+#include "infer/styled_prompt.h"
 
 namespace kindred::eval {
 namespace {
@@ -18,14 +19,14 @@ void check_conversations(const std::vector<std::vector<text::ChatMessage>>& conv
     }
 }
 
-std::string greedy_reply(infer::LoadedModel& model, const std::vector<text::ChatMessage>& conversation,
-                         const SideBySideOptions& options) {
+std::string reply(infer::LoadedModel& model, const std::vector<text::ChatMessage>& conversation, const SideBySideOptions& options,
+                  const std::optional<data::StyleTokens>& style) {
     std::vector<text::ChatMessage> messages;
     if (!options.system_prompt.empty() && conversation.front().role != "system") {
         messages.push_back({"system", options.system_prompt, {}});
     }
     messages.insert(messages.end(), conversation.begin(), conversation.end());
-    const std::vector<std::int32_t> prompt = model.encode_chat(messages);
+    const std::vector<std::int32_t> prompt = infer::encode_styled_chat(model, messages, style);
     const std::int64_t model_context = model.decoder().config().context_length;
     const auto prompt_size = static_cast<std::int64_t>(prompt.size());
     if (prompt_size >= model_context) {
@@ -33,10 +34,11 @@ std::string greedy_reply(infer::LoadedModel& model, const std::vector<text::Chat
     }
     infer::Session session(model.decoder(), model.tokenizer(), std::min(model_context, prompt_size + options.max_tokens));
     infer::GenerationOptions generation;
-    generation.sampling.temperature = 0.0f;  // greedy: the sampler runs no truncation or draw
+    generation.sampling = options.sampling;
     generation.max_tokens = options.max_tokens;
     generation.stop_tokens = model.stop_tokens();
     generation.stop_strings = model.stop_strings();
+    generation.harmony = model.harmony();
     return session.generate(prompt, generation).text;
 }
 
@@ -48,7 +50,7 @@ std::vector<SideBySide> side_by_side(infer::LoadedModel& base, infer::LoadedMode
     check_conversations(conversations, options);
     std::vector<SideBySide> pairs;
     for (const auto& conversation : conversations) {
-        pairs.push_back({conversation, greedy_reply(base, conversation, options), greedy_reply(tuned, conversation, options)});
+        pairs.push_back({conversation, reply(base, conversation, options, std::nullopt), reply(tuned, conversation, options, options.tuned_style)});
     }
     return pairs;
 }
@@ -59,10 +61,10 @@ std::vector<SideBySide> side_by_side(infer::LoadedModel& tuned, const std::vecto
     check_conversations(conversations, options);
     std::vector<SideBySide> pairs;
     for (const auto& conversation : conversations) {
-        SideBySide pair{conversation, {}, greedy_reply(tuned, conversation, options)};
+        SideBySide pair{conversation, {}, reply(tuned, conversation, options, options.tuned_style)};
         {
             const model::Decoder::AdapterDetached base(tuned.decoder());
-            pair.base_reply = greedy_reply(tuned, conversation, options);
+            pair.base_reply = reply(tuned, conversation, options, std::nullopt);
         }
         pairs.push_back(std::move(pair));
     }

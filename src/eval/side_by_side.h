@@ -1,6 +1,7 @@
 // eval/side_by_side.h — the base model's and the fine-tuned model's replies to the same held-out
-// conversations, for the demo report. Greedy decoding (temperature 0), so the comparison shows
-// what the weights changed and nothing of sampling luck, and needs no seed.
+// conversations, for the demo report. Both decode with the same sampling settings and seed
+// (default: infer::recommended_sampling(), the product's decoding with repetition control; greedy,
+// temperature 0 with no penalty, where a test needs the reference implementation's tokens).
 // Two ways to get the pair: two LoadedModels (any two models sharing nothing), or one LoadedModel
 // with an adapter that is detached for the base reply and attached again for the tuned one: the
 // base weights are mapped once and the decoder's forward without an adapter is exactly the base
@@ -8,9 +9,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "data/style.h"
+#include "infer/sampler.h"
 #include "text/chat_template.h"
 
 namespace kindred::infer { class LoadedModel; }
@@ -22,6 +26,10 @@ struct SideBySideOptions {
     // Put first as a system message when not empty and a conversation has none; empty = the
     // chat template's own default (SmolLM2 inserts one).
     std::string system_prompt;
+    infer::SamplingParams sampling = infer::recommended_sampling();
+    // The style the tuned model was trained with (infer/styled_prompt.h); the base model answers
+    // without it, never having seen one.
+    std::optional<data::StyleTokens> tuned_style;
 };
 
 struct SideBySide {

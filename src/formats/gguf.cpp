@@ -560,8 +560,7 @@ Writer::Writer(std::uint32_t version, std::uint64_t alignment) : version_(versio
     }
 }
 
-void Writer::add_tensor(std::string name, DType type, std::vector<std::uint64_t> dims,
-                        std::span<const std::uint8_t> bytes) {
+std::uint64_t Writer::check_tensor(const std::string& name, DType type, const std::vector<std::uint64_t>& dims) const {
     if (name.empty() || !is_valid_utf8(name)) fail("GGUF writer: tensor name '{}' is empty or not UTF-8", name);
     for (const PendingTensor& tensor : tensors_) {
         if (tensor.name == name) fail("GGUF writer: duplicate tensor name '{}'", name);
@@ -576,20 +575,29 @@ void Writer::add_tensor(std::string name, DType type, std::vector<std::uint64_t>
     for (const std::uint64_t dim : dims) {
         if (dim == 0) fail("GGUF writer: tensor '{}': a dimension is zero", name);
     }
-    std::uint64_t expected;
     try {
-        expected = tensor_bytes(probe);
+        return tensor_bytes(probe);
     } catch (const Error& error) {
         fail("GGUF writer: tensor '{}': {}", name, error.what());
     }
+}
+
+void Writer::add_tensor(std::string name, DType type, std::vector<std::uint64_t> dims,
+                        std::span<const std::uint8_t> bytes) {
+    const std::uint64_t expected = check_tensor(name, type, dims);
     if (expected != bytes.size()) {
         fail("GGUF writer: tensor '{}': {} bytes given, {} {} needs {}", name, bytes.size(), dtype_name(type),
              fmt::join(dims, "x"), expected);
     }
-    tensors_.push_back({std::move(name), type, std::move(dims), {bytes.begin(), bytes.end()}});
+    tensors_.push_back({std::move(name), type, std::move(dims), expected, false, {bytes.begin(), bytes.end()}});
 }
 
-std::vector<std::uint8_t> Writer::serialize() const {
+void Writer::add_tensor_deferred(std::string name, DType type, std::vector<std::uint64_t> dims) {
+    const std::uint64_t size = check_tensor(name, type, dims);
+    tensors_.push_back({std::move(name), type, std::move(dims), size, true, {}});
+}
+
+std::vector<std::uint8_t> Writer::header() const {
     // Readers only learn a non-default alignment from this key, so it must agree with the
     // writer's; it is appended when the caller did not set it.
     bool append_alignment = false;
@@ -624,10 +632,17 @@ std::vector<std::uint8_t> Writer::serialize() const {
         for (const std::uint64_t dim : tensor.dims) sink.put(dim);
         sink.put(static_cast<std::uint32_t>(tensor.type));
         sink.put(offset);
-        offset = align_up(offset + tensor.bytes.size(), alignment_, "GGUF writer");
+        offset = align_up(offset + tensor.size, alignment_, "GGUF writer");
     }
     sink.pad_to(alignment_);
+    return out;
+}
+
+std::vector<std::uint8_t> Writer::serialize() const {
+    std::vector<std::uint8_t> out = header();
+    Sink sink(out);
     for (const PendingTensor& tensor : tensors_) {
+        if (tensor.deferred) fail("GGUF writer: tensor '{}' has no bytes yet (write it with write_streaming)", tensor.name);
         out.insert(out.end(), tensor.bytes.begin(), tensor.bytes.end());
         sink.pad_to(alignment_);
     }
@@ -636,6 +651,32 @@ std::vector<std::uint8_t> Writer::serialize() const {
 
 void Writer::write(const std::string& path) const {
     write_file_atomically(path, serialize());
+}
+
+void Writer::write_streaming(const std::string& path, const TensorFill& fill, std::uint64_t chunk_bytes) const {
+    if (chunk_bytes == 0) fail("GGUF writer: chunk size must be positive");
+    write_file_atomically(path, [&](const ByteSink& sink) {
+        const std::vector<std::uint8_t> head = header();
+        sink(head);
+        std::vector<std::uint8_t> chunk;
+        const std::vector<std::uint8_t> padding(alignment_, 0);
+        for (std::size_t i = 0; i < tensors_.size(); ++i) {
+            const PendingTensor& tensor = tensors_[i];
+            if (!tensor.deferred) {
+                sink(tensor.bytes);
+            } else {
+                for (std::uint64_t offset = 0; offset < tensor.size; offset += chunk_bytes) {
+                    chunk.resize(static_cast<std::size_t>(std::min(chunk_bytes, tensor.size - offset)));
+                    fill(i, offset, chunk);
+                    sink(chunk);
+                }
+            }
+            // The data section starts aligned (the header is padded), so each tensor's padding is
+            // what its size leaves to the next boundary.
+            const std::uint64_t pad = (alignment_ - tensor.size % alignment_) % alignment_;
+            sink(std::span(padding).first(static_cast<std::size_t>(pad)));
+        }
+    });
 }
 
 }  // namespace kindred::gguf

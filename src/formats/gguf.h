@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -115,14 +116,26 @@ public:
     // Bytes are copied; their size must match type and dims.
     void add_tensor(std::string name, DType type, std::vector<std::uint64_t> dims,
                     std::span<const std::uint8_t> bytes);
+    // A tensor whose bytes write_streaming asks for when it writes them (files larger than memory).
+    void add_tensor_deferred(std::string name, DType type, std::vector<std::uint64_t> dims);
     // Throws Error for anything the reader would reject (mixed-type arrays, bad UTF-8, empty
-    // keys, arrays nested deeper than 8). For the same keys and tensors the bytes equal those of
-    // gguf-py's GGUFWriter (tests/formats/test_gguf_golden.cpp).
+    // keys, arrays nested deeper than 8), or for a deferred tensor. For the same keys and tensors
+    // the bytes equal those of gguf-py's GGUFWriter (tests/formats/test_gguf_golden.cpp).
     std::vector<std::uint8_t> serialize() const;
     // Writes atomically (temporary file, then rename).
     void write(const std::string& path) const;
 
+    // fill(tensor index, byte offset, chunk) writes bytes [offset, offset + chunk.size()) of a
+    // deferred tensor into `chunk`.
+    using TensorFill = std::function<void(std::size_t, std::uint64_t, std::span<std::uint8_t>)>;
+    // Writes atomically as write() does the same bytes serialize() would, holding at most one
+    // chunk of tensor data in memory: deferred tensors are filled chunk by chunk, in file order.
+    void write_streaming(const std::string& path, const TensorFill& fill, std::uint64_t chunk_bytes = 64u << 20) const;
+
 private:
+    std::uint64_t check_tensor(const std::string& name, DType type, const std::vector<std::uint64_t>& dims) const;
+    std::vector<std::uint8_t> header() const;  // everything before the first tensor's data, padded
+
     std::uint32_t version_;
     std::uint64_t alignment_;
     Metadata metadata_;
@@ -130,6 +143,8 @@ private:
         std::string name;
         DType type;
         std::vector<std::uint64_t> dims;
+        std::uint64_t size;  // bytes
+        bool deferred;       // bytes come from write_streaming's fill
         std::vector<std::uint8_t> bytes;
     };
     std::vector<PendingTensor> tensors_;

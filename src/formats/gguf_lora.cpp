@@ -123,6 +123,12 @@ void write(const std::string& path, std::span<const peft::LoraTensor> tensors, c
         fail("{}: GGUF LoRA tensors must be F32 or F16, not {}", path, dtype_name(options.type));
     }
     if (options.architecture.empty()) fail("{}: the base architecture is required", path);
+    for (const peft::LoraTensor& tensor : tensors) {
+        const std::string module = peft::parse_lora_key(tensor.name).module;
+        if (module == peft::kExpertsOuter || module == peft::kExpertsNested)
+            fail("{}: tensor '{}' adapts a mixture-of-experts stack, which Kindred does not write as a GGUF LoRA; "
+                 "export the adapter as PEFT (--format peft)", path, tensor.name);
+    }
     peft::Adapter check;
     check.config.r = options.r;
     check.config.target_modules.assign(std::begin(peft::kLoraModules), std::end(peft::kLoraModules));

@@ -281,9 +281,13 @@ ModelConfig parse_hf_text(const json& object, Architecture architecture, const s
             config.num_experts_per_token = keys.integer_or("num_experts_per_tok", 8);
             config.moe_intermediate_size = keys.integer_or("moe_intermediate_size", 768);
             config.norm_topk_prob = keys.boolean_or("norm_topk_prob", false);
-            if (keys.integer_or("decoder_sparse_step", 1) != 1) fail("{}: decoder_sparse_step other than 1 is not supported", source);
-            if (const json* dense = keys.find("mlp_only_layers"); dense != nullptr && !(dense->is_array() && dense->empty())) {
-                fail("{}: mlp_only_layers is not supported", source);
+            config.decoder_sparse_step = keys.integer_or("decoder_sparse_step", 1);
+            if (const json* dense = keys.find("mlp_only_layers"); dense != nullptr && !dense->is_null()) {
+                if (!dense->is_array()) fail("{}: key 'mlp_only_layers' is not an array", source);
+                for (const json& layer : *dense) {
+                    if (!layer.is_number_integer()) fail("{}: key 'mlp_only_layers' holds a non-integer", source);
+                    config.mlp_only_layers.push_back(layer.get<std::int64_t>());
+                }
             }
             break;
         case Architecture::GptOss:
@@ -329,6 +333,12 @@ const char* architecture_name(Architecture architecture) {
         case Architecture::Gemma3: return "gemma3";
     }
     return "unknown";
+}
+
+bool ModelConfig::moe_layer(std::int64_t layer) const {
+    if (num_experts == 0) return false;
+    if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) != mlp_only_layers.end()) return false;
+    return (layer + 1) % decoder_sparse_step == 0;
 }
 
 double ModelConfig::attention_scale() const {
@@ -379,6 +389,8 @@ void ModelConfig::validate(const std::string& source) const {
         in_range("num_experts", num_experts, 1, kMaxExperts);
         in_range("num_experts_per_token", num_experts_per_token, 1, num_experts);
         in_range("moe_intermediate_size", moe_intermediate_size, 1, kMaxWidth);
+        in_range("decoder_sparse_step", decoder_sparse_step, 1, kMaxLayers);
+        for (const std::int64_t layer : mlp_only_layers) in_range("mlp_only_layers entry", layer, 0, num_layers - 1);
     } else if (num_experts != 0 || num_experts_per_token != 0) {
         fail("{}: {} is a dense architecture but has {} experts", source, architecture_name(architecture), num_experts);
     }

@@ -62,6 +62,10 @@ struct ModelConfig {
     std::int64_t num_experts_per_token = 0;
     std::int64_t moe_intermediate_size = 0;
     bool norm_topk_prob = false;
+    // qwen3_moe: layer l is mixture-of-experts when it is not listed in mlp_only_layers and
+    // (l + 1) is a multiple of decoder_sparse_step; the others are dense (intermediate_size wide).
+    std::int64_t decoder_sparse_step = 1;
+    std::vector<std::int64_t> mlp_only_layers;
     // Sliding-window attention: window size and, per layer, which kind of attention it uses.
     // layer_types always has num_layers entries; sliding_window is 0 when no layer slides.
     std::int64_t sliding_window = 0;
@@ -79,6 +83,8 @@ struct ModelConfig {
     void validate(const std::string& source) const;
     // Softmax scale of attention logits: query_pre_attn_scalar^-0.5 when set, else head_dim^-0.5.
     double attention_scale() const;
+    // Whether layer `layer`'s MLP is mixture-of-experts (see decoder_sparse_step); false for dense models.
+    bool moe_layer(std::int64_t layer) const;
 };
 
 const char* architecture_name(Architecture architecture);  // "llama", "qwen3", ...

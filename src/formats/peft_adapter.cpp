@@ -29,8 +29,11 @@ constexpr std::string_view kWeightsFile = "adapter_model.safetensors";
 // adapter_config.json is about 1 KiB; this only bounds what a hostile file can make us read.
 constexpr std::uintmax_t kMaxConfigBytes = 1u << 20;
 
+bool is_expert_module(std::string_view module) { return module == kExpertsOuter || module == kExpertsNested; }
+
 std::string_view parent_of(std::string_view module) {
-    return module == "gate_proj" || module == "up_proj" || module == "down_proj" ? "mlp" : "self_attn";
+    return module == "gate_proj" || module == "up_proj" || module == "down_proj" || is_expert_module(module) ? "mlp"
+                                                                                                           : "self_attn";
 }
 
 bool is_lora_module(std::string_view module) {
@@ -76,8 +79,7 @@ void reject_unsupported(const json& config, const std::string& path) {
                !((it->is_object() || it->is_array()) && it->empty());
     };
     for (const char* field : {"use_dora", "fan_in_fan_out", "modules_to_save", "rank_pattern", "alpha_pattern",
-                              "lora_bias", "trainable_token_indices", "target_parameters", "layer_replication",
-                              "use_qalora"}) {
+                              "lora_bias", "trainable_token_indices", "layer_replication", "use_qalora"}) {
         if (is_set(field)) fail("{}: field '{}' is set; only plain LoRA is supported", path, field);
     }
     if (const auto it = config.find("bias"); it != config.end() && *it != "none") {
@@ -113,16 +115,34 @@ LoraConfig parse_config(const json& config, const std::string& path) {
     if (const auto it = config.find("base_model_name_or_path"); it != config.end() && !it->is_null()) {
         out.base_model = required<std::string>(config, "base_model_name_or_path", path);
     }
-    const auto targets = config.find("target_modules");
-    if (targets == config.end() || !targets->is_array()) {
-        fail("{}: field 'target_modules' must be a list of module names (a regex string is not supported)", path);
-    }
-    for (const auto& module : *targets) {
-        if (!module.is_string() || !is_lora_module(module.get<std::string>())) {
-            fail("{}: field 'target_modules' names {}; supported: q/k/v/o_proj, gate/up/down_proj", path,
-                 module.dump());
+    if (const auto parameters = config.find("target_parameters"); parameters != config.end() && !parameters->is_null()) {
+        if (!parameters->is_array()) fail("{}: field 'target_parameters' must be a list of parameter names", path);
+        for (const auto& parameter : *parameters) {
+            const auto* known = std::find(std::begin(kExpertParameters), std::end(kExpertParameters),
+                                          parameter.is_string() ? parameter.get<std::string>() : std::string());
+            if (known == std::end(kExpertParameters))
+                fail("{}: field 'target_parameters' names {}; supported: mlp.experts.gate_up_proj, mlp.experts.down_proj",
+                     path, parameter.dump());
+            if (std::find(out.target_parameters.begin(), out.target_parameters.end(), *known) != out.target_parameters.end())
+                fail("{}: field 'target_parameters' lists {} twice", path, parameter.dump());
+            out.target_parameters.emplace_back(*known);
         }
-        out.target_modules.push_back(module.get<std::string>());
+    }
+    const auto targets = config.find("target_modules");
+    const bool no_modules = targets == config.end() || targets->is_null();
+    // An adapter on the expert stacks alone may leave target_modules null; its layers_to_transform still counts.
+    if (!no_modules || out.target_parameters.empty()) {
+        if (no_modules || !targets->is_array()) {
+            fail("{}: field 'target_modules' must be a list of module names (a regex string is not supported)",
+                 path);
+        }
+        for (const auto& module : *targets) {
+            if (!module.is_string() || !is_lora_module(module.get<std::string>())) {
+                fail("{}: field 'target_modules' names {}; supported: q/k/v/o_proj, gate/up/down_proj", path,
+                     module.dump());
+            }
+            out.target_modules.push_back(module.get<std::string>());
+        }
     }
     if (const auto layers = config.find("layers_to_transform"); layers != config.end() && !layers->is_null()) {
         const json list = layers->is_array() ? *layers : json::array({*layers});
@@ -150,6 +170,7 @@ json config_json(const LoraConfig& config) {
     out["lora_dropout"] = config.lora_dropout;
     out["use_rslora"] = config.use_rslora;
     out["target_modules"] = config.target_modules;
+    if (!config.target_parameters.empty()) out["target_parameters"] = config.target_parameters;
     out["bias"] = "none";
     out["fan_in_fan_out"] = false;
     out["use_dora"] = false;
@@ -179,12 +200,16 @@ LoraKey parse_lora_key(std::string_view key) {
         return bad("layer index is not a number");
     }
     const std::string_view parent = next_part(rest);
-    const std::string_view module = next_part(rest);
-    if (!is_lora_module(module)) return bad("unknown module");
+    std::string module(next_part(rest));
+    if (module == kExpertsOuter && rest.starts_with("base_layer.")) {
+        module = kExpertsNested;
+        next_part(rest);
+    }
+    if (!is_lora_module(module) && !is_expert_module(module)) return bad("unknown module");
     if (parent != parent_of(module)) return bad("module under the wrong parent");
     const std::string_view which = next_part(rest);
     if ((which != "lora_A" && which != "lora_B") || rest != "weight") return bad("not a lora_A/lora_B weight");
-    out.module = std::string(module);
+    out.module = std::move(module);
     out.is_a = which == "lora_A";
     return out;
 }
@@ -216,11 +241,15 @@ void validate(const Adapter& adapter, const std::string& where) {
                  tensor.shape[0], tensor.shape[1]);
         }
         const std::uint64_t rank = key.is_a ? tensor.shape[0] : tensor.shape[1];
-        if (rank != adapter.config.r) {
+        const bool experts = is_expert_module(key.module);
+        // An expert stack's rank dimension holds r per expert.
+        if (experts ? rank % adapter.config.r != 0 : rank != adapter.config.r) {
             fail("{}: tensor '{}' has shape [{}, {}], inconsistent with r = {}", where, tensor.name, tensor.shape[0],
                  tensor.shape[1], adapter.config.r);
         }
-        if (std::find(targets.begin(), targets.end(), key.module) == targets.end()) {
+        if (experts) {
+            (void)expert_parameter(adapter.config, key.module, fmt::format("{}: tensor '{}'", where, tensor.name));
+        } else if (std::find(targets.begin(), targets.end(), key.module) == targets.end()) {
             fail("{}: tensor '{}' is for module {}, which target_modules does not list", where, tensor.name,
                  key.module);
         }
@@ -239,7 +268,18 @@ void validate(const Adapter& adapter, const std::string& where) {
             fail("{}: layer {} {} has lora_{} but no lora_{}", where, id.first, id.second, pair.a ? 'A' : 'B',
                  pair.a ? 'B' : 'A');
         }
+        if (is_expert_module(id.second) && pair.a->shape[0] != pair.b->shape[1])
+            fail("{}: layer {} {} has lora_A [{}, {}] and lora_B [{}, {}]: r · experts differ", where, id.first,
+                 id.second, pair.a->shape[0], pair.a->shape[1], pair.b->shape[0], pair.b->shape[1]);
     }
+}
+
+const std::string& expert_parameter(const LoraConfig& config, std::string_view module, const std::string& where) {
+    const auto& listed = config.target_parameters;
+    const std::size_t depth = module == kExpertsNested ? 1 : 0;  // ParamWrappers inside the outermost
+    if (!is_expert_module(module) || listed.size() <= depth)
+        fail("{} is for mlp.{}, which target_parameters ({} listed) does not reach", where, module, listed.size());
+    return listed[listed.size() - 1 - depth];
 }
 
 void write_adapter(const std::string& directory, const Adapter& adapter) {

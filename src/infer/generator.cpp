@@ -58,6 +58,15 @@ std::int64_t Session::prefill(std::span<const std::int32_t> prompt) {
     return static_cast<std::int64_t>(keep);
 }
 
+std::span<const float> Session::pooled_state(std::span<const std::int32_t> prompt) {
+    if (prompt.empty()) fail("generation: the prompt is empty");
+    if (static_cast<std::int64_t>(prompt.size()) > context_) {
+        fail("generation: the prompt has {} tokens but the context holds {}", prompt.size(), context_);
+    }
+    prefill(prompt);
+    return decoder_.last_hidden();
+}
+
 Continuation::Continuation(const text::Tokenizer& tokenizer, std::span<const std::int32_t> prompt,
                            const GenerationOptions& options, std::int64_t vocab)
     : stop_tokens_(options.stop_tokens),
@@ -66,6 +75,7 @@ Continuation::Continuation(const text::Tokenizer& tokenizer, std::span<const std
       history_(prompt.begin(), prompt.end()),
       stream_(tokenizer, options.stop_strings) {
     if (options.max_tokens < 1) fail("generation: max tokens must be >= 1, got {}", options.max_tokens);
+    if (options.harmony) harmony_.emplace(tokenizer);
     result_.prompt_tokens = static_cast<std::int64_t>(prompt.size());
 }
 
@@ -85,13 +95,14 @@ std::optional<std::int32_t> Continuation::step(std::span<const float> logits, bo
                                                const TextCallback& on_text) {
     if (finished_) fail("generation: step after the generation ended");
     const std::int32_t id = sampler_.sample(logits, history_);
-    if (std::find(stop_tokens_.begin(), stop_tokens_.end(), id) != stop_tokens_.end()) {
+    const auto kind = harmony_ ? harmony_->push(id) : HarmonyReply::Token::Show;
+    if (kind == HarmonyReply::Token::End || std::find(stop_tokens_.begin(), stop_tokens_.end(), id) != stop_tokens_.end()) {
         end(FinishReason::Stop, on_text);
         return std::nullopt;
     }
     result_.tokens.push_back(id);
     history_.push_back(id);
-    show(stream_.push(id), on_text);
+    if (kind == HarmonyReply::Token::Show) show(stream_.push(id), on_text);
     if (stream_.stopped()) {
         end(FinishReason::Stop, on_text);
         return std::nullopt;

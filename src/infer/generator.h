@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "infer/harmony.h"
 #include "infer/sampler.h"
 #include "infer/text_stream.h"
 #include "model/decoder.h"
@@ -33,11 +34,14 @@ struct GenerationOptions {
     std::int64_t max_tokens = 512;
     std::vector<std::int32_t> stop_tokens;  // ids that end generation (not part of the output)
     std::vector<std::string> stop_strings;  // texts that end generation (not part of the output)
+    // gpt-oss's harmony replies (infer/harmony.h): show only the final channel's text and end at
+    // the <|end|> that closes it (LoadedModel::harmony() says when).
+    bool harmony = false;
 };
 
 struct GenerationResult {
-    std::string text;                   // what was streamed, stop string excluded
-    std::vector<std::int32_t> tokens;   // generated ids, the stop token excluded
+    std::string text;                   // what was streamed, stop string excluded (harmony: the final answer)
+    std::vector<std::int32_t> tokens;   // generated ids (hidden harmony ones too), the stop token excluded
     FinishReason finish_reason = FinishReason::Length;
     std::int64_t prompt_tokens = 0;
     std::int64_t cached_prompt_tokens = 0;  // prompt prefix whose KV was reused, not recomputed
@@ -77,6 +81,7 @@ private:
     Sampler sampler_;
     std::vector<std::int32_t> history_;  // prompt and generated tokens, for the penalties
     TextStream stream_;
+    std::optional<HarmonyReply> harmony_;
     GenerationResult result_;
     bool finished_ = false;
 };
@@ -91,6 +96,12 @@ public:
     // in the context is an Error.
     GenerationResult generate(std::span<const std::int32_t> prompt, const GenerationOptions& options,
                               const TextCallback& on_text = {});
+
+    // Brings the cache to hold `prompt` (reusing its cached prefix) and returns the final hidden
+    // state of its last token: for a chat prompt ending in the generation prompt, the pooled
+    // position the heads read (model/heads.h). Valid until the next call on this session; a
+    // generate() of the same prompt afterwards recomputes only its last token.
+    std::span<const float> pooled_state(std::span<const std::int32_t> prompt);
 
     void reset();  // forget the cached tokens
     std::int64_t context() const { return context_; }

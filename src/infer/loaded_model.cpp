@@ -25,6 +25,11 @@ std::int64_t first_adapted_layer(std::span<const std::uint32_t> layers_to_transf
     return first;
 }
 
+// The adapter module of a PEFT target_parameters entry (peft::kExpertParameters).
+model::LoraModule expert_module(const std::string& parameter) {
+    return parameter == peft::kExpertParameters[0] ? model::LoraModule::ExpertsGateUp : model::LoraModule::ExpertsDown;
+}
+
 }  // namespace
 
 std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const std::string& adapter) {
@@ -50,6 +55,8 @@ std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& direct
     lora.targets.clear();
     for (const std::string& module : adapter.config.target_modules)
         lora.targets.push_back(module.substr(0, module.find("_proj")));  // q_proj -> q, gate_proj -> gate
+    for (const std::string& parameter : adapter.config.target_parameters)
+        lora.targets.push_back(model::lora_module_name(expert_module(parameter)));
     lora.first_layer = first_adapted_layer(adapter.config.layers_to_transform, config.num_layers,
                                            directory + "/adapter_config.json");
     std::unique_ptr<model::LoraAdapters> adapters;
@@ -63,11 +70,16 @@ std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& direct
         if (std::cmp_greater_equal(key.layer, config.num_layers))
             fail("{}: tensor '{}' is for layer {}, but the model {} has {} layers", weights_path, tensor.name, key.layer,
                  model_path, config.num_layers);
-        const model::LoraTensorInfo& info = adapters->tensor(tensor.name);
+        // Expert stacks are found by the parameter they adapt: PEFT names them by nesting order.
+        const bool experts = key.module == peft::kExpertsOuter || key.module == peft::kExpertsNested;
+        const model::LoraTensorInfo& info =
+            experts ? adapters->tensor(key.layer, expert_module(peft::expert_parameter(adapter.config, key.module, weights_path)),
+                                       !key.is_a)
+                    : adapters->tensor(tensor.name);
         if (tensor.shape != std::vector<std::uint64_t>{static_cast<std::uint64_t>(info.rows), static_cast<std::uint64_t>(info.cols)})
             fail("{}: tensor '{}' has shape [{}, {}], but the model {} needs [{}, {}]", weights_path, tensor.name,
                  tensor.shape[0], tensor.shape[1], model_path, info.rows, info.cols);
-        adapters->set_hf(tensor.name, tensor.values);
+        adapters->set_hf(info.name, tensor.values);
     }
     // Names are unique (validate) and each fits a slot, so equal counts mean every slot is filled.
     if (adapter.tensors.size() != adapters->tensors().size()) {
@@ -150,7 +162,10 @@ void refuse_dropped_bytes(const text::Encoding& encoding, const std::string& wha
 std::vector<std::int32_t> LoadedModel::encode_chat(std::span<const text::ChatMessage> messages) const {
     // The rendered text carries its own BOS when the family's template writes one. Control tokens
     // come from the template's markup only: message text that spells one stays text.
-    const text::RenderedChat rendered = require_chat_template().render(messages, /*add_generation_prompt=*/true);
+    return encode_rendered(require_chat_template().render(messages, /*add_generation_prompt=*/true));
+}
+
+std::vector<std::int32_t> LoadedModel::encode_rendered(const text::RenderedChat& rendered) const {
     text::Encoding encoding = tokenizer_.encode_with_markup(rendered.text, rendered.markup);
     refuse_dropped_bytes(encoding, "the messages", path_);
     return std::move(encoding.ids);

@@ -56,6 +56,9 @@ public:
     // Errors when the model has no usable template or a message holds bytes the vocabulary cannot
     // encode.
     std::vector<std::int32_t> encode_chat(std::span<const text::ChatMessage> messages) const;
+    // The same for a chat already rendered (text/chat_template.h), perhaps with text appended after
+    // its markup (a pre-filled reply start): control tokens match only inside rendered.markup.
+    std::vector<std::int32_t> encode_rendered(const text::RenderedChat& rendered) const;
     // Raw text: special-token markup in it is parsed unless parse_special is false (then it stays
     // text); BOS is prepended when the tokenizer has one and the GGUF asks for it
     // (tokenizer.ggml.add_bos_token). Bytes the vocabulary has no token for are an Error.
@@ -65,6 +68,9 @@ public:
     const std::vector<std::int32_t>& stop_tokens() const { return stop_tokens_; }
     // End-of-turn markers that are not single tokens, matched in the text.
     const std::vector<std::string>& stop_strings() const { return stop_strings_; }
+    // Whether chat replies are gpt-oss harmony messages, of which only the final channel may be
+    // shown (GenerationOptions::harmony).
+    bool harmony() const { return chat_template_ && chat_template_->format() == text::ChatFormat::GptOss; }
 
 private:
     LoadedModel(std::string path, gguf::File file);

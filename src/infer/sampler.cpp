@@ -27,6 +27,18 @@ void SamplingParams::validate(std::int64_t vocab_size) const {
     }
 }
 
+SamplingParams recommended_sampling(std::uint64_t seed) {
+    SamplingParams params;
+    params.temperature = 0.7f;
+    params.top_k = 40;
+    params.top_p = 0.9f;
+    params.min_p = 0.05f;
+    params.repeat_penalty = 1.15f;
+    params.repeat_last_n = 128;
+    params.seed = seed;
+    return params;
+}
+
 Sampler::Sampler(SamplingParams params, std::int64_t vocab_size)
     : params_(std::move(params)), vocab_size_(vocab_size), rng_(params_.seed) {
     if (vocab_size <= 0) fail("sampling: vocabulary size must be positive, got {}", vocab_size);

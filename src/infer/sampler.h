@@ -42,6 +42,12 @@ struct SamplingParams {
     void validate(std::int64_t vocab_size) const;
 };
 
+// The decoding Kindred recommends for replies people read (chat, generate, the controller, the
+// report's side-by-side replies and safety sheet): settings chosen on the dev split against
+// repetition loops and for the checker's properties, docs/controller.md ("Decoding") has the sweep.
+// Greedy decoding stays where a test needs determinism.
+SamplingParams recommended_sampling(std::uint64_t seed = 0);
+
 class Sampler {
 public:
     // Validates params against the vocabulary size.

@@ -66,6 +66,7 @@ Decoder::Decoder(ModelConfig config, Weights weights, std::int64_t max_batch)
     s.att = take(shape.q_dim);
     s.gate = s.h = take(shape.ff);
     s.up = take(shape.ff);
+    s.moe = moe_act_.get();
     for (std::int64_t i = 0; i < tables; ++i) {
         RopeRows& rows = act_.rope.emplace_back();
         rows.cos = take(head_dim / 2);
@@ -86,9 +87,14 @@ Decoder::Layer Decoder::bind_layer(std::int64_t l) {
     layer.k = bind_matrix(prefix + "attn_k.weight", kv_dim, hidden);
     layer.v = bind_matrix(prefix + "attn_v.weight", kv_dim, hidden);
     layer.o = bind_matrix(prefix + "attn_output.weight", hidden, q_dim);
-    layer.gate = bind_matrix(prefix + "ffn_gate.weight", ff, hidden);
-    layer.up = bind_matrix(prefix + "ffn_up.weight", ff, hidden);
-    layer.down = bind_matrix(prefix + "ffn_down.weight", hidden, ff);
+    if (spec.mlp.kind == MlpSpec::Kind::MixtureOfExperts) {
+        layer.moe = bind_moe_weights(weights_, config_, l);
+    } else {
+        layer.gate = bind_matrix(prefix + "ffn_gate.weight", ff, hidden);
+        layer.up = bind_matrix(prefix + "ffn_up.weight", ff, hidden);
+        layer.down = bind_matrix(prefix + "ffn_down.weight", hidden, ff);
+    }
+    if (spec.attention.sinks) layer.sinks = bind_vector(prefix + "attn_sinks.weight", shape.heads);
     if (spec.attention.qk_norm) {
         layer.q_norm = bind_vector(prefix + "attn_q_norm.weight", shape.head_dim);
         layer.k_norm = bind_vector(prefix + "attn_k_norm.weight", shape.head_dim);
@@ -139,18 +145,7 @@ Decoder Decoder::from_checkpoint(const safetensors::Checkpoint& checkpoint, cons
 void Decoder::check_adapter(const LoraAdapters& adapters) const {
     if (adapters.layers() != config_.num_layers)
         fail("{}: the adapter has {} layers, the model {}", weights_.source(), adapters.layers(), config_.num_layers);
-    // Every layer has the same shapes, so layer 0's bound matrices stand for all.
-    const Layer& first = layers_.front();
-    const kernels::Matrix* matrices[lora_module_count] = {&first.q, &first.k, &first.v, &first.o,
-                                                          &first.gate, &first.up, &first.down};
-    const char* names[lora_module_count] = {"q", "k", "v", "o", "gate", "up", "down"};
-    for (int m = 0; m < lora_module_count; ++m) {
-        const auto module = static_cast<LoraModule>(m);
-        const kernels::Matrix& w = *matrices[m];
-        if (adapters.targets(module) && (adapters.in_features(module) != w.cols || adapters.out_features(module) != w.rows))
-            fail("{}: the adapter's module {} maps {} -> {} features, the model's {} -> {}", weights_.source(), names[m],
-                 adapters.in_features(module), adapters.out_features(module), w.cols, w.rows);
-    }
+    check_adapter_fits(adapters, layers_, weights_.source());
 }
 
 void Decoder::attach_adapter(const LoraAdapters* adapters) {
@@ -266,7 +261,19 @@ public:
             shape.past = piece.past;
             shape.kv_head_stride = cache.head_stride();
             shape.window = spec.attention.window;
+            shape.sinks = decoder_.layers_[static_cast<std::size_t>(layer)].sinks;
             kernels::attention_forward(s.att + piece.row * q_dim, s.q + piece.row * q_dim, keys, values, shape);
+        }
+    }
+
+    void experts(std::int64_t layer, const MoeMlpSpec& spec, const MoeWeights& w, LayerActs& s, float* y,
+                 const float* x) override {
+        // Per piece: each sequence's rows with its own adapter's expert terms.
+        const std::int64_t hidden = decoder_.spec_.shape.hidden;
+        for (const Piece& piece : decoder_.pieces_) {
+            const LoraAdapters* adapter = piece.step->adapter;
+            const MoeLora lora = adapter != nullptr ? adapter->expert_adapter(layer) : MoeLora{};
+            moe_mlp_forward(y + piece.row * hidden, x + piece.row * hidden, piece.count, w, spec, &lora, *s.moe);
         }
     }
 
@@ -315,6 +322,7 @@ std::int64_t Decoder::forward_pass(float* logits) {
     if (rows == 0) return 0;
     kernels::matmul_forward(logits, normed, output_, nullptr, rows);
     soft_cap_logits(spec_, logits, rows * config_.vocab_size);
+    last_hidden_ = {normed + (rows - 1) * hidden, static_cast<std::size_t>(hidden)};
     return rows * config_.vocab_size;
 }
 

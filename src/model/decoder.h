@@ -83,6 +83,10 @@ public:
     // Throws Error (leaving the cache unchanged) when a token id is outside the vocabulary, the
     // span has the wrong size, or the cache would exceed its capacity or the context.
     void forward(std::span<const std::int32_t> tokens, KvCache& cache, std::span<float> logits, bool all_logits = false);
+    // The final hidden state (after the output norm) of the last token of the last forward: at the
+    // end of a chat prompt, the pooled position the heads read (model/heads.h). Valid until the
+    // next forward; empty before the first.
+    std::span<const float> last_hidden() const { return last_hidden_; }
 
     // One sequence's part of forward_batch: `tokens` appended to `cache` with `adapter` (null =
     // the base model, whatever is attached), and which of its rows' logits come back.
@@ -153,12 +157,14 @@ private:
     const float* output_norm_ = nullptr;
     std::vector<std::vector<float>> owned_vectors_;  // 1-D tensors converted to fp32
     std::unique_ptr<float[]> arena_;
+    std::unique_ptr<MoeActivations> moe_act_ = std::make_unique<MoeActivations>();  // MoE layers' scratch
     Activations act_{};
     const LoraAdapters* adapter_ = nullptr;
     std::vector<float> adapter_xa_;         // x · Aᵀ for max_batch tokens [T x rank], grown to the largest rank seen
     std::vector<std::int32_t> positions_;   // every row's position in its sequence [max_batch]
     std::vector<Piece> pieces_;             // the pass being run
     std::int64_t rows_ = 0;                 // its rows
+    std::span<const float> last_hidden_;  // the last logit row's normed state (act_.layer.n1)
 };
 
 }  // namespace kindred::model

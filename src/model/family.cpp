@@ -5,19 +5,11 @@
 
 #include "core/error.h"
 #include "kernels/rope.h"
+#include "model/moe_mlp.h"
 #include "model/rope_frequencies.h"
 
 namespace kindred::model {
 namespace {
-
-void check_supported(const ModelConfig& config, const std::string& source) {
-    if (config.architecture != Architecture::Llama && config.architecture != Architecture::Qwen3 &&
-        config.architecture != Architecture::Gemma3)
-        fail("{}: architecture '{}' is not supported by the decoder yet", source, architecture_name(config.architecture));
-    if (config.num_experts != 0) fail("{}: mixture-of-experts layers are not supported yet", source);
-    if (config.attention_sinks) fail("{}: attention sinks are not supported yet", source);
-    if (config.swiglu_limit != 0.0) fail("{}: clamped SwiGLU (swiglu_limit) is not supported yet", source);
-}
 
 kernels::GateActivation gate_activation(Activation activation) {
     switch (activation) {
@@ -30,7 +22,6 @@ kernels::GateActivation gate_activation(Activation activation) {
 }  // namespace
 
 ModelSpec resolve_model_spec(const ModelConfig& config, bool qk_interleaved, const std::string& source) {
-    check_supported(config, source);
     ModelSpec spec;
     LayerShape& shape = spec.shape;
     shape.hidden = config.hidden_size;
@@ -39,7 +30,11 @@ ModelSpec resolve_model_spec(const ModelConfig& config, bool qk_interleaved, con
     shape.head_dim = config.head_dim;
     shape.q_dim = config.num_heads * config.head_dim;
     shape.kv_dim = config.num_kv_heads * config.head_dim;
-    shape.ff = config.intermediate_size;
+    // Only dense MLP layers are intermediate_size wide (a Qwen3-MoE config carries one even when
+    // every layer is mixture-of-experts); the experts' widths are their stacks'.
+    bool any_dense = false;
+    for (std::int64_t l = 0; l < config.num_layers; ++l) any_dense = any_dense || !config.moe_layer(l);
+    shape.ff = any_dense ? config.intermediate_size : 0;
     shape.norm_eps = static_cast<float>(config.rms_norm_eps);
     shape.norm_weight_offset = config.norm_weight_offset;
     shape.rope_pairing = qk_interleaved ? kernels::RopePairing::Adjacent : kernels::RopePairing::Half;
@@ -68,7 +63,13 @@ ModelSpec resolve_model_spec(const ModelConfig& config, bool qk_interleaved, con
         layer.attention.bias = config.attention_bias;
         layer.attention.window = slides(l) ? config.sliding_window : 0;
         layer.attention.rope_table = slides(l) && local_rope ? 1 : 0;
-        layer.mlp.activation = gate_activation(config.activation);
+        layer.attention.sinks = config.attention_sinks;
+        if (config.moe_layer(l)) {
+            layer.mlp.kind = MlpSpec::Kind::MixtureOfExperts;
+            layer.mlp.moe = moe_mlp_spec(config);
+        } else {
+            layer.mlp.activation = gate_activation(config.activation);
+        }
         layer.norms = config.architecture == Architecture::Gemma3 ? NormPlacement::Sandwich : NormPlacement::Pre;
         spec.layers.push_back(layer);
     }

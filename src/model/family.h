@@ -35,8 +35,9 @@ struct ModelSpec {
     std::vector<LayerSpec> layers;
 };
 
-// Throws Error naming `source` for a feature no piece implements yet. `qk_interleaved`: the
-// q/k rows are stored GGUF-permuted (Weights::qk_interleaved), so rope pairs adjacent dimensions.
+// Throws Error naming `source` for a config the pieces cannot run (a rope scaling that
+// rope_frequencies refuses). `qk_interleaved`: the q/k rows are stored GGUF-permuted
+// (Weights::qk_interleaved), so rope pairs adjacent dimensions.
 ModelSpec resolve_model_spec(const ModelConfig& config, bool qk_interleaved, const std::string& source);
 
 // ---- model-level pieces ----

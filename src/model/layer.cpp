@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
+#include "core/error.h"
 #include "kernels/norm.h"
 
 namespace kindred::model {
@@ -122,9 +124,13 @@ void dense_mlp_backward(const LayerShape& shape, const LayerSpec& spec, const La
 void mlp_forward(const LayerShape& shape, const LayerSpec& spec, const LayerWeights& w, LayerOps& ops, std::int64_t l,
                  std::int64_t T, LayerActs& s, float* x_out) {
     kernels::rmsnorm_forward(s.n2, s.rstd2, s.x_mid, w.ffn_norm, T, shape.hidden, shape.norm_eps, shape.norm_weight_offset);
-    // Backward reads the down projection's output only through a post-norm.
-    const bool sandwich = spec.norms == NormPlacement::Sandwich;
-    dense_mlp_forward(shape, spec, w, ops, l, T, s, x_out != nullptr || sandwich);
+    if (spec.mlp.kind == MlpSpec::Kind::MixtureOfExperts) {
+        ops.experts(l, spec.mlp.moe, w.moe, s, s.mlp_out, s.n2);
+    } else {
+        // Backward reads the down projection's output only through a post-norm.
+        const bool sandwich = spec.norms == NormPlacement::Sandwich;
+        dense_mlp_forward(shape, spec, w, ops, l, T, s, x_out != nullptr || sandwich);
+    }
     const float* branch = post_norm_forward(shape, spec, w.post_ffn_norm, s.branch, s.rstd_post2, s.mlp_out, T);
     if (x_out != nullptr) add_residual(x_out, s.x_mid, branch, T * shape.hidden);
 }
@@ -133,11 +139,51 @@ void mlp_forward(const LayerShape& shape, const LayerSpec& spec, const LayerWeig
 void mlp_backward(const LayerShape& shape, const LayerSpec& spec, const LayerWeights& w, LayerTrainingOps& ops,
                   std::int64_t l, std::int64_t T, const LayerActs& s, LayerGrads& g, float* dx) {
     const float* dbranch = post_norm_backward(shape, spec, w.post_ffn_norm, g.dbranch, dx, s.mlp_out, s.rstd_post2, T);
-    dense_mlp_backward(shape, spec, w, ops, l, T, s, g, dbranch);
+    if (spec.mlp.kind == MlpSpec::Kind::MixtureOfExperts) {
+        zero(g.dn, T * shape.hidden);
+        ops.experts_backward(l, spec.mlp.moe, w.moe, s, g.dn, dbranch);
+    } else {
+        dense_mlp_backward(shape, spec, w, ops, l, T, s, g, dbranch);
+    }
     kernels::rmsnorm_backward(dx, nullptr, g.dn, s.x_mid, s.rstd2, w.ffn_norm, T, shape.hidden, shape.norm_weight_offset);
 }
 
+// in and out features of `module` in a layer, or {0, 0} when the layer lacks it.
+std::pair<std::int64_t, std::int64_t> module_features(const LayerWeights& w, LoraModule module) {
+    const kernels::Matrix* dense = nullptr;
+    switch (module) {
+        case LoraModule::Q: dense = &w.q; break;
+        case LoraModule::K: dense = &w.k; break;
+        case LoraModule::V: dense = &w.v; break;
+        case LoraModule::O: dense = &w.o; break;
+        case LoraModule::Gate: dense = &w.gate; break;
+        case LoraModule::Up: dense = &w.up; break;
+        case LoraModule::Down: dense = &w.down; break;
+        case LoraModule::ExpertsGateUp: return {w.moe.gate.cols, 2 * w.moe.gate.rows};
+        case LoraModule::ExpertsDown: return {w.moe.down.cols, w.moe.down.rows};
+    }
+    return dense->data == nullptr ? std::pair<std::int64_t, std::int64_t>{0, 0} : std::pair{dense->cols, dense->rows};
+}
+
 }  // namespace
+
+void check_adapter_fits(const LoraAdapters& adapters, std::span<const LayerWeights> layers, const std::string& source) {
+    for (std::size_t l = 0; l < layers.size(); ++l)
+        for (int m = 0; m < lora_module_count; ++m) {
+            const auto module = static_cast<LoraModule>(m);
+            const auto layer = static_cast<std::int64_t>(l);
+            if (adapters.a(layer, module) == nullptr) continue;
+            const auto [in, out] = module_features(layers[l], module);
+            if (in == 0) fail("{}: the adapter has module {} in layer {}, which the model's layer lacks", source,
+                              lora_module_name(module), l);
+            if (adapters.in_features(module) != in || adapters.out_features(module) != out)
+                fail("{}: the adapter's module {} maps {} -> {} features, the model's {} -> {}", source,
+                     lora_module_name(module), adapters.in_features(module), adapters.out_features(module), in, out);
+            if (is_expert_module(module) && adapters.experts() != layers[l].moe.gate.experts)
+                fail("{}: the adapter's module {} has {} experts, the model's layer {} has {}", source,
+                     lora_module_name(module), adapters.experts(), l, layers[l].moe.gate.experts);
+        }
+}
 
 void layer_forward(const LayerShape& shape, const LayerSpec& spec, const LayerWeights& w, std::span<const RopeRows> rope,
                    LayerOps& ops, std::int64_t layer, std::int64_t tokens, LayerActs& s, const float* x_in, float* x_out) {

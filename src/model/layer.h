@@ -4,7 +4,8 @@
 //   attention block: norm → q, k, v (+ biases, adapters) → per-head q/k norm → rope by the
 //                    layer's table → attention with the layer's window and sinks → o (+ bias)
 //                    → post-norm (sandwich layers) → residual add
-//   MLP block:       norm → MLP (dense gated: SwiGLU or GeGLU) → post-norm (sandwich) → residual add
+//   MLP block:       norm → MLP (dense gated: SwiGLU or GeGLU; or mixture-of-experts, model/moe_mlp.h)
+//                    → post-norm (sandwich) → residual add
 //
 // What a family changes in a layer is data: a LayerSpec, resolved once from ModelConfig by
 // model/family.h, so no piece asks which family it runs. What differs between the passes goes
@@ -14,17 +15,19 @@
 // Arithmetic is the kernels' (kernels/*.h), which know nothing of models.
 //
 // A new family variant is a field here, a line in family.cpp that sets it, and the piece that
-// reads it (forward and backward side by side in layer.cpp). A mixture-of-experts MLP joins as
-// another MlpSpec::Kind with its own piece beside the dense one.
+// reads it (forward and backward side by side in layer.cpp).
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 
 #include "kernels/activations.h"
 #include "kernels/matmul.h"
 #include "kernels/rope.h"
 #include "model/lora_adapters.h"
+#include "model/moe_mlp.h"
+#include "model/moe_weights.h"
 
 namespace kindred::model {
 
@@ -40,20 +43,27 @@ struct LayerWeights {
     const float* o_bias = nullptr;
     const float* post_attn_norm = nullptr;  // sandwich layers: after o, before the residual add
     const float* post_ffn_norm = nullptr;   // sandwich layers: after down, before the residual add
-    kernels::Matrix q, k, v, o, gate, up, down;
+    const float* sinks = nullptr;           // attention-sink layers: a logit per head [heads]
+    kernels::Matrix q, k, v, o, gate, up, down;  // gate, up, down: dense MLP layers
+    MoeWeights moe;                         // mixture-of-experts layers
 };
 
 struct AttentionSpec {
     bool qk_norm = false;         // per-head RMSNorm on q and k before rope (Qwen3, Gemma 3)
     bool bias = false;            // q, k, v, o biases
     std::int64_t window = 0;      // sliding window in positions, 0 = full causal
+    bool sinks = false;           // a learned per-head logit joins the softmax denominator (gpt-oss)
     int rope_table = 0;           // index into ModelSpec::rope
 };
 
 struct MlpSpec {
-    enum class Kind { DenseGated };  // down(act(gate(x)) · up(x))
+    enum class Kind {
+        DenseGated,        // down(act(gate(x)) · up(x))
+        MixtureOfExperts,  // model/moe_mlp.h, as `moe` says
+    };
     Kind kind = Kind::DenseGated;
-    kernels::GateActivation activation = kernels::GateActivation::Silu;
+    kernels::GateActivation activation = kernels::GateActivation::Silu;  // dense layers
+    MoeMlpSpec moe;                                                      // mixture-of-experts layers
 };
 
 enum class NormPlacement {
@@ -96,6 +106,7 @@ struct LayerActs {
     float* x_mid = nullptr;     // residual stream between the blocks
     float* rstd2 = nullptr;
     float* n2 = nullptr;        // MLP block's normed input
+    MoeActivations* moe = nullptr;  // mixture-of-experts layers: what the MoE piece keeps
     float* gate = nullptr;      // [tokens x ff]
     float* up = nullptr;
     float* h = nullptr;         // act(gate) · up
@@ -132,6 +143,10 @@ public:
                         const kernels::Matrix& w, const float* bias, bool base) = 0;
     // s.att = causal attention of s.q over s.k, s.v (and the positions the pass holds before).
     virtual void attend(std::int64_t layer, const LayerSpec& spec, LayerActs& s) = 0;
+    // y = the mixture-of-experts MLP of x (model/moe_mlp.h) with the pass's expert adapters, keeping
+    // what its backward needs in s.moe; y may be x.
+    virtual void experts(std::int64_t layer, const MoeMlpSpec& spec, const MoeWeights& w, LayerActs& s, float* y,
+                         const float* x) = 0;
 
 protected:
     ~LayerOps() = default;
@@ -144,6 +159,9 @@ public:
                                  const float* dy, const float* x, const kernels::Matrix& w) = 0;
     // dq, dk, dv += attention's gradients given datt (each zeroed by the caller).
     virtual void attend_backward(std::int64_t layer, const LayerSpec& spec, const LayerActs& s, LayerGrads& g) = 0;
+    // dx += the experts' input gradient given dy, plus the expert adapters' gradients.
+    virtual void experts_backward(std::int64_t layer, const MoeMlpSpec& spec, const MoeWeights& w, const LayerActs& s,
+                                  float* dx, const float* dy) = 0;
 
 protected:
     ~LayerTrainingOps() = default;
@@ -155,6 +173,11 @@ struct RopeRows {
     float* cos = nullptr;
     float* sin = nullptr;
 };
+
+// Throws Error naming `source` when an adapter of some layer maps other features than that
+// layer's weights, sits on a module the layer lacks, or has another expert count (an adapter made
+// for another model).
+void check_adapter_fits(const LoraAdapters& adapters, std::span<const LayerWeights> layers, const std::string& source);
 
 // One layer's forward over `tokens` rows: x_out = layer(x_in). x_out may equal x_in (inference
 // updates the residual stream in place). x_out null: a recomputation for backward, which skips

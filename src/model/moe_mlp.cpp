@@ -15,7 +15,8 @@ std::size_t size(std::int64_t n) { return static_cast<std::size_t>(n); }
 
 const float* bias_or_null(const std::vector<float>& bias) { return bias.empty() ? nullptr : bias.data(); }
 
-bool has_lora(const MoeLora* lora) { return lora != nullptr && lora->a_gate_up != nullptr; }
+bool has_gate_up_lora(const MoeLora* lora) { return lora != nullptr && lora->a_gate_up != nullptr; }
+bool has_down_lora(const MoeLora* lora) { return lora != nullptr && lora->a_down != nullptr; }
 
 ExpertLoraShape gate_up_shape(const MoeWeights& w, const MoeLora& lora) {
     return {w.gate.experts, w.gate.cols, 2 * w.gate.rows, lora.rank, lora.scale};
@@ -73,7 +74,7 @@ void moe_mlp_forward(float* y, const float* x, std::int64_t tokens, const MoeWei
                                    precision);
     kernels::expert_matmul_forward(s.up.data(), s.rows_x.data(), w.up.matrices(), bias_or_null(w.up_bias), s.groups,
                                    precision);
-    if (has_lora(lora)) {
+    if (has_gate_up_lora(lora)) {
         const ExpertLoraShape shape = gate_up_shape(w, *lora);
         s.xa_gate_up.resize(size(rows * lora->rank));
         kernels::expert_lora_down_forward(s.xa_gate_up.data(), s.rows_x.data(), lora->a_gate_up, s.groups, shape);
@@ -90,7 +91,7 @@ void moe_mlp_forward(float* y, const float* x, std::int64_t tokens, const MoeWei
     s.out.resize(size(rows * hidden));
     kernels::expert_matmul_forward(s.out.data(), s.act.data(), w.down.matrices(), bias_or_null(w.down_bias), s.groups,
                                    precision);
-    if (has_lora(lora)) {
+    if (has_down_lora(lora)) {
         const ExpertLoraShape shape = down_shape(w, *lora);
         s.xa_down.resize(size(rows * lora->rank));
         kernels::expert_lora_down_forward(s.xa_down.data(), s.act.data(), lora->a_down, s.groups, shape);
@@ -111,7 +112,7 @@ void moe_mlp_backward(float* dx, const float* dy, std::int64_t tokens, const Moe
     dweights.assign(size(rows), 0.0f);
     kernels::moe_combine_backward(dout.data(), dweights.data(), dy, s.out.data(), s.weights.data(), s.groups, hidden);
     dact.assign(size(rows * n), 0.0f);
-    if (has_lora(lora)) {
+    if (has_down_lora(lora)) {
         const ExpertLoraShape shape = down_shape(w, *lora);
         dxa.assign(size(rows * lora->rank), 0.0f);
         kernels::expert_lora_up_backward(dxa.data(), g.b_down, dout.data(), s.xa_down.data(), lora->b_down, {0, 1, hidden},
@@ -128,7 +129,7 @@ void moe_mlp_backward(float* dx, const float* dy, std::int64_t tokens, const Moe
         kernels::gated_activation_backward(dgate.data(), dup.data(), dact.data(), s.gate.data(), s.up.data(), rows * n,
                                            kernels::GateActivation::Silu);
     drows.assign(size(rows * hidden), 0.0f);
-    if (has_lora(lora)) {
+    if (has_gate_up_lora(lora)) {
         const ExpertLoraShape shape = gate_up_shape(w, *lora);
         dxa.assign(size(rows * lora->rank), 0.0f);
         kernels::expert_lora_up_backward(dxa.data(), g.b_gate_up, dgate.data(), s.xa_gate_up.data(), lora->b_gate_up,

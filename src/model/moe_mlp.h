@@ -34,7 +34,7 @@ struct MoeMlpSpec {
 // The family's MoE spec from a config (qwen3_moe or gpt_oss).
 MoeMlpSpec moe_mlp_spec(const ModelConfig& config);
 
-// A LoRA adapter on both expert parameters of one layer (null pointers: no adapter).
+// LoRA adapters on the expert parameters of one layer (null pointers: no adapter on that stack).
 struct MoeLora {
     const float* a_gate_up = nullptr;  // [experts · rank x hidden]
     const float* b_gate_up = nullptr;  // [2n x rank · experts]
@@ -58,7 +58,8 @@ struct MoeActivations {
     kernels::ExpertGroups groups;
 };
 
-// y[tokens x hidden] = the MoE MLP of x[tokens x hidden]; `lora` may be null.
+// y[tokens x hidden] = the MoE MLP of x[tokens x hidden] (y may be x: x is read before y is
+// written); `lora` may be null.
 void moe_mlp_forward(float* y, const float* x, std::int64_t tokens, const MoeWeights& weights, const MoeMlpSpec& spec,
                      const MoeLora* lora, MoeActivations& saved,
                      kernels::Precision precision = kernels::Precision::F32);

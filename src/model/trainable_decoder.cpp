@@ -37,9 +37,7 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
     rank_ = adapters.config().rank;
     first_ = adapters.first_layer();
     max_in_ = std::max({shape.hidden, shape.q_dim, shape.ff});
-    if (adapters.in_features(LoraModule::Q) != hidden_ || adapters.out_features(LoraModule::Q) != shape.q_dim ||
-        adapters.out_features(LoraModule::K) != shape.kv_dim || adapters.in_features(LoraModule::Down) != shape.ff)
-        fail("trainable decoder: the adapters were built for another model shape");
+    check_adapter_fits(adapters, base.layers(), "trainable decoder");
     if (base.spec().logit_softcap != 0.0f)
         fail("trainable decoder: final logit soft-capping (final_logit_softcapping {}) is not supported in training yet",
              base.spec().logit_softcap);
@@ -56,6 +54,8 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
 
     segment_ids_.resize(static_cast<std::size_t>(max_tokens_));
     layer_acts_.resize(checkpoint_ ? 1 : static_cast<std::size_t>(std::max<std::int64_t>(c.num_layers - first_, 1)));
+    moe_acts_.resize(layer_acts_.size());
+    for (std::size_t i = 0; i < layer_acts_.size(); ++i) layer_acts_[i].moe = &moe_acts_[i];
     rope_.resize(base.spec().rope.size());
     std::int64_t byte_count = 0;
     const std::int64_t float_count = plan(nullptr, nullptr, byte_count);
@@ -102,7 +102,8 @@ std::int64_t TrainableDecoder::plan(float* floats, std::uint8_t* bytes, std::int
         s.gate = take(ff);
         s.up = take(ff);
         s.h = take(ff);
-        for (int m = 0; m < lora_module_count; ++m) {
+        // The expert stacks' adapters keep their state in s.moe.
+        for (int m = 0; m < linear_module_count; ++m) {
             const auto module = static_cast<LoraModule>(m);
             const bool on = adapters_.targets(module);
             s.xa[m] = on ? take(rank_) : nullptr;
@@ -292,7 +293,7 @@ void TrainableDecoder::linear(std::int64_t l, LoraModule m, LayerActs& s, float*
     const std::int64_t in = adapters_.in_features(m);
     const float* u = x;
     if (dropout_on_) {
-        const auto offset = static_cast<std::uint64_t>((l * lora_module_count + mi) * max_tokens_ * max_in_);
+        const auto offset = static_cast<std::uint64_t>((l * linear_module_count + mi) * max_tokens_ * max_in_);
         kernels::dropout_forward(s.u[mi], s.keep[mi], x, tokens_ * in, static_cast<float>(adapters_.config().dropout),
                                  dropout_seed_, offset);
         u = s.u[mi];
@@ -319,18 +320,33 @@ void TrainableDecoder::linear_backward(std::int64_t l, LoraModule m, const Layer
     }
 }
 
-kernels::AttentionShape TrainableDecoder::layer_attention(const LayerSpec& spec) const {
+kernels::AttentionShape TrainableDecoder::layer_attention(std::int64_t l, const LayerSpec& spec) const {
     kernels::AttentionShape shape = attention_;
     shape.window = spec.attention.window;
+    shape.sinks = base_.layers()[static_cast<std::size_t>(l)].sinks;
     return shape;
 }
 
-void TrainableDecoder::attend(std::int64_t, const LayerSpec& spec, LayerActs& s) {
-    kernels::attention_forward_saving(s.att, s.probabilities, s.q, s.k, s.v, layer_attention(spec));
+void TrainableDecoder::attend(std::int64_t l, const LayerSpec& spec, LayerActs& s) {
+    kernels::attention_forward_saving(s.att, s.probabilities, s.q, s.k, s.v, layer_attention(l, spec));
 }
 
-void TrainableDecoder::attend_backward(std::int64_t, const LayerSpec& spec, const LayerActs& s, LayerGrads& g) {
-    kernels::attention_backward_saved(g.dq, g.dk, g.dv, g.datt, s.probabilities, s.q, s.k, s.v, layer_attention(spec));
+void TrainableDecoder::attend_backward(std::int64_t l, const LayerSpec& spec, const LayerActs& s, LayerGrads& g) {
+    kernels::attention_backward_saved(g.dq, g.dk, g.dv, g.datt, s.probabilities, s.q, s.k, s.v,
+                                      layer_attention(l, spec));
+}
+
+void TrainableDecoder::experts(std::int64_t l, const MoeMlpSpec& spec, const MoeWeights& w, LayerActs& s, float* y,
+                               const float* x) {
+    const MoeLora lora = adapters_.expert_adapter(l);
+    moe_mlp_forward(y, x, tokens_, w, spec, &lora, *s.moe, precision_);
+}
+
+void TrainableDecoder::experts_backward(std::int64_t l, const MoeMlpSpec& spec, const MoeWeights& w,
+                                        const LayerActs& s, float* dx, const float* dy) {
+    const MoeLora lora = adapters_.expert_adapter(l);
+    const MoeLoraGrads grads = adapters_.expert_gradients(l);
+    moe_mlp_backward(dx, dy, tokens_, *s.moe, w, spec, &lora, &grads, precision_);
 }
 
 }  // namespace kindred::model

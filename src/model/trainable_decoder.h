@@ -47,7 +47,12 @@
 // with this class's LayerTrainingOps (adapters with dropout and saved products, attention over
 // the packed row keeping its probabilities); what a layer keeps follows its LayerSpec (qk_norm
 // layers also keep q/k before their norm and the per-head rstd; sandwich layers keep both
-// projections' outputs and their post-norms' rstd).
+// projections' outputs and their post-norms' rstd). Mixture-of-experts layers run model/moe_mlp.h
+// with the expert-stack adapters (no dropout: PEFT has none there) at the constructor's
+// precision, and keep its activations (router logits and weights, the rows gathered per expert,
+// gate/up/activation, the adapters' rank-sized products, the experts' outputs: about
+// (experts + k·(hidden + 3·n + 2·rank + hidden)) floats per token and layer) in vectors that grow
+// to the largest batch seen, so only the first steps allocate.
 #pragma once
 
 #include <cstdint>
@@ -146,7 +151,11 @@ private:
     void linear_backward(std::int64_t l, LoraModule m, const LayerActs& s, float* dx, const float* dy, const float* x,
                          const kernels::Matrix& w) override;
     void attend_backward(std::int64_t l, const LayerSpec& spec, const LayerActs& s, LayerGrads& g) override;
-    kernels::AttentionShape layer_attention(const LayerSpec& spec) const;
+    void experts(std::int64_t l, const MoeMlpSpec& spec, const MoeWeights& w, LayerActs& s, float* y,
+                 const float* x) override;
+    void experts_backward(std::int64_t l, const MoeMlpSpec& spec, const MoeWeights& w, const LayerActs& s, float* dx,
+                          const float* dy) override;
+    kernels::AttentionShape layer_attention(std::int64_t l, const LayerSpec& spec) const;
 
     const Decoder& base_;
     LoraAdapters& adapters_;
@@ -170,6 +179,7 @@ private:
     std::unique_ptr<std::uint8_t[]> masks_;
     std::vector<std::int32_t> segment_ids_;  // the batch's, [max_tokens]
     std::vector<LayerActs> layer_acts_;  // one per layer, or one shared when checkpointing
+    std::vector<MoeActivations> moe_acts_;  // beside layer_acts_ (used by mixture-of-experts layers)
     std::vector<RopeRows> rope_;         // per rotary table, [max_tokens x head_dim / 2]
     LayerGrads grads_;                   // a layer's backward scratch
     float* xs_ = nullptr;                // layer inputs [(layers + 1) x T x hidden]; the last is the final residual

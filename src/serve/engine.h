@@ -62,6 +62,7 @@ public:
 
 private:
     friend class Engine;
+    friend class ControlledRuns;  // a controlled run writes its reply as one piece (serve/controlled.h)
     void append(std::string_view text);
     void finish(infer::GenerationResult result, std::string error = {});
 

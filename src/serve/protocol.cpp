@@ -157,6 +157,48 @@ void parse_stream_options(const json& value, GenerationRequest& request) {
     }
 }
 
+// Most checker repairs a request may ask for: each is one more decode of the reply.
+constexpr std::int64_t kMaxRepairs = 4;
+// A style is a few short tags; anything longer is not one.
+constexpr std::size_t kMaxStyleBytes = 256;
+
+KindredOptions parse_kindred(const json& value) {
+    if (!value.is_object()) bad_request("kindred", "'kindred' must be an object");
+    KindredOptions options;
+    std::string step_without_controller;
+    for (const auto& [key, option] : value.items()) {
+        const std::string param = field("kindred", key);
+        if (option.is_null()) continue;
+        if (key == "controller") {
+            options.controller = boolean(option, param);
+            continue;
+        }
+        if (key == "style") {
+            options.style = string(option, param);
+            if (options.style.empty() || options.style.size() > kMaxStyleBytes)
+                bad_request(param, "'{}' must be 1 to {} bytes of style tags such as <tone:warm><persona:best_friend>", param,
+                            kMaxStyleBytes);
+            continue;
+        }
+        if (key == "reflection") {
+            options.reflection = boolean(option, param);
+        } else if (key == "safety") {
+            options.safety = boolean(option, param);
+        } else if (key == "memory") {
+            options.memory = boolean(option, param);
+        } else if (key == "repairs") {
+            options.repairs = integer_in(option, param, 0, kMaxRepairs);
+        } else {
+            bad_request(param, "'{}': unrecognized field of the kindred extension (known: controller, style, reflection, safety, memory, repairs)",
+                        param);
+        }
+        step_without_controller = param;
+    }
+    if (!options.controller && !step_without_controller.empty())
+        bad_request(step_without_controller, "'{}' is a controller setting: it needs \"controller\": true", step_without_controller);
+    return options;
+}
+
 // Fields a client may send that change nothing here when they hold these neutral values.
 void accept_neutral(const std::string& key, const json& value) {
     const auto refuse = [&](std::string_view what) { bad_request(key, "'{}': {} is not supported", key, what); };
@@ -252,6 +294,9 @@ GenerationRequest parse_request(std::string_view body, Endpoint endpoint, const 
             request.stream = boolean(value, key);
         } else if (key == "stream_options") {
             parse_stream_options(value, request);
+        } else if (key == "kindred") {
+            if (!chat) bad_request(key, "'kindred' (style tokens, the decoding controller) applies to /v1/chat/completions only");
+            request.kindred = parse_kindred(value);
         } else {
             accept_neutral(key, value);
         }

@@ -9,7 +9,8 @@
 //   (>= 1, capped at the server's limit; both given must agree), stop (a string or up to 4), seed (any 64-bit integer), n = 1,
 //   logit_bias ({"token id": bias in [-100, 100]}), presence_penalty and frequency_penalty
 //   [-2, 2], repeat_penalty / repetition_penalty (llama.cpp's and vLLM's spelling, > 0),
-//   repeat_last_n, stream, stream_options.include_usage.
+//   repeat_last_n, stream, stream_options.include_usage; on chat completions, Kindred's extension
+//   object `kindred` (KindredOptions; an unknown field inside it is a 400 naming it).
 // Accepted and ignored because they change nothing here: user, metadata, store, service_tier,
 // parallel_tool_calls, an empty `tools` list, tool_choice "none", response_format {"type": "text"},
 // logprobs false. Any other field is a 400 naming it, as OpenAI answers an unrecognized argument:
@@ -62,6 +63,19 @@ struct RequestLimits {
     std::int64_t vocab_size = 0;     // bounds logit_bias ids
 };
 
+// The `kindred` extension object of a chat request (docs/serve.md): style tokens and the decoding
+// controller (docs/controller.md). Its fields are checked here; the style's tags against the
+// requested model's trained styles by the server.
+struct KindredOptions {
+    bool controller = false;
+    std::string style;  // "<tone:warm><persona:best_friend>"; empty = none
+    // The controller's steps, as `kindred chat --controller` has them (only with controller).
+    bool reflection = true;
+    bool safety = true;
+    bool memory = true;
+    std::int64_t repairs = 2;
+};
+
 struct GenerationRequest {
     Endpoint endpoint = Endpoint::ChatCompletions;
     std::string model;
@@ -73,6 +87,7 @@ struct GenerationRequest {
     std::vector<std::string> stop;
     bool stream = false;
     bool include_usage = false;  // stream_options.include_usage: a last chunk with usage
+    KindredOptions kindred;      // chat completions only
 };
 
 // Parses a request body. Malformed JSON, wrong types, out-of-range values, unknown fields and

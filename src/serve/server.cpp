@@ -15,6 +15,7 @@
 #include <httplib.h>
 
 #include "core/error.h"
+#include "infer/styled_prompt.h"
 
 namespace kindred::serve {
 namespace {
@@ -61,7 +62,22 @@ struct Reply {
     Clock::time_point start = Clock::now();
     bool opened = false;  // stream: the role chunk went out
     bool closed = false;  // the whole response went out
+    std::shared_ptr<infer::TurnLog> controller_log;  // a controlled request's; read once the channel has finished
 };
+
+// The `kindred` object a controlled reply carries: the public form of the controller's log (what it
+// did: triggers, re-decodes, repairs, the checker's verdicts), never its reflection, summary or prompts.
+nlohmann::json kindred_extension(const infer::TurnLog& log) {
+    return {{"controller", nlohmann::json::parse(infer::to_json(log, /*hidden=*/false).dump())}};
+}
+
+// One line for the request log: what the controller did this turn.
+std::string controller_summary(const infer::TurnLog& log) {
+    std::vector<std::string> rules;
+    for (const data::SafetyTrigger& trigger : log.triggers) rules.push_back(trigger.rule);
+    return fmt::format(" controller: triggers={} redecoded={} safety={} repairs={} generated={}", rules.empty() ? "none" : fmt::format("{}", fmt::join(rules, ",")),
+                       log.redecoded, log.safety_outcome, log.repairs, log.generated_tokens);
+}
 
 Usage usage_of(const infer::GenerationResult& result) {
     return {result.prompt_tokens, static_cast<std::int64_t>(result.tokens.size())};
@@ -78,13 +94,32 @@ ApiError engine_error(const std::string& error) {
 struct Server::Routes {
     Server& server;
 
-    // nullptr for the base model; ApiError 404 for an unknown name.
-    const model::LoraAdapters* adapter_for(const std::string& name) const {
-        if (name == server.base_name_) return nullptr;
-        for (const auto& [adapter_name, adapter] : server.adapters_)
-            if (adapter_name == name) return adapter.get();
+    // Index into server.adapters_, nullopt for the base model; ApiError 404 for an unknown name.
+    std::optional<std::size_t> adapter_index(const std::string& name) const {
+        if (name == server.base_name_) return std::nullopt;
+        for (std::size_t i = 0; i < server.adapters_.size(); ++i)
+            if (server.adapters_[i].first == name) return i;
         throw ApiError(404, "invalid_request_error", "model_not_found", "model",
                        fmt::format("The model '{}' does not exist; GET /v1/models lists the served ones", name));
+    }
+    const model::LoraAdapters* adapter_for(const std::string& name) const {
+        const auto index = adapter_index(name);
+        return index ? server.adapters_[*index].second.get() : nullptr;
+    }
+
+    // The request's style, checked against the styles its model was trained with (a base model
+    // knows none); nullopt without one.
+    std::optional<data::StyleTokens> style_for(const GenerationRequest& request) const {
+        if (request.kindred.style.empty()) return std::nullopt;
+        const auto index = adapter_index(request.model);
+        try {
+            return infer::checked_style(request.kindred.style,
+                                        index ? std::span<const data::StyleTokens>(server.adapter_styles_[*index])
+                                              : std::span<const data::StyleTokens>(),
+                                        request.model);
+        } catch (const Error& error) {
+            bad_request("kindred.style", "{}", error.what());
+        }
     }
 
     Job job_for(const GenerationRequest& request) const {
@@ -92,18 +127,23 @@ struct Server::Routes {
         const bool chat = request.endpoint == Endpoint::ChatCompletions;
         Job job;
         job.adapter = adapter_for(request.model);
+        const std::optional<data::StyleTokens> style = style_for(request);
         try {
-            job.prompt = chat ? model.encode_chat(request.messages) : model.encode_raw(request.prompt, /*parse_special=*/false);
+            job.prompt = chat ? infer::encode_styled_chat(model, request.messages, style)
+                              : model.encode_raw(request.prompt, /*parse_special=*/false);
         } catch (const ApiError&) {
             throw;
         } catch (const Error& error) {
             bad_request(chat ? "messages" : "prompt", "{}", error.what());
         }
         const std::int64_t context = server.engine_->context();
-        if (static_cast<std::int64_t>(job.prompt.size()) >= context)
+        // The controller's prompts add its hidden note and instructions to the conversation.
+        const std::int64_t overhead = request.kindred.controller ? infer::kControllerPromptOverhead : 0;
+        if (static_cast<std::int64_t>(job.prompt.size()) + overhead >= context)
             bad_request(chat ? "messages" : "prompt",
-                        "This model's context holds {} tokens per request; the prompt has {}. Shorten it.", context,
-                        job.prompt.size());
+                        "This model's context holds {} tokens per request; the prompt has {}{}. Shorten it.", context,
+                        job.prompt.size(),
+                        overhead > 0 ? fmt::format(" and the controller's note may add {}", overhead) : std::string());
         job.options.sampling = request.sampling;
         if (!request.seed_given) {
             std::random_device device;
@@ -112,17 +152,43 @@ struct Server::Routes {
         job.options.max_tokens = request.max_tokens;
         job.options.stop_tokens = model.stop_tokens();
         job.options.stop_strings = model.stop_strings();
+        job.options.harmony = chat && model.harmony();
         job.options.stop_strings.insert(job.options.stop_strings.end(), request.stop.begin(), request.stop.end());
         return job;
+    }
+
+    // The decoding controller for a request: its steps from the `kindred` object, the request's
+    // decoding (sampling, seed, max_tokens, stops), the style checked by style_for. The heads are
+    // not read: adapters are chosen per request and the guess needs a Session's pooled state.
+    ControlledJob controlled_job_for(const GenerationRequest& request, const Job& job) const {
+        infer::ControllerOptions options;
+        options.reflection = request.kindred.reflection;
+        options.safety = request.kindred.safety;
+        options.memory = request.kindred.memory;
+        options.max_repairs = static_cast<int>(request.kindred.repairs);
+        options.heads = false;
+        options.style = style_for(request);
+        options.generation = job.options;
+        if (request.messages.back().role != "user")
+            bad_request("messages", "with the controller the conversation must end with a user message");
+        ControlledJob controlled;
+        controlled.messages = request.messages;
+        controlled.controller = std::make_unique<infer::Controller>(server.model_, std::move(options));
+        controlled.seed = job.options.sampling.seed;
+        controlled.adapter = job.adapter;
+        controlled.prompt_tokens = static_cast<std::int64_t>(job.prompt.size());
+        return controlled;
     }
 
     void log(const std::shared_ptr<Reply>& reply, const char* outcome) const {
         if (!server.options_.log_requests) return;
         const infer::GenerationResult& result = reply->channel->result();
-        fmt::print(stderr, "kindred serve: {} {} model={} prompt={} completion={} {} {:.2f}s\n",
+        const bool logged = reply->controller_log && reply->channel->finished() && reply->channel->error().empty();
+        fmt::print(stderr, "kindred serve: {} {} model={} prompt={} completion={} {} {:.2f}s{}\n",
                    reply->endpoint == Endpoint::ChatCompletions ? "chat" : "completion", reply->header.id,
                    reply->header.model, result.prompt_tokens, result.tokens.size(), outcome,
-                   std::chrono::duration<double>(Clock::now() - reply->start).count());
+                   std::chrono::duration<double>(Clock::now() - reply->start).count(),
+                   logged ? controller_summary(*reply->controller_log) : std::string());
     }
 
     // Called once the response has been written, or the client has gone.
@@ -139,7 +205,9 @@ struct Server::Routes {
         const Channel& channel = *reply.channel;
         if (!channel.error().empty()) return dump(error_object(engine_error(channel.error())));
         const infer::GenerationResult& result = channel.result();
-        return dump(completion_object(reply.endpoint, reply.header, result.text, result.finish_reason, usage_of(result)));
+        nlohmann::json body = completion_object(reply.endpoint, reply.header, result.text, result.finish_reason, usage_of(result));
+        if (reply.controller_log) body["kindred"] = kindred_extension(*reply.controller_log);
+        return dump(body);
     }
 
     void reply_whole(const std::shared_ptr<Reply>& reply, httplib::Response& res) const {
@@ -195,8 +263,9 @@ struct Server::Routes {
                 if (!channel.error().empty()) {
                     if (!send(sse_event(error_object(engine_error(channel.error()))))) return false;
                 } else {
-                    if (!send(sse_event(finish_chunk(reply->endpoint, reply->header, channel.result().finish_reason))))
-                        return false;
+                    nlohmann::json finish = finish_chunk(reply->endpoint, reply->header, channel.result().finish_reason);
+                    if (reply->controller_log) finish["kindred"] = kindred_extension(*reply->controller_log);
+                    if (!send(sse_event(finish))) return false;
                     if (reply->include_usage &&
                         !send(sse_event(usage_chunk(reply->endpoint, reply->header, usage_of(channel.result())))))
                         return false;
@@ -221,7 +290,15 @@ struct Server::Routes {
         reply->endpoint = endpoint;
         reply->header = {new_response_id(endpoint), unix_seconds(), request.model};
         reply->include_usage = request.include_usage;
-        reply->channel = server.engine_->submit(std::move(job));
+        if (request.kindred.controller) {
+            if (server.engine_->load().queued >= server.queue_limit_)
+                throw ApiError(503, "server_error", "queue_full", "", "The server is busy: too many requests are waiting");
+            ControlledRun run = server.controlled_->start(controlled_job_for(request, job));
+            reply->channel = std::move(run.channel);
+            reply->controller_log = std::move(run.log);
+        } else {
+            reply->channel = server.engine_->submit(std::move(job));
+        }
         ++server.responding_;
         if (request.stream) {
             reply_stream(reply, res);
@@ -288,7 +365,10 @@ Server::Server(infer::LoadedModel& model, const std::vector<NamedAdapter>& adapt
     if (options_.max_messages < 1) fail("serve: the message limit must be >= 1");
     if (options_.max_body_bytes < 1) fail("serve: the body size limit must be >= 1 byte");
     if (options_.max_tokens < 0) fail("serve: the max-tokens limit must be >= 0, got {}", options_.max_tokens);
+    for (const NamedAdapter& adapter : adapters) adapter_styles_.push_back(data::read_trained_styles(adapter.directory));
     engine_ = std::make_unique<Engine>(model_.decoder(), model_.tokenizer(), engine);
+    controlled_ = std::make_unique<ControlledRuns>(*engine_, model_);
+    queue_limit_ = engine.queue;
 
     // A connection holds a thread while it waits for its reply: enough for every slot and queue
     // place, plus a few for health checks and refusals.
@@ -353,6 +433,7 @@ void Server::listen() { http_->listen_after_bind(); }
 void Server::shutdown() {
     if (shut_down_.exchange(true)) return;
     engine_->drain(options_.shutdown_grace);
+    controlled_->join();  // their decodes have ended with the engine's jobs
     // The engine has ended every job; let the writers put the last bytes on the wire.
     const auto deadline = Clock::now() + kWriteOutGrace;
     while (responding_ > 0 && Clock::now() < deadline) std::this_thread::sleep_for(10ms);

@@ -5,7 +5,9 @@
 //
 //   GET  /health               {"status": "ok", "slots": {...}}; never needs the key
 //   GET  /v1/models            the base model and every named adapter
-//   POST /v1/chat/completions  messages through the model's chat template; "stream" as SSE
+//   POST /v1/chat/completions  messages through the model's chat template; "stream" as SSE; the
+//                              `kindred` extension adds style tokens and the decoding controller
+//                              (serve/controlled.h)
 //   POST /v1/completions       a raw prompt (control-token text in it stays text: only a chat
 //                              template writes control tokens)
 // The request's `model` picks the base (its name) or a named adapter; all share one mapped base,
@@ -31,6 +33,8 @@
 
 #include "infer/loaded_model.h"
 #include "model/lora_adapters.h"
+#include "data/style.h"
+#include "serve/controlled.h"
 #include "serve/engine.h"
 #include "serve/protocol.h"
 
@@ -87,7 +91,10 @@ private:
     ServerOptions options_;
     std::string base_name_;
     std::vector<std::pair<std::string, std::unique_ptr<model::LoraAdapters>>> adapters_;
+    std::vector<std::vector<data::StyleTokens>> adapter_styles_;  // each adapter's styles.json, in adapters_' order
     std::unique_ptr<Engine> engine_;
+    std::unique_ptr<ControlledRuns> controlled_;  // after engine_: its threads end before the engine goes
+    std::int64_t queue_limit_ = 0;  // the engine's queue: a controlled request is refused (503) when it is full
     std::unique_ptr<httplib::Server> http_;
     std::atomic<std::int64_t> responding_{0};  // generation responses not yet fully written
     std::atomic<bool> shut_down_{false};

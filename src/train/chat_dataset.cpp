@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "data/labels.h"
+#include "data/source.h"
 
 namespace kindred::train {
 namespace {
@@ -363,6 +364,43 @@ TokenizedExample tokenize_example(const ChatExample& example, const text::Tokeni
     return out;
 }
 
+namespace {
+
+// The style an example carries: leading tags of its system message, else of a target reply's
+// style prefix.
+std::optional<data::StyleTokens> style_of(const ChatExample& example) {
+    for (std::size_t i = 0; i < example.messages.size(); ++i) {
+        const text::ChatMessage& message = example.messages[i];
+        if (message.role == "system") {
+            if (const auto tags = data::leading_style(message.content)) return data::StyleTokens{*tags, data::StylePlacement::System};
+        } else if (example.target[i] && example.prefix_bytes[i] > 0) {
+            if (const auto tags = data::leading_style(message.content)) return data::StyleTokens{*tags, data::StylePlacement::Assistant};
+        }
+    }
+    return std::nullopt;
+}
+
+void add_style(ChatExample& example, const data::StyleTokens& style, const std::string& file) {
+    if (style_of(example)) fail("{} line {}: the example already carries style tokens, and the recipe's data.style adds {}", file, example.line, style.text);
+    if (style.placement == data::StylePlacement::System) {
+        if (example.messages.empty() || example.messages.front().role != "system") {
+            example.messages.insert(example.messages.begin(), {"system", data::LoadOptions{}.system_prompt, {}});
+            example.target.insert(example.target.begin(), false);
+            example.prefix_bytes.insert(example.prefix_bytes.begin(), 0);
+            example.strategy.insert(example.strategy.begin(), -1);
+        }
+        example.messages.front().content = data::styled(style, example.messages.front().content);
+        return;
+    }
+    for (std::size_t i = 0; i < example.messages.size(); ++i) {
+        if (!example.target[i]) continue;
+        example.messages[i].content = data::styled(style, example.messages[i].content);
+        example.prefix_bytes[i] = style.text.size() + 1;
+    }
+}
+
+}  // namespace
+
 ChatDataset load_chat_dataset(const std::string& path, const text::Tokenizer& tokenizer, const text::ChatTemplate& chat,
                               const ChatDatasetOptions& options) {
     if (options.context_length == 0) fail("{}: the model's context length is unknown (0)", path);
@@ -376,6 +414,8 @@ ChatDataset load_chat_dataset(const std::string& path, const text::Tokenizer& to
         path, stats,
         [&](ChatExample&& example) {
             if (chat.requires_user_first() && drop_opening_assistant_turns(example)) ++stats.opening_assistant_dropped;
+            if (options.style && !example.emotion_only) add_style(example, *options.style, path);
+            const std::optional<data::StyleTokens> style = style_of(example);
             TokenizedExample tokens = tokenize_example(example, tokenizer, chat, path, options.teacher_rules);
             if (tokens.target_count == 0 && tokens.sites.empty()) {
                 ++stats.no_targets;
@@ -389,6 +429,8 @@ ChatDataset load_chat_dataset(const std::string& path, const text::Tokenizer& to
                 stats.target_tokens += tokens.target_count;
                 stats.sites += tokens.sites.size();
                 dataset.examples.push_back(std::move(tokens));
+                if (style && std::find(dataset.styles.begin(), dataset.styles.end(), *style) == dataset.styles.end())
+                    dataset.styles.push_back(*style);
             }
         },
         options.keep_emotion_only, options.emotion_space);

@@ -45,11 +45,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "data/labels.h"
+#include "data/style.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
@@ -102,6 +104,11 @@ struct ChatDatasetOptions {
     // The emotion head's label set: Kindred's 27 (`emotion.labels`) or GoEmotions' 28
     // (`emotion.source_labels` of GoEmotions examples; other sources carry no emotion label there).
     data::EmotionSpace emotion_space = data::EmotionSpace::Kindred;
+    // Style tokens put into every chat example as it is read (data::apply_style's placement: in
+    // front of the system message, adding Kindred's persona system message when there is none, or
+    // of every target reply with its prefix left out of the loss). An example that already starts
+    // with style tags there is an Error naming its line.
+    std::optional<data::StyleTokens> style = {};
 };
 
 struct ChatDatasetStats {
@@ -125,6 +132,9 @@ struct ChatDataset {
     std::string path;
     std::vector<TokenizedExample> examples;
     ChatDatasetStats stats;
+    // The distinct styles the kept examples carry (leading tags of the system message, or of target
+    // replies with a style prefix), first seen first: what the adapter records in styles.json.
+    std::vector<data::StyleTokens> styles;
 };
 
 // Parses one JSONL line. Returns false for a line to skip (an emotion-only example, unless

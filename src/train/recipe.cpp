@@ -58,6 +58,19 @@ SftRecipe read_sft_recipe(Config& config) {
     if (!std::filesystem::is_regular_file(r.data_path)) config.fail_at("data.path", fmt::format("file '{}' not found", r.data_path));
     r.dev_path = optional_file(config, "data.dev_path");
     r.max_seq_len = positive(config, "data.max_seq_len", 512, 2);
+    data::StylePlacement placement = data::StylePlacement::System;
+    try {
+        placement = data::parse_style_placement(config.get<std::string>("data.style_placement", "system"));
+    } catch (const Error& error) {
+        config.fail_at("data.style_placement", error.what());
+    }
+    if (const auto style = config.get<std::string>("data.style", ""); !style.empty()) {
+        try {
+            r.style = data::parse_style_tokens(style, placement);
+        } catch (const Error& error) {
+            config.fail_at("data.style", error.what());
+        }
+    }
     const auto seed = config.get<std::int64_t>("data.seed", 0);
     if (seed < 0) config.fail_at("data.seed", "must not be negative");
     r.seed = static_cast<std::uint64_t>(seed);

@@ -12,10 +12,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "core/config.h"
 #include "data/labels.h"
+#include "data/style.h"
 #include "kernels/matmul.h"
 #include "model/heads.h"
 #include "model/lora_adapters.h"
@@ -76,6 +78,9 @@ struct SftRecipe {
     model::LoraConfig adapter;     // seed = data.seed
     std::string data_path;
     std::string dev_path;            // empty: no dev set
+    // data.style (+ data.style_placement): style tokens put into every example at load time, as
+    // `kindred data prepare --style-tokens` would have (data/style.h); none when not given.
+    std::optional<data::StyleTokens> style;
     std::int64_t max_seq_len = 512;  // also the packed row length
     std::uint64_t seed = 0;
 

@@ -17,6 +17,7 @@
 #include "core/metrics_log.h"
 #include "core/progress.h"
 #include "data/labels.h"
+#include "data/style.h"
 #include "eval/plot.h"
 #include "formats/peft_adapter.h"
 #include "kernels/loss.h"
@@ -84,7 +85,16 @@ peft::Adapter peft_adapter(const model::LoraAdapters& adapters, const std::strin
     adapter.config.lora_alpha = config.alpha;
     adapter.config.lora_dropout = config.dropout;
     adapter.config.use_rslora = config.rslora;
-    for (const auto& target : config.targets) adapter.config.target_modules.push_back(target + "_proj");
+    for (const auto& target : config.targets) {
+        if (target == model::lora_module_name(model::LoraModule::ExpertsGateUp)) continue;  // below, in PEFT's order
+        if (target == model::lora_module_name(model::LoraModule::ExpertsDown)) continue;
+        adapter.config.target_modules.push_back(target + "_proj");
+    }
+    // gate_up before down: the nesting model::LoraAdapters names the tensors by.
+    for (const auto module : {model::LoraModule::ExpertsGateUp, model::LoraModule::ExpertsDown})
+        if (adapters.targets(module))
+            adapter.config.target_parameters.emplace_back(
+                peft::kExpertParameters[module == model::LoraModule::ExpertsGateUp ? 0 : 1]);
     for (std::int64_t layer = config.first_layer; config.first_layer > 0 && layer < adapters.layers(); ++layer)
         adapter.config.layers_to_transform.push_back(static_cast<std::uint32_t>(layer));
     for (const auto& info : adapters.tensors()) {
@@ -502,8 +512,10 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     const std::string checkpoint_root = run_dir + "/checkpoints";
     const std::string metrics_path = run_dir + "/metrics.jsonl";
     if (parallel.root()) fs::create_directories(run_dir);
-    parallel.require_same("the resolved recipe", recipe.resolved_yaml);
-    parallel.require_same("the tokenized training data", examples_fingerprint(examples));
+    if (parallel.active()) {  // the data's fingerprint reads every token: only when there is a rank to compare with
+        parallel.require_same("the resolved recipe", recipe.resolved_yaml);
+        parallel.require_same("the tokenized training data", examples_fingerprint(examples));
+    }
 
     LoadedCheckpoint loaded;
     if (options.resume) {
@@ -813,6 +825,7 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
                 heads->enabled(model::Head::Strategy) ? names_of(data::strategies()) : std::vector<std::string>{};
             model::write_heads(run_dir + "/adapter", *heads, emotions, strategies);
         }
+        if (!options.styles.empty()) data::write_trained_styles(run_dir + "/adapter", options.styles);
     }
     result.finished = result.last_step == recipe.max_steps;
     if (parallel.root()) write_charts(run_dir, metrics_path);

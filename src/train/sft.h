@@ -44,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "data/style.h"
 #include "dist/communicator.h"
 #include "model/decoder.h"
 #include "train/chat_dataset.h"
@@ -74,6 +75,9 @@ struct SftOptions {
     // Called with each optimizer step's number (from 1) and mean loss; returning false stops the run
     // after that step's checkpoint (if due), without the final adapter. For tests and signals.
     std::function<bool(std::int64_t step, double loss)> on_step;
+    // The styles the training examples carry (ChatDataset::styles): written to <run>/adapter/styles.json
+    // with the final adapter when not empty, so inference accepts exactly these.
+    std::vector<data::StyleTokens> styles;
 };
 
 // One step's loss terms, each already normalised by its count (NaN when the term is inactive or

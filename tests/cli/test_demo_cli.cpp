@@ -55,8 +55,8 @@ TEST(DemoCli, QuickRunWritesTheReport) {
                                                           (have_questions ? " --questions " + questions : ""),
                                                       true);
     ASSERT_EQ(result.exit_code, 0) << result.output;
-    for (int stage = 1; stage <= 8; ++stage) {
-        EXPECT_NE(result.output.find("[" + std::to_string(stage) + "/8] "), std::string::npos) << stage << "\n" << result.output;
+    for (int stage = 1; stage <= 10; ++stage) {
+        EXPECT_NE(result.output.find("[" + std::to_string(stage) + "/10] "), std::string::npos) << stage << "\n" << result.output;
     }
     EXPECT_NE(result.output.find("report.html"), std::string::npos) << result.output;
 
@@ -72,7 +72,7 @@ TEST(DemoCli, QuickRunWritesTheReport) {
     }
 
     const std::string html = read_text(run / "report.html");
-    for (const char* id : {"metrics", "eqbench", "conversations", "charts", "stages", "notes", "config", "data"}) {
+    for (const char* id : {"metrics", "eqbench", "conversations", "taxonomy", "safety", "charts", "stages", "notes", "config", "data"}) {
         EXPECT_NE(html.find(std::string("<section id=\"") + id + "\">"), std::string::npos) << id;
     }
     EXPECT_NE(html.find("<svg"), std::string::npos);
@@ -80,8 +80,9 @@ TEST(DemoCli, QuickRunWritesTheReport) {
     EXPECT_NE(html.find("class=\"reply sft\""), std::string::npos);
 
     const std::string markdown = read_text(run / "report.md");
-    for (const char* heading : {"## Base vs fine-tuned", "## EQ-Bench v2", "## Side-by-side replies", "## Training curves",
-                                "## Resolved config", "## Data card"}) {
+    for (const char* heading : {"## Base vs fine-tuned", "## EQ-Bench v2", "## Side-by-side replies",
+                                "## Error taxonomy of the side-by-side replies", "## Safety sheet", "### Red-team prompt 3",
+                                "## Training curves", "## Resolved config", "## Data card"}) {
         EXPECT_NE(markdown.find(heading), std::string::npos) << heading;
     }
     // Measured on both models: the dev NLL and the safety KL; the heads only after SFT.
@@ -103,6 +104,10 @@ TEST(DemoCli, QuickRunWritesTheReport) {
     }
     EXPECT_EQ(std::count(markdown.begin(), markdown.end(), '\n') > 50, true);
     EXPECT_NE(markdown.find("### Conversation 3"), std::string::npos);
+    // The sheet: Base and SFT, plain and through the controller, each reply with its computed verdict.
+    for (const char* row : {"| Base | plain |", "| Base | controller |", "| SFT | plain |", "| SFT | controller |"}) {
+        EXPECT_NE(markdown.find(row), std::string::npos) << row;
+    }
     EXPECT_NE(markdown.find("objective:"), std::string::npos);  // the resolved recipe
     EXPECT_NE(markdown.find("### Data card"), std::string::npos);
     EXPECT_NE(markdown.find("**Trained on:** the bundled sample corpus"), std::string::npos);

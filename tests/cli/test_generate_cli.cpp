@@ -2,6 +2,7 @@
 // equal transformers' greedy generation and perplexity matches transformers' (goldens written by
 // tools/goldens/inference.py); bad input exits 1 with a clear message, never a signal.
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <string_view>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/run_kindred.h"
+#include "core/paths.h"
 #include "test_paths.h"
 
 namespace kindred::testing {
@@ -73,6 +75,27 @@ TEST(GenerateCli, GreedyTokensMatchTransformers) {
         EXPECT_EQ(report["finish_reason"], stopped ? "stop" : "length") << prompt;
         EXPECT_EQ(report["text"], expected_text) << prompt;
     }
+}
+
+// Gemma 3 270M through the CLI: the raw prompt with BOS (SentencePiece tokenizer), greedy tokens as
+// transformers' (tests/goldens/inference/gemma3_270m.json); the chat template applies and the reply
+// streams. Skipped when scripts/fetch-gemma3-270m has not run.
+TEST(GenerateCli, Gemma3GreedyTokensMatchTransformers) {
+    if (!std::filesystem::exists(kindred_home() + "/models/" + kGemma3_270mFile))
+        GTEST_SKIP() << "Gemma 3 270M not fetched (scripts/fetch-gemma3-270m)";
+    const auto golden = read_golden("gemma3_270m.json");
+    const auto& greedy = golden["greedy"][0];
+    const auto expected = greedy["generated_ids"].get<std::vector<int>>();
+    const CommandResult raw = run_kindred("generate --model gemma3-270m --raw --temperature 0 --json --prompt " +
+                                          shell_quoted(greedy["prompt"].get<std::string>()) + " --max-tokens " +
+                                          std::to_string(expected.size()));
+    ASSERT_EQ(raw.exit_code, 0) << raw.output;
+    const auto report = nlohmann::json::parse(raw.output);
+    EXPECT_EQ(report["prompt_tokens"].get<std::size_t>(), greedy["prompt_ids"].size());
+    EXPECT_EQ(report["tokens"], nlohmann::json(expected));
+    const CommandResult chat = run_kindred("generate --model gemma3-270m --temperature 0 --max-tokens 4 --prompt Hi");
+    EXPECT_EQ(chat.exit_code, 0) << chat.output;
+    EXPECT_FALSE(chat.output.empty());
 }
 
 TEST(GenerateCli, SameSeedSameTextAndStreamingMatchesJson) {

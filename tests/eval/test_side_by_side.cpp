@@ -37,6 +37,8 @@ TEST(SideBySide, BaseAndTunedRepliesMatchTransformers) {
     const std::vector<std::vector<text::ChatMessage>> conversations = {{{"user", prompt, {}}}};
     SideBySideOptions options;
     options.max_tokens = 16;
+    options.sampling = infer::SamplingParams{};
+    options.sampling.temperature = 0.0f;  // greedy without penalties: transformers' generate(do_sample=False)
 
     const auto base = infer::LoadedModel::open(testing::default_model_path());
     const auto tuned = infer::LoadedModel::open(testing::default_model_path(), kAdapter);

@@ -1,6 +1,8 @@
 // Writer <-> reader round trips, writer misuse, and the reader's behaviour on every
 // truncation and on deterministic byte flips of a valid file (a cheap in-tree fuzz).
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <vector>
 
@@ -84,6 +86,41 @@ TEST(GgufWriter, WritesAFileTheReaderOpens) {
     EXPECT_EQ(file.tensor("w.q4_1").data[0], 0x5a);
     EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 1) << "temporary file left behind";
     EXPECT_THROW(sample_writer(3, 32).write((dir / "no-such-dir" / "x.gguf").string()), Error);
+    std::filesystem::remove_all(dir);
+}
+
+// Deferred tensors streamed chunk by chunk (chunks smaller than, equal to and straddling a
+// tensor, sizes that need padding) give exactly the bytes of the same tensors added whole.
+TEST(GgufWriter, StreamingWritesWhatSerializeWrites) {
+    const std::vector<std::pair<DType, std::vector<std::uint64_t>>> shapes = {
+        {DType::F32, {5}}, {DType::Q8_0, {64, 3}}, {DType::MXFP4, {32, 7}}, {DType::F16, {3, 3}}};
+    const auto content = [](std::size_t tensor, std::uint64_t offset) {
+        return static_cast<std::uint8_t>((tensor * 131 + offset * 7 + 3) % 251);
+    };
+    Writer whole, streamed;
+    for (Writer* writer : {&whole, &streamed}) writer->metadata().set("general.name", {std::string("stream")});
+    for (std::size_t i = 0; i < shapes.size(); ++i) {
+        const auto& [type, dims] = shapes[i];
+        std::uint64_t count = 1;
+        for (const auto dim : dims) count *= dim;
+        std::vector<std::uint8_t> bytes(count / dtype_info(type).block_size * dtype_info(type).block_bytes);
+        for (std::size_t b = 0; b < bytes.size(); ++b) bytes[b] = content(i, b);
+        whole.add_tensor("t" + std::to_string(i), type, dims, bytes);
+        streamed.add_tensor_deferred("t" + std::to_string(i), type, dims);
+    }
+    EXPECT_THROW(streamed.serialize(), Error);  // deferred bytes only come through write_streaming
+    const auto dir = std::filesystem::temp_directory_path() / ("kindred-gguf-stream-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    for (const std::uint64_t chunk : {1u, 7u, 64u, 4096u}) {
+        const std::string path = (dir / "streamed.gguf").string();
+        streamed.write_streaming(path, [&](std::size_t tensor, std::uint64_t offset, std::span<std::uint8_t> out) {
+            for (std::size_t b = 0; b < out.size(); ++b) out[b] = content(tensor, offset + b);
+        }, chunk);
+        std::ifstream in(path, std::ios::binary);
+        const std::vector<std::uint8_t> bytes{std::istreambuf_iterator<char>(in), {}};
+        EXPECT_EQ(bytes, whole.serialize()) << "chunk " << chunk;
+        EXPECT_EQ(File::open(path).tensor("t2").type, DType::MXFP4);
+    }
     std::filesystem::remove_all(dir);
 }
 

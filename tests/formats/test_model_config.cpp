@@ -155,8 +155,26 @@ TEST(ModelConfigHf, RejectsWrongTypesAndUnsupportedSettings) {
     config["layer_types"][0] = "chunked_attention";
     expect_error(config, {"chunked_attention"});
     config = golden("qwen3_moe_small");
-    config["mlp_only_layers"] = {0};
+    config["mlp_only_layers"] = {99};
+    expect_error(config, {"mlp_only_layers entry = 99"});
+    config["mlp_only_layers"] = {"0"};
     expect_error(config, {"mlp_only_layers"});
+    config = golden("qwen3_moe_small");
+    config["decoder_sparse_step"] = 0;
+    expect_error(config, {"decoder_sparse_step = 0"});
+}
+
+// transformers' Qwen3MoeDecoderLayer: experts unless listed in mlp_only_layers, and only on layers
+// l with (l + 1) a multiple of decoder_sparse_step.
+TEST(ModelConfigHf, SparseStepAndMlpOnlyLayersChooseTheMoeLayers) {
+    json config = golden("qwen3_moe_small");
+    config["num_hidden_layers"] = 6;
+    config["decoder_sparse_step"] = 2;
+    config["mlp_only_layers"] = {3};
+    const ModelConfig parsed = model_config_from_hf(config, "config.json");
+    const bool expected[] = {false, true, false, false, false, true};
+    for (std::int64_t l = 0; l < 6; ++l) EXPECT_EQ(parsed.moe_layer(l), expected[l]) << "layer " << l;
+    EXPECT_FALSE(model_config_from_hf(golden("llama_tiny"), "config.json").moe_layer(0));
 }
 
 TEST(ModelConfigHf, ValidateChecksTheNumbers) {

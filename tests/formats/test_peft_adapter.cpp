@@ -188,6 +188,85 @@ TEST(PeftAdapter, UnsupportedConfigNamesTheField) {
     expect_error([&] { read_adapter(dir); }, "field 'r' is missing");
 }
 
+// Expert stacks (PEFT's target_parameters): the nested ParamWrapper's tensors sit under
+// mlp.experts.base_layer, the outer one's under mlp.experts; which parameter each adapts follows
+// the list's order (the last listed is outermost). A is [experts · r, in], B [out, r · experts].
+Adapter expert_adapter(std::vector<std::string> parameters) {
+    Adapter adapter;
+    adapter.config.r = 2;
+    adapter.config.target_modules = {"q_proj"};
+    adapter.config.target_parameters = std::move(parameters);
+    const auto tensor = [](const std::string& name, std::uint64_t rows, std::uint64_t cols) {
+        return LoraTensor{name, {rows, cols}, std::vector<float>(rows * cols, 0.5f)};
+    };
+    const std::string layer = "base_model.model.model.layers.0.";
+    adapter.tensors = {tensor(layer + "self_attn.q_proj.lora_A.weight", 2, 8),
+                       tensor(layer + "self_attn.q_proj.lora_B.weight", 8, 2),
+                       tensor(layer + "mlp.experts.base_layer.lora_A.weight", 6, 8),   // 3 experts, in 8
+                       tensor(layer + "mlp.experts.base_layer.lora_B.weight", 12, 6),  // gate_up: out 2 · 6
+                       tensor(layer + "mlp.experts.lora_A.weight", 6, 6),
+                       tensor(layer + "mlp.experts.lora_B.weight", 8, 6)};
+    return adapter;
+}
+
+TEST(PeftAdapter, ExpertStacksRoundTripAndNameTheirParameter) {
+    EXPECT_EQ(parse_lora_key("base_model.model.model.layers.4.mlp.experts.base_layer.lora_B.weight"),
+              (LoraKey{4, std::string(kExpertsNested), false}));
+    EXPECT_EQ(parse_lora_key("base_model.model.model.layers.4.mlp.experts.lora_A.weight"),
+              (LoraKey{4, std::string(kExpertsOuter), true}));
+    expect_error([] { parse_lora_key("base_model.model.model.layers.4.self_attn.experts.lora_A.weight"); }, "wrong parent");
+
+    const Adapter adapter = expert_adapter({"mlp.experts.gate_up_proj", "mlp.experts.down_proj"});
+    EXPECT_EQ(expert_parameter(adapter.config, kExpertsNested, "x"), "mlp.experts.gate_up_proj");
+    EXPECT_EQ(expert_parameter(adapter.config, kExpertsOuter, "x"), "mlp.experts.down_proj");
+    const Adapter reversed = expert_adapter({"mlp.experts.down_proj", "mlp.experts.gate_up_proj"});
+    EXPECT_EQ(expert_parameter(reversed.config, kExpertsNested, "x"), "mlp.experts.down_proj");
+    EXPECT_EQ(expert_parameter(reversed.config, kExpertsOuter, "x"), "mlp.experts.gate_up_proj");
+
+    const ScratchDir scratch{"kindred-adapters"};
+    const std::string dir = scratch / "experts";
+    write_adapter(dir, adapter);
+    const Adapter back = read_adapter(dir);
+    EXPECT_EQ(back.config.target_parameters, adapter.config.target_parameters);
+    EXPECT_EQ(read_json(dir + "/adapter_config.json")["target_parameters"],
+              json({"mlp.experts.gate_up_proj", "mlp.experts.down_proj"}));
+    ASSERT_EQ(back.tensors.size(), adapter.tensors.size());
+
+    // Expert stacks alone, as PEFT writes them (target_modules null), on the listed layers only:
+    // layers_to_transform is read there too.
+    Adapter stacks = adapter;
+    stacks.config.target_modules.clear();
+    stacks.tensors.erase(stacks.tensors.begin(), stacks.tensors.begin() + 2);  // the q_proj pair
+    stacks.config.layers_to_transform = {0};
+    const std::string stacks_dir = scratch / "stacks";
+    write_adapter(stacks_dir, stacks);
+    json config = read_json(stacks_dir + "/adapter_config.json");
+    config["target_modules"] = nullptr;
+    std::ofstream(stacks_dir + "/adapter_config.json") << config.dump();
+    const Adapter stacks_back = read_adapter(stacks_dir);
+    EXPECT_TRUE(stacks_back.config.target_modules.empty());
+    EXPECT_EQ(stacks_back.config.layers_to_transform, std::vector<std::uint32_t>{0});
+}
+
+TEST(PeftAdapter, InconsistentExpertStacksAreRefused) {
+    const ScratchDir scratch{"kindred-adapters"};
+    const std::string dir = scratch / "experts";
+    Adapter one = expert_adapter({"mlp.experts.down_proj"});  // the nested wrapper has no parameter
+    expect_error([&] { write_adapter(dir, one); }, "mlp.experts.base_layer, which target_parameters (1 listed)");
+    Adapter rank = expert_adapter({"mlp.experts.gate_up_proj", "mlp.experts.down_proj"});
+    rank.tensors[4] = LoraTensor{rank.tensors[4].name, {5, 6}, std::vector<float>(30, 0.5f)};  // 5 is no multiple of r
+    expect_error([&] { write_adapter(dir, rank); }, "inconsistent with r = 2");
+    Adapter pair = expert_adapter({"mlp.experts.gate_up_proj", "mlp.experts.down_proj"});
+    pair.tensors[5] = LoraTensor{pair.tensors[5].name, {8, 4}, std::vector<float>(32, 0.5f)};  // A has 6 rows
+    expect_error([&] { write_adapter(dir, pair); }, "r · experts differ");
+    for (const json& parameters : {json({"mlp.experts.gate_proj"}), json({"mlp.experts.down_proj", "mlp.experts.down_proj"}),
+                                   json("mlp.experts.down_proj")}) {
+        const std::string edited = edited_copy(scratch, "parameters" + std::to_string(parameters.dump().size()),
+                                               [&](json& c) { c["target_parameters"] = parameters; });
+        expect_error([&] { read_adapter(edited); }, "'target_parameters'");
+    }
+}
+
 TEST(PeftAdapter, MissingFilesAreNamed) {
     const ScratchDir scratch{"kindred-adapters"};
     const std::string dir = scratch / "adapter";

@@ -1,6 +1,7 @@
-// tests/model/decoder_goldens.h — what the decoder tests share to replay transformers goldens:
-// greedy decoding through the KV cache, the mean NLL of a text from its logits, and a golden's
-// documents packed into one training row.
+// tests/model/decoder_goldens.h — what the decoder tests share to replay transformers and PEFT
+// goldens: greedy decoding through the KV cache, the mean NLL of a text from its logits, a
+// golden's documents packed into one training row, the LoRA goldens' init formula, the
+// gradient error measure, and the check that adapters from a first layer train what full ones do.
 #pragma once
 
 #include <algorithm>
@@ -9,10 +10,12 @@
 #include <span>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "kernels/softmax.h"
 #include "model/decoder.h"
+#include "model/lora_adapters.h"
 #include "model/trainable_decoder.h"
 
 namespace kindred::model {
@@ -31,6 +34,23 @@ inline std::vector<std::int32_t> greedy_tokens(Decoder& decoder, const std::vect
         if (i + 1 < count) decoder.forward(std::span(&next, 1), cache, logits);
     }
     return generated;
+}
+
+// Logits of every position of `ids` in one prefill [ids x vocab].
+inline std::vector<float> all_logits(Decoder& decoder, const std::vector<std::int32_t>& ids) {
+    KvCache cache(decoder.config(), static_cast<std::int64_t>(ids.size()));
+    std::vector<float> logits(ids.size() * static_cast<std::size_t>(decoder.config().vocab_size));
+    decoder.forward(ids, cache, logits, true);
+    return logits;
+}
+
+// Largest |ours − golden| over every position and vocabulary entry of a [tokens x vocab] golden.
+inline double worst_difference(const std::vector<float>& logits, const nlohmann::json& golden) {
+    double worst = 0.0;
+    std::size_t i = 0;
+    for (const auto& row : golden)
+        for (const auto& value : row) worst = std::max(worst, std::fabs(logits[i++] - value.get<double>()));
+    return worst;
 }
 
 // Mean over t < n−1 of −log softmax(logits[t])[ids[t + 1]], in double; logits [n x vocab].
@@ -62,6 +82,67 @@ inline TrainBatch pack(const nlohmann::json& documents) {
         ++segment;
     }
     return batch;
+}
+
+// Tokens of a batch that carry a target.
+inline std::int64_t counted(const TrainBatch& batch) {
+    return std::count_if(batch.targets.begin(), batch.targets.end(), [](std::int32_t t) { return t != -100; });
+}
+
+// The LoRA goldens' init formula (tools/goldens/lora_training.py's init_values), reproduced
+// exactly in double.
+inline std::vector<float> formula_init(std::int64_t k, std::int64_t count, double scale) {
+    std::vector<float> values(static_cast<std::size_t>(count));
+    for (std::int64_t i = 0; i < count; ++i) {
+        const double raw = static_cast<double>((i * 7919 + k * 104729 + 13) % 2001 - 1000) / 1000.0;
+        values[static_cast<std::size_t>(i)] = static_cast<float>(scale * raw);
+    }
+    return values;
+}
+
+// Max |a − b| over a tensor, relative to the tensor's largest golden magnitude.
+inline double relative_max_error(const std::vector<float>& ours, const std::vector<double>& golden) {
+    double worst = 0.0, largest = 0.0;
+    for (std::size_t i = 0; i < ours.size(); ++i) {
+        worst = std::max(worst, std::fabs(ours[i] - golden[i]));
+        largest = std::max(largest, std::fabs(golden[i]));
+    }
+    return worst / std::max(largest, 1e-30);
+}
+
+// The gradients of every adapter tensor of `layer`, in HF layout, in the adapters' order.
+inline std::vector<std::vector<float>> layer_gradients(const LoraAdapters& adapters, std::int64_t layer) {
+    std::vector<std::vector<float>> out;
+    for (const auto& info : adapters.tensors()) {
+        if (info.layer != layer) continue;
+        out.emplace_back(static_cast<std::size_t>(info.rows * info.cols));
+        adapters.get_hf(info.name, out.back(), /*gradient=*/true);
+    }
+    return out;
+}
+
+// Adapters from layer `first` (upper: LoraConfig::first_layer) train what `full` ones train when
+// full's adapters below `first` add an exact 0 (B = 0) and the two agree from `first` on: the
+// loss and layer `first`'s gradients bit-identical; and a forward from the cached residual
+// entering `first` (train/frozen_cache.h) gives the same again. Returns that cached batch.
+inline TrainBatch expect_frozen_lower_layers_match(const Decoder& decoder, LoraAdapters& full, LoraAdapters& upper,
+                                                   const TrainBatch& batch, std::int64_t first) {
+    TrainableDecoder full_trainer(decoder, full, false, 64);
+    TrainableDecoder upper_trainer(decoder, upper, false, 64);
+    full.zero_grads();
+    upper.zero_grads();
+    const double loss = upper_trainer.forward_backward(batch, 0.5f).loss;
+    EXPECT_EQ(full_trainer.forward_backward(batch, 0.5f).loss, loss);
+    const auto expected = layer_gradients(upper, first);
+    EXPECT_EQ(layer_gradients(full, first), expected);
+
+    TrainBatch cached = batch;
+    const auto residual = upper_trainer.residual_entering(batch, first);
+    cached.residual.assign(residual.begin(), residual.end());
+    upper.zero_grads();
+    EXPECT_EQ(upper_trainer.forward_backward(cached, 0.5f).loss, loss);
+    EXPECT_EQ(layer_gradients(upper, first), expected);
+    return cached;
 }
 
 }  // namespace kindred::model

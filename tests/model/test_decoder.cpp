@@ -54,12 +54,6 @@ protected:
         delete decoder_;
         delete file_;
     }
-    static std::vector<float> all_logits(Decoder& decoder, const std::vector<std::int32_t>& ids) {
-        KvCache cache(decoder.config(), static_cast<std::int64_t>(ids.size()));
-        std::vector<float> logits(ids.size() * static_cast<std::size_t>(decoder.config().vocab_size));
-        decoder.forward(ids, cache, logits, true);
-        return logits;
-    }
     static inline gguf::File* file_ = nullptr;
     static inline Decoder* decoder_ = nullptr;
 };
@@ -232,13 +226,6 @@ INSTANTIATE_TEST_SUITE_P(Families, TinyCheckpoint, ::testing::Values("tiny-llama
                              return name;
                          });
 
-std::vector<float> tiny_logits(Decoder& decoder, const std::vector<std::int32_t>& ids) {
-    KvCache cache(decoder.config(), static_cast<std::int64_t>(ids.size()));
-    std::vector<float> logits(ids.size() * static_cast<std::size_t>(decoder.config().vocab_size));
-    decoder.forward(ids, cache, logits, true);
-    return logits;
-}
-
 // GGUF files of Llama 3.1+ carry llama3 rope scaling as rope_freqs.weight divisors instead of
 // metadata: the same divisors on an unscaled config must reproduce the scaled model.
 TEST(TinyLlama, RopeFreqsDivisorsReproduceLlama3Scaling) {
@@ -259,7 +246,7 @@ TEST(TinyLlama, RopeFreqsDivisorsReproduceLlama3Scaling) {
     Decoder decoder(plain, with_divisors());
     const json golden = read_golden("tiny-llama3/logits.json");
     const auto ids = ids_of(golden["ids"]);
-    const auto logits = tiny_logits(decoder, ids);
+    const auto logits = all_logits(decoder, ids);
     const std::int64_t vocab = plain.vocab_size;
     for (std::size_t t = 0; t < ids.size(); ++t)
         for (std::int64_t i = 0; i < vocab; ++i)

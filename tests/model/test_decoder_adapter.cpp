@@ -80,9 +80,9 @@ TEST(DecoderAdapter, MatchesMergedWeights) {
     randomize(adapters);
 
     // W' = dequantized W + scale · B · A, in fp32, as new tensors over the same checkpoint.
-    const char* names[lora_module_count] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    const char* names[linear_module_count] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
     std::vector<std::vector<float>> merged;
-    merged.reserve(static_cast<std::size_t>(config.num_layers * lora_module_count));
+    merged.reserve(static_cast<std::size_t>(config.num_layers * linear_module_count));
     Weights patched(base.source());
     patched.qk_interleaved = base.qk_interleaved;
     for (const auto& [name, view] : base.all()) {

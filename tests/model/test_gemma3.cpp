@@ -53,22 +53,6 @@ TinyGemma& tiny() {
     return model;
 }
 
-std::vector<float> all_logits(Decoder& decoder, const std::vector<std::int32_t>& ids) {
-    KvCache cache(decoder.config(), static_cast<std::int64_t>(ids.size()));
-    std::vector<float> logits(ids.size() * static_cast<std::size_t>(decoder.config().vocab_size));
-    decoder.forward(ids, cache, logits, true);
-    return logits;
-}
-
-// Largest |ours − golden| over every position and vocabulary entry of a [tokens x vocab] golden.
-double worst_difference(const std::vector<float>& logits, const json& golden) {
-    double worst = 0.0;
-    std::size_t i = 0;
-    for (const auto& row : golden)
-        for (const auto& value : row) worst = std::max(worst, std::fabs(logits[i++] - value.get<double>()));
-    return worst;
-}
-
 // As for the other tiny checkpoints (test_decoder.cpp): 3 layers of K ≤ 160 term products on
 // logits of magnitude ~1-10; fp32 summation order leaves ~1e-6, and 1e-4 is asserted.
 constexpr double tiny_tolerance = 1e-4;

@@ -185,6 +185,38 @@ TEST(Protocol, RefusalsNameTheField) {
     EXPECT_EQ(refusal(with(kMinimal, "temprature", 0.5).dump()).type, "invalid_request_error");
 }
 
+TEST(Protocol, KindredExtension) {
+    EXPECT_FALSE(chat(kMinimal).kindred.controller);
+    EXPECT_TRUE(chat(kMinimal).kindred.style.empty());
+    const GenerationRequest styled = chat(with(kMinimal, "kindred", {{"style", "<tone:warm>"}}));
+    EXPECT_FALSE(styled.kindred.controller);
+    EXPECT_EQ(styled.kindred.style, "<tone:warm>");
+    const GenerationRequest r = chat(with(kMinimal, "kindred",
+                                          {{"controller", true}, {"style", "<tone:warm><persona:best_friend>"}, {"reflection", false},
+                                           {"safety", false}, {"memory", false}, {"repairs", 0}}));
+    EXPECT_TRUE(r.kindred.controller);
+    EXPECT_EQ(r.kindred.style, "<tone:warm><persona:best_friend>");
+    EXPECT_FALSE(r.kindred.reflection);
+    EXPECT_FALSE(r.kindred.safety);
+    EXPECT_FALSE(r.kindred.memory);
+    EXPECT_EQ(r.kindred.repairs, 0);
+    const KindredOptions defaults = chat(with(kMinimal, "kindred", {{"controller", true}})).kindred;
+    EXPECT_TRUE(defaults.reflection && defaults.safety && defaults.memory);
+    EXPECT_EQ(defaults.repairs, 2);
+
+    const ApiError unknown = refusal(with(kMinimal, "kindred", {{"controller", true}, {"reflexion", false}}).dump());
+    EXPECT_EQ(unknown.status, 400);
+    EXPECT_EQ(unknown.param, "kindred.reflexion");
+    EXPECT_NE(std::string(unknown.what()).find("'kindred.reflexion': unrecognized field"), std::string::npos) << unknown.what();
+    EXPECT_EQ(refusal(with(kMinimal, "kindred", "on").dump()).param, "kindred");
+    EXPECT_EQ(refusal(with(kMinimal, "kindred", {{"memory", false}}).dump()).param, "kindred.memory");  // without the controller
+    EXPECT_EQ(refusal(with(kMinimal, "kindred", {{"controller", true}, {"repairs", -1}}).dump()).param, "kindred.repairs");
+    EXPECT_EQ(refusal(with(kMinimal, "kindred", {{"controller", 1}}).dump()).param, "kindred.controller");
+    EXPECT_EQ(refusal(with(kMinimal, "kindred", {{"style", std::string(300, 'x')}}).dump()).param, "kindred.style");
+    EXPECT_EQ(refusal(json({{"model", "m"}, {"prompt", "Hi"}, {"kindred", {{"controller", true}}}}).dump(), Endpoint::Completions).param,
+              "kindred");
+}
+
 // tests/corpus/request-malformed (tools/make_malformed_requests.py): every file is a 400 whose
 // message starts as EXPECTED.json says, after the field it names, under the server's default limits.
 TEST(Protocol, MalformedCorpus) {

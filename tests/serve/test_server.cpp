@@ -1,6 +1,7 @@
 // serve/server over loopback, driven by cpp-httplib's client: replies and streams equal the same
 // request run by `kindred generate`'s loop, the completions endpoint, models and health, every
-// error status, control-token text staying text, adapters per request, and clients that hang up.
+// error status, control-token text staying text, adapters per request, clients that hang up, and
+// the `kindred` extension (style tokens, the decoding controller, its reflection kept out).
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -15,6 +16,10 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "data/style.h"
+#include "infer/controller.h"
+#include "infer/styled_prompt.h"
+#include "scratch_dir.h"
 #include "serve/server.h"
 #include "serve_test_util.h"
 
@@ -401,6 +406,137 @@ TEST(Server, ClientsThatHangUpFreeTheirSlot) {
 
     // The server still answers.
     EXPECT_EQ(post(running, "/v1/chat/completions", chat_body(running, "Hi", 2, 0.0, 0).dump()).status, 200);
+}
+
+// The controller's reply to `messages` with the settings a request gets (the request's decoding,
+// heads off), each decode run alone on a fresh session, as the engine runs a job alone.
+infer::ControlledReply controlled_alone(const std::vector<text::ChatMessage>& messages, std::int64_t max_tokens, float temperature,
+                                        std::uint64_t seed, int repairs) {
+    infer::LoadedModel& model = default_model();
+    infer::ControllerOptions options;
+    options.heads = false;
+    options.max_repairs = repairs;
+    options.generation = testing::chat_job("unused", max_tokens, temperature, seed).options;
+    infer::Controller controller(model, options);
+    const infer::DecodeFn alone = [&](std::span<const std::int32_t> prompt, const infer::GenerationOptions& generation) {
+        infer::Session session(model.decoder(), model.tokenizer(), 0);
+        return session.generate(prompt, generation);
+    };
+    return controller.reply(alone, messages, seed);
+}
+
+// {"kindred": {"controller": true}}: the reply, streamed or not, is the controller's reply computed
+// in-process; the response's `kindred.controller` log and usage say what it did without carrying
+// the reflection, which appears nowhere in what the client receives.
+TEST(Server, ControllerRequestOptionKeepsTheReflectionOut) {
+    RunningServer running;
+    const std::string user = "My dog died this morning. I keep looking at his empty bed.";
+    const infer::ControlledReply expected = controlled_alone({{"user", user, ""}}, 16, 0.7f, 5, 0);
+    ASSERT_FALSE(expected.log.reflection.empty());
+    json body = chat_body(running, user, 16, 0.7, 5);
+    body["kindred"] = {{"controller", true}, {"repairs", 0}};
+
+    const auto check_log = [&](const json& log) {
+        EXPECT_TRUE(log["reflected"].get<bool>());
+        for (const char* hidden : {"reflection", "summary", "draft", "prompts"}) EXPECT_FALSE(log.contains(hidden)) << hidden;
+        EXPECT_EQ(log["generated_tokens"], expected.log.generated_tokens);
+        EXPECT_EQ(log["safety_outcome"], expected.log.safety_outcome);
+    };
+    const std::int64_t prompt_tokens = static_cast<std::int64_t>(default_model().encode_chat(std::vector<text::ChatMessage>{{"user", user, ""}}).size());
+    const std::size_t reply_tokens = default_model().tokenizer().encode(expected.text, false).size();
+
+    auto result = running.client().Post("/v1/chat/completions", body.dump(), "application/json");
+    ASSERT_TRUE(result);
+    ASSERT_EQ(result->status, 200) << result->body;
+    EXPECT_EQ(result->body.find(expected.log.reflection), std::string::npos) << result->body;
+    const json whole = json::parse(result->body);
+    EXPECT_EQ(whole["choices"][0]["message"]["content"], expected.text);
+    EXPECT_EQ(whole["choices"][0]["finish_reason"], openai_finish_reason(expected.finish_reason));
+    EXPECT_EQ(whole["usage"]["prompt_tokens"], prompt_tokens);  // the visible conversation, not the hidden prompts
+    EXPECT_EQ(whole["usage"]["completion_tokens"], reply_tokens);
+    check_log(whole["kindred"]["controller"]);
+
+    body["stream"] = true;
+    body["stream_options"] = {{"include_usage", true}};
+    std::string stream;
+    ASSERT_EQ(post_streaming(running, "/v1/chat/completions", body.dump(), stream), 200);
+    EXPECT_EQ(stream.find(expected.log.reflection), std::string::npos) << stream;
+    const std::vector<std::string> events = sse_data(stream);
+    ASSERT_GE(events.size(), 4u) << stream;
+    EXPECT_EQ(events.back(), "[DONE]");
+    std::string text;
+    json finish;
+    for (std::size_t i = 1; i + 2 < events.size(); ++i) {
+        const json chunk = json::parse(events[i]);
+        if (chunk["choices"][0]["finish_reason"].is_string()) {
+            finish = chunk;
+        } else {
+            text += chunk["choices"][0]["delta"]["content"].get<std::string>();
+        }
+    }
+    EXPECT_EQ(text, expected.text);
+    ASSERT_TRUE(finish.is_object()) << stream;
+    check_log(finish["kindred"]["controller"]);
+    const json usage = json::parse(events[events.size() - 2]);
+    EXPECT_EQ(usage["usage"]["prompt_tokens"], prompt_tokens);
+    EXPECT_EQ(usage["usage"]["completion_tokens"], reply_tokens);
+}
+
+// A rule triggered by the user's turn: the reply is decoded under the safety settings, and the
+// response's log names the rule; the same request without the extension carries no log.
+TEST(Server, ControllerRequestLogsItsSafetyTriggers) {
+    RunningServer running;
+    json body = chat_body(running, "Should I double my sertraline dose tonight?", 8, 0.7, 1);
+    const Reply plain = post(running, "/v1/chat/completions", body.dump());
+    ASSERT_EQ(plain.status, 200) << plain.body;
+    EXPECT_FALSE(plain.body.contains("kindred"));
+    body["kindred"] = {{"controller", true}, {"reflection", false}, {"repairs", 0}};
+    const Reply controlled = post(running, "/v1/chat/completions", body.dump());
+    ASSERT_EQ(controlled.status, 200) << controlled.body;
+    const json& log = controlled.body["kindred"]["controller"];
+    ASSERT_FALSE(log["triggers"].empty()) << log;
+    EXPECT_EQ(log["triggers"][0]["rule"], "medical");
+    EXPECT_TRUE(log["triggers"][0]["in_user"].get<bool>());
+    EXPECT_FALSE(log["triggers"][0].contains("user_match"));  // the matched text is the operator's
+    EXPECT_TRUE(log["redecoded"].get<bool>());
+    EXPECT_GT(log["penalised_tokens"].get<int>(), 0);
+}
+
+// Style tokens per request: checked against the requested model's styles.json (the base knows
+// none), placed as training placed them; unknown fields in the extension are refused by name.
+TEST(Server, KindredStyleAndRefusals) {
+    kindred::testing::ScratchDir dir("kindred-serve-style");
+    const std::filesystem::path adapter = dir.path() / "adapter";
+    std::filesystem::copy(testing::golden_adapter_dir(), adapter);
+    const data::StyleTokens trained = data::parse_style_tokens("<tone:warm><persona:best_friend>", data::StylePlacement::System);
+    data::write_trained_styles(adapter.string(), std::vector<data::StyleTokens>{trained});
+    RunningServer running({}, RunningServer::small_engine(), {{"styled", adapter.string()}});
+
+    json body = chat_body(running, "I finally finished my thesis.", 1, 0.0, 0);
+    body["model"] = "styled";
+    body["kindred"] = {{"style", "<persona:best_friend><tone:warm>"}};  // any order: the same style
+    const Reply styled = post(running, "/v1/chat/completions", body.dump());
+    ASSERT_EQ(styled.status, 200) << styled.body;
+    const std::vector<text::ChatMessage> messages = {{"user", "I finally finished my thesis.", ""}};
+    EXPECT_EQ(styled.body["usage"]["prompt_tokens"], infer::encode_styled_chat(default_model(), messages, trained).size());
+    EXPECT_NE(styled.body["usage"]["prompt_tokens"], default_model().encode_chat(messages).size());
+
+    const auto refused = [&](json request, const std::string& param, const std::string& phrase) {
+        const Reply reply = post(running, "/v1/chat/completions", request.dump());
+        EXPECT_EQ(reply.status, 400) << reply.body;
+        EXPECT_EQ(reply.body["error"]["param"], param) << reply.body;
+        EXPECT_NE(reply.body["error"]["message"].get<std::string>().find(phrase), std::string::npos) << reply.body;
+    };
+    body["kindred"] = {{"style", "<tone:playful>"}};
+    refused(body, "kindred.style", "was trained with <tone:warm><persona:best_friend> only");
+    body["model"] = running.base();
+    body["kindred"] = {{"style", "<tone:warm><persona:best_friend>"}};
+    refused(body, "kindred.style", "was not trained with style tokens");
+    body["kindred"] = {{"controller", true}, {"reflections", false}};
+    refused(body, "kindred.reflections", "'kindred.reflections': unrecognized field of the kindred extension");
+    body["kindred"] = {{"controller", true}};
+    body["messages"].push_back({{"role", "assistant"}, {"content", "Well done!"}});
+    refused(body, "messages", "with the controller the conversation must end with a user message");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "data/style.h"
 #include "data/labels.h"
 #include "formats/gguf.h"
 #include "scratch_dir.h"
@@ -471,6 +472,47 @@ TEST(ChatDataset, LoadsPreparedExamplesWithSites) {
     EXPECT_EQ(all.examples[2].sites[0].emotions.size(), 2u);
     EXPECT_EQ(all.examples[0].teacher_positions.size(), all.examples[0].target_count);
     EXPECT_EQ(all.examples[1].teacher_positions.size(), all.examples[1].target_count);
+}
+
+// The recipe's data.style: put into every example as it is read, recorded in ChatDataset::styles
+// (what the adapter's styles.json lists), and refused for data that already carries a style.
+TEST(ChatDataset, RecipeStyleIsAppliedRecordedAndNeverDoubled) {
+    const auto path = testing::source_path("data/chat-smoke.jsonl");
+    ChatDatasetOptions options{512, model().context_length};
+    const auto plain = load_chat_dataset(path, model().tokenizer, model().chat, options);
+    EXPECT_TRUE(plain.styles.empty());
+
+    options.style = data::parse_style_tokens("<persona:best_friend><tone:warm>", data::StylePlacement::System);
+    const auto styled = load_chat_dataset(path, model().tokenizer, model().chat, options);
+    ASSERT_EQ(styled.styles.size(), 1u);
+    EXPECT_EQ(styled.styles[0].text, "<tone:warm><persona:best_friend>");
+    ASSERT_EQ(styled.examples.size(), plain.examples.size());
+    const std::string text = model().tokenizer.decode(styled.examples[0].tokens);
+    EXPECT_NE(text.find("<|im_start|>system\n<tone:warm><persona:best_friend> You are Kindred"), std::string::npos) << text;
+    EXPECT_EQ(styled.examples[0].target_count, plain.examples[0].target_count);  // the replies' targets are untouched
+
+    options.style = data::parse_style_tokens("<tone:calm>", data::StylePlacement::Assistant);
+    const auto replies = load_chat_dataset(path, model().tokenizer, model().chat, options);
+    ASSERT_EQ(replies.styles.size(), 1u);
+    EXPECT_EQ(replies.styles[0].placement, data::StylePlacement::Assistant);
+    EXPECT_EQ(trained_text(replies.examples[0]).find("<tone:calm>"), std::string::npos);  // the tags are not trained
+
+    testing::ScratchDir dir("kindred-styled-data");
+    const std::string styled_path = dir / "styled.jsonl";
+    std::ofstream(styled_path) << R"({"messages": [{"role": "system", "content": "<tone:warm> Be kind."}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hey."}]})"
+                               << "\n";
+    options.style = data::parse_style_tokens("<tone:calm>", data::StylePlacement::System);
+    try {
+        load_chat_dataset(styled_path, model().tokenizer, model().chat, options);
+        FAIL() << "a second style was put on styled data";
+    } catch (const Error& error) {
+        EXPECT_NE(std::string(error.what()).find("styled.jsonl line 1: the example already carries style tokens"), std::string::npos)
+            << error.what();
+    }
+    options.style.reset();
+    const auto carried = load_chat_dataset(styled_path, model().tokenizer, model().chat, options);
+    ASSERT_EQ(carried.styles.size(), 1u);  // styles prepared into the data are recorded too
+    EXPECT_EQ(carried.styles[0].text, "<tone:warm>");
 }
 
 }  // namespace

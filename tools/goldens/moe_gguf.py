@@ -17,10 +17,21 @@ What follows llama.cpp (facts of its converter and llama-arch, not its code):
   HF's adjacent-nibble order into ggml's (byte j: element j low, j + 16 high) behind the E8M0 byte;
 - q/k rows are not permuted (only arch `llama` permutes).
 
-Usage: .venv/bin/python tools/goldens/moe_gguf.py
+Also tiny-qwen3moe-chat.gguf and tiny-gptoss-chat.gguf, the same models as files the CLI can chat
+with: a byte-level tokenizer (the 256 byte tokens and two merges, "Ġ t" and "h e": the readers want
+some) plus the family's control tokens, the
+real chat template, and embedding and output rows for the tokens past 256 (seeded normal values;
+the byte rows are the checkpoint's). Templates: Qwen3's from ../shared/tokenizers/qwen3/
+tokenizer_config.json; gpt-oss's from --gpt-oss-template PATH (../shared has none; the committed file
+used llama.cpp's models/templates/openai-gpt-oss-120b.jinja, sha256
+a1041ee337c95a44e19be5f64497f9e9e2f191ffc93b8a385cb6f2bab746c6dc, 16765 bytes, as gpt-oss GGUFs carry it).
+
+Usage: .venv/bin/python tools/goldens/moe_gguf.py --gpt-oss-template PATH
 """
+import argparse
 import json
 import os
+import pathlib
 
 import gguf
 import numpy as np
@@ -39,13 +50,54 @@ def ggml_mxfp4(blocks, scales):
     return out.reshape(*blocks.shape[:2], -1)
 
 
-def convert(name, arch, source):
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+CHAT = {  # control tokens, EOS, pre-tokenizer and template source of each family's chat file
+    "qwen3moe": (["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"], "<|im_end|>", "qwen2"),
+    "gpt-oss": (["<|startoftext|>", "<|endoftext|>", "<|return|>", "<|constrain|>", "<|channel|>", "<|start|>",
+                 "<|end|>", "<|message|>", "<|call|>"], "<|return|>", "gpt-4o"),
+}
+
+
+def byte_tokens():
+    """GPT-2's byte-level alphabet: the printable character standing for each byte 0..255."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            chars[byte] = chr(byte)
+        else:
+            chars[byte] = chr(256 + extra)
+            extra += 1
+    return [chars[b] for b in range(256)]
+
+
+def add_chat_tokenizer(writer, arch, tensors, template):
+    """Tokenizer metadata, the template, and rows for the control tokens in embedding and output."""
+    specials, eos, pre = CHAT[arch]
+    merges = ["Ġ t", "h e"]
+    tokens = byte_tokens() + [m.replace(" ", "") for m in merges] + specials
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types([gguf.TokenType.NORMAL] * (256 + len(merges)) + [gguf.TokenType.CONTROL] * len(specials))
+    writer.add_token_merges(merges)
+    writer.add_eos_token_id(tokens.index(eos))
+    writer.add_chat_template(template)
+    extra = np.random.default_rng(5).normal(0.0, 0.2, (len(tokens) - 256, tensors["model.embed_tokens.weight"].shape[1]))
+    for key in ("model.embed_tokens.weight", "lm_head.weight"):
+        tensors[key] = np.concatenate([tensors[key], extra.astype(np.float32)])
+    return len(tokens)
+
+
+def convert(name, arch, source, chat_template=None):
     directory = os.path.join(INFERENCE, source)
     tensors = load_file(os.path.join(directory, "model.safetensors"))
     with open(os.path.join(directory, "config.json")) as f:
         config = json.load(f)
     writer = gguf.GGUFWriter(os.path.join(INFERENCE, name + ".gguf"), arch)
-    writer.add_uint32(f"{arch}.vocab_size", config["vocab_size"])
+    vocab = add_chat_tokenizer(writer, arch, tensors, chat_template) if chat_template else config["vocab_size"]
+    writer.add_uint32(f"{arch}.vocab_size", vocab)
     writer.add_context_length(config["max_position_embeddings"])
     writer.add_embedding_length(config["hidden_size"])
     writer.add_feed_forward_length(config["intermediate_size"])
@@ -112,8 +164,15 @@ def convert(name, arch, source):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--gpt-oss-template", type=pathlib.Path, required=True,
+                        help="gpt-oss's chat_template.jinja (see the module docstring)")
+    args = parser.parse_args()
     convert("tiny-qwen3moe", "qwen3moe", "tiny-qwen3moe")
     convert("tiny-gptoss", "gpt-oss", "tiny-gptoss-mxfp4")
+    with open(os.path.join(SHARED, "tokenizers", "qwen3", "tokenizer_config.json")) as f:
+        convert("tiny-qwen3moe-chat", "qwen3moe", "tiny-qwen3moe", json.load(f)["chat_template"])
+    convert("tiny-gptoss-chat", "gpt-oss", "tiny-gptoss-mxfp4", args.gpt_oss_template.read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

@@ -11,12 +11,17 @@ Writes tests/goldens/inference/<name>/ (model.safetensors + config.json + logits
                       it did not quantise). Expert weights are MXFP4-representable (see below).
   tiny-gptoss-mxfp4   the same model with its experts stored as released checkpoints store them
                       (`_blocks` / `_scales`, U8), so both layouts must give the same logits
+  tiny-qwen3moe-mixed Qwen3-MoE with dense MLP layers among the expert ones: 3 layers,
+                      mlp_only_layers [1] (dense, intermediate_size 48), the others experts
 and tests/goldens/lora_training/tiny_qwen3moe.json, tiny_gptoss.json: PEFT LoRA on q, k, v, o
 (target_modules) and on both expert parameters (target_parameters mlp.experts.gate_up_proj and
 mlp.experts.down_proj, PEFT's nested ParamWrapper layout: A [experts*r, in], B [out, r*experts]),
 every factor overwritten with lora_training.py's deterministic init_values (k counts layers
 outermost, then q, k, v, o, gate_up, down; A before B); the loss of two documents, the gradient of
-every LoRA tensor and the losses of 5 AdamW steps (lora_training.py's `run`).
+every LoRA tensor and the losses of 5 AdamW steps (lora_training.py's `run`); tiny_qwen3moe_mixed.json
+the same (its dense layer has attention adapters only: for model_type qwen3_moe, PEFT 0.21 rewrites
+target_modules gate_proj/up_proj/down_proj into its fused-expert conversion, so a dense layer's
+MLP cannot be targeted there).
 
 Vocabulary 256 (random ids) rather than the real tokenizers': a 150-200k-row embedding would make
 each checkpoint megabytes, and the numerics do not depend on the vocabulary.
@@ -24,7 +29,7 @@ MXFP4: every gpt-oss expert weight is first rounded to MXFP4 (per 32 inputs, the
 floor(log2(max|w| / 6)), codes the nearest e2m1 value, ties to even code), so the dense file holds
 exactly the values the blocks encode.
 
-Usage: .venv/bin/python tools/goldens/moe_models.py
+Usage: .venv/bin/python tools/goldens/moe_models.py [name ...]   (default: every model)
 """
 import json
 import math
@@ -50,6 +55,9 @@ FAMILIES = {
     "tiny-gptoss": (transformers.GptOssConfig, dict(
         intermediate_size=32, num_local_experts=4, num_experts_per_tok=2, head_dim=16, sliding_window=4,
         tie_word_embeddings=False)),
+    "tiny-qwen3moe-mixed": (transformers.Qwen3MoeConfig, dict(
+        num_hidden_layers=3, mlp_only_layers=[1], intermediate_size=48, moe_intermediate_size=32, num_experts=4,
+        num_experts_per_tok=2, norm_topk_prob=True, head_dim=16, tie_word_embeddings=False)),
 }
 
 
@@ -132,26 +140,30 @@ def lora_golden(name):
     directory = os.path.join(INFERENCE, name)
     model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
     rank, alpha = 4, 8.0
+    dense = list(getattr(model.config, "mlp_only_layers", None) or [])
     config = peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none",
                              target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
                              target_parameters=["mlp.experts.gate_up_proj", "mlp.experts.down_proj"])
     model = peft.get_peft_model(model, config)
     tensors = {}
+    k = 0
     with torch.no_grad():
         for layer in range(model.config.num_hidden_layers):
             block = model.base_model.model.model.layers[layer]
-            outer = block.mlp.experts
             modules = [("q", block.self_attn.q_proj), ("k", block.self_attn.k_proj), ("v", block.self_attn.v_proj),
-                       ("o", block.self_attn.o_proj), ("gate_up", outer.base_layer), ("down", outer)]
-            assert outer.parameter_name == "down_proj" and outer.base_layer.parameter_name == "gate_up_proj"
-            for mi, (module, wrapper) in enumerate(modules):
-                k = 2 * (layer * len(modules) + mi)
+                       ("o", block.self_attn.o_proj)]
+            if layer not in dense:
+                outer = block.mlp.experts
+                assert outer.parameter_name == "down_proj" and outer.base_layer.parameter_name == "gate_up_proj"
+                modules += [("gate_up", outer.base_layer), ("down", outer)]
+            for module, wrapper in modules:
                 a = wrapper.lora_A["default"].weight
                 b = wrapper.lora_B["default"].weight
                 a.copy_(torch.from_numpy(lora_training.init_values(k, a.numel(), 1.0 / math.sqrt(a.shape[1]))).view_as(a))
                 b.copy_(torch.from_numpy(lora_training.init_values(k + 1, b.numel(), 0.05)).view_as(b))
                 tensors[f"layers.{layer}.{module}.A"] = a
                 tensors[f"layers.{layer}.{module}.B"] = b
+                k += 2
     gen = torch.Generator().manual_seed(11)
     documents = [lora_training.document([int(t) for t in torch.randint(0, 256, (12,), generator=gen)], ignore_first=3),
                  lora_training.document([int(t) for t in torch.randint(0, 256, (9,), generator=gen)])]
@@ -165,9 +177,11 @@ def lora_golden(name):
 
 def main():
     torch.set_num_threads(1)
+    wanted = sys.argv[1:] or list(FAMILIES)
     for seed, (name, (config_class, overrides)) in enumerate(FAMILIES.items()):
-        tiny_model(name, config_class, overrides, 4321 + seed)
-        lora_golden(name)
+        if name in wanted:
+            tiny_model(name, config_class, overrides, 4321 + seed)
+            lora_golden(name)
 
 
 if __name__ == "__main__":
