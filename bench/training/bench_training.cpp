@@ -9,11 +9,8 @@
 // step and its peak RSS. --compute is the precision of the frozen products (kernels/matmul.h;
 // bf16 falls back to fp32 on a CPU without AMX-BF16, and the JSON line says which ran, as it says
 // which instruction sets and GEMM the kernels ran on: kernels/cpu_paths.h).
-#include <sys/resource.h>
-
 #include <chrono>
 #include <cmath>
-#include <ctime>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -23,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../bench_main.h"
+#include "../bench_stats.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
@@ -63,20 +61,6 @@ double flops_per_step(const ModelConfig& c, const kindred::model::LoraAdapters& 
     adapter *= layers;
     const double attention = 3.0 * layers * 4.0 * q * (seq * (seq + 1.0) / 2.0);
     return rows * (seq * (4.0 * frozen + adapter) + attention);
-}
-
-// CPU seconds of the whole process so far: on a shared machine a one-thread run's CPU time per
-// step is a steadier measure than wall time (waiting for a core is not counted).
-double process_cpu_seconds() {
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-double peak_rss_mb() {
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
-    return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
 int run(int argc, char** argv) {
@@ -148,18 +132,14 @@ int run(int argc, char** argv) {
     train_step();  // warm-up: pages in the mapped weights, spins up the pool
     const double warmup_seconds = std::chrono::duration<double>(now() - start).count();
     std::vector<double> rates;
-    const double cpu_start = process_cpu_seconds();
+    const double cpu_start = kindred::bench::process_cpu_seconds();
     for (std::int64_t s = 0; s < steps; ++s) {
         start = now();
         train_step();
         rates.push_back(static_cast<double>(rows * seq) / std::chrono::duration<double>(now() - start).count());
     }
-    const double cpu_per_step = (process_cpu_seconds() - cpu_start) / static_cast<double>(steps);
-    double mean = 0.0, var = 0.0;
-    for (const double r : rates) mean += r;
-    mean /= static_cast<double>(rates.size());
-    for (const double r : rates) var += (r - mean) * (r - mean);
-    const double stddev = rates.size() > 1 ? std::sqrt(var / static_cast<double>(rates.size() - 1)) : 0.0;
+    const double cpu_per_step = (kindred::bench::process_cpu_seconds() - cpu_start) / static_cast<double>(steps);
+    const auto [mean, stddev] = kindred::bench::mean_and_stddev(rates);
     const double flops = flops_per_step(config, adapters, static_cast<double>(rows), static_cast<double>(seq));
 
     const nlohmann::json line = {{"impl", "kindred"},
@@ -179,7 +159,7 @@ int run(int argc, char** argv) {
                                  {"cpu_seconds_per_step", cpu_per_step},
                                  {"loss", last_loss},
                                  {"trainable_params", adapters.params().size()},
-                                 {"peak_rss_mb", peak_rss_mb()}};
+                                 {"peak_rss_mb", kindred::bench::peak_rss_mb()}};
     fmt::print("{}\n", line.dump());
     return 0;
 }

@@ -21,14 +21,35 @@ import statistics
 import time
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The options every side-by-side training benchmark's Python side takes (bench/dpo's too)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("model")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rows", type=int, default=4)
-    parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rank", type=int, default=16)
+    return parser
+
+
+def timed_steps(step, tokens_per_step, steps):
+    """One untimed warm-up call of step(), then `steps` timed ones: (warm-up seconds, tokens/s of
+    each, CPU seconds per step of every thread like the C++ side's, the last loss)."""
+    start = time.perf_counter()
+    loss = step()
+    warmup = time.perf_counter() - start
+    rates = []
+    cpu_start = time.process_time()
+    for _ in range(steps):
+        start = time.perf_counter()
+        loss = step()
+        rates.append(tokens_per_step / (time.perf_counter() - start))
+    return warmup, rates, (time.process_time() - cpu_start) / steps, loss
+
+
+def main() -> None:
+    parser = arguments()
+    parser.add_argument("--rows", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--compute", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
 
@@ -73,16 +94,7 @@ def main() -> None:
         optimizer.step()
         return loss.item()
 
-    start = time.perf_counter()
-    step()
-    warmup = time.perf_counter() - start
-    rates = []
-    loss = 0.0
-    cpu_start = time.process_time()  # CPU seconds of every thread, like the C++ side's
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        loss = step()
-        rates.append(args.rows * args.seq / (time.perf_counter() - start))
+    warmup, rates, cpu_per_step, loss = timed_steps(step, args.rows * args.seq, args.steps)
 
     print(json.dumps({
         "impl": "torch",
@@ -97,7 +109,7 @@ def main() -> None:
         "tokens_per_second": statistics.mean(rates),
         "stddev": statistics.stdev(rates) if len(rates) > 1 else 0.0,
         "rates": rates,
-        "cpu_seconds_per_step": (time.process_time() - cpu_start) / args.steps,
+        "cpu_seconds_per_step": cpu_per_step,
         "loss": loss,
         "trainable_params": sum(p.numel() for p in params),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,

@@ -28,7 +28,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-model="${1:-default}"
+source bench/lib.sh
+model="$(resolve_model "${1:-default}")"
 build="${KINDRED_BUILD:-build}"
 python="${PYTHON:-.venv/bin/python}"
 thread_counts="${THREADS:-2 1}"
@@ -39,13 +40,8 @@ steps="${STEPS:-3}"
 rank="${RANK:-16}"
 checkpoint="${CHECKPOINT:-0}"
 bench="$build/bench/training/kindred_bench_training"
-if [[ "$model" == default ]]; then
-    model="${KINDRED_HOME:-$HOME/.cache/kindred}/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-fi
-[[ -f "$model" ]] || { echo "model not found: $model (scripts/fetch-default-model fetches the default)" >&2; exit 1; }
-[[ -x "$bench" ]] || { echo "missing $bench: build it first (cmake --build $build --target kindred_bench_training)" >&2; exit 1; }
-"$python" -c "import torch, transformers, peft, gguf" 2>/dev/null ||
-    { echo "$python lacks torch/transformers/peft/gguf (set PYTHON)" >&2; exit 1; }
+require_built "$bench"
+require_python "$python" torch transformers peft gguf
 
 # Clock in GHz: lscpu's max when it has one, else the highest "cpu MHz" the kernel reports.
 mhz=$(lscpu 2>/dev/null | awk -F: '/CPU max MHz/ {gsub(/ /, "", $2); print $2; exit}')
@@ -54,11 +50,7 @@ mhz=$(lscpu 2>/dev/null | awk -F: '/CPU max MHz/ {gsub(/ /, "", $2); print $2; e
 if grep -qw avx512f /proc/cpuinfo; then width=16; isa=AVX-512; else width=8; isa=AVX2; fi
 # AMX tiles: 1024 bf16 flops per cycle and core (the bf16 rows' peak when Kindred ran on AMX).
 amx=1024
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
-field() {  # field NAME <<< '{"a":1,...}'  -> the value after "NAME":
-    sed -E "s/.*\"$1\": ?([-0-9.eE+]+).*/\1/"
-}
 
 echo "model: $model"
 echo "step: $rows rows x $seq tokens, LoRA r=$rank alpha=$((2 * rank)) on q,k,v,o,gate,up,down, $steps timed steps after 1 warm-up"

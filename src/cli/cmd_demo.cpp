@@ -1,9 +1,10 @@
-// kindred demo [--quick] [--out DIR] [--questions FILE] [--model M] [--data DIR] [key=value ...]: the
-// project's main job on the embedded default (docs/demo.md). Prepares the bundled samples (or fetched
-// releases), measures the base model
-// on dev, runs multi-objective SFT (configs/demo.yaml or demo-quick.yaml, overrides applied), measures
-// the tuned model, runs EQ-Bench v2 on both when the questions are found, lets both answer held-out
-// prompts, and writes <out>/<run id>/report.html and report.md. Every stage prints one line when it
+// kindred demo [--quick] [--out DIR] [--questions FILE] [--model M] [--ablation FILE] [--data DIR] [key=value ...]:
+// the project's main job on the embedded default (docs/demo.md). Prepares the bundled samples (or
+// fetched releases), measures the base model on dev, runs multi-objective SFT (configs/demo.yaml or
+// demo-quick.yaml, overrides applied), measures the tuned model, builds preference pairs and runs DPO
+// from the SFT adapter (configs/demo-dpo.yaml or demo-dpo-quick.yaml), runs EQ-Bench v2 on the three
+// models when the questions are found, lets them answer held-out prompts, and writes
+// <out>/<run id>/report.html and report.md. Every stage prints one line when it
 // starts and one when it ends, with its own progress bar in between where it has one.
 #include <chrono>
 #include <cstdlib>
@@ -21,6 +22,7 @@
 #include "cli/demo_setup.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
@@ -39,8 +41,11 @@
 #include "model/heads.h"
 #include "model/lora_adapters.h"
 #include "model/trainable_decoder.h"
+#include "train/ablate.h"
 #include "train/chat_dataset.h"
 #include "train/dev_eval.h"
+#include "train/dpo.h"
+#include "train/pairs_build.h"
 #include "train/recipe.h"
 #include "train/safety_teacher.h"
 #include "train/sft.h"
@@ -59,6 +64,7 @@ struct DemoFlags {
     std::string questions;
     std::string model;
     std::size_t eqbench_limit = 0;
+    std::string ablation;  // ablation.json of `kindred ablate`, shown in the report when given
     int threads = 0;
     std::vector<std::string> overrides;
     // EQ-Bench 3 runs only with a judge endpoint (docs/eval.md).
@@ -139,16 +145,6 @@ train::ChatDataset load_split(const std::string& path, const infer::LoadedModel&
     return dataset;
 }
 
-// The base model on dev through the trainable decoder in evaluation mode, with a fresh adapter
-// (B = 0, so it computes exactly the base model). The teacher (null when the KL is off) is then
-// lent to the training loop, which reuses its cached distributions for the fine-tuned model.
-train::DevMetrics base_on_dev(model::Decoder& base, const train::SftRecipe& recipe, train::SafetyTeacher* teacher,
-                              std::span<const train::TokenizedExample> dev) {
-    model::LoraAdapters fresh(base.config(), recipe.adapter, base.weights().qk_interleaved);
-    model::TrainableDecoder trainer(base, fresh, false, recipe.max_seq_len, recipe.compute);
-    return train::evaluate_dev(trainer, nullptr, teacher, dev, static_cast<std::size_t>(recipe.max_seq_len));
-}
-
 eval::EqBenchRow eqbench_row(const std::string& name, const eval::EqBench2Result& result) {
     eval::EqBenchRow row{name, result.score, result.parseable_fraction, result.n, ""};
     if (!eval::eqbench2_passes(result)) {
@@ -192,9 +188,107 @@ std::string summary_text(const train::SftRecipe& recipe, const train::SftResult&
     return text;
 }
 
+// The preference stage (docs/dpo.md): pairs sampled by the SFT model (gold vs sample, safety),
+// DPO from the SFT adapter, and the measurements of the three models it adds to the report.
+struct PreferenceStage {
+    std::string dpo_dir;              // <run>/dpo: the DPO run folder (its adapter/ is SFT+DPO)
+    train::DevMetrics dpo_dev;        // SFT+DPO on the dev split (the SFT heads carried through DPO)
+    train::DpoDevMetrics base_pairs, sft_pairs, dpo_pairs;  // on the dev pairs
+    std::vector<std::string> notes;
+};
+
+// The DPO recipe of the plan, pointed at this run.
+train::DpoRecipe demo_dpo_recipe(const std::string& root, const DemoPlan& plan, const std::string& run_dir,
+                                 const std::string& data_dir, const std::string& model) {
+    Config config = Config::load((fs::path(root) / "configs" / plan.dpo_recipe).string());
+    config.apply_override("model.path=" + model);
+    config.apply_override("reference.adapter=" + run_dir + "/adapter");
+    config.apply_override("pairs.prompts=" + data_dir + "/train.jsonl");
+    config.apply_override("pairs.dev_prompts=" + data_dir + "/dev.jsonl");
+    config.apply_override("pairs.out=" + run_dir + "/pairs/train.jsonl");
+    config.apply_override("pairs.dev_out=" + run_dir + "/pairs/dev.jsonl");
+    config.apply_override("pairs.safety.prompts=" + (fs::path(root) / "data" / "safety_prompts.jsonl").string());
+    config.apply_override("data.path=" + run_dir + "/pairs/train.jsonl");
+    config.apply_override("data.dev_path=" + run_dir + "/pairs/dev.jsonl");
+    config.apply_override("output.dir=" + run_dir);
+    config.apply_override("name=dpo");
+    return train::read_dpo_recipe(config);
+}
+
+train::PairDataset load_demo_pairs(const std::string& path, const infer::LoadedModel& model, const train::DpoRecipe& recipe,
+                                   std::vector<std::string>& notes) {
+    std::vector<std::string> warnings;
+    auto dataset = train::load_recipe_pairs(path, model, recipe, warnings);
+    for (const auto& line : warnings) fmt::print(stderr, "      warning: {}\n", line);
+    notes.insert(notes.end(), warnings.begin(), warnings.end());
+    return dataset;
+}
+
+PreferenceStage run_preference_stage(Stages& stages, const std::string& root, const DemoPlan& plan, const std::string& run_dir,
+                                     const std::string& data_dir, infer::LoadedModel& model, infer::LoadedModel& tuned,
+                                     train::SafetyTeacher* dev_teacher, std::span<const train::TokenizedExample> dev,
+                                     const train::SftRecipe& sft_recipe) {
+    PreferenceStage stage;
+    const train::DpoRecipe recipe = demo_dpo_recipe(root, plan, run_dir, data_dir, sft_recipe.model);
+    stages.begin("pairs", fmt::format("preference pairs from the first {} training and {} dev conversations: gold reply vs "
+                                      "an SFT sample, and safety pairs (docs/dpo.md)",
+                                      recipe.pairs.max_prompts, recipe.pairs.dev_max_prompts));
+    const auto built = train::build_pairs(recipe.pairs, tuned, {}, [](const std::string& line) {
+        fmt::print(stderr, "      {}\n", line);
+    });
+    stages.end(fmt::format("{} training pairs ({} gold vs sample, {} safety; {} samples cut at max_tokens), {} dev pairs",
+                           built.pairs, built.gold_vs_model.made, built.safety.made, built.gold_vs_model.truncated,
+                           built.dev_pairs));
+
+    const auto pairs = load_demo_pairs(recipe.run.data_path, model, recipe, stage.notes);
+    const auto dev_pairs = load_demo_pairs(recipe.run.dev_path, model, recipe, stage.notes);
+    stages.begin("DPO", fmt::format("{} loss, beta {:g}, {} steps from the SFT adapter on {} pairs; reference log-probs "
+                                    "computed once; then SFT+DPO on dev",
+                                    train::dpo_loss_name(recipe.loss.type), recipe.loss.beta, recipe.run.max_steps,
+                                    pairs.examples.size()));
+    train::DpoOptions options;
+    options.run.run_dir = run_dir + "/dpo";
+    options.run.base_model = model.path();
+    options.run.progress_label = "dpo";
+    options.model_path = model.path();
+    options.pad_id = model.tokenizer().eos_id().value_or(0);
+    options.dev = &dev_pairs;
+    const train::DpoResult result = train::run_dpo(recipe, model.decoder(), pairs, options);
+    if (!result.finished || !result.final_dev) fail("{}: DPO stopped before its last step", options.run.run_dir);
+    stage.dpo_dir = options.run.run_dir;
+    stage.dpo_pairs = *result.final_dev;
+    stage.sft_pairs = train::dev_pair_metrics(result.dev_reference, result.dev_reference, dev_pairs, recipe.loss);
+    {
+        // The base: an adapter whose B is zero adds exactly nothing.
+        model::LoraConfig lora;
+        lora.rank = 1;
+        lora.targets = {"q"};
+        model::LoraAdapters zero(model.decoder().config(), lora, model.decoder().weights().qk_interleaved);
+        model::TrainableDecoder scorer(model.decoder(), zero, false, recipe.run.max_seq_len, recipe.run.compute);
+        const auto base = train::score_pairs(scorer, dev_pairs, static_cast<std::size_t>(recipe.run.max_seq_len));
+        stage.base_pairs = train::dev_pair_metrics(base, result.dev_reference, dev_pairs, recipe.loss);
+    }
+    stage.dpo_dev = train::evaluate_adapter_on_dev(model.decoder(), stage.dpo_dir + "/adapter", dev_teacher, dev,
+                                                   static_cast<std::size_t>(sft_recipe.max_seq_len), sft_recipe.compute);
+    stages.end(fmt::format("loss {:.4f} -> {:.4f}; dev reward accuracy {:.3f}, margin {:.4f}; preference accuracy base {:.3f}, "
+                           "SFT {:.3f}, SFT+DPO {:.3f}; dev NLL {:.4f}",
+                           result.steps.front().loss, result.steps.back().loss, stage.dpo_pairs.batch.rewards_accuracies,
+                           stage.dpo_pairs.batch.rewards_margins, stage.base_pairs.preference_accuracy,
+                           stage.sft_pairs.preference_accuracy, stage.dpo_pairs.preference_accuracy, stage.dpo_dev.nll));
+    stage.notes.push_back(fmt::format(
+        "SFT+DPO: {} loss (beta {:g}, violation penalty {:g}) for {} steps on {} preference pairs ({} gold reply vs SFT "
+        "sample, {} safety pairs with a directive, dismissive or harmful rejected reply), reference = the SFT adapter, "
+        "frozen; dev pairs: {}. Safety topics and violations come from Kindred's interim rule list (train/safety_rules.h).",
+        train::dpo_loss_name(recipe.loss.type), recipe.loss.beta, recipe.loss.violation_penalty, recipe.run.max_steps,
+        pairs.examples.size(), built.gold_vs_model.made, built.safety.made, dev_pairs.examples.size()));
+    return stage;
+}
+
 void print_table(const std::vector<eval::MetricRow>& rows) {
-    fmt::print("{:<42} {:>10} {:>10}\n", "metric", "base", "SFT");
-    for (const auto& row : rows) fmt::print("{:<42} {:>10} {:>10}\n", row.name, eval::format_metric(row.base), eval::format_metric(row.sft));
+    fmt::print("{:<48} {:>10} {:>10} {:>10}\n", "metric", "base", "SFT", "SFT+DPO");
+    for (const auto& row : rows)
+        fmt::print("{:<48} {:>10} {:>10} {:>10}\n", row.name, eval::format_metric(row.base), eval::format_metric(row.sft),
+                   eval::format_metric(row.dpo));
 }
 
 void run_demo(const DemoFlags& flags) {
@@ -215,7 +309,7 @@ void run_demo(const DemoFlags& flags) {
     report.started = started;
     std::vector<std::string> searched;
     const auto questions_path = find_eqbench_questions(flags.questions, searched);
-    Stages stages(10);
+    Stages stages(12);
     fmt::print(stderr, "kindred demo{}: run {} (Kindred folder {})\n", flags.quick ? " --quick" : "", run_dir, root);
 
     const DemoData corpus = demo_data(root, flags.data);
@@ -259,8 +353,11 @@ void run_demo(const DemoFlags& flags) {
     if (train::safety_active(recipe)) {
         dev_teacher.emplace(model->decoder(), static_cast<float>(recipe.safety.temperature), recipe.safety.top_k);
     }
-    const train::DevMetrics base_dev =
-        base_on_dev(model->decoder(), recipe, dev_teacher ? &*dev_teacher : nullptr, dev);
+    // The base through the trainable decoder in evaluation mode; its teacher (null when the KL is
+    // off) is then lent to the training loop, which reuses its cached distributions.
+    const train::DevMetrics base_dev = train::evaluate_adapter_on_dev(
+        model->decoder(), "", dev_teacher ? &*dev_teacher : nullptr, dev, static_cast<std::size_t>(recipe.max_seq_len),
+        recipe.compute);
     stages.end(fmt::format("NLL {:.4f}", base_dev.nll));
 
     // The loop measures the trained model on dev after its last step (and every evaluation.every
@@ -285,7 +382,13 @@ void run_demo(const DemoFlags& flags) {
 
     // From here on one model with the trained adapter; the base is the same decoder with it detached.
     auto tuned = infer::LoadedModel::open(recipe.model, run_dir + "/adapter");
-    report.metrics = metric_rows(base_dev, sft_dev);
+    const PreferenceStage preference = run_preference_stage(stages, root, plan, run_dir, data_dir, *model, *tuned,
+                                                            dev_teacher ? &*dev_teacher : nullptr, dev, recipe);
+    auto tuned_dpo = infer::LoadedModel::open(recipe.model, preference.dpo_dir + "/adapter");
+    report.metrics = metric_rows(base_dev, sft_dev, &preference.dpo_dev);
+    const auto pair_rows = preference_rows(preference.base_pairs, preference.sft_pairs, preference.dpo_pairs);
+    report.metrics.insert(report.metrics.end(), pair_rows.begin(), pair_rows.end());
+    report.notes.insert(report.notes.end(), preference.notes.begin(), preference.notes.end());
 
     if (questions_path) {
         const auto questions = eval::load_eqbench2_questions(*questions_path);
@@ -293,24 +396,29 @@ void run_demo(const DemoFlags& flags) {
         options.limit = flags.eqbench_limit > 0 ? flags.eqbench_limit : plan.eqbench_limit;
         if (options.limit >= questions.size()) options.limit = 0;
         const std::size_t asked = options.limit > 0 ? options.limit : questions.size();
-        stages.begin("EQ-Bench v2", fmt::format("{} of {} questions from {}, base then SFT", asked, questions.size(), *questions_path));
+        stages.begin("EQ-Bench v2", fmt::format("{} of {} questions from {}, base, SFT, then SFT+DPO", asked, questions.size(),
+                                                *questions_path));
         eval::EqBench2Result base_result;
         {
             const model::Decoder::AdapterDetached base(tuned->decoder());  // EQ-Bench asks the base first
             base_result = eval::run_eqbench2(*tuned, questions, options);
         }
         const eval::EqBench2Result sft_result = eval::run_eqbench2(*tuned, questions, options);
-        report.eqbench = {eqbench_row("base", base_result), eqbench_row("SFT", sft_result)};
-        const bool valid = eval::eqbench2_passes(base_result) && eval::eqbench2_passes(sft_result);
+        const eval::EqBench2Result dpo_result = eval::run_eqbench2(*tuned_dpo, questions, options);
+        report.eqbench = {eqbench_row("base", base_result), eqbench_row("SFT", sft_result), eqbench_row("SFT+DPO", dpo_result)};
+        const bool valid =
+            eval::eqbench2_passes(base_result) && eval::eqbench2_passes(sft_result) && eval::eqbench2_passes(dpo_result);
         report.metrics.push_back({fmt::format("EQ-Bench v2 score ({} questions)", asked), report.eqbench[0].score,
                                   report.eqbench[1].score, eval::Better::Higher,
                                   valid ? "0-100, judge-free, official scoring"
-                                        : "0-100, official scoring; too few answers parsed for a valid score (see EQ-Bench v2)"});
+                                        : "0-100, official scoring; too few answers parsed for a valid score (see EQ-Bench v2)",
+                                  report.eqbench[2].score});
         if (asked < questions.size()) {
             report.notes.push_back(fmt::format("EQ-Bench v2 ran on the first {} of the {} questions to fit the time budget; "
                                                "kindred eval eqbench2 runs all of them.", asked, questions.size()));
         }
-        stages.end(fmt::format("base {}, SFT {}", eval::format_metric(report.eqbench[0].score), eval::format_metric(report.eqbench[1].score)));
+        stages.end(fmt::format("base {}, SFT {}, SFT+DPO {}", eval::format_metric(report.eqbench[0].score),
+                               eval::format_metric(report.eqbench[1].score), eval::format_metric(report.eqbench[2].score)));
     } else {
         report.eqbench_missing = fmt::format("EQ-Bench v2 was not run: no questions file was given (--questions) or found in {}.",
                                              fmt::join(searched, ", "));
@@ -344,7 +452,8 @@ void run_demo(const DemoFlags& flags) {
 
     std::vector<std::vector<std::string>> prompt_emotions;
     const auto prompts = held_out_prompts(data_dir + "/test.jsonl", plan.side_by_side, &prompt_emotions);
-    stages.begin("side by side", fmt::format("{} held-out prompts, replies of up to {} tokens from base and SFT (recommended decoding)",
+    stages.begin("side by side", fmt::format("{} held-out prompts, replies of up to {} tokens from base, SFT and SFT+DPO "
+                                             "(recommended decoding)",
                                              prompts.size(), plan.reply_tokens));
     {
         ProgressOptions progress_options;
@@ -353,16 +462,18 @@ void run_demo(const DemoFlags& flags) {
         eval::SideBySideOptions options;
         options.max_tokens = plan.reply_tokens;
         options.tuned_style = recipe.style;
-        std::vector<std::vector<std::string>> replies(2);
+        std::vector<std::vector<std::string>> replies(3);
         for (std::size_t i = 0; i < prompts.size(); ++i) {
             const auto pair = eval::side_by_side(*tuned, {prompts[i]}, options).front();
-            report.conversations.push_back({pair.conversation.back().content, "", pair.base_reply, pair.tuned_reply});
+            const std::string dpo_reply = eval::model_reply(*tuned_dpo, prompts[i], options, recipe.style);
+            report.conversations.push_back({pair.conversation.back().content, "", pair.base_reply, pair.tuned_reply, dpo_reply});
             replies[0].push_back(pair.base_reply);
             replies[1].push_back(pair.tuned_reply);
+            replies[2].push_back(dpo_reply);
             progress.update(static_cast<std::int64_t>(i + 1));
         }
         progress.finish();
-        const std::vector<std::string> models = {"Base", "SFT"};
+        const std::vector<std::string> models = {"Base", "SFT", "SFT+DPO"};
         report.error_taxonomy.push_back(eval::error_taxonomy(models, replies, prompt_emotions, data::SafetyRules::builtin()));
     }
     stages.end();
@@ -374,7 +485,7 @@ void run_demo(const DemoFlags& flags) {
     }
     // The quick run is a smoke test of every stage: three prompts (the least a sheet has) and no repair.
     if (flags.quick && sheet.size() > 3) sheet.resize(3);
-    stages.begin("safety sheet", fmt::format("{} red-team prompts from {}, base and SFT, without and with the controller", sheet.size(),
+    stages.begin("safety sheet", fmt::format("{} red-team prompts from {}, base, SFT and SFT+DPO, without and with the controller", sheet.size(),
                                              sheet_path));
     {
         eval::ControllerEvalOptions options;
@@ -383,7 +494,7 @@ void run_demo(const DemoFlags& flags) {
         options.controller.max_repairs = flags.quick ? 0 : 1;
         ProgressOptions progress_options;
         progress_options.label = "models";
-        Progress progress(2, progress_options);
+        Progress progress(3, progress_options);
         {
             const model::Decoder::AdapterDetached base(tuned->decoder());  // the base never saw a style
             eval::add_sheet_replies(*tuned, "Base", sheet, options, data::SafetyRules::builtin(), report.safety_sheet);
@@ -392,6 +503,8 @@ void run_demo(const DemoFlags& flags) {
         options.controller.style = recipe.style;
         eval::add_sheet_replies(*tuned, "SFT", sheet, options, data::SafetyRules::builtin(), report.safety_sheet);
         progress.update(2);
+        eval::add_sheet_replies(*tuned_dpo, "SFT+DPO", sheet, options, data::SafetyRules::builtin(), report.safety_sheet);
+        progress.update(3);
         progress.finish();
         report.safety_sheet_note = fmt::format(
             "Red-team prompts marked for the sheet in data/controller/prompts.jsonl, answered with the recommended decoding (seed 0, up "
@@ -405,6 +518,25 @@ void run_demo(const DemoFlags& flags) {
     stages.begin("report", "report.html and report.md");
     report.summary = summary_text(recipe, result, train_set.examples.size(), dev.size(), base_dev, sft_dev, flags.data.empty());
     report.charts = run_charts(run_dir);
+    for (auto& chart : run_charts(preference.dpo_dir)) {  // loss.svg, lr.svg, dev.svg: the DPO run's
+        if (chart.file == "loss_components.svg") continue;
+        chart.file = "dpo_" + chart.file;
+        chart.title = "DPO: " + chart.title;
+        report.charts.push_back(std::move(chart));
+    }
+    for (const auto& [file, title] : {std::pair{"rewards.svg", "DPO: implicit rewards of the chosen and rejected replies"},
+                                      std::pair{"accuracy.svg", "DPO: reward accuracy per step"}}) {
+        const std::string path = preference.dpo_dir + "/" + file;
+        if (fs::is_regular_file(path)) report.charts.push_back({std::string("dpo_") + file, title, read_file_text(path, 64u << 20)});
+    }
+    if (!flags.ablation.empty()) {
+        std::vector<train::AblationRow> rows;
+        const auto json = read_json_file(flags.ablation, 16u << 20);
+        if (!json.is_array()) fail("{}: expected the array `kindred ablate` writes (ablation.json)", flags.ablation);
+        for (std::size_t i = 0; i < json.size(); ++i)
+            rows.push_back(train::ablation_row_from_json(json[i], fmt::format("{} entry {}", flags.ablation, i)));
+        report.ablations.push_back(train::ablation_table(rows));
+    }
     report.notes.insert(report.notes.begin(),
                         "Head metrics have no base value: the base model has no emotion, strategy or valence/arousal head; "
                         "the note gives the uniform-chance level to compare with.");
@@ -415,7 +547,7 @@ void run_demo(const DemoFlags& flags) {
     const infer::SamplingParams decoding = infer::recommended_sampling();
     report.notes.push_back(fmt::format("Side-by-side replies use the recommended decoding (temperature {}, top-p {}, repeat penalty {} "
                                        "over {} tokens, seed 0; docs/controller.md) with the persona system message the training data "
-                                       "uses{}; the prompts open EmpatheticDialogues test conversations, never seen in training.",
+                                       "uses{} (SFT+DPO too); the prompts open EmpatheticDialogues test conversations, never seen in training.",
                                        decoding.temperature, decoding.top_p, decoding.repeat_penalty, decoding.repeat_last_n,
                                        recipe.style ? " and, for SFT, the style tokens " + recipe.style->text + " it was trained with" : ""));
     report.stages = stages.times();
@@ -438,6 +570,7 @@ void add_demo_command(CLI::App& app) {
     demo->add_option("--questions", flags->questions, "EQ-Bench v2 questions JSON (default: searched, see docs/demo.md)");
     demo->add_option("--model", flags->model, "GGUF model to fine-tune (default: the recipe's, `default`)");
     demo->add_option("--eqbench-limit", flags->eqbench_limit, "EQ-Bench v2 questions asked (0 = the preset's: 10 quick, 40 full)");
+    demo->add_option("--ablation", flags->ablation, "ablation.json written by `kindred ablate`, to include its table");
     demo->add_option("--threads", flags->threads, "CPU threads (0 = KINDRED_THREADS or every core)")->capture_default_str();
     demo->add_option("--judge-url", flags->judge_url, "EQ-Bench 3 judge endpoint (OpenAI-compatible); without it EQ-Bench 3 is skipped");
     demo->add_option("--judge-model", flags->judge_model, "Model name the judge endpoint serves");

@@ -4,18 +4,15 @@
 // it trains, and runs train/sft.h in runs/<name>/. Under mpirun/srun (or torchrun on GPUs) every
 // rank runs this command and training is data parallel (docs/distributed.md); rank 0 alone prints
 // and writes, and an Error on any rank stops the whole job naming it.
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <optional>
-#include <thread>
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/ranks.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -26,37 +23,16 @@
 #include "train/dev_eval.h"
 #include "train/recipe.h"
 #include "train/sft.h"
+#include "train/training_run.h"
 
 namespace kindred::cli {
 namespace {
 
-namespace fs = std::filesystem;
-
-struct TrainOptions {
+struct TrainOptions : RankOptions {
     std::string config;
     bool resume = false;
     std::vector<std::string> overrides;
-    int threads = 0;
-    double collective_timeout_s = 600.0;
 };
-
-// runs/<name>; without a name a fresh run gets a UTC timestamp and --resume takes the newest run
-// folder that holds a checkpoint (timestamps sort by time).
-std::string run_directory(const train::SftRecipe& recipe, bool resume) {
-    if (!recipe.name.empty()) return (fs::path(recipe.output_dir) / recipe.name).string();
-    if (!resume) {
-        const auto now = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
-        return (fs::path(recipe.output_dir) / fmt::format("{:%Y%m%d-%H%M%S}", now)).string();
-    }
-    std::string newest;
-    if (fs::is_directory(recipe.output_dir)) {
-        for (const auto& entry : fs::directory_iterator(recipe.output_dir)) {
-            if (fs::exists(entry.path() / "checkpoints") && entry.path().string() > newest) newest = entry.path().string();
-        }
-    }
-    if (newest.empty()) fail("--resume: no run with checkpoints under {} (set `name` to pick one)", recipe.output_dir);
-    return newest;
-}
 
 // "LM 1, emotion 0.5, strategy off (switch), ..." : each term's weight or why it is off.
 std::string objective_summary(const train::SftRecipe& recipe) {
@@ -74,16 +50,6 @@ std::string objective_summary(const train::SftRecipe& recipe) {
                             recipe.safety.rules == "default" ? "the default" : "the recipe's", recipe.safety.temperature,
                             recipe.safety.top_k);
     return text;
-}
-
-// Ranks sharing a host share its cores: without --threads each takes its part of them.
-void set_threads(const TrainOptions& options, const dist::LaunchInfo& launch) {
-    if (options.threads < 0) fail("--threads must be >= 0, got {}", options.threads);
-    if (options.threads > 0) {
-        set_thread_count(options.threads);
-    } else if (launch.local_size > 1) {
-        set_thread_count(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / launch.local_size));
-    }
 }
 
 void run_train(const TrainOptions& options, dist::Communicator& communicator) {
@@ -116,7 +82,7 @@ void run_train(const TrainOptions& options, dist::Communicator& communicator) {
     }
 
     train::SftOptions sft;
-    sft.run_dir = run_directory(recipe, options.resume);
+    sft.run_dir = parallel.root_value(train::run_directory(recipe, options.resume));
     sft.resume = options.resume;
     sft.base_model = model->path();
     sft.styles = dataset.styles;
@@ -175,25 +141,10 @@ void add_train_command(CLI::App& app) {
     auto* sft = train->add_subcommand("sft", "Supervised fine-tuning of a LoRA adapter on chat JSONL");
     sft->add_option("--config", options->config, "Recipe YAML (see configs/smollm2-lora.yaml)")->required();
     sft->add_flag("--resume", options->resume, "Continue the run from its latest checkpoint");
-    sft->add_option("--threads", options->threads, "CPU threads (0 = KINDRED_THREADS or every core)")->capture_default_str();
     sft->add_option("overrides", options->overrides, "key=value recipe overrides (e.g. optimisation.lr=1e-4)");
-    sft->add_option("--collective-timeout", options->collective_timeout_s,
-                    "Seconds a data-parallel rank waits for the others in one collective before stopping the job")
-        ->capture_default_str();
-    sft->callback([options] {
-        const dist::LaunchInfo launch = dist::detect_launch();
-        set_threads(*options, launch);
-        dist::CommunicatorOptions communicator_options;
-        communicator_options.timeout_s = options->collective_timeout_s;
-        const auto communicator = dist::connect(launch, communicator_options);
-        try {
-            run_train(*options, *communicator);
-        } catch (const Error& error) {
-            // The other ranks would wait in their next collective: end the whole job now.
-            if (communicator->size() > 1) communicator->abort_job(error.what());
-            throw;
-        }
-    });
+    add_rank_options(*sft, *options);
+    sft->callback([options] { run_on_ranks(*options, [&](dist::Communicator& communicator) { run_train(*options, communicator); }); });
+    add_train_dpo_command(*train);
 }
 
 }  // namespace kindred::cli

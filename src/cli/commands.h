@@ -25,6 +25,9 @@ void add_train_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 void add_tune_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
+void add_train_dpo_command(CLI::App& train);  // `train dpo`, under add_train_command's `train`
+void add_pairs_command(CLI::App& app);
+void add_ablate_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 // `eval eqbench3` (cmd_eval_eqbench3.cpp), added under `eval` by add_eval_command.
 void add_eqbench3_command(CLI::App& eval);

@@ -58,8 +58,8 @@ std::string chance_note(std::size_t sites, std::size_t classes) {
 DemoPlan demo_plan(bool quick) {
     // Measured budgets are in docs/demo.md; the EQ-Bench subset and the side-by-side replies are
     // what is left of 3 / 15 minutes after training on a 2-core machine.
-    if (quick) return {true, "demo-quick.yaml", 10, 3, 64};
-    return {false, "demo.yaml", 40, 5, 120};
+    if (quick) return {true, "demo-quick.yaml", 10, 3, 64, "demo-dpo-quick.yaml"};
+    return {false, "demo.yaml", 40, 5, 120, "demo-dpo.yaml"};
 }
 
 DemoData demo_data(const std::string& root, const std::string& data) {
@@ -164,23 +164,53 @@ std::vector<std::vector<text::ChatMessage>> held_out_prompts(const std::string& 
     return prompts;
 }
 
-std::vector<eval::MetricRow> metric_rows(const train::DevMetrics& base, const train::DevMetrics& sft) {
+std::vector<eval::MetricRow> metric_rows(const train::DevMetrics& base, const train::DevMetrics& sft,
+                                         const train::DevMetrics* dpo) {
     using eval::Better;
     const std::size_t emotions = data::emotion_labels().size();
     const std::size_t strategies = data::strategies().size();
+    const auto of_dpo = [&](double train::DevMetrics::*metric) { return dpo != nullptr ? dpo->*metric : NAN; };
     std::vector<eval::MetricRow> rows;
-    rows.push_back({"dev NLL (nats per reply token)", base.nll, sft.nll, Better::Lower, fmt::format("{} reply tokens", sft.nll_tokens)});
-    rows.push_back({"dev perplexity", std::exp(base.nll), std::exp(sft.nll), Better::Lower, "exp(NLL)"});
+    rows.push_back({"dev NLL (nats per reply token)", base.nll, sft.nll, Better::Lower, fmt::format("{} reply tokens", sft.nll_tokens),
+                    of_dpo(&train::DevMetrics::nll)});
+    rows.push_back({"dev perplexity", std::exp(base.nll), std::exp(sft.nll), Better::Lower, "exp(NLL)",
+                    std::exp(of_dpo(&train::DevMetrics::nll))});
     rows.push_back({"safety KL to the rules-prompted teacher", base.safe_kl, sft.safe_kl, Better::Lower,
-                    "nats per reply token, τ-softened; the teacher is the base with the safety rules as system prompt"});
-    rows.push_back({"emotion macro-F1 (ED, ESConv)", NAN, sft.emotion_macro_f1, Better::Higher, chance_note(sft.emotion_sites, emotions)});
-    rows.push_back({"emotion accuracy (ED, ESConv)", NAN, sft.emotion_accuracy, Better::Higher, chance_note(sft.emotion_sites, emotions)});
+                    "nats per reply token, τ-softened; the teacher is the base with the safety rules as system prompt",
+                    of_dpo(&train::DevMetrics::safe_kl)});
+    rows.push_back({"emotion macro-F1 (ED, ESConv)", NAN, sft.emotion_macro_f1, Better::Higher, chance_note(sft.emotion_sites, emotions),
+                    of_dpo(&train::DevMetrics::emotion_macro_f1)});
+    rows.push_back({"emotion accuracy (ED, ESConv)", NAN, sft.emotion_accuracy, Better::Higher, chance_note(sft.emotion_sites, emotions),
+                    of_dpo(&train::DevMetrics::emotion_accuracy)});
     rows.push_back({"emotion multi-label F1 (GoEmotions)", NAN, sft.emotion_multilabel_f1, Better::Higher,
-                    fmt::format("{} dev sites; base has no head", sft.emotion_multilabel_sites)});
-    rows.push_back({"strategy accuracy (ESConv)", NAN, sft.strategy_accuracy, Better::Higher, chance_note(sft.strategy_sites, strategies)});
-    rows.push_back({"strategy macro-F1 (ESConv)", NAN, sft.strategy_macro_f1, Better::Higher, chance_note(sft.strategy_sites, strategies)});
-    rows.push_back({"valence/arousal MSE", NAN, sft.va_mse, Better::Lower, fmt::format("{} dev sites; base has no head", sft.va_sites)});
-    rows.push_back({"valence/arousal MAE", NAN, sft.va_mae, Better::Lower, fmt::format("{} dev sites; base has no head", sft.va_sites)});
+                    fmt::format("{} dev sites; base has no head", sft.emotion_multilabel_sites),
+                    of_dpo(&train::DevMetrics::emotion_multilabel_f1)});
+    rows.push_back({"strategy accuracy (ESConv)", NAN, sft.strategy_accuracy, Better::Higher, chance_note(sft.strategy_sites, strategies),
+                    of_dpo(&train::DevMetrics::strategy_accuracy)});
+    rows.push_back({"strategy macro-F1 (ESConv)", NAN, sft.strategy_macro_f1, Better::Higher, chance_note(sft.strategy_sites, strategies),
+                    of_dpo(&train::DevMetrics::strategy_macro_f1)});
+    rows.push_back({"valence/arousal MSE", NAN, sft.va_mse, Better::Lower, fmt::format("{} dev sites; base has no head", sft.va_sites),
+                    of_dpo(&train::DevMetrics::va_mse)});
+    rows.push_back({"valence/arousal MAE", NAN, sft.va_mae, Better::Lower, fmt::format("{} dev sites; base has no head", sft.va_sites),
+                    of_dpo(&train::DevMetrics::va_mae)});
+    return rows;
+}
+
+std::vector<eval::MetricRow> preference_rows(const train::DpoDevMetrics& base, const train::DpoDevMetrics& sft,
+                                             const train::DpoDevMetrics& dpo) {
+    using eval::Better;
+    const auto pairs = fmt::format("{} dev pairs", dpo.batch.pairs);
+    const std::string reference = pairs + "; against the SFT model as reference, so not defined for SFT itself";
+    std::vector<eval::MetricRow> rows;
+    rows.push_back({"dev preference accuracy (log π(y+) > log π(y−))", base.preference_accuracy, sft.preference_accuracy,
+                    Better::Higher, pairs + "; summed log-probs of the preferred and the rejected reply",
+                    dpo.preference_accuracy});
+    rows.push_back({"DPO reward accuracy on dev pairs", base.batch.rewards_accuracies, NAN, Better::Higher, reference,
+                    dpo.batch.rewards_accuracies});
+    rows.push_back({"DPO reward margin on dev pairs", base.batch.rewards_margins, NAN, Better::Higher, reference,
+                    dpo.batch.rewards_margins});
+    rows.push_back({"DPO loss on dev pairs", base.batch.loss, sft.batch.loss, Better::Lower,
+                    pairs + "; log 2 = 0.693 at the reference", dpo.batch.loss});
     return rows;
 }
 

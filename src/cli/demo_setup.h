@@ -15,6 +15,7 @@
 #include "eval/report.h"
 #include "text/chat_template.h"
 #include "train/dev_eval.h"
+#include "train/dpo.h"
 
 namespace kindred::cli {
 
@@ -24,6 +25,7 @@ struct DemoPlan {
     std::size_t eqbench_limit = 0;  // first N questions (0 = all 171)
     std::size_t side_by_side = 0;   // held-out prompts answered by both models
     std::int64_t reply_tokens = 0;  // tokens per side-by-side and safety-sheet reply
+    std::string dpo_recipe;         // the preference stage's recipe under <root>/configs
 };
 
 DemoPlan demo_plan(bool quick);
@@ -68,7 +70,15 @@ std::vector<std::vector<text::ChatMessage>> held_out_prompts(const std::string& 
                                                              std::vector<std::vector<std::string>>* emotions = nullptr);
 
 // Base vs SFT rows of the report. The base model has no heads, so its head metrics are NaN ("—")
-// with the chance level in the note; NLL and the safety KL are measured on both.
-std::vector<eval::MetricRow> metric_rows(const train::DevMetrics& base, const train::DevMetrics& sft);
+// with the chance level in the note; NLL and the safety KL are measured on both. With `dpo`, each
+// row also carries the SFT+DPO model's value (its heads are the SFT heads, carried through DPO).
+std::vector<eval::MetricRow> metric_rows(const train::DevMetrics& base, const train::DevMetrics& sft,
+                                         const train::DevMetrics* dpo = nullptr);
+
+// The dev-pair rows of the three models: the reference-free preference accuracy (share of dev
+// pairs with log π(y+|x) > log π(y−|x)) for all three, and DPO's reward accuracy, margin and loss
+// against the SFT reference (not defined for SFT itself, whose rewards are 0 by construction).
+std::vector<eval::MetricRow> preference_rows(const train::DpoDevMetrics& base, const train::DpoDevMetrics& sft,
+                                             const train::DpoDevMetrics& dpo);
 
 }  // namespace kindred::cli

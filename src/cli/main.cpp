@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
     kindred::cli::add_export_command(app);
     kindred::cli::add_tune_command(app);
     kindred::cli::add_demo_command(app);
+    kindred::cli::add_pairs_command(app);
+    kindred::cli::add_ablate_command(app);
     kindred::cli::add_serve_command(app);
     try {
         app.parse(argc, argv);

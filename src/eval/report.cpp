@@ -61,6 +61,8 @@ pre code { background: none; padding: 0; font-size: inherit; line-height: inheri
 .reply { border-radius: 6px; padding: 10px 14px; white-space: pre-wrap; overflow-wrap: anywhere; }
 .reply.base { background: var(--base); border-left: 4px solid #9aa3b2; }
 .reply.sft { background: var(--sft); border-left: 4px solid var(--accent); }
+.pair.three { grid-template-columns: 1fr 1fr 1fr; }
+.reply.dpo { background: #edf8f0; border-left: 4px solid var(--good); }
 .who { display: block; font-size: 13px; font-weight: 600; color: var(--muted); margin-bottom: 4px; text-transform: uppercase; letter-spacing: .04em; }
 .charts { display: grid; grid-template-columns: 1fr; gap: 16px; }
 figure { margin: 0; background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 10px; }
@@ -71,7 +73,7 @@ details > summary { cursor: pointer; font-weight: 600; }
 details pre { border: none; padding: 10px 0 0; margin: 0; }
 .notes li { margin: 4px 0; }
 .datacard table { font-size: 14px; }
-@media (max-width: 760px) { .pair { grid-template-columns: 1fr; } main { padding: 20px 14px; } }
+@media (max-width: 760px) { .pair, .pair.three { grid-template-columns: 1fr; } main { padding: 20px 14px; } }
 @media print { body { background: #fff; } details { border: none; } }
 )css";
 
@@ -89,17 +91,25 @@ struct Delta {
     int direction = 0;  // +1 better, -1 worse, 0 neither / unknown
 };
 
-Delta delta_of(const MetricRow& row) {
-    if (!std::isfinite(row.base) || !std::isfinite(row.sft)) return {std::string(kMissing), 0};
-    const double change = row.sft - row.base;
+Delta delta_between(double from, double to, Better better) {
+    if (!std::isfinite(from) || !std::isfinite(to)) return {std::string(kMissing), 0};
+    const double change = to - from;
     Delta delta;
     delta.text = fmt::format("{}{}", change > 0 ? "+" : "", format_metric(change));
-    if (row.base != 0.0) delta.text += fmt::format(" ({:+.1f}%)", 100.0 * change / std::fabs(row.base));
-    if (change != 0.0 && row.better != Better::Neither) {
-        const bool improved = (row.better == Better::Lower) == (change < 0.0);
+    if (from != 0.0) delta.text += fmt::format(" ({:+.1f}%)", 100.0 * change / std::fabs(from));
+    if (change != 0.0 && better != Better::Neither) {
+        const bool improved = (better == Better::Lower) == (change < 0.0);
         delta.direction = improved ? 1 : -1;
     }
     return delta;
+}
+
+Delta delta_of(const MetricRow& row) { return delta_between(row.base, row.sft, row.better); }
+// SFT+DPO − SFT.
+Delta dpo_delta_of(const MetricRow& row) { return delta_between(row.sft, row.dpo, row.better); }
+
+bool has_dpo_column(const ReportData& data) {
+    return std::any_of(data.metrics.begin(), data.metrics.end(), [](const MetricRow& row) { return std::isfinite(row.dpo); });
 }
 
 const char* better_text(Better better) {
@@ -141,6 +151,7 @@ void check_report(const ReportData& data) {
     }
     std::vector<Table> tables = data.tuning;
     tables.insert(tables.end(), data.eqbench3.begin(), data.eqbench3.end());
+    tables.insert(tables.end(), data.ablations.begin(), data.ablations.end());
     tables.insert(tables.end(), data.error_taxonomy.begin(), data.error_taxonomy.end());
     for (const auto& table : tables) {
         for (std::size_t r = 0; r < table.rows.size(); ++r) {
@@ -324,10 +335,7 @@ void md_table(std::string& out, const std::vector<std::string>& header, const st
 }
 
 void md_tables(std::string& out, const std::vector<Table>& tables) {
-    for (const auto& table : tables) {
-        if (!table.caption.empty()) out += md_text(table.caption) + "\n\n";
-        md_table(out, table.header, std::vector<std::string>(table.header.size(), "---"), table.rows);
-    }
+    for (const auto& table : tables) out += table_markdown(table);
 }
 
 std::string html_tables(const std::vector<Table>& tables) {
@@ -367,11 +375,17 @@ std::vector<MetaItem> meta_items(const ReportData& data) {
     return items;
 }
 
-std::vector<std::string> metric_cells(const MetricRow& row) {
-    return {row.name, format_metric(row.base), format_metric(row.sft), delta_of(row).text, better_text(row.better), row.note};
+std::vector<std::string> metric_cells(const MetricRow& row, bool with_dpo) {
+    if (!with_dpo)
+        return {row.name, format_metric(row.base), format_metric(row.sft), delta_of(row).text, better_text(row.better), row.note};
+    return {row.name,          format_metric(row.base), format_metric(row.sft),    format_metric(row.dpo),
+            delta_of(row).text, dpo_delta_of(row).text,  better_text(row.better), row.note};
 }
 
 const std::vector<std::string> kMetricHeader = {"metric", "base", "SFT", "Δ (SFT − base)", "better", "note"};
+const std::vector<std::string> kDpoMetricHeader = {"metric", "base", "SFT", "SFT+DPO", "Δ (SFT − base)",
+                                                   "Δ (SFT+DPO − SFT)", "better", "note"};
+
 const std::vector<std::string> kEqBenchHeader = {"model", "score (0–100)", "parseable", "questions", "note"};
 
 std::vector<std::string> eqbench_cells(const EqBenchRow& row) {
@@ -388,6 +402,13 @@ std::string format_metric(double value) {
     if (!std::isfinite(value)) return std::string(kMissing);
     if (value == 0.0) return "0";
     return fmt::format("{:.4g}", value);
+}
+
+std::string table_markdown(const Table& table) {
+    std::string out;
+    if (!table.caption.empty()) out += md_text(table.caption) + "\n\n";
+    md_table(out, table.header, std::vector<std::string>(table.header.size(), "---"), table.rows);
+    return out;
 }
 
 std::string markdown_to_html(std::string_view markdown, int heading_shift) {
@@ -473,15 +494,25 @@ std::string report_html(const ReportData& data) {
     if (data.metrics.empty()) {
         out += "<p>No metrics were measured.</p>\n";
     } else {
-        out += "<table>\n<thead><tr><th>metric</th><th class=\"num\">base</th><th class=\"num\">SFT</th>"
-               "<th class=\"num\">Δ (SFT − base)</th><th class=\"center\">better</th><th>note</th></tr></thead>\n<tbody>\n";
+        const bool with_dpo = has_dpo_column(data);
+        const auto css_of = [](const Delta& delta) { return delta.direction > 0 ? " better" : delta.direction < 0 ? " worse" : ""; };
+        out += "<table>\n<thead><tr><th>metric</th><th class=\"num\">base</th><th class=\"num\">SFT</th>";
+        if (with_dpo) out += "<th class=\"num\">SFT+DPO</th>";
+        out += "<th class=\"num\">Δ (SFT − base)</th>";
+        if (with_dpo) out += "<th class=\"num\">Δ (SFT+DPO − SFT)</th>";
+        out += "<th class=\"center\">better</th><th>note</th></tr></thead>\n<tbody>\n";
         for (const auto& row : data.metrics) {
             const Delta delta = delta_of(row);
-            const char* css = delta.direction > 0 ? " better" : delta.direction < 0 ? " worse" : "";
-            out += fmt::format("<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num{}\">{}</td>"
-                               "<td class=\"center\">{}</td><td class=\"note\">{}</td></tr>\n",
-                               escape_markup(row.name), format_metric(row.base), format_metric(row.sft), css,
-                               escape_markup(delta.text), better_text(row.better), escape_markup(row.note));
+            out += fmt::format("<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>", escape_markup(row.name),
+                               format_metric(row.base), format_metric(row.sft));
+            if (with_dpo) out += fmt::format("<td class=\"num\">{}</td>", format_metric(row.dpo));
+            out += fmt::format("<td class=\"num{}\">{}</td>", css_of(delta), escape_markup(delta.text));
+            if (with_dpo) {
+                const Delta dpo_delta = dpo_delta_of(row);
+                out += fmt::format("<td class=\"num{}\">{}</td>", css_of(dpo_delta), escape_markup(dpo_delta.text));
+            }
+            out += fmt::format("<td class=\"center\">{}</td><td class=\"note\">{}</td></tr>\n", better_text(row.better),
+                               escape_markup(row.note));
         }
         out += "</tbody>\n</table>\n";
     }
@@ -509,10 +540,16 @@ std::string report_html(const ReportData& data) {
         out += "<div class=\"conversation\">\n";
         if (!conversation.context.empty()) out += "<div class=\"context\">" + escape_markup(trim(conversation.context)) + "</div>\n";
         out += "<div class=\"user\"><span class=\"who\">User</span>" + escape_markup(trim(conversation.prompt)) + "</div>\n";
-        out += "<div class=\"pair\">\n<div class=\"reply base\"><span class=\"who\">Base model</span>" +
+        const bool with_dpo = !conversation.dpo_reply.empty();
+        out += std::string(with_dpo ? "<div class=\"pair three\">" : "<div class=\"pair\">") +
+               "\n<div class=\"reply base\"><span class=\"who\">Base model</span>" +
                escape_markup(trim(conversation.base_reply)) + "</div>\n";
         out += "<div class=\"reply sft\"><span class=\"who\">After SFT</span>" + escape_markup(trim(conversation.sft_reply)) +
-               "</div>\n</div>\n</div>\n";
+               "</div>\n";
+        if (with_dpo)
+            out += "<div class=\"reply dpo\"><span class=\"who\">After SFT+DPO</span>" +
+                   escape_markup(trim(conversation.dpo_reply)) + "</div>\n";
+        out += "</div>\n</div>\n";
     }
     out += "</section>\n";
 
@@ -561,6 +598,7 @@ std::string report_html(const ReportData& data) {
         }
         out += "</section>\n";
     }
+    if (!data.ablations.empty()) out += "<section id=\"ablations\">\n<h2>Ablations</h2>\n" + html_tables(data.ablations) + "</section>\n";
 
     if (!data.stages.empty()) {
         out += "<section id=\"stages\">\n<h2>Where the time went</h2>\n<table>\n<thead><tr><th>stage</th><th class=\"num\">wall time</th>"
@@ -599,9 +637,13 @@ std::string report_markdown(const ReportData& data) {
     if (data.metrics.empty()) {
         out += "No metrics were measured.\n\n";
     } else {
+        const bool with_dpo = has_dpo_column(data);
         std::vector<std::vector<std::string>> rows;
-        for (const auto& row : data.metrics) rows.push_back(metric_cells(row));
-        md_table(out, kMetricHeader, {"---", "---:", "---:", "---:", ":---:", "---"}, rows);
+        for (const auto& row : data.metrics) rows.push_back(metric_cells(row, with_dpo));
+        if (with_dpo)
+            md_table(out, kDpoMetricHeader, {"---", "---:", "---:", "---:", "---:", "---:", ":---:", "---"}, rows);
+        else
+            md_table(out, kMetricHeader, {"---", "---:", "---:", "---:", ":---:", "---"}, rows);
     }
 
     out += "## EQ-Bench v2\n\n";
@@ -622,6 +664,7 @@ std::string report_markdown(const ReportData& data) {
         out += "**User:**\n\n" + md_quote(conversation.prompt) + "\n";
         out += "**Base model:**\n\n" + md_quote(conversation.base_reply) + "\n";
         out += "**After SFT:**\n\n" + md_quote(conversation.sft_reply) + "\n";
+        if (!conversation.dpo_reply.empty()) out += "**After SFT+DPO:**\n\n" + md_quote(conversation.dpo_reply) + "\n";
     }
 
     if (!data.error_taxonomy.empty()) {
@@ -654,6 +697,10 @@ std::string report_markdown(const ReportData& data) {
         out += "## EQ-Bench 3\n\n";
         md_tables(out, data.eqbench3);
         if (!data.eqbench3_chart.svg.empty()) out += fmt::format("![{}]({})\n\n", md_text(data.eqbench3_chart.title), data.eqbench3_chart.file);
+    }
+    if (!data.ablations.empty()) {
+        out += "## Ablations\n\n";
+        md_tables(out, data.ablations);
     }
 
     if (!data.stages.empty()) {

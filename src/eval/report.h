@@ -26,6 +26,7 @@ struct MetricRow {
     double sft = NAN;
     Better better = Better::Lower;
     std::string note;  // e.g. "base heads are untrained"; may be empty
+    double dpo = NAN;  // the SFT+DPO model's value; the column is shown when any row has one
 };
 
 struct EqBenchRow {
@@ -48,6 +49,7 @@ struct ReportConversation {
     std::string context; // optional: what came before, as plain text; may be empty
     std::string base_reply;
     std::string sft_reply;
+    std::string dpo_reply = {};  // the SFT+DPO model's; empty: not shown
 };
 
 // One model's reply on the safety sheet, with or without the decoding controller.
@@ -93,6 +95,7 @@ struct ReportData {
     std::vector<Table> tuning;             // empty: section left out
     std::vector<Table> eqbench3;           // EQ-Bench 3 comparison (eval/eqbench3_run.h); empty: section left out
     Chart eqbench3_chart;                  // its per-criterion bars (svg empty: none); file must not clash with charts
+    std::vector<Table> ablations;          // `kindred ablate`'s table(s); empty: section left out
     std::vector<ReportConversation> conversations;
     std::vector<Chart> charts;
     std::string config_yaml;               // the resolved recipe
@@ -115,6 +118,8 @@ std::string report_markdown(const ReportData& data);
 // The Markdown subset data cards use, as HTML (every text escaped); headings move down by
 // heading_shift levels (at most h6) so a document's `#` can sit under a report section.
 std::string markdown_to_html(std::string_view markdown, int heading_shift = 0);
+// A free-form table as Markdown (caption paragraph, then a pipe table; cells escaped).
+std::string table_markdown(const Table& table);
 // A metric value as the tables show it: 4 significant digits, "—" for NaN.
 std::string format_metric(double value);
 

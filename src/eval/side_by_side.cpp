@@ -19,8 +19,11 @@ void check_conversations(const std::vector<std::vector<text::ChatMessage>>& conv
     }
 }
 
-std::string reply(infer::LoadedModel& model, const std::vector<text::ChatMessage>& conversation, const SideBySideOptions& options,
-                  const std::optional<data::StyleTokens>& style) {
+}  // namespace
+
+std::string model_reply(infer::LoadedModel& model, const std::vector<text::ChatMessage>& conversation,
+                        const SideBySideOptions& options, const std::optional<data::StyleTokens>& style) {
+    check_conversations({conversation}, options);
     std::vector<text::ChatMessage> messages;
     if (!options.system_prompt.empty() && conversation.front().role != "system") {
         messages.push_back({"system", options.system_prompt, {}});
@@ -42,15 +45,13 @@ std::string reply(infer::LoadedModel& model, const std::vector<text::ChatMessage
     return session.generate(prompt, generation).text;
 }
 
-}  // namespace
-
 std::vector<SideBySide> side_by_side(infer::LoadedModel& base, infer::LoadedModel& tuned,
                                      const std::vector<std::vector<text::ChatMessage>>& conversations,
                                      const SideBySideOptions& options) {
     check_conversations(conversations, options);
     std::vector<SideBySide> pairs;
     for (const auto& conversation : conversations) {
-        pairs.push_back({conversation, reply(base, conversation, options, std::nullopt), reply(tuned, conversation, options, options.tuned_style)});
+        pairs.push_back({conversation, model_reply(base, conversation, options, std::nullopt), model_reply(tuned, conversation, options, options.tuned_style)});
     }
     return pairs;
 }
@@ -61,10 +62,10 @@ std::vector<SideBySide> side_by_side(infer::LoadedModel& tuned, const std::vecto
     check_conversations(conversations, options);
     std::vector<SideBySide> pairs;
     for (const auto& conversation : conversations) {
-        SideBySide pair{conversation, {}, reply(tuned, conversation, options, options.tuned_style)};
+        SideBySide pair{conversation, {}, model_reply(tuned, conversation, options, options.tuned_style)};
         {
             const model::Decoder::AdapterDetached base(tuned.decoder());
-            pair.base_reply = reply(tuned, conversation, options, std::nullopt);
+            pair.base_reply = model_reply(tuned, conversation, options, std::nullopt);
         }
         pairs.push_back(std::move(pair));
     }

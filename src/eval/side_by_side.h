@@ -38,6 +38,11 @@ struct SideBySide {
     std::string tuned_reply;
 };
 
+// One model's reply to one conversation (ending with a user message), as the pairs below are
+// made (with `style`, or none): for a third model beside a pair.
+std::string model_reply(infer::LoadedModel& model, const std::vector<text::ChatMessage>& conversation,
+                        const SideBySideOptions& options, const std::optional<data::StyleTokens>& style);
+
 // Each conversation must be non-empty and end with a user message (Error naming its index).
 std::vector<SideBySide> side_by_side(infer::LoadedModel& base, infer::LoadedModel& tuned,
                                      const std::vector<std::vector<text::ChatMessage>>& conversations,

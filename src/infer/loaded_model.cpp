@@ -9,6 +9,14 @@
 
 namespace kindred::infer {
 
+std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const std::string& adapter) {
+    std::string path = resolve_model_path(model);
+    gguf::File file = gguf::File::open(path);
+    std::unique_ptr<LoadedModel> loaded(new LoadedModel(std::move(path), std::move(file)));
+    if (!adapter.empty()) loaded->attach_adapter(adapter);
+    return loaded;
+}
+
 namespace {
 
 // PEFT's layers_to_transform as LoraConfig::first_layer: the run first..layers-1 or all layers.
@@ -32,39 +40,23 @@ model::LoraModule expert_module(const std::string& parameter) {
 
 }  // namespace
 
-std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const std::string& adapter) {
-    std::string path = resolve_model_path(model);
-    gguf::File file = gguf::File::open(path);
-    std::unique_ptr<LoadedModel> loaded(new LoadedModel(std::move(path), std::move(file)));
-    if (!adapter.empty()) loaded->attach_adapter(adapter);
-    return loaded;
+model::LoraConfig lora_config(const peft::LoraConfig& config, const ModelConfig& model, const std::string& where) {
+    model::LoraConfig lora;
+    lora.rank = static_cast<int>(config.r);
+    lora.alpha = config.lora_alpha;
+    lora.dropout = 0.0;  // inference: PEFT's dropout is off in eval mode
+    lora.rslora = config.use_rslora;
+    lora.targets.clear();
+    for (const std::string& module : config.target_modules)
+        lora.targets.push_back(module.substr(0, module.find("_proj")));  // q_proj -> q, gate_proj -> gate
+    for (const std::string& parameter : config.target_parameters)
+        lora.targets.push_back(model::lora_module_name(expert_module(parameter)));
+    lora.first_layer = first_adapted_layer(config.layers_to_transform, model.num_layers, where);
+    return lora;
 }
 
-std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& directory, const model::Decoder& decoder,
-                                                       const std::string& model_path, model::LoraUse use) {
-    // read_adapter checks the directory on its own (pairs, ranks, targets); what follows checks
-    // it against this base.
-    const peft::Adapter adapter = peft::read_adapter(directory);
-    const std::string weights_path = directory + "/adapter_model.safetensors";
-    const ModelConfig& config = decoder.config();
-    model::LoraConfig lora;
-    lora.rank = static_cast<int>(adapter.config.r);
-    lora.alpha = adapter.config.lora_alpha;
-    lora.dropout = 0.0;  // inference: PEFT's dropout is off in eval mode
-    lora.rslora = adapter.config.use_rslora;
-    lora.targets.clear();
-    for (const std::string& module : adapter.config.target_modules)
-        lora.targets.push_back(module.substr(0, module.find("_proj")));  // q_proj -> q, gate_proj -> gate
-    for (const std::string& parameter : adapter.config.target_parameters)
-        lora.targets.push_back(model::lora_module_name(expert_module(parameter)));
-    lora.first_layer = first_adapted_layer(adapter.config.layers_to_transform, config.num_layers,
-                                           directory + "/adapter_config.json");
-    std::unique_ptr<model::LoraAdapters> adapters;
-    try {
-        adapters = std::make_unique<model::LoraAdapters>(config, lora, decoder.weights().qk_interleaved, use);
-    } catch (const Error& error) {
-        fail("{}/adapter_config.json: {}", directory, error.what());
-    }
+void set_adapter_values(model::LoraAdapters& adapters, const peft::Adapter& adapter, const ModelConfig& config,
+                        const std::string& weights_path, const std::string& model_path) {
     for (const peft::LoraTensor& tensor : adapter.tensors) {
         const peft::LoraKey key = peft::parse_lora_key(tensor.name);
         if (std::cmp_greater_equal(key.layer, config.num_layers))
@@ -73,24 +65,40 @@ std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& direct
         // Expert stacks are found by the parameter they adapt: PEFT names them by nesting order.
         const bool experts = key.module == peft::kExpertsOuter || key.module == peft::kExpertsNested;
         const model::LoraTensorInfo& info =
-            experts ? adapters->tensor(key.layer, expert_module(peft::expert_parameter(adapter.config, key.module, weights_path)),
-                                       !key.is_a)
-                    : adapters->tensor(tensor.name);
+            experts ? adapters.tensor(key.layer, expert_module(peft::expert_parameter(adapter.config, key.module, weights_path)),
+                                      !key.is_a)
+                    : adapters.tensor(tensor.name);
         if (tensor.shape != std::vector<std::uint64_t>{static_cast<std::uint64_t>(info.rows), static_cast<std::uint64_t>(info.cols)})
             fail("{}: tensor '{}' has shape [{}, {}], but the model {} needs [{}, {}]", weights_path, tensor.name,
                  tensor.shape[0], tensor.shape[1], model_path, info.rows, info.cols);
-        adapters->set_hf(info.name, tensor.values);
+        adapters.set_hf(info.name, tensor.values);
     }
     // Names are unique (validate) and each fits a slot, so equal counts mean every slot is filled.
-    if (adapter.tensors.size() != adapters->tensors().size()) {
-        for (const model::LoraTensorInfo& info : adapters->tensors()) {
+    if (adapter.tensors.size() != adapters.tensors().size()) {
+        for (const model::LoraTensorInfo& info : adapters.tensors()) {
             const bool present = std::any_of(adapter.tensors.begin(), adapter.tensors.end(),
                                              [&](const peft::LoraTensor& t) { return t.name == info.name; });
             if (!present)
                 fail("{}: tensor '{}' is missing ({} layers of the model {} need one adapter each)", weights_path, info.name,
-                     config.num_layers - lora.first_layer, model_path);
+                     config.num_layers - adapters.first_layer(), model_path);
         }
     }
+}
+
+std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& directory, const model::Decoder& decoder,
+                                                       const std::string& model_path, model::LoraUse use) {
+    // read_adapter checks the directory on its own (pairs, ranks, targets); what follows checks
+    // it against this base.
+    const peft::Adapter adapter = peft::read_adapter(directory);
+    std::unique_ptr<model::LoraAdapters> adapters;
+    try {
+        adapters = std::make_unique<model::LoraAdapters>(
+            decoder.config(), lora_config(adapter.config, decoder.config(), directory + "/adapter_config.json"),
+            decoder.weights().qk_interleaved, use);
+    } catch (const Error& error) {
+        fail("{}/adapter_config.json: {}", directory, error.what());
+    }
+    set_adapter_values(*adapters, adapter, decoder.config(), directory + "/adapter_model.safetensors", model_path);
     return adapters;
 }
 

@@ -13,12 +13,24 @@
 #include <vector>
 
 #include "formats/gguf.h"
+#include "formats/peft_adapter.h"
 #include "model/decoder.h"
 #include "model/lora_adapters.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
 namespace kindred::infer {
+
+// The LoRA shape a PEFT adapter config describes (rank, alpha, rsLoRA, target modules and expert
+// stacks, the first adapted layer), with dropout 0 and the default seed, for `model`. Error naming
+// `where` when layers_to_transform is not a run of layers ending at the model's last.
+model::LoraConfig lora_config(const peft::LoraConfig& config, const ModelConfig& model, const std::string& where);
+
+// Sets every tensor of `adapters` (laid out for `config`, from lora_config of this adapter) from
+// `adapter`'s (HF layout): Error naming `weights_path` and the tensor when one is for a layer the
+// model (`model_path`) lacks, has another shape, or is missing.
+void set_adapter_values(model::LoraAdapters& adapters, const peft::Adapter& adapter, const ModelConfig& config,
+                        const std::string& weights_path, const std::string& model_path);
 
 // A PEFT LoRA adapter directory read and checked against `decoder` (the model at `model_path`,
 // named in messages): layer count, target modules and tensor shapes must fit, else an Error names
@@ -63,6 +75,8 @@ public:
     // text); BOS is prepended when the tokenizer has one and the GGUF asks for it
     // (tokenizer.ggml.add_bos_token). Bytes the vocabulary has no token for are an Error.
     std::vector<std::int32_t> encode_raw(const std::string& text, bool parse_special = true) const;
+    // Whether encode_raw prepends BOS (the GGUF's tokenizer.ggml.add_bos_token).
+    bool adds_bos() const { return add_bos_; }
 
     // EOS and the template's end-of-turn markers that are single tokens.
     const std::vector<std::int32_t>& stop_tokens() const { return stop_tokens_; }

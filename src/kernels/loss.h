@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "kernels/matmul.h"
 
@@ -65,6 +66,32 @@ struct FusedCrossEntropyShape {
 CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const float* h, const WeightRows& w,
                                        const std::int32_t* targets, const float* weights,
                                        const FusedCrossEntropyShape& shape, float grad_scale);
+
+// fused_cross_entropy in two halves, for losses whose per-token weights depend on the
+// log-probabilities themselves (a sequence-level preference loss weighs every token of a sequence
+// by a function of the whole sequence's log-probability, so the weights exist only after pass 1):
+// forward() is pass 1 and keeps the gathered rows and log-sum-exps; backward() is pass 2 with the
+// weights chosen then. Together they take fused_cross_entropy's three vocabulary products, where
+// a pass-1-only call followed by a full call would take four. fused_cross_entropy is this class.
+class FusedCrossEntropy {
+public:
+    FusedCrossEntropy();
+    ~FusedCrossEntropy();
+    FusedCrossEntropy(const FusedCrossEntropy&) = delete;
+    FusedCrossEntropy& operator=(const FusedCrossEntropy&) = delete;
+
+    // Pass 1 (see fused_cross_entropy; weights, optional, only scale the returned totals). h, w and
+    // targets are referenced until backward() or the next forward().
+    CrossEntropyTotals forward(float* target_logprob, const float* h, const WeightRows& w, const std::int32_t* targets,
+                               const float* weights, const FusedCrossEntropyShape& shape);
+    // Pass 2: dh += grad_scale · weight[t] · d(−log p(target[t]))/dh[t] for every counted token t
+    // (weights: [tokens] of any sign, null = all 1). Error without a preceding forward().
+    void backward(float* dh, const float* weights, float grad_scale);
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
 
 // Cross-entropy over materialised logits [rows x classes] (small heads; also the reference the
 // fused version is tested against). target_logprob as above.

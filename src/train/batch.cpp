@@ -26,17 +26,30 @@ std::uint64_t below(std::uint64_t& state, std::uint64_t bound) {
 
 }  // namespace
 
-std::vector<std::uint32_t> epoch_order(std::size_t count, std::uint64_t seed, std::uint64_t epoch) {
-    if (count > std::numeric_limits<std::uint32_t>::max()) fail("packing: {} examples is more than supported", count);
-    std::vector<std::uint32_t> order(count);
-    for (std::size_t i = 0; i < count; ++i) order[i] = static_cast<std::uint32_t>(i);
-    std::uint64_t mix = epoch;
-    std::uint64_t state = seed ^ splitmix64(mix);
-    for (std::size_t i = count; i > 1; --i) {
-        const auto j = static_cast<std::size_t>(below(state, i));
-        std::swap(order[i - 1], order[j]);
+model::TrainBatch row_batch(const MicroBatch& micro, std::size_t row) {
+    const auto begin = static_cast<std::ptrdiff_t>(row * micro.seq_len);
+    const auto end = begin + static_cast<std::ptrdiff_t>(micro.seq_len);
+    return {{micro.tokens.begin() + begin, micro.tokens.begin() + end},
+            {micro.targets.begin() + begin, micro.targets.begin() + end},
+            {micro.positions.begin() + begin, micro.positions.begin() + end},
+            {micro.segment_ids.begin() + begin, micro.segment_ids.begin() + end},
+            {}};
+}
+
+std::int32_t write_positions(const TokenizedExample& example, std::int32_t segment, std::int32_t* positions,
+                             std::int32_t* segment_ids) {
+    std::size_t document_start = 0;
+    auto next_start = example.document_starts.begin();
+    for (std::size_t t = 0; t < example.tokens.size(); ++t) {
+        if (next_start != example.document_starts.end() && t == *next_start) {
+            document_start = t;
+            ++next_start;
+            ++segment;
+        }
+        positions[t] = static_cast<std::int32_t>(t - document_start);
+        segment_ids[t] = segment;
     }
-    return order;
+    return segment + 1;
 }
 
 std::vector<std::vector<std::size_t>> pack_in_order(std::span<const TokenizedExample> examples, std::size_t max_seq_len) {
@@ -52,26 +65,40 @@ std::vector<std::vector<std::size_t>> pack_in_order(std::span<const TokenizedExa
             used = 0;
         }
         rows.back().push_back(i);
-        used += n;
+        used += examples[i].tokens.size();
     }
     return rows;
 }
 
-model::TrainBatch concatenate_row(std::span<const TokenizedExample> examples, std::span<const std::size_t> row,
-                                  std::vector<std::size_t>* offsets) {
+model::TrainBatch ordered_row(std::span<const TokenizedExample> examples, const std::vector<std::size_t>& row,
+                              std::vector<std::size_t>& offsets) {
     model::TrainBatch batch;
-    if (offsets != nullptr) offsets->clear();
-    for (std::size_t j = 0; j < row.size(); ++j) {
-        const auto& example = examples[row[j]];
-        if (offsets != nullptr) offsets->push_back(batch.tokens.size());
+    offsets.clear();
+    std::int32_t segment = 0;
+    for (const std::size_t index : row) {
+        const auto& example = examples[index];
+        const std::size_t offset = batch.tokens.size();
+        offsets.push_back(offset);
         batch.tokens.insert(batch.tokens.end(), example.tokens.begin(), example.tokens.end());
         batch.targets.insert(batch.targets.end(), example.targets.begin(), example.targets.end());
-        for (std::size_t t = 0; t < example.tokens.size(); ++t) {
-            batch.positions.push_back(static_cast<std::int32_t>(t));
-            batch.segment_ids.push_back(static_cast<std::int32_t>(j));
-        }
+        batch.positions.resize(batch.tokens.size());
+        batch.segment_ids.resize(batch.tokens.size());
+        segment = write_positions(example, segment, batch.positions.data() + offset, batch.segment_ids.data() + offset);
     }
     return batch;
+}
+
+std::vector<std::uint32_t> epoch_order(std::size_t count, std::uint64_t seed, std::uint64_t epoch) {
+    if (count > std::numeric_limits<std::uint32_t>::max()) fail("packing: {} examples is more than supported", count);
+    std::vector<std::uint32_t> order(count);
+    for (std::size_t i = 0; i < count; ++i) order[i] = static_cast<std::uint32_t>(i);
+    std::uint64_t mix = epoch;
+    std::uint64_t state = seed ^ splitmix64(mix);
+    for (std::size_t i = count; i > 1; --i) {
+        const auto j = static_cast<std::size_t>(below(state, i));
+        std::swap(order[i - 1], order[j]);
+    }
+    return order;
 }
 
 Packer::Packer(std::span<const TokenizedExample> examples, const PackingOptions& options, DataPosition start)
@@ -83,6 +110,12 @@ Packer::Packer(std::span<const TokenizedExample> examples, const PackingOptions&
         if (example.tokens.size() > options_.seq_len || example.tokens.empty())
             fail("packing: the example of line {} has {} tokens, outside [1, seq_len {}]", example.line,
                  example.tokens.size(), options_.seq_len);
+        for (std::size_t i = 0; i < example.document_starts.size(); ++i) {
+            const std::size_t first = example.document_starts[i];
+            if (first == 0 || first >= example.tokens.size() || (i > 0 && first <= example.document_starts[i - 1]))
+                fail("packing: the example of line {} has a document start {} outside (0, {}) or out of order",
+                     example.line, first, example.tokens.size());
+        }
         if (example.targets.size() != example.tokens.size())
             fail("packing: the example of line {} has {} targets for {} tokens", example.line, example.targets.size(),
                  example.tokens.size());
@@ -122,13 +155,10 @@ void Packer::fill_row(MicroBatch& batch, std::size_t row) {
         std::copy(example.tokens.begin(), example.tokens.end(), batch.tokens.begin() + static_cast<std::ptrdiff_t>(base + used));
         std::copy(example.targets.begin(), example.targets.end(),
                   batch.targets.begin() + static_cast<std::ptrdiff_t>(base + used));
-        for (std::size_t t = 0; t < n; ++t) {
-            batch.positions[base + used + t] = static_cast<std::int32_t>(t);
-            batch.segment_ids[base + used + t] = segment;
-        }
+        segment = write_positions(example, segment, batch.positions.data() + base + used,
+                                  batch.segment_ids.data() + base + used);
         batch.placements.push_back({row, used, order_[position_.index]});
         used += n;
-        ++segment;
         batch.target_tokens += example.target_count;
         ++batch.examples;
         for (const auto& site : example.sites) {

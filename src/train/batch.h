@@ -19,6 +19,10 @@
 // example with no LM target but head sites (GoEmotions) packs like any other, so a step's
 // `target_tokens` can be 0 (the trainer then skips the NLL term; it is not an error).
 //
+// An example of several documents (TokenizedExample::document_starts: a preference pair's chosen
+// and rejected sequences) is packed whole, each document with positions from 0 and a segment of
+// its own, so one row computes exactly what the documents computed one by one would.
+//
 // Placements: every example packed into a micro-batch is recorded (row, offset of its first token
 // in the row, index into the packer's example span), in row order, so the trainer can find each
 // example's head sites (row offset + HeadSite::position) and its teacher targets.
@@ -80,19 +84,28 @@ struct StepBatch {
     std::size_t va_sites = 0;
 };
 
+// Row `row` of a micro-batch as the trainer takes it.
+model::TrainBatch row_batch(const MicroBatch& micro, std::size_t row);
+
+// Writes an example's positions (0, 1, ... restarting at each document start) and segment ids
+// (`segment` for its first document, one more for each further one) for its tokens; returns the
+// next free segment id.
+std::int32_t write_positions(const TokenizedExample& example, std::int32_t segment, std::int32_t* positions,
+                             std::int32_t* segment_ids);
+
+// Evaluation packing, deterministic and independent of any seed: examples in their given order,
+// greedily into rows of at most max_seq_len tokens (one that does not fit the rest of a row starts
+// the next). Each row lists indices into `examples`. Used by passes that visit every example once
+// (dev evaluation, the frozen-layer cache, DPO's reference). Throws Error naming the example's line
+// when one is empty or longer than max_seq_len.
+std::vector<std::vector<std::size_t>> pack_in_order(std::span<const TokenizedExample> examples, std::size_t max_seq_len);
+// One such row as the trainer takes it, at its packed length (no padding: segments keep the
+// documents apart); offsets receives each example's first token in the row.
+model::TrainBatch ordered_row(std::span<const TokenizedExample> examples, const std::vector<std::size_t>& row,
+                              std::vector<std::size_t>& offsets);
+
 // The permutation of [0, count) for (seed, epoch); exposed for tests.
 std::vector<std::uint32_t> epoch_order(std::size_t count, std::uint64_t seed, std::uint64_t epoch);
-
-// Deterministic packing for passes that visit every example once (dev evaluation, the frozen-layer
-// cache): rows of example indices in the given order, greedily filled up to max_seq_len tokens (an
-// example that does not fit the rest of a row starts the next), no padding. Throws Error naming the
-// example's line when one is empty or longer than max_seq_len.
-std::vector<std::vector<std::size_t>> pack_in_order(std::span<const TokenizedExample> examples, std::size_t max_seq_len);
-
-// One such row as a batch: the examples' tokens and targets concatenated, positions from 0 and one
-// segment id per example; `offsets` (when not null) receives each example's first token in the row.
-model::TrainBatch concatenate_row(std::span<const TokenizedExample> examples, std::span<const std::size_t> row,
-                                  std::vector<std::size_t>* offsets = nullptr);
 
 class Packer {
 public:

@@ -56,8 +56,10 @@ std::vector<std::int32_t> parse_emotions(const nlohmann::json& emotion, const st
     return ids;
 }
 
+}  // namespace
+
 // The id of a message's FIRST strategy (the one that opens the reply); every entry is checked.
-std::int32_t parse_strategies(const nlohmann::json& strategies, const std::string& field) {
+std::int32_t parse_first_strategy(const nlohmann::json& strategies, const std::string& field) {
     if (!strategies.is_array()) fail("{}.strategies: expected an array of strategy names", field);
     const auto known = data::strategies();
     std::int32_t first = -1;
@@ -74,8 +76,11 @@ std::int32_t parse_strategies(const nlohmann::json& strategies, const std::strin
     return first;
 }
 
-// valence/arousal: both null/absent or both numbers on the circumplex [-1, 1].
-void parse_va(const nlohmann::json& root, const std::string& where, ChatExample& out) {
+// The emotion labels of `space` (parse_emotions; out.source set), and valence/arousal: both
+// null/absent or both numbers on the circumplex [-1, 1].
+void parse_head_labels(const nlohmann::json& root, const std::string& where, ChatExample& out, data::EmotionSpace space) {
+    if (const auto* emotion = optional_field(root, "emotion"))
+        out.emotions = parse_emotions(*emotion, where, space, out.source);
     const auto* valence = optional_field(root, "valence");
     const auto* arousal = optional_field(root, "arousal");
     if (valence == nullptr && arousal == nullptr) return;
@@ -89,6 +94,26 @@ void parse_va(const nlohmann::json& root, const std::string& where, ChatExample&
     out.valence = valence->get<float>();
     out.arousal = arousal->get<float>();
 }
+
+text::ChatMessage parse_chat_message(const nlohmann::json& item, const std::string& field) {
+    if (!item.is_object()) fail("{}: expected an object", field);
+    const auto role = item.find("role");
+    if (role == item.end() || !role->is_string()) fail("{}.role: missing or not a string", field);
+    const auto& role_name = role->get_ref<const std::string&>();
+    if (!known_role(role_name))
+        fail("{}.role: unknown role '{}' (expected system, developer, user or assistant)", field, role_name);
+    const auto content = item.find("content");
+    if (content == item.end() || !content->is_string()) fail("{}.content: missing or not a string", field);
+    if (content->get_ref<const std::string&>().empty()) fail("{}.content: empty", field);
+    text::ChatMessage message{role_name, content->get<std::string>(), {}};
+    if (const auto* thinking = optional_field(item, "thinking")) {
+        if (!thinking->is_string()) fail("{}.thinking: expected a string", field);
+        message.thinking = thinking->get<std::string>();
+    }
+    return message;
+}
+
+namespace {
 
 // One rendering of a conversation, tokenized: ids with byte spans, the trained-token mask, and
 // where each assistant message's span starts in the text (npos for other roles).
@@ -210,28 +235,12 @@ bool parse_chat_line(std::string_view line, const std::string& file, std::size_t
         if (!source->is_string()) fail("{}: source: expected a string", where);
         out.source = source->get<std::string>();
     }
-    if (const auto* emotion = optional_field(root, "emotion"))
-        out.emotions = parse_emotions(*emotion, where, emotion_space, out.source);
-    parse_va(root, where, out);
+    parse_head_labels(root, where, out, emotion_space);
     for (std::size_t i = 0; i < messages->size(); ++i) {
         const auto& item = (*messages)[i];
         const std::string field = fmt::format("{}: messages[{}]", where, i);
-        if (!item.is_object()) fail("{}: expected an object", field);
-        const auto role = item.find("role");
-        if (role == item.end() || !role->is_string()) fail("{}.role: missing or not a string", field);
-        const auto& role_name = role->get_ref<const std::string&>();
-        if (!known_role(role_name))
-            fail("{}.role: unknown role '{}' (expected system, developer, user or assistant)", field, role_name);
-        const auto content = item.find("content");
-        if (content == item.end() || !content->is_string()) fail("{}.content: missing or not a string", field);
-        if (content->get_ref<const std::string&>().empty()) fail("{}.content: empty", field);
-
-        text::ChatMessage message{role_name, content->get<std::string>(), {}};
-        if (const auto* thinking = optional_field(item, "thinking")) {
-            if (!thinking->is_string()) fail("{}.thinking: expected a string", field);
-            message.thinking = thinking->get<std::string>();
-        }
-        const bool assistant = role_name == "assistant";
+        text::ChatMessage message = parse_chat_message(item, field);
+        const bool assistant = message.role == "assistant";
         bool target = assistant;  // plain chat JSONL: every assistant turn is trained
         if (const auto* flag = optional_field(item, "target")) {
             if (!flag->is_boolean()) fail("{}.target: expected true or false", field);
@@ -250,7 +259,7 @@ bool parse_chat_line(std::string_view line, const std::string& file, std::size_t
         std::int32_t strategy = -1;
         if (const auto* strategies = optional_field(item, "strategies")) {
             if (!assistant) fail("{}.strategies: only assistant turns carry strategies", field);
-            strategy = parse_strategies(*strategies, field);
+            strategy = parse_first_strategy(*strategies, field);
         }
         out.messages.push_back(std::move(message));
         out.target.push_back(target && !emotion_only);  // an emotion example has no LM target
@@ -278,25 +287,32 @@ bool drop_opening_assistant_turns(ChatExample& example) {
     return true;
 }
 
-void for_each_chat_example(const std::string& path, ChatDatasetStats& stats,
-                           const std::function<void(ChatExample&&)>& sink, bool keep_emotion_only,
-                           data::EmotionSpace emotion_space) {
+void for_each_nonblank_line(const std::string& path, const char* what,
+                            const std::function<void(std::string_view line, std::size_t number)>& sink) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) fail("{}: cannot open the chat dataset", path);
+    if (!in) fail("{}: cannot open {}", path, what);
     std::string line;
     std::size_t number = 0;
     while (std::getline(in, line)) {
         ++number;
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        sink(line, number);
+    }
+    if (in.bad()) fail("{}: read error after line {}", path, number);
+}
+
+void for_each_chat_example(const std::string& path, ChatDatasetStats& stats,
+                           const std::function<void(ChatExample&&)>& sink, bool keep_emotion_only,
+                           data::EmotionSpace emotion_space) {
+    for_each_nonblank_line(path, "the chat dataset", [&](std::string_view line, std::size_t number) {
         ++stats.lines;
         ChatExample example;
         if (!parse_chat_line(line, path, number, example, keep_emotion_only, emotion_space)) {
             ++stats.no_targets;
-            continue;
+            return;
         }
         sink(std::move(example));
-    }
-    if (in.bad()) fail("{}: read error after line {}", path, number);
+    });
 }
 
 TokenizedExample tokenize_example(const ChatExample& example, const text::Tokenizer& tokenizer,

@@ -50,6 +50,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "data/labels.h"
 #include "data/style.h"
 #include "text/chat_template.h"
@@ -84,6 +86,9 @@ struct HeadSite {
 
 struct TokenizedExample {
     std::vector<std::int32_t> tokens;
+    // Offsets in tokens where a further document of the example starts (positions restart at 0,
+    // attention stays inside each): a preference pair's rejected sequence. Empty: one document.
+    std::vector<std::size_t> document_starts;
     std::vector<std::int32_t> targets;  // same length as tokens; kIgnoreTarget or the next token
     std::size_t target_count = 0;       // targets that are not kIgnoreTarget
     std::size_t line = 0;
@@ -144,6 +149,23 @@ struct ChatDataset {
 // not a number).
 bool parse_chat_line(std::string_view line, const std::string& file, std::size_t line_number, ChatExample& out,
                      bool keep_emotion_only = false, data::EmotionSpace emotion_space = data::EmotionSpace::Kindred);
+
+// The pieces of parse_chat_line, for readers of other formats holding the same fields (preference
+// pairs, train/preference_pairs.h). `where` / `field` start every message.
+// One message object: role (system, developer, user, assistant), non-empty content, optional thinking.
+text::ChatMessage parse_chat_message(const nlohmann::json& item, const std::string& field);
+// The example-level head labels of an object: the emotion labels of `space` (`emotion.labels`, or
+// GoEmotions' `emotion.source_labels` when out.source is goemotions) and valence/arousal.
+void parse_head_labels(const nlohmann::json& root, const std::string& where, ChatExample& out,
+                       data::EmotionSpace space = data::EmotionSpace::Kindred);
+// A message's `strategies` array: the id of its first strategy in data::strategies().
+std::int32_t parse_first_strategy(const nlohmann::json& strategies, const std::string& field);
+
+// Calls `sink(line, number)` for every non-blank line of a text file (numbers from 1, a trailing
+// \r kept), reading line by line so a corpus is never held whole; Error naming the file when it
+// cannot be opened (`what` says what it is: "the chat dataset") or a read fails.
+void for_each_nonblank_line(const std::string& path, const char* what,
+                            const std::function<void(std::string_view line, std::size_t number)>& sink);
 
 // For a template whose conversations must open with a user turn (ChatTemplate::requires_user_first,
 // Gemma 3), leaves out the assistant turns before the first user turn (ESConv's supporter often

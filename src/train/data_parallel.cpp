@@ -31,6 +31,15 @@ void DataParallel::require_same(const std::string& what, const std::string& valu
     if (active()) communicator_->require_same(what, value);
 }
 
+std::string DataParallel::root_value(std::string value) const {
+    if (!active()) return value;
+    std::uint64_t size = value.size();
+    communicator_->broadcast({reinterpret_cast<std::uint8_t*>(&size), sizeof size}, 0);
+    value.resize(static_cast<std::size_t>(size));
+    communicator_->broadcast({reinterpret_cast<std::uint8_t*>(value.data()), value.size()}, 0);
+    return value;
+}
+
 void DataParallel::barrier() const {
     if (active()) communicator_->barrier();
 }

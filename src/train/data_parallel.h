@@ -37,6 +37,9 @@ public:
 
     // Throws Error on every rank unless all ranks pass the same value (names `what` and the ranks).
     void require_same(const std::string& what, const std::string& value) const;
+    // Rank 0's `value` on every rank (a name one rank must choose for all, such as a run folder
+    // named by the time).
+    std::string root_value(std::string value) const;
     // Waits for every rank (after rank 0 has written the run's files, so they exist when any rank returns).
     void barrier() const;
 

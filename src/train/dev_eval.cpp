@@ -1,18 +1,24 @@
 #include "train/dev_eval.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <optional>
 #include <set>
 #include <vector>
 
 #include "core/error.h"
 #include "eval/metrics.h"
 #include "eval/multilabel.h"
+#include "formats/peft_adapter.h"
+#include "infer/loaded_model.h"
 #include "kernels/loss.h"
 #include "model/heads.h"
+#include "model/lora_adapters.h"
 #include "model/trainable_decoder.h"
 #include "train/batch.h"
 #include "train/frozen_cache.h"
 #include "train/safety_teacher.h"
+#include "train/training_run.h"
 
 namespace kindred::train {
 namespace {
@@ -248,11 +254,11 @@ DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* he
         }
 
         std::vector<std::size_t> offsets;
-        model::TrainBatch batch = concatenate_row(dev, row, &offsets);
+        model::TrainBatch batch = ordered_row(dev, row, offsets);
         if (residuals != nullptr)
             for (const std::size_t i : row) residuals->append(batch, i);
         std::size_t row_targets = 0;
-        for (const std::size_t i : row) row_targets += dev[i].target_count;
+        for (const std::size_t index : row) row_targets += dev[index].target_count;
         const auto tokens = static_cast<std::int64_t>(batch.tokens.size());
         const std::span<const float> hidden = trainer.forward(batch, /*train=*/false);
 
@@ -315,6 +321,28 @@ DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* he
     }
     metrics.va_sites = c.va_truth.size() / 2;
     return metrics;
+}
+
+DevMetrics evaluate_adapter_on_dev(model::Decoder& base, const std::string& adapter_dir, SafetyTeacher* teacher,
+                                   std::span<const TokenizedExample> dev, std::size_t max_seq_len,
+                                   kernels::Precision precision) {
+    std::optional<peft::Adapter> adapter;
+    model::LoraConfig lora;
+    if (!adapter_dir.empty()) {
+        adapter = peft::read_adapter(adapter_dir);
+        lora = infer::lora_config(adapter->config, base.config(), adapter_dir + "/adapter_config.json");
+    } else {
+        lora.rank = 1;
+        lora.targets = {"q"};
+    }
+    model::LoraAdapters adapters(base.config(), lora, base.weights().qk_interleaved);
+    if (adapter)
+        infer::set_adapter_values(adapters, *adapter, base.config(), adapter_dir + "/adapter_model.safetensors", "being trained");
+    std::optional<model::Heads> heads;
+    if (!adapter_dir.empty() && std::filesystem::exists(std::filesystem::path(adapter_dir) / "heads.json"))
+        heads.emplace(model::read_heads(adapter_dir, base.config().hidden_size));
+    model::TrainableDecoder trainer(base, adapters, false, static_cast<std::int64_t>(max_seq_len), precision);
+    return evaluate_dev(trainer, heads ? &*heads : nullptr, teacher, dev, max_seq_len);
 }
 
 }  // namespace kindred::train

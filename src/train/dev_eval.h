@@ -35,9 +35,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/matmul.h"
 #include "train/chat_dataset.h"
 
 namespace kindred::model {
+class Decoder;
 class TrainableDecoder;
 class Heads;
 }  // namespace kindred::model
@@ -77,5 +79,12 @@ DevMetrics dev_metrics_from_json(const nlohmann::json& json, const std::string& 
 DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* heads, SafetyTeacher* teacher,
                         std::span<const TokenizedExample> dev, std::size_t max_seq_len,
                         const FrozenResiduals* residuals = nullptr);
+
+// A saved adapter folder on dev: its PEFT adapter over the frozen `base` (and its heads.* when the
+// folder has them), in evaluation mode, as evaluate_dev measures it. An empty `adapter_dir` measures
+// the base model itself (an adapter whose B is zero adds exactly nothing). Errors name the folder.
+DevMetrics evaluate_adapter_on_dev(model::Decoder& base, const std::string& adapter_dir, SafetyTeacher* teacher,
+                                   std::span<const TokenizedExample> dev, std::size_t max_seq_len,
+                                   kernels::Precision precision);
 
 }  // namespace kindred::train

@@ -19,7 +19,7 @@ std::vector<float> emotion_probabilities(model::TrainableDecoder& trainer, const
     std::vector<float> pooled, logits;
     std::vector<std::size_t> offsets;
     for (const auto& row : pack_in_order(examples, max_seq_len)) {
-        const model::TrainBatch batch = concatenate_row(examples, row, &offsets);
+        const model::TrainBatch batch = ordered_row(examples, row, offsets);
         const std::span<const float> states = trainer.forward(batch, /*train=*/false);
         pooled.clear();
         for (std::size_t j = 0; j < row.size(); ++j) {

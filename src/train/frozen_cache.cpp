@@ -52,8 +52,9 @@ void write_shard(model::TrainableDecoder& trainer, std::span<const TokenizedExam
         sink({reinterpret_cast<const std::uint8_t*>(kMagic), sizeof kMagic});
         const auto fields = header_fields(layer, hidden, shard.size(), tokens, print);
         sink({reinterpret_cast<const std::uint8_t*>(fields.data()), sizeof fields});
+        std::vector<std::size_t> offsets;
         for (const auto& row : pack_in_order(shard, options.max_seq_len)) {
-            const model::TrainBatch batch = concatenate_row(shard, row);
+            const model::TrainBatch batch = ordered_row(shard, row, offsets);
             const std::span<const float> residual = trainer.residual_entering(batch, layer);
             sink({reinterpret_cast<const std::uint8_t*>(residual.data()), residual.size_bytes()});
             tokens_done += static_cast<double>(batch.tokens.size());

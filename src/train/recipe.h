@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "core/config.h"
 #include "data/labels.h"
@@ -118,6 +119,35 @@ struct SftRecipe {
 // Reads every recipe key (applying defaults), validates ranges and enums, checks data.path exists,
 // then calls finish() so unknown keys are errors. Errors name the key and its file and line.
 SftRecipe read_sft_recipe(Config& config);
+
+// Typed reads with range checks; an Error names the key and where it was set.
+std::int64_t read_at_least(Config& config, std::string_view key, std::int64_t fallback, std::int64_t minimum = 1);
+double read_in_range(Config& config, std::string_view key, double fallback, double lo, double hi);
+double read_weight(Config& config, std::string_view key, double fallback);  // [0, 1000]
+
+// The pieces of read_sft_recipe that other training recipes share (the DPO recipe, train/dpo.h),
+// each reading its keys with the SFT defaults, ranges and messages:
+//   name, model.path, model.compute_dtype
+void read_model_keys(Config& config, SftRecipe& recipe);
+//   adapter.dropout (returned)
+double read_adapter_dropout(Config& config);
+//   data.path (required unless `files.path_fallback` is given), data.dev_path (optional, default
+//   `files.dev_path_fallback`), both checked to exist when `files.must_exist` (DPO's are written by
+//   `kindred pairs build` after the recipe is read, and their readers name a missing file),
+//   data.max_seq_len, data.seed (also the adapter's seed)
+struct DataFiles {
+    bool must_exist = true;
+    std::string path_fallback, dev_path_fallback;
+};
+void read_data_keys(Config& config, SftRecipe& recipe, const DataFiles& files);
+//   optimisation.* (optimisation.lr defaulting to `default_lr`), logging.*, output.*
+void read_optimisation_keys(Config& config, SftRecipe& recipe, double default_lr);
+//   objective.emotion, objective.strategy, objective.valence_arousal
+void read_head_keys(Config& config, SftRecipe& recipe);
+//   heads.* (a switched-off head's weight set to 0)
+void read_head_switches(Config& config, SftRecipe& recipe);
+//   evaluation.every, evaluation.max_examples
+void read_evaluation_keys(Config& config, SftRecipe& recipe);
 
 // Whether the loop computes each term (weight > 0; the switches are folded into the weights).
 bool emotion_active(const SftRecipe& recipe);

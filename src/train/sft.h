@@ -1,20 +1,15 @@
 // train/sft.h — the supervised fine-tuning loop as a library call: packed rows of tokenized
 // conversations through model::TrainableDecoder, the multi-objective loss of the recipe
-// (docs/training.md), clipping and AdamW (kernels/optimizer.h) over the adapter and the heads, the
-// LR schedule, and a run directory holding everything needed to inspect or continue the run:
-//   <run>/config.yaml      the resolved recipe
-//   <run>/metrics.jsonl    per logged step: step, loss (the λ-weighted total), loss_lm, loss_emotion,
+// (docs/training.md), clipping and AdamW over the adapter and the heads, the LR schedule. The run
+// directory, checkpoints, exact resume (dropout stream included), progress bar and NaN policy are
+// train/training_run.h's, shared with DPO. What SFT adds to them:
+//   <run>/metrics.jsonl    per logged step: loss (the λ-weighted total), loss_lm, loss_emotion,
 //                          loss_strategy, loss_va, loss_safety (null when the term is off or had
-//                          nothing to count that step), lr, grad_norm, tokens_per_s (row tokens,
-//                          padding included), elapsed (s, this invocation), target_tokens, and the
-//                          step's site counts emotion_sites, strategy_sites, va_sites (and
-//                          allreduce_s, the step's gradient all-reduce, when data parallel); per dev
-//                          evaluation {"step", "dev": {train/dev_eval.h's DevMetrics}}
-//   <run>/checkpoints/     train/checkpoint.h step folders (adapter then heads tensors, AdamW
-//                          moments of both, data position)
-//   <run>/adapter/         the final adapter as a PEFT directory, plus heads.safetensors/heads.json
-//                          (model/heads.h write_heads) when a head is active
-//   <run>/loss.svg, loss_components.svg, lr.svg, dev.svg   charts of the whole run (resumed parts included)
+//                          nothing to count that step), target_tokens and the step's site counts
+//                          emotion_sites, strategy_sites, va_sites; per dev evaluation
+//                          {"step", "dev": {train/dev_eval.h's DevMetrics}}
+//   <run>/adapter/         plus heads.safetensors/heads.json (model/heads.h) when a head is active
+//   <run>/loss.svg, loss_components.svg, lr.svg, dev.svg
 //
 // One step: every loss term is normalised by its count over the WHOLE step (all micro-batches),
 // counted from the StepBatch before the first backward, so gradient accumulation gives the same
@@ -22,19 +17,9 @@
 // step's sites carrying that head's label. A term with count 0 contributes nothing; an inactive
 // term (weight 0 or switched off) is never computed, and with safety inactive no teacher exists.
 // With every head and the KL inactive the step is exactly the plain SFT step (same operations, same
-// order), so plain recipes give bit-identical results to before heads existed.
-//
-// Resume is exact: the checkpoint restores adapter, heads, moments, AdamW step and data position,
-// and the dropout stream continues where it was (TrainableDecoder draws masks from the adapters' seed plus
-// its call count, so a resumed run seeds its adapters with the calls already made), so a resumed
-// run's losses equal the uninterrupted run's bit for bit at a fixed thread count. Dev evaluation
-// runs without dropout and does not advance the stream. metrics.jsonl records past the checkpoint
-// (written before a crash) are dropped on resume, so each step appears once. The teacher's cache is
-// not checkpointed: it is recomputed on demand (the teacher is frozen, so the values are the same).
-//
-// Non-finite loss or gradient norm: with nan_policy stop the run ends with an Error naming the step
-// before anything of that step is written; with skip the update is left out (logged with
-// "skipped": true) and training goes on.
+// order), so plain recipes give bit-identical results to before heads existed. Dev evaluation runs
+// without dropout. The teacher's cache is not checkpointed: a resumed run recomputes it on demand
+// (the teacher is frozen, so the values are the same).
 #pragma once
 
 #include <cstdint>
@@ -68,15 +53,13 @@ struct SftOptions {
     // recipe's temperature and top_k: its cached distributions are reused for the dev KL instead of
     // running the teacher again (it caches by dev index). Null: run_sft makes its own.
     SafetyTeacher* dev_teacher = nullptr;
-    // Data parallel (train/data_parallel.h, docs/distributed.md): every rank calls run_sft with the
-    // same recipe and examples; rank 0 alone writes the run directory (which every rank reads on
-    // resume, so it must be on a filesystem they share). Null: one process.
+    // Data parallel (train/training_run.h): every rank calls run_sft with the same recipe and
+    // examples. Null: one process.
     dist::Communicator* communicator = nullptr;
     // Called with each optimizer step's number (from 1) and mean loss; returning false stops the run
     // after that step's checkpoint (if due), without the final adapter. For tests and signals.
     std::function<bool(std::int64_t step, double loss)> on_step;
-    // The styles the training examples carry (ChatDataset::styles): written to <run>/adapter/styles.json
-    // with the final adapter when not empty, so inference accepts exactly these.
+    // The styles the training examples carry (ChatDataset::styles), for <run>/adapter/styles.json.
     std::vector<data::StyleTokens> styles;
 };
 

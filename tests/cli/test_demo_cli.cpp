@@ -1,12 +1,14 @@
 // `kindred demo --quick` end to end on the default model (what CI runs, the README's first command):
-// every stage runs, the run folder holds the prepared data, the adapter and both report documents,
-// and the report carries every section with measured base and SFT numbers. Also: a bad --questions
+// every stage runs, the run folder holds the prepared data, the SFT and DPO adapters, the pairs with
+// their reference cache and both report documents, and the report carries every section with
+// measured base, SFT and SFT+DPO numbers. Also: a bad --questions
 // fails at once, naming the file.
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
 #include <string>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -26,8 +28,8 @@ std::string read_text(const fs::path& path) {
     return buffer.str();
 }
 
-// The base and SFT cells of the report.md metric row whose name starts with `metric`.
-std::pair<std::string, std::string> metric_cells(const std::string& markdown, const std::string& metric) {
+// The base, SFT and SFT+DPO cells of the report.md metric row whose name starts with `metric`.
+std::tuple<std::string, std::string, std::string> metric_cells(const std::string& markdown, const std::string& metric) {
     const auto at = markdown.find("| " + metric);
     if (at == std::string::npos) return {};
     const std::string line = markdown.substr(at, markdown.find('\n', at) - at);
@@ -35,13 +37,13 @@ std::pair<std::string, std::string> metric_cells(const std::string& markdown, co
     std::stringstream stream(line);
     std::string cell;
     while (std::getline(stream, cell, '|')) cells.push_back(cell);
-    if (cells.size() < 4) return {};
+    if (cells.size() < 5) return {};
     const auto trim = [](std::string text) {
         text.erase(0, text.find_first_not_of(' '));
         text.erase(text.find_last_not_of(' ') + 1);
         return text;
     };
-    return {trim(cells[2]), trim(cells[3])};
+    return {trim(cells[2]), trim(cells[3]), trim(cells[4])};
 }
 
 bool is_number(const std::string& text) { return std::regex_match(text, std::regex(R"(-?[0-9]+(\.[0-9]+)?(e[-+][0-9]+)?)")); }
@@ -55,9 +57,10 @@ TEST(DemoCli, QuickRunWritesTheReport) {
                                                           (have_questions ? " --questions " + questions : ""),
                                                       true);
     ASSERT_EQ(result.exit_code, 0) << result.output;
-    for (int stage = 1; stage <= 10; ++stage) {
-        EXPECT_NE(result.output.find("[" + std::to_string(stage) + "/10] "), std::string::npos) << stage << "\n" << result.output;
+    for (int stage = 1; stage <= 12; ++stage) {
+        EXPECT_NE(result.output.find("[" + std::to_string(stage) + "/12] "), std::string::npos) << stage << "\n" << result.output;
     }
+    EXPECT_EQ(result.output.find("[13/"), std::string::npos) << result.output;
     EXPECT_NE(result.output.find("report.html"), std::string::npos) << result.output;
 
     std::vector<fs::path> runs;
@@ -67,7 +70,9 @@ TEST(DemoCli, QuickRunWritesTheReport) {
     EXPECT_TRUE(run.filename().string().starts_with("demo-")) << run;
     for (const char* file : {"report.html", "report.md", "config.yaml", "metrics.jsonl", "loss.svg", "data/train.jsonl",
                              "data/dev.jsonl", "data/test.jsonl", "data/data_card.md", "adapter/adapter_config.json",
-                             "adapter/heads.json"}) {
+                             "adapter/heads.json", "pairs/train.jsonl", "pairs/dev.jsonl",
+                             "pairs/train.jsonl.reference-logps.json", "dpo/metrics.jsonl", "dpo/adapter/adapter_model.safetensors",
+                             "dpo/adapter/heads.json", "dpo_rewards.svg"}) {
         EXPECT_TRUE(fs::is_regular_file(run / file)) << file;
     }
 
@@ -78,6 +83,7 @@ TEST(DemoCli, QuickRunWritesTheReport) {
     EXPECT_NE(html.find("<svg"), std::string::npos);
     EXPECT_EQ(html.find("<script"), std::string::npos);
     EXPECT_NE(html.find("class=\"reply sft\""), std::string::npos);
+    EXPECT_NE(html.find("class=\"reply dpo\""), std::string::npos);
 
     const std::string markdown = read_text(run / "report.md");
     for (const char* heading : {"## Base vs fine-tuned", "## EQ-Bench v2", "## Side-by-side replies",
@@ -85,27 +91,38 @@ TEST(DemoCli, QuickRunWritesTheReport) {
                                 "## Training curves", "## Resolved config", "## Data card"}) {
         EXPECT_NE(markdown.find(heading), std::string::npos) << heading;
     }
-    // Measured on both models: the dev NLL and the safety KL; the heads only after SFT.
-    for (const char* metric : {"dev NLL", "safety KL"}) {
-        const auto [base, sft] = metric_cells(markdown, metric);
+    // Measured on the three models: the dev NLL, the safety KL and the dev preference accuracy;
+    // the heads only after SFT (and carried through DPO).
+    for (const char* metric : {"dev NLL", "safety KL", "dev preference accuracy"}) {
+        const auto [base, sft, dpo] = metric_cells(markdown, metric);
         EXPECT_TRUE(is_number(base)) << metric << ": '" << base << "'\n" << markdown;
         EXPECT_TRUE(is_number(sft)) << metric << ": '" << sft << "'";
+        EXPECT_TRUE(is_number(dpo)) << metric << ": '" << dpo << "'";
     }
     for (const char* metric : {"emotion macro-F1", "strategy accuracy", "valence/arousal MSE"}) {
-        const auto [base, sft] = metric_cells(markdown, metric);
+        const auto [base, sft, dpo] = metric_cells(markdown, metric);
         EXPECT_EQ(base, "—") << metric;
         EXPECT_TRUE(is_number(sft)) << metric << ": '" << sft << "'";
+        EXPECT_TRUE(is_number(dpo)) << metric << ": '" << dpo << "'";
+    }
+    {
+        const auto [base, sft, dpo] = metric_cells(markdown, "DPO reward accuracy");
+        EXPECT_TRUE(is_number(dpo)) << markdown;
+        EXPECT_EQ(sft, "—");  // rewards against the SFT reference are 0 for SFT itself
     }
     if (have_questions) {
-        const auto [base, sft] = metric_cells(markdown, "EQ-Bench v2 score");
+        const auto [base, sft, dpo] = metric_cells(markdown, "EQ-Bench v2 score");
         EXPECT_FALSE(base.empty()) << markdown;
         EXPECT_NE(markdown.find("| base |"), std::string::npos);
         EXPECT_NE(markdown.find("| SFT |"), std::string::npos);
+        EXPECT_NE(markdown.find("| SFT+DPO |"), std::string::npos);
     }
     EXPECT_EQ(std::count(markdown.begin(), markdown.end(), '\n') > 50, true);
     EXPECT_NE(markdown.find("### Conversation 3"), std::string::npos);
-    // The sheet: Base and SFT, plain and through the controller, each reply with its computed verdict.
-    for (const char* row : {"| Base | plain |", "| Base | controller |", "| SFT | plain |", "| SFT | controller |"}) {
+    EXPECT_NE(markdown.find("**After SFT+DPO:**"), std::string::npos);
+    // The sheet: Base, SFT and SFT+DPO, plain and through the controller, each reply with its computed verdict.
+    for (const char* row : {"| Base | plain |", "| Base | controller |", "| SFT | plain |", "| SFT | controller |",
+                            "| SFT+DPO | plain |", "| SFT+DPO | controller |"}) {
         EXPECT_NE(markdown.find(row), std::string::npos) << row;
     }
     EXPECT_NE(markdown.find("objective:"), std::string::npos);  // the resolved recipe

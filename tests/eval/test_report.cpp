@@ -213,6 +213,37 @@ TEST(Report, FormatsMetrics) {
     EXPECT_EQ(format_metric(1234.56), "1235");
 }
 
+// With SFT+DPO values the metric table gains that column and its change against SFT, the replies a
+// third column, and `kindred ablate`'s table its own escaped section; without them nothing changes.
+TEST(Report, SftPlusDpoColumnThirdReplyAndAblations) {
+    ReportData data = sample_report();
+    const std::string plain = report_markdown(data);
+    EXPECT_EQ(plain.find("SFT+DPO"), std::string::npos);
+    data.metrics[0].dpo = 1.5;     // lower NLL than SFT's 2.0: better
+    data.metrics[2].dpo = 0.45;    // higher accuracy than SFT's 0.4: better
+    data.conversations[0].dpo_reply = "I'm <so> sorry. How are you holding up?";
+    data.ablations = {{"ablations", {"variant", "dev NLL"}, {{"full", "1.5"}, {"no_dpo <x>", "2.0"}}}};
+    const std::string html = report_html(data);
+    EXPECT_NE(html.find("<th class=\"num\">SFT+DPO</th>"), std::string::npos);
+    EXPECT_NE(html.find("<th class=\"num\">Δ (SFT+DPO − SFT)</th>"), std::string::npos);
+    EXPECT_NE(html.find("num better\">-0.5 (-25.0%)"), std::string::npos);   // 2.0 -> 1.5
+    EXPECT_NE(html.find("num better\">+0.05 (+12.5%)"), std::string::npos);  // 0.4 -> 0.45
+    EXPECT_NE(html.find("class=\"pair three\""), std::string::npos);
+    EXPECT_EQ(count(html, "class=\"reply dpo\""), 1u);  // only the conversation that has one
+    EXPECT_NE(html.find("I&#39;m &lt;so&gt; sorry"), std::string::npos);
+    EXPECT_NE(html.find("<section id=\"ablations\">"), std::string::npos);
+    EXPECT_NE(html.find("no_dpo &lt;x&gt;"), std::string::npos);
+    const std::string markdown = report_markdown(data);
+    EXPECT_NE(markdown.find("| metric | base | SFT | SFT+DPO | Δ (SFT − base) | Δ (SFT+DPO − SFT) | better | note |"),
+              std::string::npos)
+        << markdown;
+    EXPECT_NE(markdown.find("**After SFT+DPO:**"), std::string::npos);
+    EXPECT_NE(markdown.find("## Ablations"), std::string::npos);
+    EXPECT_NE(markdown.find("| no\\_dpo &lt;x&gt; | 2.0 |"), std::string::npos) << markdown;
+    data.ablations[0].rows[0].pop_back();
+    EXPECT_THROW(report_html(data), Error);  // a ragged ablation table is refused like a tuning one
+}
+
 TEST(Markup, EscapesMarkupAndDropsWhatXmlForbids) {
     EXPECT_EQ(escape_markup("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
     EXPECT_EQ(escape_markup(std::string("x\x01\x1fy\tz\n\r\x7f")), "xy\tz\n\r\x7f");

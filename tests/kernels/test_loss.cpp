@@ -165,6 +165,41 @@ TEST(FusedCrossEntropy, BackwardMatchesFiniteDifferences) {
     EXPECT_TRUE(result.passed()) << result.describe();
 }
 
+// The two halves with the weights chosen between them (a preference loss: signed per-token weights
+// that depend on pass 1's log-probabilities) compute exactly what one call with those weights
+// computes: the same products in the same order, so every bit agrees, in fp32 and on quantized rows.
+TEST(FusedCrossEntropy, WeightsChosenAfterTheForwardMatchOneCall) {
+    const std::int64_t tokens = 23, dim = 16, vocab = 300;
+    const auto h = random_floats(tokens * dim, 31);
+    const auto w = random_floats(vocab * dim, 32, -0.4f, 0.4f);
+    std::vector<std::int32_t> targets(tokens);
+    for (std::int64_t t = 0; t < tokens; ++t) targets[t] = static_cast<std::int32_t>((t * 131) % vocab);
+    targets[2] = targets[9] = ignore_index;
+    const FusedCrossEntropyShape shape{tokens, dim, vocab, 70};
+
+    FusedCrossEntropy split;
+    std::vector<float> logprob(tokens);
+    const auto totals = split.forward(logprob.data(), h.data(), WeightRows{w.data()}, targets.data(), nullptr, shape);
+    // Weights of both signs from the log-probabilities, as a sequence-level loss would pick them.
+    std::vector<float> weights(tokens);
+    for (std::int64_t t = 0; t < tokens; ++t) weights[t] = (t % 2 == 0 ? 1.0f : -0.5f) * (1.0f - std::exp(logprob[t]));
+    std::vector<float> dh(tokens * dim, 0.0f);
+    split.backward(dh.data(), weights.data(), 0.25f);
+
+    std::vector<float> dh_once(tokens * dim, 0.0f), logprob_once(tokens);
+    const auto once = fused_cross_entropy(dh_once.data(), logprob_once.data(), h.data(), WeightRows{w.data()},
+                                          targets.data(), nullptr, shape, 1.0f);
+    EXPECT_EQ(totals.loss, once.loss);
+    EXPECT_EQ(0, std::memcmp(logprob.data(), logprob_once.data(), logprob.size() * sizeof(float)));
+    std::fill(dh_once.begin(), dh_once.end(), 0.0f);
+    fused_cross_entropy(dh_once.data(), nullptr, h.data(), WeightRows{w.data()}, targets.data(), weights.data(), shape,
+                        0.25f);
+    EXPECT_EQ(0, std::memcmp(dh.data(), dh_once.data(), dh.size() * sizeof(float)));
+
+    FusedCrossEntropy unused;
+    EXPECT_THROW(unused.backward(dh.data(), nullptr, 1.0f), Error);
+}
+
 TEST(FusedCrossEntropy, AllIgnoredLeavesGradientUntouched) {
     const std::vector<float> h(6, 1.0f), w(12, 0.5f);
     const std::vector<std::int32_t> targets{ignore_index, ignore_index};

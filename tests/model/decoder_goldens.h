@@ -1,7 +1,8 @@
 // tests/model/decoder_goldens.h — what the decoder tests share to replay transformers and PEFT
 // goldens: greedy decoding through the KV cache, the mean NLL of a text from its logits, a
-// golden's documents packed into one training row, the LoRA goldens' init formula, the
-// gradient error measure, and the check that adapters from a first layer train what full ones do.
+// golden's documents packed into one training row; the LoRA goldens' init formula and the gradient
+// error measure of tests/lora_goldens.h, in this namespace; the check that adapters from a first
+// layer train what full ones do.
 #pragma once
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/softmax.h"
+#include "lora_goldens.h"
 #include "model/decoder.h"
 #include "model/lora_adapters.h"
 #include "model/trainable_decoder.h"
@@ -89,26 +91,9 @@ inline std::int64_t counted(const TrainBatch& batch) {
     return std::count_if(batch.targets.begin(), batch.targets.end(), [](std::int32_t t) { return t != -100; });
 }
 
-// The LoRA goldens' init formula (tools/goldens/lora_training.py's init_values), reproduced
-// exactly in double.
-inline std::vector<float> formula_init(std::int64_t k, std::int64_t count, double scale) {
-    std::vector<float> values(static_cast<std::size_t>(count));
-    for (std::int64_t i = 0; i < count; ++i) {
-        const double raw = static_cast<double>((i * 7919 + k * 104729 + 13) % 2001 - 1000) / 1000.0;
-        values[static_cast<std::size_t>(i)] = static_cast<float>(scale * raw);
-    }
-    return values;
-}
-
-// Max |a − b| over a tensor, relative to the tensor's largest golden magnitude.
-inline double relative_max_error(const std::vector<float>& ours, const std::vector<double>& golden) {
-    double worst = 0.0, largest = 0.0;
-    for (std::size_t i = 0; i < ours.size(); ++i) {
-        worst = std::max(worst, std::fabs(ours[i] - golden[i]));
-        largest = std::max(largest, std::fabs(golden[i]));
-    }
-    return worst / std::max(largest, 1e-30);
-}
+// The LoRA goldens' init formula and gradient error measure (tests/lora_goldens.h).
+using kindred::testing::formula_init;
+using kindred::testing::relative_max_error;
 
 // The gradients of every adapter tensor of `layer`, in HF layout, in the adapters' order.
 inline std::vector<std::vector<float>> layer_gradients(const LoraAdapters& adapters, std::int64_t layer) {

@@ -30,6 +30,8 @@ namespace kindred::model {
 namespace {
 
 using nlohmann::json;
+using kindred::testing::formula_init;
+using kindred::testing::relative_max_error;
 
 json read_golden(const std::string& name) {
     std::ifstream in(kindred::testing::source_path("tests/goldens/lora_training/" + name));

@@ -147,8 +147,8 @@ def smollm2(gguf_path, autocast=False):
     write("smollm2_autocast_bf16.json" if autocast else "smollm2.json", record)
 
 
-def write(relative, data):
-    path = os.path.join(OUT, relative)
+def write(relative, data, out=OUT):
+    path = os.path.join(out, relative)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(data, f, separators=(",", ":"))

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "core/error.h"
@@ -44,29 +45,51 @@ WeightRows weight_rows(const Matrix& w) {
     return WeightRows{nullptr, dequantize_matrix_rows, &w, w.rows, w.cols};
 }
 
-CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const float* h, const WeightRows& w,
-                                       const std::int32_t* targets, const float* weights,
-                                       const FusedCrossEntropyShape& shape, float grad_scale) {
+struct FusedCrossEntropy::State {
+    WeightRows w;
+    FusedCrossEntropyShape shape;
+    const std::int32_t* targets = nullptr;
+    std::int64_t tokens = 0;
+    std::vector<std::int64_t> active;  // counted tokens, in order
+    std::vector<float> hs;             // their rows of h, gathered
+    std::vector<float> lse;            // their log-sum-exps
+    std::unique_ptr<cpu::VocabStream> stream;
+};
+
+FusedCrossEntropy::FusedCrossEntropy() : state_(std::make_unique<State>()) {}
+FusedCrossEntropy::~FusedCrossEntropy() = default;
+
+CrossEntropyTotals FusedCrossEntropy::forward(float* target_logprob, const float* h, const WeightRows& w,
+                                              const std::int32_t* targets, const float* weights,
+                                              const FusedCrossEntropyShape& shape) {
     cpu::check_vocab_shape(w, shape, "fused_cross_entropy");
+    State& s = *state_;
+    s.stream.reset();
+    s.w = w;
+    s.shape = shape;
+    s.targets = targets;
+    s.tokens = shape.tokens;
     const std::int64_t tokens = shape.tokens, dim = shape.dim, vocab = shape.vocab;
 
     // Gather the counted tokens so that no product is spent on ignored ones (prompt tokens).
-    std::vector<std::int64_t> active;
+    s.active.clear();
     for (std::int64_t t = 0; t < tokens; ++t)
-        if (check_target(targets[t], vocab, t, "fused_cross_entropy")) active.push_back(t);
+        if (check_target(targets[t], vocab, t, "fused_cross_entropy")) s.active.push_back(t);
     if (target_logprob != nullptr) std::fill(target_logprob, target_logprob + tokens, 0.0f);
-    const auto n = static_cast<std::int64_t>(active.size());
+    const auto n = static_cast<std::int64_t>(s.active.size());
+    s.lse.assign(static_cast<std::size_t>(n), 0.0f);
     if (n == 0) return {};
-    std::vector<float> hs(static_cast<std::size_t>(n * dim));
-    for (std::int64_t i = 0; i < n; ++i) std::copy_n(h + active[i] * dim, dim, hs.data() + i * dim);
+    s.hs.resize(static_cast<std::size_t>(n * dim));
+    for (std::int64_t i = 0; i < n; ++i) std::copy_n(h + s.active[i] * dim, dim, s.hs.data() + i * dim);
 
-    cpu::VocabStream stream(hs.data(), n, w, shape, 1.0f);
+    s.stream = std::make_unique<cpu::VocabStream>(s.hs.data(), n, s.w, shape, 1.0f);
 
     // Pass 1: online log-sum-exp (running max and rescaled sum) and the target logit.
     std::vector<float> running_max(static_cast<std::size_t>(n), -std::numeric_limits<float>::infinity());
     std::vector<double> running_sum(static_cast<std::size_t>(n), 0.0);
     std::vector<float> target_logit(static_cast<std::size_t>(n), 0.0f);
-    stream.run([&](std::int64_t b, std::int64_t e, const float* z, std::int64_t v0, std::int64_t v1, const float*) {
+    const auto& active = s.active;
+    s.stream->run([&](std::int64_t b, std::int64_t e, const float* z, std::int64_t v0, std::int64_t v1, const float*) {
         const std::int64_t cn = v1 - v0;
         for (std::int64_t i = b; i < e; ++i, z += cn) {
             const float chunk_max = cpu::max_of(z[0], z, cn);
@@ -82,10 +105,9 @@ CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const f
     });
 
     CrossEntropyTotals totals;
-    std::vector<float> lse(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) {
         const double log_z = static_cast<double>(running_max[i]) + std::log(running_sum[i]);
-        lse[i] = static_cast<float>(log_z);
+        s.lse[i] = static_cast<float>(log_z);
         const double logp = static_cast<double>(target_logit[i]) - log_z;
         const double weight = weights != nullptr ? weights[active[i]] : 1.0;
         totals.loss -= weight * logp;
@@ -93,27 +115,45 @@ CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const f
         if (target_logprob != nullptr) target_logprob[active[i]] = static_cast<float>(logp);
     }
     totals.counted = n;
-    if (dh == nullptr) return totals;
+    return totals;
+}
+
+void FusedCrossEntropy::backward(float* dh, const float* weights, float grad_scale) {
+    State& s = *state_;
+    if (s.targets == nullptr) fail("fused_cross_entropy: backward without a forward");
+    const auto n = static_cast<std::int64_t>(s.active.size());
+    if (n == 0) return;
+    const std::int64_t dim = s.shape.dim;
+    const auto& active = s.active;
+    const std::int32_t* targets = s.targets;
 
     // Pass 2: logits again, turned in place into grad_scale·weight·(softmax − onehot), then
     // dhs[block] += G · W_chunk.
     std::vector<float> dhs(static_cast<std::size_t>(n * dim), 0.0f);
-    stream.run([&](std::int64_t b, std::int64_t e, float* z, std::int64_t v0, std::int64_t v1, const float* wc) {
+    s.stream->run([&](std::int64_t b, std::int64_t e, float* z, std::int64_t v0, std::int64_t v1, const float* wc) {
         const std::int64_t cn = v1 - v0;
         float* g = z;
         for (std::int64_t i = b; i < e; ++i, z += cn) {
             const float coefficient = grad_scale * (weights != nullptr ? weights[active[i]] : 1.0f);
-            cpu::scaled_softmax(z, lse[i], coefficient, cn);
+            cpu::scaled_softmax(z, s.lse[i], coefficient, cn);
             const std::int32_t y = targets[active[i]];
             if (y >= v0 && y < v1) z[y - v0] -= coefficient;
         }
-        stream.add_product(dhs.data() + b * dim, b, e, g, cn, wc, 1.0f);
+        s.stream->add_product(dhs.data() + b * dim, b, e, g, cn, wc, 1.0f);
     }, /*with_gradient=*/true);
     for (std::int64_t i = 0; i < n; ++i) {
         float* out = dh + active[i] * dim;
         const float* in = dhs.data() + i * dim;
         for (std::int64_t k = 0; k < dim; ++k) out[k] += in[k];
     }
+}
+
+CrossEntropyTotals fused_cross_entropy(float* dh, float* target_logprob, const float* h, const WeightRows& w,
+                                       const std::int32_t* targets, const float* weights,
+                                       const FusedCrossEntropyShape& shape, float grad_scale) {
+    FusedCrossEntropy loss;
+    const CrossEntropyTotals totals = loss.forward(target_logprob, h, w, targets, weights, shape);
+    if (dh != nullptr) loss.backward(dh, weights, grad_scale);
     return totals;
 }
 

@@ -1,7 +1,8 @@
 // `mpirun -np 2 kindred train sft` against one process on the default model: the same losses and
 // adapter as one rank with the same global batch (dropout on, so the ranks' masks must follow the
 // one-process stream), and a job whose rank 1 is killed mid-run that, resumed with --resume, ends
-// exactly where the uninterrupted two-rank run ended.
+// exactly where the uninterrupted two-rank run ended; and `mpirun -np 2 kindred train dpo` against
+// one process the same way.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -64,10 +65,29 @@ protected:
     std::string train_arguments(const std::string& name, bool resume) const {
         return "train sft --threads 1 --config " + recipe_ + " name=" + name + (resume ? " --resume" : "");
     }
-    // On `ranks` processes (1: no mpirun).
+    // `kindred arguments` on `ranks` processes (1: no mpirun).
+    static kindred::testing::CommandResult launch(int ranks, const std::string& arguments) {
+        if (ranks == 1) return run_kindred(arguments, true);
+        return run_shell(mpirun(ranks) + " " + KINDRED_BINARY + " " + arguments + " 2>&1");
+    }
     kindred::testing::CommandResult train(int ranks, const std::string& name, bool resume = false) const {
-        if (ranks == 1) return run_kindred(train_arguments(name, resume), true);
-        return run_shell(mpirun(ranks) + " " + KINDRED_BINARY + " " + train_arguments(name, resume) + " 2>&1");
+        return launch(ranks, train_arguments(name, resume));
+    }
+    // `kindred arguments name=N` as run `one` on one process, then as run `two` on two ranks.
+    void run_on_one_and_two(const std::string& arguments, const std::string& one, const std::string& two) const {
+        const auto single = launch(1, arguments + " name=" + one);
+        ASSERT_EQ(single.exit_code, 0) << single.output;
+        const auto pair = launch(2, arguments + " name=" + two);
+        ASSERT_EQ(pair.exit_code, 0) << pair.output;
+        EXPECT_NE(pair.output.find("data parallel: 2 ranks over mpi"), std::string::npos) << pair.output;
+    }
+    // Both runs logged `steps` losses, each pair within 1e-5 relative.
+    void expect_same_losses(const std::string& one, const std::string& two, std::size_t steps) const {
+        const auto losses_one = losses(one), losses_two = losses(two);
+        ASSERT_EQ(losses_one.size(), steps);
+        ASSERT_EQ(losses_two.size(), steps);
+        for (std::size_t i = 0; i < steps; ++i)
+            EXPECT_NEAR(losses_two[i], losses_one[i], 1e-5 * std::abs(losses_one[i])) << "step " << i + 1;
     }
     static std::string mpirun(int ranks) { return std::string(MPIEXEC) + " -np " + std::to_string(ranks) + " --oversubscribe"; }
     static kindred::testing::CommandResult run_shell(const std::string& command) {
@@ -84,12 +104,13 @@ protected:
 
     fs::path run(const std::string& name) const { return dir_ / "runs" / name; }
 
-    std::vector<double> losses(const std::string& name) const {
+    // Each step record's `key` (the loss by default) from a run's metrics.jsonl.
+    std::vector<double> losses(const std::string& name, const std::string& key = "loss") const {
         std::vector<double> out;
         std::ifstream in(run(name) / "metrics.jsonl");
         for (std::string line; std::getline(in, line);) {
             const auto record = nlohmann::json::parse(line);
-            if (record.contains("loss")) out.push_back(record["loss"].get<double>());
+            if (record.contains(key)) out.push_back(record[key].get<double>());
         }
         return out;
     }
@@ -146,11 +167,8 @@ pid_t find_rank(const std::string& marker, int rank) {
 }
 
 TEST_F(DataParallelTraining, TwoRanksMatchOneAndAKilledRankResumesToTheSameEnd) {
-    const auto one = train(1, "one");
-    ASSERT_EQ(one.exit_code, 0) << one.output;
-    const auto two = train(2, "two");
-    ASSERT_EQ(two.exit_code, 0) << two.output;
-    EXPECT_NE(two.output.find("data parallel: 2 ranks over mpi"), std::string::npos) << two.output;
+    run_on_one_and_two("train sft --threads 1 --config " + recipe_, "one", "two");
+    if (HasFatalFailure()) return;
 
     // Each step's gradient is the same sum of the same row gradients, added in another order
     // (rank 0's rows 0 and 2, rank 1's rows 1 and 3, then the two partial sums) than one process
@@ -163,11 +181,7 @@ TEST_F(DataParallelTraining, TwoRanksMatchOneAndAKilledRankResumesToTheSameEnd) 
     // update at lr 2e-3). Bounds: 1e-7 after step 2 (15x the measurement, 5e-5 of one update),
     // 1e-4 after step 6 (5% of one update; any real fault moves elements by whole updates), and
     // losses within 1e-5 relative.
-    const auto losses_one = losses("one"), losses_two = losses("two");
-    ASSERT_EQ(losses_one.size(), static_cast<std::size_t>(kSteps));
-    ASSERT_EQ(losses_two.size(), losses_one.size());
-    for (std::size_t i = 0; i < losses_one.size(); ++i)
-        EXPECT_NEAR(losses_two[i], losses_one[i], 1e-5 * std::abs(losses_one[i])) << "step " << i + 1;
+    expect_same_losses("one", "two", kSteps);
     EXPECT_LT(largest_difference(adapter("one", 2), adapter("two", 2)), 1e-7) << "after step 2";
     EXPECT_LT(largest_difference(adapter("one"), adapter("two")), 1e-4) << "after the last step";
     EXPECT_TRUE(fs::exists(run("two") / "adapter/adapter_model.safetensors"));
@@ -201,8 +215,51 @@ TEST_F(DataParallelTraining, TwoRanksMatchOneAndAKilledRankResumesToTheSameEnd) 
     ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
     EXPECT_EQ(resumed.output.find("already complete"), std::string::npos) << resumed.output;
     // Same ranks, same reduction order, same thread count: bit for bit.
-    EXPECT_EQ(losses("killed"), losses_two);
+    EXPECT_EQ(losses("killed"), losses("two"));
     EXPECT_EQ(adapter("killed"), adapter("two"));
+}
+
+// DPO from a 2-step SFT adapter on eight conversational pairs, four pairs per step (two micro-batches
+// of two rows, one pair per row at this length), dropout on: two ranks against one. The tolerances
+// and their reasons are those of the SFT test above (the same reordering of the same row
+// gradients, AdamW's division by sqrt(v) amplifying it as steps go on); measured: step 1's loss
+// equal, step 3's 1.1e-6 relative apart, the adapters 1.5e-8 apart after step 2 and 8.9e-8 after
+// step 3. The step's pair count in rank 0's record must be all four (each rank runs two: a missing
+// all-reduce shows 2, rows run on both ranks 8), and the reward accuracy, a count over them, equal.
+TEST_F(DataParallelTraining, DpoTwoRanksMatchOne) {
+    const auto sft = run_kindred(train_arguments("sft", false) + " optimisation.max_steps=2", true);
+    ASSERT_EQ(sft.exit_code, 0) << sft.output;
+    const std::string pairs = (dir_ / "pairs.jsonl").string();
+    {
+        std::ofstream out(pairs);
+        const char* feelings[] = {"lonely since I moved", "nervous about my exam", "sad my dog is sick", "proud of my sister",
+                                  "angry at my landlord", "tired of my job", "excited about the trip", "scared of the dentist"};
+        for (const char* feeling : feelings) {
+            const nlohmann::json line = {
+                {"chosen", {{{"role", "user"}, {"content", std::string("I feel ") + feeling + "."}},
+                            {{"role", "assistant"}, {"content", "That sounds like a lot to carry. What has it been like for you?"}}}},
+                {"rejected", {{{"role", "user"}, {"content", std::string("I feel ") + feeling + "."}},
+                              {{"role", "assistant"}, {"content", "Just get over it."}}}}};
+            out << line.dump() << "\n";
+        }
+    }
+    const std::string recipe = (dir_ / "dpo.yaml").string();
+    std::ofstream(recipe) << "model:\n  path: default\n"
+                          << "reference:\n  adapter: " << (run("sft") / "adapter").string() << "\n"
+                          << "adapter:\n  dropout: 0.1\n"
+                          << "data:\n  path: " << pairs << "\n  max_seq_len: 128\n"
+                          << "dpo:\n  beta: 0.1\n"
+                          << "optimisation:\n  max_steps: 3\n  lr: 2.0e-3\n  warmup_steps: 1\n  micro_batch: 2\n"
+                          << "  grad_accumulation: 2\n"
+                          << "logging:\n  every: 1\n  progress: false\n"
+                          << "output:\n  dir: " << (dir_ / "runs").string() << "\n  checkpoint_every: 1\n  keep_last: 10\n";
+    run_on_one_and_two("train dpo --threads 1 --config " + recipe, "dpo-one", "dpo-two");
+    if (HasFatalFailure()) return;
+    expect_same_losses("dpo-one", "dpo-two", 3);
+    EXPECT_EQ(losses("dpo-two", "rewards/accuracies"), losses("dpo-one", "rewards/accuracies"));
+    EXPECT_EQ(losses("dpo-two", "pairs"), std::vector<double>(3, 4.0));
+    EXPECT_LT(largest_difference(adapter("dpo-one", 2), adapter("dpo-two", 2)), 1e-7) << "after step 2";
+    EXPECT_LT(largest_difference(adapter("dpo-one"), adapter("dpo-two")), 1e-4) << "after the last step";
 }
 
 }  // namespace
