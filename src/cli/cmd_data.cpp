@@ -68,7 +68,7 @@ void add_data_command(CLI::App& app) {
     auto* prepare = data->add_subcommand("prepare", "Convert released dataset files into train/dev/test JSONL shards and data cards");
     prepare->add_option("--ed", flags->ed, "EmpatheticDialogues directory (train.csv, valid.csv, test.csv)")->check(CLI::ExistingDirectory);
     prepare->add_option("--esconv", flags->esconv, "ESConv.json, or the thu-coai/esconv JSON-lines file")->check(CLI::ExistingFile);
-    prepare->add_option("--goemotions", flags->goemotions, "GoEmotions directory (train.tsv, dev.tsv, test.tsv; or its data/)")->check(CLI::ExistingDirectory);
+    prepare->add_option("--goemotions", flags->goemotions, "GoEmotions directory (train.tsv, dev.tsv and optionally test.tsv; or its data/)")->check(CLI::ExistingDirectory);
     prepare->add_option("--alpha", flags->alpha, "Mixture temperature: p_i = n_i^alpha / sum n_j^alpha, alpha in (0, 1]")->capture_default_str();
     prepare->add_option("--seed", flags->seed, "Seed of the train mixture and its permutations")->capture_default_str();
     prepare->add_option("--on-error", flags->on_error, "fail: stop at the first bad record; skip: drop it and list it in the data card")->capture_default_str();
@@ -78,6 +78,7 @@ void add_data_command(CLI::App& app) {
     prepare->add_option("--train-examples", flags->train_examples, "Number of mixture draws in train.jsonl (default: all train examples)");
     prepare->add_option("--out", flags->out, "Output directory")->required();
     prepare->callback([flags] { run_prepare(*flags); });
+    add_data_fetch_command(*data);
 }
 
 }  // namespace kindred::cli

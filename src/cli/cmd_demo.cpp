@@ -1,10 +1,10 @@
-// kindred demo [--quick] [--out DIR] [--questions FILE] [--model M] [--ablation FILE] [key=value ...]: the
-// project's main job on the embedded default (docs/demo.md). Prepares the bundled samples, measures the
-// base model on dev, runs multi-objective SFT (configs/demo.yaml or demo-quick.yaml, overrides
-// applied), measures the tuned model, builds preference pairs and runs DPO from the SFT adapter
-// (configs/demo-dpo.yaml or demo-dpo-quick.yaml), runs EQ-Bench v2 on the three models when the
-// questions are found, lets them answer held-out prompts, and writes <out>/<run id>/report.html and
-// report.md. Every stage prints one line when it
+// kindred demo [--quick] [--out DIR] [--questions FILE] [--model M] [--ablation FILE] [--data DIR] [key=value ...]:
+// the project's main job on the embedded default (docs/demo.md). Prepares the bundled samples (or
+// fetched releases), measures the base model on dev, runs multi-objective SFT (configs/demo.yaml or
+// demo-quick.yaml, overrides applied), measures the tuned model, builds preference pairs and runs DPO
+// from the SFT adapter (configs/demo-dpo.yaml or demo-dpo-quick.yaml), runs EQ-Bench v2 on the three
+// models when the questions are found, lets them answer held-out prompts, and writes
+// <out>/<run id>/report.html and report.md. Every stage prints one line when it
 // starts and one when it ends, with its own progress bar in between where it has one.
 #include <chrono>
 #include <cstdlib>
@@ -55,6 +55,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Dev examples scored when training on fetched releases: about the bundled samples' 56.
+constexpr std::size_t kFetchedDevExamples = 64;
+
 struct DemoFlags {
     bool quick = false;
     std::string out = "runs";
@@ -71,6 +74,7 @@ struct DemoFlags {
     std::string eqbench3_data = "../shared/eqbench3";
     std::string eqbench3_scenarios = "1,208,401";
     std::int64_t eqbench3_max_tokens = 300;
+    std::string data;  // a `kindred data fetch` folder instead of the bundled samples
 };
 
 double now_s() {
@@ -167,17 +171,20 @@ std::vector<eval::Chart> run_charts(const std::string& run_dir) {
 }
 
 std::string summary_text(const train::SftRecipe& recipe, const train::SftResult& result, std::size_t train_examples,
-                         std::size_t dev_examples, const train::DevMetrics& base, const train::DevMetrics& sft) {
+                         std::size_t dev_examples, const train::DevMetrics& base, const train::DevMetrics& sft,
+                         bool samples) {
     std::string text = fmt::format(
-        "LoRA rank {} SFT of the base model for {} steps on the bundled sample corpus ({} training examples, {} dev), "
+        "LoRA rank {} SFT of the base model for {} steps on {} ({} training examples, {} dev), "
         "with the emotion, strategy and valence/arousal heads and the safety-teacher KL (λ = {}, {}, {}, {}, {}). ",
-        recipe.adapter.rank, result.last_step, train_examples, dev_examples, recipe.objective.lm, recipe.objective.emotion,
+        recipe.adapter.rank, result.last_step, samples ? "the bundled sample corpus" : "the fetched datasets",
+        train_examples, dev_examples, recipe.objective.lm, recipe.objective.emotion,
         recipe.objective.strategy, recipe.objective.valence_arousal, recipe.objective.safety_kl);
     if (std::isfinite(base.nll) && std::isfinite(sft.nll)) {
         text += fmt::format("Dev NLL per reply token went from {:.3f} to {:.3f}. ", base.nll, sft.nll);
     }
-    text += "The sample corpus is small and written for Kindred (data/samples/README.md): the numbers show the pipeline "
-            "end to end, not the quality a full dataset would give.";
+    if (samples)
+        text += "The sample corpus is small and written for Kindred (data/samples/README.md): the numbers show the pipeline "
+                "end to end, not the quality a full dataset would give.";
     return text;
 }
 
@@ -305,12 +312,10 @@ void run_demo(const DemoFlags& flags) {
     Stages stages(12);
     fmt::print(stderr, "kindred demo{}: run {} (Kindred folder {})\n", flags.quick ? " --quick" : "", run_dir, root);
 
-    stages.begin("prepare data", "EmpatheticDialogues, ESConv and GoEmotions samples into train/dev/test with data cards");
-    data::PrepareOptions prepare;
-    const fs::path samples = fs::path(root) / "data" / "samples";
-    prepare.empathetic_dialogues = (samples / "empatheticdialogues").string();
-    prepare.esconv = (samples / "esconv" / "ESConv.json").string();
-    prepare.goemotions = (samples / "goemotions" / "data").string();
+    const DemoData corpus = demo_data(root, flags.data);
+    report.data = corpus.description;
+    stages.begin("prepare data", corpus.description + " into train/dev/test with data cards");
+    data::PrepareOptions prepare = corpus.sources;
     prepare.out_dir = data_dir;
     prepare.progress = [](const std::string& line) { fmt::print(stderr, "      {}\n", line); };
     const data::PrepareReport prepared = data::prepare_corpus(prepare);
@@ -333,7 +338,10 @@ void run_demo(const DemoFlags& flags) {
     const std::int32_t pad_id = model->tokenizer().eos_id().value_or(0);
     const auto train_set = load_split(recipe.data_path, *model, recipe, report.notes);
     const auto dev_set = load_split(recipe.dev_path, *model, recipe, report.notes);
-    std::span<const train::TokenizedExample> dev = dev_set.examples;
+    // Fetched releases: a sample of their dev split the size of the bundled samples' (demo_setup.h).
+    const std::vector<train::TokenizedExample> dev_sample =
+        flags.data.empty() ? std::vector<train::TokenizedExample>{} : evenly_spaced(dev_set.examples, kFetchedDevExamples);
+    std::span<const train::TokenizedExample> dev = flags.data.empty() ? std::span(dev_set.examples) : std::span(dev_sample);
     if (recipe.evaluation.max_examples > 0 && dev.size() > static_cast<std::size_t>(recipe.evaluation.max_examples)) {
         dev = dev.first(static_cast<std::size_t>(recipe.evaluation.max_examples));
     }
@@ -511,7 +519,7 @@ void run_demo(const DemoFlags& flags) {
     stages.end();
 
     stages.begin("report", "report.html and report.md");
-    report.summary = summary_text(recipe, result, train_set.examples.size(), dev.size(), base_dev, sft_dev);
+    report.summary = summary_text(recipe, result, train_set.examples.size(), dev.size(), base_dev, sft_dev, flags.data.empty());
     report.charts = run_charts(run_dir);
     for (auto& chart : run_charts(preference.dpo_dir)) {  // loss.svg, lr.svg, dev.svg: the DPO run's
         if (chart.file == "loss_components.svg") continue;
@@ -573,6 +581,8 @@ void add_demo_command(CLI::App& app) {
     demo->add_option("--eqbench3-data", flags->eqbench3_data, "EQ-Bench 3 data files")->capture_default_str();
     demo->add_option("--eqbench3-scenarios", flags->eqbench3_scenarios, "EQ-Bench 3 scenarios the demo runs")->capture_default_str();
     demo->add_option("--eqbench3-max-tokens", flags->eqbench3_max_tokens, "EQ-Bench 3 reply budget in the demo")->capture_default_str();
+    demo->add_option("--data", flags->data, "Train on the releases `kindred data fetch` put in this folder instead of the bundled samples")
+        ->check(CLI::ExistingDirectory);
     demo->add_option("overrides", flags->overrides, "key=value recipe overrides (e.g. optimisation.max_steps=4)");
     demo->callback([flags] { run_demo(*flags); });
 }

@@ -164,6 +164,7 @@ void add_eval_command(CLI::App& app) {
     eqbench2->add_flag("--json", options->json, "Print score, parseable_fraction, n and per-question scores as JSON");
     eqbench2->callback([options] { run_eqbench2(*options); });
     add_eqbench3_command(*eval);
+    add_eval_emotion_command(*eval);
     add_eval_controller_command(*eval);
 }
 

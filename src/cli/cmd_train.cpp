@@ -66,6 +66,7 @@ void run_train(const TrainOptions& options, dist::Communicator& communicator) {
     data_options.context_length = static_cast<std::size_t>(model->decoder().config().context_length);
     // Emotion-only lines (GoEmotions) only feed the emotion head; the teacher's tokens only the KL.
     data_options.keep_emotion_only = train::emotion_active(recipe);
+    data_options.emotion_space = recipe.heads.emotion_space;
     data_options.teacher_rules = train::safety_rules_text(recipe);
     data_options.style = recipe.style;
     const auto& chat = model->require_chat_template();
@@ -86,6 +87,7 @@ void run_train(const TrainOptions& options, dist::Communicator& communicator) {
     sft.base_model = model->path();
     sft.styles = dataset.styles;
     sft.pad_id = model->tokenizer().eos_id().value_or(0);
+    sft.emotion_system_prompt = dataset.stats.emotion_system_prompt;
     if (dev) sft.dev = dev->examples;
     sft.communicator = &communicator;
     if (root) {

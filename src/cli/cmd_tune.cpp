@@ -91,6 +91,7 @@ void run_tune_command(const TuneFlags& flags) {
     data_options.max_seq_len = static_cast<std::size_t>(base.max_seq_len);
     data_options.context_length = static_cast<std::size_t>(model->decoder().config().context_length);
     data_options.keep_emotion_only = any_emotion;
+    data_options.emotion_space = base.heads.emotion_space;  // a space is not a tunable λ: trials share it
     data_options.teacher_rules = teacher_rules;
     data_options.style = base.style;
     const auto& chat = model->require_chat_template();

@@ -18,7 +18,9 @@ void add_generate_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_score_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_eval_emotion_command(CLI::App& eval);  // `eval emotion`, added by add_eval_command
 void add_data_command(CLI::App& app);
+void add_data_fetch_command(CLI::App& data);  // `data fetch`, added by add_data_command
 void add_train_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 void add_tune_command(CLI::App& app);

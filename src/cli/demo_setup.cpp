@@ -62,6 +62,47 @@ DemoPlan demo_plan(bool quick) {
     return {false, "demo.yaml", 40, 5, 120, "demo-dpo.yaml"};
 }
 
+DemoData demo_data(const std::string& root, const std::string& data) {
+    DemoData out;
+    if (data.empty()) {
+        const fs::path samples = fs::path(root) / "data" / "samples";
+        out.sources.empathetic_dialogues = (samples / "empatheticdialogues").string();
+        out.sources.esconv = (samples / "esconv" / "ESConv.json").string();
+        out.sources.goemotions = (samples / "goemotions" / "data").string();
+        out.description = "the bundled sample corpus (data/samples/, written for Kindred: 64 EmpatheticDialogues-style, "
+                          "24 ESConv-style training conversations and 272 GoEmotions-style comments)";
+        return out;
+    }
+    const fs::path folder(data);
+    std::vector<std::string> found;
+    std::error_code error;
+    if (fs::is_regular_file(folder / "empatheticdialogues" / "train.csv", error)) {
+        out.sources.empathetic_dialogues = (folder / "empatheticdialogues").string();
+        found.push_back("EmpatheticDialogues");
+    }
+    if (fs::is_regular_file(folder / "esconv" / "ESConv.json", error)) {
+        out.sources.esconv = (folder / "esconv" / "ESConv.json").string();
+        found.push_back("ESConv");
+    }
+    if (fs::is_regular_file(folder / "goemotions" / "train.tsv", error)) {
+        out.sources.goemotions = (folder / "goemotions").string();
+        found.push_back("GoEmotions");
+    }
+    if (found.empty())
+        fail("--data {}: no fetched dataset in it (expected empatheticdialogues/train.csv, esconv/ESConv.json or "
+             "goemotions/train.tsv, as `kindred data fetch ed esconv goemotions --dir {}` writes them)", data, data);
+    out.description = fmt::format("the released datasets fetched into {}: {}", data, fmt::join(found, ", "));
+    return out;
+}
+
+std::vector<train::TokenizedExample> evenly_spaced(std::span<const train::TokenizedExample> examples, std::size_t count) {
+    if (examples.size() <= count) return {examples.begin(), examples.end()};
+    std::vector<train::TokenizedExample> out;
+    out.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) out.push_back(examples[i * examples.size() / count]);
+    return out;
+}
+
 std::string find_demo_root() {
     std::vector<std::string> searched;
     if (const char* root = std::getenv("KINDRED_ROOT"); root != nullptr && *root != '\0') {

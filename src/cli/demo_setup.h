@@ -7,9 +7,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "data/prepare.h"
 #include "eval/report.h"
 #include "text/chat_template.h"
 #include "train/dev_eval.h"
@@ -40,6 +42,21 @@ std::string find_demo_root();
 // the folders looked in, for the report.
 std::optional<std::string> find_eqbench_questions(const std::string& given,
                                                   std::vector<std::string>& searched);
+
+// The corpus the demo trains on: the bundled samples (<root>/data/samples/, `data` empty), or the
+// releases `kindred data fetch` put in `data`: each of empatheticdialogues/, esconv/ESConv.json
+// and goemotions/ that is there (an Error naming the folder when none is). `description` says
+// which, for the report.
+struct DemoData {
+    data::PrepareOptions sources;  // empathetic_dialogues, esconv, goemotions set
+    std::string description;
+};
+DemoData demo_data(const std::string& root, const std::string& data);
+
+// A fetched corpus's dev split holds thousands of examples, grouped by source: the demo scores
+// `count` of them spaced evenly through it (every source represented, in order), so that its dev
+// evaluations take about the time the samples' do. All of them when there are at most `count`.
+std::vector<train::TokenizedExample> evenly_spaced(std::span<const train::TokenizedExample> examples, std::size_t count);
 
 // "demo-20261126-021400" (UTC), "-quick" appended for the quick preset.
 std::string demo_run_id(bool quick);

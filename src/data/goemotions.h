@@ -11,7 +11,8 @@ namespace kindred::data {
 
 inline constexpr const char* kGoEmotionsLicense = "Apache-2.0";
 
-// Reads train.tsv, dev.tsv and test.tsv from DIR or DIR/data (the repository layout). When an
+// Reads train.tsv, dev.tsv and test.tsv from DIR or DIR/data (the repository layout); a missing
+// test.tsv is recorded in stats.missing and leaves the test split empty. When an
 // emotions.txt sits beside them it must list the 28 labels in the order goemotions_labels() uses.
 void load_goemotions(const std::string& dir, const LoadOptions& options, SourceStats& stats, const ExampleSink& sink);
 

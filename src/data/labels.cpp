@@ -1,5 +1,6 @@
 #include "data/labels.h"
 
+#include <algorithm>
 #include <array>
 
 #include "core/error.h"
@@ -156,6 +157,44 @@ std::optional<std::string_view> map_label(std::span<const LabelMapping> mappings
         if (mapping.source_label == source_label) return mapping.emotion;
     }
     return std::nullopt;
+}
+
+std::string_view emotion_space_name(EmotionSpace space) {
+    return space == EmotionSpace::GoEmotions ? "goemotions" : "kindred";
+}
+
+std::optional<EmotionSpace> parse_emotion_space(std::string_view name) {
+    if (name == "kindred") return EmotionSpace::Kindred;
+    if (name == "goemotions") return EmotionSpace::GoEmotions;
+    return std::nullopt;
+}
+
+std::vector<std::string_view> emotion_space_labels(EmotionSpace space) {
+    std::vector<std::string_view> names;
+    if (space == EmotionSpace::GoEmotions)
+        for (const auto& mapping : kGoEmotions) names.push_back(mapping.source_label);
+    else
+        for (const auto& label : kEmotions) names.push_back(label.name);
+    return names;
+}
+
+std::optional<EmotionSpace> emotion_space_of(std::span<const std::string> head_labels) {
+    for (const EmotionSpace space : {EmotionSpace::Kindred, EmotionSpace::GoEmotions}) {
+        const auto names = emotion_space_labels(space);
+        if (std::equal(names.begin(), names.end(), head_labels.begin(), head_labels.end())) return space;
+    }
+    return std::nullopt;
+}
+
+std::vector<std::size_t> goemotions_readout(std::span<const std::string> head_labels) {
+    const auto space = emotion_space_of(head_labels);
+    if (!space)
+        fail("an emotion head of {} labels starting '{}' is neither the Kindred (27) nor the GoEmotions (28) label set",
+             head_labels.size(), head_labels.empty() ? std::string() : head_labels.front());
+    std::vector<std::size_t> readout;
+    for (std::size_t g = 0; g < kGoEmotions.size(); ++g)
+        readout.push_back(*space == EmotionSpace::GoEmotions ? g : *emotion_index(kGoEmotions[g].emotion));
+    return readout;
 }
 
 std::span<const std::string_view> strategies() { return kStrategies; }

@@ -128,6 +128,7 @@ PrepareReport prepare_corpus(const PrepareOptions& options) {
         check_written(spill.out, spill.path);
         spill.out.close();
         report_progress(options, fmt::format("data: {}: {} examples, {} dropped records", name, seen, stats.dropped.size()));
+        for (const auto& path : stats.missing) report_progress(options, fmt::format("data: {}: {} not found, its split stays empty", name, path));
     };
     if (options.empathetic_dialogues) load("empathetic_dialogues", load_empathetic_dialogues, *options.empathetic_dialogues);
     if (options.esconv) load("esconv", load_esconv, *options.esconv);
@@ -222,6 +223,7 @@ nlohmann::json data_card_json(const PrepareReport& report) {
             {"emotion_labels", stats.emotions},
             {"strategies", stats.strategies},
             {"dropped", dropped},
+            {"missing_files", stats.missing},
         };
     }
     json mixture_sources = json::object();
@@ -282,6 +284,7 @@ std::string data_card_markdown(const PrepareReport& report) {
             for (const auto& [strategy, count] : stats.strategies) parts.push_back(fmt::format("{} {}", strategy, count));
             out += fmt::format("\nStrategies (supporter turns): {}.\n", fmt::join(parts, ", "));
         }
+        if (!stats.missing.empty()) out += fmt::format("\nNot found (split left empty): {}.\n", fmt::join(stats.missing, ", "));
         out += fmt::format("\nDropped records: {}.\n", stats.dropped.size());
         for (const auto& drop : stats.dropped) out += fmt::format("- {}:{}: {}\n", drop.file, drop.line, drop.reason);
     }

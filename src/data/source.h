@@ -37,6 +37,7 @@ struct SourceStats {
     std::map<std::string, std::size_t> emotions;          // emotion-head label -> count
     std::map<std::string, std::size_t> strategies;        // ESConv strategy -> supporter turns
     std::vector<Dropped> dropped;
+    std::vector<std::string> missing;  // optional files not found (their split stays empty)
 
     // Counts one kept example with its labels (conversation and utterance counts are the loader's).
     void count_example(const Example& example);

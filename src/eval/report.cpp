@@ -365,6 +365,7 @@ std::vector<MetaItem> meta_items(const ReportData& data) {
     std::vector<MetaItem> items;
     if (!data.run_id.empty()) items.push_back({"Run", data.run_id});
     if (!data.model.empty()) items.push_back({"Model", data.model});
+    if (!data.data.empty()) items.push_back({"Trained on", data.data});
     if (!data.started.empty()) items.push_back({"Started", data.started});
     if (!data.finished.empty()) items.push_back({"Finished", data.finished});
     if (std::isfinite(data.wall_seconds)) items.push_back({"Wall time", format_seconds(data.wall_seconds)});

@@ -86,6 +86,7 @@ struct ReportData {
     std::string finished;
     double wall_seconds = NAN;
     std::string model;     // what was fine-tuned (path or name)
+    std::string data;      // what it was trained on, in words; may be empty
     std::string summary;   // one paragraph of plain text under the title; may be empty
     std::vector<StageTime> stages;
     std::vector<MetricRow> metrics;

@@ -130,16 +130,32 @@ LoraConfig parse_config(const json& config, const std::string& path) {
     }
     const auto targets = config.find("target_modules");
     const bool no_modules = targets == config.end() || targets->is_null();
-    if (no_modules && !out.target_parameters.empty()) return out;
-    if (no_modules || !targets->is_array()) {
-        fail("{}: field 'target_modules' must be a list of module names (a regex string is not supported)", path);
-    }
-    for (const auto& module : *targets) {
-        if (!module.is_string() || !is_lora_module(module.get<std::string>())) {
-            fail("{}: field 'target_modules' names {}; supported: q/k/v/o_proj, gate/up/down_proj", path,
-                 module.dump());
+    // An adapter on the expert stacks alone may leave target_modules null; its layers_to_transform still counts.
+    if (!no_modules || out.target_parameters.empty()) {
+        if (no_modules || !targets->is_array()) {
+            fail("{}: field 'target_modules' must be a list of module names (a regex string is not supported)",
+                 path);
         }
-        out.target_modules.push_back(module.get<std::string>());
+        for (const auto& module : *targets) {
+            if (!module.is_string() || !is_lora_module(module.get<std::string>())) {
+                fail("{}: field 'target_modules' names {}; supported: q/k/v/o_proj, gate/up/down_proj", path,
+                     module.dump());
+            }
+            out.target_modules.push_back(module.get<std::string>());
+        }
+    }
+    if (const auto layers = config.find("layers_to_transform"); layers != config.end() && !layers->is_null()) {
+        const json list = layers->is_array() ? *layers : json::array({*layers});
+        for (const auto& layer : list) {
+            if (!layer.is_number_unsigned() || layer.get<std::uint64_t>() > 1u << 20)
+                fail("{}: field 'layers_to_transform' must be a layer index or a list of them, got {}", path,
+                     layers->dump());
+            out.layers_to_transform.push_back(layer.get<std::uint32_t>());
+        }
+        std::sort(out.layers_to_transform.begin(), out.layers_to_transform.end());
+        if (std::adjacent_find(out.layers_to_transform.begin(), out.layers_to_transform.end()) !=
+            out.layers_to_transform.end())
+            fail("{}: field 'layers_to_transform' lists a layer twice", path);
     }
     return out;
 }
@@ -161,6 +177,7 @@ json config_json(const LoraConfig& config) {
     out["modules_to_save"] = nullptr;
     out["init_lora_weights"] = true;
     out["inference_mode"] = true;
+    out["layers_to_transform"] = config.layers_to_transform.empty() ? json(nullptr) : json(config.layers_to_transform);
     out["rank_pattern"] = json::object();
     out["alpha_pattern"] = json::object();
     return out;
@@ -235,6 +252,11 @@ void validate(const Adapter& adapter, const std::string& where) {
         } else if (std::find(targets.begin(), targets.end(), key.module) == targets.end()) {
             fail("{}: tensor '{}' is for module {}, which target_modules does not list", where, tensor.name,
                  key.module);
+        }
+        const auto& layers = adapter.config.layers_to_transform;
+        if (!layers.empty() && !std::binary_search(layers.begin(), layers.end(), key.layer)) {
+            fail("{}: tensor '{}' is for layer {}, which layers_to_transform does not list", where, tensor.name,
+                 key.layer);
         }
         Pair& pair = modules[{key.layer, key.module}];
         const LoraTensor*& slot = key.is_a ? pair.a : pair.b;

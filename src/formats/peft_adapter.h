@@ -61,6 +61,9 @@ struct LoraConfig {
     bool use_rslora = false;  // scale alpha / sqrt(r) instead of alpha / r
     std::vector<std::string> target_modules;
     std::vector<std::string> target_parameters;  // of kExpertParameters
+    // PEFT's layers_to_transform: the layers that carry adapters, ascending; empty = every layer
+    // (written as null). A single integer in the file reads as a list of one.
+    std::vector<std::uint32_t> layers_to_transform;
 };
 
 // Which of config.target_parameters an expert module path (kExpertsOuter or kExpertsNested)
@@ -75,7 +78,8 @@ struct Adapter {
 // Checks what both reader and writer require: every key parses, shapes are 2-D with A [r, in]
 // and B [out, r] (expert stacks: A [experts · r, in], B [out, r · experts]), each module has both
 // A and B with the same r, no key repeats, every module named by a key is in target_modules
-// (expert stacks: in target_parameters). Throws Error naming `where` and the key.
+// (expert stacks: in target_parameters) and, when layers_to_transform is given, its layer is
+// listed there. Throws Error naming `where` and the key.
 void validate(const Adapter& adapter, const std::string& where);
 
 // Writes <directory>/adapter_model.safetensors (F32) then adapter_config.json, each atomically;

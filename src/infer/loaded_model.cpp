@@ -22,6 +22,20 @@ std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const s
 
 namespace {
 
+// PEFT's layers_to_transform as LoraConfig::first_layer: the run first..layers-1 or all layers.
+std::int64_t first_adapted_layer(std::span<const std::uint32_t> layers_to_transform, std::int64_t layers,
+                                 const std::string& where) {
+    if (layers_to_transform.empty()) return 0;
+    const auto first = static_cast<std::int64_t>(layers_to_transform.front());
+    // Sorted and distinct (peft::read_adapter), so it is the run first..layers-1 exactly when it
+    // ends at the last layer and has that many entries.
+    if (static_cast<std::int64_t>(layers_to_transform.back()) != layers - 1 ||
+        static_cast<std::int64_t>(layers_to_transform.size()) != layers - first)
+        fail("{}: layers_to_transform must be a run of layers ending at the model's last ({}); other layer "
+             "sets are not supported", where, layers - 1);
+    return first;
+}
+
 // The adapter module of a PEFT target_parameters entry (peft::kExpertParameters).
 model::LoraModule expert_module(const std::string& parameter) {
     return parameter == peft::kExpertParameters[0] ? model::LoraModule::ExpertsGateUp : model::LoraModule::ExpertsDown;
@@ -29,7 +43,7 @@ model::LoraModule expert_module(const std::string& parameter) {
 
 }  // namespace
 
-model::LoraConfig lora_config(const peft::LoraConfig& config) {
+model::LoraConfig lora_config(const peft::LoraConfig& config, const ModelConfig& model, const std::string& where) {
     model::LoraConfig lora;
     lora.rank = static_cast<int>(config.r);
     lora.alpha = config.lora_alpha;
@@ -40,6 +54,7 @@ model::LoraConfig lora_config(const peft::LoraConfig& config) {
         lora.targets.push_back(module.substr(0, module.find("_proj")));  // q_proj -> q, gate_proj -> gate
     for (const std::string& parameter : config.target_parameters)
         lora.targets.push_back(model::lora_module_name(expert_module(parameter)));
+    lora.first_layer = first_adapted_layer(config.layers_to_transform, model.num_layers, where);
     return lora;
 }
 
@@ -68,20 +83,21 @@ void set_adapter_values(model::LoraAdapters& adapters, const peft::Adapter& adap
                                              [&](const peft::LoraTensor& t) { return t.name == info.name; });
             if (!present)
                 fail("{}: tensor '{}' is missing ({} layers of the model {} need one adapter each)", weights_path, info.name,
-                     config.num_layers, model_path);
+                     config.num_layers - adapters.first_layer(), model_path);
         }
     }
 }
 
 std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& directory, const model::Decoder& decoder,
-                                                       const std::string& model_path) {
+                                                       const std::string& model_path, model::LoraUse use) {
     // read_adapter checks the directory on its own (pairs, ranks, targets); what follows checks
     // it against this base.
     const peft::Adapter adapter = peft::read_adapter(directory);
     std::unique_ptr<model::LoraAdapters> adapters;
     try {
-        adapters = std::make_unique<model::LoraAdapters>(decoder.config(), lora_config(adapter.config),
-                                                         decoder.weights().qk_interleaved, model::LoraUse::Inference);
+        adapters = std::make_unique<model::LoraAdapters>(
+            decoder.config(), lora_config(adapter.config, decoder.config(), directory + "/adapter_config.json"),
+            decoder.weights().qk_interleaved, use);
     } catch (const Error& error) {
         fail("{}/adapter_config.json: {}", directory, error.what());
     }

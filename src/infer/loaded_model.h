@@ -26,8 +26,9 @@
 namespace kindred::infer {
 
 // The LoRA shape a PEFT adapter config describes (rank, alpha, rsLoRA, target modules and expert
-// stacks), with dropout 0 and the default seed.
-model::LoraConfig lora_config(const peft::LoraConfig& config);
+// stacks, the first adapted layer), with dropout 0 and the default seed, for `model`. Error naming
+// `where` when layers_to_transform is not a run of layers ending at the model's last.
+model::LoraConfig lora_config(const peft::LoraConfig& config, const ModelConfig& model, const std::string& where);
 
 // Sets every tensor of `adapters` (laid out for `config`, from lora_config of this adapter) from
 // `adapter`'s (HF layout): Error naming `weights_path` and the tensor when one is for a layer the
@@ -37,9 +38,12 @@ void set_adapter_values(model::LoraAdapters& adapters, const peft::Adapter& adap
 
 // A PEFT LoRA adapter directory read and checked against `decoder` (the model at `model_path`,
 // named in messages): layer count, target modules and tensor shapes must fit, else an Error names
-// the path and tensor. The result is laid out for the decoder and holds its parameters only.
+// the path and tensor; layers_to_transform must be a run of layers ending at the last
+// (LoraConfig::first_layer). The result is laid out for the decoder; `use` Inference holds its
+// parameters only, Training also gradients (for a model::TrainableDecoder, e.g. evaluating heads).
 std::unique_ptr<model::LoraAdapters> read_lora_adapter(const std::string& directory, const model::Decoder& decoder,
-                                                       const std::string& model_path);
+                                                       const std::string& model_path,
+                                                       model::LoraUse use = model::LoraUse::Inference);
 
 class LoadedModel {
 public:

@@ -123,6 +123,18 @@ double soft_cross_entropy_forward(const float* logits, const float* target_probs
 void soft_cross_entropy_backward(float* dlogits, const float* logits, const float* target_probs, std::int64_t rows,
                                  std::int64_t classes, float grad_scale);
 
+// Sigmoid (binary) cross-entropy for multi-label heads, one independent sigmoid per class, as
+// torch.nn.BCEWithLogitsLoss(reduction="sum", pos_weight=pos_weight) computes it:
+//   Σ_rows Σ_c  pw_c · y[r,c] · softplus(−z[r,c]) + (1 − y[r,c]) · softplus(z[r,c]),
+// softplus evaluated stably (log1p(exp(−|z|)) + max(z, 0)) in double. `pos_weight` (one per class,
+// > 0; null = all 1) scales the positive term: the usual rebalancing of rare labels. Targets must
+// lie in [0, 1]. Throws Error for a bad shape, a target outside [0, 1] or a bad pos_weight.
+double sigmoid_cross_entropy_forward(const float* logits, const float* targets, const float* pos_weight,
+                                     std::int64_t rows, std::int64_t classes);
+// dlogits += grad_scale · (σ(z) · (pw_c · y + 1 − y) − pw_c · y).
+void sigmoid_cross_entropy_backward(float* dlogits, const float* logits, const float* targets, const float* pos_weight,
+                                    std::int64_t rows, std::int64_t classes, float grad_scale);
+
 // A teacher distribution kept as its k most likely classes plus one bucket for the rest (the
 // safety teacher's cache, train/safety_teacher.h): row r's ids are ids[r·k .. r·k + k), distinct
 // and in [0, vocab), probs likewise (at the distillation temperature), residual[r] = 1 − Σ probs.

@@ -235,7 +235,7 @@ public:
         // it does alone, and its few products (rank columns) gain nothing from more rows.
         for (const Piece& piece : decoder_.pieces_) {
             const LoraAdapters* adapter = piece.step->adapter;
-            if (adapter == nullptr || !adapter->targets(module)) continue;
+            if (adapter == nullptr || !adapter->adapts(layer, module)) continue;
             kernels::LoraShape shape;
             shape.tokens = piece.count;
             shape.in = w.cols;

@@ -34,6 +34,26 @@ int index_of(Head head) { return static_cast<int>(head); }
 
 const char* head_name(Head head) { return names[static_cast<std::size_t>(index_of(head))]; }
 
+const char* emotion_activation_name(EmotionActivation activation) {
+    return activation == EmotionActivation::Sigmoid ? "sigmoid" : "softmax";
+}
+
+void Heads::emotion_probabilities(const float* logits, std::int64_t n, float* probabilities) const {
+    const std::int64_t classes = outputs(Head::Emotion);
+    for (std::int64_t r = 0; r < n; ++r) {
+        const float* z = logits + r * classes;
+        float* p = probabilities + r * classes;
+        if (config_.emotion_activation == EmotionActivation::Sigmoid) {
+            for (std::int64_t c = 0; c < classes; ++c) p[c] = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(z[c]))));
+            continue;
+        }
+        const double top = *std::max_element(z, z + classes);
+        double sum = 0.0;
+        for (std::int64_t c = 0; c < classes; ++c) sum += std::exp(z[c] - top);
+        for (std::int64_t c = 0; c < classes; ++c) p[c] = static_cast<float>(std::exp(z[c] - top) / sum);
+    }
+}
+
 Heads::Heads(std::int64_t hidden, const HeadsConfig& config) : hidden_(hidden), config_(config) {
     if (hidden < 1) fail("heads: hidden size must be positive, got {}", hidden);
     if (config.emotion && config.emotion_classes < 2)
@@ -158,6 +178,13 @@ void write_heads(const std::string& dir, const Heads& heads, std::span<const std
         {"emotion_labels", std::vector<std::string>(emotion_labels.begin(), emotion_labels.end())},
         {"strategy_labels", std::vector<std::string>(strategy_labels.begin(), strategy_labels.end())},
         {"valence_arousal", heads.enabled(Head::ValenceArousal)},
+        {"emotion_activation", emotion_activation_name(heads.config().emotion_activation)},
+        {"emotion_threshold", std::isfinite(heads.config().emotion_threshold)
+                                  ? nlohmann::json(heads.config().emotion_threshold)
+                                  : nlohmann::json(nullptr)},
+        {"emotion_system_prompt", heads.config().emotion_system_prompt.empty()
+                                      ? nlohmann::json(nullptr)
+                                      : nlohmann::json(heads.config().emotion_system_prompt)},
     };
     write_file_atomically((root / kConfigFile).string(), config.dump(2) + "\n");
 }
@@ -196,6 +223,19 @@ LoadedHeads read_heads_with_labels(const std::string& dir, std::int64_t hidden) 
     if (!va.is_boolean()) fail("{}: 'valence_arousal' must be true or false", config_path);
 
     HeadsConfig heads_config;
+    if (const auto it = config.find("emotion_activation"); it != config.end()) {
+        if (*it == "sigmoid") heads_config.emotion_activation = EmotionActivation::Sigmoid;
+        else if (*it != "softmax") fail("{}: 'emotion_activation' must be \"softmax\" or \"sigmoid\"", config_path);
+    }
+    if (const auto it = config.find("emotion_threshold"); it != config.end() && !it->is_null()) {
+        if (!it->is_number() || !(it->get<double>() > 0.0 && it->get<double>() < 1.0))
+            fail("{}: 'emotion_threshold' must be a number in (0, 1) or null", config_path);
+        heads_config.emotion_threshold = it->get<double>();
+    }
+    if (const auto it = config.find("emotion_system_prompt"); it != config.end() && !it->is_null()) {
+        if (!it->is_string()) fail("{}: 'emotion_system_prompt' must be a string or null", config_path);
+        heads_config.emotion_system_prompt = it->get<std::string>();
+    }
     heads_config.emotion = !emotion_labels.empty();
     heads_config.emotion_classes = heads_config.emotion ? static_cast<std::int64_t>(emotion_labels.size()) : 27;
     heads_config.strategy = !strategy_labels.empty();

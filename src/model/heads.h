@@ -19,24 +19,42 @@
 //
 // write_heads/read_heads keep a trained set next to the adapter: <dir>/heads.safetensors (F32,
 // the tensor names above) + <dir>/heads.json {"format": "kindred-heads", "version": 1, "hidden",
-// "emotion_labels": [...], "strategy_labels": [...], "valence_arousal": bool} (an absent head has
-// an empty label list / false). They live here rather than in formats/ because formats/ cannot
+// "emotion_labels": [...], "strategy_labels": [...], "valence_arousal": bool, "emotion_activation":
+// "softmax"|"sigmoid", "emotion_threshold": number|null, "emotion_system_prompt": string|null} (an
+// absent head has an empty label list / false; files without the last three keys, written before
+// they existed, read as softmax, null and null). They live here rather than in formats/ because formats/ cannot
 // know the Heads class; they only move bytes (formats/safetensors.h does the parsing).
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/optimizer.h"
 
 namespace kindred::model {
 
+// How the emotion head's logits become per-label probabilities: one softmax over the labels
+// (trained with the soft-label cross-entropy) or one independent sigmoid per label (trained with
+// the binary cross-entropy, the GoEmotions paper's multi-label setup).
+enum class EmotionActivation { Softmax, Sigmoid };
+const char* emotion_activation_name(EmotionActivation activation);  // "softmax" / "sigmoid"
+
 struct HeadsConfig {
     bool emotion = true;
     std::int64_t emotion_classes = 27;  // data::emotion_labels().size()
+    EmotionActivation emotion_activation = EmotionActivation::Softmax;
+    // The multi-label decision rule's probability threshold, chosen on dev after training
+    // (eval/multilabel.h): labels with p >= threshold, and the most probable one always. NaN: none
+    // chosen (eval/multilabel.h's relative default applies).
+    double emotion_threshold = std::numeric_limits<double>::quiet_NaN();
+    // The system message of the emotion-only examples it was trained on, when they shared one:
+    // how `kindred eval emotion` renders a comment by default. Empty: not known.
+    std::string emotion_system_prompt;
     bool strategy = true;
     std::int64_t strategy_classes = 8;  // data::strategies().size()
     bool valence_arousal = true;        // 2 outputs: valence, arousal
@@ -68,6 +86,12 @@ public:
     Heads(std::int64_t hidden, const HeadsConfig& config);
 
     const HeadsConfig& config() const { return config_; }
+    // Records the emotion decision threshold chosen on dev and the training examples' system
+    // message (both written to heads.json).
+    void set_emotion_threshold(double threshold) { config_.emotion_threshold = threshold; }
+    void set_emotion_system_prompt(std::string prompt) { config_.emotion_system_prompt = std::move(prompt); }
+    // Per-label probabilities [n x classes] of emotion logits under the head's activation.
+    void emotion_probabilities(const float* logits, std::int64_t n, float* probabilities) const;
     std::int64_t hidden() const { return hidden_; }
     bool enabled(Head head) const;
     std::int64_t outputs(Head head) const;  // classes, or 2 for VA (whether or not enabled)

@@ -39,6 +39,8 @@ LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_
     if (config_.rank < 1) fail("lora: rank must be positive, got {}", config_.rank);
     if (!(config_.alpha > 0)) fail("lora: alpha must be positive, got {}", config_.alpha);
     if (!(config_.dropout >= 0 && config_.dropout < 1)) fail("lora: dropout must be in [0, 1), got {}", config_.dropout);
+    if (config_.first_layer < 0 || config_.first_layer > layers_)
+        fail("lora: first_layer {} is outside the model's layers 0..{}", config_.first_layer, layers_);
     scale_ = kernels::lora_scale(static_cast<float>(config_.alpha), config_.rank, config_.rslora);
 
     const std::int64_t hidden = model.hidden_size, ff = model.intermediate_size, n = model.moe_intermediate_size;
@@ -81,6 +83,7 @@ LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_
     const std::int64_t rank = config_.rank;
     const bool both_stacks = targeted_[static_cast<int>(LoraModule::ExpertsGateUp)] &&
                              targeted_[static_cast<int>(LoraModule::ExpertsDown)];
+    std::uint64_t skipped = 0;  // adapters the layers below first_layer would have had
     slot_.resize(static_cast<std::size_t>(layers_));
     for (std::int64_t l = 0; l < layers_; ++l)
         for (int m = 0; m < lora_module_count; ++m) {
@@ -88,6 +91,10 @@ LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_
             int& slot = slot_[static_cast<std::size_t>(l)][static_cast<std::size_t>(m)];
             slot = -1;
             if (!targeted_[m] || !layer_has(model, l, module)) continue;
+            if (l < config_.first_layer) {
+                ++skipped;
+                continue;
+            }
             slot = static_cast<int>(tensors_.size());
             const std::string layer = "base_model.model.model.layers." + std::to_string(l) + ".";
             std::string prefix;
@@ -115,7 +122,7 @@ LoraAdapters::LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_
     }
     for (std::size_t i = 0; i < tensors_.size(); i += 2) {
         const LoraTensorInfo& a = tensors_[i];
-        const std::uint64_t seed = config_.seed ^ (static_cast<std::uint64_t>(i / 2 + 1) * 0x9E3779B97F4A7C15ull);
+        const std::uint64_t seed = config_.seed ^ ((skipped + i / 2 + 1) * 0x9E3779B97F4A7C15ull);
         kernels::lora_init(params_ + a.offset, params_ + tensors_[i + 1].offset, a.rows, a.cols, tensors_[i + 1].rows,
                            seed);
     }

@@ -5,7 +5,7 @@
 // made for inference (LoraUse::Inference: an adapter applied at generation) hold the parameters
 // only, a quarter of that; asking them for gradients or a step is an Error.
 //
-// Layout. Tensors are ordered layer by layer, modules in the order q,k,v,o,gate,up,down,
+// Layout. Tensors are ordered layer by layer (from LoraConfig::first_layer), modules in the order q,k,v,o,gate,up,down,
 // experts_gate_up,experts_down (only the targeted ones the layer has: gate/up/down on dense MLP
 // layers, the expert stacks on mixture-of-experts layers), A before B; params()[offset ..
 // offset + rows·cols) is one row-major tensor.
@@ -48,6 +48,10 @@ struct LoraConfig {
     // expert layers: name experts_gate_up and experts_down there (see the layout note above).
     std::vector<std::string> targets = {"q", "k", "v", "o", "gate", "up", "down"};
     std::uint64_t seed = 0;  // init and dropout streams (kernels/lora.h)
+    // Layers below this one get no adapter (PEFT's layers_to_transform = [first_layer, layers)):
+    // they stay the frozen base, so their output is a function of the tokens alone and a trainer
+    // may compute it once (train/frozen_cache.h) and backpropagate no further than this layer.
+    std::int64_t first_layer = 0;
 };
 
 enum class LoraModule { Q, K, V, O, Gate, Up, Down, ExpertsGateUp, ExpertsDown };
@@ -74,23 +78,30 @@ struct LoraTensorInfo {
 
 class LoraAdapters {
 public:
-    // One adapter per targeted module of every layer that has it; A by PEFT's default init
-    // (kernels::lora_init with stream seed ^ ((adapter index + 1) · 0x9E3779B97F4A7C15), adapters
-    // counted in layout order), B zero. `qk_interleaved` says whether the decoder's q/k rows are
-    // GGUF-permuted (Weights::qk_interleaved). Throws Error for an unknown or repeated target, a
-    // target no layer has, rank < 1 or above a target's smaller dimension (an expert's, for the
-    // stacks), alpha <= 0, dropout outside [0, 1) or above 0 with an expert stack targeted.
+    // One adapter per targeted module of every layer from first_layer that has it; A by PEFT's
+    // default init (kernels::lora_init with stream seed ^ ((adapter index + 1) · 0x9E3779B97F4A7C15),
+    // adapters counted in layout order as if first_layer were 0, so a layer's init does not depend
+    // on first_layer), B zero. `qk_interleaved` says whether the decoder's q/k rows are GGUF-permuted
+    // (Weights::qk_interleaved). Throws Error for an unknown or repeated target, a target no layer
+    // has, rank < 1 or above a target's smaller dimension (an expert's, for the stacks), alpha <= 0,
+    // dropout outside [0, 1) or above 0 with an expert stack targeted, or first_layer outside
+    // [0, layers].
     LoraAdapters(const ModelConfig& model, LoraConfig config, bool qk_interleaved, LoraUse use = LoraUse::Training);
 
     const LoraConfig& config() const { return config_; }
     float scale() const { return scale_; }
     std::int64_t layers() const { return layers_; }
-    // Whether some layer has an adapter on `module` (a(layer, module) says which).
+    std::int64_t first_layer() const { return config_.first_layer; }
+    // Whether `module` is targeted (adapts(layer, module) says which layers have an adapter on it).
     bool targets(LoraModule module) const { return targeted_[static_cast<int>(module)]; }
+    // Whether (layer, module) has an adapter: a targeted module the layer has, at or above first_layer.
+    bool adapts(std::int64_t layer, LoraModule module) const {
+        return slot_[static_cast<std::size_t>(layer)][static_cast<std::size_t>(module)] >= 0;
+    }
     std::int64_t experts() const { return experts_; }
     bool trainable() const { return grads_ != nullptr; }
 
-    // A and B of (layer, module), or null when the module is not targeted or the layer has none.
+    // A and B of (layer, module), or null when it has no adapter (adapts() is false).
     float* a(std::int64_t layer, LoraModule module) { return ptr(params_, layer, module, false); }
     float* b(std::int64_t layer, LoraModule module) { return ptr(params_, layer, module, true); }
     const float* a(std::int64_t layer, LoraModule module) const { return ptr(params_, layer, module, false); }

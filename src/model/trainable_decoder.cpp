@@ -35,6 +35,7 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
         fail("trainable decoder: adapters have {} layers, the model {}", adapters.layers(), c.num_layers);
     hidden_ = shape.hidden;
     rank_ = adapters.config().rank;
+    first_ = adapters.first_layer();
     max_in_ = std::max({shape.hidden, shape.q_dim, shape.ff});
     check_adapter_fits(adapters, base.layers(), "trainable decoder");
     if (base.spec().logit_softcap != 0.0f)
@@ -52,7 +53,7 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
     attention_.scale = base.attention_scale();
 
     segment_ids_.resize(static_cast<std::size_t>(max_tokens_));
-    layer_acts_.resize(checkpoint_ ? 1 : static_cast<std::size_t>(c.num_layers));
+    layer_acts_.resize(checkpoint_ ? 1 : static_cast<std::size_t>(std::max<std::int64_t>(c.num_layers - first_, 1)));
     moe_acts_.resize(layer_acts_.size());
     for (std::size_t i = 0; i < layer_acts_.size(); ++i) layer_acts_[i].moe = &moe_acts_[i];
     rope_.resize(base.spec().rope.size());
@@ -153,6 +154,8 @@ void TrainableDecoder::check(const TrainBatch& batch) const {
     if (n == 0) fail("trainable decoder: empty batch");
     if (static_cast<std::int64_t>(n) > max_tokens_)
         fail("trainable decoder: batch of {} tokens exceeds max_tokens {}", n, max_tokens_);
+    if (!batch.residual.empty() && batch.residual.size() != n * static_cast<std::size_t>(hidden_))
+        fail("trainable decoder: {} residual values for {} tokens x {} hidden", batch.residual.size(), n, hidden_);
     if (batch.targets.size() != n) fail("trainable decoder: {} targets for {} tokens", batch.targets.size(), n);
     if (!batch.positions.empty() && batch.positions.size() != n)
         fail("trainable decoder: {} positions for {} tokens", batch.positions.size(), n);
@@ -177,7 +180,10 @@ void TrainableDecoder::check(const TrainBatch& batch) const {
 
 void TrainableDecoder::embed(const TrainBatch& batch) {
     tokens_ = static_cast<std::int64_t>(batch.tokens.size());
-    embed_tokens(base_.spec(), base_.embedding(), batch.tokens.data(), tokens_, xs_);
+    if (batch.residual.empty())
+        embed_tokens(base_.spec(), base_.embedding(), batch.tokens.data(), tokens_, xs_);
+    else
+        std::copy(batch.residual.begin(), batch.residual.end(), xs_ + first_ * tokens_ * hidden_);
     fill_rope_rows(base_.spec(), rope_, 0, batch.positions.empty() ? nullptr : batch.positions.data(), tokens_);
     attention_.tokens = tokens_;
     // Copied, so that backward() does not depend on the caller keeping the batch alive.
@@ -197,7 +203,7 @@ void TrainableDecoder::begin(const TrainBatch& batch, bool train) {
 
 kernels::CrossEntropyTotals TrainableDecoder::forward_backward(const TrainBatch& batch, float loss_scale) {
     begin(batch, true);
-    forward_pass(batch);
+    forward_pass(batch, base_.config().num_layers);
     zero(dfinal_, tokens_ * hidden_);
     const auto totals = cross_entropy(batch, dfinal_, loss_scale);
     backward_pass(dfinal_);
@@ -206,15 +212,31 @@ kernels::CrossEntropyTotals TrainableDecoder::forward_backward(const TrainBatch&
 
 kernels::CrossEntropyTotals TrainableDecoder::loss_only(const TrainBatch& batch) {
     begin(batch, false);
-    forward_pass(batch);
+    forward_pass(batch, base_.config().num_layers);
     return cross_entropy(batch, nullptr, 0.0f);
 }
 
 std::span<const float> TrainableDecoder::forward(const TrainBatch& batch, bool train) {
     begin(batch, train);
-    forward_pass(batch);
+    forward_pass(batch, base_.config().num_layers);
     forward_ready_ = train;
     return {final_normed_, static_cast<std::size_t>(tokens_ * hidden_)};
+}
+
+std::span<const float> TrainableDecoder::residual_entering(const TrainBatch& batch, std::int64_t layer) {
+    if (layer < 0 || layer > first_)
+        fail("trainable decoder: residual_entering layer {} must be in [0, {}] (the adapters start at layer {})", layer,
+             first_, first_);
+    if (!batch.residual.empty()) fail("trainable decoder: residual_entering needs a batch of tokens, not of residuals");
+    begin(batch, false);
+    forward_pass(batch, layer);
+    return {xs_ + layer * tokens_ * hidden_, static_cast<std::size_t>(tokens_ * hidden_)};
+}
+
+std::span<const float> TrainableDecoder::input_gradient() const {
+    if (first_ > 0)
+        fail("trainable decoder: no input gradient: the backward stops at layer {}, the adapters' first", first_);
+    return {dx_, static_cast<std::size_t>(last_tokens_ * hidden_)};
 }
 
 void TrainableDecoder::backward(std::span<const float> dhidden) {
@@ -226,13 +248,14 @@ void TrainableDecoder::backward(std::span<const float> dhidden) {
     backward_pass(dhidden.data());
 }
 
-void TrainableDecoder::forward_pass(const TrainBatch& batch) {
+void TrainableDecoder::forward_pass(const TrainBatch& batch, std::int64_t last_layer) {
     embed(batch);
     const ModelSpec& spec = base_.spec();
     const std::int64_t T = tokens_, H = hidden_, layers = static_cast<std::int64_t>(spec.layers.size());
-    for (std::int64_t l = 0; l < layers; ++l)
+    for (std::int64_t l = batch.residual.empty() ? 0 : first_; l < last_layer; ++l)
         layer_forward(spec.shape, spec.layers[static_cast<std::size_t>(l)], base_.layers()[static_cast<std::size_t>(l)],
                       rope_, *this, l, T, acts(l), xs_ + l * T * H, xs_ + (l + 1) * T * H);
+    if (last_layer < layers) return;
     kernels::rmsnorm_forward(final_normed_, final_rstd_, xs_ + layers * T * H, base_.output_norm(), T, H,
                              spec.shape.norm_eps, spec.shape.norm_weight_offset);
 }
@@ -252,7 +275,7 @@ void TrainableDecoder::backward_pass(const float* dhidden) {
     zero(dx_, T * H);
     kernels::rmsnorm_backward(dx_, nullptr, dhidden, xs_ + layers * T * H, final_rstd_, base_.output_norm(), T, H,
                               spec.shape.norm_weight_offset);
-    for (std::int64_t l = layers - 1; l >= 0; --l) {
+    for (std::int64_t l = layers - 1; l >= first_; --l) {
         const LayerSpec& layer = spec.layers[static_cast<std::size_t>(l)];
         const Decoder::Layer& weights = base_.layers()[static_cast<std::size_t>(l)];
         const float* x_in = xs_ + l * T * H;
@@ -265,7 +288,7 @@ void TrainableDecoder::backward_pass(const float* dhidden) {
 void TrainableDecoder::linear(std::int64_t l, LoraModule m, LayerActs& s, float* y, const float* x,
                               const kernels::Matrix& w, const float* bias, bool base) {
     if (base) kernels::matmul_forward(y, x, w, bias, tokens_, precision_);
-    if (!adapters_.targets(m)) return;
+    if (!adapters_.adapts(l, m)) return;
     const int mi = static_cast<int>(m);
     const std::int64_t in = adapters_.in_features(m);
     const float* u = x;
@@ -282,7 +305,7 @@ void TrainableDecoder::linear(std::int64_t l, LoraModule m, LayerActs& s, float*
 void TrainableDecoder::linear_backward(std::int64_t l, LoraModule m, const LayerActs& s, float* dx, const float* dy,
                                        const float* x, const kernels::Matrix& w) {
     kernels::matmul_backward_input(dx, dy, w, tokens_, precision_);
-    if (!adapters_.targets(m)) return;
+    if (!adapters_.adapts(l, m)) return;
     const int mi = static_cast<int>(m);
     const std::int64_t in = adapters_.in_features(m);
     const kernels::LoraShape shape{tokens_, in, adapters_.out_features(m), rank_, adapters_.scale()};

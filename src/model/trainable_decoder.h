@@ -36,6 +36,13 @@
 // (l · 7 + m) · max_tokens · max_in, so a recomputed layer draws the same mask; `step` counts
 // training forwards (forward_backward and forward). loss_only runs in evaluation mode (no dropout).
 //
+// Frozen lower layers (LoraConfig::first_layer = F > 0): layers below F have no adapter, so the
+// backward stops at layer F (nothing below has a parameter to train; input_gradient() is then an
+// Error) and only layers F.. keep activations. Their output depends on the tokens alone, so a
+// trainer can compute it once per example with residual_entering() and pass it in
+// TrainBatch::residual, skipping F of the layers in every later forward: the same values, since a
+// packed document's residual does not depend on its neighbours (segments, positions from 0).
+//
 // Families: everything the Decoder runs. Layers are the shared pieces of model/layer.h, run
 // with this class's LayerTrainingOps (adapters with dropout and saved products, attention over
 // the packed row keeping its probabilities); what a layer keeps follows its LayerSpec (qk_norm
@@ -68,6 +75,7 @@ struct TrainBatch {
     std::vector<std::int32_t> targets;
     std::vector<std::int32_t> positions;
     std::vector<std::int32_t> segment_ids;
+    std::vector<float> residual;
 };
 
 class TrainableDecoder : private LayerTrainingOps {
@@ -102,8 +110,15 @@ public:
     void backward(std::span<const float> dhidden);
 
     // d(loss_scale · sum)/d(first layer's input: the token embeddings times the family's embedding
-    // scale) [tokens x hidden] of the last forward_backward.
-    std::span<const float> input_gradient() const { return {dx_, static_cast<std::size_t>(last_tokens_ * hidden_)}; }
+    // scale) [tokens x hidden] of the last forward_backward. Error when the adapters start above
+    // layer 0 (the backward stops there).
+    std::span<const float> input_gradient() const;
+
+    // The residual stream entering `layer` [tokens x hidden] for the batch's tokens (its
+    // `residual` must be empty), computed in evaluation mode through the layers below (valid
+    // until the next call). Error for a layer outside [0, layers] or one above the adapters'
+    // first layer (the layers below it must be frozen for the result to be reusable).
+    std::span<const float> residual_entering(const TrainBatch& batch, std::int64_t layer);
 
     // Training forwards made so far: the dropout stream's position. A data-parallel rank that runs
     // only some rows of a step sets it to each row's index in the one-process order first, so every
@@ -120,10 +135,13 @@ private:
     void check(const TrainBatch& batch) const;
     void embed(const TrainBatch& batch);
     void begin(const TrainBatch& batch, bool train);
-    void forward_pass(const TrainBatch& batch);
+    void forward_pass(const TrainBatch& batch, std::int64_t last_layer);  // runs layers below last_layer
     kernels::CrossEntropyTotals cross_entropy(const TrainBatch& batch, float* dhidden, float loss_scale);
     void backward_pass(const float* dhidden);
-    LayerActs& acts(std::int64_t l) { return checkpoint_ ? layer_acts_[0] : layer_acts_[static_cast<std::size_t>(l)]; }
+    // Layers below first_ (frozen, never differentiated) borrow the first set while they run forward.
+    LayerActs& acts(std::int64_t l) {
+        return checkpoint_ || l <= first_ ? layer_acts_[0] : layer_acts_[static_cast<std::size_t>(l - first_)];
+    }
 
     // LayerTrainingOps: LoRA with dropout (its input masks and x·Aᵀ kept in the layer's acts) at
     // the constructor's precision; attention within the packed row's documents.
@@ -145,6 +163,7 @@ private:
     std::int64_t max_tokens_;
     kernels::Precision precision_;
     std::int64_t hidden_, rank_, max_in_;
+    std::int64_t first_;  // the adapters' first layer: backward stops there
     kernels::WeightRows output_rows_;
     kernels::AttentionShape attention_{};
 

@@ -346,7 +346,10 @@ std::vector<AblationRow> run_ablation(const AblationSettings& settings, const st
         if (dev_pairs) {
             const auto score_with = [&](const fs::path& adapter_dir) {
                 const peft::Adapter adapter = peft::read_adapter(adapter_dir.string());
-                model::LoraAdapters adapters(base.config(), infer::lora_config(adapter.config), base.weights().qk_interleaved);
+                model::LoraAdapters adapters(base.config(),
+                                             infer::lora_config(adapter.config, base.config(),
+                                                                (adapter_dir / "adapter_config.json").string()),
+                                             base.weights().qk_interleaved);
                 infer::set_adapter_values(adapters, adapter, base.config(), (adapter_dir / "adapter_model.safetensors").string(),
                                           "being trained");
                 model::TrainableDecoder scorer(base, adapters, false, dpo_recipe.run.max_seq_len, dpo_recipe.run.compute);

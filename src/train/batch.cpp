@@ -32,7 +32,8 @@ model::TrainBatch row_batch(const MicroBatch& micro, std::size_t row) {
     return {{micro.tokens.begin() + begin, micro.tokens.begin() + end},
             {micro.targets.begin() + begin, micro.targets.begin() + end},
             {micro.positions.begin() + begin, micro.positions.begin() + end},
-            {micro.segment_ids.begin() + begin, micro.segment_ids.begin() + end}};
+            {micro.segment_ids.begin() + begin, micro.segment_ids.begin() + end},
+            {}};
 }
 
 std::int32_t write_positions(const TokenizedExample& example, std::int32_t segment, std::int32_t* positions,
@@ -55,7 +56,11 @@ std::vector<std::vector<std::size_t>> pack_in_order(std::span<const TokenizedExa
     std::vector<std::vector<std::size_t>> rows;
     std::size_t used = max_seq_len;
     for (std::size_t i = 0; i < examples.size(); ++i) {
-        if (used + examples[i].tokens.size() > max_seq_len) {
+        const std::size_t n = examples[i].tokens.size();
+        if (n == 0 || n > max_seq_len)
+            fail("packing: the example of line {} has {} tokens, outside [1, max_seq_len {}]", examples[i].line, n,
+                 max_seq_len);
+        if (used + n > max_seq_len) {
             rows.emplace_back();
             used = 0;
         }

@@ -95,7 +95,9 @@ std::int32_t write_positions(const TokenizedExample& example, std::int32_t segme
 
 // Evaluation packing, deterministic and independent of any seed: examples in their given order,
 // greedily into rows of at most max_seq_len tokens (one that does not fit the rest of a row starts
-// the next). Each row lists indices into `examples`.
+// the next). Each row lists indices into `examples`. Used by passes that visit every example once
+// (dev evaluation, the frozen-layer cache, DPO's reference). Throws Error naming the example's line
+// when one is empty or longer than max_seq_len.
 std::vector<std::vector<std::size_t>> pack_in_order(std::span<const TokenizedExample> examples, std::size_t max_seq_len);
 // One such row as the trainer takes it, at its packed length (no padding: segments keep the
 // documents apart); offsets receives each example's first token in the row.

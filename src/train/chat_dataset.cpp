@@ -27,22 +27,29 @@ const nlohmann::json* optional_field(const nlohmann::json& object, const char* k
     return it == object.end() || it->is_null() ? nullptr : &*it;
 }
 
-// `emotion.labels` -> emotion-head ids, sorted and deduplicated (the head's soft target is uniform
-// over the set, so order and repeats carry nothing).
-std::vector<std::int32_t> parse_emotions(const nlohmann::json& emotion, const std::string& where) {
+// The example's emotion labels as head ids of `space`, sorted and deduplicated (the head's soft
+// target is uniform over the set, so order and repeats carry nothing): `emotion.labels` in the
+// Kindred space; in the GoEmotions space `emotion.source_labels` of GoEmotions examples, and none
+// for other sources (their labels are not GoEmotions labels).
+std::vector<std::int32_t> parse_emotions(const nlohmann::json& emotion, const std::string& where,
+                                         data::EmotionSpace space, const std::string& source) {
     if (!emotion.is_object()) fail("{}: emotion: expected an object with 'labels'", where);
     std::vector<std::int32_t> ids;
-    const auto* labels = optional_field(emotion, "labels");
+    const bool goemotions = space == data::EmotionSpace::GoEmotions;
+    if (goemotions && source != "goemotions") return ids;
+    const char* key = goemotions ? "source_labels" : "labels";
+    const auto* labels = optional_field(emotion, key);
     if (labels == nullptr) return ids;
-    if (!labels->is_array()) fail("{}: emotion.labels: expected an array of label names", where);
+    if (!labels->is_array()) fail("{}: emotion.{}: expected an array of label names", where, key);
+    const auto names = data::emotion_space_labels(space);
     for (std::size_t i = 0; i < labels->size(); ++i) {
         const auto& label = (*labels)[i];
-        if (!label.is_string()) fail("{}: emotion.labels[{}]: expected a string", where, i);
-        const auto index = data::emotion_index(label.get_ref<const std::string&>());
-        if (!index)
-            fail("{}: emotion.labels[{}]: '{}' is not an emotion-head label (docs/data.md lists them)", where, i,
-                 label.get_ref<const std::string&>());
-        ids.push_back(static_cast<std::int32_t>(*index));
+        if (!label.is_string()) fail("{}: emotion.{}[{}]: expected a string", where, key, i);
+        const auto found = std::find(names.begin(), names.end(), label.get_ref<const std::string&>());
+        if (found == names.end())
+            fail("{}: emotion.{}[{}]: '{}' is not an emotion-head label (the {} set; docs/data.md lists them)", where,
+                 key, i, label.get_ref<const std::string&>(), data::emotion_space_name(space));
+        ids.push_back(static_cast<std::int32_t>(found - names.begin()));
     }
     std::sort(ids.begin(), ids.end());
     ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
@@ -69,9 +76,11 @@ std::int32_t parse_first_strategy(const nlohmann::json& strategies, const std::s
     return first;
 }
 
-// emotion.labels, and valence/arousal: both null/absent or both numbers on the circumplex [-1, 1].
-void parse_head_labels(const nlohmann::json& root, const std::string& where, ChatExample& out) {
-    if (const auto* emotion = optional_field(root, "emotion")) out.emotions = parse_emotions(*emotion, where);
+// The emotion labels of `space` (parse_emotions; out.source set), and valence/arousal: both
+// null/absent or both numbers on the circumplex [-1, 1].
+void parse_head_labels(const nlohmann::json& root, const std::string& where, ChatExample& out, data::EmotionSpace space) {
+    if (const auto* emotion = optional_field(root, "emotion"))
+        out.emotions = parse_emotions(*emotion, where, space, out.source);
     const auto* valence = optional_field(root, "valence");
     const auto* arousal = optional_field(root, "arousal");
     if (valence == nullptr && arousal == nullptr) return;
@@ -189,10 +198,22 @@ void add_rules(std::string_view rules, std::vector<text::ChatMessage>& messages,
     prefix_bytes.insert(prefix_bytes.begin(), 0);
 }
 
+// Records the emotion-only example's system message into the stats (one shared, or "differ").
+void note_system_prompt(const ChatExample& example, ChatDatasetStats& stats) {
+    const bool has = !example.messages.empty() && example.messages.front().role == "system";
+    const std::string prompt = has ? example.messages.front().content : std::string();
+    if (stats.emotion_examples++ == 0) {
+        stats.emotion_system_prompt = prompt;
+    } else if (!stats.emotion_system_prompts_differ && prompt != stats.emotion_system_prompt) {
+        stats.emotion_system_prompts_differ = true;
+        stats.emotion_system_prompt.clear();
+    }
+}
+
 }  // namespace
 
 bool parse_chat_line(std::string_view line, const std::string& file, std::size_t line_number, ChatExample& out,
-                     bool keep_emotion_only) {
+                     bool keep_emotion_only, data::EmotionSpace emotion_space) {
     const std::string where = fmt::format("{} line {}", file, line_number);
     const nlohmann::json root = parse_json(line, where, kLineJsonDepth);
     if (!root.is_object()) fail("{}: expected a JSON object with 'messages'", where);
@@ -214,7 +235,7 @@ bool parse_chat_line(std::string_view line, const std::string& file, std::size_t
         if (!source->is_string()) fail("{}: source: expected a string", where);
         out.source = source->get<std::string>();
     }
-    parse_head_labels(root, where, out);
+    parse_head_labels(root, where, out, emotion_space);
     for (std::size_t i = 0; i < messages->size(); ++i) {
         const auto& item = (*messages)[i];
         const std::string field = fmt::format("{}: messages[{}]", where, i);
@@ -281,11 +302,12 @@ void for_each_nonblank_line(const std::string& path, const char* what,
 }
 
 void for_each_chat_example(const std::string& path, ChatDatasetStats& stats,
-                           const std::function<void(ChatExample&&)>& sink, bool keep_emotion_only) {
+                           const std::function<void(ChatExample&&)>& sink, bool keep_emotion_only,
+                           data::EmotionSpace emotion_space) {
     for_each_nonblank_line(path, "the chat dataset", [&](std::string_view line, std::size_t number) {
         ++stats.lines;
         ChatExample example;
-        if (!parse_chat_line(line, path, number, example, keep_emotion_only)) {
+        if (!parse_chat_line(line, path, number, example, keep_emotion_only, emotion_space)) {
             ++stats.no_targets;
             return;
         }
@@ -417,6 +439,7 @@ ChatDataset load_chat_dataset(const std::string& path, const text::Tokenizer& to
                 ++stats.too_long;
                 stats.longest_dropped = std::max(stats.longest_dropped, tokens.tokens.size());
             } else {
+                if (example.emotion_only) note_system_prompt(example, stats);
                 ++stats.kept;
                 stats.tokens += tokens.tokens.size();
                 stats.target_tokens += tokens.target_count;
@@ -426,7 +449,7 @@ ChatDataset load_chat_dataset(const std::string& path, const text::Tokenizer& to
                     dataset.styles.push_back(*style);
             }
         },
-        options.keep_emotion_only);
+        options.keep_emotion_only, options.emotion_space);
     return dataset;
 }
 

@@ -52,6 +52,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/labels.h"
 #include "data/style.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
@@ -66,7 +67,7 @@ struct ChatExample {
     std::vector<bool> target;               // per message: an assistant turn the loss covers
     std::vector<std::size_t> prefix_bytes;  // per message: leading bytes of content left out of the loss
     std::vector<std::int32_t> strategy;     // per message: id of its first strategy in data::strategies(), -1 = none
-    std::vector<std::int32_t> emotions;     // emotion-head ids (data::emotion_labels() order) of `emotion.labels`
+    std::vector<std::int32_t> emotions;     // emotion-head ids in the dataset's EmotionSpace (see ChatDatasetOptions)
     bool has_va = false;                    // valence/arousal given (not null)
     float valence = 0.0f, arousal = 0.0f;
     std::string source;                     // the prepared example's `source`; "" for plain chat
@@ -105,6 +106,9 @@ struct ChatDatasetOptions {
     std::size_t context_length = 0;  // the model's; max_seq_len above it is an Error
     bool keep_emotion_only = false;  // emotion-only lines become examples with only a head site
     std::string teacher_rules = {};  // non-empty: fill teacher_tokens/teacher_positions
+    // The emotion head's label set: Kindred's 27 (`emotion.labels`) or GoEmotions' 28
+    // (`emotion.source_labels` of GoEmotions examples; other sources carry no emotion label there).
+    data::EmotionSpace emotion_space = data::EmotionSpace::Kindred;
     // Style tokens put into every chat example as it is read (data::apply_style's placement: in
     // front of the system message, adding Kindred's persona system message when there is none, or
     // of every target reply with its prefix left out of the loss). An example that already starts
@@ -122,6 +126,11 @@ struct ChatDatasetStats {
     std::size_t longest_dropped = 0;
     std::size_t target_tokens = 0;  // over kept examples
     std::size_t tokens = 0;         // over kept examples
+    // The system message of the kept emotion-only examples when they all share one (what an
+    // emotion head trained on them expects at evaluation: model/heads.h), else empty.
+    std::size_t emotion_examples = 0;  // kept emotion-only examples
+    std::string emotion_system_prompt;
+    bool emotion_system_prompts_differ = false;
 };
 
 struct ChatDataset {
@@ -139,14 +148,16 @@ struct ChatDataset {
 // content, an emotion label outside the emotion head's set, an unknown strategy, valence/arousal
 // not a number).
 bool parse_chat_line(std::string_view line, const std::string& file, std::size_t line_number, ChatExample& out,
-                     bool keep_emotion_only = false);
+                     bool keep_emotion_only = false, data::EmotionSpace emotion_space = data::EmotionSpace::Kindred);
 
 // The pieces of parse_chat_line, for readers of other formats holding the same fields (preference
 // pairs, train/preference_pairs.h). `where` / `field` start every message.
 // One message object: role (system, developer, user, assistant), non-empty content, optional thinking.
 text::ChatMessage parse_chat_message(const nlohmann::json& item, const std::string& field);
-// The example-level head labels of an object: `emotion.labels` (into emotions) and valence/arousal.
-void parse_head_labels(const nlohmann::json& root, const std::string& where, ChatExample& out);
+// The example-level head labels of an object: the emotion labels of `space` (`emotion.labels`, or
+// GoEmotions' `emotion.source_labels` when out.source is goemotions) and valence/arousal.
+void parse_head_labels(const nlohmann::json& root, const std::string& where, ChatExample& out,
+                       data::EmotionSpace space = data::EmotionSpace::Kindred);
 // A message's `strategies` array: the id of its first strategy in data::strategies().
 std::int32_t parse_first_strategy(const nlohmann::json& strategies, const std::string& field);
 
@@ -164,7 +175,8 @@ bool drop_opening_assistant_turns(ChatExample& example);
 // Calls `sink` for every example of a JSONL file, line by line (blank lines are skipped), so a
 // corpus is never held as text. Counts lines and skipped emotion examples into `stats`.
 void for_each_chat_example(const std::string& path, ChatDatasetStats& stats,
-                           const std::function<void(ChatExample&&)>& sink, bool keep_emotion_only = false);
+                           const std::function<void(ChatExample&&)>& sink, bool keep_emotion_only = false,
+                           data::EmotionSpace emotion_space = data::EmotionSpace::Kindred);
 
 // Renders and tokenizes one example, with its head sites and (teacher_rules non-empty) the
 // teacher's tokens. Errors (naming file and line) when the text holds bytes the vocabulary cannot

@@ -8,15 +8,17 @@
 
 #include "core/error.h"
 #include "eval/metrics.h"
+#include "eval/multilabel.h"
+#include "formats/peft_adapter.h"
 #include "infer/loaded_model.h"
 #include "kernels/loss.h"
 #include "model/heads.h"
-#include "model/trainable_decoder.h"
-#include "formats/peft_adapter.h"
 #include "model/lora_adapters.h"
+#include "model/trainable_decoder.h"
 #include "train/batch.h"
-#include "train/training_run.h"
+#include "train/frozen_cache.h"
 #include "train/safety_teacher.h"
+#include "train/training_run.h"
 
 namespace kindred::train {
 namespace {
@@ -29,6 +31,7 @@ struct Collected {
     std::size_t kl_tokens = 0;
     std::vector<int> emotion_truth, emotion_predicted;  // single-label sites
     std::vector<std::vector<int>> multilabel_truth, multilabel_predicted;
+    std::vector<float> multilabel_probabilities;  // [multi-label sites x emotion classes]
     std::vector<int> strategy_truth, strategy_predicted;
     std::vector<double> va_truth, va_predicted;  // valence, arousal, valence, ...
 };
@@ -126,6 +129,9 @@ void score_sites(const model::Heads& heads, std::span<const float> hidden, std::
             if (multi[s]) {
                 c.multilabel_truth.emplace_back(labels.begin(), labels.end());
                 c.multilabel_predicted.push_back(multilabel_prediction(logits, classes));
+                const std::size_t at = c.multilabel_probabilities.size();
+                c.multilabel_probabilities.resize(at + static_cast<std::size_t>(classes));
+                heads.emotion_probabilities(logits, 1, c.multilabel_probabilities.data() + at);
             } else {
                 c.emotion_truth.push_back(labels[0]);
                 c.emotion_predicted.push_back(argmax(logits, classes));
@@ -176,6 +182,9 @@ nlohmann::json to_json(const DevMetrics& m) {
         {"emotion_multilabel_f1", number(m.emotion_multilabel_f1)},
         {"emotion_multilabel_sites", m.emotion_multilabel_sites},
         {"emotion_accuracy", number(m.emotion_accuracy)},
+        {"emotion_threshold", number(m.emotion_threshold)},
+        {"emotion_threshold_macro_f1", number(m.emotion_threshold_macro_f1)},
+        {"emotion_threshold_micro_f1", number(m.emotion_threshold_micro_f1)},
         {"strategy_accuracy", number(m.strategy_accuracy)},
         {"strategy_macro_f1", number(m.strategy_macro_f1)},
         {"strategy_sites", m.strategy_sites},
@@ -206,6 +215,9 @@ DevMetrics dev_metrics_from_json(const nlohmann::json& json, const std::string& 
     number("emotion_multilabel_f1", m.emotion_multilabel_f1);
     count("emotion_multilabel_sites", m.emotion_multilabel_sites);
     number("emotion_accuracy", m.emotion_accuracy);
+    number("emotion_threshold", m.emotion_threshold);
+    number("emotion_threshold_macro_f1", m.emotion_threshold_macro_f1);
+    number("emotion_threshold_micro_f1", m.emotion_threshold_micro_f1);
     number("strategy_accuracy", m.strategy_accuracy);
     number("strategy_macro_f1", m.strategy_macro_f1);
     count("strategy_sites", m.strategy_sites);
@@ -217,7 +229,8 @@ DevMetrics dev_metrics_from_json(const nlohmann::json& json, const std::string& 
 }
 
 DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* heads, SafetyTeacher* teacher,
-                        std::span<const TokenizedExample> dev, std::size_t max_seq_len) {
+                        std::span<const TokenizedExample> dev, std::size_t max_seq_len,
+                        const FrozenResiduals* residuals) {
     DevMetrics metrics;
     if (dev.empty()) return metrics;
     check_inputs(trainer, heads, dev, max_seq_len);
@@ -241,7 +254,9 @@ DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* he
         }
 
         std::vector<std::size_t> offsets;
-        const model::TrainBatch batch = ordered_row(dev, row, offsets);
+        model::TrainBatch batch = ordered_row(dev, row, offsets);
+        if (residuals != nullptr)
+            for (const std::size_t i : row) residuals->append(batch, i);
         std::size_t row_targets = 0;
         for (const std::size_t index : row) row_targets += dev[index].target_count;
         const auto tokens = static_cast<std::int64_t>(batch.tokens.size());
@@ -286,6 +301,13 @@ DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* he
         metrics.emotion_multilabel_f1 = present_label_macro_f1(
             c.multilabel_truth, c.multilabel_predicted, static_cast<int>(heads->outputs(model::Head::Emotion)));
     metrics.emotion_multilabel_sites = c.multilabel_truth.size();
+    if (!c.multilabel_truth.empty()) {
+        const auto choice = eval::choose_threshold(c.multilabel_probabilities, heads->outputs(model::Head::Emotion),
+                                                   c.multilabel_truth);
+        metrics.emotion_threshold = choice.threshold;
+        metrics.emotion_threshold_macro_f1 = choice.macro_f1;
+        metrics.emotion_threshold_micro_f1 = choice.micro_f1;
+    }
     if (!c.strategy_truth.empty()) {
         const auto report = eval::classification_report(c.strategy_truth, c.strategy_predicted,
                                                         static_cast<int>(heads->outputs(model::Head::Strategy)));
@@ -308,7 +330,7 @@ DevMetrics evaluate_adapter_on_dev(model::Decoder& base, const std::string& adap
     model::LoraConfig lora;
     if (!adapter_dir.empty()) {
         adapter = peft::read_adapter(adapter_dir);
-        lora = infer::lora_config(adapter->config);
+        lora = infer::lora_config(adapter->config, base.config(), adapter_dir + "/adapter_config.json");
     } else {
         lora.rank = 1;
         lora.targets = {"q"};

@@ -16,6 +16,10 @@
 //    predicted set = labels whose probability >= 0.5 · max probability (argmax always in). Macro
 //    over the labels present in the truth or the predictions (as the single-label macro-F1 does),
 //    so a small dev set is not scored 0 on labels it never contains.
+//  - emotion_threshold / emotion_threshold_macro_f1 / emotion_threshold_micro_f1: the same
+//    multi-label sites under the head's activation (softmax or sigmoid probabilities) and the one
+//    threshold chosen on them (eval/multilabel.h: grid 0.01..0.99, best macro-F1), macro over ALL
+//    the head's labels as sklearn scores multi-label data (the GoEmotions benchmark's number).
 //  - strategy_accuracy / strategy_macro_f1: strategy-labelled sites; prediction = argmax.
 //  - va_mse / va_mae: over the VA-labelled sites and both outputs (valence and arousal values
 //    pooled, sklearn's uniform average), so va_mse = mean per site of L_val / 2.
@@ -43,6 +47,7 @@ class Heads;
 namespace kindred::train {
 
 class SafetyTeacher;
+class FrozenResiduals;
 
 struct DevMetrics {
     double nll = NAN;                  // mean NLL per assistant target token
@@ -52,6 +57,8 @@ struct DevMetrics {
     double emotion_multilabel_f1 = NAN;  // GoEmotions
     std::size_t emotion_multilabel_sites = 0;
     double emotion_accuracy = NAN;     // single-label sites
+    double emotion_threshold = NAN;    // multi-label sites: the threshold chosen, and its scores
+    double emotion_threshold_macro_f1 = NAN, emotion_threshold_micro_f1 = NAN;
     double strategy_accuracy = NAN, strategy_macro_f1 = NAN;
     std::size_t strategy_sites = 0;
     double va_mse = NAN, va_mae = NAN;
@@ -67,9 +74,11 @@ DevMetrics dev_metrics_from_json(const nlohmann::json& json, const std::string& 
 // null. `teacher` caches by index into `dev`, so give it one dedicated to this dev set (never the
 // training set's teacher, whose cache holds other examples under the same indices). An empty dev
 // set gives all-NaN metrics. Throws Error for max_seq_len outside [1, trainer.max_tokens()], an example longer than
-// max_seq_len, or a site label outside its head's classes.
+// max_seq_len, or a site label outside its head's classes. `residuals` (train/frozen_cache.h, built
+// over exactly `dev`) lets every forward start at the adapters' first layer.
 DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* heads, SafetyTeacher* teacher,
-                        std::span<const TokenizedExample> dev, std::size_t max_seq_len);
+                        std::span<const TokenizedExample> dev, std::size_t max_seq_len,
+                        const FrozenResiduals* residuals = nullptr);
 
 // A saved adapter folder on dev: its PEFT adapter over the frozen `base` (and its heads.* when the
 // folder has them), in evaluation mode, as evaluate_dev measures it. An empty `adapter_dir` measures

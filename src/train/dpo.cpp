@@ -166,8 +166,9 @@ PairDataset load_recipe_pairs(const std::string& path, const infer::LoadedModel&
     return dataset;
 }
 
-model::LoraConfig reference_lora(const peft::Adapter& reference, const SftRecipe& run) {
-    model::LoraConfig lora = infer::lora_config(reference.config);
+model::LoraConfig reference_lora(const peft::Adapter& reference, const SftRecipe& run, const ModelConfig& model,
+                                 const std::string& where) {
+    model::LoraConfig lora = infer::lora_config(reference.config, model, where);
     lora.dropout = run.adapter.dropout;
     lora.seed = run.seed;
     return lora;
@@ -317,7 +318,7 @@ DpoResult run_dpo(const DpoRecipe& recipe, model::Decoder& base, const PairDatas
     if (pairs.examples.size() != pairs.pairs.size()) fail("{}: pair tables of different sizes", pairs.path);
     const peft::Adapter reference = peft::read_adapter(recipe.reference);
     SftRecipe run_recipe = recipe.run;
-    run_recipe.adapter = reference_lora(reference, recipe.run);
+    run_recipe.adapter = reference_lora(reference, recipe.run, base.config(), recipe.reference + "/adapter_config.json");
     const auto max_seq_len = static_cast<std::size_t>(run_recipe.max_seq_len);
 
     // The SFT heads: carried into the DPO adapter folder, trained only as auxiliary losses.

@@ -82,10 +82,11 @@ DpoRecipe read_dpo_recipe(Config& config);
 PairDataset load_recipe_pairs(const std::string& path, const infer::LoadedModel& model, const DpoRecipe& recipe,
                               std::vector<std::string>& warnings);
 
-// The reference adapter's LoRA shape as the policy takes it (rank, alpha, rsLoRA, targets from
-// adapter_config.json; dropout and seed from the recipe). Error naming the folder for a target
-// Kindred cannot train.
-model::LoraConfig reference_lora(const peft::Adapter& reference, const SftRecipe& run);
+// The reference adapter's LoRA shape as the policy takes it (rank, alpha, rsLoRA, targets and the
+// first adapted layer from adapter_config.json, checked against `model`; dropout and seed from the
+// recipe). Error naming `where` (the reference's adapter_config.json) for layers Kindred cannot adapt.
+model::LoraConfig reference_lora(const peft::Adapter& reference, const SftRecipe& run, const ModelConfig& model,
+                                 const std::string& where);
 
 // Per pair: log π(y+|x) and log π(y−|x), summed over the completion tokens.
 struct SequenceLogProbs {

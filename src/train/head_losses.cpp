@@ -25,8 +25,9 @@ void add_rows_at(std::span<float> dhidden, std::int64_t hidden, std::span<const 
     }
 }
 
-HeadLosses::HeadLosses(std::span<const TokenizedExample> examples, std::int64_t hidden, model::Heads* heads)
-    : examples_(examples), hidden_(hidden), heads_(heads) {}
+HeadLosses::HeadLosses(std::span<const TokenizedExample> examples, std::int64_t hidden, model::Heads* heads,
+                       std::vector<float> emotion_weights)
+    : examples_(examples), hidden_(hidden), heads_(heads), emotion_weights_(std::move(emotion_weights)) {}
 
 void HeadLosses::run(const MicroBatch& micro, std::size_t row, std::span<const float> hidden, std::span<float> dhidden,
                      const HeadScales& scales, HeadSums& sums) {
@@ -82,11 +83,14 @@ void HeadLosses::head_backward(model::Head head, std::int64_t n, std::span<float
     add_rows_at(dhidden, hidden_, positions_, dpooled_);
 }
 
-// Soft cross-entropy against the uniform distribution over the site's labels.
+// Softmax head: soft cross-entropy against the uniform distribution over the site's labels, each
+// label's share multiplied by its class weight. Sigmoid head: binary cross-entropy per label (1 for
+// the site's labels, 0 for the rest), the class weight as the positive term's weight (kernels/loss.h).
 double HeadLosses::emotion(std::span<const float> hidden, std::span<float> dhidden, float scale) {
     const std::int64_t n = gather(hidden, [](const SiteRef& ref) { return !ref.site->emotions.empty(); });
     if (n == 0) return 0.0;
     const std::int64_t classes = heads_->outputs(model::Head::Emotion);
+    const bool sigmoid = heads_->config().emotion_activation == model::EmotionActivation::Sigmoid;
     soft_targets_.assign(static_cast<std::size_t>(n * classes), 0.0f);
     std::size_t i = 0;
     for (const auto& ref : sites_) {
@@ -95,14 +99,27 @@ double HeadLosses::emotion(std::span<const float> hidden, std::span<float> dhidd
         for (const auto label : labels) {
             if (label < 0 || label >= classes)
                 fail("example at line {}: emotion label id {} outside the head's {} classes", ref.line, label, classes);
-            soft_targets_[i * static_cast<std::size_t>(classes) + static_cast<std::size_t>(label)] +=
-                1.0f / static_cast<float>(labels.size());
+            const auto at = i * static_cast<std::size_t>(classes) + static_cast<std::size_t>(label);
+            if (sigmoid) {
+                soft_targets_[at] = 1.0f;
+            } else {
+                const float weight = emotion_weights_.empty() ? 1.0f : emotion_weights_[static_cast<std::size_t>(label)];
+                soft_targets_[at] += weight / static_cast<float>(labels.size());
+            }
         }
         ++i;
     }
     run_head(model::Head::Emotion, n);
-    const double loss = kernels::soft_cross_entropy_forward(logits_.data(), soft_targets_.data(), n, classes);
-    kernels::soft_cross_entropy_backward(dlogits_.data(), logits_.data(), soft_targets_.data(), n, classes, scale);
+    double loss = 0.0;
+    if (sigmoid) {
+        const float* pos_weight = emotion_weights_.empty() ? nullptr : emotion_weights_.data();
+        loss = kernels::sigmoid_cross_entropy_forward(logits_.data(), soft_targets_.data(), pos_weight, n, classes);
+        kernels::sigmoid_cross_entropy_backward(dlogits_.data(), logits_.data(), soft_targets_.data(), pos_weight, n,
+                                                classes, scale);
+    } else {
+        loss = kernels::soft_cross_entropy_forward(logits_.data(), soft_targets_.data(), n, classes);
+        kernels::soft_cross_entropy_backward(dlogits_.data(), logits_.data(), soft_targets_.data(), n, classes, scale);
+    }
     head_backward(model::Head::Emotion, n, dhidden);
     return loss;
 }

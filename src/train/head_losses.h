@@ -4,7 +4,8 @@
 // final hidden states at the sites are gathered, every active head computes its loss there, and its
 // gradient with respect to the pooled states is added back into d(hidden) at the sites' rows, so it
 // flows into the adapted trunk. Losses per site: soft cross-entropy against the uniform
-// distribution over the site's emotion labels, cross-entropy against the strategy id,
+// distribution over the site's emotion labels (a sigmoid emotion head: binary cross-entropy per
+// label), optionally class-weighted, cross-entropy against the strategy id,
 // (v̂ − v)² + (â − a)². Scratch buffers live here, so a step allocates only while they grow.
 #pragma once
 
@@ -46,7 +47,10 @@ class HeadLosses {
 public:
     // `examples` is the span the Packer placed (placements index it); heads may be null when every
     // scale given to run() is 0.
-    HeadLosses(std::span<const TokenizedExample> examples, std::int64_t hidden, model::Heads* heads);
+    // `emotion_weights`: one per emotion class (empty: unweighted; train/sft.h's
+    // emotion_class_weights), applied as the emotion loss's class weights.
+    HeadLosses(std::span<const TokenizedExample> examples, std::int64_t hidden, model::Heads* heads,
+               std::vector<float> emotion_weights = {});
 
     // The active heads' losses at the sites of `row` of `micro`: adds their sums into `sums`, the
     // heads' parameter gradients into the heads and d(loss)/d(hidden) into `dhidden` ([seq_len x
@@ -78,6 +82,7 @@ private:
     std::vector<std::size_t> positions_;
     std::vector<float> pooled_, dpooled_, logits_, dlogits_, soft_targets_;
     std::vector<std::int32_t> labels_;
+    std::vector<float> emotion_weights_;
 };
 
 }  // namespace kindred::train

@@ -101,6 +101,7 @@ void read_optimisation_keys(Config& config, SftRecipe& r, double default_lr) {
     r.grad_accumulation = read_at_least(config, "optimisation.grad_accumulation", 1);
     r.max_grad_norm = read_in_range(config, "optimisation.max_grad_norm", 1.0, 0.0, std::numeric_limits<double>::max());
     r.checkpoint_activations = config.get<bool>("optimisation.checkpoint_activations", false);
+    r.cache_frozen_layers = config.get<bool>("optimisation.cache_frozen_layers", true);
     const auto nan_policy = config.get<std::string>("optimisation.nan_policy", "stop");
     if (nan_policy == "stop") r.nan_policy = NanPolicy::Stop;
     else if (nan_policy == "skip") r.nan_policy = NanPolicy::Skip;
@@ -125,6 +126,18 @@ void read_head_switches(Config& config, SftRecipe& r) {
     r.heads.strategy = config.get<bool>("heads.strategy", true);
     r.heads.valence_arousal = config.get<bool>("heads.valence_arousal", true);
     r.heads.lr_multiplier = read_in_range(config, "heads.lr_multiplier", 1.0, 0.0, 1000.0);
+    const auto space = data::parse_emotion_space(config.get<std::string>("heads.emotion_labels", "kindred"));
+    if (!space) config.fail_at("heads.emotion_labels", "must be 'kindred' or 'goemotions'");
+    r.heads.emotion_space = *space;
+    const auto loss = config.get<std::string>("heads.emotion_loss", "softmax");
+    if (loss == "softmax") r.heads.emotion_activation = model::EmotionActivation::Softmax;
+    else if (loss == "sigmoid") r.heads.emotion_activation = model::EmotionActivation::Sigmoid;
+    else config.fail_at("heads.emotion_loss", "must be 'softmax' or 'sigmoid'");
+    const auto rebalance = config.get<std::string>("heads.emotion_rebalance", "none");
+    if (rebalance == "none") r.heads.emotion_rebalance = EmotionRebalance::None;
+    else if (rebalance == "inverse_frequency") r.heads.emotion_rebalance = EmotionRebalance::InverseFrequency;
+    else if (rebalance == "sqrt_inverse_frequency") r.heads.emotion_rebalance = EmotionRebalance::SqrtInverseFrequency;
+    else config.fail_at("heads.emotion_rebalance", "must be 'none', 'inverse_frequency' or 'sqrt_inverse_frequency'");
     if (!r.heads.emotion) r.objective.emotion = 0.0;
     if (!r.heads.strategy) r.objective.strategy = 0.0;
     if (!r.heads.valence_arousal) r.objective.valence_arousal = 0.0;
@@ -145,6 +158,8 @@ SftRecipe read_sft_recipe(Config& config) {
     r.adapter.rslora = config.get<bool>("adapter.rslora", false);
     r.adapter.targets = config.get<std::vector<std::string>>("adapter.targets", r.adapter.targets);
     if (r.adapter.targets.empty()) config.fail_at("adapter.targets", "must name at least one module");
+    // The model's layer count bounds it when the adapters are built (model/lora_adapters.h).
+    r.adapter.first_layer = read_at_least(config, "adapter.first_layer", 0, 0);
 
     read_data_keys(config, r, DataFiles{});
     read_optimisation_keys(config, r, 2e-4);

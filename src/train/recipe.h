@@ -17,8 +17,10 @@
 #include <string_view>
 
 #include "core/config.h"
+#include "data/labels.h"
 #include "data/style.h"
 #include "kernels/matmul.h"
+#include "model/heads.h"
 #include "model/lora_adapters.h"
 #include "model/quantize_weights.h"
 #include "train/schedule.h"
@@ -36,6 +38,10 @@ struct ObjectiveWeights {
     double safety_kl = 0.0;
 };
 
+// Class weights of the emotion loss from the training labels' frequencies n_c (train/sft.h):
+// none, w_c ∝ 1/n_c, or w_c ∝ 1/√n_c, scaled so the mean weight over label occurrences is 1.
+enum class EmotionRebalance { None, InverseFrequency, SqrtInverseFrequency };
+
 // The ablation switches as written (the weights above already account for them).
 struct HeadSwitches {
     bool emotion = true;
@@ -44,6 +50,13 @@ struct HeadSwitches {
     // The heads' learning rate as a multiple of the schedule's (heads.lr_multiplier): the heads
     // start from random weights, the adapters from an identity update (B = 0).
     double lr_multiplier = 1.0;
+    // The emotion head (docs/training.md, "The emotion head on GoEmotions"): its label set
+    // (heads.emotion_labels), its activation and loss (heads.emotion_loss: softmax = soft-label
+    // cross-entropy, sigmoid = per-label binary cross-entropy) and class rebalancing
+    // (heads.emotion_rebalance).
+    data::EmotionSpace emotion_space = data::EmotionSpace::Kindred;
+    model::EmotionActivation emotion_activation = model::EmotionActivation::Softmax;
+    EmotionRebalance emotion_rebalance = EmotionRebalance::None;
 };
 
 struct SafetyRecipe {
@@ -86,6 +99,9 @@ struct SftRecipe {
     std::int64_t grad_accumulation = 1;  // micro-batches per optimizer step
     double max_grad_norm = 1.0;          // 0 disables clipping
     bool checkpoint_activations = false;
+    // With adapter.first_layer > 0: compute the frozen layers once per example into
+    // <output.dir>/frozen-cache/ and train from there (train/frozen_cache.h).
+    bool cache_frozen_layers = true;
     NanPolicy nan_policy = NanPolicy::Stop;
 
     std::int64_t log_every = 1;  // steps between metrics.jsonl records

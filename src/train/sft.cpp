@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cmath>
+#include <filesystem>
 #include <optional>
 #include <utility>
 
@@ -15,6 +16,7 @@
 #include "model/heads.h"
 #include "model/trainable_decoder.h"
 #include "train/batch.h"
+#include "train/frozen_cache.h"
 #include "train/head_losses.h"
 #include "train/safety_teacher.h"
 #include "train/training_run.h"
@@ -44,6 +46,7 @@ std::vector<RunChart> sft_charts() {
          {{"nll", "nll"},
           {"emotion_macro_f1", "emotion_macro_f1"},
           {"emotion_multilabel_f1", "emotion_multilabel_f1"},
+          {"emotion_threshold_macro_f1", "emotion_threshold_macro_f1"},
           {"strategy_accuracy", "strategy_accuracy"},
           {"strategy_macro_f1", "strategy_macro_f1"},
           {"va_mse", "va_mse"},
@@ -73,13 +76,18 @@ struct Sums {
 // while they grow.
 class RowObjective {
 public:
+    // `emotion_weights`: one per emotion class (empty: unweighted); `residuals`: the frozen-layer
+    // cache of `examples` (null: every forward starts from the tokens).
     RowObjective(std::span<const TokenizedExample> examples, std::int64_t hidden, std::int64_t vocab,
-                 model::Heads* heads, SafetyTeacher* teacher)
-        : examples_(examples), hidden_(hidden), vocab_(vocab), heads_(examples, hidden, heads), teacher_(teacher) {}
+                 model::Heads* heads, SafetyTeacher* teacher, std::vector<float> emotion_weights,
+                 const FrozenResiduals* residuals)
+        : examples_(examples), hidden_(hidden), vocab_(vocab), heads_(examples, hidden, heads, std::move(emotion_weights)),
+          teacher_(teacher), residuals_(residuals) {}
 
     void run(model::TrainableDecoder& trainer, const MicroBatch& micro, std::size_t row, const Scales& scales,
              Sums& sums) {
-        const model::TrainBatch batch = row_batch(micro, row);
+        model::TrainBatch batch = row_batch(micro, row);
+        if (residuals_ != nullptr) add_cached_residuals(batch, micro, row);
         const std::span<const float> hidden = trainer.forward(batch);
         dhidden_.assign(hidden.size(), 0.0f);
         if (scales.lm != 0.0f) {
@@ -97,6 +105,19 @@ public:
     }
 
 private:
+    // The row's residual stream entering the adapters' first layer: each packed example's cached
+    // block at its offset, zeros for the padding (a segment of its own that no loss reads).
+    void add_cached_residuals(model::TrainBatch& batch, const MicroBatch& micro, std::size_t row) const {
+        std::size_t filled = 0;
+        for (const auto& placement : micro.placements) {
+            if (placement.row != row) continue;
+            FrozenResiduals::append_padding(batch, placement.offset - filled, hidden_);
+            residuals_->append(batch, placement.example);
+            filled = placement.offset + residuals_->tokens(placement.example);
+        }
+        FrozenResiduals::append_padding(batch, micro.seq_len - filled, hidden_);
+    }
+
     // KL(teacher ‖ student at τ) at every target token of the row's examples, in one pass over the
     // vocabulary for the whole row (the output matrix is streamed once, not once per example).
     double safety(model::TrainableDecoder& trainer, const MicroBatch& micro, std::size_t row,
@@ -153,12 +174,19 @@ private:
     std::vector<float> pooled_, dpooled_;
     std::vector<std::int32_t> ids_;
     std::vector<float> probs_, residual_;
+    const FrozenResiduals* residuals_;
 };
 
-std::vector<std::string> emotion_label_names() {
-    std::vector<std::string> out;
-    for (const auto& label : data::emotion_labels()) out.emplace_back(label.name);
-    return out;
+std::vector<std::string> emotion_label_names(data::EmotionSpace space) {
+    const auto names = data::emotion_space_labels(space);
+    return {names.begin(), names.end()};
+}
+
+// "<path> <size>": the model file's identity for the frozen-layer cache's fingerprint.
+std::string model_identity(const std::string& path) {
+    std::error_code error;
+    const auto size = std::filesystem::file_size(path, error);
+    return fmt::format("{} {}", path, error ? 0 : size);
 }
 
 std::vector<std::string> strategy_names() {
@@ -168,6 +196,34 @@ std::vector<std::string> strategy_names() {
 
 }  // namespace
 
+std::vector<float> emotion_class_weights(std::span<const TokenizedExample> examples, std::int64_t classes,
+                                         EmotionRebalance rebalance) {
+    if (rebalance == EmotionRebalance::None) return {};
+    std::vector<double> counts(static_cast<std::size_t>(classes), 0.0);
+    double occurrences = 0.0;
+    for (const auto& example : examples)
+        for (const auto& site : example.sites)
+            for (const auto label : site.emotions) {
+                if (label < 0 || label >= classes)
+                    fail("example at line {}: emotion label id {} outside the head's {} classes", example.line, label, classes);
+                counts[static_cast<std::size_t>(label)] += 1.0;
+                occurrences += 1.0;
+            }
+    std::vector<double> raw(counts.size(), 0.0);
+    double weighted = 0.0;  // Σ_c n_c · raw_c
+    for (std::size_t c = 0; c < counts.size(); ++c) {
+        if (counts[c] == 0.0) continue;
+        raw[c] = rebalance == EmotionRebalance::InverseFrequency ? 1.0 / counts[c] : 1.0 / std::sqrt(counts[c]);
+        weighted += counts[c] * raw[c];
+    }
+    // A class never seen in training gets weight 1: it is never a positive, so its weight only
+    // matters to a sigmoid head's (absent) positive term.
+    std::vector<float> weights(counts.size(), 1.0f);
+    for (std::size_t c = 0; c < counts.size(); ++c)
+        if (counts[c] > 0.0) weights[c] = static_cast<float>(raw[c] * occurrences / weighted);
+    return weights;
+}
+
 SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const TokenizedExample> examples,
                   const SftOptions& options) {
     // Heads exist only for active terms (a switched-off head is never created, so it is absent
@@ -176,14 +232,15 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     if (any_head_active(recipe)) {
         model::HeadsConfig config;
         config.emotion = emotion_active(recipe);
-        config.emotion_classes = static_cast<std::int64_t>(data::emotion_labels().size());
+        config.emotion_classes = static_cast<std::int64_t>(data::emotion_space_labels(recipe.heads.emotion_space).size());
+        config.emotion_activation = recipe.heads.emotion_activation;
         config.strategy = strategy_active(recipe);
         config.strategy_classes = static_cast<std::int64_t>(data::strategies().size());
         config.valence_arousal = valence_arousal_active(recipe);
         config.seed = recipe.seed;
         run_heads.heads.emplace(base.config().hidden_size, config);
         run_heads.trained = true;
-        if (config.emotion) run_heads.emotion_labels = emotion_label_names();
+        if (config.emotion) run_heads.emotion_labels = emotion_label_names(recipe.heads.emotion_space);
         if (config.strategy) run_heads.strategy_labels = strategy_names();
     }
     RunOptions run_options;
@@ -212,14 +269,35 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     Packer packer(examples, packing, run.data_position());
     model::TrainableDecoder trainer(base, run.adapters(), recipe.checkpoint_activations, recipe.max_seq_len,
                                     recipe.compute);
-    RowObjective objective(examples, base.config().hidden_size, base.config().vocab_size, heads,
-                           teacher ? &*teacher : nullptr);
-
-    // The dev set, and a teacher of its own (a teacher caches by example index) unless the caller
-    // lends one that already knows this dev set.
     std::span<const TokenizedExample> dev = options.dev;
     if (recipe.evaluation.max_examples > 0 && dev.size() > static_cast<std::size_t>(recipe.evaluation.max_examples))
         dev = dev.first(static_cast<std::size_t>(recipe.evaluation.max_examples));
+
+    // Partial fine-tuning: the frozen layers run once per example (train/frozen_cache.h).
+    std::optional<FrozenResiduals> train_residuals, dev_residuals;
+    if (run.adapters().first_layer() > 0 && recipe.cache_frozen_layers) {
+        FrozenCacheOptions cache;
+        cache.dir = (std::filesystem::path(recipe.output_dir) / "frozen-cache").string();
+        cache.model_identity = model_identity(options.base_model);
+        cache.precision = kernels::precision_name(kernels::effective_precision(recipe.compute));
+        cache.max_seq_len = static_cast<std::size_t>(recipe.max_seq_len);
+        cache.progress = recipe.progress && run.parallel().root();
+        cache.label = "cache train";
+        train_residuals = FrozenResiduals::open_or_build(trainer, examples, run.adapters().first_layer(), cache);
+        if (!dev.empty()) {
+            cache.label = "cache dev";
+            dev_residuals = FrozenResiduals::open_or_build(trainer, dev, run.adapters().first_layer(), cache);
+        }
+    }
+    std::vector<float> emotion_weights;
+    if (heads != nullptr && heads->enabled(model::Head::Emotion))
+        emotion_weights = emotion_class_weights(examples, heads->outputs(model::Head::Emotion), recipe.heads.emotion_rebalance);
+    RowObjective objective(examples, base.config().hidden_size, base.config().vocab_size, heads,
+                           teacher ? &*teacher : nullptr, std::move(emotion_weights),
+                           train_residuals ? &*train_residuals : nullptr);
+
+    // The dev set's teacher of its own (a teacher caches by example index) unless the caller lends
+    // one that already knows this dev set.
     std::optional<SafetyTeacher> own_dev_teacher;
     SafetyTeacher* dev_teacher = nullptr;
     if (teacher && !dev.empty()) {
@@ -242,7 +320,8 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     if (!dev.empty()) {
         evaluate = [&](std::int64_t step) {
             const DevMetrics dev_metrics =
-                evaluate_dev(trainer, heads, dev_teacher, dev, static_cast<std::size_t>(recipe.max_seq_len));
+                evaluate_dev(trainer, heads, dev_teacher, dev, static_cast<std::size_t>(recipe.max_seq_len),
+                             dev_residuals ? &*dev_residuals : nullptr);
             if (step == recipe.max_steps) result.final_dev = dev_metrics;
             return to_json(dev_metrics);
         };
@@ -326,6 +405,12 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     result.tokens_per_s = run.tokens_per_s();
     result.skipped_steps = run.skipped_steps();
     if (teacher) result.teacher_cached_bytes = teacher->cached_bytes();
+    if (heads) {
+        // The multi-label decision threshold chosen on dev goes with the head (eval/multilabel.h).
+        if (result.final_dev && std::isfinite(result.final_dev->emotion_threshold))
+            heads->set_emotion_threshold(result.final_dev->emotion_threshold);
+        heads->set_emotion_system_prompt(options.emotion_system_prompt);
+    }
     result.finished = run.finish(result.last_step, sft_charts());
     return result;
 }

@@ -43,6 +43,9 @@ struct SftOptions {
     bool resume = false;        // continue from <run_dir>/checkpoints (a fresh start when it has none)
     std::string base_model;     // recorded in the PEFT adapter_config.json
     std::int32_t pad_id = 0;
+    // The system message the emotion examples share (ChatDatasetStats::emotion_system_prompt),
+    // kept with the emotion head so evaluation renders inputs the same way; empty: unknown.
+    std::string emotion_system_prompt;
     // Dev examples (tokenized like the training ones; must outlive the call). Empty: no dev metrics.
     // recipe.evaluation.max_examples takes the first N.
     std::span<const TokenizedExample> dev;
@@ -83,6 +86,13 @@ struct SftResult {
     double elapsed_s = 0.0;
     bool finished = false;        // reached max_steps and wrote the adapter
 };
+
+// The emotion loss's class weights for `rebalance` from the labels at the examples' head sites
+// (n_c occurrences of class c): w_c ∝ 1/n_c or 1/√n_c, scaled so Σ_c n_c·w_c = Σ_c n_c (the mean
+// weight over label occurrences is 1, so the loss keeps its scale); 1 for a class never seen.
+// Empty for EmotionRebalance::None. Error for a label outside [0, classes).
+std::vector<float> emotion_class_weights(std::span<const TokenizedExample> examples, std::int64_t classes,
+                                         EmotionRebalance rebalance);
 
 // Trains `recipe` on `examples` (already tokenized and filtered; with the KL active they must carry
 // teacher_tokens, train/chat_dataset.h) over `base`, which is not const because the safety teacher

@@ -310,6 +310,8 @@ peft::Adapter peft_adapter(const model::LoraAdapters& adapters, const std::strin
         if (adapters.targets(module))
             adapter.config.target_parameters.emplace_back(
                 peft::kExpertParameters[module == model::LoraModule::ExpertsGateUp ? 0 : 1]);
+    for (std::int64_t layer = config.first_layer; config.first_layer > 0 && layer < adapters.layers(); ++layer)
+        adapter.config.layers_to_transform.push_back(static_cast<std::uint32_t>(layer));
     for (const auto& info : adapters.tensors()) {
         peft::LoraTensor tensor{info.name, {static_cast<std::uint64_t>(info.rows), static_cast<std::uint64_t>(info.cols)}, {}};
         tensor.values.resize(static_cast<std::size_t>(info.rows * info.cols));

@@ -127,6 +127,39 @@ TEST(DemoCli, QuickRunWritesTheReport) {
     }
     EXPECT_NE(markdown.find("objective:"), std::string::npos);  // the resolved recipe
     EXPECT_NE(markdown.find("### Data card"), std::string::npos);
+    EXPECT_NE(markdown.find("**Trained on:** the bundled sample corpus"), std::string::npos);
+}
+
+// --data takes a `kindred data fetch` folder: the datasets found there are what the demo prepares
+// and trains on, and the report says so. Here a folder in the fetched layout holding the sample
+// ESConv and GoEmotions files (no EmpatheticDialogues: the side-by-side stage then has no prompts),
+// a few steps; an empty folder fails before anything is written.
+TEST(DemoCli, DataFolderOfFetchedReleasesIsWhatTheDemoTrainsOn) {
+    if (!fs::exists(kindred::testing::default_model_path())) GTEST_SKIP() << "default model not downloaded";
+    ScratchDir scratch("kindred-demo-data");
+    const fs::path fetched = scratch.path() / "fetched";
+    fs::create_directories(fetched / "esconv");
+    fs::copy_file(kindred::testing::source_path("data/samples/esconv/ESConv.json"), fetched / "esconv/ESConv.json");
+    fs::copy(kindred::testing::source_path("data/samples/goemotions/data"), fetched / "goemotions");
+    const auto result = kindred::testing::run_kindred("demo --quick --threads 2 --out '" + (scratch.path() / "runs").string() +
+                                                          "' --data '" + fetched.string() + "' --eqbench-limit 1 optimisation.max_steps=2",
+                                                      true);
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    fs::path run;
+    for (const auto& entry : fs::directory_iterator(scratch.path() / "runs")) run = entry.path();
+    const std::string markdown = read_text(run / "report.md");
+    EXPECT_NE(markdown.find("**Trained on:** the released datasets fetched into " + fetched.string() + ": ESConv, GoEmotions"),
+              std::string::npos)
+        << markdown.substr(0, 800);
+    EXPECT_NE(read_text(run / "data" / "data_card.md").find("## goemotions"), std::string::npos);
+    EXPECT_EQ(read_text(run / "data" / "data_card.md").find("## empathetic_dialogues"), std::string::npos);
+
+    const auto empty = kindred::testing::run_kindred("demo --quick --out '" + (scratch.path() / "none").string() + "' --data '" +
+                                                         (scratch.path() / "runs").string() + "'",
+                                                     true);
+    EXPECT_EQ(empty.exit_code, 1) << empty.output;
+    EXPECT_NE(empty.output.find("no fetched dataset in it"), std::string::npos) << empty.output;
+    EXPECT_FALSE(fs::exists(scratch.path() / "none"));
 }
 
 TEST(DemoCli, MissingQuestionsFileFailsAtOnce) {

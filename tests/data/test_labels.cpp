@@ -42,6 +42,37 @@ TEST(Labels, SourceLabelSetsAreCompleteAndAllMapIntoTheHead) {
     EXPECT_EQ(reached.size(), emotion_labels().size());
 }
 
+// The two label sets an emotion head can be trained in, and how each is read out into GoEmotions'
+// 28 labels for the benchmark (eval/goemotions_eval.h).
+TEST(Labels, EmotionSpacesAndTheGoEmotionsReadout) {
+    const auto kindred = emotion_space_labels(EmotionSpace::Kindred);
+    const auto goemotions = emotion_space_labels(EmotionSpace::GoEmotions);
+    ASSERT_EQ(kindred.size(), 27u);
+    ASSERT_EQ(goemotions.size(), 28u);
+    EXPECT_EQ(goemotions.front(), "admiration");
+    EXPECT_EQ(goemotions.back(), "neutral");
+    EXPECT_EQ(parse_emotion_space("goemotions"), EmotionSpace::GoEmotions);
+    EXPECT_EQ(emotion_space_name(EmotionSpace::Kindred), "kindred");
+    EXPECT_FALSE(parse_emotion_space("ekman"));
+
+    const std::vector<std::string> goemotions_head(goemotions.begin(), goemotions.end());
+    const std::vector<std::string> kindred_head(kindred.begin(), kindred.end());
+    EXPECT_EQ(emotion_space_of(goemotions_head), EmotionSpace::GoEmotions);
+    EXPECT_EQ(emotion_space_of(kindred_head), EmotionSpace::Kindred);
+    const auto identity = goemotions_readout(goemotions_head);
+    for (std::size_t g = 0; g < identity.size(); ++g) EXPECT_EQ(identity[g], g);
+    const auto readout = goemotions_readout(kindred_head);
+    ASSERT_EQ(readout.size(), 28u);
+    EXPECT_EQ(kindred[readout[1]], "joy");     // amusement
+    EXPECT_EQ(kindred[readout[17]], "joy");    // joy
+    EXPECT_EQ(kindred[readout[18]], "caring");  // love
+    EXPECT_EQ(kindred[readout[24]], "guilt");   // remorse
+    std::vector<std::string> reordered = goemotions_head;
+    std::swap(reordered[0], reordered[1]);
+    EXPECT_FALSE(emotion_space_of(reordered));
+    EXPECT_THROW(goemotions_readout(reordered), Error);
+}
+
 TEST(Labels, SpotChecksOfTheMappings) {
     EXPECT_EQ(map_label(empathetic_dialogues_labels(), "terrified"), "fear");
     EXPECT_EQ(map_label(empathetic_dialogues_labels(), "sentimental"), "nostalgia");

@@ -38,6 +38,7 @@ ReportData sample_report() {
     data.finished = "2026-11-26 02:16:31 UTC";
     data.wall_seconds = 151.0;
     data.model = "SmolLM2-135M-Instruct.Q4_1.gguf";
+    data.data = "the bundled sample corpus <samples>";
     data.summary = "Base vs fine-tuned on the bundled samples.";
     data.stages = {{"prepare data", 0.4, 0.3}, {"SFT", 120.0, 230.4}};
     data.metrics = {
@@ -81,6 +82,10 @@ TEST(Report, HtmlHasEverySectionAndTheNumbers) {
     EXPECT_EQ(html.find("<?xml"), std::string::npos);
     EXPECT_NE(html.find("class=\"pair\""), std::string::npos);
     EXPECT_NE(html.find("name: demo"), std::string::npos);
+    // What the model was trained on is part of the run's description, escaped like every text.
+    EXPECT_NE(html.find("Trained on"), std::string::npos);
+    EXPECT_NE(html.find("the bundled sample corpus &lt;samples&gt;"), std::string::npos);
+    EXPECT_NE(report_markdown(sample_report()).find("**Trained on:** the bundled sample corpus"), std::string::npos);
 }
 
 TEST(Report, ModelTextIsEscapedInBothDocuments) {

@@ -138,6 +138,38 @@ TEST(PeftAdapter, RsloraFlagRoundTrips) {
     EXPECT_TRUE(read_json(dir + "/adapter_config.json")["base_model_name_or_path"].is_null());
 }
 
+// PEFT's layers_to_transform (Kindred's adapter.first_layer): written as a list, read as a list or
+// a single index, sorted; a tensor for a layer it does not list, or a layer listed twice, is refused.
+TEST(PeftAdapter, LayersToTransformRoundTripsAndBoundsTheTensors) {
+    const Adapter golden = read_adapter(source_path("tests/goldens/adapters/peft_tiny"));
+    Adapter upper = golden;
+    upper.tensors.clear();
+    for (const auto& tensor : golden.tensors)
+        if (parse_lora_key(tensor.name).layer == 1) upper.tensors.push_back(tensor);
+    ASSERT_FALSE(upper.tensors.empty());
+    upper.config.layers_to_transform = {1};
+    const ScratchDir scratch{"kindred-adapters"};
+    const std::string dir = scratch / "upper";
+    write_adapter(dir, upper);
+    EXPECT_EQ(read_json(dir + "/adapter_config.json")["layers_to_transform"], json::array({1}));
+    EXPECT_EQ(read_adapter(dir).config.layers_to_transform, std::vector<std::uint32_t>{1});
+    EXPECT_TRUE(read_json(source_path("tests/goldens/adapters/peft_tiny/adapter_config.json"))["layers_to_transform"].is_null());
+    EXPECT_TRUE(golden.config.layers_to_transform.empty());
+
+    const std::string single = edited_copy(scratch, "single", [](json& c) { c["layers_to_transform"] = 1; });
+    std::filesystem::remove(single + "/adapter_model.safetensors");
+    std::filesystem::copy_file(dir + "/adapter_model.safetensors", single + "/adapter_model.safetensors");
+    EXPECT_EQ(read_adapter(single).config.layers_to_transform, std::vector<std::uint32_t>{1});
+
+    Adapter outside = golden;  // tensors of layers 0 and 1, but only layer 1 listed
+    outside.config.layers_to_transform = {1};
+    expect_error([&] { write_adapter(scratch / "outside", outside); }, "which layers_to_transform does not list");
+    for (const json& bad : {json::array({1, 1}), json::array({-1}), json("1")}) {
+        const std::string edited = edited_copy(scratch, "bad" + bad.dump(), [&](json& c) { c["layers_to_transform"] = bad; });
+        expect_error([&] { read_adapter(edited); }, "layers_to_transform");
+    }
+}
+
 TEST(PeftAdapter, UnsupportedConfigNamesTheField) {
     const std::vector<std::pair<std::string, json>> cases = {
         {"peft_type", "PREFIX_TUNING"}, {"use_dora", true},           {"bias", "all"},
@@ -199,6 +231,21 @@ TEST(PeftAdapter, ExpertStacksRoundTripAndNameTheirParameter) {
     EXPECT_EQ(read_json(dir + "/adapter_config.json")["target_parameters"],
               json({"mlp.experts.gate_up_proj", "mlp.experts.down_proj"}));
     ASSERT_EQ(back.tensors.size(), adapter.tensors.size());
+
+    // Expert stacks alone, as PEFT writes them (target_modules null), on the listed layers only:
+    // layers_to_transform is read there too.
+    Adapter stacks = adapter;
+    stacks.config.target_modules.clear();
+    stacks.tensors.erase(stacks.tensors.begin(), stacks.tensors.begin() + 2);  // the q_proj pair
+    stacks.config.layers_to_transform = {0};
+    const std::string stacks_dir = scratch / "stacks";
+    write_adapter(stacks_dir, stacks);
+    json config = read_json(stacks_dir + "/adapter_config.json");
+    config["target_modules"] = nullptr;
+    std::ofstream(stacks_dir + "/adapter_config.json") << config.dump();
+    const Adapter stacks_back = read_adapter(stacks_dir);
+    EXPECT_TRUE(stacks_back.config.target_modules.empty());
+    EXPECT_EQ(stacks_back.config.layers_to_transform, std::vector<std::uint32_t>{0});
 }
 
 TEST(PeftAdapter, InconsistentExpertStacksAreRefused) {

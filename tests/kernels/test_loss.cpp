@@ -333,3 +333,69 @@ TEST(Mse, MatchesTorchMeanAndFiniteDifferences) {
 
 }  // namespace
 }  // namespace kindred::kernels
+
+namespace kindred::kernels {
+namespace {
+
+// ---- sigmoid (binary) cross-entropy, the multi-label emotion head's loss ----
+
+nlohmann::json bce_golden() {
+    std::ifstream in(testing::source_path("tests/goldens/emotion_head/bce.json"));
+    return nlohmann::json::parse(in).at("cases");
+}
+
+// torch's BCEWithLogitsLoss in float64 on the same float32 inputs (tools/goldens/emotion_head.py).
+// The forward is double throughout: 35 softplus terms of O(1..40) agree to ~1e-14 relative, so
+// 1e-12 relative is asserted. The gradient is computed in double and rounded once to fp32
+// (relative 6e-8), plus one fp32 rounding of the accumulated value: 2e-7 relative + 1e-9 abs.
+TEST(SigmoidCrossEntropy, MatchesTorchBceWithLogits) {
+    for (const auto& c : bce_golden()) {
+        const auto rows = c["rows"].get<std::int64_t>(), classes = c["classes"].get<std::int64_t>();
+        const auto logits = c["logits"].get<std::vector<float>>();
+        const auto targets = c["targets"].get<std::vector<float>>();
+        const std::vector<float> pos_weight = c["pos_weight"].is_null() ? std::vector<float>{} : c["pos_weight"].get<std::vector<float>>();
+        const float* pw = pos_weight.empty() ? nullptr : pos_weight.data();
+        const double expected = c["loss"].get<double>();
+        EXPECT_NEAR(sigmoid_cross_entropy_forward(logits.data(), targets.data(), pw, rows, classes), expected,
+                    1e-12 * std::fabs(expected));
+        std::vector<float> d(logits.size(), 0.0f);
+        sigmoid_cross_entropy_backward(d.data(), logits.data(), targets.data(), pw, rows, classes, 1.0f);
+        const auto golden_d = c["dlogits"].get<std::vector<std::vector<double>>>();
+        for (std::int64_t r = 0; r < rows; ++r)
+            for (std::int64_t k = 0; k < classes; ++k) {
+                const double want = golden_d[static_cast<std::size_t>(r)][static_cast<std::size_t>(k)];
+                EXPECT_NEAR(d[static_cast<std::size_t>(r * classes + k)], want, 1e-9 + 2e-7 * std::fabs(want)) << r << "," << k;
+            }
+    }
+}
+
+// Forward in double: noise ~1e-15 · 30 terms; softplus'' ≤ ¼, so with h = 1e-3 the central
+// difference's truncation error is ≲ h²/6 · |softplus'''| ≈ 2e-8 per entry; the analytic
+// gradient is fp32 (~1e-7 relative). Hence abs 1e-6 + rel 1e-5.
+TEST(SigmoidCrossEntropy, BackwardMatchesFiniteDifferences) {
+    const std::int64_t rows = 3, classes = 5;
+    auto logits = random_floats(rows * classes, 61, -4.0f, 4.0f);
+    auto targets = random_floats(rows * classes, 62, 0.0f, 1.0f);
+    const auto pos_weight = random_floats(classes, 63, 0.5f, 3.0f);
+    std::vector<float> d(logits.size(), 0.0f);
+    sigmoid_cross_entropy_backward(d.data(), logits.data(), targets.data(), pos_weight.data(), rows, classes, 1.0f);
+    const auto result = check_gradient(logits, d, [&] {
+        return sigmoid_cross_entropy_forward(logits.data(), targets.data(), pos_weight.data(), rows, classes);
+    }, GradientCheckOptions{1e-3, 1e-6, 1e-5});
+    EXPECT_TRUE(result.passed()) << result.describe();
+}
+
+TEST(SigmoidCrossEntropy, RejectsBadInput) {
+    const std::vector<float> logits{0, 1}, targets{0, 1}, outside{0, 1.5f}, bad_weight{1, 0};
+    std::vector<float> d(2, 0.0f);
+    EXPECT_THROW(sigmoid_cross_entropy_forward(logits.data(), outside.data(), nullptr, 1, 2), Error);
+    EXPECT_THROW(sigmoid_cross_entropy_backward(d.data(), logits.data(), outside.data(), nullptr, 1, 2, 1.0f), Error);
+    EXPECT_THROW(sigmoid_cross_entropy_forward(logits.data(), targets.data(), bad_weight.data(), 1, 2), Error);
+    EXPECT_THROW(sigmoid_cross_entropy_forward(logits.data(), targets.data(), nullptr, 1, 0), Error);
+    // Saturated logits stay finite: softplus(±100) is evaluated without overflow.
+    const std::vector<float> saturated{100.0f, -100.0f}, wrong{0.0f, 1.0f};
+    EXPECT_NEAR(sigmoid_cross_entropy_forward(saturated.data(), wrong.data(), nullptr, 1, 2), 200.0, 1e-9);
+}
+
+}  // namespace
+}  // namespace kindred::kernels

@@ -1,7 +1,8 @@
 // tests/model/decoder_goldens.h — what the decoder tests share to replay transformers and PEFT
 // goldens: greedy decoding through the KV cache, the mean NLL of a text from its logits, a
 // golden's documents packed into one training row; the LoRA goldens' init formula and the gradient
-// error measure of tests/lora_goldens.h, in this namespace.
+// error measure of tests/lora_goldens.h, in this namespace; the check that adapters from a first
+// layer train what full ones do.
 #pragma once
 
 #include <algorithm>
@@ -10,11 +11,13 @@
 #include <span>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "kernels/softmax.h"
 #include "lora_goldens.h"
 #include "model/decoder.h"
+#include "model/lora_adapters.h"
 #include "model/trainable_decoder.h"
 
 namespace kindred::model {
@@ -91,5 +94,40 @@ inline std::int64_t counted(const TrainBatch& batch) {
 // The LoRA goldens' init formula and gradient error measure (tests/lora_goldens.h).
 using kindred::testing::formula_init;
 using kindred::testing::relative_max_error;
+
+// The gradients of every adapter tensor of `layer`, in HF layout, in the adapters' order.
+inline std::vector<std::vector<float>> layer_gradients(const LoraAdapters& adapters, std::int64_t layer) {
+    std::vector<std::vector<float>> out;
+    for (const auto& info : adapters.tensors()) {
+        if (info.layer != layer) continue;
+        out.emplace_back(static_cast<std::size_t>(info.rows * info.cols));
+        adapters.get_hf(info.name, out.back(), /*gradient=*/true);
+    }
+    return out;
+}
+
+// Adapters from layer `first` (upper: LoraConfig::first_layer) train what `full` ones train when
+// full's adapters below `first` add an exact 0 (B = 0) and the two agree from `first` on: the
+// loss and layer `first`'s gradients bit-identical; and a forward from the cached residual
+// entering `first` (train/frozen_cache.h) gives the same again. Returns that cached batch.
+inline TrainBatch expect_frozen_lower_layers_match(const Decoder& decoder, LoraAdapters& full, LoraAdapters& upper,
+                                                   const TrainBatch& batch, std::int64_t first) {
+    TrainableDecoder full_trainer(decoder, full, false, 64);
+    TrainableDecoder upper_trainer(decoder, upper, false, 64);
+    full.zero_grads();
+    upper.zero_grads();
+    const double loss = upper_trainer.forward_backward(batch, 0.5f).loss;
+    EXPECT_EQ(full_trainer.forward_backward(batch, 0.5f).loss, loss);
+    const auto expected = layer_gradients(upper, first);
+    EXPECT_EQ(layer_gradients(full, first), expected);
+
+    TrainBatch cached = batch;
+    const auto residual = upper_trainer.residual_entering(batch, first);
+    cached.residual.assign(residual.begin(), residual.end());
+    upper.zero_grads();
+    EXPECT_EQ(upper_trainer.forward_backward(cached, 0.5f).loss, loss);
+    EXPECT_EQ(layer_gradients(upper, first), expected);
+    return cached;
+}
 
 }  // namespace kindred::model

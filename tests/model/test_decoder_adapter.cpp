@@ -39,6 +39,33 @@ void randomize(LoraAdapters& adapters) {
         params[i] = 0.2f * (2.0f * kernels::counter_uniform(99, i) - 1.0f);
 }
 
+// Adapters from layer 1 (LoraConfig::first_layer) leave layer 0 the base's: the logits equal those
+// of full adapters whose layer-0 B is zero, bit for bit (B = 0 adds an exact 0).
+TEST(DecoderAdapter, FirstLayerLeavesLowerLayersFrozen) {
+    const std::string directory = kindred::testing::source_path("tests/goldens/inference/tiny-llama");
+    const auto checkpoint = safetensors::Checkpoint::open(directory);
+    const ModelConfig config = model_config_from_hf_file(directory + "/config.json");
+    Decoder decoder(config, load_weights(checkpoint));
+    LoraConfig lora;
+    lora.rank = 3;
+    lora.alpha = 5;
+    LoraAdapters full(config, lora, false);
+    randomize(full);
+    lora.first_layer = 1;
+    LoraAdapters upper(config, lora, false);
+    for (const auto& info : full.tensors()) {
+        std::vector<float> values(static_cast<std::size_t>(info.rows * info.cols));
+        full.get_hf(info.name, values);
+        if (info.layer == 1) upper.set_hf(info.name, values);
+        if (info.layer == 0 && info.is_b) full.set_hf(info.name, std::vector<float>(values.size(), 0.0f));
+    }
+    const std::vector<std::int32_t> ids = {1, 5, 9, 17, 33, 2};
+    decoder.attach_adapter(&full);
+    const auto expected = last_logits(decoder, ids);
+    decoder.attach_adapter(&upper);
+    EXPECT_EQ(last_logits(decoder, ids), expected);
+}
+
 TEST(DecoderAdapter, MatchesMergedWeights) {
     const std::string directory = kindred::testing::source_path("tests/goldens/inference/tiny-llama");
     const auto checkpoint = safetensors::Checkpoint::open(directory);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "kernels/gradient_check.h"
 #include "core/error.h"
@@ -204,6 +205,52 @@ TEST(Heads, WriteReadRoundTrip) {
     EXPECT_FALSE(back.enabled(Head::Strategy));
     EXPECT_FALSE(back.enabled(Head::ValenceArousal));
     EXPECT_TRUE(std::equal(emotion.params().begin(), emotion.params().end(), back.params().begin()));
+    fs::remove_all(dir);
+}
+
+// The emotion head's decision rule and input format travel in heads.json; a file written before
+// those keys existed reads as a softmax head with no threshold and no recorded system message.
+TEST(Heads, EmotionActivationThresholdAndSystemPromptRoundTrip) {
+    const auto dir = fresh_dir("decision_rule");
+    HeadsConfig config = small_config(13);
+    config.strategy = config.valence_arousal = false;
+    config.emotion_activation = EmotionActivation::Sigmoid;
+    Heads heads(16, config);
+    heads.set_emotion_threshold(0.27);
+    heads.set_emotion_system_prompt("Name the emotions.");
+    write_heads(dir.string(), heads, emotion_labels, {});
+    const LoadedHeads loaded = read_heads_with_labels(dir.string(), 16);
+    EXPECT_EQ(loaded.heads.config().emotion_activation, EmotionActivation::Sigmoid);
+    EXPECT_DOUBLE_EQ(loaded.heads.config().emotion_threshold, 0.27);
+    EXPECT_EQ(loaded.heads.config().emotion_system_prompt, "Name the emotions.");
+    // Sigmoid probabilities are per label: σ(0) = ½, σ(ln 3) = ¾.
+    const float logits[] = {0.0f, std::log(3.0f), 0.0f, 0.0f, 0.0f};
+    float p[5];
+    loaded.heads.emotion_probabilities(logits, 1, p);
+    EXPECT_FLOAT_EQ(p[0], 0.5f);
+    EXPECT_FLOAT_EQ(p[1], 0.75f);
+
+    // The keys as older files lack them.
+    const std::string config_path = (dir / "heads.json").string();
+    nlohmann::json json = nlohmann::json::parse(std::ifstream(config_path));
+    for (const char* key : {"emotion_activation", "emotion_threshold", "emotion_system_prompt"}) json.erase(key);
+    std::ofstream(config_path) << json.dump();
+    const LoadedHeads old = read_heads_with_labels(dir.string(), 16);
+    EXPECT_EQ(old.heads.config().emotion_activation, EmotionActivation::Softmax);
+    EXPECT_TRUE(std::isnan(old.heads.config().emotion_threshold));
+    EXPECT_TRUE(old.heads.config().emotion_system_prompt.empty());
+    // Softmax probabilities share one unit: (1, 3, 1, 1, 1) / 7.
+    old.heads.emotion_probabilities(logits, 1, p);
+    EXPECT_NEAR(p[1], 3.0f / 7.0f, 1e-7f);
+
+    for (const auto& [key, value] : {std::pair{"emotion_activation", nlohmann::json("tanh")},
+                                     std::pair{"emotion_threshold", nlohmann::json(1.5)},
+                                     std::pair{"emotion_system_prompt", nlohmann::json(3)}}) {
+        nlohmann::json bad = json;
+        bad[key] = value;
+        std::ofstream(config_path) << bad.dump();
+        EXPECT_THROW(read_heads_with_labels(dir.string(), 16), Error) << key;
+    }
     fs::remove_all(dir);
 }
 

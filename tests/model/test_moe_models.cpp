@@ -342,6 +342,43 @@ TEST(MoeModels, InferenceAdaptersMatchTheTrainer) {
     }
 }
 
+// Adapters from layer 2 of the mixed Qwen3-MoE (layers 0 and 2 mixture-of-experts, 1 dense;
+// adapter.first_layer = 2, every module targeted): each starts as the full set's does (the init
+// stream counts the adapters the lower layers would have had, 6 and 7 here, not 2 · 9), the loss
+// and layer 2's gradients are bit-identical to full adapters whose lower B are zero (an exact 0
+// added), and a forward from the cached residual entering layer 2 gives the same again.
+TEST(MoeModels, FrozenLowerLayersMatchFullAdaptersAndTheResidualCache) {
+    const Decoder& decoder = decoder_of("tiny-qwen3moe-mixed");
+    const json golden = read_json("tests/goldens/lora_training/tiny_qwen3moe_mixed.json");
+    LoraConfig config;
+    config.rank = golden["rank"].get<int>();
+    config.alpha = golden["alpha"].get<double>();
+    config.targets = {"q", "k", "v", "o", "gate", "up", "down", "experts_gate_up", "experts_down"};
+    config.seed = 7;
+    LoraAdapters full(decoder.config(), config, decoder.weights().qk_interleaved);
+    config.first_layer = 2;
+    LoraAdapters upper(decoder.config(), config, decoder.weights().qk_interleaved);
+    ASSERT_EQ(full.tensors().size(), 2u * (6 + 7 + 6));
+    ASSERT_EQ(upper.tensors().size(), 2u * 6);
+    EXPECT_FALSE(upper.adapts(0, LoraModule::ExpertsDown));
+    EXPECT_FALSE(upper.adapts(1, LoraModule::Q));
+    EXPECT_TRUE(upper.adapts(2, LoraModule::ExpertsDown));
+    EXPECT_FALSE(upper.adapts(2, LoraModule::Gate));  // layer 2's MLP is the experts
+    std::int64_t k = 0;
+    for (const auto& info : upper.tensors()) {
+        std::vector<float> expected(static_cast<std::size_t>(info.rows * info.cols)), ours(expected.size());
+        full.get_hf(info.name, expected);
+        upper.get_hf(info.name, ours);
+        EXPECT_EQ(ours, expected) << info.name;
+        if (!info.is_b) continue;
+        const auto values = formula_init(k++, info.rows * info.cols, 0.05);  // B nonzero, so A has gradients
+        full.set_hf(info.name, values);
+        upper.set_hf(info.name, values);
+    }
+
+    expect_frozen_lower_layers_match(decoder, full, upper, pack(golden["documents"]), 2);
+}
+
 TEST(MoeModels, ExpertAdaptersAreRefusedWhereTheyCannotApply) {
     const Decoder& qwen = decoder_of("tiny-qwen3moe");
     LoraConfig dense;  // the default targets include gate, up, down: no layer here has them

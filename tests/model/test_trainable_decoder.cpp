@@ -157,6 +157,41 @@ TEST(TrainableDecoder, CheckpointingGivesIdenticalGradients) {
     }
 }
 
+// Adapters on layer 1 only (adapter.first_layer = 1, PEFT's layers_to_transform = [1]) train
+// exactly what full adapters whose layer-0 B is zero train there (B = 0 adds an exact 0 to layer
+// 0's outputs), and a forward from the cached residual entering layer 1 (the frozen-layer cache,
+// train/frozen_cache.h) computes what the forward from the tokens computes: losses and layer-1
+// gradients bit-identical.
+TEST(TrainableDecoder, FrozenLowerLayersMatchFullAdaptersAndTheResidualCache) {
+    const json golden = read_golden("tiny_llama.json");
+    const TrainBatch batch = pack(golden["documents"]);
+    auto full = tiny_golden_adapters(golden);
+    LoraConfig upper_config;
+    upper_config.rank = golden["rank"].get<int>();
+    upper_config.alpha = golden["alpha"].get<double>();
+    upper_config.first_layer = 1;
+    LoraAdapters upper(tiny().decoder->config(), upper_config, false);
+    ASSERT_EQ(upper.tensors().size() * 2, full->tensors().size());
+    for (const auto& info : full->tensors()) {
+        if (info.layer == 0 && info.is_b) full->set_hf(info.name, std::vector<float>(static_cast<std::size_t>(info.rows * info.cols), 0.0f));
+        if (info.layer == 1) upper.set_hf(info.name, golden["init"][info.name].get<std::vector<float>>());
+    }
+    EXPECT_EQ(upper.a(0, LoraModule::Q), nullptr);
+    EXPECT_FALSE(upper.adapts(0, LoraModule::Q));
+    EXPECT_TRUE(upper.adapts(1, LoraModule::Q));
+
+    TrainBatch cached = expect_frozen_lower_layers_match(*tiny().decoder, *full, upper, batch, 1);
+
+    TrainableDecoder upper_trainer(*tiny().decoder, upper, false, 64);
+    EXPECT_THROW(upper_trainer.input_gradient(), Error);  // the backward stops at layer 1
+    EXPECT_THROW(upper_trainer.residual_entering(batch, 2), Error);   // above the adapters' first layer
+    EXPECT_THROW(upper_trainer.residual_entering(cached, 1), Error);  // a batch of residuals, not tokens
+    cached.residual.pop_back();
+    EXPECT_THROW(upper_trainer.forward(cached), Error);
+    upper_config.first_layer = 3;  // the model has 2 layers
+    EXPECT_THROW(LoraAdapters(tiny().decoder->config(), upper_config, false), Error);
+}
+
 // forward() + a caller's loss + backward() is what forward_backward computes when the caller's
 // loss is the same fused cross-entropy: same kernels, same order, bit-identical gradients.
 TEST(TrainableDecoder, HiddenStateInterfaceMatchesForwardBackward) {
@@ -291,7 +326,7 @@ TEST(TrainableDecoder, OverfitsFourConversations) {
 TEST(TrainableDecoder, RejectsMalformedBatches) {
     LoraAdapters adapters(tiny().decoder->config(), LoraConfig{}, false);
     TrainableDecoder trainer(*tiny().decoder, adapters, false, 8);
-    TrainBatch ok{{1, 2, 3}, {2, 3, -100}, {}, {}};
+    TrainBatch ok{{1, 2, 3}, {2, 3, -100}, {}, {}, {}};
     EXPECT_NO_THROW(trainer.loss_only(ok));
     TrainBatch bad = ok;
     bad.targets.pop_back();
@@ -308,7 +343,7 @@ TEST(TrainableDecoder, RejectsMalformedBatches) {
     bad = ok;
     bad.positions = {0, 1, 64};
     EXPECT_THROW(trainer.loss_only(bad), Error);
-    bad = TrainBatch{std::vector<std::int32_t>(9, 1), std::vector<std::int32_t>(9, 1), {}, {}};
+    bad = TrainBatch{std::vector<std::int32_t>(9, 1), std::vector<std::int32_t>(9, 1), {}, {}, {}};
     EXPECT_THROW(trainer.loss_only(bad), Error);
     LoraConfig unknown;
     unknown.targets = {"q", "lm_head"};

@@ -366,6 +366,34 @@ TEST(HeadSites, EmotionOnlyExamplesPoolTheLastTokenWhenKept) {
     EXPECT_TRUE(example.teacher_tokens.empty());  // no target tokens: the teacher has nothing to say
 }
 
+// In the GoEmotions space (heads.emotion_labels: goemotions) a GoEmotions example's labels are its
+// source labels in emotions.txt order; another source's labels are not GoEmotions labels, so its
+// sites carry none.
+TEST(HeadSites, GoEmotionsSpaceReadsTheSourceLabels) {
+    const std::string goemotions =
+        R"({"source": "goemotions", "task": "emotion", "messages": [{"role": "user", "content": "Good luck!"}],)"
+        R"( "emotion": {"labels": ["hope", "caring"], "source_labels": ["optimism", "caring"]}})";
+    ChatExample example;
+    ASSERT_TRUE(parse_chat_line(goemotions, "f", 1, example, true, data::EmotionSpace::GoEmotions));
+    EXPECT_EQ(example.emotions, (std::vector<std::int32_t>{5, 20}));  // caring, optimism
+    const std::string ed =
+        R"({"source": "empathetic_dialogues", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],)"
+        R"( "emotion": {"labels": ["sadness"], "source_labels": ["sad"]}})";
+    ASSERT_TRUE(parse_chat_line(ed, "f", 2, example, true, data::EmotionSpace::GoEmotions));
+    EXPECT_TRUE(example.emotions.empty());
+    const std::string bad =
+        R"({"source": "goemotions", "task": "emotion", "messages": [{"role": "user", "content": "x"}],)"
+        R"( "emotion": {"source_labels": ["hope"]}})";
+    try {
+        parse_chat_line(bad, "f", 3, example, true, data::EmotionSpace::GoEmotions);
+        FAIL() << "'hope' is not a GoEmotions label";
+    } catch (const Error& error) {
+        EXPECT_NE(std::string(error.what()).find("f line 3: emotion.source_labels[0]: 'hope' is not an emotion-head label (the goemotions set"),
+                  std::string::npos)
+            << error.what();
+    }
+}
+
 TEST(HeadSites, BadLabelsNameFileLineAndField) {
     const std::string head = R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b")";
     EXPECT_NE(error_of_keep(head + R"(}], "emotion": {"labels": ["sadness", "glee"]}})")

@@ -61,7 +61,7 @@ struct Fixture {
     }
     // The final hidden state of one example run alone.
     std::vector<float> hidden_alone(const TokenizedExample& e) {
-        model::TrainBatch batch{e.tokens, e.targets, {}, {}};
+        model::TrainBatch batch{e.tokens, e.targets, {}, {}, {}};
         const auto h = trainer.forward(batch, false);
         return {h.begin(), h.end()};
     }
@@ -92,7 +92,7 @@ TEST(DevEval, NllIsThePerTokenMeanOfTheExamplesAlone) {
     double sum = 0.0;
     std::size_t count = 0;
     for (const auto& e : dev) {
-        const auto totals = f.trainer.loss_only({e.tokens, e.targets, {}, {}});
+        const auto totals = f.trainer.loss_only({e.tokens, e.targets, {}, {}, {}});
         sum += totals.loss;
         count += static_cast<std::size_t>(totals.counted);
     }
@@ -189,6 +189,14 @@ TEST(DevEval, HeadMetricsByHand) {
     // Predicted {1, 2} twice. Label 1: tp 1, fp 1 -> F1 2/3; label 2: tp 2 -> 1; label 7: fn 1 -> 0.
     // Macro over the present labels {1, 2, 7}: 5/9.
     EXPECT_NEAR(m.emotion_multilabel_f1, 5.0 / 9.0, 1e-12);
+    // The thresholded rule over all 27 labels (eval/multilabel.h): both sites have softmax
+    // probabilities p2 0.135, p1 0.082, p3 0.061 and 0.0301 for the 24 others. t <= 0.03 predicts
+    // every label: labels 1 and 7 F1 2/3, label 2 F1 1, the other 24 F1 0 (false positives), macro
+    // 7/3 / 27 = 7/81, the best (higher thresholds drop label 7's true positive); ties go to the
+    // lowest grid point, 0.01. Micro: 4 true positives, 50 false positives: 8/58.
+    EXPECT_DOUBLE_EQ(m.emotion_threshold, 0.01);
+    EXPECT_NEAR(m.emotion_threshold_macro_f1, 7.0 / 81.0, 1e-12);
+    EXPECT_NEAR(m.emotion_threshold_micro_f1, 8.0 / 58.0, 1e-12);
     EXPECT_EQ(m.strategy_sites, 2u);
     EXPECT_NEAR(m.strategy_accuracy, 0.5, 1e-12);
     EXPECT_NEAR(m.strategy_macro_f1, 1.0 / 3.0, 1e-12);  // class 4: p 1/2, r 1 -> 2/3; class 0: 0
@@ -267,7 +275,8 @@ TEST(DevEval, JsonWritesNanAsNull) {
     EXPECT_TRUE(json["emotion_macro_f1"].is_null());
     EXPECT_TRUE(json["safe_kl"].is_null());
     EXPECT_EQ(json["strategy_sites"], 3);
-    EXPECT_EQ(json.size(), 14u);
+    EXPECT_EQ(json.size(), 17u);
+    EXPECT_TRUE(json["emotion_threshold"].is_null());
     EXPECT_NO_THROW((void)json.dump());  // no NaN reaches the serializer
 }
 

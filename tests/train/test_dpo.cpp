@@ -112,7 +112,8 @@ TEST(Dpo, PolicyEqualToReferenceGivesLogTwoAndZeroMargin) {
     const auto pairs = synthetic_pairs(dir);
     const auto reference = write_reference(dir);
     const DpoRecipe recipe = tiny_dpo_recipe(reference);
-    model::LoraAdapters adapters(tiny().config(), reference_lora(peft::read_adapter(reference), recipe.run),
+    model::LoraAdapters adapters(tiny().config(), reference_lora(peft::read_adapter(reference), recipe.run, tiny().config(),
+                                                                reference + "/adapter_config.json"),
                                  tiny().weights().qk_interleaved);
     for (const auto& tensor : peft::read_adapter(reference).tensors) adapters.set_hf(tensor.name, tensor.values);
     model::TrainableDecoder trainer(tiny(), adapters, false, 48, kernels::Precision::F32);

@@ -64,6 +64,51 @@ void soft_cross_entropy_backward(float* dlogits, const float* logits, const floa
     }
 }
 
+namespace {
+
+// The positive-term weight of class c; Error unless it is a finite positive number.
+double positive_weight(const float* pos_weight, std::int64_t c) {
+    if (pos_weight == nullptr) return 1.0;
+    if (!(pos_weight[c] > 0.0f) || !std::isfinite(pos_weight[c]))
+        fail("sigmoid_cross_entropy: pos_weight {} of class {} is not a positive number", pos_weight[c], c);
+    return pos_weight[c];
+}
+
+double checked_target(const float* targets, std::int64_t row, std::int64_t classes, std::int64_t c) {
+    const float y = targets[row * classes + c];
+    if (!(y >= 0.0f && y <= 1.0f)) fail("sigmoid_cross_entropy: target {} of row {} class {} is outside [0, 1]", y, row, c);
+    return y;
+}
+
+// log(1 + e^x) without overflow for large x or cancellation for very negative x.
+double softplus(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::fabs(x))); }
+
+}  // namespace
+
+double sigmoid_cross_entropy_forward(const float* logits, const float* targets, const float* pos_weight,
+                                     std::int64_t rows, std::int64_t classes) {
+    cpu::check_rows(rows, classes, "sigmoid_cross_entropy");
+    double total = 0.0;
+    for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t c = 0; c < classes; ++c) {
+            const double z = logits[r * classes + c], y = checked_target(targets, r, classes, c);
+            total += positive_weight(pos_weight, c) * y * softplus(-z) + (1.0 - y) * softplus(z);
+        }
+    return total;
+}
+
+void sigmoid_cross_entropy_backward(float* dlogits, const float* logits, const float* targets, const float* pos_weight,
+                                    std::int64_t rows, std::int64_t classes, float grad_scale) {
+    cpu::check_rows(rows, classes, "sigmoid_cross_entropy");
+    for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t c = 0; c < classes; ++c) {
+            const double z = logits[r * classes + c], y = checked_target(targets, r, classes, c);
+            const double pw = positive_weight(pos_weight, c);
+            const double sigma = 1.0 / (1.0 + std::exp(-z));
+            dlogits[r * classes + c] += static_cast<float>(grad_scale * (sigma * (pw * y + 1.0 - y) - pw * y));
+        }
+}
+
 double fused_topk_kl(float* dh, const float* h, const WeightRows& w, const TopKTeacher& teacher,
                      const FusedCrossEntropyShape& shape, float temperature, float grad_scale) {
     cpu::check_vocab_shape(w, shape, "fused_topk_kl");
