@@ -7,9 +7,9 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/ranks.h"
 #include "core/config.h"
 #include "core/error.h"
-#include "core/thread_pool.h"
 #include "eval/report.h"
 #include "train/ablate.h"
 
@@ -23,8 +23,7 @@ struct AblateFlags {
 };
 
 void run_ablate(const AblateFlags& flags) {
-    if (flags.threads < 0) fail("--threads must be >= 0, got {}", flags.threads);
-    if (flags.threads > 0) set_thread_count(flags.threads);
+    apply_threads_flag(flags.threads);
     Config config = Config::load(flags.config);
     config.apply_overrides(flags.overrides);
     const train::AblationSettings settings = train::read_ablation_settings(config);

@@ -19,13 +19,13 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/ranks.h"
 #include "cli/demo_setup.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
-#include "core/thread_pool.h"
 #include "data/prepare.h"
 #include "data/safety_rules.h"
 #include "eval/eqbench2.h"
@@ -292,8 +292,7 @@ void print_table(const std::vector<eval::MetricRow>& rows) {
 }
 
 void run_demo(const DemoFlags& flags) {
-    if (flags.threads < 0) fail("--threads must be >= 0, got {}", flags.threads);
-    if (flags.threads > 0) set_thread_count(flags.threads);
+    apply_threads_flag(flags.threads);
     const double demo_start = now_s();
     const std::string started = utc_now();
     const DemoPlan plan = demo_plan(flags.quick);

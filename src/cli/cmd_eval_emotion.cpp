@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/ranks.h"
 #include "core/error.h"
-#include "core/thread_pool.h"
 #include "data/source.h"
 #include "infer/loaded_model.h"
 #include "model/heads.h"
@@ -70,10 +70,9 @@ void print_report(const eval::GoEmotionsReport& report, const EmotionEvalOptions
 }
 
 void run_eval_emotion(const EmotionEvalOptions& options) {
-    if (options.threads < 0) fail("--threads must be >= 0, got {}", options.threads);
+    apply_threads_flag(options.threads);
     if (options.threshold && !(*options.threshold > 0.0 && *options.threshold < 1.0))
         fail("--threshold must lie in (0, 1), got {}", *options.threshold);
-    if (options.threads > 0) set_thread_count(options.threads);
     const auto model = infer::LoadedModel::open(options.model);
     model::Decoder& decoder = model->decoder();
     // The adapter folder holds the heads, and a PEFT adapter unless the trunk was left frozen.

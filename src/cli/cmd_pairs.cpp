@@ -7,10 +7,10 @@
 
 #include <fmt/format.h>
 
+#include "cli/ranks.h"
 #include "cli/commands.h"
 #include "core/config.h"
 #include "core/error.h"
-#include "core/thread_pool.h"
 #include "infer/loaded_model.h"
 #include "net/openai_chat.h"
 #include "train/dpo.h"
@@ -51,8 +51,7 @@ std::string counts_text(const train::SourceCounts& c) {
 }
 
 void run_pairs_build(const PairsFlags& flags) {
-    if (flags.threads < 0) fail("--threads must be >= 0, got {}", flags.threads);
-    if (flags.threads > 0) set_thread_count(flags.threads);
+    apply_threads_flag(flags.threads);
     Config config = Config::load(flags.config);
     config.apply_overrides(flags.overrides);
     const train::DpoRecipe recipe = train::read_dpo_recipe(config);

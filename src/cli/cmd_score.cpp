@@ -7,10 +7,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/ranks.h"
 #include "cli/quantize_flag.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
-#include "core/thread_pool.h"
 #include "infer/loaded_model.h"
 #include "infer/score.h"
 
@@ -31,8 +31,7 @@ struct ScoreOptions {
 
 void run_score(const ScoreOptions& options) {
     if (options.window < 0) fail("--window must be >= 0, got {}", options.window);
-    if (options.threads < 0) fail("--threads must be >= 0, got {}", options.threads);
-    if (options.threads > 0) set_thread_count(options.threads);
+    apply_threads_flag(options.threads);
     const std::string text = options.file.empty() ? options.text : read_file_text(options.file, kMaxInputTextBytes);
     const auto model = infer::LoadedModel::open(options.model, options.adapter, options.quantize);
     // Special-token markup is parsed, as the transformers tokenizer call of the golden script does.

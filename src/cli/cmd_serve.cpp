@@ -5,9 +5,9 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/ranks.h"
 #include "cli/quantize_flag.h"
 #include "core/error.h"
-#include "core/thread_pool.h"
 #include "infer/loaded_model.h"
 #include "serve/server.h"
 
@@ -39,10 +39,9 @@ std::vector<serve::NamedAdapter> named_adapters(const std::vector<std::string>& 
 bool loopback(const std::string& host) { return host == "127.0.0.1" || host == "localhost" || host == "::1"; }
 
 void run_serve(ServeOptions& options) {
-    if (options.threads < 0) fail("--threads must be >= 0, got {}", options.threads);
+    apply_threads_flag(options.threads);
     if (options.grace_seconds < 0) fail("--shutdown-grace must be >= 0, got {}", options.grace_seconds);
     if (options.timeout_seconds < 1) fail("--timeout must be >= 1, got {}", options.timeout_seconds);
-    if (options.threads > 0) set_thread_count(options.threads);
     options.server.shutdown_grace = std::chrono::seconds(options.grace_seconds);
     options.server.timeout = std::chrono::seconds(options.timeout_seconds);
     const std::vector<serve::NamedAdapter> adapters = named_adapters(options.adapters);

@@ -11,10 +11,10 @@
 
 #include <fmt/format.h>
 
+#include "cli/ranks.h"
 #include "cli/commands.h"
 #include "core/config.h"
 #include "core/error.h"
-#include "core/thread_pool.h"
 #include "infer/loaded_model.h"
 #include "train/chat_dataset.h"
 #include "train/dev_eval.h"
@@ -50,8 +50,7 @@ std::string metric_text(const char* name, double value) {
 }
 
 void run_tune_command(const TuneFlags& flags) {
-    if (flags.threads < 0) fail("--threads must be >= 0, got {}", flags.threads);
-    if (flags.threads > 0) set_thread_count(flags.threads);
+    apply_threads_flag(flags.threads);
     Config config = Config::load(flags.config);
     config.apply_overrides(flags.overrides);
     // The flags are the tune section's keys, so a recipe can hold them and best.yaml's header and

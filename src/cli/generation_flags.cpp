@@ -1,3 +1,4 @@
+#include "cli/ranks.h"
 #include "cli/generation_flags.h"
 
 #include <charconv>
@@ -6,7 +7,6 @@
 
 #include "cli/quantize_flag.h"
 #include "core/error.h"
-#include "core/thread_pool.h"
 
 namespace kindred::cli {
 
@@ -36,7 +36,7 @@ void add_generation_flags(CLI::App& command, GenerationFlags& flags) {
 void apply_generation_flags(GenerationFlags& flags) {
     if (flags.max_tokens < 1) fail("--max-tokens must be >= 1, got {}", flags.max_tokens);
     if (flags.context < 0) fail("--context must be >= 0, got {}", flags.context);
-    if (flags.threads < 0) fail("--threads must be >= 0, got {}", flags.threads);
+    apply_threads_flag(flags.threads);
     // The vocabulary is not known yet; logit-bias ids are checked again once it is.
     flags.sampling.validate(std::numeric_limits<std::int64_t>::max());
     if (flags.seed.empty()) {
@@ -47,7 +47,6 @@ void apply_generation_flags(GenerationFlags& flags) {
         const auto parsed = std::from_chars(flags.seed.data(), end, flags.sampling.seed);
         if (parsed.ec != std::errc{} || parsed.ptr != end) fail("--seed must be an unsigned 64-bit integer, got '{}'", flags.seed);
     }
-    if (flags.threads > 0) set_thread_count(flags.threads);
 }
 
 }  // namespace kindred::cli

@@ -12,15 +12,18 @@ namespace {
 
 // Ranks sharing a host share its cores: without --threads each takes its part of them.
 void set_threads(const RankOptions& options, const dist::LaunchInfo& launch) {
-    if (options.threads < 0) fail("--threads must be >= 0, got {}", options.threads);
-    if (options.threads > 0) {
-        set_thread_count(options.threads);
-    } else if (launch.local_size > 1) {
+    apply_threads_flag(options.threads);
+    if (options.threads == 0 && launch.local_size > 1) {
         set_thread_count(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / launch.local_size));
     }
 }
 
 }  // namespace
+
+void apply_threads_flag(int threads) {
+    if (threads < 0) fail("--threads must be >= 0, got {}", threads);
+    if (threads > 0) set_thread_count(threads);
+}
 
 void add_rank_options(CLI::App& command, RankOptions& options) {
     command.add_option("--threads", options.threads, "CPU threads (0 = KINDRED_THREADS or every core)")

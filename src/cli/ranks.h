@@ -16,6 +16,10 @@ struct RankOptions {
     double collective_timeout_s = 600.0;
 };
 
+// A command's --threads: Error when negative; > 0 sets the pool's size, 0 leaves the default
+// (KINDRED_THREADS or every core).
+void apply_threads_flag(int threads);
+
 // --threads and --collective-timeout on `command`.
 void add_rank_options(CLI::App& command, RankOptions& options);
 
