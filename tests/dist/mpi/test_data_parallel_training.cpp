@@ -115,6 +115,17 @@ protected:
         return out;
     }
 
+    // The last dev record of a run's metrics.jsonl (null when there is none).
+    nlohmann::json dev_record(const std::string& name) const {
+        nlohmann::json out;
+        std::ifstream in(run(name) / "metrics.jsonl");
+        for (std::string line; std::getline(in, line);) {
+            auto record = nlohmann::json::parse(line);
+            if (record.contains("dev")) out = std::move(record["dev"]);
+        }
+        return out;
+    }
+
     // The final adapter, or the one checkpointed after `step`.
     std::vector<float> adapter(const std::string& name, int step = 0) const {
         const fs::path path = step == 0 ? run(name) / "adapter/adapter_model.safetensors"
@@ -229,7 +240,7 @@ TEST_F(DataParallelTraining, TwoRanksMatchOneAndAKilledRankResumesToTheSameEnd) 
 TEST_F(DataParallelTraining, DpoTwoRanksMatchOne) {
     const auto sft = run_kindred(train_arguments("sft", false) + " optimisation.max_steps=2", true);
     ASSERT_EQ(sft.exit_code, 0) << sft.output;
-    const std::string pairs = (dir_ / "pairs.jsonl").string();
+    const std::string pairs = (dir_ / "pairs.jsonl").string(), dev_pairs = (dir_ / "dev-pairs.jsonl").string();
     {
         std::ofstream out(pairs);
         const char* feelings[] = {"lonely since I moved", "nervous about my exam", "sad my dog is sick", "proud of my sister",
@@ -243,19 +254,46 @@ TEST_F(DataParallelTraining, DpoTwoRanksMatchOne) {
             out << line.dump() << "\n";
         }
     }
+    fs::copy_file(pairs, dev_pairs);
     const std::string recipe = (dir_ / "dpo.yaml").string();
     std::ofstream(recipe) << "model:\n  path: default\n"
                           << "reference:\n  adapter: " << (run("sft") / "adapter").string() << "\n"
                           << "adapter:\n  dropout: 0.1\n"
-                          << "data:\n  path: " << pairs << "\n  max_seq_len: 128\n"
+                          << "data:\n  path: " << pairs << "\n  dev_path: " << dev_pairs << "\n  max_seq_len: 128\n"
                           << "dpo:\n  beta: 0.1\n"
                           << "optimisation:\n  max_steps: 3\n  lr: 2.0e-3\n  warmup_steps: 1\n  micro_batch: 2\n"
                           << "  grad_accumulation: 2\n"
                           << "logging:\n  every: 1\n  progress: false\n"
                           << "output:\n  dir: " << (dir_ / "runs").string() << "\n  checkpoint_every: 1\n  keep_last: 10\n";
-    run_on_one_and_two("train dpo --threads 1 --config " + recipe, "dpo-one", "dpo-two");
-    if (HasFatalFailure()) return;
+    // The reference log-probs of the training and the dev pairs: scored by one process, then (its
+    // caches moved aside, so nothing is read back) shared out over the two ranks, each row on one
+    // rank and each value in the same row as one process scores it: the caches must be equal
+    // bit for bit (JSON writes doubles round-trip exact).
+    const auto cache_values = [](const std::string& path) {
+        std::ifstream in(path);
+        const auto cache = nlohmann::json::parse(in);
+        return std::pair{cache.at("chosen"), cache.at("rejected")};
+    };
+    const std::string arguments = "train dpo --threads 1 --config " + recipe;
+    const auto single = launch(1, arguments + " name=dpo-one");
+    ASSERT_EQ(single.exit_code, 0) << single.output;
+    for (const auto& file : {pairs, dev_pairs})
+        fs::rename(file + ".reference-logps.json", file + ".one-rank-logps.json");
+    const auto two = launch(2, arguments + " name=dpo-two");
+    ASSERT_EQ(two.exit_code, 0) << two.output;
+    EXPECT_NE(two.output.find("16 sequences scored once (shared out over 2 ranks)"), std::string::npos) << two.output;
+    for (const auto& file : {pairs, dev_pairs})
+        EXPECT_EQ(cache_values(file + ".reference-logps.json"), cache_values(file + ".one-rank-logps.json")) << file;
     expect_same_losses("dpo-one", "dpo-two", 3);
+    // The dev pairs are scored shared out too, by the last step's policies, which differ as the
+    // adapters do (below): the dev loss within the step losses' 1e-5 relative, all 8 pairs counted
+    // (a missing sum shows 4 or a doubled one 16) with the same preference accuracy.
+    const auto dev_one = dev_record("dpo-one"), dev_two = dev_record("dpo-two");
+    ASSERT_FALSE(dev_one.is_null());
+    ASSERT_FALSE(dev_two.is_null());
+    EXPECT_NEAR(dev_two["loss"].get<double>(), dev_one["loss"].get<double>(), 1e-5 * dev_one["loss"].get<double>());
+    EXPECT_EQ(dev_two["pairs"], 8);
+    EXPECT_EQ(dev_two["preference_accuracy"], dev_one["preference_accuracy"]);
     EXPECT_EQ(losses("dpo-two", "rewards/accuracies"), losses("dpo-one", "rewards/accuracies"));
     EXPECT_EQ(losses("dpo-two", "pairs"), std::vector<double>(3, 4.0));
     EXPECT_LT(largest_difference(adapter("dpo-one", 2), adapter("dpo-two", 2)), 1e-7) << "after step 2";
