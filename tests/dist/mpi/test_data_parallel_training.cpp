@@ -48,10 +48,35 @@ protected:
         ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
         // Two rows per rank and step (micro_batch 2 x grad_accumulation 2), dropout on, a
         // checkpoint every step so a killed job has one to resume from.
+        // A dev set with every head's labels, and the three heads trained (chat-smoke has no labels:
+        // their losses are 0 in training), so the dev pass shared out over the ranks has the NLL and
+        // all three heads' outputs to gather; the 7 conversations pack into several 96-token rows.
+        const std::string dev = (dir_ / "dev.jsonl").string();
+        {
+            std::ofstream out(dev);
+            const char* lines[][3] = {{"I finally got the job!", "joy", "That's wonderful! How are you celebrating?"},
+                                      {"My grandmother passed away last night.", "grief", "I'm so sorry. How are you holding up?"},
+                                      {"I can't stop worrying about the exam.", "anxiety", "That sounds stressful. What worries you most?"},
+                                      {"My roommate ate my leftovers again.", "annoyance", "Ugh, that's so frustrating. Did you talk to them?"},
+                                      {"Nobody came to my birthday party.", "loneliness", "That must have hurt. Do you want to talk about it?"},
+                                      {"I won the chess tournament!", "pride", "You worked so hard for that! How did the final go?"},
+                                      {"The dentist appointment is tomorrow.", "fear", "That can be scary. What part worries you?"}};
+            for (const auto& line : lines) {
+                const nlohmann::json record = {
+                    {"messages", {{{"role", "user"}, {"content", line[0]}},
+                                  {{"role", "assistant"}, {"content", line[2]}, {"target", true}, {"strategies", {"Question"}}}}},
+                    {"emotion", {{"labels", {line[1]}}}},
+                    {"valence", 0.25},
+                    {"arousal", 0.5}};
+                out << record.dump() << "\n";
+            }
+        }
         recipe_ = (dir_ / "recipe.yaml").string();
         std::ofstream(recipe_) << "model:\n  path: default\n"
                                << "adapter:\n  rank: 4\n  alpha: 8\n  dropout: 0.1\n  targets: [q, v]\n"
-                               << "data:\n  path: " << source_path("data/chat-smoke.jsonl") << "\n  max_seq_len: 96\n"
+                               << "data:\n  path: " << source_path("data/chat-smoke.jsonl") << "\n  dev_path: " << dev
+                               << "\n  max_seq_len: 96\n"
+                               << "objective:\n  emotion: 0.5\n  strategy: 0.5\n  valence_arousal: 0.5\n"
                                << "optimisation:\n  max_steps: " << kSteps
                                << "\n  lr: 2.0e-3\n  warmup_steps: 1\n  micro_batch: 2\n  grad_accumulation: 2\n"
                                << "logging:\n  every: 1\n  progress: false\n"
@@ -196,6 +221,18 @@ TEST_F(DataParallelTraining, TwoRanksMatchOneAndAKilledRankResumesToTheSameEnd) 
     EXPECT_LT(largest_difference(adapter("one", 2), adapter("two", 2)), 1e-7) << "after step 2";
     EXPECT_LT(largest_difference(adapter("one"), adapter("two")), 1e-4) << "after the last step";
     EXPECT_TRUE(fs::exists(run("two") / "adapter/adapter_model.safetensors"));
+    // The final dev pass, shared out over the ranks, scores the last step's adapters, which differ
+    // as bounded above: NLL and the VA errors within 1e-5 relative (the step losses' bound), and
+    // every count whole (a row missed or summed twice shows in them).
+    const auto dev_one = dev_record("one"), dev_two = dev_record("two");
+    ASSERT_FALSE(dev_one.is_null());
+    ASSERT_FALSE(dev_two.is_null());
+    for (const char* count : {"nll_tokens", "emotion_sites", "strategy_sites", "va_sites"}) {
+        EXPECT_EQ(dev_two[count], dev_one[count]) << count;
+        EXPECT_GT(dev_one[count].get<int>(), 0) << count;
+    }
+    for (const char* value : {"nll", "va_mse"})
+        EXPECT_NEAR(dev_two[value].get<double>(), dev_one[value].get<double>(), 1e-5 * dev_one[value].get<double>()) << value;
 
     // The same job again, with rank 1 killed once the step-3 checkpoint exists.
     const std::string marker = "KINDRED_DP_TEST=" + std::to_string(::getpid());
