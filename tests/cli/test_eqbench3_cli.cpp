@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "local_http_server.h"
+#include "run_kindred.h"
 #include "scratch_dir.h"
 #include "test_paths.h"
 
@@ -101,26 +102,6 @@ private:
     int kill_at_ = 0;
     pid_t victim_ = 0;
 };
-
-// Runs kindred with `args`; `started(pid)` is called before waiting. Returns the exit status.
-int run_kindred_process(const std::vector<std::string>& args, const std::string& log, const std::function<void(pid_t)>& started = {}) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-        std::vector<char*> argv;
-        std::string binary = KINDRED_BINARY;
-        argv.push_back(binary.data());
-        std::vector<std::string> copy = args;
-        for (auto& a : copy) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        if (std::freopen(log.c_str(), "w", stdout) == nullptr || std::freopen(log.c_str(), "a", stderr) == nullptr) ::_exit(127);
-        ::execv(binary.c_str(), argv.data());
-        ::_exit(127);
-    }
-    if (started) started(pid);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return status;
-}
 
 std::vector<std::string> run_args(const std::string& judge_url, const std::string& out, const std::string& name) {
     return {"eval", "eqbench3", "--data", shared_path("eqbench3"), "--model", "default", "--scenarios", kScenarios, "--max-tokens", "48",
