@@ -461,10 +461,10 @@ void run_demo(const DemoFlags& flags) {
             request.model = recipe.model;
             if (recipe.objective.emotion > 0.0) request.adapter = run_dir + "/adapter";
             const JudgeCheck check = run_judge_check(request, eval::eqbench3_endpoint_chat(judge));
-            report.eqbench3.push_back(eval::judge_emotions_report_table(check.result, flags.judge_model, check.head ? &check.head->report : nullptr,
-                                                                        "SFT emotion head"));
-            judge_check = fmt::format("judge macro-F1 {} on {} GoEmotions comments", check.result.judge ? eval::format_metric(check.result.judge->macro_f1) : "n/a",
-                                      check.result.labelled);
+            const eval::GoEmotionsReport* head = check.head ? &check.head->report : nullptr;
+            report.eqbench3.push_back(eval::judge_emotions_report_table(check.result, flags.judge_model, head, "SFT emotion head"));
+            judge_check = fmt::format("judge macro-F1 {} on {} GoEmotions comments",
+                                      check.result.judge ? eval::format_metric(check.result.judge->macro_f1) : "n/a", check.result.labelled);
         }
         stages.end(fmt::format("{} matchups judged; {}", compared.matches, judge_check));
     } else {

@@ -63,10 +63,10 @@ GoEmotionsFile read_goemotions_comments(const std::string& file_or_dir) {
     GoEmotionsFile file;
     file.path = file_or_dir;
     if (fs::is_directory(file_or_dir)) {
+        // dev.tsv, or data/dev.tsv (the repository's layout); an error names dev.tsv when neither is there.
         const fs::path base(file_or_dir);
-        file.path = (fs::is_regular_file(base / "dev.tsv") || !fs::is_regular_file(base / "data" / "dev.tsv") ? base / "dev.tsv"
-                                                                                                              : base / "data" / "dev.tsv")
-                        .string();
+        const bool nested = !fs::is_regular_file(base / "dev.tsv") && fs::is_regular_file(base / "data" / "dev.tsv");
+        file.path = (nested ? base / "data" / "dev.tsv" : base / "dev.tsv").string();
     }
     if (!fs::is_regular_file(file.path)) {
         fail("{}: no such GoEmotions file (give a TSV, or a folder holding dev.tsv)", file.path);
@@ -78,11 +78,15 @@ GoEmotionsFile read_goemotions_comments(const std::string& file_or_dir) {
         comment.id = example.original.at("comment_id").get<std::string>();
         comment.line = example.original.at("line").get<std::size_t>();
         const auto [it, fresh] = first_line.emplace(comment.id, comment.line);
-        if (!fresh) fail("{}:{}: comment id '{}' appears again (first on line {}); a sample names comments by id", file.path, comment.line, comment.id, it->second);
+        if (!fresh) {
+            fail("{}:{}: comment id '{}' appears again (first on line {}); a sample names comments by id", file.path, comment.line,
+                 comment.id, it->second);
+        }
         comment.text = example.messages.back().content;
         const auto names = data::goemotions_labels();
         for (const auto& label : example.source_labels) {
-            const auto found = std::find_if(names.begin(), names.end(), [&](const data::LabelMapping& m) { return m.source_label == label; });
+            const auto found =
+                std::find_if(names.begin(), names.end(), [&](const data::LabelMapping& m) { return m.source_label == label; });
             comment.labels.push_back(static_cast<int>(found - names.begin()));
         }
         file.comments.push_back(std::move(comment));
@@ -300,7 +304,8 @@ nlohmann::ordered_json judge_emotions_json(const JudgeEmotionsResult& result, co
 }
 
 void write_judge_emotions_results(const std::string& out, const JudgeEmotionsResult& result, const GoEmotionsReport* head) {
-    write_file_atomically(out + "/results.json", judge_emotions_json(result, head).dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+    const json results = judge_emotions_json(result, head);
+    write_file_atomically(out + "/results.json", results.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 Table judge_emotions_report_table(const JudgeEmotionsResult& result, const std::string& judge_name, const GoEmotionsReport* head,
