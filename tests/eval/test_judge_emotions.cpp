@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "error_of.h"
 #include "eval/judge_emotions.h"
 #include "eval/report.h"
 #include "malformed_corpus.h"
@@ -24,6 +25,7 @@ namespace {
 
 using nlohmann::json;
 using testing::ScratchDir;
+using testing::error_of;
 
 // The comment a judge prompt asks about (between the <<< >>> markers).
 std::string comment_of(const std::string& prompt) {
@@ -67,14 +69,6 @@ JudgeEmotionsOptions options_for(const std::string& out) {
     return options;
 }
 
-std::string error_of(const std::function<void()>& action) {
-    try {
-        action();
-    } catch (const Error& error) {
-        return error.what();
-    }
-    return "(no error)";
-}
 
 TEST(JudgeEmotions, ScoresEqualScikitLearnsOnTheGoldenSample) {
     std::ifstream in(testing::source_path("tests/goldens/judge_emotions/golden.json"));
