@@ -21,6 +21,7 @@
 #include "cli/commands.h"
 #include "cli/ranks.h"
 #include "cli/demo_setup.h"
+#include "cli/judge_check.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/json.h"
@@ -74,6 +75,7 @@ struct DemoFlags {
     std::string eqbench3_data = "../shared/eqbench3";
     std::string eqbench3_scenarios = "1,208,401";
     std::int64_t eqbench3_max_tokens = 300;
+    std::size_t judge_emotions_sample = 24;  // the judge consistency check's comments (cli/judge_check.h)
     std::string data;  // a `kindred data fetch` folder instead of the bundled samples
 };
 
@@ -447,7 +449,24 @@ void run_demo(const DemoFlags& flags) {
         report.notes.push_back(fmt::format("EQ-Bench 3 ran {} scenarios with replies capped at {} tokens (the harness allows 12000) to fit "
                                            "the demo's time; kindred eval eqbench3 runs all 45 with the official budget.",
                                            eqb3.scenarios.size(), flags.eqbench3_max_tokens));
-        stages.end(fmt::format("{} matchups judged", compared.matches));
+        std::string judge_check = "no GoEmotions data for the judge consistency check";
+        if (corpus.sources.goemotions) {
+            JudgeCheckRequest request;
+            request.data = *corpus.sources.goemotions;
+            request.sample = flags.judge_emotions_sample;
+            request.whole_file_when_smaller = true;  // the bundled samples' dev.tsv holds 40
+            request.run.out = run_dir + "/judge_emotions";
+            request.run.judge_identity = {{"model", flags.judge_model}};
+            request.run.info = {{"url", flags.judge_url}};
+            request.model = recipe.model;
+            if (recipe.objective.emotion > 0.0) request.adapter = run_dir + "/adapter";
+            const JudgeCheck check = run_judge_check(request, eval::eqbench3_endpoint_chat(judge));
+            const eval::GoEmotionsReport* head = check.head ? &check.head->report : nullptr;
+            report.eqbench3.push_back(eval::judge_emotions_report_table(check.result, flags.judge_model, head, "SFT emotion head"));
+            judge_check = fmt::format("judge macro-F1 {} on {} GoEmotions comments",
+                                      check.result.judge ? eval::format_metric(check.result.judge->macro_f1) : "n/a", check.result.labelled);
+        }
+        stages.end(fmt::format("{} matchups judged; {}", compared.matches, judge_check));
     } else {
         stages.pass("EQ-Bench 3", "skipped: it needs a judge endpoint (--judge-url, --judge-model)");
     }
@@ -580,6 +599,8 @@ void add_demo_command(CLI::App& app) {
     demo->add_option("--eqbench3-data", flags->eqbench3_data, "EQ-Bench 3 data files")->capture_default_str();
     demo->add_option("--eqbench3-scenarios", flags->eqbench3_scenarios, "EQ-Bench 3 scenarios the demo runs")->capture_default_str();
     demo->add_option("--eqbench3-max-tokens", flags->eqbench3_max_tokens, "EQ-Bench 3 reply budget in the demo")->capture_default_str();
+    demo->add_option("--judge-emotions-sample", flags->judge_emotions_sample,
+                     "GoEmotions dev comments the judge labels in the judge consistency check")->capture_default_str();
     demo->add_option("--data", flags->data, "Train on the releases `kindred data fetch` put in this folder instead of the bundled samples")
         ->check(CLI::ExistingDirectory);
     demo->add_option("overrides", flags->overrides, "key=value recipe overrides (e.g. optimisation.max_steps=4)");

@@ -166,6 +166,7 @@ void add_eval_command(CLI::App& app) {
     add_eqbench3_command(*eval);
     add_eval_emotion_command(*eval);
     add_eval_controller_command(*eval);
+    add_eval_judge_emotions_command(*eval);
 }
 
 }  // namespace kindred::cli

@@ -3,7 +3,6 @@
 // (train/emotion_eval.h, eval/goemotions_eval.h).
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <memory>
 #include <optional>
 
@@ -11,13 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/emotion_head.h"
 #include "cli/ranks.h"
 #include "core/error.h"
-#include "data/source.h"
-#include "infer/loaded_model.h"
-#include "model/heads.h"
-#include "model/trainable_decoder.h"
-#include "train/emotion_eval.h"
 
 namespace kindred::cli {
 namespace {
@@ -33,8 +28,8 @@ struct EmotionEvalOptions {
     bool json = false;
 };
 
-void print_report(const eval::GoEmotionsReport& report, const EmotionEvalOptions& options, const model::Heads& heads,
-                  double seconds) {
+void print_report(const EmotionHeadScores& scores, const EmotionEvalOptions& options, double seconds) {
+    const eval::GoEmotionsReport& report = scores.report;
     const auto threshold = [&]() -> nlohmann::ordered_json {
         return std::isnan(report.threshold) ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(report.threshold);
     };
@@ -47,7 +42,7 @@ void print_report(const eval::GoEmotionsReport& report, const EmotionEvalOptions
             {"data", options.data},
             {"examples", report.examples},
             {"head_labels", report.head_space},
-            {"activation", model::emotion_activation_name(heads.config().emotion_activation)},
+            {"activation", scores.activation},
             {"threshold", threshold()},
             {"macro_f1", report.macro_f1},
             {"micro_f1", report.micro_f1},
@@ -57,8 +52,7 @@ void print_report(const eval::GoEmotionsReport& report, const EmotionEvalOptions
         fmt::print("{}\n", out.dump(2));
         return;
     }
-    fmt::print("{}: {} examples, {} head ({}), threshold {}\n", options.data, report.examples, report.head_space,
-               model::emotion_activation_name(heads.config().emotion_activation),
+    fmt::print("{}: {} examples, {} head ({}), threshold {}\n", options.data, report.examples, report.head_space, scores.activation,
                std::isnan(report.threshold) ? std::string("none (half the top probability)")
                                             : fmt::format("{:.2f}", report.threshold));
     fmt::print("macro-F1 {:.4f}  micro-F1 {:.4f}  (28 GoEmotions labels)  in {:.0f} s\n", report.macro_f1, report.micro_f1,
@@ -73,33 +67,17 @@ void run_eval_emotion(const EmotionEvalOptions& options) {
     apply_threads_flag(options.threads);
     if (options.threshold && !(*options.threshold > 0.0 && *options.threshold < 1.0))
         fail("--threshold must lie in (0, 1), got {}", *options.threshold);
-    const auto model = infer::LoadedModel::open(options.model);
-    model::Decoder& decoder = model->decoder();
-    // The adapter folder holds the heads, and a PEFT adapter unless the trunk was left frozen.
-    const bool has_lora = std::filesystem::exists(std::filesystem::path(options.adapter) / "adapter_config.json");
-    model::LoraConfig frozen;
-    frozen.first_layer = decoder.config().num_layers;
-    const std::unique_ptr<model::LoraAdapters> adapters =
-        has_lora ? infer::read_lora_adapter(options.adapter, decoder, model->path(), model::LoraUse::Training)
-                 : std::make_unique<model::LoraAdapters>(decoder.config(), frozen, decoder.weights().qk_interleaved);
-    const auto loaded = model::read_heads_with_labels(options.adapter, decoder.config().hidden_size);
-    if (loaded.emotion_labels.empty()) fail("{}: the heads hold no emotion head", options.adapter);
-    model::TrainableDecoder trainer(decoder, *adapters, /*checkpoint_activations=*/false,
-                                    static_cast<std::int64_t>(options.max_seq_len));
-
-    train::GoEmotionsFileOptions file_options;
-    // The head knows the system message it was trained with; a head that does not gets
-    // `kindred data prepare`'s default.
-    const std::string& trained_with = loaded.heads.config().emotion_system_prompt;
-    file_options.system_prompt =
-        options.system_prompt.value_or(trained_with.empty() ? data::LoadOptions{}.system_prompt : trained_with);
-    file_options.max_seq_len = options.max_seq_len;
-    if (options.threshold) file_options.threshold = *options.threshold;
+    EmotionHeadRequest request;
+    request.model = options.model;
+    request.adapter = options.adapter;
+    request.data = options.data;
+    request.system_prompt = options.system_prompt;
+    request.threshold = options.threshold;
+    request.max_seq_len = options.max_seq_len;
     const auto start = std::chrono::steady_clock::now();
-    const auto report = train::evaluate_goemotions_file(options.data, trainer, loaded.heads, loaded.emotion_labels,
-                                                        model->tokenizer(), model->require_chat_template(), file_options);
+    const EmotionHeadScores scores = score_emotion_head(request);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    print_report(report, options, loaded.heads, seconds);
+    print_report(scores, options, seconds);
 }
 
 }  // namespace

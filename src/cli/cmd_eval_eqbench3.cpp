@@ -2,7 +2,6 @@
 // Elo (eval/eqbench3*.h; docs/eval.md). The tested model runs inside Kindred (--model) or behind
 // any OpenAI-compatible endpoint (--model-url); the judge is always an endpoint (--judge-url).
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <memory>
 
@@ -11,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/endpoint_flags.h"
 #include "core/error.h"
 #include "core/paths.h"
 #include "core/thread_pool.h"
@@ -22,15 +22,6 @@
 
 namespace kindred::cli {
 namespace {
-
-struct EndpointFlags {
-    std::string url;
-    std::string model;
-    std::string key_env;
-    double timeout_s = 600.0;
-    double price_in = 0.0;   // USD per million tokens
-    double price_out = 0.0;
-};
 
 struct Eqb3Flags {
     std::string data;
@@ -49,33 +40,6 @@ struct Eqb3Flags {
     int threads = 0;
     std::vector<std::string> compare_runs;
 };
-
-std::unique_ptr<net::ChatClient> endpoint_client(const EndpointFlags& flags, const char* what) {
-    if (flags.url.empty()) fail("{}: give its URL", what);
-    if (flags.model.empty()) fail("{}: give the model name the endpoint serves", what);
-    net::ChatEndpoint endpoint;
-    endpoint.base_url = flags.url;
-    endpoint.model = flags.model;
-    if (!flags.key_env.empty()) {
-        const char* key = std::getenv(flags.key_env.c_str());
-        if (key == nullptr || *key == '\0') fail("the environment variable {} (named by the key flag) is not set", flags.key_env);
-        endpoint.api_key = key;
-    }
-    endpoint.input_price_per_million = flags.price_in;
-    endpoint.output_price_per_million = flags.price_out;
-    endpoint.http.timeout_s = flags.timeout_s;
-    return std::make_unique<net::ChatClient>(std::move(endpoint));
-}
-
-// A model is named by the endpoint's model name; the URL is recorded (run_eqbench3's `info`) but a
-// resume may reach the same judge at another address.
-nlohmann::json endpoint_identity(const EndpointFlags& flags) { return {{"model", flags.model}}; }
-
-nlohmann::json usage_json(const net::ChatClient& client) {
-    const net::ChatUsage usage = client.usage();
-    return {{"calls", usage.completed_calls},     {"failed_calls", usage.failed_calls}, {"prompt_tokens", usage.prompt_tokens},
-            {"completion_tokens", usage.completion_tokens}, {"cost_usd", usage.cost_usd}};
-}
 
 void run(const Eqb3Flags& flags) {
     const bool local = !flags.model.empty();
@@ -191,15 +155,6 @@ void compare(const Eqb3Flags& flags) {
     fmt::print("{}\n(written to {}/compare.md, compare.json, criteria.svg)\n", result.markdown, options.out);
 }
 
-void add_endpoint_flags(CLI::App* command, EndpointFlags& judge) {
-    command->add_option("--judge-url", judge.url, "Judge endpoint, OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1)");
-    command->add_option("--judge-model", judge.model, "Model name the judge endpoint serves");
-    command->add_option("--judge-key-env", judge.key_env, "Environment variable holding the judge's API key (sent as a Bearer token)");
-    command->add_option("--judge-timeout", judge.timeout_s, "Seconds one judge call may take (default 600)");
-    command->add_option("--judge-price-in", judge.price_in, "Judge price, USD per million prompt tokens (for the cost counter)");
-    command->add_option("--judge-price-out", judge.price_out, "Judge price, USD per million completion tokens");
-}
-
 }  // namespace
 
 void add_eqbench3_command(CLI::App& eval) {
@@ -211,7 +166,7 @@ void add_eqbench3_command(CLI::App& eval) {
     command->add_option("--model-url", flags->tested.url, "Test a model behind an OpenAI-compatible endpoint instead (base URL)");
     command->add_option("--model-name", flags->tested.model, "Model name the --model-url endpoint serves");
     command->add_option("--model-key-env", flags->tested.key_env, "Environment variable holding the tested endpoint's API key");
-    add_endpoint_flags(command, flags->judge);
+    add_judge_endpoint_flags(command, flags->judge);
     command->add_option("--scenarios", flags->scenarios, "Comma-separated scenario ids (default: all 45 the official parser keeps)");
     command->add_option("--out", flags->out, "Run directory (default runs/eqbench3-<time>)");
     command->add_flag("--resume", flags->resume, "Continue the run in --out: nothing already answered is asked again");
@@ -226,7 +181,7 @@ void add_eqbench3_command(CLI::App& eval) {
         command->add_subcommand("compare", "Pairwise-judge runs against each other: rubric score, Elo (TrueSkill) with 95% CI, per-criterion bars");
     compare_command->add_option("runs", flags->compare_runs, "Run directories (two or more)")->required()->expected(2, -1);
     compare_command->add_option("--data", flags->data, "The EQ-Bench 3 data files the runs were made with");
-    add_endpoint_flags(compare_command, flags->judge);
+    add_judge_endpoint_flags(compare_command, flags->judge);
     compare_command->add_option("--out", flags->out, "Output directory (default eqbench3-compare)");
     compare_command->add_option("--judge-attempts", flags->judge_attempts, "Judge calls per order before it is recorded as failed (default 3)");
     compare_command->add_flag("--json", flags->json, "Print the table as JSON");

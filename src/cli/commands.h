@@ -33,5 +33,7 @@ void add_serve_command(CLI::App& app);
 void add_eqbench3_command(CLI::App& eval);
 // `kindred eval controller`, added under the `eval` subcommand (cmd_eval_controller.cpp).
 void add_eval_controller_command(CLI::App& eval);
+// `kindred eval judge-emotions`, added under `eval` (cmd_eval_judge_emotions.cpp).
+void add_eval_judge_emotions_command(CLI::App& eval);
 
 }  // namespace kindred::cli

@@ -1,13 +1,8 @@
 #include "eval/eqbench3_run.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -15,11 +10,11 @@
 
 #include "core/atomic_file.h"
 #include "core/json.h"
-#include "core/mapped_file.h"
 #include "core/progress.h"
 #include "eval/eqbench2_run.h"
 #include "eval/plot.h"
 #include "eval/report.h"
+#include "eval/run_journal.h"
 #include "infer/generator.h"
 #include "infer/loaded_model.h"
 #include "net/openai_chat.h"
@@ -29,69 +24,13 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-constexpr std::uintmax_t kMaxJournalBytes = 1ull << 30;
 constexpr std::uintmax_t kMaxConfigBytes = 16u << 20;
 constexpr int kDebriefDraw = 1000;  // draw_seed's attempt for the debrief (turns use their index)
 constexpr const char* kRunFormat = "kindred-eqbench3-run/1";
 
-std::string dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
-
 double seconds_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
-
-// An append-only JSON-lines file: each record is one write() of its whole line, then fsync, so a
-// crash loses at most the line being written. Reading drops (and truncates away) a torn last line.
-class Journal {
-public:
-    explicit Journal(std::string path) : path_(std::move(path)) {}
-    ~Journal() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Journal(const Journal&) = delete;
-    Journal& operator=(const Journal&) = delete;
-
-    std::vector<nlohmann::json> read() {
-        std::vector<nlohmann::json> records;
-        if (!std::filesystem::exists(path_)) return records;
-        const std::string text = read_file_text(path_, kMaxJournalBytes);
-        std::size_t start = 0;
-        std::size_t line = 1;
-        while (start < text.size()) {
-            const std::size_t end = text.find('\n', start);
-            if (end == std::string::npos) {
-                // A torn last write: what the crash interrupted is dropped, and asked for again.
-                std::filesystem::resize_file(path_, start);
-                break;
-            }
-            records.push_back(parse_json(std::string_view(text).substr(start, end - start), fmt::format("{} line {}", path_, line)));
-            if (!records.back().is_object()) fail("{} line {}: expected a JSON object", path_, line);
-            start = end + 1;
-            ++line;
-        }
-        return records;
-    }
-
-    void append(const json& record) {
-        if (fd_ < 0) {
-            fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-            if (fd_ < 0) fail("{}: cannot open for appending: {}", path_, std::strerror(errno));
-        }
-        const std::string line = dump(record) + "\n";
-        std::size_t done = 0;
-        while (done < line.size()) {
-            const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) fail("{}: write failed: {}", path_, std::strerror(errno));
-            done += static_cast<std::size_t>(n);
-        }
-        if (::fdatasync(fd_) != 0) fail("{}: fsync failed: {}", path_, std::strerror(errno));
-    }
-
-private:
-    std::string path_;
-    int fd_ = -1;
-};
 
 // Progress is neither copied nor moved: it is built in place when wanted.
 void start_progress(std::optional<Progress>& progress, bool wanted, const char* label, const char* unit, std::size_t total) {
@@ -100,12 +39,6 @@ void start_progress(std::optional<Progress>& progress, bool wanted, const char* 
     look.label = label;
     look.unit = unit;
     progress.emplace(static_cast<std::int64_t>(total), std::move(look));
-}
-
-std::string field_string(const nlohmann::json& record, const char* key, const std::string& where) {
-    const auto it = record.find(key);
-    if (it == record.end() || !it->is_string()) fail("{}: field '{}' missing or not a string", where, key);
-    return it->get<std::string>();
 }
 
 // What the journals say about one scenario.
@@ -121,16 +54,16 @@ void replay_replies(const std::vector<nlohmann::json>& records, const std::strin
     for (std::size_t i = 0; i < records.size(); ++i) {
         const std::string where = fmt::format("{} line {}", path, i + 1);
         const auto& r = records[i];
-        ScenarioState& state = states[field_string(r, "scenario", where)];
-        const std::string step = field_string(r, "step", where);
+        ScenarioState& state = states[journal_string(r, "scenario", where)];
+        const std::string step = journal_string(r, "step", where);
         if (step == "turn") {
             const auto turn = r.value("turn", static_cast<std::size_t>(-1));
             if (turn != state.turns.size()) fail("{}: turn {} out of order (expected {})", where, turn, state.turns.size());
-            state.turns.push_back(field_string(r, "text", where));
+            state.turns.push_back(journal_string(r, "text", where));
         } else if (step == "debrief") {
-            state.debrief = field_string(r, "text", where);
+            state.debrief = journal_string(r, "text", where);
         } else if (step == "error") {
-            state.error = field_string(r, "error", where);
+            state.error = journal_string(r, "error", where);
         } else {
             fail("{}: unknown step '{}'", where, step);
         }
@@ -140,10 +73,10 @@ void replay_replies(const std::vector<nlohmann::json>& records, const std::strin
 void replay_judge(const std::vector<nlohmann::json>& records, const std::string& path, std::map<std::string, ScenarioState>& states) {
     for (std::size_t i = 0; i < records.size(); ++i) {
         const std::string where = fmt::format("{} line {}", path, i + 1);
-        ScenarioState& state = states[field_string(records[i], "scenario", where)];
+        ScenarioState& state = states[journal_string(records[i], "scenario", where)];
         ++state.judge_attempts;
         // The answer is parsed again rather than trusting a stored verdict: a parser fix applies.
-        if (!state.scores) state.scores = eqbench3_parse_rubric(field_string(records[i], "text", where));
+        if (!state.scores) state.scores = eqbench3_parse_rubric(journal_string(records[i], "text", where));
     }
 }
 
@@ -287,17 +220,6 @@ json run_config(const Eqb3Data& data, const Eqb3RunOptions& options, const std::
             {"info", json::parse(options.info.dump())}};
 }
 
-void check_resume(const nlohmann::json& stored, const json& wanted, const std::string& path) {
-    for (const auto& [key, value] : wanted.items()) {
-        if (key == "info") continue;
-        const auto it = stored.find(key);
-        if (it == stored.end() || dump(json::parse(it->dump())) != dump(value)) {
-            fail("{}: cannot resume: '{}' differs (the run has {}, this invocation {}); use a new --out for a different run", path, key,
-                 it == stored.end() ? "nothing" : it->dump(), dump(value));
-        }
-    }
-}
-
 }  // namespace
 
 Eqb3Chat eqbench3_local_base_chat(infer::LoadedModel& model) {
@@ -353,19 +275,7 @@ Eqb3RunResult run_eqbench3(const Eqb3Data& data, const Eqb3Chat& tested, const E
     if (options.judge_attempts < 1) fail("EQ-Bench 3: judge attempts must be >= 1, got {}", options.judge_attempts);
     if (options.max_reply_tokens < 1) fail("EQ-Bench 3: the reply budget must be >= 1 token, got {}", options.max_reply_tokens);
     const auto scenarios = chosen_scenarios(data, options.scenarios);
-    const std::string config_path = options.out + "/config.json";
-    const json config = run_config(data, options, scenarios);
-    namespace fs = std::filesystem;
-    if (options.resume) {
-        if (!fs::exists(config_path)) fail("{}: nothing to resume (no config.json)", options.out);
-        check_resume(read_json_file(config_path, kMaxConfigBytes), config, config_path);
-    } else {
-        if (fs::exists(options.out) && !fs::is_empty(options.out)) {
-            fail("{}: already holds a run; add --resume to continue it, or choose a new --out", options.out);
-        }
-        fs::create_directories(options.out);
-        write_file_atomically(config_path, config.dump(2) + "\n");
-    }
+    open_run_directory(options.out, options.resume, run_config(data, options, scenarios));
 
     Journal replies(options.out + "/replies.jsonl");
     Journal judge_log(options.out + "/judge.jsonl");
@@ -518,10 +428,10 @@ Eqb3CompareResult eqbench3_compare(const Eqb3Data& data, const std::vector<std::
     for (std::size_t i = 0; i < records.size(); ++i) {
         const std::string where = fmt::format("{} line {}", journal_path, i + 1);
         const auto& r = records[i];
-        Answers& a = answers[{field_string(r, "test", where), field_string(r, "other", where), field_string(r, "scenario", where),
-                              field_string(r, "order", where)}];
+        Answers& a = answers[{journal_string(r, "test", where), journal_string(r, "other", where), journal_string(r, "scenario", where),
+                              journal_string(r, "order", where)}];
         ++a.attempts;
-        if (!a.judgement) a.judgement = eqbench3_parse_pairwise(field_string(r, "text", where));
+        if (!a.judgement) a.judgement = eqbench3_parse_pairwise(journal_string(r, "text", where));
     }
 
     Eqb3CompareResult result;

@@ -3,7 +3,7 @@
 // A run walks the chosen scenarios in file order; for each: every canned turn (the tested model
 // answers, eqbench3.h's settings), the debrief (role-play and drafting), then the rubric judge.
 // Everything that arrives is appended to the run directory as it arrives, one JSON line written
-// with one write() and fsynced:
+// with one write() and fsynced (eval/run_journal.h):
 //   config.json    what was run: model and judge identity, data files' sha256, scenarios, seed,
 //                  reply budget (written once, atomically; a resume must match it)
 //   replies.jsonl  {"scenario", "step": "turn"|"debrief"|"error", "turn", "text", tokens, seconds}

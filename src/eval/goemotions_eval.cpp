@@ -27,20 +27,24 @@ GoEmotionsReport score_goemotions(std::span<const float> probabilities, std::spa
             if (std::binary_search(head.begin(), head.end(), static_cast<int>(readout[g])))
                 predicted[r].push_back(static_cast<int>(g));
     }
-    const MultilabelReport report = multilabel_report(truth, predicted, static_cast<int>(source_labels));
-    GoEmotionsReport out;
+    GoEmotionsReport out = goemotions_report(truth, predicted);
     out.head_space = std::string(data::emotion_space_name(*data::emotion_space_of(head_labels)));
     out.threshold = threshold;
+    return out;
+}
+
+GoEmotionsReport goemotions_report(const std::vector<std::vector<int>>& truth, const std::vector<std::vector<int>>& predicted) {
+    const auto names = data::emotion_space_labels(data::EmotionSpace::GoEmotions);
+    const MultilabelReport report = multilabel_report(truth, predicted, static_cast<int>(names.size()));
+    GoEmotionsReport out;
     out.examples = static_cast<std::int64_t>(truth.size());
     out.macro_f1 = report.macro_f1;
     out.micro_f1 = report.micro_f1;
-    const auto names = data::emotion_space_labels(data::EmotionSpace::GoEmotions);
-    for (std::size_t g = 0; g < source_labels; ++g) {
+    for (std::size_t g = 0; g < names.size(); ++g) {
         const ClassScores& scores = report.labels[g];
         std::int64_t predicted_count = 0;
         for (const auto& set : predicted) predicted_count += std::count(set.begin(), set.end(), static_cast<int>(g));
-        out.labels.push_back({std::string(names[g]), scores.precision, scores.recall, scores.f1, scores.support,
-                              predicted_count});
+        out.labels.push_back({std::string(names[g]), scores.precision, scores.recall, scores.f1, scores.support, predicted_count});
     }
     return out;
 }

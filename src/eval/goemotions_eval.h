@@ -39,4 +39,9 @@ struct GoEmotionsReport {
 GoEmotionsReport score_goemotions(std::span<const float> probabilities, std::span<const std::string> head_labels,
                                   double threshold, const std::vector<std::vector<int>>& truth);
 
+// The scores of predicted label sets (GoEmotions ids 0..27) against the truth, whoever predicted
+// them (score_goemotions for a head, the judge's check in eval/judge_emotions.h); head_space and
+// threshold are left for the caller. Error for mismatched sizes, no examples or an id outside 0..27.
+GoEmotionsReport goemotions_report(const std::vector<std::vector<int>>& truth, const std::vector<std::vector<int>>& predicted);
+
 }  // namespace kindred::eval

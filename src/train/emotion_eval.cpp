@@ -1,6 +1,8 @@
 // train/emotion_eval.cpp — scoring an emotion head on a GoEmotions-format file (see emotion_eval.h).
 #include "train/emotion_eval.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "data/goemotions.h"
 #include "model/heads.h"
@@ -47,9 +49,12 @@ eval::GoEmotionsReport evaluate_goemotions_file(const std::string& tsv, model::T
     data::SourceStats stats;
     std::vector<TokenizedExample> examples;
     std::vector<std::vector<int>> truth;
+    std::vector<std::size_t> wanted = options.lines;
+    std::sort(wanted.begin(), wanted.end());
     // Through the prepared-example JSON that training reads, so the rendering is training's own.
     data::load_goemotions_file(tsv, "eval", load, stats, [&](data::Example&& example) {
         const std::size_t line = example.original.value("line", std::size_t{0});
+        if (!wanted.empty() && !std::binary_search(wanted.begin(), wanted.end(), line)) return;
         ChatExample chat_example;
         parse_chat_line(data::to_json(example).dump(), tsv, line, chat_example, /*keep_emotion_only=*/true,
                         data::EmotionSpace::GoEmotions);
@@ -60,6 +65,8 @@ eval::GoEmotionsReport evaluate_goemotions_file(const std::string& tsv, model::T
         examples.push_back(std::move(tokens));
     });
     if (examples.empty()) fail("{}: no examples", tsv);
+    if (!wanted.empty() && examples.size() != static_cast<std::size_t>(std::unique(wanted.begin(), wanted.end()) - wanted.begin()))
+        fail("{}: {} of the {} sampled lines hold a record", tsv, examples.size(), options.lines.size());
     const std::vector<float> probabilities = emotion_probabilities(trainer, heads, examples, options.max_seq_len);
     const double threshold = std::isnan(options.threshold) ? heads.config().emotion_threshold : options.threshold;
     return eval::score_goemotions(probabilities, head_labels, threshold, truth);

@@ -34,6 +34,9 @@ struct GoEmotionsFileOptions {
     std::string system_prompt;      // the system message the head was trained with
     std::size_t max_seq_len = 512;  // packed row length; a longer comment is an Error naming its line
     double threshold = NAN;         // NaN: the head's own (heads.json), else the relative rule
+    // Only the records that start on these lines (a sample of the file); empty: every record. A
+    // line that holds no record is an Error.
+    std::vector<std::size_t> lines;
 };
 
 // Reads `tsv`, tokenizes it (see above), runs the head and scores it. Errors name the file and

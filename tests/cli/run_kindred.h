@@ -2,10 +2,13 @@
 #pragma once
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace kindred::testing {
 
@@ -28,6 +31,27 @@ inline CommandResult run_kindred(const std::string& arguments, bool merge_stderr
     if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
     return result;
+}
+
+// Runs kindred with `args` as its own process, stdout and stderr to `log`; `started(pid)` is
+// called before waiting (a test may kill it). Returns the wait status.
+inline int run_kindred_process(const std::vector<std::string>& args, const std::string& log, const std::function<void(pid_t)>& started = {}) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        std::vector<char*> argv;
+        std::string binary = KINDRED_BINARY;
+        argv.push_back(binary.data());
+        std::vector<std::string> copy = args;
+        for (auto& a : copy) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        if (std::freopen(log.c_str(), "w", stdout) == nullptr || std::freopen(log.c_str(), "a", stderr) == nullptr) ::_exit(127);
+        ::execv(binary.c_str(), argv.data());
+        ::_exit(127);
+    }
+    if (started) started(pid);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return status;
 }
 
 }  // namespace kindred::testing

@@ -8,12 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <functional>
-#include <map>
-#include <mutex>
 #include <set>
 #include <sstream>
 #include <vector>
@@ -21,8 +17,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "local_http_server.h"
+#include "run_kindred.h"
 #include "scratch_dir.h"
+#include "stand_in_judge.h"
 #include "test_paths.h"
 
 namespace kindred::testing {
@@ -34,92 +31,22 @@ using nlohmann::json;
 // analysis and both rubric prompts run; drafting is covered with scripted models in test_eval.
 const std::string kScenarios = "13,415";
 
-std::uint64_t fnv(const std::string& text) {
-    std::uint64_t hash = 0xcbf29ce484222325ull;
-    for (const char c : text) hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
-    return hash;
-}
-
-class StandInJudge {
-public:
-    StandInJudge() {
-        server_.routes().Post("/v1/chat/completions", [this](const httplib::Request& request, httplib::Response& response) {
-            const json body = json::parse(request.body);
-            const std::string prompt = body.at("messages").back().at("content").get<std::string>();
-            int attempt = 0;
-            {
-                std::lock_guard lock(mutex_);
-                attempt = ++asked_[prompt];
-                if (kill_at_ > 0 && ++requests_ == kill_at_ && victim_ > 0) {
-                    ::kill(victim_, SIGKILL);  // the client dies with this call in flight
-                    response.status = 503;
-                    return;
-                }
-                answered_.push_back(prompt);
-            }
-            const std::uint64_t h = fnv(prompt);
-            std::string content;
-            if (attempt == 1 && h % 3 == 0) {
-                content = "I am not able to produce JSON right now.";  // unparseable: retried
-            } else if (prompt.find("A0493") != std::string::npos) {
-                json answer = {{"chain_of_thought_reasoning", "stand-in"}};
-                for (int i = 0; i < 8; ++i) answer["criterion_" + std::to_string(i)] = std::string((h >> i) & 1 ? "A0493" : "A0488") + std::string(1 + (h >> (8 + i)) % 5, '+');
-                content = answer.dump();
-            } else {
-                json answer = {{"chain_of_thought_reasoning", "stand-in \"judge\""}};
-                for (const char* c : {"demonstrated_empathy", "pragmatic_ei", "depth_of_insight", "social_dexterity", "emotional_reasoning",
-                                      "message_tailoring", "warmth", "theory_of_mind", "subtext_identification", "intellectual_grounding",
-                                      "correctness"}) {
-                    answer[c] = static_cast<int>((h ^ fnv(c)) % 21);
-                }
-                content = "```json\n" + answer.dump(2) + "\n```";
-            }
-            const json reply = {{"choices", {{{"message", {{"role", "assistant"}, {"content", content}}}, {"finish_reason", "stop"}}}},
-                                {"usage", {{"prompt_tokens", prompt.size() / 4}, {"completion_tokens", content.size() / 4}}}};
-            response.set_content(reply.dump(), "application/json");
-        });
-        server_.start();
+// The judge's formats: some first answers unparseable (retried), pairwise verdicts, rubric scores in a fence.
+std::string judge_answer(const std::string& prompt, int attempt) {
+    const std::uint64_t h = stand_in_hash(prompt);
+    if (attempt == 1 && h % 3 == 0) return "I am not able to produce JSON right now.";  // unparseable: retried
+    if (prompt.find("A0493") != std::string::npos) {
+        json answer = {{"chain_of_thought_reasoning", "stand-in"}};
+        for (int i = 0; i < 8; ++i) answer["criterion_" + std::to_string(i)] = std::string((h >> i) & 1 ? "A0493" : "A0488") + std::string(1 + (h >> (8 + i)) % 5, '+');
+        return answer.dump();
     }
-
-    std::string url() const { return server_.url("/v1"); }
-    void kill_on_request(int n, pid_t victim) {
-        std::lock_guard lock(mutex_);
-        kill_at_ = n;
-        victim_ = victim;
+    json answer = {{"chain_of_thought_reasoning", "stand-in \"judge\""}};
+    for (const char* c : {"demonstrated_empathy", "pragmatic_ei", "depth_of_insight", "social_dexterity", "emotional_reasoning",
+                          "message_tailoring", "warmth", "theory_of_mind", "subtext_identification", "intellectual_grounding",
+                          "correctness"}) {
+        answer[c] = static_cast<int>((h ^ stand_in_hash(c)) % 21);
     }
-    std::vector<std::string> answered() {
-        std::lock_guard lock(mutex_);
-        return answered_;
-    }
-
-private:
-    LocalHttpServer server_;
-    std::mutex mutex_;
-    std::map<std::string, int> asked_;
-    std::vector<std::string> answered_;
-    int requests_ = 0;
-    int kill_at_ = 0;
-    pid_t victim_ = 0;
-};
-
-// Runs kindred with `args`; `started(pid)` is called before waiting. Returns the exit status.
-int run_kindred_process(const std::vector<std::string>& args, const std::string& log, const std::function<void(pid_t)>& started = {}) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-        std::vector<char*> argv;
-        std::string binary = KINDRED_BINARY;
-        argv.push_back(binary.data());
-        std::vector<std::string> copy = args;
-        for (auto& a : copy) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        if (std::freopen(log.c_str(), "w", stdout) == nullptr || std::freopen(log.c_str(), "a", stderr) == nullptr) ::_exit(127);
-        ::execv(binary.c_str(), argv.data());
-        ::_exit(127);
-    }
-    if (started) started(pid);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return status;
+    return "```json\n" + answer.dump(2) + "\n```";
 }
 
 std::vector<std::string> run_args(const std::string& judge_url, const std::string& out, const std::string& name) {
@@ -152,12 +79,12 @@ TEST(EqBench3Cli, KilledAndResumedRunEqualsUninterruptedOneWithoutRepeatedJudgeC
     const std::string baseline = dir / "baseline";
     const std::string resumed = dir / "resumed";
 
-    StandInJudge baseline_judge;
+    StandInJudge baseline_judge(judge_answer);
     ASSERT_EQ(run_kindred_process(run_args(baseline_judge.url(), baseline, "base"), dir / "baseline.log"), 0) << read_text(dir / "baseline.log");
     const auto baseline_calls = baseline_judge.answered();
     ASSERT_GE(baseline_calls.size(), 2u) << "too few judge calls to kill a run midway: " << read_text(dir / "baseline.log");
 
-    StandInJudge judge;
+    StandInJudge judge(judge_answer);
     const int status = run_kindred_process(run_args(judge.url(), resumed, "base"), dir / "killed.log",
                                            [&](pid_t pid) { judge.kill_on_request(2, pid); });
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << read_text(dir / "killed.log");
@@ -190,7 +117,7 @@ TEST(EqBench3Cli, KilledAndResumedRunEqualsUninterruptedOneWithoutRepeatedJudgeC
     EXPECT_EQ(printed.at("judge_calls").get<std::size_t>(), baseline_calls.size() - 1);
 
     // A finished run resumed again asks nothing.
-    StandInJudge idle;
+    StandInJudge idle(judge_answer);
     std::vector<std::string> again = run_args(idle.url(), resumed, "base");
     again.push_back("--resume");
     ASSERT_EQ(run_kindred_process(again, dir / "again.log"), 0) << read_text(dir / "again.log");
@@ -204,7 +131,7 @@ TEST(EqBench3Cli, KilledAndResumedRunEqualsUninterruptedOneWithoutRepeatedJudgeC
     EXPECT_NE(read_text(dir / "other.log").find("'seed' differs"), std::string::npos) << read_text(dir / "other.log");
 
     // Two runs under one name cannot be rated apart.
-    StandInJudge pairwise;
+    StandInJudge pairwise(judge_answer);
     const auto compare_args = [&](const std::string& second, const std::string& out) {
         return std::vector<std::string>{"eval", "eqbench3", "compare", baseline, second, "--data", shared_path("eqbench3"), "--judge-url",
                                         pairwise.url(), "--judge-model", "stand-in", "--out", out, "--json"};

@@ -9,6 +9,7 @@
 #include "data/records.h"
 #include "data/split.h"
 #include "data_test_util.h"
+#include "error_of.h"
 
 namespace kindred::data {
 namespace {
@@ -16,6 +17,7 @@ namespace {
 using testing::Collected;
 using testing::fixture;
 using testing::TempDir;
+using testing::error_of;
 
 LoadOptions skip_options() {
     LoadOptions options;
@@ -23,14 +25,6 @@ LoadOptions skip_options() {
     return options;
 }
 
-std::string error_of(const std::function<void()>& run) {
-    try {
-        run();
-    } catch (const Error& error) {
-        return error.what();
-    }
-    return "(no error)";
-}
 
 TEST(EmpatheticDialogues, ConversationsBecomeOneExampleWithListenerTargets) {
     Collected out;

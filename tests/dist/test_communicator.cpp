@@ -11,19 +11,13 @@
 
 #include "core/error.h"
 #include "dist/rendezvous.h"
+#include "error_of.h"
 #include "local_http_server.h"
 
 namespace kindred::dist {
 namespace {
 
-std::string error_of(const std::function<void()>& body) {
-    try {
-        body();
-    } catch (const Error& error) {
-        return error.what();
-    }
-    return "";
-}
+using kindred::testing::error_of;
 
 TEST(SingleProcess, CollectivesLeaveValuesAsTheyAre) {
     auto comm = connect(LaunchInfo{});

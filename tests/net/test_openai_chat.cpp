@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "error_of.h"
 #include "local_http_server.h"
 #include "malformed_corpus.h"
 #include "test_paths.h"
@@ -21,15 +22,7 @@ namespace {
 
 using kindred::testing::LocalHttpServer;
 using nlohmann::json;
-
-std::string error_text(const std::function<void()>& body) {
-    try {
-        body();
-    } catch (const Error& error) {
-        return error.what();
-    }
-    return "";
-}
+using kindred::testing::error_of;
 
 TEST(OpenAiChat, RequestBodyCarriesMessagesSettingsAndExtraFields) {
     ChatCompletionRequest request;
@@ -71,7 +64,7 @@ TEST(OpenAiChat, MalformedResponsesAreErrorsNamingTheSource) {
                              R"({"choices":[{"text":"legacy"}]})", R"({"choices":[{"message":{"content":5}}]})",
                              R"({"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":-1}})",
                              R"({"choices":[{"message":{"content":"x"}}],"usage":"lots"})"}) {
-        const std::string message = error_text([&] { parse_chat_completion(body, "judge-reply"); });
+        const std::string message = error_of([&] { parse_chat_completion(body, "judge-reply"); });
         EXPECT_EQ(message.rfind("judge-reply", 0), 0u) << body << " -> " << message;
     }
 }
@@ -139,7 +132,7 @@ TEST_F(StandInEndpoint, ServerErrorsCarryTheServersMessageAndCountAsFailed) {
     ChatClient client(endpoint_);
     ChatCompletionRequest request;
     request.messages = {{"user", "hi"}};
-    const std::string message = error_text([&] { client.complete(request); });
+    const std::string message = error_of([&] { client.complete(request); });
     EXPECT_NE(message.find(server_.url("/v1/chat/completions")), std::string::npos) << message;
     EXPECT_NE(message.find("HTTP 404"), std::string::npos) << message;
     EXPECT_NE(message.find("model 'x' not found"), std::string::npos) << message;
@@ -177,7 +170,7 @@ TEST(OpenAiChat, EndpointNeedsAUrlAndAModel) {
     EXPECT_THROW(ChatClient(ChatEndpoint{}), Error);
     ChatEndpoint endpoint;
     endpoint.base_url = "http://127.0.0.1:1/v1";
-    EXPECT_NE(error_text([&] { ChatClient client(endpoint); }).find("no model name"), std::string::npos);
+    EXPECT_NE(error_of([&] { ChatClient client(endpoint); }).find("no model name"), std::string::npos);
 }
 
 }  // namespace
