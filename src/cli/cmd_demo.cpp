@@ -278,7 +278,7 @@ PreferenceStage run_preference_stage(Stages& stages, const std::string& root, co
     stage.notes.push_back(fmt::format(
         "SFT+DPO: {} loss (beta {:g}, violation penalty {:g}) for {} steps on {} preference pairs ({} gold reply vs SFT "
         "sample, {} safety pairs with a directive, dismissive or harmful rejected reply), reference = the SFT adapter, "
-        "frozen; dev pairs: {}. Safety topics and violations come from Kindred's interim rule list (train/safety_rules.h).",
+        "frozen; dev pairs: {}. Safety prompts and violations are judged by the controller's built-in safety rules (configs/safety.rules).",
         train::dpo_loss_name(recipe.loss.type), recipe.loss.beta, recipe.loss.violation_penalty, recipe.run.max_steps,
         pairs.examples.size(), built.gold_vs_model.made, built.safety.made, dev_pairs.examples.size()));
     return stage;

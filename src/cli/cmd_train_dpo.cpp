@@ -81,8 +81,9 @@ void run_train_dpo(const DpoFlags& flags, dist::Communicator& communicator) {
     if (!root) return;
     fmt::print("reference log-probs: {}\n", result.reference.from_cache
                                                 ? fmt::format("read from {}", train::reference_cache_path(pairs.path))
-                                                : fmt::format("{} sequences scored once, cached in {}",
+                                                : fmt::format("{} sequences scored once{}, cached in {}",
                                                               result.reference.sequences_scored,
+                                                              parallel.active() ? fmt::format(" (shared out over {} ranks)", parallel.size()) : "",
                                                               train::reference_cache_path(pairs.path)));
     if (result.steps.empty()) {
         fmt::print("{}: already complete at step {}\n", options.run.run_dir, result.last_step);

@@ -96,65 +96,98 @@ std::vector<float> gather(std::span<const float> hidden, std::int64_t dim, const
     return out;
 }
 
-// The heads' predictions at the row's sites, beside their labels.
-void score_sites(const model::Heads& heads, std::span<const float> hidden, std::int64_t dim,
-                 std::span<const TokenizedExample> dev, const std::vector<std::size_t>& row,
-                 const std::vector<std::size_t>& offsets, Collected& c) {
-    std::vector<std::size_t> positions;
-    std::vector<const HeadSite*> sites;
-    std::vector<bool> multi;
+// The head sites of a row, in order (example by example, site by site), with whether each is
+// scored as multi-label.
+struct RowSite {
+    const HeadSite* site;
+    std::size_t position;  // in the packed row
+    bool multi;
+};
+
+std::vector<RowSite> row_sites(std::span<const TokenizedExample> dev, const std::vector<std::size_t>& row,
+                               const std::vector<std::size_t>& offsets) {
+    std::vector<RowSite> out;
     for (std::size_t j = 0; j < row.size(); ++j) {
         const auto& example = dev[row[j]];
-        for (const auto& site : example.sites) {
-            positions.push_back(offsets[j] + static_cast<std::size_t>(site.position));
-            sites.push_back(&site);
-            multi.push_back(example.multi_label || site.emotions.size() > 1);
-        }
+        for (const auto& site : example.sites)
+            out.push_back({&site, offsets[j] + static_cast<std::size_t>(site.position),
+                           example.multi_label || site.emotions.size() > 1});
     }
+    return out;
+}
+
+// The heads evaluate_dev scores, in the order their outputs sit in a site's slice.
+constexpr model::Head kScoredHeads[] = {model::Head::Emotion, model::Head::Strategy, model::Head::ValenceArousal};
+
+// The outputs per site of every enabled head, side by side.
+std::int64_t site_width(const model::Heads& heads) {
+    std::int64_t width = 0;
+    for (const auto head : kScoredHeads)
+        if (heads.enabled(head)) width += heads.outputs(head);
+    return width;
+}
+
+// Every enabled head's outputs at the row's sites into `out` [sites x site_width].
+void head_outputs(const model::Heads& heads, std::span<const float> hidden, std::int64_t dim,
+                  const std::vector<RowSite>& sites, double* out) {
     if (sites.empty()) return;
+    std::vector<std::size_t> positions;
+    for (const auto& site : sites) positions.push_back(site.position);
     const auto pooled = gather(hidden, dim, positions);
     const auto n = static_cast<std::int64_t>(sites.size());
+    const std::int64_t width = site_width(heads);
     std::vector<float> y;
-    const auto run = [&](model::Head head) {
-        y.assign(static_cast<std::size_t>(n * heads.outputs(head)), 0.0f);
+    std::int64_t column = 0;
+    for (const auto head : kScoredHeads) {
+        if (!heads.enabled(head)) continue;
+        const std::int64_t outputs = heads.outputs(head);
+        y.assign(static_cast<std::size_t>(n * outputs), 0.0f);
         heads.forward(head, pooled.data(), n, y.data());
-        return heads.outputs(head);
-    };
-    if (heads.enabled(model::Head::Emotion)) {
-        const auto classes = run(model::Head::Emotion);
+        for (std::int64_t s = 0; s < n; ++s)
+            for (std::int64_t o = 0; o < outputs; ++o) out[s * width + column + o] = y[static_cast<std::size_t>(s * outputs + o)];
+        column += outputs;
+    }
+}
+
+// The heads' predictions from their outputs at the row's sites, beside the sites' labels.
+void score_sites(const model::Heads& heads, const std::vector<RowSite>& sites, const double* outputs, Collected& c) {
+    const std::int64_t width = site_width(heads);
+    std::vector<float> y;
+    std::int64_t column = 0;
+    for (const auto head : kScoredHeads) {
+        if (!heads.enabled(head)) continue;
+        const std::int64_t classes = heads.outputs(head);
         for (std::size_t s = 0; s < sites.size(); ++s) {
-            const auto& labels = sites[s]->emotions;
-            if (labels.empty()) continue;
-            const float* logits = y.data() + static_cast<std::ptrdiff_t>(s) * classes;
-            if (multi[s]) {
-                c.multilabel_truth.emplace_back(labels.begin(), labels.end());
-                c.multilabel_predicted.push_back(multilabel_prediction(logits, classes));
-                const std::size_t at = c.multilabel_probabilities.size();
-                c.multilabel_probabilities.resize(at + static_cast<std::size_t>(classes));
-                heads.emotion_probabilities(logits, 1, c.multilabel_probabilities.data() + at);
+            const HeadSite& site = *sites[s].site;
+            const double* at = outputs + static_cast<std::int64_t>(s) * width + column;
+            y.assign(at, at + classes);
+            const float* logits = y.data();
+            if (head == model::Head::Emotion) {
+                const auto& labels = site.emotions;
+                if (labels.empty()) continue;
+                if (sites[s].multi) {
+                    c.multilabel_truth.emplace_back(labels.begin(), labels.end());
+                    c.multilabel_predicted.push_back(multilabel_prediction(logits, classes));
+                    const std::size_t begin = c.multilabel_probabilities.size();
+                    c.multilabel_probabilities.resize(begin + static_cast<std::size_t>(classes));
+                    heads.emotion_probabilities(logits, 1, c.multilabel_probabilities.data() + begin);
+                } else {
+                    c.emotion_truth.push_back(labels[0]);
+                    c.emotion_predicted.push_back(argmax(logits, classes));
+                }
+            } else if (head == model::Head::Strategy) {
+                if (site.strategy < 0) continue;
+                c.strategy_truth.push_back(site.strategy);
+                c.strategy_predicted.push_back(argmax(logits, classes));
             } else {
-                c.emotion_truth.push_back(labels[0]);
-                c.emotion_predicted.push_back(argmax(logits, classes));
+                if (!site.has_va) continue;
+                c.va_truth.push_back(site.valence);
+                c.va_truth.push_back(site.arousal);
+                c.va_predicted.push_back(logits[0]);
+                c.va_predicted.push_back(logits[1]);
             }
         }
-    }
-    if (heads.enabled(model::Head::Strategy)) {
-        const auto classes = run(model::Head::Strategy);
-        for (std::size_t s = 0; s < sites.size(); ++s) {
-            if (sites[s]->strategy < 0) continue;
-            c.strategy_truth.push_back(sites[s]->strategy);
-            c.strategy_predicted.push_back(argmax(y.data() + static_cast<std::ptrdiff_t>(s) * classes, classes));
-        }
-    }
-    if (heads.enabled(model::Head::ValenceArousal)) {
-        run(model::Head::ValenceArousal);
-        for (std::size_t s = 0; s < sites.size(); ++s) {
-            if (!sites[s]->has_va) continue;
-            c.va_truth.push_back(sites[s]->valence);
-            c.va_truth.push_back(sites[s]->arousal);
-            c.va_predicted.push_back(y[2 * s]);
-            c.va_predicted.push_back(y[2 * s + 1]);
-        }
+        column += classes;
     }
 }
 
@@ -230,15 +263,35 @@ DevMetrics dev_metrics_from_json(const nlohmann::json& json, const std::string& 
 
 DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* heads, SafetyTeacher* teacher,
                         std::span<const TokenizedExample> dev, std::size_t max_seq_len,
-                        const FrozenResiduals* residuals) {
+                        const FrozenResiduals* residuals, const DataParallel& parallel) {
     DevMetrics metrics;
     if (dev.empty()) return metrics;
     check_inputs(trainer, heads, dev, max_seq_len);
 
     const auto& output = trainer.output_rows();
     const std::int64_t dim = output.cols;
-    Collected c;
-    for (const auto& row : pack_in_order(dev, max_seq_len)) {
+    const std::int64_t width = heads != nullptr ? site_width(*heads) : 0;
+    // Each row's results in one slice of `results`: NLL sum and count, KL sum and count, then the
+    // heads' outputs at its sites. A rank fills the slices of its rows, zeros stay elsewhere, and
+    // the ranks' buffers are summed, so every rank holds every row's results, each computed once.
+    enum : std::size_t { kNll, kNllTokens, kKl, kKlTokens, kSums };
+    const auto rows = pack_in_order(dev, max_seq_len);
+    std::vector<std::vector<RowSite>> sites(rows.size());
+    std::vector<std::size_t> slice(rows.size() + 1, 0);
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+        std::vector<std::size_t> offsets;
+        for (std::size_t used = 0; const std::size_t index : rows[r]) {
+            offsets.push_back(used);
+            used += dev[index].tokens.size();
+        }
+        sites[r] = row_sites(dev, rows[r], offsets);
+        slice[r + 1] = slice[r] + kSums + sites[r].size() * static_cast<std::size_t>(width);
+    }
+    std::vector<double> results(slice.back(), 0.0);
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+        if (!parallel.runs_row(r)) continue;
+        const auto& row = rows[r];
+        double* sums = results.data() + slice[r];
         // Teacher first: it runs the shared base Decoder, so none of it interleaves with the
         // trainer's forward whose hidden states are read below.
         std::vector<const TeacherTargets*> teacher_rows(row.size(), nullptr);
@@ -266,10 +319,10 @@ DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* he
             const kernels::FusedCrossEntropyShape shape{tokens, dim, output.rows};
             const auto totals = kernels::fused_cross_entropy(nullptr, nullptr, hidden.data(), output, batch.targets.data(),
                                                              nullptr, shape, 1.0f);
-            c.nll += totals.loss;
-            c.nll_tokens += static_cast<std::size_t>(totals.counted);
+            sums[kNll] = totals.loss;
+            sums[kNllTokens] = static_cast<double>(totals.counted);
         }
-        if (heads != nullptr) score_sites(*heads, hidden, dim, dev, row, offsets, c);
+        if (heads != nullptr) head_outputs(*heads, hidden, dim, sites[r], sums + kSums);
         for (std::size_t j = 0; j < row.size(); ++j) {
             const TeacherTargets* targets = teacher_rows[j];
             if (targets == nullptr) continue;
@@ -282,9 +335,21 @@ DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* he
             const kernels::TopKTeacher top{targets->ids.data(), targets->probs.data(), targets->residual.data(),
                                            targets->k};
             const kernels::FusedCrossEntropyShape shape{static_cast<std::int64_t>(positions.size()), dim, output.rows};
-            c.kl += kernels::fused_topk_kl(nullptr, h.data(), output, top, shape, teacher->temperature(), 1.0f);
-            c.kl_tokens += positions.size();
+            sums[kKl] += kernels::fused_topk_kl(nullptr, h.data(), output, top, shape, teacher->temperature(), 1.0f);
+            sums[kKlTokens] += static_cast<double>(positions.size());
         }
+    }
+    if (parallel.active()) parallel.sum(results);
+
+    // Row by row in order, as one process adds them up.
+    Collected c;
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+        const double* sums = results.data() + slice[r];
+        c.nll += sums[kNll];
+        c.nll_tokens += static_cast<std::size_t>(sums[kNllTokens]);
+        c.kl += sums[kKl];
+        c.kl_tokens += static_cast<std::size_t>(sums[kKlTokens]);
+        if (heads != nullptr) score_sites(*heads, sites[r], sums + kSums, c);
     }
 
     if (c.nll_tokens > 0) metrics.nll = c.nll / static_cast<double>(c.nll_tokens);

@@ -6,7 +6,11 @@
 // Packing: the dev examples are packed in their given order, greedily, into rows of at most
 // max_seq_len tokens (an example that does not fit the rest of a row starts the next), one row per
 // forward, each run at its packed length (segments keep the documents apart, so no padding is
-// needed): deterministic, and independent of any training seed.
+// needed): deterministic, and independent of any training seed. Data parallel, each rank runs the
+// rows DataParallel::runs_row gives it (its teacher computing only their distributions) and the
+// ranks sum the rows' results (loss sums, the heads' outputs at the sites), which are then scored
+// row by row in order on every rank: the one-process metrics bit for bit, each row run once in the
+// job. Collective: every rank calls it.
 //
 // Metrics (scores from eval/metrics.h, sklearn semantics with zero_division = 0):
 //  - nll: Σ −log p(target) over the assistant target tokens / their count.
@@ -37,6 +41,7 @@
 
 #include "kernels/matmul.h"
 #include "train/chat_dataset.h"
+#include "train/data_parallel.h"
 
 namespace kindred::model {
 class Decoder;
@@ -78,7 +83,7 @@ DevMetrics dev_metrics_from_json(const nlohmann::json& json, const std::string& 
 // over exactly `dev`) lets every forward start at the adapters' first layer.
 DevMetrics evaluate_dev(model::TrainableDecoder& trainer, const model::Heads* heads, SafetyTeacher* teacher,
                         std::span<const TokenizedExample> dev, std::size_t max_seq_len,
-                        const FrozenResiduals* residuals = nullptr);
+                        const FrozenResiduals* residuals = nullptr, const DataParallel& parallel = DataParallel());
 
 // A saved adapter folder on dev: its PEFT adapter over the frozen `base` (and its heads.* when the
 // folder has them), in evaluation mode, as evaluate_dev measures it. An empty `adapter_dir` measures

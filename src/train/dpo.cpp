@@ -175,7 +175,7 @@ model::LoraConfig reference_lora(const peft::Adapter& reference, const SftRecipe
 }
 
 std::vector<SequenceLogProbs> score_pairs(model::TrainableDecoder& trainer, const PairDataset& pairs,
-                                          std::size_t max_seq_len) {
+                                          std::size_t max_seq_len, const DataParallel& parallel) {
     if (pairs.examples.size() != pairs.pairs.size()) fail("{}: pair tables of different sizes", pairs.path);
     if (max_seq_len == 0 || max_seq_len > static_cast<std::size_t>(trainer.max_tokens()))
         fail("scoring pairs: max_seq_len {} must be in [1, {}] (the trainer's token budget)", max_seq_len,
@@ -189,7 +189,10 @@ std::vector<SequenceLogProbs> score_pairs(model::TrainableDecoder& trainer, cons
     kernels::FusedCrossEntropy ce;
     std::vector<float> logprob;
     std::vector<std::size_t> offsets;
-    for (const auto& row : pack_in_order(pairs.examples, max_seq_len)) {
+    const auto rows = pack_in_order(pairs.examples, max_seq_len);
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+        if (!parallel.runs_row(r)) continue;
+        const auto& row = rows[r];
         const model::TrainBatch batch = ordered_row(pairs.examples, row, offsets);
         const std::span<const float> hidden = trainer.forward(batch, /*train=*/false);
         const auto tokens = static_cast<std::int64_t>(batch.tokens.size());
@@ -201,6 +204,13 @@ std::vector<SequenceLogProbs> score_pairs(model::TrainableDecoder& trainer, cons
             const std::size_t end = begin + pairs.examples[row[j]].tokens.size();
             out[row[j]] = {sum_scored(logprob, batch.targets, begin, middle), sum_scored(logprob, batch.targets, middle, end)};
         }
+    }
+    if (parallel.active()) {
+        std::vector<double> values;
+        values.reserve(2 * out.size());
+        for (const auto& pair : out) values.insert(values.end(), {pair.chosen, pair.rejected});
+        parallel.sum(values);
+        for (std::size_t i = 0; i < out.size(); ++i) out[i] = {values[2 * i], values[2 * i + 1]};
     }
     return out;
 }
@@ -230,9 +240,11 @@ std::string reference_cache_path(const std::string& pairs_path) { return pairs_p
 ReferenceLogProbs cached_reference_log_probs(const std::string& cache_path, const ReferenceCacheKey& key,
                                              std::size_t pair_count,
                                              const std::function<std::vector<SequenceLogProbs>()>& compute,
-                                             bool write_cache) {
+                                             const DataParallel& parallel) {
     ReferenceLogProbs out;
     const nlohmann::json wanted = key.to_json();
+    std::vector<SequenceLogProbs> cached;
+    bool found = false;
     if (!cache_path.empty() && fs::exists(cache_path)) {
         const nlohmann::json cache = read_json_file(cache_path, 1u << 30);
         const auto where = cache_path + " (delete it to recompute the reference log-probs)";
@@ -247,27 +259,37 @@ ReferenceLogProbs cached_reference_log_probs(const std::string& cache_path, cons
             const auto& rejected = cache.value("rejected", nlohmann::json());
             if (!chosen.is_array() || !rejected.is_array() || chosen.size() != pair_count || rejected.size() != pair_count)
                 fail("{}: 'chosen' and 'rejected' must be arrays of {} numbers", where, pair_count);
-            out.pairs.resize(pair_count);
+            cached.resize(pair_count);
             for (std::size_t i = 0; i < pair_count; ++i) {
                 if (!chosen[i].is_number() || !rejected[i].is_number())
                     fail("{}: entry {} is not a pair of numbers", where, i);
-                out.pairs[i] = {chosen[i].get<double>(), rejected[i].get<double>()};
-                if (!std::isfinite(out.pairs[i].chosen) || !std::isfinite(out.pairs[i].rejected))
+                cached[i] = {chosen[i].get<double>(), rejected[i].get<double>()};
+                if (!std::isfinite(cached[i].chosen) || !std::isfinite(cached[i].rejected))
                     fail("{}: entry {} is not finite", where, i);
             }
-            out.from_cache = true;
-            return out;
+            found = true;
+        } else {
+            for (const auto& [field, value] : wanted.items())
+                if (cache["key"].value(field, nlohmann::json()) != value) {
+                    out.note = fmt::format("{}: made for another {}; recomputed", cache_path, field);
+                    break;
+                }
         }
-        for (const auto& [field, value] : wanted.items())
-            if (cache["key"].value(field, nlohmann::json()) != value) {
-                out.note = fmt::format("{}: made for another {}; recomputed", cache_path, field);
-                break;
-            }
     }
+    // Every rank takes the cache or none does: computing is a collective.
+    double ranks_found = found ? 1.0 : 0.0;
+    if (parallel.active()) parallel.sum(std::span<double>(&ranks_found, 1));
+    if (found && ranks_found == static_cast<double>(parallel.size())) {
+        out.pairs = std::move(cached);
+        out.from_cache = true;
+        return out;
+    }
+    if (found)
+        out.note = fmt::format("{}: valid on {} of {} ranks only; recomputed", cache_path, ranks_found, parallel.size());
     out.pairs = compute();
     if (out.pairs.size() != pair_count) fail("reference log-probs: {} computed for {} pairs", out.pairs.size(), pair_count);
     out.sequences_scored = 2 * pair_count;
-    if (!cache_path.empty() && write_cache) {
+    if (!cache_path.empty() && parallel.root()) {
         nlohmann::json chosen = nlohmann::json::array(), rejected = nlohmann::json::array();
         for (const auto& pair : out.pairs) {
             chosen.push_back(pair.chosen);
@@ -378,8 +400,8 @@ DpoResult run_dpo(const DpoRecipe& recipe, model::Decoder& base, const PairDatas
                 cached ? reference_cache_key(options.model_path, run_recipe.quantize, recipe.reference, run_recipe.compute, dataset)
                        : ReferenceCacheKey{};
             return cached_reference_log_probs(
-                cache, key, dataset.examples.size(), [&] { return score_pairs(scorer, dataset, max_seq_len); },
-                parallel.root());
+                cache, key, dataset.examples.size(), [&] { return score_pairs(scorer, dataset, max_seq_len, parallel); },
+                parallel);
         };
         result.reference = reference_of(pairs, options.cache_reference);
         if (dev != nullptr) {
@@ -412,7 +434,7 @@ DpoResult run_dpo(const DpoRecipe& recipe, model::Decoder& base, const PairDatas
     std::function<nlohmann::json(std::int64_t)> evaluate;
     if (dev != nullptr && !dev->examples.empty()) {
         evaluate = [&](std::int64_t step) {
-            const auto policy = score_pairs(trainer, *dev, max_seq_len);
+            const auto policy = score_pairs(trainer, *dev, max_seq_len, parallel);
             const DpoDevMetrics metrics = dev_pair_metrics(policy, result.dev_reference, *dev, recipe.loss);
             if (step == run_recipe.max_steps) result.final_dev = metrics;
             return to_json(metrics);

@@ -25,8 +25,8 @@
 // TRL's mean over pairs. Dropout follows adapter.dropout (default 0: TRL disables dropout).
 //
 // Run directory, checkpoints, exact resume, progress bar, NaN policy and data parallelism (each
-// rank its rows of the step; gradients, loss and metric sums added up; every rank scores the
-// reference, rank 0 writes its cache): train/training_run.h, the same as SFT. metrics.jsonl per logged step: loss, TRL's rewards/chosen, rewards/rejected,
+// rank its rows of the step; gradients, loss and metric sums added up; the reference and the dev
+// pairs scored once, sharded over the ranks like the step's rows; rank 0 writes the cache): train/training_run.h, the same as SFT. metrics.jsonl per logged step: loss, TRL's rewards/chosen, rewards/rejected,
 // rewards/margins, rewards/accuracies, logps/chosen, logps/rejected, Kindred's loss_dpo (the
 // preference loss alone), penalty, violating_chosen (share of the step's pairs), the auxiliary
 // head losses loss_emotion/loss_strategy/loss_va (null when off), pairs, target_tokens, lr,
@@ -94,9 +94,13 @@ struct SequenceLogProbs {
 };
 
 // Every pair's sequence log-probs under `trainer` in evaluation mode (no dropout, no gradients),
-// the pairs packed in file order into rows of at most max_seq_len tokens.
+// the pairs packed in file order into rows of at most max_seq_len tokens. Data parallel, each rank
+// scores the rows DataParallel::runs_row gives it and the ranks then sum their values (zero where
+// another rank scored), so every rank returns every pair's values, each computed once in the job,
+// in the same row as one process computes it: the same numbers bit for bit. Collective: every rank
+// calls it.
 std::vector<SequenceLogProbs> score_pairs(model::TrainableDecoder& trainer, const PairDataset& pairs,
-                                          std::size_t max_seq_len);
+                                          std::size_t max_seq_len, const DataParallel& parallel = DataParallel());
 
 struct ReferenceCacheKey {
     std::string model;               // the model files' fingerprint (model_fingerprint), and its quantization at load
@@ -118,17 +122,19 @@ std::string reference_cache_path(const std::string& pairs_path);
 struct ReferenceLogProbs {
     std::vector<SequenceLogProbs> pairs;  // aligned with the dataset's pairs
     bool from_cache = false;
-    std::size_t sequences_scored = 0;     // reference forwards' sequences this call (0 from the cache)
+    std::size_t sequences_scored = 0;     // sequences scored by the job this call (0 from the cache)
     std::string note;                     // why the cache was not used, when it was not
 };
 
 // The cached values when `cache_path` holds this key (empty path: no cache), otherwise `compute()`
-// then written there atomically. A cache file that does not parse is an Error naming it.
-// `write_cache` false: computed values are not written (data-parallel ranks other than 0).
+// then written there atomically by rank 0. A cache file that does not parse is an Error naming it.
+// Data parallel, the ranks decide together: the cache is used only when every rank finds it valid
+// (a file on rank 0's disk alone is recomputed, with a note), so `compute`, a collective, is called
+// by all ranks or by none.
 ReferenceLogProbs cached_reference_log_probs(const std::string& cache_path, const ReferenceCacheKey& key,
                                              std::size_t pair_count,
                                              const std::function<std::vector<SequenceLogProbs>()>& compute,
-                                             bool write_cache = true);
+                                             const DataParallel& parallel = DataParallel());
 
 // Dev preference metrics of a policy's log-probs against the reference's: TRL's eval metrics
 // (loss, rewards/*, logps/*; means over the pairs) and the reference-free preference accuracy, the

@@ -18,7 +18,7 @@
 // A batch's loss is the MEAN over its pairs (TRL: per_sequence_loss.mean()).
 //
 // Violation penalty (Kindred's, not TRL's; docs/dpo.md): a pair whose CHOSEN completion breaks a
-// safety rule (train/safety_rules.h) adds
+// safety rule (train::violation, train/safety_replies.h) adds
 //   λ_viol · max(0, chosen_logratio / |y+|)
 // to its loss: the policy may not make a violating "preferred" reply more likely, per token, than
 // the frozen reference made it. Why this form: DPO pushes the chosen completion up, which on such a

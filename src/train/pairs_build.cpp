@@ -22,7 +22,7 @@
 #include "train/chat_dataset.h"
 #include "train/preference_pairs.h"
 #include "train/recipe.h"
-#include "train/safety_rules.h"
+#include "train/safety_replies.h"
 
 namespace kindred::train {
 namespace {
@@ -354,24 +354,26 @@ PairsBuildReport build_pairs(const PairsBuildSettings& settings, infer::LoadedMo
                 }
             }
             if (settings.safety) {
-                if (const auto topic = safety_topic(last_user_text(item.prompt))) {
-                    const auto gold_violation = has_gold ? safety_violation(item.gold) : std::nullopt;
+                const data::SafetyRules& rules = data::SafetyRules::builtin();
+                const data::SafetyRule* rule = triggered_rule(rules, last_user_text(item.prompt));
+                std::optional<std::string> rejected;
+                ViolationKind kind = ViolationKind::Directive;
+                for (std::size_t k = 0; rule != nullptr && k < kViolationKindCount && !rejected; ++k) {
+                    kind = static_cast<ViolationKind>((safety_made + k) % kViolationKindCount);
+                    rejected = violating_reply(rule->id, kind, safety_made);
+                }
+                if (rejected) {
+                    const auto gold_violation = has_gold ? violation(rules, item.gold) : std::nullopt;
                     const bool gold_ok = has_gold && !gold_violation;
-                    std::optional<std::string> rejected;
-                    ViolationKind kind = ViolationKind::Directive;
-                    for (std::size_t k = 0; k < kViolationKindCount && !rejected; ++k) {
-                        kind = static_cast<ViolationKind>((safety_made + k) % kViolationKindCount);
-                        rejected = violating_reply(*topic, kind, safety_made);
-                    }
                     ++report.safety.made;
                     ++safety_made;
-                    nlohmann::json provenance = {{"topic", safety_topic_name(*topic)},
-                                                 {"chosen", gold_ok ? "gold" : "safe template"},
+                    nlohmann::json provenance = {{"rule", rule->id},
+                                                 {"chosen", gold_ok ? "gold" : "rule fallback"},
                                                  {"rejected", std::string(violation_kind_name(kind)) + " template"},
                                                  {"line", item.line}};
                     if (gold_violation) provenance["gold_violation"] = gold_violation->rule;
                     result.lines.push_back(pair_json_line(
-                        pair_for(item, gold_ok ? item.gold : safe_reply(*topic), *rejected, "safety", std::move(provenance))));
+                        pair_for(item, gold_ok ? item.gold : rule->fallback, *rejected, "safety", std::move(provenance))));
                 }
             }
             progress.update(static_cast<std::int64_t>(i + 1), {{"pairs", static_cast<double>(result.lines.size())}},

@@ -23,9 +23,10 @@
 //      when both verdicts agree (position bias). Judgements are cached in `.cache` (JSONL, appended
 //      as each arrives, keyed by judge model, prompt file and both texts), so a rerun or a resumed
 //      build asks only what is missing; retries and timeouts are the chat client's (net/).
-//  (c) safety: for prompts whose last user turn touches a safety topic (train/safety_rules.h), y+ =
-//      the gold reply when it breaks no rule (else the topic's safe reply) and y− = a directive,
-//      dismissive or harmful reply for the topic, the kinds taken in turn. `pairs.safety.prompts`
+//  (c) safety: for prompts whose last user turn triggers a rule of the controller's built-in safety
+//      rules (train/safety_replies.h), y+ = the gold reply when it breaks no rule (else the rule's
+//      fallback reply) and y− = a directive, dismissive or harmful reply written for the rule, the
+//      kinds taken in turn (a prompt whose rule has no such reply makes no pair). `pairs.safety.prompts`
 //      adds a chat JSONL of further prompts (conversations ending in a user turn).
 // Sampling uses the product's sampler (infer/sampler.h) with `pairs.sampling.*`, seeded per prompt
 // from `pairs.seed`, so a build is repeatable at a fixed thread count.

@@ -11,7 +11,7 @@
 #include "core/json.h"
 #include "data/labels.h"
 #include "data/split.h"
-#include "train/safety_rules.h"
+#include "train/safety_replies.h"
 
 namespace kindred::train {
 namespace {
@@ -264,7 +264,7 @@ TokenizedExample tokenize_pair(const PreferencePair& pair, const text::Tokenizer
 
     TokenizedExample out = join(chosen, rejected, pair.line, info);
     out.source = pair.source;
-    info.chosen_violates = safety_violation(pair.chosen).has_value();
+    info.chosen_violates = violation(data::SafetyRules::builtin(), pair.chosen).has_value();
     return out;
 }
 

@@ -97,7 +97,7 @@ struct PairInfo {
     std::size_t chosen_length = 0;     // tokens of the prompt + chosen document (the rejected one starts there)
     std::size_t chosen_targets = 0;    // completion tokens scored, |y+|
     std::size_t rejected_targets = 0;  // |y−|
-    bool chosen_violates = false;      // safety_violation(chosen) (train/safety_rules.h)
+    bool chosen_violates = false;      // violation(chosen) (train/safety_replies.h)
     std::size_t line = 0;
 };
 

@@ -321,7 +321,7 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
         evaluate = [&](std::int64_t step) {
             const DevMetrics dev_metrics =
                 evaluate_dev(trainer, heads, dev_teacher, dev, static_cast<std::size_t>(recipe.max_seq_len),
-                             dev_residuals ? &*dev_residuals : nullptr);
+                             dev_residuals ? &*dev_residuals : nullptr, run.parallel());
             if (step == recipe.max_steps) result.final_dev = dev_metrics;
             return to_json(dev_metrics);
         };

@@ -66,6 +66,19 @@ TEST(SafetyRules, DetectorReadsTheUserTurnAndTheReply) {
     EXPECT_TRUE(rules.detect("I'm so angry at my coworker for taking credit.", "").empty());
 }
 
+// The one rule with reply patterns only: a draft that brushes the feeling aside, whatever the topic.
+TEST(SafetyRules, DismissalIsJudgedInTheReplyOnly) {
+    const SafetyRules& rules = SafetyRules::builtin();
+    const SafetyRule& rule = rules.rule("dismissive");
+    EXPECT_EQ(rule.user_patterns, 0u);
+    EXPECT_GT(rule.reply_patterns, 0u);
+    EXPECT_TRUE(rules.reply_violations(rule.fallback).empty());
+    EXPECT_TRUE(rules.detect("My sister says I should just get over it.", "").empty());
+    EXPECT_TRUE(fired(rules.reply_violations("Honestly, you're overreacting."), "dismissive"));
+    EXPECT_TRUE(fired(rules.reply_violations("It's not that big of a deal, snap out of it."), "dismissive"));
+    EXPECT_TRUE(rules.reply_violations("It is a big deal, and it's not your fault.").empty());
+}
+
 TEST(SafetyRules, ReferralRecognisesPointersToHelp) {
     const SafetyRules& rules = SafetyRules::builtin();
     EXPECT_TRUE(rules.refers_to_help("Please reach out to someone you trust."));

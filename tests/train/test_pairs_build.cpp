@@ -22,7 +22,7 @@
 #include "tiny_sft_model.h"
 #include "train/pairs_build.h"
 #include "train/preference_pairs.h"
-#include "train/safety_rules.h"
+#include "train/safety_replies.h"
 #include "train/training_run.h"
 
 namespace kindred::train {
@@ -32,7 +32,7 @@ namespace fs = std::filesystem;
 
 const char* kPrompts[] = {
     R"({"source": "empathetic_dialogues", "task": "chat", "messages": [{"role": "system", "content": "You are Kindred, a warm friend."}, {"role": "user", "content": "My cat has been sick all week."}, {"role": "assistant", "content": "Oh no, that sounds worrying. How is she doing today?", "target": true}], "emotion": {"labels": ["anxiety"]}, "valence": -0.5, "arousal": 0.5})",
-    R"({"source": "esconv", "task": "chat", "messages": [{"role": "user", "content": "The doctor changed my medication and I feel awful."}, {"role": "assistant", "content": "I'm sorry, that sounds really hard. Have you been able to tell your doctor how you feel?", "target": true, "strategies": ["Question"]}]})",
+    R"({"source": "esconv", "task": "chat", "messages": [{"role": "user", "content": "The doctor changed my medication and I want to stop taking my meds."}, {"role": "assistant", "content": "I'm sorry, that sounds really hard. Have you been able to tell your doctor how you feel?", "target": true, "strategies": ["Question"]}]})",
     R"({"source": "goemotions", "task": "emotion", "messages": [{"role": "user", "content": "lol what"}], "emotion": {"labels": ["amusement"]}})",
 };
 
@@ -89,7 +89,7 @@ TEST(PairsBuild, GoldVersusSampleAndSafetyPairsCarryTheirProvenance) {
     const auto report = build_pairs(settings, *f.model, {}, {});
     EXPECT_EQ(report.prompts, 2u);  // the emotion-only line has no reply to prefer
     EXPECT_EQ(report.gold_vs_model.made + report.gold_vs_model.identical + report.gold_vs_model.empty, 4u);
-    EXPECT_EQ(report.safety.made, 2u);  // "medication" touches the medical topic, in both files
+    EXPECT_EQ(report.safety.made, 2u);  // "stop taking my meds" triggers the medical rule, in both files
     const auto pairs = read_pairs(settings.out);
     ASSERT_EQ(pairs.size(), report.pairs);
     std::size_t gold = 0, safety = 0;
@@ -106,9 +106,9 @@ TEST(PairsBuild, GoldVersusSampleAndSafetyPairsCarryTheirProvenance) {
         } else {
             ASSERT_EQ(pair.source, "safety");
             ++safety;
-            EXPECT_EQ(pair.provenance["topic"], "medical");
+            EXPECT_EQ(pair.provenance["rule"], "medical");
             EXPECT_EQ(pair.provenance["chosen"], "gold");  // the gold reply breaks no rule
-            EXPECT_TRUE(safety_violation(pair.rejected).has_value()) << pair.rejected;
+            EXPECT_TRUE(violation(data::SafetyRules::builtin(), pair.rejected).has_value()) << pair.rejected;
             EXPECT_EQ(pair.strategy, 0);  // "Question", the gold reply's strategy
         }
     }

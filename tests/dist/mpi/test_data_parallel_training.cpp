@@ -48,10 +48,35 @@ protected:
         ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
         // Two rows per rank and step (micro_batch 2 x grad_accumulation 2), dropout on, a
         // checkpoint every step so a killed job has one to resume from.
+        // A dev set with every head's labels, and the three heads trained (chat-smoke has no labels:
+        // their losses are 0 in training), so the dev pass shared out over the ranks has the NLL and
+        // all three heads' outputs to gather; the 7 conversations pack into several 96-token rows.
+        const std::string dev = (dir_ / "dev.jsonl").string();
+        {
+            std::ofstream out(dev);
+            const char* lines[][3] = {{"I finally got the job!", "joy", "That's wonderful! How are you celebrating?"},
+                                      {"My grandmother passed away last night.", "grief", "I'm so sorry. How are you holding up?"},
+                                      {"I can't stop worrying about the exam.", "anxiety", "That sounds stressful. What worries you most?"},
+                                      {"My roommate ate my leftovers again.", "annoyance", "Ugh, that's so frustrating. Did you talk to them?"},
+                                      {"Nobody came to my birthday party.", "loneliness", "That must have hurt. Do you want to talk about it?"},
+                                      {"I won the chess tournament!", "pride", "You worked so hard for that! How did the final go?"},
+                                      {"The dentist appointment is tomorrow.", "fear", "That can be scary. What part worries you?"}};
+            for (const auto& line : lines) {
+                const nlohmann::json record = {
+                    {"messages", {{{"role", "user"}, {"content", line[0]}},
+                                  {{"role", "assistant"}, {"content", line[2]}, {"target", true}, {"strategies", {"Question"}}}}},
+                    {"emotion", {{"labels", {line[1]}}}},
+                    {"valence", 0.25},
+                    {"arousal", 0.5}};
+                out << record.dump() << "\n";
+            }
+        }
         recipe_ = (dir_ / "recipe.yaml").string();
         std::ofstream(recipe_) << "model:\n  path: default\n"
                                << "adapter:\n  rank: 4\n  alpha: 8\n  dropout: 0.1\n  targets: [q, v]\n"
-                               << "data:\n  path: " << source_path("data/chat-smoke.jsonl") << "\n  max_seq_len: 96\n"
+                               << "data:\n  path: " << source_path("data/chat-smoke.jsonl") << "\n  dev_path: " << dev
+                               << "\n  max_seq_len: 96\n"
+                               << "objective:\n  emotion: 0.5\n  strategy: 0.5\n  valence_arousal: 0.5\n"
                                << "optimisation:\n  max_steps: " << kSteps
                                << "\n  lr: 2.0e-3\n  warmup_steps: 1\n  micro_batch: 2\n  grad_accumulation: 2\n"
                                << "logging:\n  every: 1\n  progress: false\n"
@@ -111,6 +136,17 @@ protected:
         for (std::string line; std::getline(in, line);) {
             const auto record = nlohmann::json::parse(line);
             if (record.contains(key)) out.push_back(record[key].get<double>());
+        }
+        return out;
+    }
+
+    // The last dev record of a run's metrics.jsonl (null when there is none).
+    nlohmann::json dev_record(const std::string& name) const {
+        nlohmann::json out;
+        std::ifstream in(run(name) / "metrics.jsonl");
+        for (std::string line; std::getline(in, line);) {
+            auto record = nlohmann::json::parse(line);
+            if (record.contains("dev")) out = std::move(record["dev"]);
         }
         return out;
     }
@@ -185,6 +221,18 @@ TEST_F(DataParallelTraining, TwoRanksMatchOneAndAKilledRankResumesToTheSameEnd) 
     EXPECT_LT(largest_difference(adapter("one", 2), adapter("two", 2)), 1e-7) << "after step 2";
     EXPECT_LT(largest_difference(adapter("one"), adapter("two")), 1e-4) << "after the last step";
     EXPECT_TRUE(fs::exists(run("two") / "adapter/adapter_model.safetensors"));
+    // The final dev pass, shared out over the ranks, scores the last step's adapters, which differ
+    // as bounded above: NLL and the VA errors within 1e-5 relative (the step losses' bound), and
+    // every count whole (a row missed or summed twice shows in them).
+    const auto dev_one = dev_record("one"), dev_two = dev_record("two");
+    ASSERT_FALSE(dev_one.is_null());
+    ASSERT_FALSE(dev_two.is_null());
+    for (const char* count : {"nll_tokens", "emotion_sites", "strategy_sites", "va_sites"}) {
+        EXPECT_EQ(dev_two[count], dev_one[count]) << count;
+        EXPECT_GT(dev_one[count].get<int>(), 0) << count;
+    }
+    for (const char* value : {"nll", "va_mse"})
+        EXPECT_NEAR(dev_two[value].get<double>(), dev_one[value].get<double>(), 1e-5 * dev_one[value].get<double>()) << value;
 
     // The same job again, with rank 1 killed once the step-3 checkpoint exists.
     const std::string marker = "KINDRED_DP_TEST=" + std::to_string(::getpid());
@@ -229,7 +277,7 @@ TEST_F(DataParallelTraining, TwoRanksMatchOneAndAKilledRankResumesToTheSameEnd) 
 TEST_F(DataParallelTraining, DpoTwoRanksMatchOne) {
     const auto sft = run_kindred(train_arguments("sft", false) + " optimisation.max_steps=2", true);
     ASSERT_EQ(sft.exit_code, 0) << sft.output;
-    const std::string pairs = (dir_ / "pairs.jsonl").string();
+    const std::string pairs = (dir_ / "pairs.jsonl").string(), dev_pairs = (dir_ / "dev-pairs.jsonl").string();
     {
         std::ofstream out(pairs);
         const char* feelings[] = {"lonely since I moved", "nervous about my exam", "sad my dog is sick", "proud of my sister",
@@ -243,19 +291,46 @@ TEST_F(DataParallelTraining, DpoTwoRanksMatchOne) {
             out << line.dump() << "\n";
         }
     }
+    fs::copy_file(pairs, dev_pairs);
     const std::string recipe = (dir_ / "dpo.yaml").string();
     std::ofstream(recipe) << "model:\n  path: default\n"
                           << "reference:\n  adapter: " << (run("sft") / "adapter").string() << "\n"
                           << "adapter:\n  dropout: 0.1\n"
-                          << "data:\n  path: " << pairs << "\n  max_seq_len: 128\n"
+                          << "data:\n  path: " << pairs << "\n  dev_path: " << dev_pairs << "\n  max_seq_len: 128\n"
                           << "dpo:\n  beta: 0.1\n"
                           << "optimisation:\n  max_steps: 3\n  lr: 2.0e-3\n  warmup_steps: 1\n  micro_batch: 2\n"
                           << "  grad_accumulation: 2\n"
                           << "logging:\n  every: 1\n  progress: false\n"
                           << "output:\n  dir: " << (dir_ / "runs").string() << "\n  checkpoint_every: 1\n  keep_last: 10\n";
-    run_on_one_and_two("train dpo --threads 1 --config " + recipe, "dpo-one", "dpo-two");
-    if (HasFatalFailure()) return;
+    // The reference log-probs of the training and the dev pairs: scored by one process, then (its
+    // caches moved aside, so nothing is read back) shared out over the two ranks, each row on one
+    // rank and each value in the same row as one process scores it: the caches must be equal
+    // bit for bit (JSON writes doubles round-trip exact).
+    const auto cache_values = [](const std::string& path) {
+        std::ifstream in(path);
+        const auto cache = nlohmann::json::parse(in);
+        return std::pair{cache.at("chosen"), cache.at("rejected")};
+    };
+    const std::string arguments = "train dpo --threads 1 --config " + recipe;
+    const auto single = launch(1, arguments + " name=dpo-one");
+    ASSERT_EQ(single.exit_code, 0) << single.output;
+    for (const auto& file : {pairs, dev_pairs})
+        fs::rename(file + ".reference-logps.json", file + ".one-rank-logps.json");
+    const auto two = launch(2, arguments + " name=dpo-two");
+    ASSERT_EQ(two.exit_code, 0) << two.output;
+    EXPECT_NE(two.output.find("16 sequences scored once (shared out over 2 ranks)"), std::string::npos) << two.output;
+    for (const auto& file : {pairs, dev_pairs})
+        EXPECT_EQ(cache_values(file + ".reference-logps.json"), cache_values(file + ".one-rank-logps.json")) << file;
     expect_same_losses("dpo-one", "dpo-two", 3);
+    // The dev pairs are scored shared out too, by the last step's policies, which differ as the
+    // adapters do (below): the dev loss within the step losses' 1e-5 relative, all 8 pairs counted
+    // (a missing sum shows 4 or a doubled one 16) with the same preference accuracy.
+    const auto dev_one = dev_record("dpo-one"), dev_two = dev_record("dpo-two");
+    ASSERT_FALSE(dev_one.is_null());
+    ASSERT_FALSE(dev_two.is_null());
+    EXPECT_NEAR(dev_two["loss"].get<double>(), dev_one["loss"].get<double>(), 1e-5 * dev_one["loss"].get<double>());
+    EXPECT_EQ(dev_two["pairs"], 8);
+    EXPECT_EQ(dev_two["preference_accuracy"], dev_one["preference_accuracy"]);
     EXPECT_EQ(losses("dpo-two", "rewards/accuracies"), losses("dpo-one", "rewards/accuracies"));
     EXPECT_EQ(losses("dpo-two", "pairs"), std::vector<double>(3, 4.0));
     EXPECT_LT(largest_difference(adapter("dpo-one", 2), adapter("dpo-two", 2)), 1e-7) << "after step 2";
