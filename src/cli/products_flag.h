@@ -1,7 +1,7 @@
 // cli/products_flag.h — `--products int8|fp32` on the commands that run inference (generate, chat,
 // serve, score, eval): the Precision of the decoder's products against the frozen weights
-// (model::Decoder::set_products). int8, the default, quantizes a few tokens' activations to 8 bits
-// as llama.cpp does on the CPU; fp32 is the exact mode the goldens are checked in.
+// (model::Decoder::set_products). int8, the default, quantizes the activations to 8 bits as
+// llama.cpp does on the CPU; fp32 is the exact mode the goldens are checked in.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -60,9 +60,9 @@ public:
     const ModelConfig& config() const { return config_; }
 
     // The Precision of every product against the frozen weights in later forwards (linears,
-    // experts, the LM head): F32 (the default, exact) or Int8 (8-bit activations for products of a
-    // few tokens, as llama.cpp computes; kernels/matmul.h). BF16 is for training's products and
-    // refused here.
+    // experts, the LM head): F32 (the default, exact) or Int8 (8-bit activations against weights
+    // with an integer dot, as llama.cpp computes; kernels/matmul.h). BF16 is for training's
+    // products and refused here.
     void set_products(kernels::Precision products);
     kernels::Precision products() const { return products_; }
 

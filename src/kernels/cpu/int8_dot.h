@@ -1,5 +1,5 @@
 // kernels/cpu/int8_dot.h — products of quantized weight rows with activations quantized to 8 bits
-// (what llama.cpp's CPU backend does for every quantized type): a few tokens' activations are
+// (what llama.cpp's CPU backend does for every quantized type): the tokens' activations are
 // quantized once per product, then each weight block meets each token's block in integer
 // multiply-adds (AVX2 maddubs/madd), one fp32 scale per block pair. Internal to kernels/cpu;
 // kernels/matmul.h's Precision::Int8 reaches it.
