@@ -50,7 +50,7 @@ struct SafetyRule {
     Severity severity = Severity::Caution;
     std::string guidance;  // added to the hidden instructions of the re-decode
     std::string message;   // crisis: appended when the final reply does not point to help
-    std::string fallback;  // the reply when the re-decoded one still matches a `reply` pattern
+    std::string fallback;  // the reply when the re-decoded one still matches a `reply` pattern (infer/controller.h)
     std::size_t line = 0;  // of the [rule ID] header
     std::size_t user_patterns = 0;
     std::size_t reply_patterns = 0;

@@ -409,7 +409,15 @@ ControlledReply Controller::run(const DecodeFn& decode_fn, Session* heads_sessio
         // Whatever path the text took (a leak-guard decode has no note), nothing a rule forbids goes out.
         const auto violations = rules_->reply_violations(text);
         if (!violations.empty()) {
-            text = rules_->rule(violations.front().rule).fallback;
+            // The fallback written for the user's situation (a crisis rule first), not for what the
+            // draft did wrong: an abuse disclosure answered with "I can't help with hurting anyone"
+            // (harm to others') would blame the person. The broken rule's when the turn triggered none.
+            const data::SafetyTrigger* situation = nullptr;
+            for (const data::SafetyTrigger& trigger : log.triggers)
+                if (trigger.in_user && (situation == nullptr || (trigger.severity == data::Severity::Crisis &&
+                                                                 situation->severity != data::Severity::Crisis)))
+                    situation = &trigger;
+            text = rules_->rule(situation != nullptr ? situation->rule : violations.front().rule).fallback;
             log.safety_outcome = "fallback";
         }
         for (const data::SafetyTrigger& trigger : log.triggers) {

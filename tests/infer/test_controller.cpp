@@ -217,6 +217,26 @@ TEST_F(ControllerTest, CrisisReplyAlwaysPointsToHelpAndNeverCarriesMethods) {
     }
 }
 
+// A stand-in decode whose every draft breaks the rules ("hurt him": harm to others' reply pattern)
+// on an abuse disclosure: the reply that goes out is the fallback written for the user's
+// situation, the abuse rule's, not harm to others'; with no rule triggered by the user's turn,
+// the broken rule's own fallback.
+TEST_F(ControllerTest, FallbackAnswersTheUsersSituationNotTheDraftsMistake) {
+    ControllerOptions o = options(16);
+    o.max_repairs = 1;
+    Controller controller(*model_, o);
+    const DecodeFn stand_in = [](std::span<const std::int32_t>, const GenerationOptions&) {
+        GenerationResult result;
+        result.text = "You should hurt him back. That sounds hard. You feel angry. What happened?";
+        return result;
+    };
+    const ControlledReply abuse = controller.reply(stand_in, user("My boyfriend hits me when he's drunk."), 2);
+    EXPECT_EQ(abuse.log.safety_outcome.substr(0, 8), "fallback");
+    EXPECT_EQ(abuse.text, controller.rules().rule("abuse").fallback);
+    const ControlledReply untriggered = controller.reply(stand_in, user("My brother borrowed my bike."), 2);
+    EXPECT_EQ(untriggered.text, controller.rules().rule("harm_to_others").fallback);
+}
+
 TEST_F(ControllerTest, MemorySummaryFromTurnTwoWithinItsBoundsAndSwitchable) {
     std::vector<text::ChatMessage> conversation = {
         {"user", "I moved to a new city for work and I don't know anyone.", {}},
