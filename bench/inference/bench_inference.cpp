@@ -26,6 +26,7 @@
 #endif
 
 #include "../bench_main.h"
+#include "../bench_products.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
@@ -124,13 +125,19 @@ Stats stats_of(const std::vector<double>& values) {
 }
 
 int run(int argc, char** argv) {
-    if (argc < 2) kindred::fail("usage: kindred_bench_inference MODEL [--threads N] [--pp N] [--tg N] [--reps R]");
+    if (argc < 2)
+        kindred::fail("usage: kindred_bench_inference MODEL [--threads N] [--pp N] [--tg N] [--reps R] [--products int8|fp32]");
     std::string model_path = argv[1];
     int threads = 2;
     std::int64_t pp = 512, tg = 128;
     int reps = 3;
+    auto products = kindred::kernels::Precision::Int8;  // as `kindred generate` by default
     for (int i = 2; i + 1 < argc; i += 2) {
         const std::string flag = argv[i];
+        if (flag == "--products") {
+            products = kindred::bench::products(argv[i + 1]);
+            continue;
+        }
         const long long value = std::stoll(argv[i + 1]);
         if (flag == "--threads") threads = static_cast<int>(value);
         else if (flag == "--pp") pp = value;
@@ -139,7 +146,9 @@ int run(int argc, char** argv) {
         else kindred::fail("unknown flag {}", flag);
     }
     if (threads < 1 || pp < 1 || tg < 1 || reps < 1) kindred::fail("--threads, --pp, --tg and --reps must be >= 1");
-    fmt::print("{}\n", nlohmann::json{{"cpu_paths", kindred::kernels::describe_cpu_paths()}}.dump());
+    fmt::print("{}\n", nlohmann::json{{"cpu_paths", kindred::kernels::describe_cpu_paths()},
+                                      {"products", kindred::kernels::precision_name(products)}}
+                           .dump());
     double bandwidth = 0.0;  // ends as the one at `threads`
     for (const int t : threads > 1 ? std::vector<int>{1, threads} : std::vector<int>{1}) {
         kindred::set_thread_count(t);
@@ -150,6 +159,7 @@ int run(int argc, char** argv) {
     kindred::set_thread_count(threads);
     const auto model = kindred::infer::LoadedModel::open(model_path);
     auto& decoder = model->decoder();
+    decoder.set_products(products);
     const ModelConfig& config = decoder.config();
 
     std::mt19937_64 rng(42);

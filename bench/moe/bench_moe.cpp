@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../bench_main.h"
+#include "../bench_products.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
@@ -61,12 +62,17 @@ void print(nlohmann::json line) {
 int run(int argc, char** argv) {
     if (argc < 2)
         kindred::fail("usage: kindred_bench_moe MODEL.gguf [--threads N] [--pp N] [--tg N] [--train-seq T] "
-                      "[--train-steps S] [--rank K]");
+                      "[--train-steps S] [--rank K] [--products int8|fp32]");
     const std::string model_path = argv[1];
     long long threads = 2, pp = 64, tg = 16, train_seq = 512, train_steps = 1, rank = 16;
+    auto products = kindred::kernels::Precision::Int8;  // as `kindred generate` by default
     for (int i = 2; i < argc; i += 2) {
         const std::string flag = argv[i];
         if (i + 1 >= argc) kindred::fail("flag {} needs a value", flag);
+        if (flag == "--products") {
+            products = kindred::bench::products(argv[i + 1]);
+            continue;
+        }
         const long long value = std::stoll(argv[i + 1]);
         if (flag == "--threads") threads = value;
         else if (flag == "--pp") pp = value;
@@ -83,11 +89,12 @@ int run(int argc, char** argv) {
     auto start = std::chrono::steady_clock::now();
     const auto file = kindred::gguf::File::open(model_path);
     auto decoder = kindred::model::Decoder::from_gguf(file);
+    decoder.set_products(products);
     const auto& config = decoder.config();
     print({{"phase", "load"}, {"model", model_path}, {"seconds", seconds_since(start)}, {"threads", threads},
            {"architecture", kindred::architecture_name(config.architecture)}, {"layers", config.num_layers},
            {"experts", config.num_experts}, {"experts_per_token", config.num_experts_per_token},
-           {"cpu_paths", kindred::kernels::describe_cpu_paths()}});
+           {"cpu_paths", kindred::kernels::describe_cpu_paths()}, {"products", kindred::kernels::precision_name(products)}});
 
     std::mt19937_64 rng(42);
     std::uniform_int_distribution<std::int32_t> pick(0, static_cast<std::int32_t>(config.vocab_size - 1));

@@ -15,6 +15,7 @@
 #   SHARED         the shared data folder with tokenizers/{gpt-oss,qwen3}/tokenizer.json (default:
 #                  ../shared), written into the files so llama.cpp can load them
 #   THREADS, PP, TG, TRAIN_SEQ, TRAIN_STEPS  (defaults 2, 64, 16, 512, 1)
+#   PRODUCTS       int8|fp32: Kindred's inference products (default int8, as `kindred generate`)
 #   OUT            folder for each run's JSON lines (default: /tmp/bench-moe), summarised in a table at the end
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,6 +26,7 @@ out="${OUT:-/tmp/bench-moe}"
 shared="${SHARED:-../shared}"
 threads="${THREADS:-2}"; pp="${PP:-64}"; tg="${TG:-16}"
 train_seq="${TRAIN_SEQ:-512}"; train_steps="${TRAIN_STEPS:-1}"
+products="${PRODUCTS:-int8}"
 make="$build/bench/moe/kindred_make_shape_true"
 bench="$build/bench/moe/kindred_bench_moe"
 for binary in "$make" "$bench"; do
@@ -53,7 +55,7 @@ for model in "${models[@]}"; do
     fi
     echo
     echo "== $model ($(du -h "$file" | cut -f1)) =="
-    "$bench" "$file" --threads "$threads" --pp "$pp" --tg "$tg" --train-seq "$train_seq" --train-steps "$train_steps" |
+    "$bench" "$file" --threads "$threads" --pp "$pp" --tg "$tg" --train-seq "$train_seq" --train-steps "$train_steps" --products "$products" |
         tee "$out/$model.kindred.jsonl"
     if [[ -n "$llama_bench" ]]; then
         echo "load average before llama.cpp: $(cut -d' ' -f1-3 /proc/loadavg)"

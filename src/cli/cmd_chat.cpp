@@ -157,7 +157,8 @@ private:
 
 void run_chat(ChatOptions& options) {
     apply_generation_flags(options.flags);
-    const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter, options.flags.quantize);
+    const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter, options.flags.quantize,
+                                                options.flags.products);
     ChatRepl(options, *model).run();
 }
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/products_flag.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/json.h"
@@ -33,6 +34,7 @@ struct EqBench2Options {
     std::optional<std::int64_t> limit;  // not given = every question
     std::string seed;
     int threads = 0;
+    kernels::Precision products = default_inference_products;
     bool json = false;
 };
 
@@ -133,7 +135,7 @@ void run_eqbench2(const EqBench2Options& options) {
         return;
     }
     if (options.threads > 0) set_thread_count(options.threads);
-    const auto model = infer::LoadedModel::open(options.model, options.adapter);
+    const auto model = infer::LoadedModel::open(options.model, options.adapter, kindred::model::BaseQuantization::None, options.products);
     eval::EqBench2RunOptions run_options;
     run_options.limit = static_cast<std::size_t>(options.limit.value_or(0));
     run_options.seed = seed;
@@ -161,6 +163,7 @@ void add_eval_command(CLI::App& app) {
     eqbench2->add_option("--out", options->out, "Write the model's answers here (JSON id -> answer text, what --answers reads)");
     eqbench2->add_option("--seed", options->seed, "Sampling seed (unsigned 64-bit; default 0)");
     eqbench2->add_option("--threads", options->threads, "CPU threads (0 = KINDRED_THREADS or every core)");
+    add_products_flag(*eqbench2, options->products);
     eqbench2->add_flag("--json", options->json, "Print score, parseable_fraction, n and per-question scores as JSON");
     eqbench2->callback([options] { run_eqbench2(*options); });
     add_eqbench3_command(*eval);

@@ -108,7 +108,8 @@ void run_controlled(const GenerateOptions& options, infer::LoadedModel& model) {
 
 void run_generate(GenerateOptions& options) {
     apply_generation_flags(options.flags);
-    const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter, options.flags.quantize);
+    const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter, options.flags.quantize,
+                                                options.flags.products);
     if (options.controller.enabled) {
         run_controlled(options, *model);
         return;

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/ranks.h"
+#include "cli/products_flag.h"
 #include "cli/quantize_flag.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -21,6 +22,7 @@ struct ScoreOptions {
     std::string model = "default";
     std::string adapter;
     model::BaseQuantization quantize = model::BaseQuantization::None;
+    kernels::Precision products = default_inference_products;
     std::string file;
     std::string text;
     std::int64_t window = 0;
@@ -33,7 +35,7 @@ void run_score(const ScoreOptions& options) {
     if (options.window < 0) fail("--window must be >= 0, got {}", options.window);
     apply_threads_flag(options.threads);
     const std::string text = options.file.empty() ? options.text : read_file_text(options.file, kMaxInputTextBytes);
-    const auto model = infer::LoadedModel::open(options.model, options.adapter, options.quantize);
+    const auto model = infer::LoadedModel::open(options.model, options.adapter, options.quantize, options.products);
     // Special-token markup is parsed, as the transformers tokenizer call of the golden script does.
     const std::vector<std::int32_t> ids = model->tokenizer().encode(text);
     if (ids.size() < 2) fail("{}: the text has {} token(s); scoring needs at least 2", options.file.empty() ? "--text" : options.file, ids.size());
@@ -57,6 +59,7 @@ void add_score_command(CLI::App& app) {
         ->capture_default_str();
     command->add_option("--adapter", options->adapter, "PEFT LoRA adapter directory to apply over the model");
     add_quantize_flag(*command, options->quantize);
+    add_products_flag(*command, options->products);
     auto* input = command->add_option_group("input");
     input->add_option("--file", options->file, "Text file to score")->check(CLI::ExistingFile);
     input->add_option("--text", options->text, "Text to score");

@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/ranks.h"
+#include "cli/products_flag.h"
 #include "cli/quantize_flag.h"
 #include "core/error.h"
 #include "infer/loaded_model.h"
@@ -17,6 +18,7 @@ namespace {
 struct ServeOptions {
     std::string model = "default";
     model::BaseQuantization quantize = model::BaseQuantization::None;
+    kernels::Precision products = default_inference_products;
     std::vector<std::string> adapters;  // NAME=DIR
     serve::ServerOptions server;
     serve::EngineOptions engine;
@@ -46,7 +48,7 @@ void run_serve(ServeOptions& options) {
     options.server.timeout = std::chrono::seconds(options.timeout_seconds);
     const std::vector<serve::NamedAdapter> adapters = named_adapters(options.adapters);
     serve::ShutdownSignals signals;  // before the model loads: a signal while loading is graceful too
-    const auto model = infer::LoadedModel::open(options.model, "", options.quantize);
+    const auto model = infer::LoadedModel::open(options.model, "", options.quantize, options.products);
     serve::Server server(*model, adapters, options.engine, options.server);
     const int port = server.bind();
     if (!loopback(options.server.host) && options.server.api_key.empty())
@@ -69,6 +71,7 @@ void add_serve_command(CLI::App& app) {
     command->add_option("--model", options->model, "GGUF model file, Hugging Face checkpoint directory, or `default` for the embedded SmolLM2-135M-Instruct")
         ->capture_default_str();
     add_quantize_flag(*command, options->quantize);
+    add_products_flag(*command, options->products);
     command->add_option("--adapter", options->adapters,
                         "NAME=DIR: a PEFT LoRA adapter served as model NAME over the same base (repeatable)");
     command->add_option("--model-name", options->server.model_name,

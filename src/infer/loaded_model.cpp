@@ -14,8 +14,9 @@
 namespace kindred::infer {
 
 std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const std::string& adapter,
-                                               model::BaseQuantization quantization) {
+                                               model::BaseQuantization quantization, kernels::Precision products) {
     std::unique_ptr<LoadedModel> loaded(new LoadedModel(resolve_model_path(model), quantization));
+    loaded->decoder().set_products(products);
     if (!adapter.empty()) loaded->attach_adapter(adapter);
     return loaded;
 }

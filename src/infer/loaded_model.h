@@ -50,11 +50,13 @@ public:
     // `model` is a GGUF path, an HF checkpoint directory or an alias (`default`); `adapter`, when
     // not empty, a PEFT LoRA directory made for that base; `quantization` quantizes the base's
     // float linear weights at load (refused for a model whose weights are already quantized), with
-    // a progress bar on stderr. Missing, corrupt or unsupported files, and adapters whose layer
+    // a progress bar on stderr; `products` is the decoder's Precision (Decoder::set_products: fp32,
+    // exact, or int8, 8-bit activations as llama.cpp computes). Missing, corrupt or unsupported files, and adapters whose layer
     // count, target modules or tensor shapes do not fit the base, are Errors naming the path (and
     // the tensor).
     static std::unique_ptr<LoadedModel> open(const std::string& model, const std::string& adapter = "",
-                                             model::BaseQuantization quantization = model::BaseQuantization::None);
+                                             model::BaseQuantization quantization = model::BaseQuantization::None,
+                                             kernels::Precision products = kernels::Precision::F32);
 
     LoadedModel(const LoadedModel&) = delete;
     LoadedModel& operator=(const LoadedModel&) = delete;

@@ -6,29 +6,38 @@
 // sgemm (OpenBLAS, or Kindred's own AVX-512/AVX2 GEMM where OpenBLAS's core does not use the
 // CPU's widest vectors). Weights are never dequantized whole. Work is split over core/thread_pool, one sgemm per
 // thread.
-// Products of many tokens take a Precision: F32 (the default) or BF16, QLoRA's compute dtype
-// (bnb_4bit_compute_dtype=bfloat16): activations and dequantized weights rounded to bfloat16,
-// products summed in fp32, on AMX tiles (kernels/cpu/bf16_gemm.h; measured 3.5x OpenBLAS sgemm's
-// GFLOP/s on one core of this machine's Sapphire Rapids). On a CPU without AMX-BF16, BF16
-// computes in fp32: rounding there would only lose precision. The decode mat-vec (fewer than 4
-// tokens), bound by reading weights rather than by arithmetic, is always fp32.
+// Products take a Precision. F32 (the default, and the exact mode): as above. BF16, QLoRA's compute
+// dtype (bnb_4bit_compute_dtype=bfloat16), for products of many tokens: activations and
+// dequantized weights rounded to bfloat16, products summed in fp32, on AMX tiles
+// (kernels/cpu/bf16_gemm.h; measured 3.5x OpenBLAS sgemm's GFLOP/s on one core of a Sapphire
+// Rapids). On a CPU without AMX-BF16, BF16 computes in fp32: rounding there would only lose
+// precision. Int8, inference's default (as llama.cpp computes on the CPU): products against weights
+// of a type with an integer dot (Q4_0, Q4_1, Q5_0, Q8_0, MXFP4, Q4_K, Q6_K) quantize the
+// activations to 8-bit blocks and multiply in integers (kernels/cpu/int8_dot.h: relative to fp32
+// each activation moves by at most half its block's amax / 127), at every token count, so that a
+// token's result is the same bits alone or among any number of other tokens (what the server's
+// batches rely on). Everything else in Int8 (other weight types, backward passes) computes as F32.
 // Backward passes (QLoRA: the base weights are frozen, so a quantized weight only passes the
 // gradient through to its input; fp32 matrices that are trained get a weight gradient) ADD into
 // their gradient buffers, as kernels/lora.h does; the caller zeroes them once per cycle.
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string_view>
 
 #include "core/dtype.h"
 
 namespace kindred::kernels {
 
-enum class Precision { F32, BF16 };
+enum class Precision { F32, BF16, Int8 };
 
-// What products asked to run in `precision` run in on this CPU (BF16 without AMX-BF16: F32).
+// What products asked to run in `precision` run in on this CPU (BF16 without AMX-BF16: F32;
+// Int8 runs everywhere, with portable code where the build lacks AVX2).
 Precision effective_precision(Precision precision);
-// "fp32" or "bf16" (the recipe's spelling).
+// "fp32", "bf16" or "int8" (the recipe's and the CLI's spelling), and back (nullopt for others).
 const char* precision_name(Precision precision);
+std::optional<Precision> parse_precision(std::string_view name);
 
 // A [rows x cols] matrix stored row-major in `type`; a quantized row is cols / block_size blocks.
 struct Matrix {

@@ -153,6 +153,11 @@ void Decoder::check_adapter(const LoraAdapters& adapters) const {
     check_adapter_fits(adapters, layers_, weights_.source());
 }
 
+void Decoder::set_products(kernels::Precision products) {
+    if (products == kernels::Precision::BF16) fail("decoder: inference products are fp32 or int8, not bf16");
+    products_ = products;
+}
+
 void Decoder::attach_adapter(const LoraAdapters* adapters) {
     if (adapters != nullptr) check_adapter(*adapters);
     adapter_ = adapters;
@@ -230,7 +235,7 @@ public:
     // Inference never recomputes, so `base` is always true here.
     void linear(std::int64_t layer, LoraModule module, LayerActs&, float* y, const float* x, const kernels::Matrix& w,
                 const float* bias, bool) override {
-        kernels::matmul_forward(y, x, w, bias, decoder_.rows_);
+        kernels::matmul_forward(y, x, w, bias, decoder_.rows_, decoder_.products_);
         // One call per piece, even for neighbours on one adapter: the term then sums in the order
         // it does alone, and its few products (rank columns) gain nothing from more rows.
         for (const Piece& piece : decoder_.pieces_) {
@@ -278,7 +283,8 @@ public:
         for (const Piece& piece : decoder_.pieces_) {
             const LoraAdapters* adapter = piece.step->adapter;
             const MoeLora lora = adapter != nullptr ? adapter->expert_adapter(layer) : MoeLora{};
-            moe_mlp_forward(y + piece.row * hidden, x + piece.row * hidden, piece.count, w, spec, &lora, *s.moe);
+            moe_mlp_forward(y + piece.row * hidden, x + piece.row * hidden, piece.count, w, spec, &lora, *s.moe,
+                            decoder_.products_);
         }
     }
 
@@ -325,7 +331,7 @@ std::int64_t Decoder::forward_pass(float* logits) {
         rows += wanted;
     }
     if (rows == 0) return 0;
-    kernels::matmul_forward(logits, normed, output_, nullptr, rows);
+    kernels::matmul_forward(logits, normed, output_, nullptr, rows, products_);
     soft_cap_logits(spec_, logits, rows * config_.vocab_size);
     last_hidden_ = {normed + (rows - 1) * hidden, static_cast<std::size_t>(hidden)};
     return rows * config_.vocab_size;

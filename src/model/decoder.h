@@ -59,6 +59,13 @@ public:
 
     const ModelConfig& config() const { return config_; }
 
+    // The Precision of every product against the frozen weights in later forwards (linears,
+    // experts, the LM head): F32 (the default, exact) or Int8 (8-bit activations against weights
+    // with an integer dot, as llama.cpp computes; kernels/matmul.h). BF16 is for training's
+    // products and refused here.
+    void set_products(kernels::Precision products);
+    kernels::Precision products() const { return products_; }
+
     // Applies `adapters` in every later forward (null detaches). They must outlive the decoder or
     // the next attach_adapter call and be laid out for this decoder's q/k row order
     // (Weights::qk_interleaved). Throws Error when their layer count or any module's in/out
@@ -165,6 +172,7 @@ private:
     std::unique_ptr<MoeActivations> moe_act_ = std::make_unique<MoeActivations>();  // MoE layers' scratch
     Activations act_{};
     const LoraAdapters* adapter_ = nullptr;
+    kernels::Precision products_ = kernels::Precision::F32;
     std::vector<float> adapter_xa_;         // x · Aᵀ for max_batch tokens [T x rank], grown to the largest rank seen
     std::vector<std::int32_t> positions_;   // every row's position in its sequence [max_batch]
     std::vector<Piece> pieces_;             // the pass being run

@@ -35,8 +35,10 @@ TEST(AdapterCli, GreedyTokensMatchPeft) {
         const auto expected = chat["generated_ids"].get<std::vector<int>>();
         // The golden continuations are 16 tokens without end-of-turn, so kindred reports all of them.
         ASSERT_EQ(expected.size(), golden["new_tokens"].get<std::size_t>()) << prompt;
-        const CommandResult result = run_kindred("generate --model default --adapter '" + kAdapter + "' --prompt '" + prompt +
-                                                 "' --temperature 0 --json --max-tokens " + std::to_string(expected.size()));
+        // PEFT ran transformers in fp32: the exact products (--products fp32), not the int8 default.
+        const CommandResult result = run_kindred("generate --model default --products fp32 --adapter '" + kAdapter +
+                                                 "' --prompt '" + prompt + "' --temperature 0 --json --max-tokens " +
+                                                 std::to_string(expected.size()));
         ASSERT_EQ(result.exit_code, 0) << prompt << ": " << result.output;
         const auto report = nlohmann::json::parse(result.output);
         EXPECT_EQ(report["prompt_tokens"].get<std::size_t>(), chat["prompt_ids"].size()) << prompt;

@@ -53,9 +53,9 @@ TEST(GenerateCli, GreedyTokensMatchTransformers) {
     const int new_tokens = golden["new_tokens"].get<int>();
     for (const auto& chat : golden["chats"]) {
         const std::string prompt = chat["prompt"].get<std::string>();
-        const CommandResult result =
-            run_kindred("generate --model default --prompt " + shell_quoted(prompt) + " --temperature 0 --json --max-tokens " +
-                        std::to_string(new_tokens));
+        // transformers' fp32 tokens: the exact products, not the int8 default.
+        const CommandResult result = run_kindred("generate --model default --products fp32 --prompt " + shell_quoted(prompt) +
+                                                 " --temperature 0 --json --max-tokens " + std::to_string(new_tokens));
         ASSERT_EQ(result.exit_code, 0) << prompt << ": " << result.output;
         const auto report = nlohmann::json::parse(result.output);
         // The chat template and tokenizer must give transformers' prompt ids exactly.
@@ -86,7 +86,7 @@ TEST(GenerateCli, Gemma3GreedyTokensMatchTransformers) {
     const auto golden = read_golden("gemma3_270m.json");
     const auto& greedy = golden["greedy"][0];
     const auto expected = greedy["generated_ids"].get<std::vector<int>>();
-    const CommandResult raw = run_kindred("generate --model gemma3-270m --raw --temperature 0 --json --prompt " +
+    const CommandResult raw = run_kindred("generate --model gemma3-270m --products fp32 --raw --temperature 0 --json --prompt " +
                                           shell_quoted(greedy["prompt"].get<std::string>()) + " --max-tokens " +
                                           std::to_string(expected.size()));
     ASSERT_EQ(raw.exit_code, 0) << raw.output;
@@ -115,7 +115,8 @@ TEST(GenerateCli, SameSeedSameTextAndStreamingMatchesJson) {
 
 TEST(ScoreCli, PerplexityMatchesTransformers) {
     const auto golden = read_golden("smollm2_perplexity.json");
-    const CommandResult result = run_kindred("score --model default --text " + shell_quoted(golden["text"].get<std::string>()) + " --json");
+    const CommandResult result = run_kindred("score --model default --products fp32 --text " +
+                                             shell_quoted(golden["text"].get<std::string>()) + " --json");
     ASSERT_EQ(result.exit_code, 0) << result.output;
     const auto report = nlohmann::json::parse(result.output);
     EXPECT_EQ(report["tokens"].get<std::size_t>(), golden["ids"].size());
@@ -189,7 +190,8 @@ TEST(GenerateCli, MessagesFileAndBadMessages) {
         out << R"([{"role": "user", "content": "What is the capital of France?"}])";
     }
     const auto golden = read_golden("smollm2_greedy.json");
-    const CommandResult result = run_kindred("generate --model default --messages " + shell_quoted(good) + " --temperature 0 --max-tokens 4 --json");
+    const CommandResult result = run_kindred("generate --model default --products fp32 --messages " + shell_quoted(good) +
+                                             " --temperature 0 --max-tokens 4 --json");
     ASSERT_EQ(result.exit_code, 0) << result.output;
     const auto report = nlohmann::json::parse(result.output);
     const auto& expected = golden["chats"][0]["generated_ids"];

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/dtype.h"
@@ -22,6 +23,16 @@ inline std::vector<float> random_floats(std::size_t n, std::uint32_t seed, float
     std::vector<float> values(n);
     for (auto& v : values) v = dist(rng);
     return values;
+}
+
+// The little-endian values whose bytes `hex` spells (goldens store arrays so).
+template <typename T>
+std::vector<T> from_hex(const std::string& hex) {
+    std::vector<T> out(hex.size() / 2 / sizeof(T));
+    auto* bytes = reinterpret_cast<std::uint8_t*>(out.data());
+    for (std::size_t i = 0; i < out.size() * sizeof(T); ++i)
+        bytes[i] = static_cast<std::uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+    return out;
 }
 
 // Random bytes are valid quants for every format here; only the fp16 scale fields need sane

@@ -32,23 +32,13 @@ nlohmann::json golden(const std::string& name) {
 }
 
 // An array stored as the hex of its little-endian bytes.
-template <typename T>
-std::vector<T> from_hex(const nlohmann::json& value) {
-    const auto& hex = value.get_ref<const std::string&>();
-    std::vector<std::uint8_t> bytes(hex.size() / 2);
-    for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
-    std::vector<T> out(bytes.size() / sizeof(T));
-    std::memcpy(out.data(), bytes.data(), bytes.size());
-    return out;
-}
-
 TEST(QuantizeGgml, Q4KAndQ5_0MatchLlamaCppReferenceByteForByte) {
     const auto g = golden("ggml.json");
     const std::int64_t rows = g.at("rows"), cols = g.at("cols");
-    const auto input = from_hex<float>(g.at("input"));
+    const auto input = testing::from_hex<float>(g.at("input"));
     for (const auto& [key, type, quantize] : {std::tuple{"q4_k", DType::Q4_K, &quantize_q4_k},
                                               std::tuple{"q5_0", DType::Q5_0, &quantize_q5_0}}) {
-        const auto expected = from_hex<std::uint8_t>(g.at(key));
+        const auto expected = testing::from_hex<std::uint8_t>(g.at(key));
         const auto row_size = static_cast<std::int64_t>(row_bytes(type, static_cast<std::uint64_t>(cols)));
         ASSERT_EQ(expected.size(), static_cast<std::size_t>(rows * row_size));
         for (std::int64_t r = 0; r < rows; ++r) {
@@ -79,24 +69,24 @@ TEST(QuantizeGgml, ReadsBf16AsItsFloatValues) {
 TEST(QuantizeNf4, MatchesBitsandbytes) {
     const auto g = golden("nf4.json");
     const std::int64_t n = static_cast<std::int64_t>(g.at("rows")) * static_cast<std::int64_t>(g.at("cols"));
-    const auto input = from_hex<float>(g.at("input"));
+    const auto input = testing::from_hex<float>(g.at("input"));
     const Nf4State state = quantize_nf4(DType::F32, input.data(), n);
 
-    const auto code = from_hex<float>(g.at("code"));
+    const auto code = testing::from_hex<float>(g.at("code"));
     ASSERT_EQ(code.size(), 256u);
     for (std::size_t i = 0; i < code.size(); ++i) ASSERT_EQ(nf4_absmax_code()[i], code[i]) << "dynamic map entry " << i;
 
     // The codes are the same bytes: the buckets depend only on each block's own absmax.
-    EXPECT_EQ(state.packed, from_hex<std::uint8_t>(g.at("packed")));
+    EXPECT_EQ(state.packed, testing::from_hex<std::uint8_t>(g.at("packed")));
     // torch's fp32 mean sums in an order of its own; Kindred sums in double. Two ulp apart at most.
-    const float offset = from_hex<float>(g.at("offset")).at(0);
+    const float offset = testing::from_hex<float>(g.at("offset")).at(0);
     EXPECT_LE(std::abs(std::bit_cast<std::int32_t>(state.offset) - std::bit_cast<std::int32_t>(offset)), 2) << state.offset;
     // absmax2 is a max of |absmax - offset|: it inherits the offset's difference, an ulp or two of it.
-    const auto absmax2 = from_hex<float>(g.at("absmax2"));
+    const auto absmax2 = testing::from_hex<float>(g.at("absmax2"));
     ASSERT_EQ(state.absmax2.size(), absmax2.size());
     for (std::size_t i = 0; i < absmax2.size(); ++i) EXPECT_NEAR(state.absmax2[i], absmax2[i], 4e-7f * absmax2[i]);
     // No normalized absmax of this golden lies within that difference of a code boundary.
-    EXPECT_EQ(state.absmax_q, from_hex<std::uint8_t>(g.at("absmax_q")));
+    EXPECT_EQ(state.absmax_q, testing::from_hex<std::uint8_t>(g.at("absmax_q")));
 
     // Dequantized through the kernels' NF4 blocks: each value is codebook * restored absmax, and
     // the restored absmax carries the offset's ulps, so values agree to 1e-6 of their block's absmax.
@@ -104,7 +94,7 @@ TEST(QuantizeNf4, MatchesBitsandbytes) {
     nf4_blocks(state, blocks.data());
     std::vector<float> out(static_cast<std::size_t>(n));
     dequantize_row(DType::NF4, blocks.data(), out.data(), n);
-    const auto expected = from_hex<float>(g.at("dequantized"));
+    const auto expected = testing::from_hex<float>(g.at("dequantized"));
     const std::vector<float> absmax = nf4_absmax(state);
     for (std::int64_t i = 0; i < n; ++i) {
         const float scale = absmax[static_cast<std::size_t>(i / kNf4BlockSize)];

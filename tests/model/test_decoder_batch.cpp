@@ -270,5 +270,29 @@ TEST(DecoderBatch, DefaultModelMixedBatchEqualsEachSequenceAlone) {
     EXPECT_GT(worst_difference(batched(reference, batch, base).step, want.step), 1e-1f);
 }
 
+// Int8 products (kernels/matmul.h) give each token the same bits alone or among any rows, so on
+// the served model the mixed batch is bit for bit what each sequence gives alone, where fp32
+// differs by up to 5e-3 (above); also when passes of 4 rows split the batch.
+TEST(DecoderBatch, DefaultModelInt8MixedBatchIsBitwiseEqualToAlone) {
+    const auto file = gguf::File::open(kindred::testing::default_model_path());
+    Decoder reference = Decoder::from_gguf(file);
+    Decoder batch = Decoder::from_gguf(file);
+    reference.set_products(kernels::Precision::Int8);
+    batch.set_products(kernels::Precision::Int8);
+    const auto x = random_adapter(reference, 4, {"q", "k", "v", "o", "gate", "up", "down"}, 21, 0.02f);
+    const auto y = random_adapter(reference, 2, {"q", "v", "down"}, 22, 0.02f);
+    const std::vector<Sequence> sequences = mixed_batch(reference.config().vocab_size, *x, *y);
+    const Outcome want = alone(reference, sequences);
+    Decoder small(reference.config(), load_weights(file), 4);  // config: tied, as from_gguf found
+    small.set_products(kernels::Precision::Int8);
+    for (Decoder* pass : {&batch, &small}) {
+        const Outcome got = batched(reference, *pass, sequences);
+        EXPECT_EQ(got.step, want.step);
+        EXPECT_EQ(got.follow, want.follow);
+    }
+    Decoder fp32 = Decoder::from_gguf(file);
+    EXPECT_GT(worst_difference(alone(fp32, sequences).step, want.step), 0.0f);  // the mode is on
+}
+
 }  // namespace
 }  // namespace kindred::model

@@ -15,12 +15,22 @@
 namespace kindred::serve::testing {
 
 // The default model, opened once per test binary (read-only but for the decoder's buffers, which
-// only one engine or session uses at a time).
+// only one engine or session uses at a time), with int8 products as `kindred serve` runs it by
+// default (--products, cli/products_flag.h).
 inline infer::LoadedModel& default_model() {
-    static const std::unique_ptr<infer::LoadedModel> model =
-        infer::LoadedModel::open(kindred::testing::default_model_path());
+    static const std::unique_ptr<infer::LoadedModel> model = infer::LoadedModel::open(
+        kindred::testing::default_model_path(), "", model::BaseQuantization::None, kernels::Precision::Int8);
     return *model;
 }
+
+// Runs the default model's products in fp32 (the exact mode) for its lifetime: for comparisons
+// with goldens that transformers computed in fp32.
+struct Fp32Products {
+    Fp32Products() { default_model().decoder().set_products(kernels::Precision::F32); }
+    ~Fp32Products() { default_model().decoder().set_products(kernels::Precision::Int8); }
+    Fp32Products(const Fp32Products&) = delete;
+    Fp32Products& operator=(const Fp32Products&) = delete;
+};
 
 // The PEFT adapter of tests/goldens/adapter_logits with its PEFT greedy continuations.
 inline std::string golden_adapter_dir() { return kindred::testing::source_path("tests/goldens/adapter_logits/adapter"); }

@@ -1,7 +1,7 @@
 // kernels/cpu/matmul.cpp — matmul_forward and embedding_forward on the CPU (see kernels/matmul.h).
-// The decode path has fused dequantize-dot loops for the types the shipped models use (F32, F16,
-// BF16, Q4_0, Q4_1, Q8_0); any other dequantizable type dequantizes one row at a time into
-// scratch first. Accumulation is fp32 throughout; block scales multiply per-block partial sums.
+// The fp32 decode path has fused dequantize-dot loops for the types the shipped models use (F32,
+// F16, BF16, Q4_0, Q4_1, Q8_0); any other dequantizable type dequantizes one row at a time into
+// scratch first. Precision::Int8's path is int8_matvec (kernels/cpu/int8_dot.h). Accumulation is fp32 throughout; block scales multiply per-block partial sums.
 #include "kernels/matmul.h"
 
 #include <algorithm>
@@ -13,6 +13,7 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/gemm_f32.h"
+#include "kernels/cpu/int8_dot.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/dequantize.h"
 
@@ -203,6 +204,15 @@ bool has_fused_dot(DType type) { return type == DType::F32; }
 
 #endif
 
+// Decode is bound by streaming weights from memory: the mat-vec paths ask for a row a few rows
+// ahead so that more loads are in flight than the hardware prefetcher issues on its own.
+inline void prefetch_row([[maybe_unused]] const std::uint8_t* row, [[maybe_unused]] std::int64_t bytes) {
+#ifdef KINDRED_AVX2
+    for (std::int64_t offset = 0; offset < bytes; offset += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(row + offset), _MM_HINT_T0);
+#endif
+}
+
 // The mat-vec path: each thread takes whole rows; every row is dotted with all (few) tokens
 // while its bytes are in L1.
 void matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std::int64_t row_stride) {
@@ -225,15 +235,7 @@ void matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std:
         float* row_floats = fused ? nullptr : scratch_floats(Scratch::Rows, cols);
         for (std::int64_t r = begin; r < end; ++r) {
             const std::uint8_t* row = base + r * row_stride;
-#ifdef KINDRED_AVX2
-            // Decode is bound by streaming weights from memory: ask for a row a few rows ahead so
-            // that more loads are in flight than the hardware prefetcher issues on its own.
-            if (r + prefetch_rows < end) {
-                const std::uint8_t* ahead = row + prefetch_rows * row_stride;
-                for (std::int64_t offset = 0; offset < row_stride; offset += 64)
-                    _mm_prefetch(reinterpret_cast<const char*>(ahead + offset), _MM_HINT_T0);
-            }
-#endif
+            if (r + prefetch_rows < end) prefetch_row(row + prefetch_rows * row_stride, row_stride);
             if (!fused) dequantize_row(w.type, row, row_floats, cols);
             for (std::int64_t t = 0; t < tokens; ++t) {
                 const float* xt = x + t * cols;
@@ -254,6 +256,24 @@ void matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std:
                 }
                 y[t * w.rows + r] = value;
             }
+        }
+    });
+}
+
+// The 8-bit path: the tokens' activations are quantized once, then each thread takes whole rows,
+// unpacks each row once and dots it with every token (int8_dot.h).
+void int8_matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std::int64_t row_stride) {
+    thread_local cpu::int8::QuantizedRows quantized;
+    quantized.quantize(x, tokens, w.cols);
+    // A name inside the lambda would be each worker's own thread_local; this one is the caller's.
+    const cpu::int8::QuantizedRows& activations = quantized;
+    const auto* base = static_cast<const std::uint8_t*>(w.data);
+    thread_pool().parallel_for(w.rows, matvec_grain, [&](std::int64_t begin, std::int64_t end) {
+        thread_local cpu::int8::UnpackedRow unpacked;
+        for (std::int64_t r = begin; r < end; ++r) {
+            const std::uint8_t* row = base + r * row_stride;
+            if (r + prefetch_rows < end) prefetch_row(row + prefetch_rows * row_stride, row_stride);
+            cpu::int8::dot_row(w.type, row, activations, y + r, w.rows, unpacked);
         }
     });
 }
@@ -286,16 +306,34 @@ void panel_matmul(float* y, const float* x, const Matrix& w, std::int64_t tokens
 }  // namespace
 
 Precision effective_precision(Precision precision) {
-    return precision == Precision::BF16 && cpu::bf16::available() ? Precision::BF16 : Precision::F32;
+    if (precision == Precision::BF16 && !cpu::bf16::available()) return Precision::F32;
+    return precision;
 }
 
-const char* precision_name(Precision precision) { return precision == Precision::BF16 ? "bf16" : "fp32"; }
+const char* precision_name(Precision precision) {
+    switch (precision) {
+        case Precision::BF16: return "bf16";
+        case Precision::Int8: return "int8";
+        case Precision::F32: break;
+    }
+    return "fp32";
+}
+
+std::optional<Precision> parse_precision(std::string_view name) {
+    for (Precision precision : {Precision::F32, Precision::BF16, Precision::Int8})
+        if (name == precision_name(precision)) return precision;
+    return std::nullopt;
+}
 
 void matmul_forward(float* y, const float* x, const Matrix& w, const float* bias, std::int64_t tokens,
                     Precision precision) {
     const std::int64_t stride = checked_row_bytes(w);
     if (tokens <= 0 || w.rows == 0) return;
-    if (tokens < panel_min_tokens)
+    // Int8 at every token count: a token's result must not depend on the rows beside it (the
+    // server batches decodes with other requests' prompt chunks).
+    if (precision == Precision::Int8 && cpu::int8::supported(w.type))
+        int8_matvec(y, x, w, tokens, stride);
+    else if (tokens < panel_min_tokens)
         matvec(y, x, w, tokens, stride);
     else
         panel_matmul(y, x, w, tokens, stride, use_bf16(precision));
