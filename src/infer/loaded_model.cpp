@@ -119,7 +119,12 @@ class QuantizeBar {
 public:
     model::QuantizeProgress callback() {
         return [this](std::int64_t done, std::int64_t total, const std::string& tensor) {
-            if (!bar_) bar_.emplace(total, ProgressOptions{.label = "quantize", .unit = "tensor"});
+            if (!bar_) {
+                ProgressOptions options;
+                options.label = "quantize";
+                options.unit = "tensor";
+                bar_.emplace(total, std::move(options));
+            }
             bar_->update(done, {{"tensor", tensor}});
         };
     }

@@ -166,7 +166,7 @@ TEST_P(QuantizedBase, LoraTrainsOnTheQuantizedBase) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, QuantizedBase, ::testing::Values(BaseQuantization::Q4_K, BaseQuantization::NF4),
-                         [](const auto& info) { return std::string(base_quantization_name(info.param)); });
+                         [](const auto& param_info) { return std::string(base_quantization_name(param_info.param)); });
 
 TEST(QuantizeWeights, Q4KFallsBackToQ5_0ForRowsThatAreNotWholeSuperBlocks) {
     // tiny-llama's rows hold 64 or 160 elements; tiny-qwen3moe's expert stacks 32 (per-expert

@@ -279,15 +279,15 @@ TEST(MoeWeights, GgufAndSafetensorsBindTheSameModel) {
             EXPECT_EQ(a, b);
         }
         for (std::int64_t layer = 0; layer < from_gguf.num_layers; ++layer) {
-            const MoeWeights g = bind_moe_weights(gguf_weights, from_gguf, layer);
-            const MoeWeights h = bind_moe_weights(hf_weights, from_hf, layer);
-            EXPECT_EQ(dequantized(g.gate), dequantized(h.gate));
-            EXPECT_EQ(dequantized(g.up), dequantized(h.up));
-            EXPECT_EQ(dequantized(g.down), dequantized(h.down));
-            EXPECT_EQ(g.gate_bias, h.gate_bias);
-            EXPECT_EQ(g.up_bias, h.up_bias);
-            EXPECT_EQ(g.down_bias, h.down_bias);
-            EXPECT_EQ(g.router_bias, h.router_bias);
+            const MoeWeights from_gguf_layer = bind_moe_weights(gguf_weights, from_gguf, layer);
+            const MoeWeights from_hf_layer = bind_moe_weights(hf_weights, from_hf, layer);
+            EXPECT_EQ(dequantized(from_gguf_layer.gate), dequantized(from_hf_layer.gate));
+            EXPECT_EQ(dequantized(from_gguf_layer.up), dequantized(from_hf_layer.up));
+            EXPECT_EQ(dequantized(from_gguf_layer.down), dequantized(from_hf_layer.down));
+            EXPECT_EQ(from_gguf_layer.gate_bias, from_hf_layer.gate_bias);
+            EXPECT_EQ(from_gguf_layer.up_bias, from_hf_layer.up_bias);
+            EXPECT_EQ(from_gguf_layer.down_bias, from_hf_layer.down_bias);
+            EXPECT_EQ(from_gguf_layer.router_bias, from_hf_layer.router_bias);
         }
     }
 }
