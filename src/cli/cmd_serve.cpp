@@ -18,7 +18,7 @@ namespace {
 struct ServeOptions {
     std::string model = "default";
     model::BaseQuantization quantize = model::BaseQuantization::None;
-    kernels::Precision products = default_inference_products;
+    kernels::Precision products = default_serve_products;
     std::vector<std::string> adapters;  // NAME=DIR
     serve::ServerOptions server;
     serve::EngineOptions engine;
@@ -71,7 +71,7 @@ void add_serve_command(CLI::App& app) {
     command->add_option("--model", options->model, "GGUF model file, Hugging Face checkpoint directory, or `default` for the embedded SmolLM2-135M-Instruct")
         ->capture_default_str();
     add_quantize_flag(*command, options->quantize);
-    add_products_flag(*command, options->products);
+    add_products_flag(*command, options->products, default_serve_products);
     command->add_option("--adapter", options->adapters,
                         "NAME=DIR: a PEFT LoRA adapter served as model NAME over the same base (repeatable)");
     command->add_option("--model-name", options->server.model_name,

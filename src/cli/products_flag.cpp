@@ -4,16 +4,16 @@
 
 namespace kindred::cli {
 
-void add_products_flag(CLI::App& command, kernels::Precision& products) {
-    products = default_inference_products;
+void add_products_flag(CLI::App& command, kernels::Precision& products, kernels::Precision default_products) {
+    products = default_products;
     command
         .add_option_function<std::string>(
             "--products",
             [&products](const std::string& value) { products = *kernels::parse_precision(value); },
             "Products against the model's quantized weights: int8 (activations quantized to 8 bits, as "
-            "llama.cpp does; faster decoding) or fp32 (exact); docs/models.md")
+            "llama.cpp does; faster on batches and on MXFP4/K-quant weights) or fp32 (exact); docs/models.md")
         ->check(CLI::IsMember({"int8", "fp32"}))
-        ->default_str(kernels::precision_name(default_inference_products));
+        ->default_str(kernels::precision_name(default_products));
 }
 
 }  // namespace kindred::cli

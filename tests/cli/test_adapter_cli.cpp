@@ -35,7 +35,7 @@ TEST(AdapterCli, GreedyTokensMatchPeft) {
         const auto expected = chat["generated_ids"].get<std::vector<int>>();
         // The golden continuations are 16 tokens without end-of-turn, so kindred reports all of them.
         ASSERT_EQ(expected.size(), golden["new_tokens"].get<std::size_t>()) << prompt;
-        // PEFT ran transformers in fp32: the exact products (--products fp32), not the int8 default.
+        // PEFT ran transformers in fp32: the exact products (--products fp32), pinned whatever the default.
         const CommandResult result = run_kindred("generate --model default --products fp32 --adapter '" + kAdapter +
                                                  "' --prompt '" + prompt + "' --temperature 0 --json --max-tokens " +
                                                  std::to_string(expected.size()));

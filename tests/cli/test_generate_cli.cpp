@@ -53,7 +53,7 @@ TEST(GenerateCli, GreedyTokensMatchTransformers) {
     const int new_tokens = golden["new_tokens"].get<int>();
     for (const auto& chat : golden["chats"]) {
         const std::string prompt = chat["prompt"].get<std::string>();
-        // transformers' fp32 tokens: the exact products, not the int8 default.
+        // transformers' fp32 tokens: the exact products, pinned whatever the default.
         const CommandResult result = run_kindred("generate --model default --products fp32 --prompt " + shell_quoted(prompt) +
                                                  " --temperature 0 --json --max-tokens " + std::to_string(new_tokens));
         ASSERT_EQ(result.exit_code, 0) << prompt << ": " << result.output;

@@ -112,7 +112,9 @@ TEST(ServeCli, ReplyEqualsGenerateAndSigtermIsGraceful) {
     ASSERT_TRUE(reply);
     ASSERT_EQ(reply->status, 200) << reply->body;
     const json generated = json::parse(
-        run_generate("--prompt 'What makes a good friend?' --max-tokens 16 --temperature 0.7 --top-k 20 --seed 31337 --json"));
+        // The same settings as the server's, its default int8 products included.
+        run_generate("--prompt 'What makes a good friend?' --max-tokens 16 --temperature 0.7 --top-k 20 --seed 31337 "
+                     "--products int8 --json"));
     EXPECT_EQ(json::parse(reply->body)["choices"][0]["message"]["content"], generated["text"]);
 
     // SIGTERM while a stream runs: the stream still ends properly, then the server exits 0.
