@@ -16,7 +16,7 @@
 #                  --build build --target llama-bench`; its llama-bench is looked for in
 #                  build/bin/, bin/ or the folder itself. Without it only Kindred is measured.
 #   THREADS, REPS  (default 2 and 3)
-#   PRODUCTS       int8|fp32: Kindred's products (default int8, as `kindred generate`; the chat RSS run too)
+#   PRODUCTS       int8|fp32: Kindred's products (default int8; `kindred generate` defaults to fp32; the chat RSS run too)
 #   KINDRED_GEMM   openblas|avx2|avx512 forces Kindred's fp32 GEMM path (default: the best the CPU runs)
 #   OPENBLAS_CORETYPE  e.g. Prescott: simulates a CPU that OpenBLAS's model table does not know
 #                  (Kindred then runs its own GEMM instead; the "Kindred ran" line says what ran)
