@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -133,6 +134,22 @@ TEST(ByteFallbackTokenizer, PrependedSpaceIsStrippedOnceAndOnlyAtTheStart) {
     ASSERT_FALSE(e.spans.empty());
     EXPECT_EQ(e.spans.front().first, 0u);
     EXPECT_NE(tokenizer.summary().find("U+2581 prepended"), std::string::npos) << tokenizer.summary();
+}
+
+TEST(ByteFallbackTokenizer, FuzzSeedLoadsAndEncodesInvalidUtf8AsBytePieces) {
+    std::ifstream in(testing::source_path("tests/goldens/tokenizer/byte_fallback/fuzz_seed.json"), std::ios::binary);
+    const std::string json{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    const Tokenizer tokenizer = Tokenizer::from_hf_json(json);
+    // The prepended "▁" and "ab" are one piece (merges a+b, then ▁+ab); 0xFF and the truncated "é"
+    // are byte pieces; decode strips the prepended space again.
+    const std::string text = "ab\xFF \xC3";
+    const Ids ids = tokenizer.encode(text);
+    ASSERT_EQ(ids.size(), 4u);
+    EXPECT_EQ(tokenizer.token_text(ids[0]), "\xE2\x96\x81" "ab");
+    EXPECT_EQ(tokenizer.token_text(ids[1]), "<0xFF>");
+    EXPECT_EQ(tokenizer.token_text(ids[2]), "\xE2\x96\x81");
+    EXPECT_EQ(tokenizer.token_text(ids[3]), "<0xC3>");
+    EXPECT_EQ(tokenizer.decode(ids), text);
 }
 
 TEST(ByteFallbackTokenizer, SummaryNamesTheMergesAndByteFallback) {

@@ -13,6 +13,13 @@ Writes, under tests/goldens/tokenizer/byte_fallback/:
                       config.json, model.safetensors, tokenizer.json (the Gemma variant below),
                       tokenizer_config.json (bos/eos, add_bos_token) and chat_template.jinja (a
                       Gemma 3 style template written for this fixture)
+  tiny-gemma3.json    greedy tokens transformers generates from that directory for two chats (the
+                      template rendered by apply_chat_template, then 8 new tokens at temperature 0),
+                      with the smallest top-1/top-2 logit gap along each path
+  fuzz_seed.json      the smallest valid byte_fallback tokenizer.json (the byte pieces, a few
+                      characters and merges, one control token, every supported normalizer, Metaspace
+                      and decoder step spelled once across its variants' fields), a seed for
+                      fuzz/fuzz_tokenizer_json.cpp, checked to load in `tokenizers`
   goldens.json        per variant: the fields that replace tokenizer.json's (normalizer, pre_tokenizer,
                       decoder, model.ignore_merges) and, per text, ids = encode(text,
                       add_special_tokens=False), ids_specials_as_text with split_special_tokens when
@@ -30,7 +37,10 @@ import os
 
 import torch
 import transformers
-from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+from gemma3_tokenizer import ids_both_ways
+from inference import greedy_chats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CORPUS = os.path.join(ROOT, "tests", "goldens", "tokenizer", "corpus.jsonl")
@@ -135,11 +145,7 @@ def variant(base, fields):
 def goldens(tokenizer, texts):
     cases = []
     for text in texts:
-        tokenizer.encode_special_tokens = False
-        ids = tokenizer.encode(text, add_special_tokens=False).ids
-        tokenizer.encode_special_tokens = True
-        as_text = tokenizer.encode(text, add_special_tokens=False).ids
-        tokenizer.encode_special_tokens = False
+        ids, as_text = ids_both_ways(tokenizer, text)
         case = {"text": text, "ids": ids}
         decoded = tokenizer.decode(ids, skip_special_tokens=False)
         if decoded != text:
@@ -155,7 +161,7 @@ def write_model(directory, tokenizer_json, vocab_size):
     config = transformers.Gemma3TextConfig(
         vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
         num_key_value_heads=1, head_dim=16, max_position_embeddings=128, rms_norm_eps=1e-6, sliding_window=8,
-        layer_types=["sliding_attention", "full_attention"], initializer_range=0.2, pad_token_id=0, eos_token_id=1,
+        layer_types=["sliding_attention", "full_attention"], initializer_range=0.02, pad_token_id=0, eos_token_id=1,
         bos_token_id=2, tie_word_embeddings=True, hidden_activation="gelu_pytorch_tanh")
     model = transformers.AutoModelForCausalLM.from_config(config).to(torch.float32)
     model.save_pretrained(directory, safe_serialization=True)
@@ -173,7 +179,36 @@ def write_model(directory, tokenizer_json, vocab_size):
         f.write(TEMPLATE)
 
 
+def write_fuzz_seed():
+    vocab = {"<unk>": 0, "<s>": 1}
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    for piece in [SPACE, "a", "b", "ab", SPACE + "a", SPACE + "ab"]:
+        vocab[piece] = len(vocab)
+    seed = {"version": "1.0", "added_tokens": [{"id": 1, "content": "<s>", "single_word": False, "lstrip": False,
+                                                 "rstrip": False, "normalized": False, "special": True}],
+            "normalizer": VARIANTS["llama2"]["normalizer"], "pre_tokenizer": None, "decoder": STRIP_DECODER,
+            "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "fuse_unk": True, "byte_fallback": True,
+                      "ignore_merges": False, "vocab": vocab, "merges": [["a", "b"], [SPACE, "a"], [SPACE, "ab"]]}}
+    text = json.dumps(seed, ensure_ascii=False, separators=(",", ":"))
+    Tokenizer.from_str(text)
+    with open(os.path.join(OUT, "fuzz_seed.json"), "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+CHATS = ["Hello, how are you?", "I feel a bit \u00e9puis\u00e9 today \U0001F614 and my friend \u4e2d said hi."]
+GREEDY_TOKENS = 8
+
+
+def greedy(directory):
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+    chats = greedy_chats(model, tokenizer, CHATS, GREEDY_TOKENS, tokenizer.pad_token_id)
+    return {"transformers_version": transformers.__version__, "new_tokens": GREEDY_TOKENS, "chats": chats}
+
+
 def main():
+    write_fuzz_seed()
     base, lines = train()
     texts = CASES + lines[1::GOLDEN_STRIDE * 8][:130]
     record = {"tokenizers_version": __import__("tokenizers").__version__, "vocab_size": len(base["model"]["vocab"]),
@@ -189,6 +224,9 @@ def main():
     loaded = transformers.AutoTokenizer.from_pretrained(directory)
     for case in record["variants"]["gemma"]["cases"]:
         assert loaded.backend_tokenizer.encode(case["text"], add_special_tokens=False).ids == case["ids"], case["text"]
+    with open(os.path.join(OUT, "tiny-gemma3.json"), "w", encoding="utf-8") as f:
+        json.dump(greedy(directory), f, ensure_ascii=False, indent=1)
+        f.write("\n")
     with open(os.path.join(OUT, "goldens.json"), "w", encoding="utf-8") as f:
         json.dump(record, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")
