@@ -400,8 +400,9 @@ void dot_few_tokens_avx2(BlockAt block_at, const QuantizedRows& x, float* y, std
 constexpr std::int64_t fused_tokens = 4;  // above this, unpacking a row once for all tokens costs less
 
 // False for the types without this form, whose rows are unpacked first: Q5_0, and the K-quants,
-// whose scales are spread over a 256-block (decoding them block by block measured 40-70% slower
-// than unpacking the row at once, bench/int8_dot, where this form is 17-32% faster for the rest).
+// whose scales are spread over a 256-block (bench/int8_dot: decoding them block by block measured
+// 40-70% slower than unpacking the row at once, a super-block's scales at its first block no
+// faster; this form is 17-32% faster for the rest).
 bool dot_packed_avx2(DType type, const std::uint8_t* src, const QuantizedRows& x, float* y, std::int64_t y_stride) {
     const __m128i identity = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m256i ones = _mm256_set1_epi16(1);
