@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "golden_cases.h"
 #include "test_paths.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
@@ -48,26 +49,8 @@ class ByteFallbackVariant : public ::testing::TestWithParam<std::string> {};
 TEST_P(ByteFallbackVariant, IdsAndDecodedTextMatchTokenizers) {
     const Tokenizer tokenizer = variant(GetParam());
     EXPECT_EQ(tokenizer.vocab_size(), goldens()["vocab_size"].get<std::size_t>());
-    std::size_t checked = 0, mismatched = 0;
-    for (const auto& c : goldens()["variants"][GetParam()]["cases"]) {
-        const std::string text = c["text"].get<std::string>();
-        const Ids expected = c["ids"].get<Ids>();
-        const Ids as_text = c.value("ids_specials_as_text", expected);
-        const std::string decoded = c.value("decoded", text);
-        const Ids got = tokenizer.encode(text);
-        const Ids got_as_text = tokenizer.encode(text, false);
-        const std::string got_decoded = tokenizer.decode(got);
-        if ((got != expected || got_as_text != as_text || got_decoded != decoded) && ++mismatched <= 5) {
-            ADD_FAILURE() << "text: " << nlohmann::json(text).dump() << "\n  kindred: " << nlohmann::json(got).dump()
-                          << "\n  tokenizers: " << nlohmann::json(expected).dump()
-                          << "\n  as text, kindred: " << nlohmann::json(got_as_text).dump()
-                          << "\n  as text, tokenizers: " << nlohmann::json(as_text).dump()
-                          << "\n  decoded, kindred: " << nlohmann::json(got_decoded).dump()
-                          << "\n  decoded, tokenizers: " << nlohmann::json(decoded).dump();
-        }
-        ++checked;
-    }
-    EXPECT_EQ(mismatched, 0u) << "of " << checked;
+    const std::size_t checked =
+        testing::expect_golden_cases(tokenizer, goldens()["variants"][GetParam()]["cases"], "tokenizers", true);
     EXPECT_GT(checked, 140u);
 }
 

@@ -11,19 +11,17 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/paths.h"
 #include "formats/gguf.h"
+#include "golden_cases.h"
 #include "test_paths.h"
 #include "text/tokenizer.h"
 
 namespace kindred::text {
 namespace {
-
-using Ids = std::vector<std::int32_t>;
 
 const std::string kTokenizerDir = "/models/gemma-3-270m-tokenizer";
 
@@ -71,22 +69,7 @@ TEST_P(Gemma3Tokenizer, IdsMatchTransformers) {
     EXPECT_EQ(tokenizer_->vocab_size(), (*golden_)["vocab_size"].get<std::size_t>());
     EXPECT_EQ(tokenizer_->bos_id(), (*golden_)["bos_id"].get<std::int32_t>());
     EXPECT_EQ(tokenizer_->eos_id(), (*golden_)["eos_id"].get<std::int32_t>());
-    std::size_t checked = 0, mismatched = 0;
-    for (const auto& c : (*golden_)["cases"]) {
-        const std::string text = c["text"].get<std::string>();
-        const Ids expected = c["ids"].get<Ids>();
-        const Ids as_text = c.contains("ids_specials_as_text") ? c["ids_specials_as_text"].get<Ids>() : expected;
-        const Ids got = tokenizer_->encode(text);
-        const Ids got_as_text = tokenizer_->encode(text, false);
-        if ((got != expected || got_as_text != as_text) && ++mismatched <= 5) {
-            ADD_FAILURE() << "text: " << nlohmann::json(text).dump() << "\n  kindred: " << nlohmann::json(got).dump()
-                          << "\n  transformers: " << nlohmann::json(expected).dump()
-                          << "\n  as text, kindred: " << nlohmann::json(got_as_text).dump()
-                          << "\n  as text, transformers: " << nlohmann::json(as_text).dump();
-        }
-        ++checked;
-    }
-    EXPECT_EQ(mismatched, 0u) << "of " << checked;
+    const std::size_t checked = testing::expect_golden_cases(*tokenizer_, (*golden_)["cases"], "transformers", false);
     EXPECT_GT(checked, 900u);
 }
 
