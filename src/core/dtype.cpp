@@ -70,6 +70,9 @@ constexpr std::array<int, kMaxGgmlId> kByGgmlId = [] {
 const Entry* lookup(DType type) {
     const auto id = static_cast<std::uint32_t>(type);
     if (id < kMaxGgmlId) return kByGgmlId[id] < 0 ? nullptr : &kTable[static_cast<std::size_t>(kByGgmlId[id])];
+    // NF4, outside ggml's ids, is asked for on every row a kernel reads: found without a search.
+    static_assert(kTable.back().type == DType::NF4);
+    if (type == DType::NF4) return &kTable.back();
     for (const Entry& entry : kTable) {
         if (entry.type == type) return &entry;
     }
@@ -110,10 +113,14 @@ std::uint64_t row_bytes(DType type, std::uint64_t elements) {
     return blocks * info.block_bytes;
 }
 
+// Arithmetic only (no table lookup): the kernels ask for it on every row they read.
 Nf4Layout nf4_layout(std::uint64_t elements) {
-    Nf4Layout layout;
-    layout.blocks = row_bytes(DType::NF4, elements) / dtype_info(DType::NF4).block_bytes;
+    constexpr auto block = static_cast<std::uint64_t>(kNf4BlockSize);
     constexpr auto nested = static_cast<std::uint64_t>(kNf4NestedBlockSize);
+    if (elements % block != 0)
+        fail("{} elements of type NF4 are not a whole number of {}-element blocks", elements, block);
+    Nf4Layout layout;
+    layout.blocks = elements / block;
     layout.groups = (layout.blocks + nested - 1) / nested;
     layout.absmax_codes = elements / 2;
     layout.nested = (layout.absmax_codes + layout.blocks + 3) / 4 * 4;
