@@ -132,7 +132,7 @@ std::uint64_t matrix_bytes(DType type, std::uint64_t elements) {
     return type == DType::NF4 ? nf4_layout(elements).bytes : row_bytes(type, elements);
 }
 
-std::uint64_t tensor_bytes(DType type, std::span<const std::int64_t> shape) {
+std::uint64_t tensor_bytes(DType type, const std::vector<std::int64_t>& shape) {
     std::uint64_t elements = 1;
     for (const std::int64_t d : shape) elements *= static_cast<std::uint64_t>(d);
     if (type != DType::NF4 || shape.size() < 3) return matrix_bytes(type, elements);

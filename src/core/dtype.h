@@ -6,8 +6,8 @@
 
 #include <cstdint>
 #include <optional>
-#include <span>
 #include <string_view>
+#include <vector>
 
 namespace kindred {
 
@@ -70,7 +70,7 @@ Nf4Layout nf4_layout(std::uint64_t elements);
 // its layout (nested scales, offset, padding).
 std::uint64_t matrix_bytes(DType type, std::uint64_t elements);
 // Bytes of a tensor of `shape` (outermost first) stored in `type`; a 3-D tensor is a stack of
-// shape[0] matrices.
-std::uint64_t tensor_bytes(DType type, std::span<const std::int64_t> shape);
+// shape[0] matrices. (A vector, not a span: the CUDA files include this header as C++17.)
+std::uint64_t tensor_bytes(DType type, const std::vector<std::int64_t>& shape);
 
 }  // namespace kindred

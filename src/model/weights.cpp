@@ -37,9 +37,9 @@ void Weights::replace_owned(std::string_view name, WeightView view, std::vector<
     }
     if (!was_owned) {
         // A view into a file mapping: its pages need not stay resident beside the replacement.
-        const std::span<const std::int64_t> shape = old.shape;
-        if (old.slices.empty()) release_mapped_pages(old.data, tensor_bytes(old.type, shape));
-        for (const void* slice : old.slices) release_mapped_pages(slice, tensor_bytes(old.type, shape.subspan(1)));
+        if (old.slices.empty()) release_mapped_pages(old.data, tensor_bytes(old.type, old.shape));
+        const std::vector<std::int64_t> matrix(old.shape.begin() + (old.slices.empty() ? 0 : 1), old.shape.end());
+        for (const void* slice : old.slices) release_mapped_pages(slice, tensor_bytes(old.type, matrix));
     }
     owned_.push_back(std::move(bytes));
     view.data = owned_.back().data();

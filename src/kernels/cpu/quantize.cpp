@@ -28,13 +28,12 @@ constexpr std::int64_t kChunk = 4096;
 template <typename F>
 void for_each_chunk(DType type, const void* src, std::int64_t blocks, std::int64_t block_size, F&& fn) {
     const std::int64_t per_chunk = kChunk / block_size;
-    const auto bytes_per_block = static_cast<std::int64_t>(row_bytes(type, static_cast<std::uint64_t>(block_size)));
     thread_pool().parallel_for(blocks, per_chunk, [&](std::int64_t begin, std::int64_t end) {
         std::vector<float> floats(static_cast<std::size_t>(kChunk));
         for (std::int64_t b = begin; b < end; b += per_chunk) {
             const std::int64_t stop = std::min(end, b + per_chunk);
             const std::int64_t n = (stop - b) * block_size;
-            dequantize_row(type, static_cast<const std::uint8_t*>(src) + b * bytes_per_block, floats.data(), n);
+            dequantize_span(type, src, blocks * block_size, b * block_size, floats.data(), n);
             for (std::int64_t i = 0; i < n; ++i)
                 if (!std::isfinite(floats[static_cast<std::size_t>(i)]))
                     fail("element {} is {}; only finite weights can be quantized", b * block_size + i,
