@@ -58,7 +58,16 @@ int main(int argc, char** argv) {
     std::mutex mutex;
     std::vector<double> latencies;
     long failures = 0, completion_tokens = 0, prompt_tokens = 0;
-    std::string first_failure;
+    // The first few failures in full, with when they happened: an intermittent transport error
+    // is only explicable from its time and neighbours.
+    constexpr std::size_t kFailuresShown = 10;
+    std::vector<std::string> failure_details;
+    const auto record_failure = [&](int client, long request, double sent_at, double latency, std::string what) {
+        ++failures;
+        if (failure_details.size() < kFailuresShown)
+            failure_details.push_back(fmt::format("client {} request {} sent at {:.3f} s, after {:.3f} s: {}", client,
+                                                  request, sent_at, latency, what));
+    };
 
     std::vector<std::thread> threads;
     for (int c = 0; c < clients; ++c) {
@@ -78,18 +87,17 @@ int main(int argc, char** argv) {
                 const auto sent = Clock::now();
                 const auto reply = client.Post("/v1/chat/completions", body.dump(), "application/json");
                 const double latency = std::chrono::duration<double>(Clock::now() - sent).count();
+                const double sent_at = std::chrono::duration<double>(sent - start).count();
                 std::lock_guard lock(mutex);
                 if (!reply || reply->status != 200) {
-                    ++failures;
-                    if (first_failure.empty())
-                        first_failure = reply ? fmt::format("HTTP {}: {}", reply->status, reply->body.substr(0, 200))
-                                              : fmt::format("transport error {}", static_cast<int>(reply.error()));
+                    record_failure(c, i, sent_at, latency,
+                                   reply ? fmt::format("HTTP {}: {}", reply->status, reply->body.substr(0, 200))
+                                         : "transport error " + httplib::to_string(reply.error()));
                     continue;
                 }
                 const auto json = nlohmann::json::parse(reply->body, nullptr, false);
                 if (json.is_discarded() || !json.contains("usage")) {
-                    ++failures;
-                    if (first_failure.empty()) first_failure = "reply without usage: " + reply->body.substr(0, 200);
+                    record_failure(c, i, sent_at, latency, "reply without usage: " + reply->body.substr(0, 200));
                     continue;
                 }
                 latencies.push_back(latency);
@@ -110,7 +118,7 @@ int main(int argc, char** argv) {
         {"tokens_per_second", static_cast<double>(completion_tokens) / wall},
         {"latency_p50_s", percentile(latencies, 0.50)},
         {"latency_p95_s", percentile(latencies, 0.95)},
-        {"first_failure", first_failure},
+        {"failure_details", failure_details},
     };
     std::printf("%s\n", report.dump().c_str());
     return failures == 0 ? 0 : 1;

@@ -3,10 +3,13 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -378,6 +381,12 @@ Server::Server(infer::LoadedModel& model, const std::vector<NamedAdapter>& adapt
     http_->set_read_timeout(options_.timeout);
     http_->set_write_timeout(options_.timeout);
     http_->set_keep_alive_max_count(1000);
+    // The library's own options (address reuse) on the listening socket, which bind() needs to
+    // find again: see there.
+    http_->set_socket_options([this](socket_t socket) {
+        httplib::default_socket_options(socket);
+        listening_socket_ = socket;
+    });
 
     auto routes = std::make_shared<Routes>(Routes{*this});
     http_->set_pre_routing_handler([routes](const httplib::Request& req, httplib::Response& res) {
@@ -424,6 +433,13 @@ int Server::bind() {
     if (port < 0 || (options_.port != 0 && !http_->bind_to_port(options_.host, options_.port)))
         fail("serve: cannot listen on {}:{} (address in use, or not an address of this machine?)", options_.host,
              options_.port);
+    // cpp-httplib 0.11 listens with a backlog of 5 connections. Clients whose replies end in the
+    // same batch step reconnect together, overflow it, and the kernel drops their SYNs: a second's
+    // retransmit each, and now and then a reset connection (a failed request) where a SYN cookie
+    // met the full queue. listen() again on the bound socket is how POSIX sets a larger backlog;
+    // the kernel caps it at net.core.somaxconn.
+    if (::listen(listening_socket_, SOMAXCONN) != 0)
+        fail("serve: cannot set the listen backlog on {}:{}: {}", options_.host, port, std::strerror(errno));
     options_.port = port;
     return port;
 }

@@ -96,6 +96,7 @@ private:
     std::unique_ptr<ControlledRuns> controlled_;  // after engine_: its threads end before the engine goes
     std::int64_t queue_limit_ = 0;  // the engine's queue: a controlled request is refused (503) when it is full
     std::unique_ptr<httplib::Server> http_;
+    int listening_socket_ = -1;  // the socket bind() bound, seen through the library's socket-options hook
     std::atomic<std::int64_t> responding_{0};  // generation responses not yet fully written
     std::atomic<bool> shut_down_{false};
 };

@@ -44,10 +44,61 @@ SafetyTeacher::SafetyTeacher(model::Decoder& base, float temperature, std::int64
 
 const TeacherTargets& SafetyTeacher::targets(std::size_t example_index, const TokenizedExample& example) {
     if (const auto found = cache_.find(example_index); found != cache_.end()) return found->second;
-    TeacherTargets computed = compute(example);
-    cached_bytes_ += computed.ids.size() * sizeof(std::int32_t) + computed.probs.size() * sizeof(float) +
-                     computed.residual.size() * sizeof(float);
-    return cache_.emplace(example_index, std::move(computed)).first->second;
+    ++computed_;
+    return insert(example_index, compute(example));
+}
+
+const TeacherTargets& SafetyTeacher::insert(std::size_t example_index, TeacherTargets targets) {
+    cached_bytes_ += targets.ids.size() * sizeof(std::int32_t) + targets.probs.size() * sizeof(float) +
+                     targets.residual.size() * sizeof(float);
+    return cache_.emplace(example_index, std::move(targets)).first->second;
+}
+
+void SafetyTeacher::share(std::span<const std::size_t> fresh, std::span<const int> owners,
+                          std::span<const TokenizedExample> examples, const DataParallel& parallel) {
+    if (fresh.size() != owners.size())
+        fail("safety teacher: {} examples to share with {} owners", fresh.size(), owners.size());
+    if (!parallel.active() || fresh.empty()) return;
+    const auto k = static_cast<std::size_t>(top_k_);
+    std::size_t targets = 0;
+    for (const std::size_t index : fresh) targets += examples[index].target_count;
+    // One sum over the ranks: the owner's values, zeros from the rest (x + 0 is x); token ids travel
+    // as doubles, which hold every int32 exactly.
+    std::vector<double> ids(targets * k, 0.0);
+    std::vector<float> values(targets * k + targets, 0.0f);  // every example's probs, then every residual
+    std::size_t row = 0;
+    for (std::size_t i = 0; i < fresh.size(); ++i) {
+        const std::size_t count = examples[fresh[i]].target_count;
+        if (owners[i] == parallel.rank()) {
+            const auto found = cache_.find(fresh[i]);
+            if (found == cache_.end() || found->second.targets() != count)
+                fail("safety teacher: this rank ({}) was to compute the example at line {} and has not", parallel.rank(),
+                     examples[fresh[i]].line);
+            const TeacherTargets& mine = found->second;
+            std::copy(mine.ids.begin(), mine.ids.end(), ids.begin() + static_cast<std::ptrdiff_t>(row * k));
+            std::copy(mine.probs.begin(), mine.probs.end(), values.begin() + static_cast<std::ptrdiff_t>(row * k));
+            std::copy(mine.residual.begin(), mine.residual.end(), values.begin() + static_cast<std::ptrdiff_t>(targets * k + row));
+        }
+        row += count;
+    }
+    parallel.sum(std::span<double>(ids));
+    parallel.sum(std::span<float>(values));
+    row = 0;
+    for (std::size_t i = 0; i < fresh.size(); ++i) {
+        const std::size_t count = examples[fresh[i]].target_count;
+        if (!cached(fresh[i])) {
+            TeacherTargets shared;
+            shared.k = top_k_;
+            const auto first = static_cast<std::ptrdiff_t>(row * k), last = static_cast<std::ptrdiff_t>((row + count) * k);
+            shared.ids.reserve(count * k);
+            for (auto it = ids.begin() + first; it != ids.begin() + last; ++it) shared.ids.push_back(static_cast<std::int32_t>(*it));
+            shared.probs.assign(values.begin() + first, values.begin() + last);
+            const auto residual = static_cast<std::ptrdiff_t>(targets * k + row);
+            shared.residual.assign(values.begin() + residual, values.begin() + residual + static_cast<std::ptrdiff_t>(count));
+            insert(fresh[i], std::move(shared));
+        }
+        row += count;
+    }
 }
 
 TeacherTargets SafetyTeacher::compute(const TokenizedExample& example) {

@@ -7,7 +7,8 @@
 // Storage: per target token the teacher keeps its top-k token ids and probabilities at τ plus the
 // residual mass 1 − Σ (one "everything else" bucket; the KL is then exact for the distributions
 // coarsened to k + 1 outcomes). Computed on first use of an example, cached in memory by example
-// index: the teacher is frozen, so every later epoch reuses it for free.
+// index: the teacher is frozen, so every later epoch reuses it for free. Data-parallel ranks share
+// what each computed (share()), so the cache is the same on every rank.
 //
 // Memory / speed trade-off (SmolLM2-135M: vocab 49152, hidden 576, 30 layers):
 //  - top-k cache (this class): k·8 + 4 bytes per target token (int32 id + fp32 prob per entry, one
@@ -39,12 +40,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "model/decoder.h"
 #include "train/chat_dataset.h"
+#include "train/data_parallel.h"
 
 namespace kindred::train {
 
@@ -76,19 +79,32 @@ public:
     // and next-token ids, or when the base has an adapter attached by then.
     const TeacherTargets& targets(std::size_t example_index, const TokenizedExample& example);
 
+    // Data parallel: after the ranks have run their rows of a step, the targets of `fresh` (the
+    // same examples in the same order on every rank), each computed by the rank owners[i], are
+    // cached on every rank, bit for bit the owner's: the teacher runs once per example in the job,
+    // never once per rank, and an example that lands on another rank in a later epoch is not
+    // recomputed there. Every rank must call it (a collective). Throws Error when an owner has not
+    // computed its example.
+    void share(std::span<const std::size_t> fresh, std::span<const int> owners, std::span<const TokenizedExample> examples,
+               const DataParallel& parallel);
+    bool cached(std::size_t example_index) const { return cache_.contains(example_index); }
+
     std::size_t cached_examples() const { return cache_.size(); }
+    std::size_t computed_examples() const { return computed_; }  // teacher forwards run here
     std::size_t cached_bytes() const { return cached_bytes_; }  // ids, probs and residuals held
     float temperature() const { return temperature_; }
     std::int64_t top_k() const { return top_k_; }
 
 private:
     TeacherTargets compute(const TokenizedExample& example);
+    const TeacherTargets& insert(std::size_t example_index, TeacherTargets targets);
 
     model::Decoder& base_;
     float temperature_;
     std::int64_t top_k_;
     std::unordered_map<std::size_t, TeacherTargets> cache_;  // node-based: references stay valid
     std::size_t cached_bytes_ = 0;
+    std::size_t computed_ = 0;
 };
 
 }  // namespace kindred::train

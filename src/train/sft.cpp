@@ -177,6 +177,32 @@ private:
     const FrozenResiduals* residuals_;
 };
 
+// The examples with targets a step will run that the teacher has not seen, each with the rank
+// that runs its (first) row: the same list on every rank, since every rank packs the same step and
+// the teachers' caches are kept equal.
+struct TeacherShare {
+    std::vector<std::size_t> examples;
+    std::vector<int> owners;
+};
+
+TeacherShare uncached_examples(const SafetyTeacher& teacher, const StepBatch& batch, std::span<const TokenizedExample> examples,
+                               const DataParallel& parallel) {
+    TeacherShare share;
+    std::size_t first_row = 0;  // the micro-batch's first row's index in the step
+    for (const auto& micro : batch.micro_batches) {
+        for (const auto& placement : micro.placements) {
+            const std::size_t index = placement.example;
+            if (examples[index].target_count == 0 || teacher.cached(index) ||
+                std::find(share.examples.begin(), share.examples.end(), index) != share.examples.end())
+                continue;
+            share.examples.push_back(index);
+            share.owners.push_back(static_cast<int>((first_row + placement.row) % static_cast<std::size_t>(parallel.size())));
+        }
+        first_row += micro.rows;
+    }
+    return share;
+}
+
 std::vector<std::string> emotion_label_names(data::EmotionSpace space) {
     const auto names = data::emotion_space_labels(space);
     return {names.begin(), names.end()};
@@ -345,6 +371,9 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
             fail("step {}: the batch has no target tokens and no head site labelled for an active head", step + 1);
 
         run.zero_grads();
+        const TeacherShare teacher_share =
+            scales.safety != 0.0f && run.parallel().active() ? uncached_examples(*teacher, batch, examples, run.parallel())
+                                                              : TeacherShare{};
         Sums sums;
         std::size_t step_tokens = 0;
         std::size_t step_row = 0;  // the row's index in the step, over its micro-batches
@@ -358,6 +387,8 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
             }
             step_tokens += micro.rows * micro.seq_len;
         }
+        if (!teacher_share.examples.empty())
+            teacher->share(teacher_share.examples, teacher_share.owners, examples, run.parallel());
         std::array<double, 5> totals{sums.lm, sums.safety, sums.heads.emotion, sums.heads.strategy, sums.heads.va};
         run.all_reduce(totals);
         sums = {totals[0], totals[1], {totals[2], totals[3], totals[4]}};

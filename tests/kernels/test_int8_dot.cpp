@@ -108,43 +108,46 @@ class Int8DotTypes : public ::testing::TestWithParam<DotCase> {};
 // bounding every term's magnitude (|m_b| ≤ 63·|dmin| for Q4_K).
 TEST_P(Int8DotTypes, MatchesDoubleReferenceAndPortableCode) {
     const auto [type, cols] = GetParam();
-    const std::int64_t rows = 5, tokens = 6, blocks = cols / 32;  // a group of 4 tokens and 2 alone
+    const std::int64_t rows = 5, blocks = cols / 32;
     const auto bytes = testing::random_weights(type, rows, cols, 17);
     const auto weights = testing::dequantized_weights(type, bytes, rows, cols);
-    const auto x = activations(tokens, cols, 29);
-    int8::QuantizedRows q, portable_q;
-    q.quantize(x.data(), tokens, cols);
-    portable_q.quantize(x.data(), tokens, cols, int8::Code::Scalar);
-    ASSERT_EQ(q.q, portable_q.q);
-    ASSERT_EQ(q.scale, portable_q.scale);
-    ASSERT_EQ(q.scaled_sum, portable_q.scaled_sum);
-    const std::size_t stride = row_bytes(type, static_cast<std::uint64_t>(cols));
-    int8::UnpackedRow scratch;
-    for (std::int64_t r = 0; r < rows; ++r) {
-        const std::uint8_t* row = bytes.data() + r * static_cast<std::int64_t>(stride);
-        std::vector<float> native(tokens), portable(tokens);
-        int8::dot_row(type, row, q, native.data(), 1, scratch, int8::Code::Native);
-        int8::dot_row(type, row, q, portable.data(), 1, scratch, int8::Code::Scalar);
-        for (std::int64_t t = 0; t < tokens; ++t) {
-            ASSERT_EQ(std::memcmp(&native[t], &portable[t], sizeof(float)), 0)
-                << dtype_name(type) << " row " << r << " token " << t << ": " << native[t] << " vs " << portable[t];
-            double reference = 0.0, magnitude = 0.0;
-            for (std::int64_t b = 0; b < blocks; ++b) {
-                double min = 0.0;  // the block's min term per element (Q4_K: its bound)
-                auto half_at = [](const std::uint8_t* p) { return fp16_to_fp32(static_cast<std::uint16_t>(p[0] | p[1] << 8)); };
-                if (type == DType::Q4_1) min = half_at(row + b * 20 + 2);
-                if (type == DType::Q4_K) min = 63.0 * std::abs(half_at(row + (b / 8) * 144 + 2));
-                const double dx = q.scale[static_cast<std::size_t>(t * blocks + b)];
-                for (std::int64_t i = b * 32; i < (b + 1) * 32; ++i) {
-                    const double w = weights[static_cast<std::size_t>(r * cols + i)];
-                    const double xi = dx * q.q[static_cast<std::size_t>(t * cols + i)];
-                    reference += w * xi;
-                    magnitude += (std::abs(w) + 2.0 * std::abs(min)) * std::abs(xi);
+    // 1-4 tokens read the packed row; 6 are a group of 4 and 2 alone on the unpacked row.
+    for (const std::int64_t tokens : {1, 2, 3, 4, 6}) {
+        const auto x = activations(tokens, cols, 29);
+        int8::QuantizedRows q, portable_q;
+        q.quantize(x.data(), tokens, cols);
+        portable_q.quantize(x.data(), tokens, cols, int8::Code::Scalar);
+        ASSERT_EQ(q.q, portable_q.q);
+        ASSERT_EQ(q.scale, portable_q.scale);
+        ASSERT_EQ(q.scaled_sum, portable_q.scaled_sum);
+        const std::size_t stride = row_bytes(type, static_cast<std::uint64_t>(cols));
+        int8::UnpackedRow scratch;
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const std::uint8_t* row = bytes.data() + r * static_cast<std::int64_t>(stride);
+            std::vector<float> native(tokens), portable(tokens);
+            int8::dot_row(type, row, q, native.data(), 1, scratch, int8::Code::Native);
+            int8::dot_row(type, row, q, portable.data(), 1, scratch, int8::Code::Scalar);
+            for (std::int64_t t = 0; t < tokens; ++t) {
+                ASSERT_EQ(std::memcmp(&native[t], &portable[t], sizeof(float)), 0)
+                    << dtype_name(type) << " row " << r << " token " << t << ": " << native[t] << " vs " << portable[t];
+                double reference = 0.0, magnitude = 0.0;
+                for (std::int64_t b = 0; b < blocks; ++b) {
+                    double min = 0.0;  // the block's min term per element (Q4_K: its bound)
+                    auto half_at = [](const std::uint8_t* p) { return fp16_to_fp32(static_cast<std::uint16_t>(p[0] | p[1] << 8)); };
+                    if (type == DType::Q4_1) min = half_at(row + b * 20 + 2);
+                    if (type == DType::Q4_K) min = 63.0 * std::abs(half_at(row + (b / 8) * 144 + 2));
+                    const double dx = q.scale[static_cast<std::size_t>(t * blocks + b)];
+                    for (std::int64_t i = b * 32; i < (b + 1) * 32; ++i) {
+                        const double w = weights[static_cast<std::size_t>(r * cols + i)];
+                        const double xi = dx * q.q[static_cast<std::size_t>(t * cols + i)];
+                        reference += w * xi;
+                        magnitude += (std::abs(w) + 2.0 * std::abs(min)) * std::abs(xi);
+                    }
                 }
+                const double bound = static_cast<double>(blocks + 8) * std::ldexp(1.0, -24) * magnitude;
+                EXPECT_NEAR(native[t], reference, bound) << dtype_name(type) << " row " << r << " token " << t;
+                EXPECT_TRUE(std::isfinite(native[t]));
             }
-            const double bound = static_cast<double>(blocks + 8) * std::ldexp(1.0, -24) * magnitude;
-            EXPECT_NEAR(native[t], reference, bound) << dtype_name(type) << " row " << r << " token " << t;
-            EXPECT_TRUE(std::isfinite(native[t]));
         }
     }
 }

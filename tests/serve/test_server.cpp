@@ -6,10 +6,13 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -378,6 +381,14 @@ bool slots_free_within(const RunningServer& running, std::chrono::seconds deadli
     return false;
 }
 
+sockaddr_in loopback(int port) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return address;
+}
+
 TEST(Server, ClientsThatHangUpFreeTheirSlot) {
     RunningServer running;
     // A stream read up to its first text chunk, then dropped.
@@ -393,10 +404,7 @@ TEST(Server, ClientsThatHangUpFreeTheirSlot) {
     const std::string payload = body.dump();
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     ASSERT_GE(fd, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(running.port()));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const sockaddr_in address = loopback(running.port());
     ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
     const std::string request = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                                 "Content-Length: " + std::to_string(payload.size()) + "\r\n\r\n" + payload;
@@ -407,6 +415,51 @@ TEST(Server, ClientsThatHangUpFreeTheirSlot) {
 
     // The server still answers.
     EXPECT_EQ(post(running, "/v1/chat/completions", chat_body(running, "Hi", 2, 0.0, 0).dump()).status, 200);
+}
+
+// Clients whose replies end in the same batch step reconnect together. The kernel completes the
+// handshake of connections the server has not accepted yet only up to the listen backlog and drops
+// the other SYNs (a second's retransmit each, or a reset request): a burst of connections made
+// before the server accepts any must all be established.
+TEST(Server, ListenBacklogHoldsABurstOfConnections) {
+    ServerOptions options;
+    options.port = 0;
+    options.log_requests = false;
+    Server server(default_model(), {}, RunningServer::small_engine(), options);
+    const int port = server.bind();
+    constexpr int kBurst = 100;  // under 128, the smallest net.core.somaxconn a Linux kernel defaults to
+    std::vector<int> sockets;
+    for (int i = 0; i < kBurst; ++i) {
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        ASSERT_GE(fd, 0);
+        sockets.push_back(fd);
+        const sockaddr_in address = loopback(port);
+        const int connected = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address);
+        ASSERT_TRUE(connected == 0 || errno == EINPROGRESS) << std::strerror(errno);
+    }
+    // Nothing accepts yet, so a handshake completes only in the backlog: at once on loopback, or
+    // never (a dropped SYN's retransmit finds the queue as full as before).
+    std::vector<pollfd> pending;
+    for (const int fd : sockets) pending.push_back({fd, POLLOUT, 0});
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    int established = 0;
+    while (!pending.empty() && std::chrono::steady_clock::now() < deadline) {
+        if (::poll(pending.data(), pending.size(), 100) <= 0) continue;
+        std::erase_if(pending, [&](const pollfd& p) {
+            if (p.revents == 0) return false;
+            int error = 0;
+            socklen_t length = sizeof error;
+            ::getsockopt(p.fd, SOL_SOCKET, SO_ERROR, &error, &length);
+            if (error == 0) ++established;
+            return true;
+        });
+    }
+    EXPECT_EQ(established, kBurst);
+
+    std::thread listening([&server] { server.listen(); });
+    for (const int fd : sockets) ::close(fd);
+    server.shutdown();
+    listening.join();
 }
 
 // The controller's reply to `messages` with the settings a request gets (the request's decoding,

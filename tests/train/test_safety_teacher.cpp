@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <barrier>
 #include <cmath>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
+#include "dist/communicator.h"
 #include "model/kv_cache.h"
 #include "model/lora_adapters.h"
 #include "train/safety_teacher.h"
@@ -102,6 +105,79 @@ TEST(SafetyTeacher, CachesPerExampleIndex) {
     EXPECT_EQ(second.probs, first.probs);
     EXPECT_EQ(teacher.cached_bytes(), 2 * bytes);
     EXPECT_EQ(&teacher.targets(3, example), &first);  // still valid after another insertion
+}
+
+// Two ranks as two threads of this process: a sum adds both ranks' values in rank order.
+struct RankPair {
+    std::barrier<> meet{2};
+    std::vector<double> published[2];
+};
+
+class PairRank final : public dist::Communicator {
+public:
+    PairRank(RankPair& pair, int rank) : pair_(pair), rank_(rank) {}
+    int rank() const override { return rank_; }
+    int size() const override { return 2; }
+    std::string backend() const override { return "thread pair"; }
+    void all_reduce_sum(std::span<float> values) override { sum(values); }
+    void all_reduce_sum(std::span<double> values) override { sum(values); }
+    void broadcast(std::span<std::uint8_t>, int) override { fail("the thread pair does not broadcast"); }
+    void barrier() override { pair_.meet.arrive_and_wait(); }
+    [[noreturn]] void abort_job(const std::string& message) override { fail("{}", message); }
+
+private:
+    template <typename T>
+    void sum(std::span<T> values) {
+        pair_.published[rank_].assign(values.begin(), values.end());  // exact: float and int32 fit a double
+        pair_.meet.arrive_and_wait();
+        for (std::size_t i = 0; i < values.size(); ++i)
+            values[i] = static_cast<T>(pair_.published[0][i]) + static_cast<T>(pair_.published[1][i]);
+        pair_.meet.arrive_and_wait();
+    }
+    RankPair& pair_;
+    int rank_;
+};
+
+TEST(SafetyTeacher, RanksShareWhatEachComputed) {
+    // Four different conversations (another second token each); rank 0's rows hold examples 0 and
+    // 2, rank 1's hold 1 and 3.
+    std::vector<TokenizedExample> examples;
+    for (std::int32_t i = 0; i < 4; ++i) {
+        TokenizedExample example = example_with_teacher();
+        example.tokens[1] = example.teacher_tokens[4] = 12 + i;
+        examples.push_back(example);
+    }
+    const std::vector<std::size_t> fresh{0, 1, 2, 3};
+    const std::vector<int> owners{0, 1, 0, 1};
+    SafetyTeacher one_process(tiny(), 2.0f, 4), rank0(tiny(), 2.0f, 4), rank1(tiny(), 2.0f, 4);
+    for (std::size_t i = 0; i < 4; ++i) (owners[i] == 0 ? rank0 : rank1).targets(i, examples[i]);
+
+    RankPair pair;
+    PairRank first(pair, 0), second(pair, 1);
+    std::thread other([&] { rank1.share(fresh, owners, examples, DataParallel(&second)); });
+    rank0.share(fresh, owners, examples, DataParallel(&first));
+    other.join();
+
+    for (SafetyTeacher* rank : {&rank0, &rank1}) {
+        EXPECT_EQ(rank->computed_examples(), 2u);
+        EXPECT_EQ(rank->cached_examples(), 4u);
+        EXPECT_EQ(rank->cached_bytes(), 4 * examples[0].target_count * (4 * 8 + 4));
+        for (std::size_t i = 0; i < 4; ++i) {
+            SCOPED_TRACE(i);
+            // cached(): targets() returns the shared copy and computes nothing.
+            const TeacherTargets& shared = rank->targets(i, examples[i]);
+            const TeacherTargets& computed = one_process.targets(i, examples[i]);
+            EXPECT_EQ(shared.ids, computed.ids);
+            EXPECT_EQ(shared.probs, computed.probs);  // bit for bit: the owner's values plus zeros
+            EXPECT_EQ(shared.residual, computed.residual);
+        }
+        EXPECT_EQ(rank->computed_examples(), 2u);
+    }
+    EXPECT_NE(one_process.targets(0, examples[0]).probs, one_process.targets(1, examples[1]).probs);
+
+    // An owner that has not computed its example is an error before any message is sent.
+    SafetyTeacher idle(tiny(), 2.0f, 4);
+    EXPECT_THROW(idle.share(fresh, owners, examples, DataParallel(&first)), Error);
 }
 
 TEST(SafetyTeacher, ExampleWithoutTargetsHasNoTeacherRows) {

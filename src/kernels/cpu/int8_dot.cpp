@@ -328,17 +328,27 @@ void dot_tokens_scalar(const RowView& w, const QuantizedRows& x, float* y, std::
 
 #ifdef KINDRED_AVX2
 
-// Tokens first..first + Tokens − 1 of x against the row: each weight block is loaded once for
-// all of them, and each token's accumulators see exactly the operations they see alone. The
-// types with mins (Q4_1, Q4_K) have nibbles 0..15, which maddubs takes as they are; the others'
-// signed values go in as |w| with x carrying w's sign (the same integers either way).
-template <bool SubScales, bool Mins, int Tokens>
-void dot_token_group_avx2(const RowView& w, const QuantizedRows& x, std::int64_t first, float* y, std::int64_t y_stride) {
+// A weight block as the dot reads it: its 32 values (signed, or the nibbles 0..15 of the types
+// with mins), its scale, its min (Q4_1, Q4_K) and its lanes' weights (Q6_K's sub-block scales as
+// int16, otherwise ones).
+struct Block {
+    __m256i q;
+    float scale;
+    float min;
+    __m256i weights;
+};
+
+// Tokens first..first + Tokens − 1 of x against the row whose blocks `block_at(b)` gives: each
+// weight block is read once for all of them, and each token's accumulators see exactly the
+// operations they see alone. The types with mins (Q4_1, Q4_K) have nibbles 0..15, which maddubs
+// takes as they are; the others' signed values go in as |w| with x carrying w's sign (the same
+// integers either way).
+template <bool Mins, int Tokens, typename BlockAt>
+void dot_token_group_avx2(BlockAt block_at, const QuantizedRows& x, std::int64_t first, float* y, std::int64_t y_stride) {
     const std::int64_t blocks = x.blocks;
     const std::int8_t* xq = x.q.data() + first * x.cols;
     const float* xd = x.scale.data() + first * blocks;
     const float* xs = x.scaled_sum.data() + first * blocks;
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[Tokens];
     float mins[Tokens];
     for (int k = 0; k < Tokens; ++k) {
@@ -346,18 +356,16 @@ void dot_token_group_avx2(const RowView& w, const QuantizedRows& x, std::int64_t
         mins[k] = 0.0f;
     }
     for (std::int64_t b = 0; b < blocks; ++b) {
-        const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.q + b * block));
-        const __m256i magnitude = Mins ? wq : _mm256_abs_epi8(wq);
-        const __m256i weights =
-            SubScales ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.sub_scales + b * 16)) : ones;
+        const Block w = block_at(b);
+        const __m256i magnitude = Mins ? w.q : _mm256_abs_epi8(w.q);
         for (int k = 0; k < Tokens; ++k) {
             const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + k * x.cols + b * block));
             // maddubs multiplies unsigned by signed bytes. Adjacent pairs stay within int16
             // (|w| <= 128, |x| <= 127: 2·128·127 < 32768).
-            const __m256i pairs = _mm256_maddubs_epi16(magnitude, Mins ? xv : _mm256_sign_epi8(xv, wq));
-            const __m256i lanes = _mm256_madd_epi16(pairs, weights);
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(w.scale[b] * xd[k * blocks + b]), _mm256_cvtepi32_ps(lanes), acc[k]);
-            if constexpr (Mins) mins[k] = std::fma(w.min[b], xs[k * blocks + b], mins[k]);
+            const __m256i pairs = _mm256_maddubs_epi16(magnitude, Mins ? xv : _mm256_sign_epi8(xv, w.q));
+            const __m256i lanes = _mm256_madd_epi16(pairs, w.weights);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(w.scale * xd[k * blocks + b]), _mm256_cvtepi32_ps(lanes), acc[k]);
+            if constexpr (Mins) mins[k] = std::fma(w.min, xs[k * blocks + b], mins[k]);
         }
     }
     for (int k = 0; k < Tokens; ++k) y[(first + k) * y_stride] = hsum(acc[k]) + mins[k];
@@ -365,9 +373,71 @@ void dot_token_group_avx2(const RowView& w, const QuantizedRows& x, std::int64_t
 
 template <bool SubScales, bool Mins>
 void dot_tokens_avx2(const RowView& w, const QuantizedRows& x, float* y, std::int64_t y_stride) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const auto block_at = [&](std::int64_t b) {
+        return Block{_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.q + b * block)), w.scale[b],
+                     Mins ? w.min[b] : 0.0f,
+                     SubScales ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.sub_scales + b * 16)) : ones};
+    };
     std::int64_t t = 0;
-    for (; t + 4 <= x.tokens; t += 4) dot_token_group_avx2<SubScales, Mins, 4>(w, x, t, y, y_stride);
-    for (; t < x.tokens; ++t) dot_token_group_avx2<SubScales, Mins, 1>(w, x, t, y, y_stride);
+    for (; t + 4 <= x.tokens; t += 4) dot_token_group_avx2<Mins, 4>(block_at, x, t, y, y_stride);
+    for (; t < x.tokens; ++t) dot_token_group_avx2<Mins, 1>(block_at, x, t, y, y_stride);
+}
+
+// Up to four tokens against a packed row, each block unpacked in registers as unpack_avx2 unpacks
+// it to memory (the same values, scales and mins, so the same bits): a decode step reads each
+// weight block once either way, and this way never writes it back out.
+template <bool Mins, typename BlockAt>
+void dot_few_tokens_avx2(BlockAt block_at, const QuantizedRows& x, float* y, std::int64_t y_stride) {
+    switch (x.tokens) {
+        case 1: dot_token_group_avx2<Mins, 1>(block_at, x, 0, y, y_stride); break;
+        case 2: dot_token_group_avx2<Mins, 2>(block_at, x, 0, y, y_stride); break;
+        case 3: dot_token_group_avx2<Mins, 3>(block_at, x, 0, y, y_stride); break;
+        default: dot_token_group_avx2<Mins, 4>(block_at, x, 0, y, y_stride); break;
+    }
+}
+
+constexpr std::int64_t fused_tokens = 4;  // above this, unpacking a row once for all tokens costs less
+
+// False for the types without this form, whose rows are unpacked first: Q5_0, and the K-quants,
+// whose scales are spread over a 256-block (bench/int8_dot: decoding them block by block measured
+// 40-70% slower than unpacking the row at once, a super-block's scales at its first block no
+// faster; this form is 17-32% faster for the rest).
+bool dot_packed_avx2(DType type, const std::uint8_t* src, const QuantizedRows& x, float* y, std::int64_t y_stride) {
+    const __m128i identity = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m256i ones = _mm256_set1_epi16(1);
+    switch (type) {
+        case DType::Q4_0: {
+            const __m128i minus_eight = _mm_sub_epi8(identity, _mm_set1_epi8(8));
+            dot_few_tokens_avx2<false>([&](std::int64_t b) {
+                const std::uint8_t* p = src + b * kQ40Bytes;
+                return Block{nibbles_through_table(p + 2, minus_eight), load_half(p), 0.0f, ones};
+            }, x, y, y_stride);
+            return true;
+        }
+        case DType::Q4_1:
+            dot_few_tokens_avx2<true>([&](std::int64_t b) {
+                const std::uint8_t* p = src + b * kQ41Bytes;
+                return Block{nibbles_through_table(p + 4, identity), load_half(p), load_half(p + 2), ones};
+            }, x, y, y_stride);
+            return true;
+        case DType::Q8_0:
+            dot_few_tokens_avx2<false>([&](std::int64_t b) {
+                const std::uint8_t* p = src + b * kQ80Bytes;
+                return Block{_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2)), load_half(p), 0.0f, ones};
+            }, x, y, y_stride);
+            return true;
+        case DType::MXFP4: {
+            const __m128i values = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Values.data()));
+            dot_few_tokens_avx2<false>([&](std::int64_t b) {
+                const std::uint8_t* p = src + b * kMxfp4Bytes;
+                return Block{nibbles_through_table(p + 1, values), e8m0_to_fp32_half(p[0]), 0.0f, ones};
+            }, x, y, y_stride);
+            return true;
+        }
+        default:
+            return false;
+    }
 }
 
 #endif
@@ -413,6 +483,9 @@ void QuantizedRows::quantize(const float* x, std::int64_t rows, std::int64_t col
 
 void dot_row(DType type, const std::uint8_t* row, const QuantizedRows& x, float* y, std::int64_t y_stride,
              UnpackedRow& w, [[maybe_unused]] Code code) {
+#ifdef KINDRED_AVX2
+    if (code == Code::Native && x.tokens >= 1 && x.tokens <= fused_tokens && dot_packed_avx2(type, row, x, y, y_stride)) return;
+#endif
     const std::int64_t blocks = x.blocks;
     const bool mins = type == DType::Q4_1 || type == DType::Q4_K;
     const bool sub_scales = type == DType::Q6_K;

@@ -11,9 +11,11 @@
 // carries. K-quants use the same 32-blocks (their sub-blocks are 32 or, for Q6_K, two 16s with
 // integer scales applied inside the integer sum), where ggml uses one scale per 256 (Q8_K).
 //
-// Every weight type is first unpacked, a row at a time, to one form: a signed byte per element,
-// an fp32 scale (and min) per 32-block, and for Q6_K the 16-element sub-block scales; the AVX2
-// code then reads each unpacked block once for up to four tokens. A token's result is
+// For more than four tokens every weight row is first unpacked to one form: a signed byte per
+// element, an fp32 scale (and min) per 32-block, and for Q6_K the 16-element sub-block scales; the
+// AVX2 code then reads each unpacked block once for up to four tokens. Up to four tokens (decode)
+// read a Q4_0, Q4_1, Q8_0 or MXFP4 row directly, each block unpacked in registers to the same
+// values. A token's result is
 //   Σ_lanes (Σ_b fl(d_w[b] · d_x[b]) · lane_b) + Σ_b m_w[b] · (d_x[b] · Σq_x[b])
 // where lane_b is one of eight exact integer partial sums of the block (elements 4l..4l+3), each
 // lane accumulated by fused multiply-adds in block order, the lanes summed pairwise (4+4, 2+2,
