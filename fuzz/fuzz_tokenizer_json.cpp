@@ -5,8 +5,11 @@
 // Input layout: tokenizer.json bytes, optionally followed by "\n\x01\n" and tokenizer_config.json.
 // Seeds: tests/corpus/tokenizer-malformed plus small valid byte-level files (all 256 byte tokens, a
 // few merges, added tokens with each flag, each normalizer, Split behaviour and merge spelling, as
-// tests/text/test_tokenizer.cpp's tiny_tokenizer_json builds them). The real ../shared tokenizers
-// (11 and 27 MB) are worth one pass as inputs but too large to mutate. Run with
+// tests/text/test_tokenizer.cpp's tiny_tokenizer_json builds them) and the smallest valid
+// byte_fallback BPE, tests/goldens/tokenizer/byte_fallback/fuzz_seed.json (Prepend + Replace, a Strip
+// decoder; the corpus's bf_*.json files spell the Metaspace and decoder variants). The hostile text
+// below reaches byte_fallback's <0xXX> pieces with invalid and truncated UTF-8. The real ../shared
+// tokenizers (11 and 27 MB) are worth one pass as inputs but too large to mutate. Run with
 //   fuzz_tokenizer_json CORPUS -max_len=8192 -timeout=10 -malloc_limit_mb=128 -max_total_time=600
 // and add each finding to tests/corpus/tokenizer-malformed with its phrase in EXPECTED.json.
 #include <cstddef>

@@ -1,4 +1,7 @@
-// kindred inspect MODEL [--json]: architecture, hyperparameters, tensors, tokenizer summary.
+// kindred inspect MODEL [--json]: architecture, hyperparameters, tensors, tokenizer summary and chat
+// template, of a GGUF file or a Hugging Face checkpoint directory (config.json, safetensors shards,
+// tokenizer files as infer/checkpoint_tokenizer.h reads them). Tensor names and shapes are each
+// file's own: GGUF's names with ggml's dims (innermost first), safetensors' with PyTorch's shape.
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -10,6 +13,9 @@
 #include "core/paths.h"
 #include "formats/gguf.h"
 #include "formats/model_config.h"
+#include "formats/safetensors.h"
+#include "infer/checkpoint_tokenizer.h"
+#include "text/chat_template.h"
 #include "text/tokenizer.h"
 
 namespace kindred::cli {
@@ -49,12 +55,25 @@ void print_text(const nlohmann::json& report) {
         const auto& value = report[key];
         fmt::print("{:<20}  {}\n", key, value.is_string() ? value.get<std::string>() : value.dump());
     }
-    fmt::print("{:<20}  {}\n", "tokenizer", report["tokenizer"].get<std::string>());
+    for (const char* key : {"tokenizer", "add_bos_token", "chat_template"}) {
+        const auto& value = report[key];
+        fmt::print("{:<20}  {}\n", key, value.is_string() ? value.get<std::string>() : value.dump());
+    }
     const auto& tensors = report["tensors"];
-    fmt::print("{:<20}  {}\n", "tensors", tensors.size());
+    fmt::print("{:<20}  {} ({})\n", "tensors", tensors.size(), report["shape_order"].get<std::string>());
     for (const auto& tensor : tensors) {
         fmt::print("  {:<40} {:<6} {}\n", tensor["name"].get<std::string>(), tensor["type"].get<std::string>(),
                    tensor["shape"].dump());
+    }
+}
+
+// Which of Kindred's chat formats the template is (what chat and train would render), from `source`.
+std::string describe_template(const std::string& source, const std::string& where) {
+    if (source.empty()) return "none";
+    try {
+        return fmt::format("{} ({}, {} bytes)", text::ChatTemplate::detect(source, where).name(), where, source.size());
+    } catch (const Error&) {
+        return fmt::format("not one Kindred renders ({}, {} bytes)", where, source.size());
     }
 }
 
@@ -63,19 +82,48 @@ nlohmann::json inspect_gguf(const std::string& path) {
     nlohmann::json report = describe(model_config_from_gguf(file));
     report["path"] = path;
     report["format"] = fmt::format("GGUF v{}", file.version());
+    report["shape_order"] = "ggml dims, innermost first";
     nlohmann::json tensors = nlohmann::json::array();
     for (const auto& tensor : file.tensors()) {
         tensors.push_back({{"name", tensor.name}, {"type", dtype_name(tensor.type)}, {"shape", tensor.dims}});
     }
     report["tensors"] = std::move(tensors);
-    report["tokenizer"] = text::Tokenizer::from_gguf(file.metadata(), file.name()).summary();
+    const text::Tokenizer tokenizer = text::Tokenizer::from_gguf(file.metadata(), file.name());
+    report["tokenizer"] = tokenizer.summary();
+    const gguf::Metadata& metadata = file.metadata();
+    report["add_bos_token"] =
+        metadata.contains("tokenizer.ggml.add_bos_token") && metadata.boolean("tokenizer.ggml.add_bos_token");
+    report["chat_template"] = describe_template(tokenizer.chat_template(), "tokenizer.chat_template");
+    return report;
+}
+
+nlohmann::json inspect_checkpoint(const std::string& directory) {
+    const std::string config_path = directory + "/config.json";
+    if (!std::filesystem::is_regular_file(config_path)) {
+        fail("{}: not a Hugging Face checkpoint: {} is missing", directory, config_path);
+    }
+    nlohmann::json report = describe(model_config_from_hf_file(config_path));
+    const safetensors::Checkpoint checkpoint = safetensors::Checkpoint::open(directory);
+    report["path"] = directory;
+    report["format"] = fmt::format("Hugging Face checkpoint, {} safetensors file{}", checkpoint.files().size(),
+                                   checkpoint.files().size() == 1 ? "" : "s");
+    report["shape_order"] = "PyTorch shape, outermost first";
+    nlohmann::json tensors = nlohmann::json::array();
+    for (const auto& tensor : checkpoint.tensors()) {
+        tensors.push_back({{"name", tensor.name}, {"type", dtype_name(tensor.type)}, {"shape", tensor.shape}});
+    }
+    report["tensors"] = std::move(tensors);
+    const infer::CheckpointTokenizer files = infer::read_checkpoint_tokenizer(directory);
+    report["tokenizer"] = files.tokenizer.summary();
+    report["add_bos_token"] = files.add_bos;
+    report["chat_template"] = describe_template(
+        files.chat_template, std::filesystem::path(files.chat_template_path).filename().string());
     return report;
 }
 
 void run_inspect(const InspectOptions& options) {
     const std::string path = resolve_model_path(options.model);
-    if (std::filesystem::is_directory(path)) fail("{}: Hugging Face model directories are not supported by inspect yet", path);
-    const nlohmann::json report = inspect_gguf(path);
+    const nlohmann::json report = std::filesystem::is_directory(path) ? inspect_checkpoint(path) : inspect_gguf(path);
     if (options.json) {
         fmt::print("{}\n", report.dump(2));
     } else {
@@ -88,7 +136,7 @@ void run_inspect(const InspectOptions& options) {
 void add_inspect_command(CLI::App& app) {
     auto options = std::make_shared<InspectOptions>();
     CLI::App* command = app.add_subcommand("inspect", "Show a model's architecture, hyperparameters, tensors and tokenizer");
-    command->add_option("model", options->model, "GGUF file, or `default` for the embedded SmolLM2-135M-Instruct")->required();
+    command->add_option("model", options->model, "GGUF file, Hugging Face checkpoint directory, or `default` for the embedded SmolLM2-135M-Instruct")->required();
     command->add_flag("--json", options->json, "Print one JSON object instead of text");
     command->callback([options] { run_inspect(*options); });
 }

@@ -1,4 +1,6 @@
-// kindred tokenize: text -> token ids with the model's own tokenizer (no special tokens added).
+// kindred tokenize: text -> token ids with the model's own tokenizer (no special tokens added): a GGUF
+// file's, a Hugging Face checkpoint directory's (infer/checkpoint_tokenizer.h) or a tokenizer.json's.
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -8,6 +10,7 @@
 #include "core/mapped_file.h"
 #include "core/paths.h"
 #include "formats/gguf.h"
+#include "infer/checkpoint_tokenizer.h"
 #include "text/tokenizer.h"
 
 namespace kindred::cli {
@@ -20,11 +23,11 @@ struct TokenizeOptions {
     std::string file;
     bool json = false;
 };
-
-
 text::Tokenizer load_tokenizer(const TokenizeOptions& options) {
     if (!options.tokenizer_json.empty()) return text::Tokenizer::from_hf(options.tokenizer_json);
-    const gguf::File file = gguf::File::open(resolve_model_path(options.model));
+    const std::string path = resolve_model_path(options.model);
+    if (std::filesystem::is_directory(path)) return infer::read_checkpoint_tokenizer(path).tokenizer;
+    const gguf::File file = gguf::File::open(path);
     return text::Tokenizer::from_gguf(file.metadata(), file.name());
 }
 
@@ -47,7 +50,7 @@ void add_tokenize_command(CLI::App& app) {
     auto options = std::make_shared<TokenizeOptions>();
     CLI::App* command = app.add_subcommand("tokenize", "Encode text into token ids (no special tokens added)");
     auto* source = command->add_option_group("tokenizer source");
-    source->add_option("--model", options->model, "GGUF model whose tokenizer to use, or `default`");
+    source->add_option("--model", options->model, "Model whose tokenizer to use: a GGUF file, a Hugging Face checkpoint directory, or `default`");
     source->add_option("--tokenizer", options->tokenizer_json, "Hugging Face tokenizer.json")->check(CLI::ExistingFile);
     source->require_option(1);
     auto* input = command->add_option_group("input");

@@ -1,6 +1,7 @@
 #include "formats/model_config.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <optional>
 
@@ -443,22 +444,32 @@ ModelConfig model_config_from_hf_file(const std::string& path) {
 
 namespace {
 
+// llama.cpp's general.architecture of each family (what its converter writes for the HF model).
+constexpr std::array<std::pair<Architecture, const char*>, 5> kGgufArchitectures{{{Architecture::Llama, "llama"},
+                                                                                   {Architecture::Qwen3, "qwen3"},
+                                                                                   {Architecture::Qwen3Moe, "qwen3moe"},
+                                                                                   {Architecture::GptOss, "gpt-oss"},
+                                                                                   {Architecture::Gemma3, "gemma3"}}};
+
+}  // namespace
+
+const char* gguf_architecture_name(Architecture architecture) {
+    for (const auto& [known, name] : kGgufArchitectures)
+        if (known == architecture) return name;
+    return "unknown";
+}
+
+namespace {
+
 ModelConfig parse_gguf(const gguf::Metadata& metadata) {
     const std::string arch = metadata.string("general.architecture");
     ModelConfig config;
-    if (arch == "llama") {
-        config.architecture = Architecture::Llama;
-    } else if (arch == "qwen3") {
-        config.architecture = Architecture::Qwen3;
-    } else if (arch == "qwen3moe") {
-        config.architecture = Architecture::Qwen3Moe;
-    } else if (arch == "gpt-oss") {
-        config.architecture = Architecture::GptOss;
-    } else if (arch == "gemma3") {
-        config.architecture = Architecture::Gemma3;
-    } else {
+    const auto known = std::find_if(kGgufArchitectures.begin(), kGgufArchitectures.end(),
+                                    [&](const auto& entry) { return arch == entry.second; });
+    if (known == kGgufArchitectures.end()) {
         fail("general.architecture '{}' is not supported (llama, qwen3, qwen3moe, gpt-oss, gemma3)", arch);
     }
+    config.architecture = known->first;
     const auto key = [&](std::string_view name) { return arch + "." + std::string(name); };
     const auto has = [&](std::string_view name) { return metadata.contains(key(name)); };
     const auto integer = [&](std::string_view name) { return metadata.integer(key(name)); };

@@ -88,6 +88,8 @@ struct ModelConfig {
 };
 
 const char* architecture_name(Architecture architecture);  // "llama", "qwen3", ...
+// llama.cpp's general.architecture for the family: "llama", "qwen3", "qwen3moe", "gpt-oss", "gemma3".
+const char* gguf_architecture_name(Architecture architecture);
 
 // Parses an HF config.json (`model_type` llama, qwen3, qwen3_moe, gpt_oss, gemma3_text, or gemma3
 // with a `text_config`), in the current `rope_parameters` format or the older `rope_theta` /

@@ -5,11 +5,10 @@
 #include <utility>
 
 #include "core/error.h"
-#include "core/json.h"
-#include "core/mapped_file.h"
 #include "core/paths.h"
 #include "core/progress.h"
 #include "formats/peft_adapter.h"
+#include "infer/checkpoint_tokenizer.h"
 
 namespace kindred::infer {
 
@@ -160,11 +159,9 @@ void LoadedModel::open_gguf(model::BaseQuantization quantization) {
     }
 }
 
-// An HF checkpoint directory as transformers saves it; tokenizer_config.json is optional (it
-// carries the chat template, the BOS flag and the special tokens' roles).
+// An HF checkpoint directory as transformers saves it; its tokenizer files: infer/checkpoint_tokenizer.h.
 void LoadedModel::open_checkpoint(model::BaseQuantization quantization) {
     const std::string config_path = path_ + "/config.json", tokenizer_path = path_ + "/tokenizer.json";
-    const std::string tokenizer_config_path = path_ + "/tokenizer_config.json";
     for (const std::string& required : {config_path, tokenizer_path})
         if (!std::filesystem::is_regular_file(required))
             fail("{}: not a Hugging Face checkpoint: {} is missing", path_, required);
@@ -173,20 +170,13 @@ void LoadedModel::open_checkpoint(model::BaseQuantization quantization) {
     QuantizeBar bar;
     decoder_.emplace(model::Decoder::from_checkpoint(*checkpoint_, config, quantization, bar.callback()));
     bar.finish(decoder_->weights());
-    const bool has_config = std::filesystem::is_regular_file(tokenizer_config_path);
-    tokenizer_.emplace(text::Tokenizer::from_hf(tokenizer_path, has_config ? tokenizer_config_path : ""));
-    if (has_config) {
-        const nlohmann::json tokenizer_config = read_json_file(tokenizer_config_path, 16 << 20);
-        const auto bos = tokenizer_config.find("add_bos_token");
-        if (bos != tokenizer_config.end() && !bos->is_boolean() && !bos->is_null())
-            fail("{}: add_bos_token must be true or false", tokenizer_config_path);
-        if (bos != tokenizer_config.end() && bos->is_boolean()) add_bos_ = bos->get<bool>();
-    }
-    // transformers 5 saves the template beside tokenizer_config.json rather than inside it.
-    const std::string jinja_path = path_ + "/chat_template.jinja";
-    if (tokenizer_->chat_template().empty() && std::filesystem::is_regular_file(jinja_path)) {
+    CheckpointTokenizer files = read_checkpoint_tokenizer(path_);
+    tokenizer_.emplace(std::move(files.tokenizer));
+    add_bos_ = files.add_bos;
+    // The constructor detects a template the tokenizer carries; transformers 5 keeps it beside.
+    if (tokenizer_->chat_template().empty() && !files.chat_template.empty()) {
         try {
-            chat_template_ = text::ChatTemplate::detect(read_file_text(jinja_path, 1 << 20), name_);
+            chat_template_ = text::ChatTemplate::detect(files.chat_template, name_);
         } catch (const Error& error) {
             chat_template_problem_ = error.what();
         }

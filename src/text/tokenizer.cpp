@@ -109,7 +109,14 @@ struct Tokenizer::Impl {
         PreTokenizer::Scratch scratch;
         std::vector<ByteRange> words;
         std::vector<std::uint32_t> lengths;  // SentencePiece: bytes per id
+        std::string normalized;              // SentencePiece: the text with "▁" spaces
+        std::vector<ByteRange> origin;       // SentencePiece: per normalized byte, the input bytes it stands for
     };
+    // Where a SentencePiece-style tokenizer puts a "▁" before a stretch of text (between added
+    // tokens): never (Gemma), always (HF's Prepend normalizer, Llama 2), unless it starts with a
+    // space (HF's Metaspace pre-tokenizer, prepend_scheme "always"), or only at the input's start
+    // and unless it starts with a space ("first").
+    enum class Prepend { Never, Always, UnlessSpace, FirstUnlessSpace };
 
     std::string source;
     std::vector<std::string> texts;                  // stored text per id
@@ -126,7 +133,10 @@ struct Tokenizer::Impl {
     PreTokenizer pre_tokenizer;
     std::string pre_tokenizer_name;
     std::unique_ptr<BpeModel> bpe;                   // byte-level BPE (tokenizer.ggml.model "gpt2", tokenizer.json)
-    std::unique_ptr<SentencePieceBpe> sentencepiece; // or SentencePiece BPE (tokenizer.ggml.model "llama")
+    std::unique_ptr<SentencePieceBpe> sentencepiece; // or SentencePiece BPE (tokenizer.ggml.model "llama"; byte_fallback)
+    bool spaces_as_pieces = false;                   // tokenizer.json: a Replace or Metaspace writes spaces as "▁"
+    Prepend prepend = Prepend::Never;
+    std::size_t decode_strip = 0;                    // leading spaces decode removes (HF's Strip decoder)
     std::optional<std::int32_t> bos;
     std::optional<std::int32_t> eos;
     std::string chat_template;
@@ -230,6 +240,84 @@ void register_added(std::vector<AddedToken> added, Tokenizer::Impl& impl) {
     }
 }
 
+// The spec's merges as pairs of model ids ranked by their order.
+MergeTable merge_table(const Spec& spec, const BpeModel::WordMap& model_ids) {
+    MergeTable merges;
+    merges.reserve(spec.merges.size());
+    std::string joined;
+    for (std::size_t rank = 0; rank < spec.merges.size(); ++rank) {
+        const auto& [left, right] = spec.merges[rank];
+        const auto a = model_ids.find(left);
+        const auto b = model_ids.find(right);
+        joined = left;
+        joined += right;
+        const auto merged = model_ids.find(joined);
+        if (a == model_ids.end() || b == model_ids.end() || merged == model_ids.end()) {
+            fail("{}: merge {} ('{}' '{}') names a token missing from the vocabulary", spec.source, rank, left, right);
+        }
+        merges.insert(a->second, b->second, static_cast<std::int32_t>(rank), merged->second);
+    }
+    return merges;
+}
+
+// The byte a SentencePiece byte piece stands for: "<0x0A>" -> 10; -1 when the text is not of that form.
+int byte_piece_value(std::string_view text) {
+    const auto hex = [](char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    };
+    if (text.size() != 6 || !text.starts_with("<0x") || text[5] != '>') return -1;
+    const int high = hex(text[3]), low = hex(text[4]);
+    return high < 0 || low < 0 ? -1 : high * 16 + low;
+}
+
+// Decoded bytes of a SentencePiece vocabulary: a byte piece (is_byte) is its byte, "▁" a space;
+// added tokens are literal text.
+void fill_piece_bytes(Tokenizer::Impl& impl, const std::vector<std::uint8_t>& is_added,
+                      const std::vector<std::uint8_t>& is_byte) {
+    impl.bytes_offsets.assign(impl.texts.size() + 1, 0);
+    for (std::size_t id = 0; id < impl.texts.size(); ++id) {
+        const std::string& text = impl.texts[id];
+        if (is_byte[id] != 0) {
+            impl.bytes_arena.push_back(static_cast<char>(byte_piece_value(text)));
+        } else if (is_added[id] != 0) {
+            impl.bytes_arena += text;
+        } else {
+            for (std::size_t pos = 0; pos < text.size();) {
+                const bool space = text.compare(pos, kSpacePiece.size(), kSpacePiece) == 0;
+                impl.bytes_arena += space ? std::string_view(" ") : std::string_view(text).substr(pos, 1);
+                pos += space ? kSpacePiece.size() : 1;
+            }
+        }
+        impl.bytes_offsets[id + 1] = static_cast<std::uint32_t>(impl.bytes_arena.size());
+    }
+}
+
+// tokenizer.json's BPE with byte_fallback (SentencePiece converted: Gemma, Llama 2, Mistral): the
+// merge list ranks joins of characters, <0xXX> pieces stand for bytes no character covers.
+std::shared_ptr<Tokenizer::Impl> build_byte_fallback(Spec spec, std::unique_ptr<Tokenizer::Impl> impl) {
+    BpeModel::WordMap model_ids;
+    std::vector<std::uint8_t> present;
+    const std::vector<std::uint8_t> is_added = fill_vocabulary(spec, *impl, model_ids, present);
+    std::array<std::int32_t, 256> byte_ids;
+    for (int b = 0; b < 256; ++b) {
+        const auto found = model_ids.find(fmt::format("<0x{:02X}>", b));
+        if (found == model_ids.end()) {
+            fail("{}: model.vocab has no byte piece <0x{:02X}>; byte_fallback needs all 256", spec.source, b);
+        }
+        byte_ids[static_cast<std::size_t>(b)] = found->second;
+    }
+    // HF's ByteFallback decoder reads every token spelled <0xXX> as its byte.
+    std::vector<std::uint8_t> is_byte(impl->texts.size(), 0);
+    for (std::size_t id = 0; id < is_byte.size(); ++id)
+        is_byte[id] = is_added[id] == 0 && byte_piece_value(impl->texts[id]) >= 0 ? 1 : 0;
+    fill_piece_bytes(*impl, is_added, is_byte);
+    MergeTable merges = merge_table(spec, model_ids);
+    impl->sentencepiece = std::make_unique<SentencePieceBpe>(std::move(model_ids), std::move(merges), byte_ids,
+                                                             spec.ignore_merges);
+    register_added(std::move(spec.added), *impl);
+    return std::shared_ptr<Tokenizer::Impl>(std::move(impl));
+}
+
 std::shared_ptr<Tokenizer::Impl> build(Spec spec, std::unique_ptr<Tokenizer::Impl> impl) {
     BpeModel::WordMap model_ids;
     std::vector<std::uint8_t> present;
@@ -282,22 +370,7 @@ std::shared_ptr<Tokenizer::Impl> build(Spec spec, std::unique_ptr<Tokenizer::Imp
         }
     }
 
-    MergeTable merges;
-    merges.reserve(spec.merges.size());
-    std::string joined;
-    for (std::size_t rank = 0; rank < spec.merges.size(); ++rank) {
-        const auto& [left, right] = spec.merges[rank];
-        const auto a = model_ids.find(left);
-        const auto b = model_ids.find(right);
-        joined = left;
-        joined += right;
-        const auto merged = model_ids.find(joined);
-        if (a == model_ids.end() || b == model_ids.end() || merged == model_ids.end()) {
-            fail("{}: merge {} ('{}' '{}') names a token missing from the vocabulary", spec.source, rank, left, right);
-        }
-        merges.insert(a->second, b->second, static_cast<std::int32_t>(rank), merged->second);
-    }
-    impl->bpe = std::make_unique<BpeModel>(std::move(byte_ids), std::move(lengths), std::move(merges),
+    impl->bpe = std::make_unique<BpeModel>(std::move(byte_ids), std::move(lengths), merge_table(spec, model_ids),
                                            spec.ignore_merges, std::move(whole_words));
 
     register_added(std::move(spec.added), *impl);
@@ -339,6 +412,23 @@ void parse_normalizer(const nlohmann::json& node, const std::string& where, Toke
         for (std::size_t i = 0; i < list.size(); ++i) parse_normalizer(list[i], fmt::format("{}.normalizers[{}]", where, i), impl);
         return;
     }
+    // SentencePiece-style files (byte_fallback BPE) spell their normalization as these two.
+    if (type == "Replace") {
+        const std::string pattern = string_member(member(node, "pattern", where), "String", where + ".pattern");
+        const std::string content = string_member(node, "content", where);
+        if (pattern != " " || content != kSpacePiece) {
+            fail("{}: Replace '{}' -> '{}' is not supported (only ' ' -> U+2581, SentencePiece's spaces)", where,
+                 pattern, content);
+        }
+        impl.spaces_as_pieces = true;
+        return;
+    }
+    if (type == "Prepend") {
+        const std::string prepend = string_member(node, "prepend", where);
+        if (prepend != kSpacePiece) fail("{}: Prepend '{}' is not supported (only U+2581)", where, prepend);
+        impl.prepend = Tokenizer::Impl::Prepend::Always;
+        return;
+    }
     static const std::array<std::pair<const char*, NormalForm>, 4> forms{
         {{"NFC", NormalForm::NFC}, {"NFD", NormalForm::NFD}, {"NFKC", NormalForm::NFKC}, {"NFKD", NormalForm::NFKD}}};
     for (const auto& [name, form] : forms) {
@@ -349,7 +439,9 @@ void parse_normalizer(const nlohmann::json& node, const std::string& where, Toke
             return;
         }
     }
-    fail("{}: unsupported normalizer type '{}' (supported: NFC, NFD, NFKC, NFKD, Sequence)", where, type);
+    fail("{}: unsupported normalizer type '{}' (supported: NFC, NFD, NFKC, NFKD, Sequence; Replace and Prepend of "
+         "U+2581 with byte_fallback)",
+         where, type);
 }
 
 // Escapes a literal for PCRE2 (HF's Split pattern {"String": ...}).
@@ -395,8 +487,103 @@ void parse_pre_tokenizer(const nlohmann::json& node, const std::string& where, T
         const bool individual = bool_member(node, "individual_digits", false, where);
         impl.pre_tokenizer.add_split({Regex(individual ? R"(\p{N})" : R"(\p{N}+)", where), SplitBehavior::Isolated, false});
     } else {
-        fail("{}: unsupported pre-tokenizer type '{}' (supported: Sequence, Split, ByteLevel, Digits)", where, type);
+        fail("{}: unsupported pre-tokenizer type '{}' (supported: Sequence, Split, ByteLevel, Digits; with byte_fallback "
+             "also Metaspace as the whole pre_tokenizer)",
+             where, type);
     }
+}
+
+// The decoder of a byte_fallback BPE: Sequence of Replace U+2581 -> ' ', ByteFallback, Fuse and, last,
+// Strip of leading spaces (the one a Prepend normalizer added). Sets impl.decode_strip.
+void parse_sentencepiece_decoder(const nlohmann::json& root, const std::string& where, Tokenizer::Impl& impl) {
+    const std::string expected = "a Sequence of Replace U+2581 -> ' ', ByteFallback, Fuse and Strip";
+    if (!root.contains("decoder") || root["decoder"].is_null()) fail("{}: byte_fallback BPE needs a decoder ({})", where, expected);
+    const nlohmann::json& decoder = root["decoder"];
+    const std::string type = string_member(decoder, "type", where);
+    if (type != "Sequence") fail("{}: unsupported decoder '{}' with byte_fallback BPE (expected {})", where, type, expected);
+    const nlohmann::json& list = member(decoder, "decoders", where);
+    if (!list.is_array()) fail("{}: 'decoders' must be an array", where);
+    bool replace = false, byte_fallback = false, fused = false;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        const std::string step_where = fmt::format("{}.decoders[{}]", where, i);
+        const std::string step = string_member(list[i], "type", step_where);
+        if (impl.decode_strip > 0) fail("{}: {} after Strip is not supported (Strip must come last)", step_where, step);
+        if (step == "Replace") {
+            const std::string pattern = string_member(member(list[i], "pattern", step_where), "String", step_where + ".pattern");
+            if (pattern != kSpacePiece || string_member(list[i], "content", step_where) != " ") {
+                fail("{}: only Replace U+2581 -> ' ' is supported", step_where);
+            }
+            replace = true;
+        } else if (step == "ByteFallback") {
+            byte_fallback = true;
+        } else if (step == "Fuse") {
+            fused = true;
+        } else if (step == "Strip") {
+            const nlohmann::json& start = member(list[i], "start", step_where);
+            const nlohmann::json& stop = member(list[i], "stop", step_where);
+            if (string_member(list[i], "content", step_where) != " " || !start.is_number_unsigned() ||
+                start.get<std::uint64_t>() > 8 || !stop.is_number_unsigned() || stop.get<std::uint64_t>() != 0 || !fused) {
+                fail("{}: only Strip of up to 8 leading ' ' after Fuse (content ' ', stop 0) is supported", step_where);
+            }
+            impl.decode_strip = start.get<std::size_t>();
+        } else {
+            fail("{}: unsupported decoder step '{}' (expected {})", step_where, step, expected);
+        }
+    }
+    if (!replace || !byte_fallback) fail("{}: the decoder needs Replace U+2581 -> ' ' and ByteFallback", where);
+}
+
+// The normalizer (parsed before), pre-tokenizer and decoder of a byte_fallback BPE (SentencePiece
+// converted): spaces written as "▁" by a Replace normalizer or a Metaspace pre-tokenizer, perhaps
+// with a "▁" prepended, then any splits of that text (Gemma's Split on ' ' finds none left).
+void parse_sentencepiece_steps(const nlohmann::json& root, const std::string& where, const Spec& spec,
+                               Tokenizer::Impl& impl) {
+    using Prepend = Tokenizer::Impl::Prepend;
+    if (impl.normal_form) fail("{}: normalizer: {} with byte_fallback BPE is not supported", where, impl.normalizer_name);
+    for (std::size_t i = 0; i < spec.added.size(); ++i) {
+        if (spec.added[i].normalized) {
+            fail("{}: added_tokens[{}] '{}' is normalized; with byte_fallback BPE only added tokens with "
+                 "'normalized': false are supported",
+                 where, i, spec.added[i].content);
+        }
+    }
+    const std::string pre_where = where + ": pre_tokenizer";
+    const bool has_pre = root.contains("pre_tokenizer") && !root["pre_tokenizer"].is_null();
+    if (has_pre && string_member(root["pre_tokenizer"], "type", pre_where) == "Metaspace") {
+        const nlohmann::json& pre = root["pre_tokenizer"];
+        if (impl.spaces_as_pieces || impl.prepend != Prepend::Never) {
+            fail("{}: Metaspace after a normalizer that already writes U+2581 is not supported", pre_where);
+        }
+        if (string_member(pre, "replacement", pre_where) != kSpacePiece) fail("{}: 'replacement' must be U+2581", pre_where);
+        const std::string scheme = pre.contains("prepend_scheme") ? string_member(pre, "prepend_scheme", pre_where)
+                                   : bool_member(pre, "add_prefix_space", true, pre_where) ? "always"
+                                                                                           : "never";
+        if (scheme == "always") {
+            impl.prepend = Prepend::UnlessSpace;
+        } else if (scheme == "first") {
+            impl.prepend = Prepend::FirstUnlessSpace;
+        } else if (scheme != "never") {
+            fail("{}: prepend_scheme '{}' is not always, first or never", pre_where, scheme);
+        }
+        impl.spaces_as_pieces = true;
+        if (bool_member(pre, "split", true, pre_where)) {
+            impl.pre_tokenizer.add_split({Regex(std::string(kSpacePiece), pre_where), SplitBehavior::MergedWithNext, false});
+        }
+    } else if (has_pre) {
+        bool byte_level = false;
+        parse_pre_tokenizer(root["pre_tokenizer"], pre_where, impl, byte_level);
+        if (byte_level) fail("{}: a ByteLevel step does not fit byte_fallback BPE (its pieces are characters)", pre_where);
+    }
+    if (!impl.spaces_as_pieces) {
+        fail("{}: byte_fallback BPE needs spaces written as U+2581 (normalizer Replace ' ' -> U+2581, or pre_tokenizer "
+             "Metaspace)",
+             where);
+    }
+    parse_sentencepiece_decoder(root, where + ": decoder", impl);
+    static constexpr std::array<const char*, 4> kPrependNames{"", ", U+2581 prepended", ", U+2581 prepended unless at a space",
+                                                              ", U+2581 prepended at the start unless at a space"};
+    impl.normalizer_name = fmt::format("SentencePiece (spaces as U+2581{})", kPrependNames[static_cast<std::size_t>(impl.prepend)]);
+    impl.pre_tokenizer_name = impl.pre_tokenizer.describe();
 }
 
 // tokenizer_config.json's bos_token/eos_token: a string, {"content": ...} or null.
@@ -466,8 +653,10 @@ std::shared_ptr<Tokenizer::Impl> load_hf(const nlohmann::json& root, const std::
     const nlohmann::json& model = member(root, "model", where);
     const std::string model_where = where + ": model";
     const std::string type = model.contains("type") ? string_member(model, "type", model_where) : "BPE";
-    if (type != "BPE") fail("{}: unsupported tokenizer model '{}' (only byte-level BPE is supported)", model_where, type);
-    if (bool_member(model, "byte_fallback", false, model_where)) fail("{}: byte_fallback BPE is not supported", model_where);
+    if (type != "BPE") {
+        fail("{}: unsupported tokenizer model '{}' (only BPE: byte-level, or with byte_fallback)", model_where, type);
+    }
+    const bool byte_fallback = bool_member(model, "byte_fallback", false, model_where);
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
         if (model.contains(key) && model[key].is_string() && !model[key].get<std::string>().empty()) {
             fail("{}: {} is not supported", model_where, key);
@@ -525,18 +714,30 @@ std::shared_ptr<Tokenizer::Impl> load_hf(const nlohmann::json& root, const std::
     }
 
     parse_normalizer(root.contains("normalizer") ? root["normalizer"] : nlohmann::json(), where + ": normalizer", *impl);
-    bool byte_level = false;
-    if (root.contains("pre_tokenizer") && !root["pre_tokenizer"].is_null()) {
-        parse_pre_tokenizer(root["pre_tokenizer"], where + ": pre_tokenizer", *impl, byte_level);
+    std::shared_ptr<Impl> built;
+    if (byte_fallback) {
+        parse_sentencepiece_steps(root, where, spec, *impl);
+        built = build_byte_fallback(std::move(spec), std::move(impl));
+    } else {
+        if (impl->spaces_as_pieces || impl->prepend != Impl::Prepend::Never) {
+            fail("{}: normalizer: Replace and Prepend of U+2581 belong to byte_fallback BPE, and model.byte_fallback is "
+                 "false",
+                 where);
+        }
+        bool byte_level = false;
+        if (root.contains("pre_tokenizer") && !root["pre_tokenizer"].is_null()) {
+            parse_pre_tokenizer(root["pre_tokenizer"], where + ": pre_tokenizer", *impl, byte_level);
+        }
+        if (!byte_level) {
+            fail("{}: pre_tokenizer has no ByteLevel step; supported are byte-level BPE and BPE with byte_fallback", where);
+        }
+        if (root.contains("decoder") && !root["decoder"].is_null() &&
+            string_member(root["decoder"], "type", where + ": decoder") != "ByteLevel") {
+            fail("{}: unsupported decoder '{}' (only ByteLevel)", where, root["decoder"]["type"].get<std::string>());
+        }
+        impl->pre_tokenizer_name = impl->pre_tokenizer.describe();
+        built = build(std::move(spec), std::move(impl));
     }
-    if (!byte_level) fail("{}: pre_tokenizer has no ByteLevel step; only byte-level BPE is supported", where);
-    if (root.contains("decoder") && !root["decoder"].is_null() &&
-        string_member(root["decoder"], "type", where + ": decoder") != "ByteLevel") {
-        fail("{}: unsupported decoder '{}' (only ByteLevel)", where, root["decoder"]["type"].get<std::string>());
-    }
-    impl->pre_tokenizer_name = impl->pre_tokenizer.describe();
-
-    auto built = build(std::move(spec), std::move(impl));
     if (config != nullptr) {
         if (!config->is_object()) fail("{}: expected a JSON object", config_where);
         // The checks above name keys; a value of an unexpected JSON type still surfaces as
@@ -593,16 +794,6 @@ std::vector<std::int64_t> gguf_token_types(const gguf::Metadata& metadata, std::
     std::vector<std::int64_t> types(count);
     for (std::size_t i = 0; i < count; ++i) types[i] = value_as_integer(array.items[i], where + " tokenizer.ggml.token_type");
     return types;
-}
-
-// The byte a SentencePiece byte piece stands for: "<0x0A>" -> 10; -1 when the text is not of that form.
-int byte_piece_value(std::string_view text) {
-    const auto hex = [](char c) {
-        return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-    };
-    if (text.size() != 6 || !text.starts_with("<0x") || text[5] != '>') return -1;
-    const int high = hex(text[3]), low = hex(text[4]);
-    return high < 0 || low < 0 ? -1 : high * 16 + low;
 }
 
 // tokenizer.ggml.model "llama": SentencePiece BPE. Normal pieces merge by score; byte pieces
@@ -703,29 +894,16 @@ std::shared_ptr<Tokenizer::Impl> load_sentencepiece_gguf(const gguf::Metadata& m
     BpeModel::WordMap model_ids;
     std::vector<std::uint8_t> present;
     const std::vector<std::uint8_t> is_added = fill_vocabulary(spec, *impl, model_ids, present);
-    // Decoded bytes: "▁" is a space, a byte piece its byte; added tokens are literal text.
-    impl->bytes_offsets.assign(impl->texts.size() + 1, 0);
+    std::vector<std::uint8_t> is_byte(impl->texts.size(), 0);
+    for (std::size_t id = 0; id < types.size(); ++id) is_byte[id] = types[id] == kByte ? 1 : 0;
+    fill_piece_bytes(*impl, is_added, is_byte);
     BpeModel::WordMap pieces;
     pieces.reserve(tokens.size());
     for (std::size_t id = 0; id < impl->texts.size(); ++id) {
-        const std::string& text = impl->texts[id];
-        const int byte = id < types.size() && types[id] == kByte ? byte_piece_value(text) : -1;
-        if (byte >= 0) {
-            impl->bytes_arena.push_back(static_cast<char>(byte));
-        } else if (is_added[id] != 0) {
-            impl->bytes_arena += text;
-        } else {
-            for (std::size_t pos = 0; pos < text.size();) {
-                const bool space = text.compare(pos, kSpacePiece.size(), kSpacePiece) == 0;
-                impl->bytes_arena += space ? std::string_view(" ") : std::string_view(text).substr(pos, 1);
-                pos += space ? kSpacePiece.size() : 1;
-            }
-        }
-        impl->bytes_offsets[id + 1] = static_cast<std::uint32_t>(impl->bytes_arena.size());
         // The first of duplicate pieces wins: it has the higher score.
-        if (mergeable[id] != 0 && !text.empty()) pieces.emplace(text, static_cast<std::int32_t>(id));
+        if (mergeable[id] != 0 && !impl->texts[id].empty()) pieces.emplace(impl->texts[id], static_cast<std::int32_t>(id));
     }
-    impl->sentencepiece = std::make_unique<SentencePieceBpe>(std::move(pieces), std::move(scores), byte_ids);
+    impl->sentencepiece = std::make_unique<SentencePieceBpe>(std::move(pieces), scores, byte_ids);
     register_added(std::move(spec.added), *impl);
     return std::shared_ptr<Tokenizer::Impl>(std::move(impl));
 }
@@ -891,24 +1069,36 @@ void split_on_added(const AddedTokenMatcher& matcher, std::string_view text, std
 
 void Tokenizer::Impl::encode_pieces(std::string_view text, std::size_t begin, std::size_t end, EncodeState& state,
                                     Encoding& out) const {
-    // SentencePiece's normalization here is only " " -> "▁"; spans map back through it.
-    std::string normalized;
-    std::vector<std::size_t> origin;  // original byte of each normalized byte
-    normalized.reserve(end - begin + 8);
-    origin.reserve(end - begin + 8);
+    // SentencePiece's normalization: " " -> "▁", perhaps a "▁" prepended (it covers no input byte);
+    // spans map back through it.
+    std::string& normalized = state.normalized;
+    std::vector<ByteRange>& origin = state.origin;
+    normalized.clear();
+    origin.clear();
+    const std::string_view stretch = text.substr(begin, end - begin);
+    const bool at_space = stretch.starts_with(' ') || stretch.starts_with(kSpacePiece);
+    if (prepend == Prepend::Always || (prepend == Prepend::UnlessSpace && !at_space) ||
+        (prepend == Prepend::FirstUnlessSpace && begin == 0 && !at_space)) {
+        normalized += kSpacePiece;
+        origin.insert(origin.end(), kSpacePiece.size(), ByteRange{begin, begin});
+    }
     for (std::size_t pos = begin; pos < end; ++pos) {
         const bool space = text[pos] == ' ';
         normalized += space ? kSpacePiece : text.substr(pos, 1);
-        origin.insert(origin.end(), space ? kSpacePiece.size() : 1, pos);
+        origin.insert(origin.end(), space ? kSpacePiece.size() : 1, ByteRange{pos, pos + 1});
     }
-    const std::size_t first = out.ids.size();
-    state.lengths.clear();
-    sentencepiece->encode(normalized, out.ids, state.lengths);
-    std::size_t at = 0;
-    for (std::size_t i = first; i < out.ids.size(); ++i) {
-        const std::size_t length = state.lengths[i - first];
-        out.spans.emplace_back(origin[at], origin[at + length - 1] + 1);
-        at += length;
+    state.words.clear();
+    pre_tokenizer.split(normalized, 0, normalized.size(), state.words, state.scratch);
+    for (const auto& [word_begin, word_end] : state.words) {
+        const std::size_t first = out.ids.size();
+        state.lengths.clear();
+        sentencepiece->encode(std::string_view(normalized).substr(word_begin, word_end - word_begin), out.ids, state.lengths);
+        std::size_t at = word_begin;
+        for (std::size_t i = first; i < out.ids.size(); ++i) {
+            const std::size_t length = state.lengths[i - first];
+            out.spans.emplace_back(origin[at].first, origin[at + length - 1].second);
+            at += length;
+        }
     }
 }
 
@@ -1002,8 +1192,12 @@ std::string Tokenizer::decode(std::span<const std::int32_t> ids) const {
         impl_->check_id(id);
         result += impl_->bytes_of(id);
     }
-    return result;
+    std::size_t strip = 0;
+    while (strip < impl_->decode_strip && strip < result.size() && result[strip] == ' ') ++strip;
+    return result.erase(0, strip);
 }
+
+std::size_t Tokenizer::decode_strip() const { return impl_->decode_strip; }
 
 std::string_view Tokenizer::token_bytes(std::int32_t id) const {
     impl_->check_id(id);
@@ -1039,9 +1233,10 @@ std::string Tokenizer::summary() const {
     };
     const std::string model =
         impl.sentencepiece
-            ? fmt::format("SentencePiece BPE tokenizer from {}: {} tokens ({} added, {} special), {} scored pieces, "
-                          "byte fallback",
-                          impl.source, impl.texts.size(), impl.added.size(), count_special, impl.sentencepiece->piece_count())
+            ? fmt::format("SentencePiece BPE tokenizer from {}: {} tokens ({} added, {} special), {}, byte fallback",
+                          impl.source, impl.texts.size(), impl.added.size(), count_special,
+                          impl.sentencepiece->by_score() ? fmt::format("{} scored pieces", impl.sentencepiece->piece_count())
+                                                         : fmt::format("{} merges", impl.sentencepiece->merge_count()))
             : fmt::format("Byte-level BPE tokenizer from {}: {} tokens ({} added, {} special), {} merges", impl.source,
                           impl.texts.size(), impl.added.size(), count_special, impl.bpe->merge_count());
     return fmt::format(
@@ -1050,10 +1245,20 @@ std::string Tokenizer::summary() const {
         impl.chat_template.empty() ? std::string("none") : fmt::format("{} characters", impl.chat_template.size()));
 }
 
-StreamingDecoder::StreamingDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+StreamingDecoder::StreamingDecoder(const Tokenizer& tokenizer)
+    : tokenizer_(tokenizer), strip_left_(tokenizer.decode_strip()) {}
 
 std::string StreamingDecoder::push(std::int32_t id) {
     pending_ += tokenizer_.token_bytes(id);
+    // Until the first other byte, leading spaces go as decode() drops them.
+    while (strip_left_ > 0 && !pending_.empty()) {
+        if (pending_[0] != ' ') {
+            strip_left_ = 0;
+            break;
+        }
+        pending_.erase(0, 1);
+        --strip_left_;
+    }
     const std::size_t ready = utf8_complete_prefix(pending_);
     std::string out = pending_.substr(0, ready);
     pending_.erase(0, ready);

@@ -1,6 +1,6 @@
 // text/tokenizer.h — the tokenizer every other room talks to: byte-level BPE built from GGUF
-// metadata (tokenizer.ggml.*) or an HF tokenizer.json, or SentencePiece BPE from GGUF metadata
-// (Gemma; text/sentencepiece_bpe.h). It encodes text to ids with byte spans,
+// metadata (tokenizer.ggml.*) or an HF tokenizer.json, or SentencePiece BPE (text/sentencepiece_bpe.h)
+// from GGUF metadata or a tokenizer.json whose BPE has byte_fallback (Gemma, Llama 2, Mistral). It encodes text to ids with byte spans,
 // decodes ids to the exact bytes, and streams decoded text without splitting a character.
 // Encoding follows HF `tokenizers` (added tokens first, then normalizer, pre-tokenizer, BPE)
 // so that the ids match the reference implementation the models were trained with.
@@ -42,7 +42,10 @@ public:
     // byte fallback; add_space_prefix must be false, as Gemma's). `name` (the file), when given,
     // starts every error message.
     static Tokenizer from_gguf(const gguf::Metadata& metadata, const std::string& name = {});
-    // tokenizer_config.json, when given, supplies chat_template and the bos/eos tokens.
+    // Byte-level BPE, or BPE with byte_fallback over "▁" spaces (normalizer Replace/Prepend or a
+    // Metaspace pre-tokenizer; decoder Replace, ByteFallback, Fuse, Strip); any other variant is an
+    // Error naming its key. tokenizer_config.json, when given, supplies chat_template and the
+    // bos/eos tokens.
     static Tokenizer from_hf(const std::string& tokenizer_json_path, const std::string& tokenizer_config_path = {});
     // The same from file contents already in memory; `name` stands in for the path in messages.
     static Tokenizer from_hf_json(std::string_view tokenizer_json,
@@ -61,9 +64,12 @@ public:
     // whose messages spell no control token the ids equal encode_with_spans(text), i.e. HF's.
     Encoding encode_with_markup(std::string_view text, std::span<const std::pair<std::size_t, std::size_t>> markup) const;
     std::vector<std::int32_t> encode(std::string_view text, bool parse_special = true) const;
-    // The exact bytes (possibly not valid UTF-8 when ids end mid-character); throws Error
-    // for an id outside the vocabulary.
+    // The exact bytes (possibly not valid UTF-8 when ids end mid-character), less the leading
+    // spaces a SentencePiece-style tokenizer.json's Strip decoder removes (decode_strip(): the
+    // "▁" its Prepend normalizer added; HF's decode drops it too); throws Error for an id outside
+    // the vocabulary.
     std::string decode(std::span<const std::int32_t> ids) const;
+    std::size_t decode_strip() const;
     // The bytes token `id` stands for; throws Error for an id outside the vocabulary.
     std::string_view token_bytes(std::int32_t id) const;
     std::string_view token_text(std::int32_t id) const;  // vocab entry as stored; "" for an unused id
@@ -85,7 +91,8 @@ private:
 // Turns ids into text as they are generated: each push returns the bytes that now form
 // complete UTF-8 characters and holds back a character's leading bytes until it is whole.
 // Bytes that can never become valid UTF-8 are passed through, so the concatenation of all
-// pushes and finish() always equals Tokenizer::decode of the same ids.
+// pushes and finish() always equals Tokenizer::decode of the same ids (decode_strip included:
+// the stream is read as a whole sequence, not a continuation).
 class StreamingDecoder {
 public:
     explicit StreamingDecoder(const Tokenizer& tokenizer);
@@ -95,6 +102,7 @@ public:
 private:
     Tokenizer tokenizer_;  // a cheap shared handle, so the decoder cannot outlive its vocabulary
     std::string pending_;
+    std::size_t strip_left_ = 0;  // leading spaces still to drop
 };
 
 }  // namespace kindred::text

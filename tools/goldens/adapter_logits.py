@@ -21,6 +21,8 @@ import torch
 import transformers
 from safetensors.torch import save_file
 
+from inference import chat_prompt_ids
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "goldens", "adapter_logits")
 DEFAULT_GGUF = os.path.expanduser("~/.cache/kindred/models/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -71,11 +73,7 @@ def main():
     chats = []
     with torch.no_grad():
         for prompt in PROMPTS:
-            ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "keys"):
-                ids = ids["input_ids"]
-            ids = list(ids)
+            ids = chat_prompt_ids(tokenizer, prompt)
             last = model(input_ids=torch.tensor([ids])).logits[0, -1]
             base_last = None
             with model.disable_adapter():

@@ -63,6 +63,17 @@ CASES = [
 ]
 
 
+def ids_both_ways(backend, text):
+    """A `tokenizers` Tokenizer's ids for text with control tokens parsed, and with them as text
+    (split_special_tokens, Kindred's parse_special=false); no BOS/EOS added."""
+    backend.encode_special_tokens = False
+    ids = backend.encode(text, add_special_tokens=False).ids
+    backend.encode_special_tokens = True
+    as_text = backend.encode(text, add_special_tokens=False).ids
+    backend.encode_special_tokens = False
+    return ids, as_text
+
+
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_GGUF
     directory, name = os.path.split(path)
@@ -74,15 +85,11 @@ def main():
 
     cases = []
     for text in texts:
-        backend.encode_special_tokens = False
-        ids = backend.encode(text, add_special_tokens=False).ids
-        backend.encode_special_tokens = True
-        as_text = backend.encode(text, add_special_tokens=False).ids
+        ids, as_text = ids_both_ways(backend, text)
         case = {"text": text, "ids": ids}
         if as_text != ids:
             case["ids_specials_as_text"] = as_text
         cases.append(case)
-    backend.encode_special_tokens = False
     record = {"source": name, "transformers_version": transformers.__version__, "corpus_stride": CORPUS_STRIDE,
               "vocab_size": len(tokenizer), "bos_id": tokenizer.bos_token_id, "eos_id": tokenizer.eos_token_id,
               "cases": cases}

@@ -78,6 +78,34 @@ def logits_record(ids, logits):
     return {"ids": ids, "positions": positions}
 
 
+def chat_prompt_ids(tokenizer, prompt):
+    """The ids of one user message rendered by the chat template with the generation prompt."""
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def greedy_chats(model, tokenizer, prompts, new_tokens, pad_token_id):
+    """Per prompt (one user message, the template's generation prompt): prompt ids, greedy ids, text."""
+    chats = []
+    with torch.no_grad():
+        for prompt in prompts:
+            ids = chat_prompt_ids(tokenizer, prompt)
+            # Stops early at end-of-turn; the C++ test generates as many tokens as stored.
+            out = model.generate(torch.tensor([ids]), max_new_tokens=new_tokens, do_sample=False,
+                                 pad_token_id=pad_token_id)
+            generated = out[0, len(ids):].tolist()
+            # The smallest top-1/top-2 logit gap along the path says how robust the greedy path is
+            # to fp32 accumulation-order differences.
+            full = model(out[:, :-1]).logits[0, len(ids) - 1:]
+            top2 = torch.topk(full, 2).values
+            chats.append({"prompt": prompt, "prompt_ids": ids, "generated_ids": generated,
+                          "min_top2_gap": float(f"{(top2[:, 0] - top2[:, 1]).min().item():.6g}"),
+                          "text": tokenizer.decode(generated)})
+    return chats
+
+
 def smollm2(gguf_path):
     directory, name = os.path.split(gguf_path)
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory, gguf_file=name)
@@ -95,25 +123,7 @@ def smollm2(gguf_path):
         sequences[longest]["last_logits"] = rounded(logits.tolist())
     write("smollm2_logits.json", {"source": name, "sequences": sequences})
 
-    chats = []
-    with torch.no_grad():
-        for prompt in CHAT_PROMPTS:
-            ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "keys"):
-                ids = ids["input_ids"]
-            ids = list(ids)
-            # Stops early at end-of-turn; the C++ test generates as many tokens as stored.
-            out = model.generate(torch.tensor([ids]), max_new_tokens=GREEDY_NEW_TOKENS, do_sample=False,
-                                 pad_token_id=tokenizer.eos_token_id)
-            generated = out[0, len(ids):].tolist()
-            # The smallest top-1/top-2 logit gap along the path says how robust the greedy path is
-            # to fp32 accumulation-order differences.
-            full = model(out[:, :-1]).logits[0, len(ids) - 1:]
-            top2 = torch.topk(full, 2).values
-            chats.append({"prompt": prompt, "prompt_ids": ids, "generated_ids": generated,
-                          "min_top2_gap": float(f"{(top2[:, 0] - top2[:, 1]).min().item():.6g}"),
-                          "text": tokenizer.decode(generated)})
+    chats = greedy_chats(model, tokenizer, CHAT_PROMPTS, GREEDY_NEW_TOKENS, tokenizer.eos_token_id)
     write("smollm2_greedy.json", {"source": name, "new_tokens": GREEDY_NEW_TOKENS, "chats": chats})
 
     with torch.no_grad():
