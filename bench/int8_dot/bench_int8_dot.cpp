@@ -1,5 +1,6 @@
 // kindred_bench_int8_dot [--reps R] [--max-tokens T]: microseconds per kernels::matmul_forward of
-// 1, 2, 4, ... T tokens against quantized weights of the shapes the seed models decode with, in
+// 1, 2, 4, ... T tokens against quantized weights of the shapes the seed models decode with (and
+// SmolLM2's with an NF4 base quantized at load, which has no integer dot: its Int8 rows are fp32), in
 // Precision::F32 (fp32 mat-vec below 4 tokens, dequantized panels and sgemm from 4) and
 // Precision::Int8 (8-bit activations, integer dots), on core/thread_pool's threads (KINDRED_THREADS).
 // Each cell is the best of R runs in wall time. Output: one JSON object per line.
@@ -39,6 +40,9 @@ constexpr Shape shapes[] = {
     {"Qwen3-30B-A3B expert gate/up (Q4_K)", DType::Q4_K, 768, 2048},
     {"Qwen3-30B-A3B expert down (Q4_K)", DType::Q4_K, 2048, 768},
     {"Qwen3-30B-A3B output, 8192 rows (Q6_K)", DType::Q6_K, 8192, 2048},
+    {"SmolLM2 q/o (NF4)", DType::NF4, 576, 576},
+    {"SmolLM2 gate/up (NF4)", DType::NF4, 1536, 576},
+    {"SmolLM2 down (NF4)", DType::NF4, 576, 1536},
 };
 
 int run(int argc, char** argv) {
@@ -54,9 +58,8 @@ int run(int argc, char** argv) {
                            .dump());
     std::mt19937 rng(7);
     for (const Shape& s : shapes) {
-        // Bytes in [0x30, 0x3f]: every fp16 and e8m0 scale field is then an ordinary normal number.
-        std::vector<std::uint8_t> weights(kindred::row_bytes(s.type, static_cast<std::uint64_t>(s.cols)) *
-                                          static_cast<std::size_t>(s.rows));
+        // Bytes in [0x30, 0x3f]: every fp16, fp32 and e8m0 scale field is then an ordinary normal number.
+        std::vector<std::uint8_t> weights(kindred::matrix_bytes(s.type, static_cast<std::uint64_t>(s.rows * s.cols)));
         for (auto& b : weights) b = static_cast<std::uint8_t>(0x30 + rng() % 16);
         const kindred::kernels::Matrix w{s.type, s.rows, s.cols, weights.data()};
         std::uniform_real_distribution<float> unit(-1.0f, 1.0f);

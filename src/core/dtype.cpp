@@ -51,7 +51,7 @@ constexpr std::array kTable{
     Entry{DType::NVFP4, {"NVFP4", 64, 36, false, true}},
     Entry{DType::Q1_0, {"Q1_0", 128, 18, false, true}},
     Entry{DType::U8, {"U8", 1, 1, false, false}},
-    Entry{DType::NF4, {"NF4", 64, 36, true, false}},  // absmax:f32, qs[32]
+    Entry{DType::NF4, {"NF4", 64, 33, true, false}},  // qs[32] and the absmax code; per tensor: Nf4Layout
 };
 
 // dtype_info sits on the per-row path of matmul and dequantize, so ids index a table
@@ -70,6 +70,9 @@ constexpr std::array<int, kMaxGgmlId> kByGgmlId = [] {
 const Entry* lookup(DType type) {
     const auto id = static_cast<std::uint32_t>(type);
     if (id < kMaxGgmlId) return kByGgmlId[id] < 0 ? nullptr : &kTable[static_cast<std::size_t>(kByGgmlId[id])];
+    // NF4, outside ggml's ids, is asked for on every row a kernel reads: found without a search.
+    static_assert(kTable.back().type == DType::NF4);
+    if (type == DType::NF4) return &kTable.back();
     for (const Entry& entry : kTable) {
         if (entry.type == type) return &entry;
     }
@@ -108,6 +111,33 @@ std::uint64_t row_bytes(DType type, std::uint64_t elements) {
         fail("{} elements of type {} overflow a 64-bit byte count", elements, info.name);
     }
     return blocks * info.block_bytes;
+}
+
+// Arithmetic only (no table lookup): the kernels ask for it on every row they read.
+Nf4Layout nf4_layout(std::uint64_t elements) {
+    constexpr auto block = static_cast<std::uint64_t>(kNf4BlockSize);
+    constexpr auto nested = static_cast<std::uint64_t>(kNf4NestedBlockSize);
+    if (elements % block != 0)
+        fail("{} elements of type NF4 are not a whole number of {}-element blocks", elements, block);
+    Nf4Layout layout;
+    layout.blocks = elements / block;
+    layout.groups = (layout.blocks + nested - 1) / nested;
+    layout.absmax_codes = elements / 2;
+    layout.nested = (layout.absmax_codes + layout.blocks + 3) / 4 * 4;
+    layout.bytes = layout.nested + 4 * (layout.groups + 1);
+    return layout;
+}
+
+std::uint64_t matrix_bytes(DType type, std::uint64_t elements) {
+    return type == DType::NF4 ? nf4_layout(elements).bytes : row_bytes(type, elements);
+}
+
+std::uint64_t tensor_bytes(DType type, const std::vector<std::int64_t>& shape) {
+    std::uint64_t elements = 1;
+    for (const std::int64_t d : shape) elements *= static_cast<std::uint64_t>(d);
+    if (type != DType::NF4 || shape.size() < 3) return matrix_bytes(type, elements);
+    const auto matrices = static_cast<std::uint64_t>(shape[0]);
+    return matrices * matrix_bytes(type, matrices == 0 ? 0 : elements / matrices);
 }
 
 }  // namespace kindred

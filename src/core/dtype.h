@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 namespace kindred {
 
@@ -19,8 +20,8 @@ enum class DType : std::uint32_t {
     // Not a ggml type: safetensors' U8. Its id sits far above ggml's range so that
     // dtype_from_ggml_id never yields it and a future ggml id cannot collide with it.
     U8 = 0x10000,
-    // Not a ggml type either: bitsandbytes' NF4 in Kindred's block layout (kernels/quantize.h), made
-    // only by quantizing a checkpoint at load, never read from a file.
+    // Not a ggml type either: bitsandbytes' NF4 with double quantization, laid out as bitsandbytes
+    // keeps it (Nf4Layout below), made only by quantizing a checkpoint at load, never read from a file.
     NF4 = 0x10001,
 };
 
@@ -45,5 +46,31 @@ std::optional<DType> dtype_from_name(std::string_view name);
 // Bytes taken by `elements` consecutive elements of `type`. Throws Error when `elements`
 // is not a whole number of blocks or the byte count overflows 64 bits.
 std::uint64_t row_bytes(DType type, std::uint64_t elements);
+
+// NF4 is quantized per tensor (each matrix of an expert stack on its own), not per block: the 8-bit
+// codes of its 64-element blocks' absmax values share one fp32 scale per 256 blocks of the flattened
+// tensor, and one fp32 offset. A nested group straddles rows wherever a row is not a multiple of
+// 256 blocks, so a row's bytes do not hold all it needs; the kernels find a block's parts by its
+// flat index from the tensor's start. Byte offsets there of a tensor of `elements` elements:
+//   [0, elements / 2)        the packed codes, element 2i in the high nibble of byte i
+//   absmax_codes             one 8-bit code per block (row_bytes counts these and the codes: 33 bytes a block)
+//   nested (4-byte aligned)  one fp32 absmax per 256 blocks, then the fp32 offset; `bytes` in all
+// That is bitsandbytes' QuantState (weight, absmax, state2.absmax, offset): 4 + 8/64 + 32/(64·256)
+// = 4.127 bits a weight, plus at most 3 bytes of padding and the 4-byte offset per tensor.
+inline constexpr std::int64_t kNf4BlockSize = 64;         // elements per absmax (QLoRA's choice)
+inline constexpr std::int64_t kNf4NestedBlockSize = 256;  // absmax values per nested fp32 absmax
+struct Nf4Layout {
+    std::uint64_t blocks = 0, groups = 0;  // 64-element blocks, 256-block nested groups
+    std::uint64_t absmax_codes = 0, nested = 0, bytes = 0;
+};
+// Throws Error when `elements` is not a whole number of blocks.
+Nf4Layout nf4_layout(std::uint64_t elements);
+
+// Bytes of one matrix of `elements` elements stored in `type`: row_bytes, and for NF4 the rest of
+// its layout (nested scales, offset, padding).
+std::uint64_t matrix_bytes(DType type, std::uint64_t elements);
+// Bytes of a tensor of `shape` (outermost first) stored in `type`; a 3-D tensor is a stack of
+// shape[0] matrices. (A vector, not a span: the CUDA files include this header as C++17.)
+std::uint64_t tensor_bytes(DType type, const std::vector<std::int64_t>& shape);
 
 }  // namespace kindred

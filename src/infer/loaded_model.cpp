@@ -131,11 +131,7 @@ public:
     void finish(const model::Weights& weights) {
         if (!bar_) return;
         std::uint64_t bytes = 0;
-        for (const auto& [name, view] : weights.all()) {
-            std::uint64_t elements = 1;
-            for (const auto d : view.shape) elements *= static_cast<std::uint64_t>(d);
-            bytes += row_bytes(view.type, elements);
-        }
+        for (const auto& [name, view] : weights.all()) bytes += tensor_bytes(view.type, view.shape);
         bar_->finish({{"frozen_weights_MiB", static_cast<double>(bytes) / (1 << 20)}});
     }
 

@@ -73,9 +73,10 @@ private:
 // fp32 value (so F16 output equals fp32_to_fp16(dequantize_row(...)) bit for bit).
 enum class OutputType { F32, F16, BF16 };
 
-// Dequantizes `n` elements of `type` from device `src` (row_bytes(type, n) bytes) into device `dst`.
-// Supports F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, MXFP4; throws Error for other types, for
-// negative `n` or when `n` is not a whole number of blocks.
+// Dequantizes `n` elements of `type` from device `src` (matrix_bytes(type, n) bytes; for NF4 a whole
+// tensor, as kernels/dequantize.h's dequantize_row) into device `dst`. Supports F32, F16, BF16,
+// Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K, MXFP4, NF4; throws Error for other types, for negative `n` or
+// when `n` is not a whole number of blocks.
 void dequantize(DType type, const void* src, void* dst, OutputType out, std::int64_t n);
 
 // Operand precision of a GEMM; accumulation is fp32 in all four. F32 is full fp32 (no TF32);

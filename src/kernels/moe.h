@@ -101,8 +101,9 @@ struct ExpertMatrices {
     Matrix expert(std::int64_t e) const { return {type, rows, cols, slices[e]}; }
 };
 
-// Slices of a contiguous [experts x rows x cols] stack (a GGUF 3-D expert tensor) starting at
-// `data`, into `slices` (resized to experts).
+// Slices of a contiguous [experts x rows x cols] stack (a GGUF 3-D expert tensor, or a stack
+// quantized at load: each expert's matrix matrix_bytes apart) starting at `data`, into `slices`
+// (resized to experts).
 void expert_slices(std::vector<const void*>& slices, const void* data, DType type, std::int64_t experts,
                    std::int64_t rows, std::int64_t cols);
 

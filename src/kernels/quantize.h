@@ -17,9 +17,10 @@
 // 64-element block of the flattened tensor, elements times 1/absmax are bucketed into the 16-value
 // codebook, two codes a byte (even element in the high nibble); the absmax values, less their
 // mean (the offset), are quantized again with bitsandbytes' signed dynamic 8-bit map in blocks of
-// 256, each with an fp32 absmax (double quantization). The kernels read DType::NF4 blocks (64
-// elements: the block's absmax as fp32, restored from the double quantization exactly as
-// bitsandbytes dequantizes it, then the 32 code bytes), which nf4_blocks writes from that state.
+// 256, each with an fp32 absmax (double quantization). In memory a DType::NF4 tensor is that state
+// as bitsandbytes keeps it (core/dtype.h's Nf4Layout, written by nf4_pack; 4.127 bits a weight):
+// the kernels restore each block's absmax as they read it, code[absmax_q] · absmax2 + offset in fp32
+// (a product and a sum, each rounded), the bits bitsandbytes' dequantize_blockwise gives.
 #pragma once
 
 #include <array>
@@ -36,9 +37,6 @@ inline constexpr std::array<float, 16> kNf4Codebook = {
     -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
     0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
     0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
-
-inline constexpr std::int64_t kNf4BlockSize = 64;         // elements per absmax (QLoRA's choice)
-inline constexpr std::int64_t kNf4NestedBlockSize = 256;  // absmax values per nested absmax
 
 // bitsandbytes' signed dynamic 8-bit map (create_dynamic_map(signed=True)), ascending: the code of
 // the double-quantized absmax values.
@@ -66,9 +64,10 @@ void quantize_q5_0(DType type, const void* src, void* dst, std::int64_t n);
 Nf4State quantize_nf4(DType type, const void* src, std::int64_t n);
 
 // Each 64-block's absmax as bitsandbytes restores it: code[absmax_q] * absmax2 + offset (fp32).
+// The reference the kernels' block-by-block restoration is tested against.
 std::vector<float> nf4_absmax(const Nf4State& state);
 
-// The DType::NF4 blocks of `state` (row_bytes(NF4, state.elements) bytes at `dst`).
-void nf4_blocks(const Nf4State& state, void* dst);
+// The DType::NF4 tensor of `state` (matrix_bytes(NF4, state.elements) bytes at `dst`).
+void nf4_pack(const Nf4State& state, void* dst);
 
 }  // namespace kindred

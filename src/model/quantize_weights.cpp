@@ -74,8 +74,8 @@ QuantizationSummary quantize_weights(Weights& weights, BaseQuantization quantiza
             fail("{}: tensor '{}' has rows of {} elements, not whole {}-element {} blocks; it cannot be quantized "
                  "with {} (Kindred does not pad rows: the kernels and adapters see the stored shape)",
                  weights.source(), name, cols, block, dtype_name(target), base_quantization_name(quantization));
-        const auto in_bytes = row_bytes(view.type, static_cast<std::uint64_t>(rows * cols));
-        const auto out_bytes = row_bytes(target, static_cast<std::uint64_t>(rows * cols));
+        const auto in_bytes = matrix_bytes(view.type, static_cast<std::uint64_t>(rows * cols));
+        const auto out_bytes = matrix_bytes(target, static_cast<std::uint64_t>(rows * cols));
         const std::vector<const std::uint8_t*> sources = matrices(view, in_bytes);
         std::vector<std::uint8_t> quantized(out_bytes * sources.size());
         for (std::size_t m = 0; m < sources.size(); ++m) {
@@ -84,7 +84,7 @@ QuantizationSummary quantize_weights(Weights& weights, BaseQuantization quantiza
                 if (target == DType::NF4) {
                     // bitsandbytes quantizes each Linear's weight (each expert's, for a stack) as one
                     // flattened tensor: its double quantization spans rows.
-                    nf4_blocks(quantize_nf4(view.type, sources[m], rows * cols), out);
+                    nf4_pack(quantize_nf4(view.type, sources[m], rows * cols), out);
                 } else if (target == DType::Q4_K) {
                     quantize_q4_k(view.type, sources[m], out, rows * cols);
                 } else {

@@ -37,11 +37,9 @@ void Weights::replace_owned(std::string_view name, WeightView view, std::vector<
     }
     if (!was_owned) {
         // A view into a file mapping: its pages need not stay resident beside the replacement.
-        std::uint64_t elements = 1;
-        for (std::size_t i = old.slices.empty() ? 0 : 1; i < old.shape.size(); ++i) elements *= static_cast<std::uint64_t>(old.shape[i]);
-        const std::uint64_t bytes = row_bytes(old.type, elements);
-        if (old.slices.empty()) release_mapped_pages(old.data, bytes);
-        for (const void* slice : old.slices) release_mapped_pages(slice, bytes);
+        if (old.slices.empty()) release_mapped_pages(old.data, tensor_bytes(old.type, old.shape));
+        const std::vector<std::int64_t> matrix(old.shape.begin() + (old.slices.empty() ? 0 : 1), old.shape.end());
+        for (const void* slice : old.slices) release_mapped_pages(slice, tensor_bytes(old.type, matrix));
     }
     owned_.push_back(std::move(bytes));
     view.data = owned_.back().data();

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -51,6 +52,25 @@ TEST(DType, RowBytes) {
     EXPECT_EQ(row_bytes(DType::Q6_K, 512), 420u);
     EXPECT_THROW(row_bytes(DType::Q4_1, 33), Error);
     EXPECT_THROW(row_bytes(DType::F64, std::numeric_limits<std::uint64_t>::max() / 4), Error);
+}
+
+TEST(DType, Nf4LayoutKeepsBitsandbytesStatePerTensor) {
+    // 37 x 576: 333 blocks of 64, two nested groups (256 + 77 blocks).
+    const Nf4Layout layout = nf4_layout(37 * 576);
+    EXPECT_EQ(layout.blocks, 333u);
+    EXPECT_EQ(layout.groups, 2u);
+    EXPECT_EQ(layout.absmax_codes, 37u * 288u);              // after the packed codes
+    EXPECT_EQ(layout.nested, (37u * 288u + 333u + 3) / 4 * 4);  // 4-byte aligned
+    EXPECT_EQ(layout.bytes, layout.nested + 2 * 4 + 4);        // two nested scales and the offset
+    EXPECT_EQ(row_bytes(DType::NF4, 576), 9u * 33u);
+    EXPECT_EQ(matrix_bytes(DType::NF4, 37 * 576), layout.bytes);
+    EXPECT_EQ(matrix_bytes(DType::Q4_1, 37 * 576), row_bytes(DType::Q4_1, 37 * 576));
+    EXPECT_THROW(nf4_layout(96), Error);
+    // A stack's matrices each carry their own scales; other types' tensors are their elements' bytes.
+    const std::vector<std::int64_t> stack = {3, 37, 576}, matrix = {37, 576};
+    EXPECT_EQ(tensor_bytes(DType::NF4, stack), 3 * layout.bytes);
+    EXPECT_EQ(tensor_bytes(DType::NF4, matrix), layout.bytes);
+    EXPECT_EQ(tensor_bytes(DType::Q4_1, stack), row_bytes(DType::Q4_1, 3 * 37 * 576));
 }
 
 }  // namespace

@@ -37,13 +37,22 @@ std::vector<T> from_hex(const std::string& hex) {
 
 // Random bytes are valid quants for every format here; only the fp16 scale fields need sane
 // values (random bits could be inf/NaN). Offsets of the fp16 fields per block, from ggml's layouts.
+// NF4's scales are per tensor (core/dtype.h's Nf4Layout): random codes and absmax codes, and
+// nested scales below the offset, so that every restored absmax is positive, as a quantizer's is.
 inline std::vector<std::uint8_t> random_weights(DType type, std::int64_t rows, std::int64_t cols, std::uint32_t seed) {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
     const auto& info = dtype_info(type);
     const std::int64_t blocks = rows * (cols / info.block_size);
-    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(blocks * info.block_bytes));
+    std::vector<std::uint8_t> bytes(matrix_bytes(type, static_cast<std::uint64_t>(rows * cols)));
     for (auto& b : bytes) b = static_cast<std::uint8_t>(rng());
+    if (type == DType::NF4) {
+        const Nf4Layout layout = nf4_layout(static_cast<std::uint64_t>(rows * cols));
+        auto put_float = [&](std::uint64_t offset, float value) { std::memcpy(bytes.data() + offset, &value, sizeof value); };
+        for (std::uint64_t g = 0; g < layout.groups; ++g) put_float(layout.nested + 4 * g, 0.01f + 0.04f * std::abs(unit(rng)));
+        put_float(layout.nested + 4 * layout.groups, 0.06f);
+        return bytes;
+    }
     auto put_half = [&](std::size_t offset, float value) {
         const std::uint16_t h = fp32_to_fp16(value);
         std::memcpy(bytes.data() + offset, &h, sizeof h);
@@ -75,11 +84,6 @@ inline std::vector<std::uint8_t> random_weights(DType type, std::int64_t rows, s
             case DType::MXFP4:  // e8m0 exponent byte: 2^(e - 127), kept near 1 (255 would be NaN)
                 bytes[base] = static_cast<std::uint8_t>(120 + rng() % 8);
                 break;
-            case DType::NF4: {  // fp32 absmax, positive (a quantizer never stores a negative one)
-                const float absmax = 0.01f + 0.1f * std::abs(unit(rng));
-                std::memcpy(bytes.data() + base, &absmax, sizeof absmax);
-                break;
-            }
             default: ADD_FAILURE() << "no generator for " << dtype_name(type);
         }
     }
@@ -90,9 +94,8 @@ inline std::vector<std::uint8_t> random_weights(DType type, std::int64_t rows, s
 inline std::vector<float> dequantized_weights(DType type, const std::vector<std::uint8_t>& bytes, std::int64_t rows,
                                               std::int64_t cols) {
     std::vector<float> w(static_cast<std::size_t>(rows * cols));
-    const std::size_t stride = row_bytes(type, static_cast<std::uint64_t>(cols));
     for (std::int64_t r = 0; r < rows; ++r)
-        dequantize_row(type, bytes.data() + r * stride, w.data() + r * cols, cols);
+        dequantize_span(type, bytes.data(), rows * cols, r * cols, w.data() + r * cols, cols);
     return w;
 }
 

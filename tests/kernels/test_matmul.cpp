@@ -45,8 +45,10 @@ void expect_matmul_matches(DType type, std::int64_t rows, std::int64_t cols, std
 
 TEST(Matmul, EveryTypeOnBothPathsMatchesDoubleReference) {
     // tokens 1 and 3 take the mat-vec path, 4 and 19 the panel + sgemm path.
-    for (DType type : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q6_K}) {
-        const std::int64_t cols = type == DType::Q6_K ? 512 : 256;
+    // NF4: 576 columns (9 blocks) over 53 rows make two nested groups, the first ending inside row 28.
+    for (DType type : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q6_K,
+                       DType::NF4}) {
+        const std::int64_t cols = type == DType::Q6_K ? 512 : type == DType::NF4 ? 576 : 256;
         for (std::int64_t tokens : {1, 3, 4, 19}) {
             expect_matmul_matches(type, 53, cols, tokens, tokens % 2 == 1);
             if (HasFatalFailure()) return;

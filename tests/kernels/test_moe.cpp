@@ -26,9 +26,10 @@ std::size_t size(std::int64_t n) { return static_cast<std::size_t>(n); }
 // released models come in, for decode (1 token), the mat-vec path (3) and panels (40); experts
 // nobody chose have no slice at all (null), so reading one would crash.
 TEST(ExpertMatmul, EveryWeightTypeForwardAndInputGradientTouchOnlyChosenExperts) {
-    for (DType type : {DType::F32, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::MXFP4}) {
+    // NF4, a stack quantized at load: 832 columns make each expert two nested groups split in a row.
+    for (DType type : {DType::F32, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::MXFP4, DType::NF4}) {
         const std::int64_t experts = 6, top_k = 2, rows = 20;
-        const std::int64_t cols = type == DType::Q4_K ? 256 : 64;
+        const std::int64_t cols = type == DType::Q4_K ? 256 : type == DType::NF4 ? 832 : 64;
         for (std::int64_t tokens : {1, 3, 40}) {
             SCOPED_TRACE(::testing::Message() << dtype_name(type) << " tokens=" << tokens);
             std::vector<std::vector<std::uint8_t>> bytes;
@@ -81,6 +82,30 @@ TEST(ExpertMatmul, EveryWeightTypeForwardAndInputGradientTouchOnlyChosenExperts)
                         ASSERT_NEAR(dx[size(row * cols + i)], expected, 2e-5 * magnitude + 1e-6);
                     }
                 }
+        }
+    }
+}
+
+// A contiguous stack quantized at load holds each expert's matrix whole, NF4's nested scales
+// included (core/dtype.h's Nf4Layout), so expert e starts matrix_bytes · e in; row_bytes · rows
+// would land inside expert e - 1's scales.
+TEST(ExpertMatmul, SlicesOfAContiguousStackAreWholeMatrices) {
+    for (DType type : {DType::Q4_0, DType::NF4}) {
+        const std::int64_t experts = 3, rows = 7, cols = 576;
+        std::vector<std::uint8_t> stack;
+        std::vector<std::vector<float>> dense;
+        for (std::int64_t e = 0; e < experts; ++e) {
+            const auto bytes = random_weights(type, rows, cols, static_cast<std::uint32_t>(50 + e));
+            stack.insert(stack.end(), bytes.begin(), bytes.end());
+            dense.push_back(testing::dequantized_weights(type, bytes, rows, cols));
+        }
+        std::vector<const void*> slices;
+        expert_slices(slices, stack.data(), type, experts, rows, cols);
+        ASSERT_EQ(slices.size(), size(experts));
+        for (std::int64_t e = 0; e < experts; ++e) {
+            std::vector<float> got(size(rows * cols));
+            dequantize_row(type, slices[size(e)], got.data(), rows * cols);
+            EXPECT_EQ(got, dense[size(e)]) << dtype_name(type) << " expert " << e;
         }
     }
 }

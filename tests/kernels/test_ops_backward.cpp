@@ -69,18 +69,16 @@ TEST(MatmulBackward, InputGradientOfFp32WeightMatchesFiniteDifferences) {
 // ~√K · 2^-24 typically, so 2e-5 of Σ|dy·w| leaves a wide margin.
 TEST(MatmulBackward, InputGradientOfEveryWeightTypeMatchesDequantizedProduct) {
     // 150 tokens on a 64-column matrix (one column chunk) also split tokens over threads.
+    // NF4 (QLoRA's frozen base): 640 columns over 45 rows make two nested groups, split inside a row.
     for (DType type : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K,
-                       DType::Q6_K, DType::MXFP4}) {
+                       DType::Q6_K, DType::MXFP4, DType::NF4}) {
         const bool k_quant = type == DType::Q4_K || type == DType::Q6_K;  // 256-element blocks
         const std::int64_t rows = 45;
         for (std::int64_t tokens : {2, 13, 150}) {
-            const std::int64_t cols = k_quant ? 512 : (tokens == 150 ? 64 : 320);
+            const std::int64_t cols = k_quant ? 512 : (tokens == 150 ? 64 : type == DType::NF4 ? 640 : 320);
             SCOPED_TRACE(::testing::Message() << dtype_name(type) << " tokens=" << tokens);
             const auto bytes = random_weights(type, rows, cols, static_cast<std::uint32_t>(cols + tokens));
-            std::vector<float> w(size(rows * cols));
-            const std::size_t stride = row_bytes(type, static_cast<std::uint64_t>(cols));
-            for (std::int64_t i = 0; i < rows; ++i)
-                dequantize_row(type, bytes.data() + size(i) * stride, w.data() + i * cols, cols);
+            const std::vector<float> w = kindred::testing::dequantized_weights(type, bytes, rows, cols);
             const auto dy = random_floats(size(tokens * rows), 7);
             auto dx = random_floats(size(tokens * cols), 8);  // the backward adds to what is there
             const auto before = dx;

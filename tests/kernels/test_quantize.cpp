@@ -6,6 +6,7 @@
 // against the same weights dequantized into fp32.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -18,6 +19,7 @@
 
 #include "core/error.h"
 #include "kernel_test_util.h"
+#include "nf4_test_util.h"
 #include "kernels/dequantize.h"
 #include "kernels/matmul.h"
 #include "kernels/quantize.h"
@@ -88,12 +90,12 @@ TEST(QuantizeNf4, MatchesBitsandbytes) {
     // No normalized absmax of this golden lies within that difference of a code boundary.
     EXPECT_EQ(state.absmax_q, testing::from_hex<std::uint8_t>(g.at("absmax_q")));
 
-    // Dequantized through the kernels' NF4 blocks: each value is codebook * restored absmax, and
+    // Dequantized through the kernels' NF4 tensor: each value is codebook * restored absmax, and
     // the restored absmax carries the offset's ulps, so values agree to 1e-6 of their block's absmax.
-    std::vector<std::uint8_t> blocks(row_bytes(DType::NF4, static_cast<std::uint64_t>(n)));
-    nf4_blocks(state, blocks.data());
+    std::vector<std::uint8_t> tensor(matrix_bytes(DType::NF4, static_cast<std::uint64_t>(n)));
+    nf4_pack(state, tensor.data());
     std::vector<float> out(static_cast<std::size_t>(n));
-    dequantize_row(DType::NF4, blocks.data(), out.data(), n);
+    dequantize_row(DType::NF4, tensor.data(), out.data(), n);
     const auto expected = testing::from_hex<float>(g.at("dequantized"));
     const std::vector<float> absmax = nf4_absmax(state);
     for (std::int64_t i = 0; i < n; ++i) {
@@ -102,30 +104,79 @@ TEST(QuantizeNf4, MatchesBitsandbytes) {
     }
 }
 
-// NF4 blocks of random weights (valid absmax values, unlike random bytes).
+// An NF4 tensor of random weights (valid absmax values, unlike random bytes).
 std::vector<std::uint8_t> nf4_weights(std::int64_t rows, std::int64_t cols, std::uint32_t seed) {
     const std::vector<float> values = testing::random_floats(static_cast<std::size_t>(rows * cols), seed, -0.2f, 0.2f);
     const Nf4State state = quantize_nf4(DType::F32, values.data(), rows * cols);
-    std::vector<std::uint8_t> blocks(row_bytes(DType::NF4, static_cast<std::uint64_t>(rows * cols)));
-    nf4_blocks(state, blocks.data());
-    return blocks;
+    std::vector<std::uint8_t> tensor(matrix_bytes(DType::NF4, static_cast<std::uint64_t>(rows * cols)));
+    nf4_pack(state, tensor.data());
+    return tensor;
 }
 
 TEST(QuantizeNf4, FastDequantizerMatchesTheScalarReference) {
     const std::int64_t n = 8192 + 64;
-    std::vector<std::uint8_t> blocks = nf4_weights(1, n, 5);
-    blocks.insert(blocks.begin(), 0);  // one byte past an aligned address: no alignment assumed
+    std::vector<std::uint8_t> tensor = nf4_weights(1, n, 5);
+    tensor.insert(tensor.begin(), 0);  // one byte past an aligned address: no alignment assumed
     std::vector<float> fast(static_cast<std::size_t>(n)), scalar(static_cast<std::size_t>(n));
-    dequantize_row(DType::NF4, blocks.data() + 1, fast.data(), n);
-    detail::dequantize_row_scalar(DType::NF4, blocks.data() + 1, scalar.data(), n);
+    dequantize_row(DType::NF4, tensor.data() + 1, fast.data(), n);
+    detail::dequantize_row_scalar(DType::NF4, tensor.data() + 1, scalar.data(), n);
     for (std::size_t i = 0; i < fast.size(); ++i)
         ASSERT_EQ(std::bit_cast<std::uint32_t>(fast[i]), std::bit_cast<std::uint32_t>(scalar[i])) << "element " << i;
+}
+
+// In memory an NF4 tensor is bitsandbytes' state itself, byte for byte and at its size: the packed
+// codes, one 8-bit absmax code per 64 weights, one fp32 per 256 blocks and the offset (4.127 bits a
+// weight), not an fp32 absmax per block (4.5).
+TEST(QuantizeNf4, HoldsBitsandbytesStateAtItsSize) {
+    for (const auto& [rows, cols] : {std::pair<std::int64_t, std::int64_t>{576, 576}, {1536, 576}, {3, 64}, {37, 1344}}) {
+        const std::int64_t n = rows * cols;
+        const std::vector<float> values = testing::random_floats(static_cast<std::size_t>(n), 11, -0.1f, 0.1f);
+        const Nf4State state = quantize_nf4(DType::F32, values.data(), n);
+        const std::size_t blocks = static_cast<std::size_t>(n / 64), groups = (blocks + 255) / 256;
+        const std::size_t nested_at = (static_cast<std::size_t>(n / 2) + blocks + 3) / 4 * 4;
+        ASSERT_EQ(matrix_bytes(DType::NF4, static_cast<std::uint64_t>(n)), nested_at + 4 * groups + 4) << rows << " x " << cols;
+        std::vector<std::uint8_t> tensor(nested_at + 4 * groups + 4, 0xAB);
+        nf4_pack(state, tensor.data());
+        const auto at = [&](std::size_t offset) { return tensor.begin() + static_cast<std::ptrdiff_t>(offset); };
+        EXPECT_TRUE(std::equal(state.packed.begin(), state.packed.end(), at(0)));
+        EXPECT_TRUE(std::equal(state.absmax_q.begin(), state.absmax_q.end(), at(static_cast<std::size_t>(n / 2))));
+        EXPECT_TRUE(std::all_of(at(static_cast<std::size_t>(n / 2) + blocks), at(nested_at), [](auto b) { return b == 0; }));
+        std::vector<float> nested(groups + 1);
+        std::memcpy(nested.data(), tensor.data() + nested_at, nested.size() * sizeof(float));
+        EXPECT_TRUE(std::equal(state.absmax2.begin(), state.absmax2.end(), nested.begin()));
+        EXPECT_EQ(std::bit_cast<std::uint32_t>(nested.back()), std::bit_cast<std::uint32_t>(state.offset));
+        // bitsandbytes' 4 + 8/64 + 32/(64·256) bits a weight, plus per tensor at most 3 bytes of
+        // padding, the offset and a last nested group of fewer than 256 blocks' share of a scale.
+        const double bits = 8.0 * static_cast<double>(tensor.size()) / static_cast<double>(n);
+        EXPECT_LE(bits, 4.126953125 + 8.0 * (3 + 4 + 4) / static_cast<double>(n)) << rows << " x " << cols;
+    }
+    EXPECT_NEAR(8.0 * static_cast<double>(matrix_bytes(DType::NF4, 576 * 576)) / (576 * 576), 4.1272, 1e-4);
+    // A stack (experts quantized one by one) holds each expert's matrix whole.
+    const std::vector<std::int64_t> stack = {4, 96, 640};
+    EXPECT_EQ(tensor_bytes(DType::NF4, stack), 4 * matrix_bytes(DType::NF4, 96 * 640));
+}
+
+// The kernels restore each block's absmax from its 8-bit code as they read it; what they produce
+// must be, bit for bit, what the kernels computed when every block stored that absmax in fp32 (the
+// 4.5-bit layout before this one): codebook[code] · nf4_absmax(state)[block], one fp32 product. So
+// every NF4 product, golden and perplexity stays as it was. Shapes where nested groups straddle
+// rows, end mid-row, and a last group of fewer than 256 blocks; every row read on its own.
+TEST(QuantizeNf4, KernelsRestoreTheAbsmaxTheFp32BlocksHeld) {
+    for (const auto& [rows, cols] : {std::pair<std::int64_t, std::int64_t>{37, 576}, {5, 19200}, {200, 64}, {1, 64}}) {
+        std::vector<float> values = testing::random_floats(static_cast<std::size_t>(rows * cols), 21, -1.0f, 1.0f);
+        for (std::int64_t r = 0; r < rows; ++r)  // rows of very different scales, as real weights have
+            for (std::int64_t c = 0; c < cols; ++c) values[static_cast<std::size_t>(r * cols + c)] *= std::ldexp(1.0f, static_cast<int>(r % 7) - 6);
+        SCOPED_TRACE(::testing::Message() << rows << " x " << cols);
+        testing::expect_nf4_kernels_restore_fp32_absmax(values, rows, cols);
+        if (HasFatalFailure()) return;
+    }
 }
 
 TEST(QuantizeNf4, ProductsMatchTheDequantizedWeights) {
     // Both matmul paths (mat-vec for 1 token, panels + GEMM for 9) against the dense product of the
     // same dequantized weights; the sums differ only in order: 1e-5 relative to the largest |y|.
-    const std::int64_t rows = 48, cols = 320;
+    // 80 x 320: two nested groups, the first ending inside row 51.
+    const std::int64_t rows = 80, cols = 320;
     const std::vector<std::uint8_t> blocks = nf4_weights(rows, cols, 9);
     std::vector<float> dense(static_cast<std::size_t>(rows * cols));
     dequantize_row(DType::NF4, blocks.data(), dense.data(), rows * cols);

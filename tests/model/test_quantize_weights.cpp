@@ -15,6 +15,7 @@
 #include "formats/model_config.h"
 #include "formats/safetensors.h"
 #include "kernels/dequantize.h"
+#include "kernels/nf4_test_util.h"
 #include "model/bf16_checkpoint.h"
 #include "model/decoder.h"
 #include "model/trainable_decoder.h"
@@ -213,6 +214,22 @@ TEST(QuantizeWeights, RefusesAGgufThatIsAlreadyQuantized) {
         FAIL() << "a Q4_1 GGUF was quantized again";
     } catch (const Error& error) {
         EXPECT_NE(std::string(error.what()).find("already quantized"), std::string::npos) << error.what();
+    }
+}
+
+// NF4 keeps bitsandbytes' 8-bit absmax codes in memory and the kernels restore each absmax as they
+// read it; on real weights (SmolLM2's, the default GGUF's Q4_1 dequantized: rows of 576 and 1536,
+// nested groups straddling rows) they must give the bits the fp32-absmax blocks gave, and so the
+// same products and perplexity (tests/kernels/nf4_test_util.h).
+TEST(QuantizeWeights, Nf4KernelsRestoreTheAbsmaxOfTheFp32BlocksOnRealWeights) {
+    const auto file = gguf::File::open(testing::default_model_path());
+    const Weights weights = load_weights(file);
+    for (const char* name : {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.29.ffn_down.weight"}) {
+        SCOPED_TRACE(name);
+        const WeightView& view = weights.get(name);
+        ASSERT_EQ(view.shape.size(), 2u);
+        testing::expect_nf4_kernels_restore_fp32_absmax(dequantized(view), view.shape[0], view.shape[1]);
+        if (HasFatalFailure()) return;
     }
 }
 

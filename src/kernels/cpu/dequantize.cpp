@@ -19,8 +19,6 @@ namespace {
 
 using namespace ggml_blocks;
 
-constexpr std::size_t kNf4Bytes = 36;   // absmax:f32, qs[32] (kernels/quantize.h; not ggml)
-
 // ---- scalar reference ----
 
 void scalar_f16(const std::uint8_t* src, float* dst, std::int64_t n) {
@@ -133,12 +131,36 @@ void scalar_mxfp4(const std::uint8_t* src, float* dst, std::int64_t blocks) {
     }
 }
 
+// NF4 (core/dtype.h's Nf4Layout) kernels take the whole tensor and dequantize its blocks
+// [first_block, first_block + blocks). Nf4Absmax(b) is block b's absmax as bitsandbytes restores it
+// from the double quantization, and as kernels/quantize.h's nf4_absmax computes it: a product and a
+// sum, each rounded (this file is compiled without contraction).
+class Nf4Absmax {
+public:
+    Nf4Absmax(const std::uint8_t* tensor, const Nf4Layout& layout)
+        : codes_(tensor + layout.absmax_codes), nested_(tensor + layout.nested), map_(nf4_absmax_code()) {
+        std::memcpy(&offset_, nested_ + sizeof(float) * layout.groups, sizeof offset_);
+    }
+    float operator()(std::uint64_t b) const {
+        float nested;
+        std::memcpy(&nested, nested_ + sizeof(float) * (b / kNf4NestedBlockSize), sizeof nested);
+        return map_[codes_[b]] * nested + offset_;
+    }
+
+private:
+    const std::uint8_t* codes_;
+    const std::uint8_t* nested_;
+    const std::array<float, 256>& map_;
+    float offset_ = 0.0f;
+};
+
 // bitsandbytes' order: element 2i in the high nibble of byte i, element 2i + 1 in the low.
-void scalar_nf4(const std::uint8_t* src, float* dst, std::int64_t blocks) {
-    for (std::int64_t b = 0; b < blocks; ++b, src += kNf4Bytes, dst += kNf4BlockSize) {
-        float absmax;
-        std::memcpy(&absmax, src, sizeof absmax);
-        const std::uint8_t* qs = src + 4;
+void scalar_nf4(const std::uint8_t* tensor, const Nf4Layout& layout, std::uint64_t first_block, float* dst,
+                std::uint64_t blocks) {
+    const Nf4Absmax absmax_of(tensor, layout);
+    for (std::uint64_t b = first_block; b < first_block + blocks; ++b, dst += kNf4BlockSize) {
+        const float absmax = absmax_of(b);
+        const std::uint8_t* qs = tensor + b * kNf4BlockSize / 2;
         for (int i = 0; i < kNf4BlockSize / 2; ++i) {
             dst[2 * i] = kNf4Codebook[qs[i] >> 4] * absmax;
             dst[2 * i + 1] = kNf4Codebook[qs[i] & 0xF] * absmax;
@@ -319,30 +341,32 @@ void avx2_q6_k(const std::uint8_t* src, float* dst, std::int64_t blocks) {
 }
 
 // Codes through the 16-entry codebook as two 8-float halves (permutevar picks within a half,
-// a blend by the code's top bit chooses the half); 8 bytes -> 16 elements per step.
-void avx2_nf4(const std::uint8_t* src, float* dst, std::int64_t blocks) {
+// a blend by the code's top bit chooses the half); 8 bytes -> 16 elements per step. The halves are
+// scaled by the block's absmax once, before the lookups: each element is still the one product
+// codebook[code] · absmax, but a block costs 2 multiplies instead of 8.
+void avx2_nf4(const std::uint8_t* tensor, const Nf4Layout& layout, std::uint64_t first_block, float* dst,
+              std::uint64_t blocks) {
+    const Nf4Absmax absmax_of(tensor, layout);
     const __m256 lower = _mm256_loadu_ps(kNf4Codebook.data());
     const __m256 upper = _mm256_loadu_ps(kNf4Codebook.data() + 8);
     const __m256i seven = _mm256_set1_epi32(7);
     const __m256i low_mask = _mm256_set1_epi32(0xF);
-    const auto lookup = [&](__m256i codes) {
-        const __m256 in_upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(codes, seven));
-        return _mm256_blendv_ps(_mm256_permutevar8x32_ps(lower, codes), _mm256_permutevar8x32_ps(upper, codes), in_upper);
-    };
-    for (std::int64_t b = 0; b < blocks; ++b, src += kNf4Bytes, dst += kNf4BlockSize) {
-        float absmax;
-        std::memcpy(&absmax, src, sizeof absmax);
-        const __m256 scale = _mm256_set1_ps(absmax);
+    for (std::uint64_t b = first_block; b < first_block + blocks; ++b, dst += kNf4BlockSize) {
+        const std::uint8_t* qs = tensor + b * kNf4BlockSize / 2;
+        const __m256 scale = _mm256_set1_ps(absmax_of(b));
+        const auto lookup = [&](__m256i codes) {
+            const __m256 in_upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(codes, seven));
+            return _mm256_mul_ps(_mm256_blendv_ps(_mm256_permutevar8x32_ps(lower, codes),
+                                    _mm256_permutevar8x32_ps(upper, codes), in_upper), scale);
+        };
         for (int i = 0; i < kNf4BlockSize / 2; i += 8) {
-            const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 4 + i)));
+            const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + i)));
             const __m256i high = _mm256_srli_epi32(bytes, 4), low = _mm256_and_si256(bytes, low_mask);
             // Interleave to element order: h0 l0 h1 l1 ... (unpack works per 128-bit lane).
             const __m256i pairs_a = _mm256_unpacklo_epi32(high, low);  // h0 l0 h1 l1 | h4 l4 h5 l5
             const __m256i pairs_b = _mm256_unpackhi_epi32(high, low);  // h2 l2 h3 l3 | h6 l6 h7 l7
-            const __m256i first = _mm256_permute2x128_si256(pairs_a, pairs_b, 0x20);
-            const __m256i second = _mm256_permute2x128_si256(pairs_a, pairs_b, 0x31);
-            _mm256_storeu_ps(dst + 2 * i, _mm256_mul_ps(lookup(first), scale));
-            _mm256_storeu_ps(dst + 2 * i + 8, _mm256_mul_ps(lookup(second), scale));
+            _mm256_storeu_ps(dst + 2 * i, lookup(_mm256_permute2x128_si256(pairs_a, pairs_b, 0x20)));
+            _mm256_storeu_ps(dst + 2 * i + 8, lookup(_mm256_permute2x128_si256(pairs_a, pairs_b, 0x31)));
         }
     }
 }
@@ -363,7 +387,6 @@ RowFunction scalar_kernel(DType type) {
         case DType::Q4_K: return scalar_q4_k;
         case DType::Q6_K: return scalar_q6_k;
         case DType::MXFP4: return scalar_mxfp4;
-        case DType::NF4: return scalar_nf4;
         default: return nullptr;
     }
 }
@@ -379,35 +402,64 @@ RowFunction fast_kernel(DType type) {
         case DType::Q4_K: return avx2_q4_k;
         case DType::Q6_K: return avx2_q6_k;
         case DType::MXFP4: return avx2_mxfp4;
-        case DType::NF4: return avx2_nf4;
         default: break;
     }
 #endif
     return scalar_kernel(type);
 }
 
-void run(DType type, const void* src, float* dst, std::int64_t n, RowFunction (*select)(DType)) {
+// NF4's blocks are not self-contained (core/dtype.h's Nf4Layout), so its kernels take the tensor.
+using Nf4Function = void (*)(const std::uint8_t*, const Nf4Layout&, std::uint64_t, float*, std::uint64_t);
+
+Nf4Function nf4_kernel(bool fast) {
+#ifdef KINDRED_DEQUANT_AVX2
+    if (fast) return avx2_nf4;
+#endif
+    return scalar_nf4;
+}
+
+void run(DType type, const void* tensor, std::int64_t elements, std::int64_t first, float* dst, std::int64_t n,
+         bool fast) {
     if (n < 0) fail("dequantize: negative element count {}", n);
+    if (first < 0 || first > elements - n)
+        fail("dequantize: elements [{}, {}) are outside a tensor of {}", first, first + n, elements);
     const DTypeInfo& info = dtype_info(type);
     if (!info.dequantizable) fail("dequantize: tensor type {} is not supported", info.name);
-    if (n % info.block_size != 0) {
-        fail("dequantize: {} elements of {} are not a whole number of {}-element blocks", n, info.name,
+    if (n % info.block_size != 0 || first % info.block_size != 0) {
+        fail("dequantize: elements [{}, {}) of {} are not whole {}-element blocks", first, first + n, info.name,
              info.block_size);
     }
-    if (type == DType::F32) {
-        std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(float));
+    const auto* bytes = static_cast<const std::uint8_t*>(tensor);
+    const std::int64_t block = info.block_size, first_block = first / block;
+    if (type == DType::NF4) {
+        nf4_kernel(fast)(bytes, nf4_layout(static_cast<std::uint64_t>(elements)), static_cast<std::uint64_t>(first_block),
+                         dst, static_cast<std::uint64_t>(n / block));
         return;
     }
-    select(type)(static_cast<const std::uint8_t*>(src), dst, n / info.block_size);
+    bytes += first_block * info.block_bytes;  // whole blocks, inside a tensor that exists: no overflow
+    if (type == DType::F32) {
+        std::memcpy(dst, bytes, static_cast<std::size_t>(n) * sizeof(float));
+        return;
+    }
+    (fast ? fast_kernel : scalar_kernel)(type)(bytes, dst, n / info.block_size);
 }
 
 }  // namespace
 
-void dequantize_row(DType type, const void* src, float* dst, std::int64_t n) { run(type, src, dst, n, fast_kernel); }
+void dequantize_row(DType type, const void* src, float* dst, std::int64_t n) { run(type, src, n, 0, dst, n, true); }
+
+void dequantize_span(DType type, const void* tensor, std::int64_t elements, std::int64_t first, float* dst,
+                     std::int64_t n) {
+    run(type, tensor, elements, first, dst, n, true);
+}
 
 namespace detail {
 void dequantize_row_scalar(DType type, const void* src, float* dst, std::int64_t n) {
-    run(type, src, dst, n, scalar_kernel);
+    run(type, src, n, 0, dst, n, false);
+}
+void dequantize_span_scalar(DType type, const void* tensor, std::int64_t elements, std::int64_t first, float* dst,
+                            std::int64_t n) {
+    run(type, tensor, elements, first, dst, n, false);
 }
 }  // namespace detail
 

@@ -29,10 +29,8 @@ bool check_target(std::int32_t target, std::int64_t classes, std::int64_t row, c
 
 void dequantize_matrix_rows(const void* context, std::int64_t row_begin, std::int64_t row_end, float* dst) {
     const auto& w = *static_cast<const Matrix*>(context);
-    const auto stride = static_cast<std::int64_t>(row_bytes(w.type, static_cast<std::uint64_t>(w.cols)));
-    const auto* base = static_cast<const std::uint8_t*>(w.data);
     for (std::int64_t r = row_begin; r < row_end; ++r)
-        dequantize_row(w.type, base + r * stride, dst + (r - row_begin) * w.cols, w.cols);
+        dequantize_span(w.type, w.data, w.rows * w.cols, r * w.cols, dst + (r - row_begin) * w.cols, w.cols);
 }
 
 }  // namespace

@@ -32,12 +32,21 @@ constexpr std::int64_t prefetch_rows = 4;
 // Panel sizing: about 256 KiB of fp32 weights, so that a panel stays in L2 while sgemm reads it.
 constexpr std::int64_t panel_floats = 256 * 1024;
 
-std::int64_t checked_row_bytes(const Matrix& w) {
+// Bytes from one row's start to the next's, as the fused and integer dots and the prefetcher walk
+// them. NF4 rows are not self-contained (core/dtype.h's Nf4Layout): this is the stride of their
+// codes, which lie together at the tensor's start; their scales are read by dequantize_span.
+std::int64_t checked_row_stride(const Matrix& w) {
     if (w.rows < 0 || w.cols <= 0) fail("matmul: bad weight shape {} x {}", w.rows, w.cols);
     const auto& info = dtype_info(w.type);
     if (!info.dequantizable && w.type != DType::F32)
         fail("matmul: weights of type {} cannot be dequantized", info.name);
-    return static_cast<std::int64_t>(row_bytes(w.type, static_cast<std::uint64_t>(w.cols)));
+    const auto bytes = static_cast<std::int64_t>(row_bytes(w.type, static_cast<std::uint64_t>(w.cols)));
+    return w.type == DType::NF4 ? w.cols / 2 : bytes;
+}
+
+// Columns [c0, c0 + width) of row r of w, dequantized into dst.
+void dequantize_weight_row(const Matrix& w, std::int64_t r, std::int64_t c0, std::int64_t width, float* dst) {
+    dequantize_span(w.type, w.data, w.rows * w.cols, r * w.cols + c0, dst, width);
 }
 
 inline float half_to_float(const std::uint8_t* p) {
@@ -92,10 +101,8 @@ const float* weight_panel(const Matrix& w, std::int64_t stride_bytes, std::int64
         stride = w.cols;
         return reinterpret_cast<const float*>(base + r0 * stride_bytes) + c0;
     }
-    const auto column_offset = static_cast<std::int64_t>(row_bytes(w.type, static_cast<std::uint64_t>(c0)));
     float* scratch = scratch_floats(Scratch::Rows, n * width);
-    for (std::int64_t r = 0; r < n; ++r)
-        dequantize_row(w.type, base + (r0 + r) * stride_bytes + column_offset, scratch + r * width, width);
+    for (std::int64_t r = 0; r < n; ++r) dequantize_weight_row(w, r0 + r, c0, width, scratch + r * width);
     stride = width;
     return scratch;
 }
@@ -236,7 +243,7 @@ void matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std:
         for (std::int64_t r = begin; r < end; ++r) {
             const std::uint8_t* row = base + r * row_stride;
             if (r + prefetch_rows < end) prefetch_row(row + prefetch_rows * row_stride, row_stride);
-            if (!fused) dequantize_row(w.type, row, row_floats, cols);
+            if (!fused) dequantize_weight_row(w, r, 0, cols, row_floats);
             for (std::int64_t t = 0; t < tokens; ++t) {
                 const float* xt = x + t * cols;
                 float value;
@@ -327,7 +334,7 @@ std::optional<Precision> parse_precision(std::string_view name) {
 
 void matmul_forward(float* y, const float* x, const Matrix& w, const float* bias, std::int64_t tokens,
                     Precision precision) {
-    const std::int64_t stride = checked_row_bytes(w);
+    const std::int64_t stride = checked_row_stride(w);
     if (tokens <= 0 || w.rows == 0) return;
     // Int8 at every token count: a token's result must not depend on the rows beside it (the
     // server batches decodes with other requests' prompt chunks).
@@ -343,7 +350,7 @@ void matmul_forward(float* y, const float* x, const Matrix& w, const float* bias
 }
 
 void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int64_t tokens, Precision precision) {
-    const std::int64_t stride = checked_row_bytes(w);
+    const std::int64_t stride = checked_row_stride(w);
     if (tokens <= 0 || w.rows == 0) return;
     const bool bf16 = use_bf16(precision);
     const std::uint16_t* dy16 = bf16 ? rounded_activations(dy, tokens, w.rows) : nullptr;
@@ -402,16 +409,11 @@ void matmul_backward_weight(float* dw, float* dbias, const float* dy, const floa
 }
 
 void embedding_forward(float* out, const std::int32_t* ids, std::int64_t tokens, const Matrix& table) {
-    const std::int64_t stride = checked_row_bytes(table);
-    const auto* base = static_cast<const std::uint8_t*>(table.data);
+    checked_row_stride(table);  // throws for a shape or type it cannot read
     for (std::int64_t t = 0; t < tokens; ++t) {
         if (ids[t] < 0 || ids[t] >= table.rows)
             fail("embedding: token id {} at position {} is outside the vocabulary of {} rows", ids[t], t, table.rows);
-        const std::uint8_t* row = base + ids[t] * stride;
-        if (table.type == DType::F32)
-            std::memcpy(out + t * table.cols, row, static_cast<std::size_t>(table.cols) * sizeof(float));
-        else
-            dequantize_row(table.type, row, out + t * table.cols, table.cols);
+        dequantize_weight_row(table, ids[t], 0, table.cols, out + t * table.cols);
     }
 }
 

@@ -232,7 +232,7 @@ void moe_combine_backward(float* dout, float* dweights, const float* dy, const f
 
 void expert_slices(std::vector<const void*>& slices, const void* data, DType type, std::int64_t experts,
                    std::int64_t rows, std::int64_t cols) {
-    const auto slice_bytes = static_cast<std::int64_t>(row_bytes(type, static_cast<std::uint64_t>(cols))) * rows;
+    const auto slice_bytes = static_cast<std::int64_t>(matrix_bytes(type, static_cast<std::uint64_t>(rows * cols)));
     slices.resize(static_cast<std::size_t>(experts));
     for (std::int64_t e = 0; e < experts; ++e)
         slices[static_cast<std::size_t>(e)] = static_cast<const std::uint8_t*>(data) + e * slice_bytes;

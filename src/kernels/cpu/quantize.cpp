@@ -9,6 +9,7 @@
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "kernels/dequantize.h"
+#include "kernels/nf4_dynamic_map.h"
 // Byte-exactness with llama.cpp's reference quantizers (the golden compiles them without
 // contraction too) needs every product and sum rounded on its own.
 #include "kernels/cpu/exact_float.h"
@@ -18,7 +19,6 @@ namespace {
 
 constexpr std::int64_t kQK_K = 256;
 constexpr std::int64_t kSubBlock = 32;
-constexpr std::size_t kNf4Bytes = 36;   // absmax:f32, qs[32]
 constexpr std::int64_t kQ5_0Block = 32;
 // Elements dequantized into scratch at once: whole Q4_K super-blocks and NF4 blocks.
 constexpr std::int64_t kChunk = 4096;
@@ -28,13 +28,12 @@ constexpr std::int64_t kChunk = 4096;
 template <typename F>
 void for_each_chunk(DType type, const void* src, std::int64_t blocks, std::int64_t block_size, F&& fn) {
     const std::int64_t per_chunk = kChunk / block_size;
-    const auto bytes_per_block = static_cast<std::int64_t>(row_bytes(type, static_cast<std::uint64_t>(block_size)));
     thread_pool().parallel_for(blocks, per_chunk, [&](std::int64_t begin, std::int64_t end) {
         std::vector<float> floats(static_cast<std::size_t>(kChunk));
         for (std::int64_t b = begin; b < end; b += per_chunk) {
             const std::int64_t stop = std::min(end, b + per_chunk);
             const std::int64_t n = (stop - b) * block_size;
-            dequantize_row(type, static_cast<const std::uint8_t*>(src) + b * bytes_per_block, floats.data(), n);
+            dequantize_span(type, src, blocks * block_size, b * block_size, floats.data(), n);
             for (std::int64_t i = 0; i < n; ++i)
                 if (!std::isfinite(floats[static_cast<std::size_t>(i)]))
                     fail("element {} is {}; only finite weights can be quantized", b * block_size + i,
@@ -248,32 +247,7 @@ void quantize_ggml_blocks(DType type, const void* src, void* dst, std::int64_t n
 }  // namespace
 
 const std::array<float, 256>& nf4_absmax_code() {
-    // The positive half below 1: for i in 0..6, the midpoints of linspace(0.1, 1, 2^i + 1) times
-    // 10^(i - 6), computed by torch in fp32 (the map is mirrored, then 0 and 1 complete it).
-    static constexpr std::array<float, 127> positive = {
-        0x1.27476ep-21f, 0x1.b43528p-19f, 0x1.040bfep-17f, 0x1.64840cp-16f, 0x1.6f0068p-15f, 0x1.15df66p-14f,
-        0x1.743e96p-14f, 0x1.47ae16p-13f, 0x1.19ce0ap-12f, 0x1.8fc506p-12f, 0x1.02de02p-11f, 0x1.3dd982p-11f,
-        0x1.78d5p-11f, 0x1.b3d07cp-11f, 0x1.eecbfep-11f, 0x1.4fdf3ap-10f, 0x1.e353f8p-10f, 0x1.3b645ap-9f,
-        0x1.851eb8p-9f, 0x1.ced914p-9f, 0x1.0c49bap-8f, 0x1.3126e8p-8f, 0x1.56041ap-8f, 0x1.7ae148p-8f,
-        0x1.9fbe76p-8f, 0x1.c49ba6p-8f, 0x1.e978d4p-8f, 0x1.072b02p-7f, 0x1.19999ap-7f, 0x1.2c0830p-7f,
-        0x1.3e76c8p-7f, 0x1.75c290p-7f, 0x1.d1eb86p-7f, 0x1.170a3ep-6f, 0x1.451ebap-6f, 0x1.733334p-6f,
-        0x1.a147aep-6f, 0x1.cf5c2ap-6f, 0x1.fd70a4p-6f, 0x1.15c290p-5f, 0x1.2ccccep-5f, 0x1.43d70ap-5f,
-        0x1.5ae146p-5f, 0x1.71eb86p-5f, 0x1.88f5c2p-5f, 0x1.ap-5f, 0x1.b70a3ep-5f, 0x1.ce147ap-5f,
-        0x1.e51ebap-5f, 0x1.fc28f6p-5f, 0x1.09999ap-4f, 0x1.151ebap-4f, 0x1.20a3d6p-4f, 0x1.2c28f6p-4f,
-        0x1.37ae14p-4f, 0x1.433334p-4f, 0x1.4eb854p-4f, 0x1.5a3d70p-4f, 0x1.65c290p-4f, 0x1.7147aep-4f,
-        0x1.7ccccep-4f, 0x1.8851eep-4f, 0x1.93d70ap-4f, 0x1.b66668p-4f, 0x1.fp-4f, 0x1.14ccccp-3f,
-        0x1.31999ap-3f, 0x1.4e6666p-3f, 0x1.6b3334p-3f, 0x1.88p-3f, 0x1.a4ccccp-3f, 0x1.c1999ap-3f,
-        0x1.de6666p-3f, 0x1.fb3332p-3f, 0x1.0cp-2f, 0x1.1a6668p-2f, 0x1.28ccccp-2f, 0x1.373334p-2f,
-        0x1.459998p-2f, 0x1.54p-2f, 0x1.626666p-2f, 0x1.70ccccp-2f, 0x1.7f3334p-2f, 0x1.8d9998p-2f,
-        0x1.9cp-2f, 0x1.aa6666p-2f, 0x1.b8ccccp-2f, 0x1.c73334p-2f, 0x1.d59998p-2f, 0x1.e4p-2f,
-        0x1.f26664p-2f, 0x1.006666p-1f, 0x1.079998p-1f, 0x1.0eccccp-1f, 0x1.16p-1f, 0x1.1d3334p-1f,
-        0x1.246668p-1f, 0x1.2b999ap-1f, 0x1.32ccccp-1f, 0x1.3ap-1f, 0x1.413334p-1f, 0x1.486668p-1f,
-        0x1.4f999ap-1f, 0x1.56ccccp-1f, 0x1.5ep-1f, 0x1.653334p-1f, 0x1.6c6668p-1f, 0x1.73999ap-1f,
-        0x1.7accccp-1f, 0x1.82p-1f, 0x1.893334p-1f, 0x1.906666p-1f, 0x1.97999ap-1f, 0x1.9eccccp-1f,
-        0x1.a6p-1f, 0x1.ad3334p-1f, 0x1.b46666p-1f, 0x1.bb999ap-1f, 0x1.c2ccccp-1f, 0x1.cap-1f,
-        0x1.d13334p-1f, 0x1.d86666p-1f, 0x1.df999ap-1f, 0x1.e6ccccp-1f, 0x1.eep-1f, 0x1.f53334p-1f,
-        0x1.fc6666p-1f,
-    };
+    static constexpr std::array<float, 127> positive = {KINDRED_NF4_DYNAMIC_MAP_POSITIVE};
     static const std::array<float, 256> code = [] {
         std::array<float, 256> c{};
         std::size_t at = 0;
@@ -347,13 +321,14 @@ std::vector<float> nf4_absmax(const Nf4State& state) {
     return absmax;
 }
 
-void nf4_blocks(const Nf4State& state, void* dst) {
-    const std::vector<float> absmax = nf4_absmax(state);
+void nf4_pack(const Nf4State& state, void* dst) {
+    const Nf4Layout layout = nf4_layout(static_cast<std::uint64_t>(state.elements));
     auto* out = static_cast<std::uint8_t*>(dst);
-    for (std::size_t b = 0; b < absmax.size(); ++b, out += kNf4Bytes) {
-        std::memcpy(out, &absmax[b], sizeof(float));
-        std::memcpy(out + sizeof(float), state.packed.data() + b * kNf4BlockSize / 2, kNf4BlockSize / 2);
-    }
+    std::memset(out, 0, layout.bytes);  // the padding before the nested scales
+    std::memcpy(out, state.packed.data(), state.packed.size());
+    std::memcpy(out + layout.absmax_codes, state.absmax_q.data(), state.absmax_q.size());
+    std::memcpy(out + layout.nested, state.absmax2.data(), state.absmax2.size() * sizeof(float));
+    std::memcpy(out + layout.nested + state.absmax2.size() * sizeof(float), &state.offset, sizeof(float));
 }
 
 }  // namespace kindred

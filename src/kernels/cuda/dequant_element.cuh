@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/nf4_dynamic_map.h"
 
 namespace kindred::cuda {
 // Internal linkage: each .cu file that includes this gets its own copy (no relocatable device code).
@@ -26,6 +27,18 @@ __constant__ float kNf4Values[16] = {-1.0f, -0.6961928009986877f, -0.52507305145
                                      0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
                                      0.7229568362236023f, 1.0f};
 
+// The positive half of bitsandbytes' dynamic 8-bit map, the code of NF4's absmax values
+// (kernels/nf4_dynamic_map.h: the same literals as the host's nf4_absmax_code()).
+__constant__ float kNf4DynamicMapPositive[127] = {KINDRED_NF4_DYNAMIC_MAP_POSITIVE};
+
+// Entry q of the whole map, as nf4_absmax_code() mirrors it: the list negated from the largest,
+// 0, the list, 1.
+__device__ __forceinline__ float nf4_dynamic_map(unsigned int q) {
+    if (q < 127) return -kNf4DynamicMapPositive[126 - q];
+    if (q == 127) return 0.0f;
+    return q == 255 ? 1.0f : kNf4DynamicMapPositive[q - 128];
+}
+
 __device__ __forceinline__ float load_half(const std::uint8_t* p) {
     // Every fp16 field of the supported layouts sits at an even byte offset.
     return __half2float(__ushort_as_half(*reinterpret_cast<const unsigned short*>(p)));
@@ -37,10 +50,11 @@ __device__ __forceinline__ float e8m0_to_fp32_half(std::uint8_t e) {
     return __uint_as_float(bits);
 }
 
-// Element i of a row of `type`; `src` is the row's (or tensor's) first byte. The byte offsets are
-// ggml-common.h's block layouts, as in the CPU file.
+// Element i of the tensor of n elements of `type` that starts at `src`. The byte offsets are
+// ggml-common.h's block layouts, as in the CPU file, and for NF4 core/dtype.h's Nf4Layout, whose
+// blocks find their nested scale and the offset past all the codes (n tells where).
 template <DType type>
-__device__ __forceinline__ float dequant_element(const std::uint8_t* src, long long i) {
+__device__ __forceinline__ float dequant_element(const std::uint8_t* src, long long i, [[maybe_unused]] long long n) {
     if constexpr (type == DType::F32) {
         return reinterpret_cast<const float*>(src)[i];
     } else if constexpr (type == DType::F16) {
@@ -110,13 +124,15 @@ __device__ __forceinline__ float dequant_element(const std::uint8_t* src, long l
         const int q = (low | (((qh[l] >> (2 * quarter)) & 3) << 4)) - 32;
         const float d = load_half(block + 208);
         return __fmul_rn(__fmul_rn(d, static_cast<float>(sc[l / 16 + 2 * quarter])), static_cast<float>(q));
-    } else if constexpr (type == DType::NF4) {  // absmax:f32, qs[32]; element 2j high nibble of byte j
-        const std::uint8_t* block = src + (i / 64) * 36;
-        const int j = static_cast<int>(i % 64);
-        const std::uint8_t q = block[4 + j / 2];
-        float absmax;
-        memcpy(&absmax, block, sizeof absmax);
-        return __fmul_rn(kNf4Values[(j & 1) ? (q & 0xF) : (q >> 4)], absmax);
+    } else if constexpr (type == DType::NF4) {  // element 2j high nibble of byte j; Nf4Layout
+        const long long block = i / 64, blocks = n / 64;
+        const long long nested_at = (n / 2 + blocks + 3) / 4 * 4;  // Nf4Layout::nested
+        float nested, offset;
+        memcpy(&nested, src + nested_at + 4 * (block / 256), sizeof nested);
+        memcpy(&offset, src + nested_at + 4 * ((blocks + 255) / 256), sizeof offset);
+        const float absmax = __fadd_rn(__fmul_rn(nf4_dynamic_map(src[n / 2 + block]), nested), offset);
+        const std::uint8_t q = src[i / 2];
+        return __fmul_rn(kNf4Values[(i & 1) ? (q & 0xF) : (q >> 4)], absmax);
     } else {
         static_assert(type == DType::MXFP4, "dequant_element: unsupported type");
         // e:e8m0, qs[16]

@@ -38,7 +38,7 @@ template <DType type, typename Out>
 __global__ void dequantize_kernel(const std::uint8_t* __restrict__ src, Out* __restrict__ dst, long long n) {
     const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
     for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-        dst[i] = convert<Out>(dequant_element<type>(src, i));
+        dst[i] = convert<Out>(dequant_element<type>(src, i, n));
 }
 
 template <DType type, typename Out>

@@ -39,12 +39,12 @@ __global__ void broadcast_rows_kernel(float* __restrict__ y, const float* __rest
         y[i] = row[i % cols];
 }
 
-// Bytes of one stored weight row.
-std::uint64_t row_bytes_of(const kernels::Matrix& w) { return row_bytes(w.type, static_cast<std::uint64_t>(w.cols)); }
-
 // The fused mat-vec: one warp per output row, lanes striding over the row's elements (for 32-element
 // blocks one warp step is exactly one block, read once), each element dequantized in registers as
 // dequantize does and multiplied into every token's partial sum, which the warp then reduces.
+// Elements are addressed by their index in the whole weight (row · cols + column): NF4's blocks find
+// their scales from it (core/dtype.h's Nf4Layout), and for the other types, whose rows are whole
+// blocks, it lands on the same bytes as the row's own offset would.
 // The bytes moved are the stored weight's plus x and y: the floor for decode.
 constexpr std::int64_t kMatvecMaxTokens = 4;
 constexpr int kMatvecWarps = 8;
@@ -52,16 +52,15 @@ constexpr int kMatvecWarps = 8;
 template <DType type, int kTokens>
 __global__ void __launch_bounds__(kMatvecWarps * 32)
     matvec_kernel(float* __restrict__ y, const float* __restrict__ x, const std::uint8_t* __restrict__ w,
-                  const float* __restrict__ bias, long long rows, long long cols, long long row_stride) {
+                  const float* __restrict__ bias, long long rows, long long cols) {
     const long long row = static_cast<long long>(blockIdx.x) * kMatvecWarps + threadIdx.x / 32;
     if (row >= rows) return;  // whole warps leave together, so the shuffles below see all 32 lanes
     const int lane = static_cast<int>(threadIdx.x % 32);
-    const std::uint8_t* weight_row = w + row * row_stride;
     float sum[kTokens];
 #pragma unroll
     for (int t = 0; t < kTokens; ++t) sum[t] = 0.0f;
     for (long long e = lane; e < cols; e += 32) {
-        const float v = dequant_element<type>(weight_row, e);
+        const float v = dequant_element<type>(w, row * cols + e, rows * cols);
 #pragma unroll
         for (int t = 0; t < kTokens; ++t) sum[t] = fmaf(v, x[t * cols + e], sum[t]);
     }
@@ -77,15 +76,14 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
 
 template <DType type>
 void launch_matvec(float* y, const float* x, const kernels::Matrix& w, const float* bias, std::int64_t tokens) {
-    const auto stride = static_cast<long long>(row_bytes_of(w));
     const unsigned int blocks = detail::blocks_for(w.rows, kMatvecWarps);
     const auto* weight = static_cast<const std::uint8_t*>(w.data);
     constexpr unsigned int threads = kMatvecWarps * 32;
     switch (tokens) {
-        case 1: matvec_kernel<type, 1><<<blocks, threads>>>(y, x, weight, bias, w.rows, w.cols, stride); break;
-        case 2: matvec_kernel<type, 2><<<blocks, threads>>>(y, x, weight, bias, w.rows, w.cols, stride); break;
-        case 3: matvec_kernel<type, 3><<<blocks, threads>>>(y, x, weight, bias, w.rows, w.cols, stride); break;
-        default: matvec_kernel<type, 4><<<blocks, threads>>>(y, x, weight, bias, w.rows, w.cols, stride); break;
+        case 1: matvec_kernel<type, 1><<<blocks, threads>>>(y, x, weight, bias, w.rows, w.cols); break;
+        case 2: matvec_kernel<type, 2><<<blocks, threads>>>(y, x, weight, bias, w.rows, w.cols); break;
+        case 3: matvec_kernel<type, 3><<<blocks, threads>>>(y, x, weight, bias, w.rows, w.cols); break;
+        default: matvec_kernel<type, 4><<<blocks, threads>>>(y, x, weight, bias, w.rows, w.cols); break;
     }
     KINDRED_CUDA_CHECK_LAUNCH("matvec_kernel");
 }
