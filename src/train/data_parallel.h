@@ -27,8 +27,10 @@ public:
     bool root() const { return rank() == 0; }
     bool active() const { return size() > 1; }
 
-    // Whether this rank runs row `index` of a step (rows counted over the step's micro-batches in order).
-    bool runs_row(std::size_t index) const { return index % static_cast<std::size_t>(size()) == static_cast<std::size_t>(rank()); }
+    // The rank that runs row `index` of a step (rows counted over the step's micro-batches in order).
+    int rank_of_row(std::size_t index) const { return static_cast<int>(index % static_cast<std::size_t>(size())); }
+    // Whether this rank runs row `index` of a step.
+    bool runs_row(std::size_t index) const { return rank_of_row(index) == rank(); }
 
     // In-place sums over the ranks, in buckets of at most bucket_floats elements, so a large
     // gradient does not need one message (and one staging buffer in the backend) of its full size.

@@ -196,7 +196,7 @@ TeacherShare uncached_examples(const SafetyTeacher& teacher, const StepBatch& ba
                 std::find(share.examples.begin(), share.examples.end(), index) != share.examples.end())
                 continue;
             share.examples.push_back(index);
-            share.owners.push_back(static_cast<int>((first_row + placement.row) % static_cast<std::size_t>(parallel.size())));
+            share.owners.push_back(parallel.rank_of_row(first_row + placement.row));
         }
         first_row += micro.rows;
     }
