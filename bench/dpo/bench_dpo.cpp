@@ -3,7 +3,8 @@
 // DPO step throughput of the preference stage, measured the way bench_dpo_trl.py measures TRL's
 // DPOTrainer + PEFT so that run.sh prints both side by side. P pairs of random token ids (a prompt
 // of T tokens, chosen and rejected completions of C tokens each); one optimizer step is train/dpo.h's
-// step: every pair packed whole into one row of 2·(T + C) tokens (its two sequences as segments),
+// step: every pair packed whole into one row of 2·(T + C) tokens (its two sequences as segments;
+// the layers run the shared prompt once, T + 2C tokens: train/shared_prefix.h),
 // the training forward, the sigmoid DPO loss against reference log-probs computed once before
 // timing (as TRL's precompute_ref_log_probs), the backward, clip_grad_norm(1.0) and AdamW. LoRA r=K,
 // alpha=2K on q,k,v,o,gate,up,down, B = 0 as PEFT initialises it. One untimed warm-up step, then S

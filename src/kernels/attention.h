@@ -3,7 +3,7 @@
 // (window 0 = unlimited). Query head h reads kv head h / (heads / kv_heads). Optional per-head sink
 // logits join the softmax denominator only (gpt-oss). Softmax runs in fp32 with the max subtracted.
 // Training packs several documents into one row: with segment ids a query also sees only the
-// positions of its own document.
+// positions of its own document (and, with prefix segment ids, of one earlier document it continues).
 //
 // The backward pass recomputes the probabilities instead of saving them. Saved, they would cost
 // heads x tokens² floats per layer (tokens 512, 9 heads: 9.4 MB fp32 per layer, 283 MB for 30
@@ -34,11 +34,18 @@ struct AttentionShape {
     // [past + tokens] or null: the document of every position; ids never decrease (documents are
     // contiguous). Query t sees position p only when segment_ids[p] == segment_ids[past + t].
     const std::int32_t* segment_ids = nullptr;
+    // [past + tokens] or null, with segment_ids: the query at position p also sees, whole, the
+    // document whose segment id is prefix_segment_ids[p] (its own id: none), which must come before
+    // its own. Both completions of a preference pair continue one prompt packed once this way
+    // (a hole of the other completion's keys between them). The document each position sees first
+    // must not move back along the row; no sliding window with it (the window counts row indices).
+    const std::int32_t* prefix_segment_ids = nullptr;
 };
 
 // out, q: [tokens x heads x head_dim]; k, v: kv head g, position p at g * kv_head_stride +
 // p * kv_position_stride (positions [0, past + tokens) must be filled).
-// Throws Error when heads is not a multiple of kv_heads or segment ids decrease.
+// Throws Error when heads is not a multiple of kv_heads, segment ids decrease or prefix segment ids
+// break their rules.
 void attention_forward(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape);
 
 // Backward of attention_forward (any past, window, segments, sinks and kv layout). Given dout [tokens x heads x head_dim] it ADDS dq (laid out as q) and dk, dv (laid

@@ -53,6 +53,7 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
     attention_.scale = base.attention_scale();
 
     segment_ids_.resize(static_cast<std::size_t>(max_tokens_));
+    prefix_segment_ids_.resize(static_cast<std::size_t>(max_tokens_));
     layer_acts_.resize(checkpoint_ ? 1 : static_cast<std::size_t>(std::max<std::int64_t>(c.num_layers - first_, 1)));
     moe_acts_.resize(layer_acts_.size());
     for (std::size_t i = 0; i < layer_acts_.size(); ++i) layer_acts_[i].moe = &moe_acts_[i];
@@ -161,6 +162,9 @@ void TrainableDecoder::check(const TrainBatch& batch) const {
         fail("trainable decoder: {} positions for {} tokens", batch.positions.size(), n);
     if (!batch.segment_ids.empty() && batch.segment_ids.size() != n)
         fail("trainable decoder: {} segment ids for {} tokens", batch.segment_ids.size(), n);
+    if (!batch.prefix_segment_ids.empty() && (batch.prefix_segment_ids.size() != n || batch.segment_ids.empty()))
+        fail("trainable decoder: {} prefix segment ids for {} tokens and {} segment ids", batch.prefix_segment_ids.size(),
+             n, batch.segment_ids.size());
     const ModelConfig& c = base_.config();
     for (std::size_t i = 0; i < n; ++i) {
         if (batch.tokens[i] < 0 || batch.tokens[i] >= c.vocab_size)
@@ -189,6 +193,8 @@ void TrainableDecoder::embed(const TrainBatch& batch) {
     // Copied, so that backward() does not depend on the caller keeping the batch alive.
     std::copy(batch.segment_ids.begin(), batch.segment_ids.end(), segment_ids_.begin());
     attention_.segment_ids = batch.segment_ids.empty() ? nullptr : segment_ids_.data();
+    std::copy(batch.prefix_segment_ids.begin(), batch.prefix_segment_ids.end(), prefix_segment_ids_.begin());
+    attention_.prefix_segment_ids = batch.prefix_segment_ids.empty() ? nullptr : prefix_segment_ids_.data();
 }
 
 void TrainableDecoder::begin(const TrainBatch& batch, bool train) {
@@ -208,6 +214,11 @@ kernels::CrossEntropyTotals TrainableDecoder::forward_backward(const TrainBatch&
     const auto totals = cross_entropy(batch, dfinal_, loss_scale);
     backward_pass(dfinal_);
     return totals;
+}
+
+bool TrainableDecoder::shares_prefixes_exactly(bool train) const {
+    const bool windows = any_layer(base_.spec(), [](const LayerSpec& l) { return l.attention.window > 0; });
+    return !windows && !(train && adapters_.config().dropout > 0);
 }
 
 kernels::CrossEntropyTotals TrainableDecoder::loss_only(const TrainBatch& batch) {

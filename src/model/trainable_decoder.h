@@ -29,7 +29,8 @@
 //
 // Packing. A batch is one row of concatenated documents: `segment_ids` (non-decreasing) keep
 // attention within a document and `positions` restart per document (rope uses them), which
-// computes exactly what running the documents one by one computes.
+// computes exactly what running the documents one by one computes. `prefix_segment_ids` let
+// documents continue one shared prefix packed once (preference pairs' prompt, train/shared_prefix.h).
 //
 // Dropout (LoraConfig::dropout > 0) draws from kernels/lora.h's counter stream with
 // seed = adapters' seed + (step + 1) · 0x632BE59BD9B4E019 and, for layer l and module m, offset
@@ -69,13 +70,16 @@
 namespace kindred::model {
 
 // One packed row. targets[t] is the token predicted at t (−100 = not trained on); positions and
-// segment_ids may be empty (then 0, 1, … and a single document).
+// segment_ids may be empty (then 0, 1, … and a single document). prefix_segment_ids (empty: none)
+// lets a document continue an earlier one packed once (kernels::AttentionShape::prefix_segment_ids;
+// its positions then go on from the prefix's).
 struct TrainBatch {
     std::vector<std::int32_t> tokens;
     std::vector<std::int32_t> targets;
     std::vector<std::int32_t> positions;
     std::vector<std::int32_t> segment_ids;
     std::vector<float> residual;
+    std::vector<std::int32_t> prefix_segment_ids;
 };
 
 class TrainableDecoder : private LayerTrainingOps {
@@ -125,6 +129,12 @@ public:
     // row draws the mask it would draw in a one-process run.
     std::uint64_t training_forwards() const { return step_; }
     void set_training_forwards(std::uint64_t count) { step_ = count; }
+
+    // Whether a batch whose documents continue shared prefixes (TrainBatch::prefix_segment_ids)
+    // computes exactly what the batch with each prefix repeated computes: not in a training forward
+    // with dropout (each copy of a prefix would draw its own masks) nor with sliding-window layers
+    // (refused by the attention).
+    bool shares_prefixes_exactly(bool train) const;
 
     bool checkpointing() const { return checkpoint_; }
     kernels::Precision precision() const { return precision_; }
@@ -178,6 +188,7 @@ private:
     std::unique_ptr<float[]> arena_;
     std::unique_ptr<std::uint8_t[]> masks_;
     std::vector<std::int32_t> segment_ids_;  // the batch's, [max_tokens]
+    std::vector<std::int32_t> prefix_segment_ids_;  // the batch's, [max_tokens]
     std::vector<LayerActs> layer_acts_;  // one per layer, or one shared when checkpointing
     std::vector<MoeActivations> moe_acts_;  // beside layer_acts_ (used by mixture-of-experts layers)
     std::vector<RopeRows> rope_;         // per rotary table, [max_tokens x head_dim / 2]

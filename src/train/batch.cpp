@@ -33,6 +33,7 @@ model::TrainBatch row_batch(const MicroBatch& micro, std::size_t row) {
             {micro.targets.begin() + begin, micro.targets.begin() + end},
             {micro.positions.begin() + begin, micro.positions.begin() + end},
             {micro.segment_ids.begin() + begin, micro.segment_ids.begin() + end},
+            {},
             {}};
 }
 

@@ -80,7 +80,12 @@ void DpoRows::run(model::TrainableDecoder& trainer, const MicroBatch& micro, std
                   const HeadScales& head_scales, HeadSums& head_sums, std::vector<PairLogProbs>& logps,
                   std::vector<PairLoss>& losses) {
     const model::TrainBatch batch = row_batch(micro, row);
-    const std::span<const float> hidden = trainer.forward(batch);
+    placed_.clear();
+    for (const auto& placement : micro.placements)
+        if (placement.row == row) placed_.push_back({placement.offset, placement.example});
+    const SharedPrefixRow shared(batch, placed_, pairs_, trainer.shares_prefixes_exactly(/*train=*/true));
+    shared.expand(trainer.forward(shared.batch()), states_, hidden_);
+    const std::span<const float> hidden = states_;
     const auto tokens = static_cast<std::int64_t>(micro.seq_len);
     logprob_.resize(static_cast<std::size_t>(tokens));
     const kernels::FusedCrossEntropyShape shape{tokens, hidden_, vocab_};
@@ -111,7 +116,8 @@ void DpoRows::run(model::TrainableDecoder& trainer, const MicroBatch& micro, std
     dhidden_.assign(hidden.size(), 0.0f);
     ce_.backward(dhidden_.data(), weights_.data(), pair_scale);
     heads_.run(micro, row, hidden, dhidden_, head_scales, head_sums);
-    trainer.backward(dhidden_);
+    shared.fold(dhidden_, dcompact_, hidden_);
+    trainer.backward(dcompact_);
 }
 
 DpoRecipe read_dpo_recipe(Config& config) {
@@ -187,14 +193,18 @@ std::vector<SequenceLogProbs> score_pairs(model::TrainableDecoder& trainer, cons
     std::vector<SequenceLogProbs> out(pairs.examples.size());
     const auto& output = trainer.output_rows();
     kernels::FusedCrossEntropy ce;
-    std::vector<float> logprob;
+    std::vector<float> logprob, hidden;
     std::vector<std::size_t> offsets;
+    std::vector<PairAt> placed;
     const auto rows = pack_in_order(pairs.examples, max_seq_len);
     for (std::size_t r = 0; r < rows.size(); ++r) {
         if (!parallel.runs_row(r)) continue;
         const auto& row = rows[r];
         const model::TrainBatch batch = ordered_row(pairs.examples, row, offsets);
-        const std::span<const float> hidden = trainer.forward(batch, /*train=*/false);
+        placed.clear();
+        for (std::size_t j = 0; j < row.size(); ++j) placed.push_back({offsets[j], row[j]});
+        const SharedPrefixRow shared(batch, placed, pairs, trainer.shares_prefixes_exactly(/*train=*/false));
+        shared.expand(trainer.forward(shared.batch(), /*train=*/false), hidden, output.cols);
         const auto tokens = static_cast<std::int64_t>(batch.tokens.size());
         logprob.resize(batch.tokens.size());
         ce.forward(logprob.data(), hidden.data(), output, batch.targets.data(), nullptr,

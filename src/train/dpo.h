@@ -15,7 +15,8 @@
 // last 4 MiB, train/data_parallel.h), the reference adapter's files, the effective compute precision and the tokenized pairs
 // (tokens and targets); a key that differs recomputes and rewrites it, naming what changed. So a
 // step costs one policy forward and backward over rows holding both sequences of its pairs (two
-// sequences per pair, like TRL's concatenated batch), never a reference pass.
+// sequences per pair, like TRL's concatenated batch, their shared prompt run once:
+// train/shared_prefix.h), never a reference pass.
 //
 // One step. Pairs are packed whole into rows (train/batch.h, preference_pairs.h): for each row,
 // the forward, one vocabulary pass for the per-token log-probs (kernels::FusedCrossEntropy), the
@@ -54,6 +55,7 @@
 #include "train/pairs_build.h"
 #include "train/preference_pairs.h"
 #include "train/recipe.h"
+#include "train/shared_prefix.h"
 #include "train/training_run.h"
 
 namespace kindred::infer {
@@ -169,7 +171,8 @@ private:
     std::int64_t hidden_, vocab_;
     HeadLosses heads_;
     kernels::FusedCrossEntropy ce_;
-    std::vector<float> logprob_, weights_, dhidden_;
+    std::vector<PairAt> placed_;
+    std::vector<float> logprob_, weights_, states_, dhidden_, dcompact_;
 };
 
 struct DpoOptions {

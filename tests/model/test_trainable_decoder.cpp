@@ -343,7 +343,7 @@ TEST(TrainableDecoder, RejectsMalformedBatches) {
     bad = ok;
     bad.positions = {0, 1, 64};
     EXPECT_THROW(trainer.loss_only(bad), Error);
-    bad = TrainBatch{std::vector<std::int32_t>(9, 1), std::vector<std::int32_t>(9, 1), {}, {}, {}};
+    bad = TrainBatch{std::vector<std::int32_t>(9, 1), std::vector<std::int32_t>(9, 1), {}, {}, {}, {}};
     EXPECT_THROW(trainer.loss_only(bad), Error);
     LoraConfig unknown;
     unknown.targets = {"q", "lm_head"};

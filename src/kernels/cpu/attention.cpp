@@ -31,38 +31,88 @@ float* scratch(std::int64_t n) {
     return buffer.data();
 }
 
-// Turns scores[first..last] into probabilities in place (sinks only join the denominator);
-// entries outside [first, last] are not touched.
-void softmax_span(float* scores, std::int64_t first, std::int64_t last, const float* sink) {
-    const float max_score = cpu::max_of(sink != nullptr ? *sink : -std::numeric_limits<float>::infinity(),
-                                        scores + first, last - first + 1);
+// The keys query t sees: [first[t], past + t] less the hole [hole_begin[t], hole_end[t]) (the
+// documents between a shared prefix document and the query's own; empty without prefix segments).
+// first never decreases with t, because windows slide forward, documents are contiguous and
+// prefix documents are checked to come in order. Computed on the calling thread into its own
+// buffers, which the pool's workers then read.
+struct VisibleKeys {
+    const std::int64_t* first;
+    const std::int64_t* hole_begin;
+    const std::int64_t* hole_end;
+};
+
+// Turns scores[first..last] into probabilities in place (sinks only join the denominator), less
+// the hole [hole_begin, hole_end) within it, which becomes 0; entries outside [first, last] are
+// not touched.
+void softmax_span(float* scores, std::int64_t first, std::int64_t last, std::int64_t hole_begin,
+                  std::int64_t hole_end, const float* sink) {
+    float max_score = cpu::max_of(sink != nullptr ? *sink : -std::numeric_limits<float>::infinity(), scores + first,
+                                  hole_begin - first);
+    max_score = cpu::max_of(max_score, scores + hole_end, last - hole_end + 1);
     float sum = sink != nullptr ? std::exp(*sink - max_score) : 0.0f;
-    sum += cpu::exp_shifted(scores + first, scores + first, max_score, last - first + 1);
+    sum += cpu::exp_shifted(scores + first, scores + first, max_score, hole_begin - first);
+    sum += cpu::exp_shifted(scores + hole_end, scores + hole_end, max_score, last - hole_end + 1);
     const float inverse = 1.0f / sum;
-    for (std::int64_t p = first; p <= last; ++p) scores[p] *= inverse;
+    for (std::int64_t p = first; p < hole_begin; ++p) scores[p] *= inverse;
+    std::fill(scores + hole_begin, scores + hole_end, 0.0f);
+    for (std::int64_t p = hole_end; p <= last; ++p) scores[p] *= inverse;
 }
 
-// first[t] = the first position query t sees (its last is past + t). It never decreases with t,
-// because windows slide forward and documents are contiguous. Computed on the calling thread into
-// its own buffer, which the pool's workers then read.
-const std::int64_t* first_visible_positions(const AttentionShape& shape) {
-    thread_local std::vector<std::int64_t> first;
-    first.resize(static_cast<std::size_t>(shape.tokens));
-    std::int64_t document_start = 0;
+VisibleKeys visible_keys(const AttentionShape& shape) {
+    thread_local std::vector<std::int64_t> first, hole_begin, hole_end;
+    const auto tokens = static_cast<std::size_t>(shape.tokens);
+    first.resize(tokens);
+    hole_begin.resize(tokens);
+    hole_end.resize(tokens);
     const std::int64_t positions = shape.past + shape.tokens;
-    // Without segments only the window matters, so decode steps skip the cache positions.
-    for (std::int64_t p = shape.segment_ids != nullptr ? 0 : shape.past; p < positions; ++p) {
-        if (shape.segment_ids != nullptr && p > 0 && shape.segment_ids[p] != shape.segment_ids[p - 1]) {
-            if (shape.segment_ids[p] < shape.segment_ids[p - 1])
+    // Every document's id and first position, in row order: prefix documents are looked up by id.
+    thread_local std::vector<std::int32_t> document_ids;
+    thread_local std::vector<std::int64_t> document_starts;
+    document_ids.clear();
+    document_starts.clear();
+    if (shape.segment_ids != nullptr)
+        for (std::int64_t p = 0; p < positions; ++p) {
+            if (p > 0 && shape.segment_ids[p] == shape.segment_ids[p - 1]) continue;
+            if (p > 0 && shape.segment_ids[p] < shape.segment_ids[p - 1])
                 fail("attention: segment id {} at position {} follows {}; documents must be contiguous",
                      shape.segment_ids[p], p, shape.segment_ids[p - 1]);
-            document_start = p;
+            document_ids.push_back(shape.segment_ids[p]);
+            document_starts.push_back(p);
         }
-        if (p < shape.past) continue;
+    if (shape.prefix_segment_ids != nullptr && shape.segment_ids == nullptr)
+        fail("attention: prefix segment ids need segment ids");
+    if (shape.prefix_segment_ids != nullptr && shape.window > 0)
+        fail("attention: prefix segments with a sliding window are not supported (the window counts row indices)");
+    std::size_t document = 0;
+    for (std::int64_t p = shape.past; p < positions; ++p) {
+        const auto t = static_cast<std::size_t>(p - shape.past);
+        std::int64_t document_start = 0;
+        if (shape.segment_ids != nullptr) {
+            while (document + 1 < document_ids.size() && document_starts[document + 1] <= p) ++document;
+            document_start = document_starts[document];
+        }
         const std::int64_t window_start = shape.window > 0 ? std::max<std::int64_t>(0, p - shape.window + 1) : 0;
-        first[static_cast<std::size_t>(p - shape.past)] = std::max(window_start, document_start);
+        first[t] = std::max(window_start, document_start);
+        hole_begin[t] = hole_end[t] = first[t];
+        if (shape.prefix_segment_ids == nullptr) continue;
+        const std::int32_t own = document_ids[document], prefix = shape.prefix_segment_ids[p];
+        if (prefix != own) {
+            const auto before = document_ids.begin() + static_cast<std::ptrdiff_t>(document);
+            const auto found = std::lower_bound(document_ids.begin(), before, prefix);
+            if (found == before || *found != prefix)
+                fail("attention: position {} names prefix segment {}, which is not a document before its own ({})",
+                     p, prefix, own);
+            const auto index = static_cast<std::size_t>(found - document_ids.begin());
+            first[t] = document_starts[index];
+            hole_begin[t] = document_starts[index + 1];
+            hole_end[t] = document_start;
+        }
+        if (t > 0 && first[t] < first[t - 1])
+            fail("attention: position {} sees from position {}, before position {} of the query before it; prefix "
+                 "documents must come in order", p, first[t], first[t - 1]);
     }
-    return first.data();
+    return {first.data(), hole_begin.data(), hole_end.data()};
 }
 
 // Where block `block`'s probabilities start within one head's part of the saved probabilities,
@@ -88,20 +138,21 @@ std::int64_t kv_step(const AttentionShape& shape) {
 }
 
 void attention_per_query(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape,
-                         const std::int64_t* first_visible) {
+                         const VisibleKeys& visible) {
     const std::int64_t heads = shape.heads, head_dim = shape.head_dim, group = heads / shape.kv_heads;
     const std::int64_t positions = shape.past + shape.tokens, step = kv_step(shape);
     thread_pool().parallel_for(shape.tokens * heads, 1, [&](std::int64_t begin, std::int64_t end) {
         float* scores = scratch(positions);
         for (std::int64_t item = begin; item < end; ++item) {
             const std::int64_t t = item / heads, h = item % heads;
-            const std::int64_t position = shape.past + t, first = first_visible[t];
+            const std::int64_t position = shape.past + t, first = visible.first[t];
+            const std::int64_t hole_begin = visible.hole_begin[t], hole_end = visible.hole_end[t];
             const float* qv = q + item * head_dim;
             const float* kh = k + (h / group) * shape.kv_head_stride;
             const float* vh = v + (h / group) * shape.kv_head_stride;
             for (std::int64_t p = first; p <= position; ++p)
-                scores[p] = cpu::dot(qv, kh + p * step, head_dim) * shape.scale;
-            softmax_span(scores, first, position, shape.sinks != nullptr ? shape.sinks + h : nullptr);
+                scores[p] = p >= hole_begin && p < hole_end ? 0.0f : cpu::dot(qv, kh + p * step, head_dim) * shape.scale;
+            softmax_span(scores, first, position, hole_begin, hole_end, shape.sinks != nullptr ? shape.sinks + h : nullptr);
             float* o = out + item * head_dim;
             std::fill(o, o + head_dim, 0.0f);
             for (std::int64_t p = first; p <= position; ++p) cpu::axpy(o, scores[p], vh + p * step, head_dim);
@@ -111,7 +162,7 @@ void attention_per_query(float* out, const float* q, const float* k, const float
 
 // probabilities null: scores go to per-thread scratch; else they are kept there (see attention.h).
 void attention_blocked(float* out, float* probabilities, const float* q, const float* k, const float* v,
-                       const AttentionShape& shape, const std::int64_t* first_visible) {
+                       const AttentionShape& shape, const VisibleKeys& visible) {
     const std::int64_t heads = shape.heads, head_dim = shape.head_dim, group = heads / shape.kv_heads;
     const std::int64_t row_stride = heads * head_dim;  // between tokens in q and out
     const std::int64_t step = kv_step(shape);
@@ -122,7 +173,7 @@ void attention_blocked(float* out, float* probabilities, const float* q, const f
             const std::int64_t h = item / blocks, t0 = (item % blocks) * query_block;
             const std::int64_t rows = std::min(query_block, shape.tokens - t0);
             // Keys any query of the block can see: [lo, hi].
-            const std::int64_t lo = first_visible[t0], hi = shape.past + t0 + rows - 1;
+            const std::int64_t lo = visible.first[t0], hi = shape.past + t0 + rows - 1;
             const std::int64_t span = hi - lo + 1;
             const float* kh = k + (h / group) * shape.kv_head_stride + lo * step;
             const float* vh = v + (h / group) * shape.kv_head_stride + lo * step;
@@ -134,8 +185,9 @@ void attention_blocked(float* out, float* probabilities, const float* q, const f
             for (std::int64_t r = 0; r < rows; ++r) {
                 float* row = scores + r * span;
                 const std::int64_t position = shape.past + t0 + r;
-                const std::int64_t first = first_visible[t0 + r] - lo, last = position - lo;
-                softmax_span(row, first, last, shape.sinks != nullptr ? shape.sinks + h : nullptr);
+                const std::int64_t first = visible.first[t0 + r] - lo, last = position - lo;
+                softmax_span(row, first, last, visible.hole_begin[t0 + r] - lo, visible.hole_end[t0 + r] - lo,
+                             shape.sinks != nullptr ? shape.sinks + h : nullptr);
                 std::fill(row, row + first, 0.0f);
                 std::fill(row + last + 1, row + span, 0.0f);
             }
@@ -153,11 +205,11 @@ void attention_blocked(float* out, float* probabilities, const float* q, const f
 // skipped: P is read from there instead.
 void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, const float* dout, const float* saved,
                               const float* q, const float* k, const float* v, const AttentionShape& shape,
-                              const std::int64_t* first_visible, std::int64_t h, std::int64_t t0) {
+                              const VisibleKeys& visible, std::int64_t h, std::int64_t t0) {
     const std::int64_t heads = shape.heads, head_dim = shape.head_dim, group = heads / shape.kv_heads;
     const std::int64_t row_stride = heads * head_dim, step = kv_step(shape);
     const std::int64_t rows = std::min(query_block, shape.tokens - t0);
-    const std::int64_t lo = first_visible[t0], span = shape.past + t0 + rows - lo;
+    const std::int64_t lo = visible.first[t0], span = shape.past + t0 + rows - lo;
     const float* kh = k + (h / group) * shape.kv_head_stride + lo * step;
     const float* vh = v + (h / group) * shape.kv_head_stride + lo * step;
     const std::int64_t offset = t0 * row_stride + h * head_dim;
@@ -170,14 +222,15 @@ void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, c
     cpu::sgemm(false, true, rows, span, head_dim, 1.0f, dout + offset, row_stride, vh, step, 0.0f, grads, span);
     for (std::int64_t r = 0; r < rows; ++r) {
         float* g = grads + r * span;
-        const std::int64_t first = first_visible[t0 + r] - lo, count = shape.past + t0 + r - lo - first + 1;
+        const std::int64_t first = visible.first[t0 + r] - lo, count = shape.past + t0 + r - lo - first + 1;
         const float* p;
         if (saved != nullptr) {
             p = saved + r * span;
         } else {
             // The forward's softmax, so that P is bit-identical to the saved one.
             float* recomputed = scores + r * span;
-            softmax_span(recomputed, first, first + count - 1, shape.sinks != nullptr ? shape.sinks + h : nullptr);
+            softmax_span(recomputed, first, first + count - 1, visible.hole_begin[t0 + r] - lo,
+                         visible.hole_end[t0 + r] - lo, shape.sinks != nullptr ? shape.sinks + h : nullptr);
             std::fill(recomputed, recomputed + first, 0.0f);
             std::fill(recomputed + first + count, recomputed + span, 0.0f);
             p = recomputed;
@@ -201,11 +254,11 @@ void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, c
 
 void attention_forward(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape) {
     check_heads(shape);
-    const std::int64_t* first_visible = first_visible_positions(shape);
+    const VisibleKeys visible = visible_keys(shape);
     if (shape.tokens >= blas_min_tokens) {
-        attention_blocked(out, nullptr, q, k, v, shape, first_visible);
+        attention_blocked(out, nullptr, q, k, v, shape, visible);
     } else {
-        attention_per_query(out, q, k, v, shape, first_visible);
+        attention_per_query(out, q, k, v, shape, visible);
     }
 }
 
@@ -217,8 +270,7 @@ std::int64_t attention_probability_floats(const AttentionShape& shape) {
 void attention_forward_saving(float* out, float* probabilities, const float* q, const float* k, const float* v,
                               const AttentionShape& shape) {
     check_heads(shape);
-    const std::int64_t* first_visible = first_visible_positions(shape);
-    attention_blocked(out, probabilities, q, k, v, shape, first_visible);
+    attention_blocked(out, probabilities, q, k, v, shape, visible_keys(shape));
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
@@ -231,7 +283,7 @@ void attention_backward_saved(float* dq, float* dk, float* dv, const float* dout
                               const float* q, const float* k, const float* v, const AttentionShape& shape) {
     check_heads(shape);
     if (shape.tokens <= 0) return;
-    const std::int64_t* first_visible = first_visible_positions(shape);
+    const VisibleKeys visible = visible_keys(shape);
     const std::int64_t head_dim = shape.head_dim, positions = shape.past + shape.tokens, step = kv_step(shape);
     const std::int64_t blocks = (shape.tokens + query_block - 1) / query_block, items = shape.heads * blocks;
     const std::int64_t kv_floats = shape.kv_heads * positions * head_dim;  // one thread's dk (or dv)
@@ -253,7 +305,7 @@ void attention_backward_saved(float* dq, float* dk, float* dv, const float* dout
             const float* saved = probabilities != nullptr ? probabilities + (item / blocks) * per_head +
                                                                 probability_offset(shape, item % blocks)
                                                           : nullptr;
-            attention_backward_block(dq, dk_partial, dv_partial, dout, saved, q, k, v, shape, first_visible,
+            attention_backward_block(dq, dk_partial, dv_partial, dout, saved, q, k, v, shape, visible,
                                      item / blocks, (item % blocks) * query_block);
         }
     });
