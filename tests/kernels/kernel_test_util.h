@@ -12,6 +12,7 @@
 
 #include "core/dtype.h"
 #include "core/half.h"
+#include "kernels/attention.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/dequantize.h"
 
@@ -103,6 +104,20 @@ inline std::vector<float> dequantized_weights(DType type, const std::vector<std:
 // k·2^-24 · Σ|terms| in any order (the recursive-summation bound), plus 1e-6 absolute.
 inline double fp32_sum_bound(std::int64_t k, double magnitude) {
     return static_cast<double>(k) * std::ldexp(1.0, -24) * magnitude + 1e-6;
+}
+
+// Attention over a row of `tokens` positions whose keys and values are laid out as a cache,
+// [kv_heads x tokens x head_dim], without past, window, sinks or segments.
+inline kernels::AttentionShape row_attention_shape(std::int64_t tokens, std::int64_t heads, std::int64_t kv_heads,
+                                                   std::int64_t head_dim, float scale) {
+    kernels::AttentionShape shape;
+    shape.tokens = tokens;
+    shape.heads = heads;
+    shape.kv_heads = kv_heads;
+    shape.head_dim = head_dim;
+    shape.kv_head_stride = tokens * head_dim;
+    shape.scale = scale;
+    return shape;
 }
 
 }  // namespace kindred::testing

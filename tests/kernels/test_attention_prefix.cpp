@@ -52,13 +52,7 @@ std::vector<float> fold_kv(const std::vector<float>& x, const std::vector<std::i
 }
 
 AttentionShape shape_of(std::int64_t tokens, const std::vector<std::int32_t>& segments) {
-    AttentionShape shape;
-    shape.tokens = tokens;
-    shape.heads = heads;
-    shape.kv_heads = kv_heads;
-    shape.head_dim = head_dim;
-    shape.kv_head_stride = tokens * head_dim;
-    shape.scale = 0.3f;
+    AttentionShape shape = kindred::testing::row_attention_shape(tokens, heads, kv_heads, head_dim, 0.3f);
     shape.segment_ids = segments.data();
     return shape;
 }
