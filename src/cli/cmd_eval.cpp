@@ -33,6 +33,7 @@ struct EqBench2Options {
     std::string out;
     std::optional<std::int64_t> limit;  // not given = every question
     std::string seed;
+    std::optional<std::int64_t> parallel;  // not given = EqBench2RunOptions' default
     int threads = 0;
     kernels::Precision products = default_inference_products;
     bool json = false;
@@ -104,6 +105,7 @@ void check_flags(const EqBench2Options& options) {
     if (!run && options.answers.empty()) fail("give --model M (or `default`) to run a model, or --answers FILE to score saved answers");
     if (run) {
         if (options.limit && *options.limit < 1) fail("--limit must be >= 1, got {}", *options.limit);
+        if (options.parallel && *options.parallel < 1) fail("--parallel must be >= 1, got {}", *options.parallel);
         if (options.threads < 0) fail("--threads must be >= 0, got {}", options.threads);
         return;
     }
@@ -114,6 +116,7 @@ void check_flags(const EqBench2Options& options) {
     model_only(!options.out.empty(), "--out");
     model_only(options.limit.has_value(), "--limit");
     model_only(!options.seed.empty(), "--seed");
+    model_only(options.parallel.has_value(), "--parallel");
     model_only(options.threads != 0, "--threads");
 }
 
@@ -139,6 +142,7 @@ void run_eqbench2(const EqBench2Options& options) {
     eval::EqBench2RunOptions run_options;
     run_options.limit = static_cast<std::size_t>(options.limit.value_or(0));
     run_options.seed = seed;
+    if (options.parallel) run_options.parallel = *options.parallel;
     const auto start = std::chrono::steady_clock::now();
     const eval::EqBench2Result result = eval::run_eqbench2(*model, questions, run_options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -162,6 +166,10 @@ void add_eval_command(CLI::App& app) {
     eqbench2->add_option("--limit", options->limit, "Run only the first N questions (n is then N)");
     eqbench2->add_option("--out", options->out, "Write the model's answers here (JSON id -> answer text, what --answers reads)");
     eqbench2->add_option("--seed", options->seed, "Sampling seed (unsigned 64-bit; default 0)");
+    eqbench2->add_option("--parallel", options->parallel,
+                         fmt::format("Questions answered at once, decoded in one batch (default {}; results are reproducible "
+                                     "for a given value)",
+                                     eval::EqBench2RunOptions{}.parallel));
     eqbench2->add_option("--threads", options->threads, "CPU threads (0 = KINDRED_THREADS or every core)");
     add_products_flag(*eqbench2, options->products);
     eqbench2->add_flag("--json", options->json, "Print score, parseable_fraction, n and per-question scores as JSON");

@@ -128,7 +128,9 @@ void run_train(const TrainOptions& options, dist::Communicator& communicator) {
     }
     if (!components.empty()) fmt::print("components: {}\n", components);
     if (result.teacher_cached_bytes > 0)
-        fmt::print("safety teacher cache: {:.1f} KB\n", static_cast<double>(result.teacher_cached_bytes) / 1e3);
+        fmt::print("safety teacher cache: {:.1f} KB; forwards ran {} input tokens, shared prefixes spared {}\n",
+                   static_cast<double>(result.teacher_cached_bytes) / 1e3, result.teacher_forwarded_tokens,
+                   result.teacher_reused_tokens);
     if (result.final_dev) fmt::print("dev: {}\n", train::to_json(*result.final_dev).dump());
 }
 

@@ -82,6 +82,7 @@ const std::vector<Sampler::Candidate>& Sampler::distribution(std::span<const flo
         return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
     };
     candidates_.clear();
+    pruned_ = 0;
     if (params_.temperature == 0.0f) {
         const auto best = std::max_element(work_.begin(), work_.end(), [](float a, float b) { return a < b; });
         candidates_.push_back({static_cast<std::int32_t>(best - work_.begin()), *best, 1.0f});
@@ -89,13 +90,31 @@ const std::vector<Sampler::Candidate>& Sampler::distribution(std::span<const flo
         return candidates_;
     }
 
+    // Without top-p and min-p (which read every survivor's probability at temperature 1) a token
+    // whose weight at the sampling temperature, exp((logit - top) / T) in float as the last softmax
+    // computes it, is 0 can never be drawn and adds exactly 0 to the total: it is left out before
+    // the sort (at T = 0.01 that is nearly the whole vocabulary), which changes no probability and
+    // no draw. The order is a strict total order, so a full std::sort gives partial_sort's order.
+    const bool mass_filters = params_.top_p < 1.0f || params_.min_p > 0.0f;
+    const float largest = *std::max_element(work_.begin(), work_.end(), [](float a, float b) { return a < b; });
+    if (!std::isfinite(largest)) fail("sampling: every logit is -inf or NaN");
+    const float inverse_t = 1.0f / params_.temperature;
     candidates_.reserve(work_.size());
-    for (std::size_t i = 0; i < work_.size(); ++i) candidates_.push_back({static_cast<std::int32_t>(i), work_[i], 0.0f});
-    const std::size_t k = params_.top_k > 0 ? std::min(candidates_.size(), static_cast<std::size_t>(params_.top_k))
-                                            : candidates_.size();
-    std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(k), candidates_.end(), before);
-    candidates_.resize(k);
-    if (!std::isfinite(candidates_.front().logit)) fail("sampling: every logit is -inf or NaN");
+    for (std::size_t i = 0; i < work_.size(); ++i) {
+        if (!mass_filters && std::exp((work_[i] - largest) * inverse_t) == 0.0f) continue;
+        candidates_.push_back({static_cast<std::int32_t>(i), work_[i], 0.0f});
+    }
+    const auto top_k = [&](std::size_t n) {
+        return params_.top_k > 0 ? std::min(n, static_cast<std::size_t>(params_.top_k)) : n;
+    };
+    const std::size_t k = top_k(candidates_.size());
+    pruned_ = top_k(work_.size()) - k;
+    if (k == candidates_.size()) {
+        std::sort(candidates_.begin(), candidates_.end(), before);
+    } else {
+        std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(k), candidates_.end(), before);
+        candidates_.resize(k);
+    }
 
     // Softmax over the survivors at temperature 1 (for top-p and min-p).
     const auto softmax = [this](float inverse_temperature) {
@@ -107,7 +126,7 @@ const std::vector<Sampler::Candidate>& Sampler::distribution(std::span<const flo
         }
         for (auto& c : candidates_) c.prob = static_cast<float>(c.prob / total);
     };
-    softmax(1.0f);
+    if (mass_filters) softmax(1.0f);
 
     if (params_.top_p < 1.0f) {
         double mass = 0.0;
@@ -127,7 +146,7 @@ const std::vector<Sampler::Candidate>& Sampler::distribution(std::span<const flo
         while (keep < candidates_.size() && candidates_[keep].prob >= threshold) ++keep;
         candidates_.resize(keep);
     }
-    softmax(1.0f / params_.temperature);
+    softmax(inverse_t);
     return candidates_;
 }
 
@@ -139,7 +158,9 @@ double Sampler::uniform() {
 
 std::int32_t Sampler::sample(std::span<const float> logits, std::span<const std::int32_t> history) {
     const auto& candidates = distribution(logits, history);
-    if (candidates.size() == 1) return candidates.front().id;
+    // A draw is made whenever more than one token was a candidate, zero-weight ones included, so
+    // leaving those out of the sort does not shift the random stream.
+    if (candidates.size() + pruned_ == 1) return candidates.front().id;
     const double u = uniform();
     double mass = 0.0;
     for (const auto& c : candidates) {

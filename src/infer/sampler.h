@@ -80,6 +80,7 @@ private:
     std::mt19937_64 rng_;
     std::vector<float> work_;  // penalised logits
     std::vector<Candidate> candidates_;
+    std::size_t pruned_ = 0;  // candidates of the last distribution() left out for a zero weight
     std::vector<std::int32_t> counts_;  // per-token counts in the penalty window (sparse reset)
 };
 

@@ -1,20 +1,18 @@
 // serve/engine.h — the model side of `kindred serve`: continuous batching over a fixed set of
-// slots, each with its own KV cache.
+// slots (infer/batch.h), an admission queue in front of them.
 //
-// One worker thread owns the model. Every step it (1) admits queued jobs into free slots, (2)
-// builds one batch: the next token of every decoding sequence plus, in the token budget left,
-// the next chunk of the prompts still being prefilled (oldest first), (3) runs it as one forward
-// over all of them (Decoder::forward_batch: the weights are read once per step), each sequence
-// with its own cache, positions and adapter, and (4) samples each sequence whose logits came back
-// (infer::Continuation, the same loop `kindred generate` runs), handing its text to the request's
-// Channel. A sequence that ends, or whose client left
-// (Channel::cancel), frees its slot at once and a queued job takes it the next step. The worker
-// never waits on a client: text goes into the channel's buffer and the HTTP thread writes it at
-// the client's pace, so a slow or vanished client holds nobody up.
+// One worker thread owns the model. Every step it (1) admits queued jobs into free slots, (2) runs
+// one Batch::step: the next token of every decoding sequence plus, in the token budget left, the
+// next chunk of the prompts still being prefilled (oldest first), as one forward over all of them,
+// each sequence with its own cache, positions and adapter, and (3) hands each sequence's new text
+// to the request's Channel. A sequence that ends, or whose client left (Channel::cancel), frees
+// its slot at once and a queued job takes it the next step. The worker never waits on a client:
+// text goes into the channel's buffer and the HTTP thread writes it at the client's pace, so a
+// slow or vanished client holds nobody up.
 //
-// A job alone in the engine is computed exactly as `kindred generate` computes it (prompt in
-// chunks of batch_tokens = the decoder's own chunk size, then one token per forward), so it
-// gives the same tokens for the same seed and settings.
+// A job alone in the engine is computed exactly as `kindred generate` computes it, so it gives
+// the same tokens for the same seed and settings; a slot starts every job from an empty cache, so
+// what ran in it before never changes a reply.
 #pragma once
 
 #include <chrono>
@@ -29,19 +27,14 @@
 #include <thread>
 #include <vector>
 
+#include "infer/batch.h"
 #include "infer/generator.h"
 #include "model/decoder.h"
-#include "model/kv_cache.h"
-#include "model/lora_adapters.h"
 #include "text/tokenizer.h"
 
 namespace kindred::serve {
 
-struct Job {
-    std::vector<std::int32_t> prompt;
-    infer::GenerationOptions options;
-    const model::LoraAdapters* adapter = nullptr;  // null = the base model
-};
+using Job = infer::BatchRequest;
 
 // A job's results as they arrive: text pieces, then the end. The engine writes, one HTTP thread
 // reads; thread-safe.
@@ -109,17 +102,14 @@ public:
     Load load() const;
 
 private:
-    struct Slot;
     void run();
     void admit(std::unique_lock<std::mutex>& lock);
     void step();
-    void release(Slot& slot, std::string error = {});
+    void finish(std::int64_t slot, infer::GenerationResult result, const std::string& error);
 
-    model::Decoder& decoder_;
-    const text::Tokenizer& tokenizer_;
     EngineOptions options_;
-    std::vector<std::unique_ptr<Slot>> slots_;
-    std::vector<float> logits_;  // [slots x vocab]: one row per sequence whose logits a step asks for
+    infer::Batch batch_;
+    std::vector<std::shared_ptr<Channel>> channels_;  // per slot: the running job's, null while free
 
     mutable std::mutex mutex_;
     std::condition_variable work_;  // a job arrived, or draining began
@@ -130,7 +120,6 @@ private:
     };
     std::deque<Pending> queue_;
     std::int64_t active_ = 0;
-    std::uint64_t admitted_ = 0;  // admission counter: prefill order
     bool draining_ = false;
     bool hurry_ = false;
     bool stopping_ = false;

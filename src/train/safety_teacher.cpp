@@ -12,9 +12,9 @@
 namespace kindred::train {
 namespace {
 
-// Tokens per teacher forward call: all-logits for a chunk is chunk · vocab floats (12.6 MB at
-// 64 x 49152), instead of the whole conversation's (up to ~100 MB at 512 tokens).
-constexpr std::int64_t kChunkTokens = 64;
+// The shared KV cache grows in steps of this many tokens, so that inputs of similar lengths do not
+// each reallocate it (and lose the reuse).
+constexpr std::int64_t kCacheGrowthTokens = 512;
 
 }  // namespace
 
@@ -31,13 +31,14 @@ std::string default_safety_rules() {
            "6. Stay warm, calm and respectful, and keep the focus on the person you are talking with.";
 }
 
-SafetyTeacher::SafetyTeacher(model::Decoder& base, float temperature, std::int64_t top_k)
-    : base_(base), temperature_(temperature), top_k_(top_k) {
+SafetyTeacher::SafetyTeacher(model::Decoder& base, float temperature, std::int64_t top_k, std::int64_t chunk_tokens)
+    : base_(base), temperature_(temperature), top_k_(top_k), chunk_tokens_(chunk_tokens) {
     if (!(temperature > 0.0f) || !std::isfinite(temperature))
         fail("safety teacher: temperature must be a positive number, got {}", temperature);
     const std::int64_t vocab = base.config().vocab_size;
     if (top_k < 1 || top_k > vocab)
         fail("safety teacher: top_k must be in [1, {}] (the vocabulary), got {}", vocab, top_k);
+    if (chunk_tokens < 1) fail("safety teacher: chunk_tokens must be >= 1, got {}", chunk_tokens);
     if (base.adapter() != nullptr)
         fail("safety teacher: the base decoder has an adapter attached; the teacher is the frozen base");
 }
@@ -132,11 +133,26 @@ TeacherTargets SafetyTeacher::compute(const TokenizedExample& example) {
     }
 
     // Only the prefix up to the last target position is needed; it runs in chunks, all logits only
-    // for chunks that hold a target position.
-    const std::int64_t vocab = base_.config().vocab_size, k = top_k_;
+    // for chunks that hold a target position. Leading chunks the previous input shares are reused.
+    const std::int64_t vocab = base_.config().vocab_size, k = top_k_, chunk = chunk_tokens_;
     const std::int64_t length = positions.back() + 1;
-    model::KvCache cache(base_.config(), length);
-    std::vector<float> logits(static_cast<std::size_t>(kChunkTokens * vocab));
+    std::int64_t reused = 0;
+    if (kv_ && kv_->capacity() >= length) {
+        const std::size_t held = std::min(kv_tokens_.size(), static_cast<std::size_t>(length));
+        const auto common = static_cast<std::int64_t>(
+            std::mismatch(kv_tokens_.begin(), kv_tokens_.begin() + static_cast<std::ptrdiff_t>(held), tokens.begin()).first -
+            kv_tokens_.begin());
+        // Whole chunks only, and none that holds a target (its logits are needed).
+        reused = std::min(common / chunk, positions.front() / chunk) * chunk;
+    } else {
+        const std::int64_t capacity = (length + kCacheGrowthTokens - 1) / kCacheGrowthTokens * kCacheGrowthTokens;
+        kv_.emplace(base_.config(), std::min(capacity, base_.config().context_length));
+    }
+    kv_->truncate(reused);
+    kv_tokens_.clear();  // until the forwards below have all run
+    reused_tokens_ += static_cast<std::size_t>(reused);
+    forwarded_tokens_ += static_cast<std::size_t>(length - reused);
+    std::vector<float> logits(static_cast<std::size_t>(chunk * vocab));
     std::vector<std::int32_t> order(static_cast<std::size_t>(vocab));
     std::vector<double> shifted(static_cast<std::size_t>(vocab));
     const std::size_t count = positions.size();
@@ -145,12 +161,12 @@ TeacherTargets SafetyTeacher::compute(const TokenizedExample& example) {
     out.residual.resize(count);
     const double inverse_t = 1.0 / temperature_;
     std::size_t next = 0;  // next target position to fill
-    for (std::int64_t begin = 0; begin < length; begin += kChunkTokens) {
-        const std::int64_t n = std::min(kChunkTokens, length - begin);
-        const std::span<const std::int32_t> chunk(tokens.data() + begin, static_cast<std::size_t>(n));
+    for (std::int64_t begin = reused; begin < length; begin += chunk) {
+        const std::int64_t n = std::min(chunk, length - begin);
+        const std::span<const std::int32_t> chunk_input(tokens.data() + begin, static_cast<std::size_t>(n));
         const bool needed = next < count && positions[next] < begin + n;
         const auto floats = static_cast<std::size_t>(needed ? n * vocab : vocab);
-        base_.forward(chunk, cache, std::span<float>(logits.data(), floats), needed);
+        base_.forward(chunk_input, *kv_, std::span<float>(logits.data(), floats), needed);
         for (; next < count && positions[next] < begin + n; ++next) {
             const float* z = logits.data() + (positions[next] - begin) * vocab;
             // softmax(z/τ) in double; ties in the top-k broken by the lower id, for repeatability.
@@ -173,6 +189,7 @@ TeacherTargets SafetyTeacher::compute(const TokenizedExample& example) {
             out.residual[next] = static_cast<float>(std::max(0.0, 1.0 - kept));
         }
     }
+    kv_tokens_.assign(tokens.begin(), tokens.begin() + length);
     return out;
 }
 

@@ -34,18 +34,30 @@
 // k = 32) the term therefore pulls on the teacher's 32 favourite tokens and on how much mass the
 // student leaves outside them; raise k (256: 2 KB per target token) or lower τ for a finer teacher.
 //
+// Shared prefixes: every example's teacher input starts with the same rules (and usually the same
+// system message), so the keys/values of the previous example's input are kept and reused for the
+// whole chunks of the next one that match it token for token and precede its first target: with
+// the default rules (~166 tokens) that skips two or three of every example's first chunks. The
+// chunks sit on a fixed grid (multiples of chunk_tokens from position 0) and a reused chunk holds
+// exactly what recomputing it would give (same tokens, same preceding keys/values, same row
+// count), so the targets are bitwise the same whichever example came before: resumed and
+// data-parallel runs, whose examples arrive in another order, get the same teacher. It holds one
+// KV cache the size of the longest input seen (rounded up to 512 tokens).
+//
 // Not thread-safe: one targets() call at a time (it runs the shared Decoder, which allows one
 // forward at a time).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "model/decoder.h"
+#include "model/kv_cache.h"
 #include "train/chat_dataset.h"
 #include "train/data_parallel.h"
 
@@ -69,8 +81,10 @@ public:
     // base: the frozen decoder with NO adapter attached (the same object the trainer's
     // TrainableDecoder wraps is fine: that one never attaches its adapters to the Decoder). Not
     // const because Decoder::forward uses its shared activation buffers. Throws Error for
-    // top_k < 1 or top_k > vocab, τ <= 0 (or not finite), or an attached adapter.
-    SafetyTeacher(model::Decoder& base, float temperature, std::int64_t top_k);
+    // top_k < 1 or top_k > vocab, τ <= 0 (or not finite), chunk_tokens < 1, or an attached adapter.
+    // chunk_tokens: tokens per teacher forward (all logits of a chunk are chunk_tokens x vocab
+    // floats: 12.6 MB at 64 x 49152, instead of a whole conversation's ~100 MB at 512 tokens).
+    SafetyTeacher(model::Decoder& base, float temperature, std::int64_t top_k, std::int64_t chunk_tokens = 64);
 
     // The teacher's distributions at the example's target tokens, computed on first call for
     // `example_index` and cached (later calls return the same object; the index must keep naming
@@ -91,6 +105,8 @@ public:
 
     std::size_t cached_examples() const { return cache_.size(); }
     std::size_t computed_examples() const { return computed_; }  // teacher forwards run here
+    std::size_t forwarded_tokens() const { return forwarded_tokens_; }  // input tokens those forwards ran
+    std::size_t reused_tokens() const { return reused_tokens_; }  // input tokens a previous input's keys/values covered
     std::size_t cached_bytes() const { return cached_bytes_; }  // ids, probs and residuals held
     float temperature() const { return temperature_; }
     std::int64_t top_k() const { return top_k_; }
@@ -102,6 +118,11 @@ private:
     model::Decoder& base_;
     float temperature_;
     std::int64_t top_k_;
+    std::int64_t chunk_tokens_;
+    std::optional<model::KvCache> kv_;     // keys/values of kv_tokens_ (whole chunks reuse them)
+    std::vector<std::int32_t> kv_tokens_;  // the teacher input whose prefix kv_ holds
+    std::size_t forwarded_tokens_ = 0;
+    std::size_t reused_tokens_ = 0;
     std::unordered_map<std::size_t, TeacherTargets> cache_;  // node-based: references stay valid
     std::size_t cached_bytes_ = 0;
     std::size_t computed_ = 0;

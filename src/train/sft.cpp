@@ -435,7 +435,11 @@ SftResult run_sft(const SftRecipe& recipe, model::Decoder& base, std::span<const
     result.elapsed_s = run.elapsed_s();
     result.tokens_per_s = run.tokens_per_s();
     result.skipped_steps = run.skipped_steps();
-    if (teacher) result.teacher_cached_bytes = teacher->cached_bytes();
+    if (teacher) {
+        result.teacher_cached_bytes = teacher->cached_bytes();
+        result.teacher_forwarded_tokens = teacher->forwarded_tokens();
+        result.teacher_reused_tokens = teacher->reused_tokens();
+    }
     if (heads) {
         // The multi-label decision threshold chosen on dev goes with the head (eval/multilabel.h).
         if (result.final_dev && std::isfinite(result.final_dev->emotion_threshold))

@@ -81,6 +81,8 @@ struct SftResult {
     std::vector<StepLosses> components;  // per step of this call, as computed (skipped steps included)
     std::optional<DevMetrics> final_dev;  // after the last step, when a dev set was given and the run finished
     std::size_t teacher_cached_bytes = 0;  // the safety teacher's cache at the end (0 without a teacher)
+    std::size_t teacher_forwarded_tokens = 0;  // input tokens its forwards ran on this rank
+    std::size_t teacher_reused_tokens = 0;     // input tokens shared prefixes spared it (safety_teacher.h)
     std::int64_t skipped_steps = 0;
     double tokens_per_s = 0.0;    // row tokens (padding included) per second, over this call
     double elapsed_s = 0.0;

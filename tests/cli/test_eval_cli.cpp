@@ -29,9 +29,11 @@ TEST(EvalCli, ArgumentErrors) {
     expect_error(kQuestions + " --model default" + answers, "exclude each other");
     expect_error(kQuestions + answers + " --adapter /tmp", "--adapter needs --model");
     expect_error(kQuestions + answers + " --limit 3", "--limit needs --model");
+    expect_error(kQuestions + answers + " --parallel 4", "--parallel needs --model");
     expect_error(kQuestions + answers + " --out /tmp/x.json", "--out needs --model");
     expect_error(kQuestions + " --model default --limit -1", "--limit must be >= 1");
     expect_error(kQuestions + " --model default --limit 0", "--limit must be >= 1");
+    expect_error(kQuestions + " --model default --parallel 0", "--parallel must be >= 1");
     expect_error(kQuestions + " --model default --seed abc", "--seed must be");
     expect_error("--questions /nonexistent/questions.json --model default", "/nonexistent/questions.json");
     expect_error(kQuestions + " --model /nonexistent/model.gguf", "/nonexistent/model.gguf");

@@ -1,6 +1,9 @@
 // Each sampler on hand-made logits against values computed by hand (comments show the arithmetic),
 // the order of the chain, parameter validation and seed determinism.
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -27,6 +30,75 @@ std::vector<std::int32_t> ids_of(const std::vector<Sampler::Candidate>& candidat
     std::vector<std::int32_t> ids;
     for (const auto& c : candidates) ids.push_back(c.id);
     return ids;
+}
+
+// The sampler without top-p and min-p, written out plainly: every token of the top k (all when
+// k = 0) sorted by descending logit (lower id first), softmax at T in float with a double total,
+// one uniform draw whenever more than one token is a candidate, the walk down the cumulative mass.
+class PlainSampler {
+public:
+    PlainSampler(float temperature, std::int32_t top_k, std::uint64_t seed) : temperature_(temperature), top_k_(top_k), rng_(seed) {}
+
+    std::int32_t sample(const std::vector<float>& logits) {
+        std::vector<std::int32_t> order(logits.size());
+        std::iota(order.begin(), order.end(), 0);
+        std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
+            return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+        });
+        if (top_k_ > 0 && static_cast<std::size_t>(top_k_) < order.size()) order.resize(static_cast<std::size_t>(top_k_));
+        if (order.size() == 1) return order.front();
+        std::vector<float> probs;
+        double total = 0.0;
+        for (const std::int32_t id : order) {
+            probs.push_back(std::exp((logits[id] - logits[order.front()]) * (1.0f / temperature_)));
+            total += probs.back();
+        }
+        for (float& p : probs) p = static_cast<float>(p / total);
+        const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+        double mass = 0.0;
+        for (std::size_t i = 0; i < order.size(); ++i) {
+            mass += probs[i];
+            if (u < mass) return order[i];
+        }
+        return order.back();
+    }
+
+private:
+    float temperature_;
+    std::int32_t top_k_;
+    std::mt19937_64 rng_;
+};
+
+TEST(Sampler, LeavingOutZeroWeightTokensChangesNoDraw) {
+    // A 4096-token vocabulary, drawn from alternately with spread-out logits (a tie at the top) and
+    // with one logit far above the rest: at T = 0.01 nearly every token's weight underflows to 0
+    // and is left out before the sort, and on the peaked logits a single token survives. The
+    // draws, and the random stream (which advances on every draw among several candidates, zero
+    // weights included), must be exactly the plain sampler's.
+    std::mt19937 make(5);
+    std::normal_distribution<float> spread(0.0f, 4.0f);
+    std::vector<float> flat(4096), peaked(4096);
+    for (float& z : flat) z = spread(make);
+    flat[17] = flat[2000] = *std::max_element(flat.begin(), flat.end());
+    for (float& z : peaked) z = spread(make);
+    peaked[123] = *std::max_element(peaked.begin(), peaked.end()) + 30.0f;
+    for (const float temperature : {0.01f, 0.05f, 0.3f, 1.0f}) {
+        for (const std::int32_t top_k : {0, 40, 1}) {
+            SCOPED_TRACE(testing::Message() << "T " << temperature << ", top-k " << top_k);
+            SamplingParams params = plain(temperature);
+            params.top_k = top_k;
+            params.seed = 99;
+            Sampler sampler(params, static_cast<std::int64_t>(flat.size()));
+            PlainSampler reference(temperature, top_k, 99);
+            std::vector<std::int32_t> drawn, expected;
+            for (int d = 0; d < 200; ++d) {
+                const std::vector<float>& logits = d % 2 == 0 ? peaked : flat;
+                drawn.push_back(sampler.sample(logits, {}));
+                expected.push_back(reference.sample(logits));
+            }
+            EXPECT_EQ(drawn, expected);
+        }
+    }
 }
 
 TEST(Sampler, GreedyPicksArgmaxAndLowestIdOnTies) {

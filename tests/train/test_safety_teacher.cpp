@@ -107,6 +107,56 @@ TEST(SafetyTeacher, CachesPerExampleIndex) {
     EXPECT_EQ(&teacher.targets(3, example), &first);  // still valid after another insertion
 }
 
+// A conversation of `prefix` then `tail` that is its own teacher input (no rules tokens): targets
+// at every position from `first_target` on.
+TokenizedExample shared_prefix_example(const std::vector<std::int32_t>& prefix, const std::vector<std::int32_t>& tail,
+                                       std::int32_t first_target) {
+    TokenizedExample example;
+    example.tokens = prefix;
+    example.tokens.insert(example.tokens.end(), tail.begin(), tail.end());
+    example.targets.assign(example.tokens.size(), kIgnoreTarget);
+    for (auto t = static_cast<std::size_t>(first_target); t + 1 < example.tokens.size(); ++t) {
+        example.targets[t] = example.tokens[t + 1];
+        example.teacher_positions.push_back(static_cast<std::int32_t>(t));
+        ++example.target_count;
+    }
+    example.teacher_tokens = example.tokens;
+    return example;
+}
+
+TEST(SafetyTeacher, SharedLeadingChunksAreReusedBitForBit) {
+    // Chunks of 8 on the tiny model (context 64): three conversations share their first 20 tokens,
+    // so after the first, each reuses two whole chunks (16 tokens) of the previous input's keys and
+    // values; the third chunk differs from token 20 on and is recomputed.
+    const std::int64_t chunk = 8;
+    std::vector<std::int32_t> prefix(20);
+    for (std::size_t i = 0; i < prefix.size(); ++i) prefix[i] = static_cast<std::int32_t>(3 + (i * 7) % 80);
+    const std::vector<TokenizedExample> examples{shared_prefix_example(prefix, {40, 41, 42, 43, 44, 45, 2}, 22),
+                                                 shared_prefix_example(prefix, {50, 51, 52, 53, 2}, 21),
+                                                 shared_prefix_example(prefix, {60, 61, 62, 63, 64, 65, 66, 67, 2}, 24),
+                                                 // the first again: its first target (22) bounds the reuse at 16
+                                                 shared_prefix_example(prefix, {40, 41, 42, 43, 44, 45, 2}, 22),
+                                                 // shares only 5 tokens: nothing reused
+                                                 shared_prefix_example(std::vector<std::int32_t>(prefix.begin(), prefix.begin() + 5),
+                                                                       {70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 2}, 18)};
+    SafetyTeacher in_order(tiny(), 2.0f, 4, chunk);
+    std::size_t forwarded = 0;
+    for (std::size_t i = 0; i < examples.size(); ++i) {
+        SCOPED_TRACE(i);
+        const TeacherTargets& reusing = in_order.targets(i, examples[i]);
+        SafetyTeacher alone(tiny(), 2.0f, 4, chunk);  // nothing to reuse
+        const TeacherTargets& fresh = alone.targets(i, examples[i]);
+        EXPECT_EQ(alone.reused_tokens(), 0u);
+        ASSERT_EQ(reusing.targets(), examples[i].target_count);
+        EXPECT_EQ(reusing.ids, fresh.ids);
+        EXPECT_EQ(reusing.probs, fresh.probs);  // bit for bit: the same chunks over the same keys/values
+        EXPECT_EQ(reusing.residual, fresh.residual);
+        forwarded += examples[i].teacher_positions.back() + 1;
+    }
+    EXPECT_EQ(in_order.reused_tokens(), 3u * 16u);
+    EXPECT_EQ(in_order.forwarded_tokens(), forwarded - 3u * 16u);
+}
+
 // Two ranks as two threads of this process: a sum adds both ranks' values in rank order.
 struct RankPair {
     std::barrier<> meet{2};
@@ -198,6 +248,7 @@ TEST(SafetyTeacher, BadSettingsAreErrors) {
     EXPECT_THROW(SafetyTeacher(base, 2.0f, 0), Error);
     EXPECT_THROW(SafetyTeacher(base, 2.0f, base.config().vocab_size + 1), Error);
     EXPECT_NO_THROW(SafetyTeacher(base, 2.0f, base.config().vocab_size));
+    EXPECT_THROW(SafetyTeacher(base, 2.0f, 4, 0), Error);
 
     // The teacher is the frozen base: an attached adapter is refused.
     const model::LoraAdapters adapters(base.config(), model::LoraConfig{}, base.weights().qk_interleaved);
