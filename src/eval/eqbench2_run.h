@@ -30,9 +30,10 @@ struct EqBench2RunOptions {
     std::size_t limit = 0;    // run the first `limit` questions only (0 = all); n is then `limit`
     std::uint64_t seed = 0;   // each (question, attempt) draws from its own stream derived from it
     bool progress = true;     // a progress line on stderr (core/progress.h)
-    // Questions answered at once by the model (infer/batch.h): one forward decodes them all, so
-    // 8 run ~1.5x faster than 1 on 2 CPU cores. Results are reproducible for a given value, not
-    // across values (batched products may differ in the last bits).
+    // Questions answered at once by the model (infer/batch.h): one forward decodes them all. The
+    // answers are short and the prompts long (~400 tokens), so prefill dominates and 8 saved only
+    // 7% of the wall time of 1 on 2 idle Zen 2 cores (docs/eval.md). Results are reproducible for
+    // a given value, not across values (batched products may differ in the last bits).
     std::int64_t parallel = 8;
 };
 
