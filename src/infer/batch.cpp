@@ -82,12 +82,7 @@ void Batch::start(std::int64_t index, BatchRequest request, bool reuse_cached_pr
     Slot& slot = slot_at(index);
     if (slot.continuation) fail("batched generation: slot {} is busy", index);
     check(request);
-    std::size_t keep = 0;
-    if (reuse_cached_prefix) {
-        // Always recompute at least the last prompt token: its logits are what the first sample needs.
-        const auto mismatch = std::mismatch(slot.cached.begin(), slot.cached.end(), request.prompt.begin(), request.prompt.end());
-        keep = std::min(static_cast<std::size_t>(mismatch.first - slot.cached.begin()), request.prompt.size() - 1);
-    }
+    const std::size_t keep = reuse_cached_prefix ? reusable_prefix(slot.cached, request.prompt) : 0;
     slot.cache.truncate(static_cast<std::int64_t>(keep));
     slot.cached.resize(keep);
     slot.request = std::move(request);

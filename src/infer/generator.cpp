@@ -43,12 +43,13 @@ void Session::reset() {
     cached_.clear();
 }
 
+std::size_t reusable_prefix(std::span<const std::int32_t> cached, std::span<const std::int32_t> prompt) {
+    const auto mismatch = std::mismatch(cached.begin(), cached.end(), prompt.begin(), prompt.end());
+    return std::min(static_cast<std::size_t>(mismatch.first - cached.begin()), prompt.size() - 1);
+}
+
 std::int64_t Session::prefill(std::span<const std::int32_t> prompt) {
-    // Reuse the longest common prefix, but always recompute at least the last prompt token:
-    // its logits are what the first sample needs.
-    const auto mismatch = std::mismatch(cached_.begin(), cached_.end(), prompt.begin(), prompt.end());
-    std::size_t keep = static_cast<std::size_t>(mismatch.first - cached_.begin());
-    keep = std::min(keep, prompt.size() - 1);
+    const std::size_t keep = reusable_prefix(cached_, prompt);
     cache_.truncate(static_cast<std::int64_t>(keep));
     cached_.resize(keep);
     // The decoder splits long inputs into its own batches.

@@ -49,6 +49,11 @@ struct GenerationResult {
     double decode_seconds = 0.0;            // after prefill: sampling, decoding and streaming
 };
 
+// How many leading tokens of `prompt` a cache holding `cached` can keep: their longest common
+// prefix, but never the prompt's last token, whose logits the first sample needs. Session and
+// infer::Batch both reuse caches this way.
+std::size_t reusable_prefix(std::span<const std::int32_t> cached, std::span<const std::int32_t> prompt);
+
 // Called with each newly showable piece of text.
 using TextCallback = std::function<void(std::string_view)>;
 
