@@ -267,7 +267,16 @@ std::vector<AblationRow> run_ablation(const AblationSettings& settings, const st
         }
     }
     plan.sft_runs = sft_to_train.size();
-    if (!fs::exists(train_pairs_path)) plan.pair_prompts = dpo_settings.pairs.max_prompts + dpo_settings.pairs.dev_max_prompts;
+    if (!fs::exists(train_pairs_path)) {
+        plan.pair_prompts = dpo_settings.pairs.max_prompts + dpo_settings.pairs.dev_max_prompts;
+        // The pairs are built only after the full SFT run: a missing prompts file must stop the
+        // matrix now, not after that run.
+        try {
+            check_pairs_inputs(dpo_settings.pairs);
+        } catch (const Error& error) {
+            fail("{}: {}", settings.dpo_recipe, error.what());
+        }
+    }
     const double row_seconds = time_one_row(base, full_recipe);
     say(expected_time_text(plan, row_seconds, row_seconds / 40.0));
 

@@ -258,12 +258,7 @@ PairsBuildSettings read_pairs_settings(Config& config) {
     return s;
 }
 
-PairsBuildReport build_pairs(const PairsBuildSettings& settings, infer::LoadedModel& model, const JudgeCall& judge,
-                             const std::function<void(const std::string&)>& log) {
-    const auto started = std::chrono::steady_clock::now();
-    const auto say = [&](const std::string& line) {
-        if (log) log(line);
-    };
+void check_pairs_inputs(const PairsBuildSettings& settings) {
     if (!settings.gold_vs_model && !settings.judge.enabled && !settings.safety)
         fail("pairs build: every source is switched off (pairs.gold_vs_model, pairs.judge, pairs.safety)");
     if (settings.prompts.empty()) fail("pairs.prompts: no prompts file given");
@@ -271,6 +266,15 @@ PairsBuildReport build_pairs(const PairsBuildSettings& settings, infer::LoadedMo
                                     std::pair{"pairs.safety.prompts", settings.safety_prompts},
                                     std::pair{"pairs.judge.prompt", settings.judge.enabled ? settings.judge.prompt : std::string()}})
         if (!path.empty() && !fs::is_regular_file(path)) fail("{}: file '{}' not found", key, path);
+}
+
+PairsBuildReport build_pairs(const PairsBuildSettings& settings, infer::LoadedModel& model, const JudgeCall& judge,
+                             const std::function<void(const std::string&)>& log) {
+    const auto started = std::chrono::steady_clock::now();
+    const auto say = [&](const std::string& line) {
+        if (log) log(line);
+    };
+    check_pairs_inputs(settings);
     if (settings.judge.enabled && !judge) fail("pairs build: the judge source is on but no judge was given");
     if ((settings.gold_vs_model && !settings.sample_from_base) || settings.judge.enabled) {
         if (model.decoder().adapter() == nullptr)

@@ -81,6 +81,11 @@ struct PairsBuildSettings {
 // build runs, not here (a training run only needs pairs.out as data.path's default).
 PairsBuildSettings read_pairs_settings(Config& config);
 
+// Fails naming the key when a source is switched on without what it reads or an input file is
+// missing; build_pairs checks this first, and callers that build pairs only after long work
+// (kindred ablate) check it before that work starts.
+void check_pairs_inputs(const PairsBuildSettings& settings);
+
 struct SourceCounts {
     std::size_t made = 0;
     std::size_t truncated = 0;  // a sample cut by max_tokens

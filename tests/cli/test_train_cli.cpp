@@ -1,7 +1,8 @@
 // `kindred train sft` and `kindred export` end to end: recipe errors exit 1 naming key and line,
 // a two-step run on the default model writes its run directory, whose adapter exports to a
 // llama.cpp LoRA GGUF and to PEFT, and a one-step multi-objective run on the prepared bundled
-// samples trains every head and the safety KL and reports them.
+// samples trains every head and the safety KL and reports them; `kindred ablate` refuses a missing
+// pairs prompts file before it trains anything.
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -138,6 +139,30 @@ TEST_F(TrainCli, MultiObjectiveRunOnPreparedSamples) {
     for (const char* file : {"loss.svg", "loss_components.svg", "dev.svg", "adapter/adapter_model.safetensors",
                              "adapter/heads.safetensors", "adapter/heads.json"})
         EXPECT_TRUE(fs::exists(run / file)) << file;
+}
+
+// The pairs are built only after the full variant's SFT run, so their prompts file is checked
+// before that run starts: the matrix stops in seconds, naming the DPO recipe and its key.
+TEST_F(TrainCli, AblateRefusesAMissingPairsPromptsFileBeforeTraining) {
+    if (!fs::exists(kindred::testing::default_model_path())) GTEST_SKIP() << "default model not downloaded";
+    const auto prepared = dir_ / "prepared";
+    const auto prepare = kindred::testing::run_kindred(
+        "data prepare --ed " + source_path("data/samples/empatheticdialogues") + " --out " + prepared.string(), true);
+    ASSERT_EQ(prepare.exit_code, 0) << prepare.output;
+    const auto missing = (dir_ / "no-such-prompts.jsonl").string();
+    const auto path = (dir_ / "ablate.yaml").string();
+    std::ofstream(path) << "name: matrix\noutput:\n  dir: " << (dir_ / "runs").string() << "\n"
+                        << "sft: " << source_path("configs/demo.yaml") << "\n"
+                        << "dpo: " << source_path("configs/demo-dpo.yaml") << "\n"
+                        << "sft_overrides: [data.path=" << (prepared / "train.jsonl").string()
+                        << ", data.dev_path=" << (prepared / "dev.jsonl").string() << ", evaluation.max_examples=1]\n"
+                        << "dpo_overrides: [pairs.prompts=" << missing
+                        << ", pairs.dev_prompts=" << (prepared / "dev.jsonl").string() << "]\n";
+    const auto result = kindred::testing::run_kindred("ablate --threads 2 --config " + path, true);
+    EXPECT_EQ(result.exit_code, 1) << result.output;
+    EXPECT_NE(result.output.find("configs/demo-dpo.yaml: pairs.prompts: file '" + missing + "' not found"), std::string::npos)
+        << result.output;
+    EXPECT_FALSE(fs::exists(dir_ / "runs" / "matrix" / "full-sft")) << "trained before refusing";
 }
 
 }  // namespace
