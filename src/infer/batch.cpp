@@ -26,22 +26,13 @@ std::int64_t at_least(std::int64_t value, std::int64_t low, const char* what) {
     return value;
 }
 
-std::int64_t checked_context(const ModelConfig& config, std::int64_t context) {
-    at_least(context, 0, "the context size");
-    if (context == 0) return config.context_length;
-    if (context < 2 || context > config.context_length)
-        fail("batched generation: the context size {} is outside [2, the model's context length {}]", context,
-             config.context_length);
-    return context;
-}
-
 }  // namespace
 
 Batch::Batch(model::Decoder& decoder, const text::Tokenizer& tokenizer, std::int64_t slots, std::int64_t context,
              std::int64_t batch_tokens)
     : decoder_(decoder),
       tokenizer_(tokenizer),
-      context_(checked_context(decoder.config(), context)),
+      context_(resolved_context(decoder.config(), context)),
       batch_tokens_(at_least(batch_tokens, 1, "the batch size in tokens")) {
     at_least(slots, 1, "the number of parallel sequences");
     if (slots > batch_tokens_)
@@ -66,14 +57,7 @@ std::int64_t Batch::active() const {
 
 void Batch::check(const BatchRequest& request) const {
     const std::int64_t vocab = decoder_.config().vocab_size;
-    if (request.prompt.empty()) fail("generation: the prompt is empty");
-    for (std::size_t i = 0; i < request.prompt.size(); ++i) {
-        if (request.prompt[i] < 0 || request.prompt[i] >= vocab)
-            fail("generation: prompt token {} (id {}) is outside the model's vocabulary [0, {})", i, request.prompt[i],
-                 vocab);
-    }
-    if (static_cast<std::int64_t>(request.prompt.size()) >= context_)
-        fail("the prompt has {} tokens but a sequence's context holds {}; shorten it", request.prompt.size(), context_);
+    check_prompt(request.prompt, vocab, context_);
     request.options.sampling.validate(vocab);
     if (request.options.max_tokens < 1) fail("generation: max tokens must be >= 1, got {}", request.options.max_tokens);
 }

@@ -12,14 +12,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-std::int64_t checked_context(const model::Decoder& decoder, std::int64_t context) {
-    const std::int64_t limit = decoder.config().context_length;
-    if (context < 0) fail("generation: context size must be >= 0 (0 = the model's {}), got {}", limit, context);
-    if (context == 0) return limit;
-    if (context > limit) fail("generation: context size {} exceeds the model's context length {}", context, limit);
-    return context;
-}
-
 }  // namespace
 
 const char* finish_reason_name(FinishReason reason) {
@@ -34,13 +26,32 @@ const char* finish_reason_name(FinishReason reason) {
 Session::Session(model::Decoder& decoder, const text::Tokenizer& tokenizer, std::int64_t context)
     : decoder_(decoder),
       tokenizer_(tokenizer),
-      context_(checked_context(decoder, context)),
+      context_(resolved_context(decoder.config(), context)),
       cache_(decoder.config(), context_),
       logits_(static_cast<std::size_t>(decoder.config().vocab_size)) {}
 
 void Session::reset() {
     cache_.clear();
     cached_.clear();
+}
+
+std::int64_t resolved_context(const ModelConfig& config, std::int64_t context) {
+    if (context == 0) return config.context_length;
+    if (context < 2 || context > config.context_length)
+        fail("generation: the context size {} is outside [2, the model's context length {}] (0 = the model's)", context,
+             config.context_length);
+    return context;
+}
+
+void check_prompt(std::span<const std::int32_t> prompt, std::int64_t vocab, std::int64_t context) {
+    if (prompt.empty()) fail("generation: the prompt is empty");
+    for (std::size_t i = 0; i < prompt.size(); ++i) {
+        if (prompt[i] < 0 || prompt[i] >= vocab)
+            fail("generation: prompt token {} (id {}) is outside the model's vocabulary [0, {})", i, prompt[i], vocab);
+    }
+    if (static_cast<std::int64_t>(prompt.size()) >= context)
+        fail("generation: the prompt has {} tokens but the context holds {}; shorten it or raise the context size",
+             prompt.size(), context);
 }
 
 std::size_t reusable_prefix(std::span<const std::int32_t> cached, std::span<const std::int32_t> prompt) {
@@ -122,16 +133,7 @@ std::optional<std::int32_t> Continuation::step(std::span<const float> logits, bo
 GenerationResult Session::generate(std::span<const std::int32_t> prompt, const GenerationOptions& options,
                                    const TextCallback& on_text) {
     const std::int64_t vocab = decoder_.config().vocab_size;
-    if (prompt.empty()) fail("generation: the prompt is empty");
-    for (std::size_t i = 0; i < prompt.size(); ++i) {
-        if (prompt[i] < 0 || prompt[i] >= vocab) {
-            fail("generation: prompt token {} (id {}) is outside the model's vocabulary [0, {})", i, prompt[i], vocab);
-        }
-    }
-    if (static_cast<std::int64_t>(prompt.size()) >= context_) {
-        fail("generation: the prompt has {} tokens but the context holds {}; shorten it or raise the context size",
-             prompt.size(), context_);
-    }
+    check_prompt(prompt, vocab, context_);
     Continuation continuation(tokenizer_, prompt, options, vocab);
 
     const auto prefill_start = std::chrono::steady_clock::now();

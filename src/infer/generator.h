@@ -49,6 +49,14 @@ struct GenerationResult {
     double decode_seconds = 0.0;            // after prefill: sampling, decoding and streaming
 };
 
+// The context a generation runs in: `context` tokens, or the model's own length for 0; between 2
+// (a prompt token and a generated one) and the model's length. Session and infer::Batch share it.
+std::int64_t resolved_context(const ModelConfig& config, std::int64_t context);
+
+// Errors naming the token or the lengths unless `prompt` is non-empty, its ids lie in [0, vocab)
+// and it leaves `context` room for at least one generated token.
+void check_prompt(std::span<const std::int32_t> prompt, std::int64_t vocab, std::int64_t context);
+
 // How many leading tokens of `prompt` a cache holding `cached` can keep: their longest common
 // prefix, but never the prompt's last token, whose logits the first sample needs. Session and
 // infer::Batch both reuse caches this way.
