@@ -126,7 +126,12 @@ void TrainingRun::unpack(const std::vector<NamedTensor>& tensors, std::span<floa
 double TrainingRun::learning_rate(std::int64_t step) const { return train::learning_rate(schedule_, step); }
 
 void TrainingRun::start_progress() {
-    if (!recipe_.progress || !parallel_.root()) return;
+    if (!parallel_.root()) return;
+    if (!recipe_.progress) {
+        // A refused newer checkpoint means steps are trained again: said even without the display.
+        for (const auto& rejected : loaded_.rejected) std::fprintf(stderr, "warning: skipped checkpoint %s\n", rejected.c_str());
+        return;
+    }
     ProgressOptions progress_options;
     progress_options.label = options_.progress_label;
     progress_options.unit = "tok";
@@ -134,7 +139,7 @@ void TrainingRun::start_progress() {
     if (resuming()) progress_->message(fmt::format("resuming {} at step {}", loaded_.directory, start_step_));
     if (parallel_.active())
         progress_->message(fmt::format("data parallel over {} ranks ({})", parallel_.size(), options_.communicator->backend()));
-    for (const auto& rejected : loaded_.rejected) progress_->message("skipped checkpoint " + rejected);
+    for (const auto& rejected : loaded_.rejected) progress_->message("warning: skipped checkpoint " + rejected);
     if (kernels::effective_precision(recipe_.compute) != recipe_.compute)
         progress_->message(fmt::format("model.compute_dtype {}: this CPU has no AMX-BF16, computing in {}",
                                        kernels::precision_name(recipe_.compute),

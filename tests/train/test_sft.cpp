@@ -134,6 +134,36 @@ TEST(Sft, ResumeReproducesTheUninterruptedRunBitwise) {
     fs::remove_all(resumed_dir);
 }
 
+// A newest checkpoint that fails its file check is skipped for the one before it, and the run says
+// so even with the progress display off (logging.progress: false), since it trains steps again.
+TEST(Sft, ASkippedCorruptCheckpointIsSaidWithoutTheProgressDisplay) {
+    const auto examples = synthetic_examples();
+    SftRecipe recipe = tiny_recipe();
+    recipe.max_steps = 6;
+    recipe.checkpoint_every = 2;
+    ASSERT_FALSE(recipe.progress);
+    const auto dir = fresh_dir("corrupt_checkpoint");
+    auto options = options_for(dir);
+    options.on_step = [](std::int64_t step, double) { return step < 4; };
+    ASSERT_EQ(run_sft(recipe, tiny(), examples, options).last_step, 4);
+    const fs::path newest = dir / "checkpoints" / "step-000004" / "adapter.safetensors";
+    ASSERT_TRUE(fs::exists(newest));
+    {
+        std::fstream file(newest, std::ios::in | std::ios::out | std::ios::binary);
+        file.seekp(-1, std::ios::end);
+        file.put('\x7f');
+    }
+    options.on_step = nullptr;
+    options.resume = true;
+    ::testing::internal::CaptureStderr();
+    const auto resumed = run_sft(recipe, tiny(), examples, options);
+    const std::string said = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(resumed.first_step, 2);
+    EXPECT_NE(said.find("warning: skipped checkpoint " + (dir / "checkpoints" / "step-000004").string()), std::string::npos)
+        << said;
+    fs::remove_all(dir);
+}
+
 // Accumulation normalises by the whole step's target tokens: 2 micro-batches of 1 row must train
 // exactly like 1 micro-batch of 2 rows (same rows, same order); normalising each micro-batch by
 // its own targets would weight the rows differently and change every loss after the first update.
