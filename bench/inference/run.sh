@@ -15,6 +15,7 @@
 #   LLAMA_CPP_DIR  a llama.cpp checkout built with `cmake -B build -DGGML_NATIVE=ON && cmake
 #                  --build build --target llama-bench`; its llama-bench is looked for in
 #                  build/bin/, bin/ or the folder itself. Without it only Kindred is measured.
+#   LLAMA_BENCH_ARGS  extra llama-bench arguments (bench/llama_bench.sh), e.g. `--repack 0`
 #   THREADS, REPS  (default 2 and 3)
 #   PRODUCTS       int8|fp32: Kindred's products (default int8; `kindred generate` defaults to fp32; the chat RSS run too)
 #   KINDRED_GEMM   openblas|avx2|avx512 forces Kindred's fp32 GEMM path (default: the best the CPU runs)
@@ -85,7 +86,12 @@ bw_t=$(grep '"read_bandwidth"' <<<"$kindred_out" | grep "\"threads\":$threads}" 
 l_pp="-"; l_tg="-"; l_pp_sd=""; l_tg_sd=""
 if [[ -n "$llama_bench" ]]; then
     # CSV columns are named in the header; pick avg_ts/stddev_ts of the pp and tg rows.
-    llama_csv=$("$llama_bench" -m "$model" -t "$threads" -p 512 -n 128 -r "$reps" -o csv 2>/dev/null)
+    # shellcheck disable=SC2086  # LLAMA_BENCH_ARGS is a list of words
+    llama_csv=$("$llama_bench" -m "$model" -t "$threads" -p 512 -n 128 -r "$reps" ${LLAMA_BENCH_ARGS:-} -o csv 2>/dev/null) || {
+        echo "llama-bench failed (exit $?) on $model with arguments '${LLAMA_BENCH_ARGS:-}' (see bench/llama_bench.sh)" >&2
+        exit 1
+    }
+    echo "llama-bench extra arguments: ${LLAMA_BENCH_ARGS:-none}"
     llama_load=$(loadavg)
     # Which CPU backend llama.cpp ran (its build's ggml CPU variant and features), for the record.
     l_info=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { gsub(/"/, "", $i); col[$i] = i }; next }

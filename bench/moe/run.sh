@@ -59,7 +59,8 @@ for model in "${models[@]}"; do
         tee "$out/$model.kindred.jsonl"
     if [[ -n "$llama_bench" ]]; then
         echo "load average before llama.cpp: $(cut -d' ' -f1-3 /proc/loadavg)"
-        "$llama_bench" -m "$file" -t "$threads" -p "$pp" -n "$tg" -r 1 -o jsonl 2>/dev/null | tee "$out/$model.llama.jsonl" ||
+        # shellcheck disable=SC2086  # LLAMA_BENCH_ARGS is a list of words (bench/llama_bench.sh)
+        "$llama_bench" -m "$file" -t "$threads" -p "$pp" -n "$tg" -r 1 ${LLAMA_BENCH_ARGS:-} -o jsonl 2>/dev/null | tee "$out/$model.llama.jsonl" ||
             echo "llama-bench failed on $file"
         echo "load average after llama.cpp: $(cut -d' ' -f1-3 /proc/loadavg)"
     fi
