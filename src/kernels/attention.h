@@ -15,6 +15,8 @@
 
 #include <cstdint>
 
+#include "kernels/matmul.h"
+
 namespace kindred::kernels {
 
 struct AttentionShape {
@@ -40,6 +42,15 @@ struct AttentionShape {
     // (a hole of the other completion's keys between them). The document each position sees first
     // must not move back along the row; no sliding window with it (the window counts row indices).
     const std::int32_t* prefix_segment_ids = nullptr;
+    // BF16 (QLoRA's compute dtype, kernels/matmul.h), where AMX-BF16 runs: the products of the
+    // query-block path (attention_forward from 8 tokens on, attention_forward_saving) and of the
+    // backward (q·kᵀ, P·v; dout·vᵀ, dS·k, Pᵀ·dout, dSᵀ·q) take their operands rounded to bf16 once
+    // per product and sum in fp32 on AMX tiles, as torch's CPU flash attention computes them under
+    // autocast (the forward rounds exp(score − max), whose largest is exactly 1, and divides the
+    // product by the fp32 sum; the backward rounds P and dS); the scale, the softmax, dS and the
+    // saved probabilities stay fp32. Decode's per-query path is fp32 always. F32, or BF16 without
+    // AMX: fp32 sgemm.
+    Precision precision = Precision::F32;
 };
 
 // out, q: [tokens x heads x head_dim]; k, v: kv head g, position p at g * kv_head_stride +
@@ -62,7 +73,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 // attention_probability_floats(shape) floats: per query head, per block of 64 queries, a
 // [queries x (past + last query + 1)] block (fewer columns with windows or segments; masked entries
 // are zeros). The size only grows with tokens and past, so a buffer sized for the longest
-// sequence serves shorter ones. attention_forward_saving always takes the sgemm path;
+// sequence serves shorter ones. attention_forward_saving always takes the sgemm path (in bf16: AMX);
 // attention_backward_saved given its probabilities computes exactly what attention_backward
 // computes (the saved values are bit-identical to the recomputed ones).
 std::int64_t attention_probability_floats(const AttentionShape& shape);

@@ -51,6 +51,7 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
     attention_.kv_head_stride = shape.head_dim;
     attention_.kv_position_stride = shape.kv_dim;
     attention_.scale = base.attention_scale();
+    attention_.precision = precision_;
 
     segment_ids_.resize(static_cast<std::size_t>(max_tokens_));
     prefix_segment_ids_.resize(static_cast<std::size_t>(max_tokens_));

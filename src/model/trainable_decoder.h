@@ -154,7 +154,8 @@ private:
     }
 
     // LayerTrainingOps: LoRA with dropout (its input masks and x·Aᵀ kept in the layer's acts) at
-    // the constructor's precision; attention within the packed row's documents.
+    // the constructor's precision; attention within the packed row's documents, its products at
+    // that precision too.
     void linear(std::int64_t l, LoraModule m, LayerActs& s, float* y, const float* x, const kernels::Matrix& w,
                 const float* bias, bool base) override;
     void attend(std::int64_t l, const LayerSpec& spec, LayerActs& s) override;

@@ -17,9 +17,10 @@ namespace {
 using kindred::testing::random_floats;
 
 // Past, segments and a last query block shorter than the others: every offset rule is exercised.
-void expect_saved_matches_recomputed(std::int64_t tokens, std::int64_t past, bool segments, bool sinks = false) {
+void expect_saved_matches_recomputed(std::int64_t tokens, std::int64_t past, bool segments, bool sinks = false,
+                                     Precision precision = Precision::F32) {
     SCOPED_TRACE(::testing::Message() << "tokens=" << tokens << " past=" << past << " segments=" << segments
-                                      << " sinks=" << sinks);
+                                      << " sinks=" << sinks << " precision=" << precision_name(precision));
     const std::int64_t heads = 6, kv_heads = 2, head_dim = 32, positions = past + tokens;
     const auto q = random_floats(static_cast<std::size_t>(tokens * heads * head_dim), 1);
     const auto k = random_floats(static_cast<std::size_t>(positions * kv_heads * head_dim), 2);
@@ -39,6 +40,7 @@ void expect_saved_matches_recomputed(std::int64_t tokens, std::int64_t past, boo
     shape.segment_ids = segments ? segment_ids.data() : nullptr;
     const auto sink_logits = random_floats(static_cast<std::size_t>(heads), 5, -1.0f, 3.0f);
     shape.sinks = sinks ? sink_logits.data() : nullptr;
+    shape.precision = precision;
 
     std::vector<float> out(q.size()), saved_out(q.size());
     attention_forward(out.data(), q.data(), k.data(), v.data(), shape);
@@ -69,6 +71,18 @@ TEST(AttentionSaved, BackwardFromSavedProbabilitiesIsBitIdentical) {
         expect_saved_matches_recomputed(70, 20, true);
         expect_saved_matches_recomputed(64, 0, false);
         expect_saved_matches_recomputed(70, 20, true, true);
+    }
+    set_thread_count(original);
+}
+
+// In bf16 (AMX products) the saved probabilities are the recomputed ones too.
+TEST(AttentionSaved, Bf16BackwardFromSavedProbabilitiesIsBitIdentical) {
+    SKIP_WITHOUT_AMX();
+    const int original = thread_pool().size();
+    for (const int threads : {1, 3}) {
+        set_thread_count(threads);
+        expect_saved_matches_recomputed(150, 0, true, false, Precision::BF16);
+        expect_saved_matches_recomputed(70, 20, true, true, Precision::BF16);
     }
     set_thread_count(original);
 }

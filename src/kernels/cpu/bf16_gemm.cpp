@@ -60,13 +60,13 @@ struct ATiles {
     long stride[2];
 };
 
-// MT x NT tiles of C (MT row tiles of A, NT column blocks of B from `b`), read from (when
-// accumulate) and written to c with row stride ldc.
+// MT x NT tiles of C (MT row tiles of A, NT column blocks of B from `b`, the second b_stride
+// values after the first), read from (when accumulate) and written to c with row stride ldc.
 template <int MT, int NT>
-void amx_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t k_blocks,
-               bool accumulate) {
+void amx_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t b_stride,
+               std::int64_t k_blocks, bool accumulate) {
     const auto c_stride = static_cast<long>(ldc * 4);
-    const std::uint16_t* b1 = b + k_blocks * tile_elements;
+    const std::uint16_t* b1 = b + b_stride;
     float* c1 = c + block_n;
     float* c2 = c + block_m * ldc;
     float* c3 = c2 + block_n;
@@ -98,23 +98,23 @@ void amx_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t*
 }
 
 template <int MT, int NT>
-void edge_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t k_blocks,
-                bool accumulate, std::int64_t rows, std::int64_t cols) {
+void edge_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t b_stride,
+                std::int64_t k_blocks, bool accumulate, std::int64_t rows, std::int64_t cols) {
     constexpr std::int64_t width = 2 * block_n;
     alignas(64) float scratch[2 * block_m * width] = {};
     if (accumulate)
         for (std::int64_t i = 0; i < rows; ++i) std::memcpy(scratch + i * width, c + i * ldc, cols * sizeof(float));
-    amx_block<MT, NT>(scratch, width, a, b, k_blocks, accumulate);
+    amx_block<MT, NT>(scratch, width, a, b, b_stride, k_blocks, accumulate);
     for (std::int64_t i = 0; i < rows; ++i) std::memcpy(c + i * ldc, scratch + i * width, cols * sizeof(float));
 }
 
 template <int MT, int NT>
-void any_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t k_blocks,
-               bool accumulate, std::int64_t rows, std::int64_t cols) {
+void any_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t b_stride,
+               std::int64_t k_blocks, bool accumulate, std::int64_t rows, std::int64_t cols) {
     if (rows == MT * block_m && cols == NT * block_n)
-        amx_block<MT, NT>(c, ldc, a, b, k_blocks, accumulate);
+        amx_block<MT, NT>(c, ldc, a, b, b_stride, k_blocks, accumulate);
     else
-        edge_block<MT, NT>(c, ldc, a, b, k_blocks, accumulate, rows, cols);
+        edge_block<MT, NT>(c, ldc, a, b, b_stride, k_blocks, accumulate, rows, cols);
 }
 
 // Rows of C per chunk: 128 rows of A (K = 1536: 384 KiB of bf16) stay in L2 across column blocks.
@@ -189,6 +189,28 @@ void round_rows(std::uint16_t* dst, std::int64_t ldd, const float* src, std::int
 #endif
 }
 
+void round_columns(std::uint16_t* dst, std::int64_t ldd, const float* src, std::int64_t lds, std::int64_t rows,
+                   std::int64_t cols) {
+    require_amx("round_columns");
+#ifdef KINDRED_AMX
+    // 16 x 16 blocks of src: transposed, word row c holds column c0 + c of rows r0..r0 + 15.
+    const std::int64_t padded = round_up(rows, block_k);
+    for (std::int64_t c0 = 0; c0 < cols; c0 += 16) {
+        const std::int64_t width = std::min<std::int64_t>(16, cols - c0);
+        for (std::int64_t r0 = 0; r0 < padded; r0 += 16) {
+            __m512i words[16];
+            for (std::int64_t r = 0; r < 16; ++r)
+                words[r] = r0 + r < rows ? _mm512_castps_si512(load_first(src + (r0 + r) * lds + c0, width))
+                                         : _mm512_setzero_si512();
+            transpose_16x16(words);
+            for (std::int64_t c = 0; c < width; ++c)
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (c0 + c) * ldd + r0),
+                                    reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_castsi512_ps(words[c]))));
+        }
+    }
+#endif
+}
+
 void round_rows_parallel(std::uint16_t* dst, std::int64_t ldd, const float* src, std::int64_t lds, std::int64_t rows,
                          std::int64_t cols, float scale) {
     thread_pool().parallel_for(rows, 16, [&](std::int64_t b, std::int64_t e) {
@@ -244,12 +266,13 @@ void pack(std::uint16_t* packed, const float* w, std::int64_t ldw, std::int64_t 
 }
 
 void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* packed,
-          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate) {
+          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate, std::int64_t block_stride) {
     require_amx("gemm");
     if (m <= 0 || n <= 0) return;
 #ifdef KINDRED_AMX
     const std::int64_t padded_k = round_up(k, block_k), k_blocks = padded_k / block_k;
     const std::int64_t n_blocks = round_up(n, block_n) / block_n;
+    const std::int64_t b_stride = block_stride > 0 ? block_stride : packed_offset(k, 1);
     // A's rows past its last whole tile, copied with zero rows below them into one tile's worth.
     const std::int64_t whole_rows = m / block_m * block_m;
     thread_local std::vector<std::uint16_t> tail;
@@ -267,7 +290,7 @@ void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, 
     for (std::int64_t i0 = 0; i0 < m; i0 += chunk_rows) {
         const std::int64_t i1 = std::min(m, i0 + chunk_rows);
         for (std::int64_t nb = 0; nb < n_blocks; nb += 2) {
-            const std::uint16_t* b = packed + packed_offset(k, nb);
+            const std::uint16_t* b = packed + nb * b_stride;
             const std::int64_t cols = std::min(2 * block_n, n - nb * block_n);
             for (std::int64_t i = i0; i < i1; i += 2 * block_m) {
                 const std::int64_t rows = std::min(2 * block_m, i1 - i);
@@ -277,13 +300,13 @@ void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, 
                 tile_at(i, 0, ai);
                 if (m_pair) tile_at(i + block_m, 1, ai);
                 if (m_pair && n_pair)
-                    any_block<2, 2>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
+                    any_block<2, 2>(ci, ldc, ai, b, b_stride, k_blocks, accumulate, rows, cols);
                 else if (m_pair)
-                    any_block<2, 1>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
+                    any_block<2, 1>(ci, ldc, ai, b, b_stride, k_blocks, accumulate, rows, cols);
                 else if (n_pair)
-                    any_block<1, 2>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
+                    any_block<1, 2>(ci, ldc, ai, b, b_stride, k_blocks, accumulate, rows, cols);
                 else
-                    any_block<1, 1>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
+                    any_block<1, 1>(ci, ldc, ai, b, b_stride, k_blocks, accumulate, rows, cols);
             }
         }
     }

@@ -38,6 +38,11 @@ constexpr std::int64_t round_up(std::int64_t value, std::int64_t multiple) {
 void round_rows(std::uint16_t* dst, std::int64_t ldd, const float* src, std::int64_t lds, std::int64_t rows,
                 std::int64_t cols, float scale = 1.0f);
 
+// The transpose, rounded: dst[c · ldd + r] = bf16(src[r · lds + c]) for r < rows, 0 for
+// rows <= r < round_up(rows, 32), for every c < cols (an A operand whose rows are src's columns).
+void round_columns(std::uint16_t* dst, std::int64_t ldd, const float* src, std::int64_t lds, std::int64_t rows,
+                   std::int64_t cols);
+
 // round_rows with the rows split over core/thread_pool.
 void round_rows_parallel(std::uint16_t* dst, std::int64_t ldd, const float* src, std::int64_t lds, std::int64_t rows,
                          std::int64_t cols, float scale = 1.0f);
@@ -57,7 +62,13 @@ void pack(std::uint16_t* packed, const float* w, std::int64_t ldw, std::int64_t 
 // c[m x n] (row stride ldc) = a · B, plus c when accumulate. a: m bf16 rows from round_rows with
 // row stride lda, each readable up to column round_up(k, 32) (zeros past k, or finite values that
 // B's zero padding multiplies); rows past m are never read.
+// B is `packed` as packed above for [k x n], or, with block_stride (bf16 values between the
+// packings of consecutive 16-column blocks; 0: packed_offset(k, 1)), k rows of a taller packing:
+// a packing of [K x n'] (block_stride = packed_offset(K, 1)), `packed` pointing at its tile row
+// kb0 (packed_offset(K, nb0) + kb0 · 32 · 16), is B's rows [32 · kb0, 32 · kb0 + k) of columns
+// [16 · nb0, 16 · nb0 + n), and a's columns past k then meet the tall packing's next rows, so they
+// must be zeros.
 void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* packed,
-          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate);
+          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate, std::int64_t block_stride = 0);
 
 }  // namespace kindred::kernels::cpu::bf16
