@@ -20,6 +20,8 @@
 
 #include <cstdint>
 
+#include "kernels/matmul.h"
+
 namespace kindred::kernels {
 
 struct LoraShape {
@@ -28,6 +30,12 @@ struct LoraShape {
     std::int64_t out = 0;   // out_features
     std::int64_t rank = 0;  // r
     float scale = 1.0f;     // from lora_scale
+    // BF16 (QLoRA's compute dtype, kernels/matmul.h), where AMX-BF16 runs: every product takes its
+    // operands rounded to bf16 once and sums in fp32 on AMX tiles, as torch's autocast runs PEFT's
+    // adapters; the scale is folded into the smaller operand before it is rounded (bf16(scale · xa),
+    // bf16(scale · B): exact for PEFT's power-of-two alpha / rank). xa stays fp32. F32, or BF16
+    // without AMX: fp32 sgemm.
+    Precision precision = Precision::F32;
 };
 
 // alpha / rank (PEFT's default) or alpha / √rank (use_rslora). Throws Error when rank <= 0.

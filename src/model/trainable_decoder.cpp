@@ -310,7 +310,7 @@ void TrainableDecoder::linear(std::int64_t l, LoraModule m, LayerActs& s, float*
                                  dropout_seed_, offset);
         u = s.u[mi];
     }
-    const kernels::LoraShape shape{tokens_, in, adapters_.out_features(m), rank_, adapters_.scale()};
+    const kernels::LoraShape shape{tokens_, in, adapters_.out_features(m), rank_, adapters_.scale(), precision_};
     kernels::lora_forward(y, s.xa[mi], u, adapters_.a(l, m), adapters_.b(l, m), shape);
 }
 
@@ -320,7 +320,7 @@ void TrainableDecoder::linear_backward(std::int64_t l, LoraModule m, const Layer
     if (!adapters_.adapts(l, m)) return;
     const int mi = static_cast<int>(m);
     const std::int64_t in = adapters_.in_features(m);
-    const kernels::LoraShape shape{tokens_, in, adapters_.out_features(m), rank_, adapters_.scale()};
+    const kernels::LoraShape shape{tokens_, in, adapters_.out_features(m), rank_, adapters_.scale(), precision_};
     if (dropout_on_) {
         zero(du_, tokens_ * in);
         kernels::lora_backward(du_, adapters_.grad_a(l, m), adapters_.grad_b(l, m), dy, s.u[mi], s.xa[mi],

@@ -1,7 +1,8 @@
 // Tests for Precision::BF16 (kernels/matmul.h) where the kernels use it: matmul_forward and
-// matmul_backward_input for every weight type the models ship, and the fused LM-head losses
-// (kernels/loss.h). References are double-precision products of the bf16-rounded operands, or,
-// for the losses, the fp32 path on operands that bf16 represents exactly. Skipped without AMX-BF16.
+// matmul_backward_input for every weight type the models ship, LoRA (kernels/lora.h), and the
+// fused LM-head losses (kernels/loss.h). References are double-precision products of the
+// bf16-rounded operands, or, for the losses, the fp32 path on operands that bf16 represents
+// exactly. Skipped without AMX-BF16. (Attention's bf16 products: test_attention_bf16.cpp.)
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,6 +13,7 @@
 #include "kernel_test_util.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/dequantize.h"
+#include "kernels/lora.h"
 #include "kernels/loss.h"
 #include "kernels/matmul.h"
 
@@ -75,6 +77,116 @@ TEST(Bf16Products, ForwardAndBackwardInputOfEveryShippedTypeMatchRoundedOperands
             ASSERT_NO_FATAL_FAILURE(expect_rounded_product(dx, 0.25f, dy, tokens, rows, cols, w_at, "dx"));
         }
     }
+    set_thread_count(previous);
+}
+
+// LoRA in bf16. Where the kernel's operand is observable (u, A, B, dy, and xa, which the forward
+// returns) the reference multiplies its rounded values and the bound is Bf16Gemm's
+// fp32_sum_bound. dxa = dy · scale·B is internal and rounded again for du and dA: there the bound
+// adds bf16's rounding of each dxa (2^-8 of it) and the fp32 error it carries in (its own
+// fp32_sum_bound), as the fused cross-entropy's test bounds its rounded coefficients.
+void expect_lora_bf16(std::int64_t tokens, std::int64_t in, std::int64_t out, std::int64_t rank, float scale) {
+    SCOPED_TRACE(::testing::Message() << "tokens=" << tokens << " in=" << in << " out=" << out << " rank=" << rank);
+    const auto u = random_floats(static_cast<std::size_t>(tokens * in), 81);
+    const auto a = random_floats(static_cast<std::size_t>(rank * in), 82, -0.3f, 0.3f);
+    const auto b = random_floats(static_cast<std::size_t>(out * rank), 83, -0.3f, 0.3f);
+    const auto dy = random_floats(static_cast<std::size_t>(tokens * out), 84);
+    const LoraShape shape{tokens, in, out, rank, scale, Precision::BF16};
+    std::vector<float> y(static_cast<std::size_t>(tokens * out), 0.5f), xa(static_cast<std::size_t>(tokens * rank));
+    std::vector<float> du(u.size(), 0.25f), da(a.size(), -0.25f), db(b.size(), 0.125f);  // the backward adds
+    lora_forward(y.data(), xa.data(), u.data(), a.data(), b.data(), shape);
+    lora_backward(du.data(), da.data(), db.data(), dy.data(), u.data(), xa.data(), a.data(), b.data(), shape);
+    const auto r = [](float x) { return static_cast<double>(bf16_round(x)); };
+    const auto scaled = [&](float x) { return r(scale * x); };  // the kernel rounds scale · x
+    const double u16 = std::ldexp(1.0, -8);
+    for (std::int64_t t = 0; t < tokens; ++t)
+        for (std::int64_t j = 0; j < rank; ++j) {
+            double want = 0.0, magnitude = 0.0;
+            for (std::int64_t k = 0; k < in; ++k) {
+                want += r(u[t * in + k]) * r(a[j * in + k]);
+                magnitude += std::abs(r(u[t * in + k]) * r(a[j * in + k]));
+            }
+            ASSERT_NEAR(xa[t * rank + j], want, fp32_sum_bound(in, magnitude)) << "xa t=" << t << " j=" << j;
+        }
+    for (std::int64_t t = 0; t < tokens; ++t)
+        for (std::int64_t o = 0; o < out; ++o) {
+            double want = 0.5, magnitude = 0.5;
+            for (std::int64_t j = 0; j < rank; ++j) {
+                want += scaled(xa[t * rank + j]) * r(b[o * rank + j]);
+                magnitude += std::abs(scaled(xa[t * rank + j]) * r(b[o * rank + j]));
+            }
+            ASSERT_NEAR(y[t * out + o], want, fp32_sum_bound(rank + 1, magnitude)) << "y t=" << t << " o=" << o;
+        }
+    for (std::int64_t o = 0; o < out; ++o)
+        for (std::int64_t j = 0; j < rank; ++j) {
+            double want = 0.125, magnitude = 0.125;
+            for (std::int64_t t = 0; t < tokens; ++t) {
+                want += r(dy[t * out + o]) * scaled(xa[t * rank + j]);
+                magnitude += std::abs(r(dy[t * out + o]) * scaled(xa[t * rank + j]));
+            }
+            ASSERT_NEAR(db[o * rank + j], want, fp32_sum_bound(tokens + 1, magnitude)) << "db o=" << o << " j=" << j;
+        }
+    // dxa and the bound on the kernel's fp32 dxa.
+    std::vector<double> dxa(static_cast<std::size_t>(tokens * rank)), dxa_error(dxa.size());
+    for (std::int64_t t = 0; t < tokens; ++t)
+        for (std::int64_t j = 0; j < rank; ++j) {
+            double sum = 0.0, magnitude = 0.0;
+            for (std::int64_t o = 0; o < out; ++o) {
+                sum += r(dy[t * out + o]) * scaled(b[o * rank + j]);
+                magnitude += std::abs(r(dy[t * out + o]) * scaled(b[o * rank + j]));
+            }
+            dxa[t * rank + j] = sum;
+            dxa_error[t * rank + j] = fp32_sum_bound(out, magnitude);
+        }
+    // A term bf16(dxa) · x: its value, and its share of the bound beyond the fp32 sum's.
+    const auto rounded_term = [&](std::int64_t i, double x, double& budget) {
+        budget += (u16 * std::abs(dxa[i]) + (1.0 + u16) * dxa_error[i]) * std::abs(x);
+        return dxa[i] * x;
+    };
+    for (std::int64_t t = 0; t < tokens; ++t)
+        for (std::int64_t k = 0; k < in; ++k) {
+            double want = 0.25, budget = 0.0, magnitude = 0.25;
+            for (std::int64_t j = 0; j < rank; ++j) {
+                const double term = rounded_term(t * rank + j, r(a[j * in + k]), budget);
+                want += term;
+                magnitude += std::abs(term);
+            }
+            ASSERT_NEAR(du[t * in + k], want, budget + fp32_sum_bound(rank + 1, magnitude)) << "du t=" << t << " k=" << k;
+        }
+    for (std::int64_t j = 0; j < rank; ++j)
+        for (std::int64_t k = 0; k < in; ++k) {
+            double want = -0.25, budget = 0.0, magnitude = 0.25;
+            for (std::int64_t t = 0; t < tokens; ++t) {
+                const double term = rounded_term(t * rank + j, r(u[t * in + k]), budget);
+                want += term;
+                magnitude += std::abs(term);
+            }
+            ASSERT_NEAR(da[j * in + k], want, budget + fp32_sum_bound(tokens + 1, magnitude)) << "da j=" << j << " k=" << k;
+        }
+
+    // Slices never split a sum and AMX sums each element in one order: the same bits on one thread.
+    const int threads = thread_pool().size();
+    set_thread_count(1);
+    std::vector<float> y1(y.size(), 0.5f), xa1(xa.size()), du1(du.size(), 0.25f), da1(da.size(), -0.25f),
+        db1(db.size(), 0.125f);
+    lora_forward(y1.data(), xa1.data(), u.data(), a.data(), b.data(), shape);
+    lora_backward(du1.data(), da1.data(), db1.data(), dy.data(), u.data(), xa1.data(), a.data(), b.data(), shape);
+    set_thread_count(threads);
+    EXPECT_EQ(y1, y);
+    EXPECT_EQ(xa1, xa);
+    EXPECT_EQ(du1, du);
+    EXPECT_EQ(da1, da);
+    EXPECT_EQ(db1, db);
+}
+
+TEST(Bf16Products, LoraMatchesTheRoundedOperands) {
+    SKIP_WITHOUT_AMX();
+    const int previous = thread_pool().size();
+    set_thread_count(3);  // uneven slices of tokens, dB's rows and dA's columns
+    // Ragged: tokens, in and out off every tile and chunk size; a rank below one tile and one of
+    // 16; PEFT's scale 2 and one that rounding the scaled operand cannot keep exact.
+    expect_lora_bf16(150, 200, 72, 12, 2.0f);
+    expect_lora_bf16(70, 96, 300, 16, 0.7f);
     set_thread_count(previous);
 }
 

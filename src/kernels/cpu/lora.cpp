@@ -5,13 +5,19 @@
 // Another thread count cuts other slice shapes: Kindred's GEMM sums each element in the same order
 // whatever the shape (gemm_f32.h), the OpenBLAS fallback may pick other micro-kernels for them
 // (last-bit differences, measured with OpenBLAS: 1 vs 2 threads identical, 1 vs 3 not).
+// In bf16 (LoraShape::precision) the same slices multiply on AMX tiles (kernels/cpu/bf16_gemm.h),
+// each thread rounding or packing its slice of the large operands (u, dy) in chunks, the small
+// ones (A, B, xa, dxa) rounded or packed once by the calling thread; AMX sums each element in the
+// same order whatever the slices, so bf16 results do not depend on the thread count.
 #include "kernels/lora.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/gemm_f32.h"
 
 namespace kindred::kernels {
@@ -34,6 +40,121 @@ void check_shape(const LoraShape& s) {
 
 void check_dropout(float p) {
     if (!(p >= 0.0f && p < 1.0f)) fail("dropout: probability {} is outside [0, 1)", p);
+}
+
+namespace bf16 = cpu::bf16;
+
+bool bf16_products(const LoraShape& s) { return effective_precision(s.precision) == Precision::BF16; }
+
+// Rows of u or dy (or rows of dB, columns of dA) per bf16 chunk: a thread's rounded or packed
+// slice of the large operands stays within ~256 KiB (64 x 2048 bf16).
+constexpr std::int64_t bf16_chunk = 64;
+
+// A thread's bf16 operands: A's rows (or columns) and a packed B.
+enum class Bf16Scratch { A, B };
+
+std::uint16_t* bf16_scratch(Bf16Scratch kind, std::int64_t n) {
+    thread_local std::vector<std::uint16_t> buffers[2];
+    auto& buffer = buffers[static_cast<int>(kind)];
+    if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
+    return buffer.data();
+}
+
+// The calling thread's buffers for the operands it prepares once per call, which every thread
+// then reads: packings of A and B, and xa or dxa transposed.
+enum class Shared { PackedA, PackedB, Transposed, Count };
+
+std::uint16_t* shared_bf16(Shared kind, std::int64_t n) {
+    thread_local std::vector<std::uint16_t> buffers[static_cast<int>(Shared::Count)];
+    auto& buffer = buffers[static_cast<int>(kind)];
+    buffer.resize(static_cast<std::size_t>(n));
+    return buffer.data();
+}
+
+// scale · x (n floats) in the calling thread's buffer, to be rounded: the scale folded in.
+const float* scaled(const float* x, std::int64_t n, float scale) {
+    thread_local std::vector<float> buffer;
+    buffer.resize(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) buffer[static_cast<std::size_t>(i)] = scale * x[i];
+    return buffer.data();
+}
+
+void lora_forward_bf16(float* y, float* xa, const float* u, const float* a, const float* b, const LoraShape& s) {
+    std::uint16_t* a_t = shared_bf16(Shared::PackedA, bf16::packed_elements(s.in, s.rank));
+    bf16::pack_transposed(a_t, a, s.in, s.rank, s.in);
+    std::uint16_t* b_t = shared_bf16(Shared::PackedB, bf16::packed_elements(s.rank, s.out));
+    bf16::pack_transposed(b_t, b, s.rank, s.out, s.rank);
+    const std::int64_t ldu = bf16::round_up(s.in, bf16::block_k), ldx = bf16::round_up(s.rank, bf16::block_k);
+    thread_pool().parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
+        for (std::int64_t c0 = t0; c0 < t1; c0 += bf16_chunk) {
+            const std::int64_t rows = std::min(bf16_chunk, t1 - c0);
+            std::uint16_t* u16 = bf16_scratch(Bf16Scratch::A, rows * ldu);
+            bf16::round_rows(u16, ldu, u + c0 * s.in, s.in, rows, s.in);
+            bf16::gemm(xa + c0 * s.rank, s.rank, u16, ldu, a_t, rows, s.rank, s.in, false);
+            std::uint16_t* x16 = bf16_scratch(Bf16Scratch::B, rows * ldx);
+            bf16::round_rows(x16, ldx, xa + c0 * s.rank, s.rank, rows, s.rank, s.scale);
+            bf16::gemm(y + c0 * s.out, s.out, x16, ldx, b_t, rows, s.out, s.rank, true);
+        }
+    });
+}
+
+void lora_backward_bf16(float* du, float* da, float* db, const float* dy, const float* u, const float* xa,
+                        const float* a, const float* b, const LoraShape& s) {
+    auto& pool = thread_pool();
+    const std::int64_t ldt = bf16::round_up(s.tokens, bf16::block_k);
+    if (db != nullptr) {
+        // dbᵀ = bf16(scale · xa)ᵀ · bf16(dy), by slices of dB's rows (dy's columns): packing dy's
+        // columns reads its rows in order, where rounding dyᵀ's rows would scatter its stores.
+        std::uint16_t* xa_t = shared_bf16(Shared::Transposed, s.rank * ldt);
+        bf16::round_columns(xa_t, ldt, scaled(xa, s.tokens * s.rank, s.scale), s.rank, s.tokens, s.rank);
+        pool.parallel_for(s.out, grain, [&](std::int64_t r0, std::int64_t r1) {
+            thread_local std::vector<float> products;
+            products.resize(static_cast<std::size_t>(s.rank * bf16_chunk));
+            float* const product = products.data();
+            for (std::int64_t c0 = r0; c0 < r1; c0 += bf16_chunk) {
+                const std::int64_t n = std::min(bf16_chunk, r1 - c0);
+                std::uint16_t* dy_p = bf16_scratch(Bf16Scratch::B, bf16::packed_elements(s.tokens, n));
+                bf16::pack(dy_p, dy + c0, s.out, s.tokens, n);
+                bf16::gemm(product, n, xa_t, ldt, dy_p, s.rank, n, s.tokens, false);
+                for (std::int64_t j = 0; j < n; ++j)
+                    for (std::int64_t r = 0; r < s.rank; ++r) db[(c0 + j) * s.rank + r] += product[r * n + j];
+            }
+        });
+    }
+    if (da == nullptr && du == nullptr) return;
+    // dxa = bf16(dy) · bf16(scale · B); du += bf16(dxa) · bf16(A), by slices of tokens.
+    std::uint16_t* b_p = shared_bf16(Shared::PackedB, bf16::packed_elements(s.out, s.rank));
+    bf16::pack(b_p, scaled(b, s.out * s.rank, s.scale), s.rank, s.out, s.rank);
+    std::uint16_t* a_p = shared_bf16(Shared::PackedA, du != nullptr ? bf16::packed_elements(s.rank, s.in) : 0);
+    if (du != nullptr) bf16::pack(a_p, a, s.in, s.rank, s.in);
+    thread_local std::vector<float> dxa_buffer;
+    dxa_buffer.resize(static_cast<std::size_t>(s.tokens * s.rank));
+    float* const dxa = dxa_buffer.data();
+    const std::int64_t ldy = bf16::round_up(s.out, bf16::block_k), ldx = bf16::round_up(s.rank, bf16::block_k);
+    pool.parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
+        for (std::int64_t c0 = t0; c0 < t1; c0 += bf16_chunk) {
+            const std::int64_t rows = std::min(bf16_chunk, t1 - c0);
+            std::uint16_t* dy16 = bf16_scratch(Bf16Scratch::A, rows * ldy);
+            bf16::round_rows(dy16, ldy, dy + c0 * s.out, s.out, rows, s.out);
+            bf16::gemm(dxa + c0 * s.rank, s.rank, dy16, ldy, b_p, rows, s.rank, s.out, false);
+            if (du == nullptr) continue;
+            std::uint16_t* x16 = bf16_scratch(Bf16Scratch::B, rows * ldx);
+            bf16::round_rows(x16, ldx, dxa + c0 * s.rank, s.rank, rows, s.rank);
+            bf16::gemm(du + c0 * s.in, s.in, x16, ldx, a_p, rows, s.in, s.rank, true);
+        }
+    });
+    if (da == nullptr) return;
+    // da += bf16(dxa)ᵀ · bf16(u), by slices of dA's columns (u's).
+    std::uint16_t* dxa_t = shared_bf16(Shared::Transposed, s.rank * ldt);
+    bf16::round_columns(dxa_t, ldt, dxa, s.rank, s.tokens, s.rank);
+    pool.parallel_for(s.in, grain, [&](std::int64_t col0, std::int64_t col1) {
+        for (std::int64_t c0 = col0; c0 < col1; c0 += bf16_chunk) {
+            const std::int64_t n = std::min(bf16_chunk, col1 - c0);
+            std::uint16_t* u_p = bf16_scratch(Bf16Scratch::B, bf16::packed_elements(s.tokens, n));
+            bf16::pack(u_p, u + c0, s.in, s.tokens, n);
+            bf16::gemm(da + c0, s.in, dxa_t, ldt, u_p, s.rank, n, s.tokens, true);
+        }
+    });
 }
 
 }  // namespace
@@ -76,6 +197,7 @@ void dropout_backward(float* dx, const float* dout, const std::uint8_t* keep, st
 
 void lora_forward(float* y, float* xa, const float* u, const float* a, const float* b, const LoraShape& s) {
     check_shape(s);
+    if (bf16_products(s)) return lora_forward_bf16(y, xa, u, a, b, s);
     thread_pool().parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
         cpu::sgemm(false, true, t1 - t0, s.rank, s.in, 1.0f, u + t0 * s.in, s.in, a, s.in, 0.0f, xa + t0 * s.rank,
                    s.rank);
@@ -88,6 +210,7 @@ void lora_backward(float* du, float* da, float* db, const float* dy, const float
                    const float* b, const LoraShape& s) {
     check_shape(s);
     if (s.tokens == 0) return;
+    if (bf16_products(s)) return lora_backward_bf16(du, da, db, dy, u, xa, a, b, s);
     auto& pool = thread_pool();
     if (db != nullptr)
         pool.parallel_for(s.out, grain, [&](std::int64_t r0, std::int64_t r1) {
