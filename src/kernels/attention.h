@@ -48,8 +48,8 @@ struct AttentionShape {
     // per product and sum in fp32 on AMX tiles, as torch's CPU flash attention computes them under
     // autocast (the forward rounds exp(score − max), whose largest is exactly 1, and divides the
     // product by the fp32 sum; the backward rounds P and dS); the scale, the softmax, dS and the
-    // saved probabilities stay fp32. Decode's per-query path is fp32 always. F32, or BF16 without
-    // AMX: fp32 sgemm.
+    // saved probabilities stay fp32. A document's results are the same bits wherever it sits in a
+    // packed row. Decode's per-query path is fp32 always. F32, or BF16 without AMX: fp32 sgemm.
     Precision precision = Precision::F32;
 };
 
@@ -62,18 +62,19 @@ void attention_forward(float* out, const float* q, const float* k, const float* 
 // Backward of attention_forward (any past, window, segments, sinks and kv layout). Given dout [tokens x heads x head_dim] it ADDS dq (laid out as q) and dk, dv (laid
 // out as k, v; positions [0, past + tokens) of every kv head), summing over the query heads that
 // share a kv head. Sink logits are frozen (gpt-oss trains none; PEFT leaves them frozen), so they
-// get no gradient; they only shrink every probability. Work items are (query head, block of queries): each writes its own dq rows and
-// accumulates dk, dv into its thread's partial sums, which are added up at the end.
+// get no gradient; they only shrink every probability. Work items are (query head, block of queries) (in bf16 (kv head,
+// block of one document's queries)): each writes its own dq rows and accumulates dk, dv into its thread's partial sums,
+// which are added up at the end.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const AttentionShape& shape);
 
 // Training may instead keep the probabilities from the forward, so that the backward skips
 // recomputing them (one of its five products and the exponentials: 12% off forward + backward,
 // SmolLM2's shape at 512 tokens, one thread) for
-// attention_probability_floats(shape) floats: per query head, per block of 64 queries, a
+// attention_probability_floats(shape) floats: per query head, per block of up to 64 queries, a
 // [queries x (past + last query + 1)] block (fewer columns with windows or segments; masked entries
-// are zeros). The size only grows with tokens and past, so a buffer sized for the longest
-// sequence serves shorter ones. attention_forward_saving always takes the sgemm path (in bf16: AMX);
+// are zeros; bf16 blocks start at documents, and the size allows for any documents). The size only
+// grows with tokens and past, so a buffer sized for the longest sequence serves shorter ones. attention_forward_saving always takes the sgemm path (in bf16: AMX);
 // attention_backward_saved given its probabilities computes exactly what attention_backward
 // computes (the saved values are bit-identical to the recomputed ones).
 std::int64_t attention_probability_floats(const AttentionShape& shape);

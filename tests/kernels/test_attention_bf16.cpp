@@ -204,6 +204,62 @@ TEST(AttentionBf16, MatchesTheRoundedOperandsOnRaggedShapes) {
     set_thread_count(previous);
 }
 
+// A document's bf16 results are the same bits wherever it sits in a packed row and whatever
+// precedes it (its blocks and its keys' tile slots count from its own start): here document B
+// after a 37-token document and after a 13-token one. dk and dv are compared on one thread, where
+// the partial sums of blocks add up in one order.
+TEST(AttentionBf16, ADocumentsBitsDoNotDependOnItsPlaceInTheRow) {
+    SKIP_WITHOUT_AMX();
+    const int previous = thread_pool().size();
+    set_thread_count(1);
+    const std::int64_t heads = 6, kv_heads = 2, hd = 64, row = heads * hd, kv_row = kv_heads * hd, length = 150;
+    const auto doc_q = random_floats(static_cast<std::size_t>(length * row), 91, -2.0f, 2.0f);
+    const auto doc_k = random_floats(static_cast<std::size_t>(length * kv_row), 92, -2.0f, 2.0f);
+    const auto doc_v = random_floats(doc_k.size(), 93);
+    const auto doc_dout = random_floats(doc_q.size(), 94);
+    struct Result {
+        std::vector<float> out, dq, dk, dv;
+    };
+    const auto run_after = [&](std::int64_t before) {
+        const std::int64_t tokens = before + length;
+        auto q = random_floats(static_cast<std::size_t>(tokens * row), 95, -2.0f, 2.0f);
+        auto k = random_floats(static_cast<std::size_t>(tokens * kv_row), 96, -2.0f, 2.0f);
+        auto v = random_floats(k.size(), 97);
+        auto dout = random_floats(q.size(), 98);
+        std::copy(doc_q.begin(), doc_q.end(), q.begin() + before * row);
+        std::copy(doc_dout.begin(), doc_dout.end(), dout.begin() + before * row);
+        std::copy(doc_k.begin(), doc_k.end(), k.begin() + before * kv_row);
+        std::copy(doc_v.begin(), doc_v.end(), v.begin() + before * kv_row);
+        std::vector<std::int32_t> segments(static_cast<std::size_t>(tokens), 0);
+        std::fill(segments.begin() + before, segments.end(), 1);
+        AttentionShape shape;
+        shape.tokens = tokens;
+        shape.heads = heads;
+        shape.kv_heads = kv_heads;
+        shape.head_dim = hd;
+        shape.kv_head_stride = hd;
+        shape.kv_position_stride = kv_row;
+        shape.scale = 0.125f;
+        shape.segment_ids = segments.data();
+        shape.precision = Precision::BF16;
+        std::vector<float> out(q.size()), probabilities(static_cast<std::size_t>(attention_probability_floats(shape)));
+        std::vector<float> dq(q.size()), dk(k.size()), dv(v.size());
+        attention_forward_saving(out.data(), probabilities.data(), q.data(), k.data(), v.data(), shape);
+        attention_backward_saved(dq.data(), dk.data(), dv.data(), dout.data(), probabilities.data(), q.data(),
+                                 k.data(), v.data(), shape);
+        const auto tail = [&](const std::vector<float>& x, std::int64_t width) {
+            return std::vector<float>(x.begin() + before * width, x.end());
+        };
+        return Result{tail(out, row), tail(dq, row), tail(dk, kv_row), tail(dv, kv_row)};
+    };
+    const Result a = run_after(37), b = run_after(13);
+    EXPECT_EQ(a.out, b.out);
+    EXPECT_EQ(a.dq, b.dq);
+    EXPECT_EQ(a.dk, b.dk);
+    EXPECT_EQ(a.dv, b.dv);
+    set_thread_count(previous);
+}
+
 // Per-query decode (fewer than 8 tokens) stays fp32 whatever the precision.
 TEST(AttentionBf16, DecodeStaysFp32) {
     const std::int64_t tokens = 3, past = 20, positions = past + tokens;

@@ -4,10 +4,12 @@
 // one (head, block of queries) per work item and compute scores and outputs with two sgemm calls;
 // the masked part of the score block is computed and discarded, which costs less than it saves.
 // The backward pass always takes the sgemm form (training runs hundreds of tokens); see
-// kernels/attention.h for how it splits work. In bf16 (AttentionShape::precision) the same work
-// items multiply on AMX tiles (kernels/cpu/bf16_gemm.h): every kv head's keys and values are
-// packed once per call, in the layouts the items' products read, and each item starts its key
-// range at a 32-key tile of those packings.
+// kernels/attention.h for how it splits work. In bf16 (AttentionShape::precision) the products
+// run on AMX tiles (kernels/cpu/bf16_gemm.h) and a work item is (kv head, block of one document's
+// queries): it packs the keys and values it reads once for the query heads that share them, and
+// sums every document's terms in tile slots that depend only on positions within the document,
+// so that a document's results are the same bits wherever it sits in a packed row and whatever
+// documents share the row (which data-parallel ranks, splitting a step's rows, rely on).
 #include "kernels/attention.h"
 
 #include <algorithm>
@@ -36,11 +38,11 @@ float* scratch(std::int64_t n) {
 }
 
 // A work item's bf16 operands, per thread: rows of A (queries, dout, P, dS), columns of A (Pᵀ,
-// dSᵀ) and a packed B (the item's query or dout rows).
-enum class Bf16Scratch { Rows, Columns, Packed };
+// dSᵀ), a packed B (the item's query or dout rows) and its keys and values (PackedKv).
+enum class Bf16Scratch { Rows, Columns, Packed, KeysT, ValuesT, Keys, Count };
 
 std::uint16_t* bf16_scratch(Bf16Scratch kind, std::int64_t n) {
-    thread_local std::vector<std::uint16_t> buffers[3];
+    thread_local std::vector<std::uint16_t> buffers[static_cast<int>(Bf16Scratch::Count)];
     auto& buffer = buffers[static_cast<int>(kind)];
     if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
     return buffer.data();
@@ -142,16 +144,39 @@ VisibleKeys visible_keys(const AttentionShape& shape) {
     return {first.data(), hole_begin.data(), hole_end.data()};
 }
 
-// Where block `block`'s probabilities start within one head's part of the saved probabilities,
-// and that part's size (block == number of blocks): blocks are stored [queries x bound] with
-// bound = past + t0 + queries, the most keys a block can see.
-std::int64_t probability_offset(const AttentionShape& shape, std::int64_t block) {
+// A work item's block of queries [t0, t0 + rows), the first key any of them sees (lo: the item
+// computes keys [lo, past + t0 + rows)), and where its probabilities start within one head's
+// part of the saved probabilities: blocks are stored [rows x span] in that order, spaced by
+// rows x (past + t0 + rows), the most keys a block can see.
+struct QueryBlock {
+    std::int64_t t0, rows, lo, offset;
+};
+
+struct QueryBlocks {
+    const QueryBlock* blocks;
+    std::int64_t count;
+    std::int64_t per_head;  // floats of one head's saved probabilities
+};
+
+// fp32 cuts the queries into blocks of query_block from the first; bf16 (by_document) cuts each
+// document's queries into blocks of query_block from the document's first, so that a query's
+// place in its block, and its block's first key, depend only on positions within its document.
+// In the calling thread's buffer.
+QueryBlocks query_blocks(const AttentionShape& shape, const VisibleKeys& visible, bool by_document) {
+    thread_local std::vector<QueryBlock> blocks;
+    blocks.clear();
     std::int64_t offset = 0;
-    for (std::int64_t b = 0; b < block; ++b) {
-        const std::int64_t t0 = b * query_block, rows = std::min(query_block, shape.tokens - t0);
+    for (std::int64_t t0 = 0; t0 < shape.tokens;) {
+        std::int64_t rows = std::min(query_block, shape.tokens - t0);
+        if (by_document && shape.segment_ids != nullptr) {
+            const std::int32_t* ids = shape.segment_ids + shape.past + t0;
+            rows = std::find_if(ids, ids + rows, [&](std::int32_t id) { return id != ids[0]; }) - ids;
+        }
+        blocks.push_back({t0, rows, visible.first[t0], offset});
         offset += rows * (shape.past + t0 + rows);
+        t0 += rows;
     }
-    return offset;
+    return {blocks.data(), static_cast<std::int64_t>(blocks.size()), offset};
 }
 
 // Whether the sgemm-form products take bf16 operands (AttentionShape::precision on a CPU with AMX-BF16).
@@ -167,135 +192,91 @@ std::int64_t kv_step(const AttentionShape& shape) {
     return shape.kv_position_stride > 0 ? shape.kv_position_stride : shape.head_dim;
 }
 
-// One call's keys and values in bf16, packed per kv head over all positions (bf16_gemm.h's
-// layouts), for the products of every work item: transposed ([head_dim x positions], keys as
-// columns: S = q·kᵀ, dP = dout·vᵀ) and plain ([positions x head_dim], contracted over keys:
-// out = P·v, dq = dS·k). Null where the call needs no such packing. The calling thread packs into
-// its own buffers, which the pool's workers then read.
+// One bf16 work item's keys and values [lo, lo + span) of its kv head, packed once (bf16_gemm.h's
+// layouts, in the thread's scratch) for the query heads that share them: transposed
+// ([head_dim x span], keys as columns: S = q·kᵀ, dP = dout·vᵀ) and plain ([span x head_dim],
+// contracted over keys: out = P·v, dq = dS·k). Null where the item needs no such packing.
 struct PackedKv {
     const std::uint16_t* keys_t = nullptr;
     const std::uint16_t* values_t = nullptr;
     const std::uint16_t* keys = nullptr;
     const std::uint16_t* values = nullptr;
-    std::int64_t transposed_head = 0;  // bf16 values per kv head in keys_t, values_t
-    std::int64_t plain_head = 0;       // in keys, values
-    std::int64_t plain_stride = 0;     // between 16-column blocks of a plain packing (gemm's block_stride)
 };
 
-// Packs every kv head of x (k or v, laid out as AttentionShape says) into `out`, in parallel over
-// kv heads and 16-column blocks.
-const std::uint16_t* pack_heads(std::vector<std::uint16_t>& out, const float* x, const AttentionShape& shape,
-                                bool transposed) {
+// forward: keys_t and values; else (backward) values_t and keys, and keys_t when `scores` (the
+// backward recomputes the probabilities).
+PackedKv pack_item(const float* kh, const float* vh, const AttentionShape& shape, std::int64_t span, bool forward,
+                   bool scores) {
     namespace bf16 = cpu::bf16;
-    const std::int64_t positions = shape.past + shape.tokens, head_dim = shape.head_dim, step = kv_step(shape);
-    const std::int64_t per_head = transposed ? bf16::packed_elements(head_dim, positions)
-                                             : bf16::packed_elements(positions, head_dim);
-    const std::int64_t blocks = bf16::round_up(transposed ? positions : head_dim, bf16::block_n) / bf16::block_n;
-    out.resize(static_cast<std::size_t>(shape.kv_heads * per_head));
-    std::uint16_t* packed = out.data();
-    thread_pool().parallel_for(shape.kv_heads * blocks, 4, [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t item = begin; item < end; ++item) {
-            const std::int64_t g = item / blocks, b = item % blocks, c0 = b * bf16::block_n;
-            const float* head = x + g * shape.kv_head_stride;
-            std::uint16_t* dst = packed + g * per_head;
-            if (transposed)
-                bf16::pack_transposed(dst + bf16::packed_offset(head_dim, b), head + c0 * step, step,
-                                      std::min(bf16::block_n, positions - c0), head_dim);
-            else
-                bf16::pack(dst + bf16::packed_offset(positions, b), head + c0, step, positions,
-                           std::min(bf16::block_n, head_dim - c0));
-        }
-    });
-    return packed;
-}
-
-// The packings a call needs (forward: keys_t and values; backward: keys_t when it recomputes the
-// scores, values_t and keys).
-PackedKv pack_kv(const float* k, const float* v, const AttentionShape& shape, bool forward, bool scores) {
-    namespace bf16 = cpu::bf16;
-    thread_local std::vector<std::uint16_t> buffers[4];
-    const std::int64_t positions = shape.past + shape.tokens;
+    const std::int64_t head_dim = shape.head_dim, step = kv_step(shape);
+    const std::int64_t transposed = bf16::packed_elements(head_dim, span), plain = bf16::packed_elements(span, head_dim);
     PackedKv packed;
-    packed.transposed_head = bf16::packed_elements(shape.head_dim, positions);
-    packed.plain_head = bf16::packed_elements(positions, shape.head_dim);
-    packed.plain_stride = bf16::packed_offset(positions, 1);
-    if (scores) packed.keys_t = pack_heads(buffers[0], k, shape, true);
+    if (scores) {
+        std::uint16_t* keys_t = bf16_scratch(Bf16Scratch::KeysT, transposed);
+        bf16::pack_transposed(keys_t, kh, step, span, head_dim);
+        packed.keys_t = keys_t;
+    }
+    std::uint16_t* second = bf16_scratch(Bf16Scratch::ValuesT, forward ? plain : transposed);
     if (forward) {
-        packed.values = pack_heads(buffers[1], v, shape, false);
+        bf16::pack(second, vh, step, span, head_dim);
+        packed.values = second;
     } else {
-        packed.values_t = pack_heads(buffers[2], v, shape, true);
-        packed.keys = pack_heads(buffers[3], k, shape, false);
+        bf16::pack_transposed(second, vh, step, span, head_dim);
+        packed.values_t = second;
+        std::uint16_t* keys = bf16_scratch(Bf16Scratch::Keys, plain);
+        bf16::pack(keys, kh, step, span, head_dim);
+        packed.keys = keys;
     }
     return packed;
 }
 
-// The first key a work item computes, given the first its queries see: that one in fp32; in bf16
-// the start of its 32-key tile of the packings (keys before the first visible are masked like
-// any other invisible key).
-std::int64_t block_start(std::int64_t first, const PackedKv* packed) {
-    return packed != nullptr ? first / cpu::bf16::block_k * cpu::bf16::block_k : first;
-}
-
-// B of a product with keys [lo, lo + span) as columns (lo a multiple of 32), within kv head g's
-// transposed packing.
-const std::uint16_t* key_columns(const std::uint16_t* transposed, const PackedKv& packed, std::int64_t g,
-                                 std::int64_t head_dim, std::int64_t lo) {
-    return transposed + g * packed.transposed_head + cpu::bf16::packed_offset(head_dim, lo / cpu::bf16::block_n);
-}
-
-// B of a product contracting over keys [lo, ...) (lo a multiple of 32): kv head g's plain packing
-// from tile row lo / 32, read with block_stride packed.plain_stride.
-const std::uint16_t* key_rows(const std::uint16_t* plain, const PackedKv& packed, std::int64_t g, std::int64_t lo) {
-    return plain + g * packed.plain_head + lo * cpu::bf16::block_n;
-}
-
-// c [rows x span] = scale · a · xᵀ for keys [lo, lo + span) of kv head g, x the keys or values (a:
+// c [rows x span] = scale · a · xᵀ for an item's keys [lo, lo + span), x its keys or values (a:
 // the block's rows of one head, row stride row_stride; xh: x's key lo; S = scale · q·kᵀ and
-// dP = dout·vᵀ). bf16: a rounded, against x's transposed packing, the sums scaled in fp32
-// afterwards. The forward and the backward's recomputation share it, so that recomputed
-// probabilities are bit-identical to saved ones.
-void column_product(float* c, const float* a, std::int64_t row_stride, const float* xh, const std::uint16_t* x_transposed,
-                    std::int64_t g, std::int64_t lo, std::int64_t rows, std::int64_t span, float scale,
-                    const AttentionShape& shape, const PackedKv* packed) {
+// dP = dout·vᵀ): sgemm, or with x_transposed (x's packing, PackedKv) a rounded against it, the
+// sums scaled in fp32 afterwards. The forward and the backward's recomputation share it, so that
+// recomputed probabilities are bit-identical to saved ones.
+void column_product(float* c, const float* a, std::int64_t row_stride, const float* xh,
+                    const std::uint16_t* x_transposed, std::int64_t rows, std::int64_t span, float scale,
+                    const AttentionShape& shape) {
     const std::int64_t head_dim = shape.head_dim;
-    if (packed == nullptr) {
+    if (x_transposed == nullptr) {
         cpu::sgemm(false, true, rows, span, head_dim, scale, a, row_stride, xh, kv_step(shape), 0.0f, c, span);
         return;
     }
     const std::int64_t lda = cpu::bf16::round_up(head_dim, cpu::bf16::block_k);
     std::uint16_t* a16 = bf16_scratch(Bf16Scratch::Rows, rows * lda);
     cpu::bf16::round_rows(a16, lda, a, row_stride, rows, head_dim);
-    cpu::bf16::gemm(c, span, a16, lda, key_columns(x_transposed, *packed, g, head_dim, lo), rows, span, head_dim, false);
+    cpu::bf16::gemm(c, span, a16, lda, x_transposed, rows, span, head_dim, false);
     if (scale != 1.0f)
         for (std::int64_t i = 0; i < rows * span; ++i) c[i] *= scale;
 }
 
-// c [m x head_dim] (row stride ldc) (+)= a · x over keys [lo, lo + k) of kv head g, x the keys or
-// values: a [m x k] fp32 (row stride k) in sgemm, or rounded to bf16 against x's plain packing.
-// row_scales (bf16 only, or null): c's row r (not accumulating) is then multiplied by row_scales[r].
-void key_product(float* c, std::int64_t ldc, const float* a, const float* x, const std::uint16_t* x_plain,
-                 std::int64_t g, std::int64_t lo, std::int64_t m, std::int64_t k, bool accumulate,
-                 const AttentionShape& shape, const PackedKv* packed, const float* row_scales = nullptr) {
+// c [m x head_dim] (row stride ldc) (+)= a · x over an item's keys [lo, lo + k), x its keys or
+// values (xh: x's key lo): a [m x k] (row stride k) in sgemm, or with x_plain (x's packing) a
+// rounded against it. row_scales (bf16 only, or null): c's row r (not accumulating) is then
+// multiplied by row_scales[r].
+void key_product(float* c, std::int64_t ldc, const float* a, const float* xh, const std::uint16_t* x_plain,
+                 std::int64_t m, std::int64_t k, bool accumulate, const AttentionShape& shape,
+                 const float* row_scales = nullptr) {
     const std::int64_t head_dim = shape.head_dim;
-    if (packed == nullptr) {
-        cpu::sgemm(false, false, m, head_dim, k, 1.0f, a, k, x, kv_step(shape), accumulate ? 1.0f : 0.0f, c, ldc);
+    if (x_plain == nullptr) {
+        cpu::sgemm(false, false, m, head_dim, k, 1.0f, a, k, xh, kv_step(shape), accumulate ? 1.0f : 0.0f, c, ldc);
         return;
     }
     const std::int64_t lda = cpu::bf16::round_up(k, cpu::bf16::block_k);
     std::uint16_t* a16 = bf16_scratch(Bf16Scratch::Rows, m * lda);
     cpu::bf16::round_rows(a16, lda, a, k, m, k);
-    cpu::bf16::gemm(c, ldc, a16, lda, key_rows(x_plain, *packed, g, lo), m, head_dim, k, accumulate,
-                    packed->plain_stride);
+    cpu::bf16::gemm(c, ldc, a16, lda, x_plain, m, head_dim, k, accumulate);
     if (row_scales != nullptr)
         for (std::int64_t r = 0; r < m; ++r)
             for (std::int64_t i = 0; i < head_dim; ++i) c[r * ldc + i] *= row_scales[r];
 }
 
 // partial [span x head_dim] += aᵀ · b: a [rows x span] (row stride span), b the block's rows of one
-// head (row stride row_stride). bf16: aᵀ rounded, b packed per item.
+// head (row stride row_stride). bf16: aᵀ rounded, b packed.
 void transposed_product(float* partial, const float* a, const float* b, std::int64_t row_stride, std::int64_t rows,
-                        std::int64_t span, std::int64_t head_dim, const PackedKv* packed) {
-    if (packed == nullptr) {
+                        std::int64_t span, std::int64_t head_dim, bool bf16) {
+    if (!bf16) {
         cpu::sgemm(true, false, span, head_dim, rows, 1.0f, a, span, b, row_stride, 1.0f, partial, head_dim);
         return;
     }
@@ -330,52 +311,68 @@ void attention_per_query(float* out, const float* q, const float* k, const float
     });
 }
 
-// probabilities null: scores go to per-thread scratch; else they are kept there (see attention.h).
-// packed: the bf16 operands (null in fp32).
-void attention_blocked(float* out, float* probabilities, const float* q, const float* k, const float* v,
-                       const AttentionShape& shape, const VisibleKeys& visible, const PackedKv* packed) {
-    const std::int64_t heads = shape.heads, head_dim = shape.head_dim, group = heads / shape.kv_heads;
+// Query head h over one block: scores, their softmax (into `scores`, [rows x span]), out.
+// packed: the item's bf16 keys and values (null in fp32).
+void attend_block(float* out, float* scores, const float* q, const float* k, const float* v,
+                  const AttentionShape& shape, const VisibleKeys& visible, const QueryBlock& block, std::int64_t h,
+                  const PackedKv* packed) {
+    const std::int64_t heads = shape.heads, head_dim = shape.head_dim, g = h / (heads / shape.kv_heads);
     const std::int64_t row_stride = heads * head_dim;  // between tokens in q and out
-    const std::int64_t step = kv_step(shape);
-    const std::int64_t blocks = (shape.tokens + query_block - 1) / query_block;
-    const std::int64_t per_head = probabilities != nullptr ? probability_offset(shape, blocks) : 0;
-    thread_pool().parallel_for(heads * blocks, 1, [&](std::int64_t begin, std::int64_t end) {
+    const std::int64_t step = kv_step(shape), t0 = block.t0, rows = block.rows, lo = block.lo;
+    const std::int64_t span = shape.past + t0 + rows - lo;
+    const float* kh = k + g * shape.kv_head_stride + lo * step;
+    const float* vh = v + g * shape.kv_head_stride + lo * step;
+    column_product(scores, q + t0 * row_stride + h * head_dim, row_stride, kh,
+                   packed != nullptr ? packed->keys_t : nullptr, rows, span, shape.scale, shape);
+    // fp32: out = P · v. bf16, as torch's CPU flash attention: the exponentials are rounded before
+    // they are normalized (a row's largest is exactly 1), out = bf16(exp) · v is divided by the fp32
+    // sum afterwards, and the probabilities are normalized for the backward.
+    float inverses[query_block];
+    for (std::int64_t r = 0; r < rows; ++r) {
+        float* row = scores + r * span;
+        const std::int64_t first = visible.first[t0 + r] - lo, last = shape.past + t0 + r - lo;
+        const std::int64_t hole_begin = visible.hole_begin[t0 + r] - lo, hole_end = visible.hole_end[t0 + r] - lo;
+        inverses[r] = softmax_exponentials(row, first, last, hole_begin, hole_end,
+                                           shape.sinks != nullptr ? shape.sinks + h : nullptr);
+        if (packed == nullptr) softmax_normalize(row, first, last, hole_begin, hole_end, inverses[r]);
+        std::fill(row, row + first, 0.0f);
+        std::fill(row + last + 1, row + span, 0.0f);
+    }
+    key_product(out + t0 * row_stride + h * head_dim, row_stride, scores, vh,
+                packed != nullptr ? packed->values : nullptr, rows, span, false, shape,
+                packed != nullptr ? inverses : nullptr);
+    if (packed != nullptr)
+        for (std::int64_t r = 0; r < rows; ++r)
+            softmax_normalize(scores + r * span, visible.first[t0 + r] - lo, shape.past + t0 + r - lo,
+                              visible.hole_begin[t0 + r] - lo, visible.hole_end[t0 + r] - lo, inverses[r]);
+}
+
+// probabilities null: scores go to per-thread scratch; else they are kept there (see attention.h).
+// Work items: fp32 (query head, block); bf16 (kv head, block), packing the block's keys and values
+// once for the heads that share them.
+void attention_blocked(float* out, float* probabilities, const float* q, const float* k, const float* v,
+                       const AttentionShape& shape, const VisibleKeys& visible) {
+    const bool bf16 = bf16_operands(shape);
+    const QueryBlocks blocks = query_blocks(shape, visible, bf16);
+    const std::int64_t group = shape.heads / shape.kv_heads, step = kv_step(shape);
+    const std::int64_t items = (bf16 ? shape.kv_heads : shape.heads) * blocks.count;
+    thread_pool().parallel_for(items, 1, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t item = begin; item < end; ++item) {
-            const std::int64_t h = item / blocks, t0 = (item % blocks) * query_block;
-            const std::int64_t rows = std::min(query_block, shape.tokens - t0);
-            // Keys any query of the block can see: within [lo, hi].
-            const std::int64_t g = h / group, lo = block_start(visible.first[t0], packed);
-            const std::int64_t hi = shape.past + t0 + rows - 1, span = hi - lo + 1;
-            const float* kh = k + g * shape.kv_head_stride + lo * step;
-            const float* vh = v + g * shape.kv_head_stride + lo * step;
-            const float* qh = q + t0 * row_stride + h * head_dim;
-            float* scores = probabilities != nullptr
-                                ? probabilities + h * per_head + probability_offset(shape, item % blocks)
-                                : scratch(rows * span);
-            column_product(scores, qh, row_stride, kh, packed != nullptr ? packed->keys_t : nullptr, g, lo, rows, span,
-                           shape.scale, shape, packed);
-            // fp32: out = P · v. bf16, as torch's CPU flash attention: the exponentials are rounded
-            // before they are normalized (a row's largest is exactly 1), out = bf16(exp) · v is divided
-            // by the fp32 sum afterwards, and the probabilities are normalized for the backward.
-            float inverses[query_block];
-            for (std::int64_t r = 0; r < rows; ++r) {
-                float* row = scores + r * span;
-                const std::int64_t position = shape.past + t0 + r;
-                const std::int64_t first = visible.first[t0 + r] - lo, last = position - lo;
-                const std::int64_t hole_begin = visible.hole_begin[t0 + r] - lo, hole_end = visible.hole_end[t0 + r] - lo;
-                inverses[r] = softmax_exponentials(row, first, last, hole_begin, hole_end,
-                                                   shape.sinks != nullptr ? shape.sinks + h : nullptr);
-                if (packed == nullptr) softmax_normalize(row, first, last, hole_begin, hole_end, inverses[r]);
-                std::fill(row, row + first, 0.0f);
-                std::fill(row + last + 1, row + span, 0.0f);
+            const QueryBlock& block = blocks.blocks[item % blocks.count];
+            const std::int64_t span = shape.past + block.t0 + block.rows - block.lo;
+            const auto scores = [&](std::int64_t h) {
+                return probabilities != nullptr ? probabilities + h * blocks.per_head + block.offset
+                                                : scratch(block.rows * span);
+            };
+            if (!bf16) {
+                const std::int64_t h = item / blocks.count;
+                attend_block(out, scores(h), q, k, v, shape, visible, block, h, nullptr);
+                continue;
             }
-            key_product(out + t0 * row_stride + h * head_dim, row_stride, scores, vh,
-                        packed != nullptr ? packed->values : nullptr, g, lo, rows, span, false, shape, packed,
-                        packed != nullptr ? inverses : nullptr);
-            if (packed != nullptr)
-                for (std::int64_t r = 0; r < rows; ++r)
-                    softmax_normalize(scores + r * span, visible.first[t0 + r] - lo, shape.past + t0 + r - lo,
-                                      visible.hole_begin[t0 + r] - lo, visible.hole_end[t0 + r] - lo, inverses[r]);
+            const std::int64_t g = item / blocks.count, offset = g * shape.kv_head_stride + block.lo * step;
+            const PackedKv packed = pack_item(k + offset, v + offset, shape, span, true, true);
+            for (std::int64_t h = g * group; h < (g + 1) * group; ++h)
+                attend_block(out, scores(h), q, k, v, shape, visible, block, h, &packed);
         }
     });
 }
@@ -385,14 +382,14 @@ void attention_blocked(float* out, float* probabilities, const float* q, const f
 // dS = scale · P (dP − D); then dq += dS · k (rows only this item writes), and the kv head's
 // dv += Pᵀ · dout and dk += dSᵀ · q into the calling thread's own partial sums.
 // With `saved` (the forward's probabilities of this item) the first product and the softmax are
-// skipped: P is read from there instead. packed: the bf16 operands (null in fp32).
+// skipped: P is read from there instead. packed: the item's bf16 keys and values (null in fp32).
 void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, const float* dout, const float* saved,
                               const float* q, const float* k, const float* v, const AttentionShape& shape,
-                              const VisibleKeys& visible, const PackedKv* packed, std::int64_t h, std::int64_t t0) {
+                              const VisibleKeys& visible, const QueryBlock& block, std::int64_t h,
+                              const PackedKv* packed) {
     const std::int64_t heads = shape.heads, head_dim = shape.head_dim, kv = h / (heads / shape.kv_heads);
     const std::int64_t row_stride = heads * head_dim, step = kv_step(shape);
-    const std::int64_t rows = std::min(query_block, shape.tokens - t0);
-    const std::int64_t lo = block_start(visible.first[t0], packed), span = shape.past + t0 + rows - lo;
+    const std::int64_t t0 = block.t0, rows = block.rows, lo = block.lo, span = shape.past + t0 + rows - lo;
     const float* kh = k + kv * shape.kv_head_stride + lo * step;
     const float* vh = v + kv * shape.kv_head_stride + lo * step;
     const std::int64_t offset = t0 * row_stride + h * head_dim;
@@ -400,10 +397,10 @@ void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, c
     float* grads = scratch((saved != nullptr ? 1 : 2) * rows * span);
     float* scores = saved != nullptr ? nullptr : grads + rows * span;
     if (saved == nullptr)
-        column_product(scores, q + offset, row_stride, kh, packed != nullptr ? packed->keys_t : nullptr, kv, lo, rows,
-                       span, shape.scale, shape, packed);
-    column_product(grads, dout + offset, row_stride, vh, packed != nullptr ? packed->values_t : nullptr, kv, lo, rows,
-                   span, 1.0f, shape, packed);
+        column_product(scores, q + offset, row_stride, kh, packed != nullptr ? packed->keys_t : nullptr, rows, span,
+                       shape.scale, shape);
+    column_product(grads, dout + offset, row_stride, vh, packed != nullptr ? packed->values_t : nullptr, rows, span,
+                   1.0f, shape);
     for (std::int64_t r = 0; r < rows; ++r) {
         float* g = grads + r * span;
         const std::int64_t first = visible.first[t0 + r] - lo, count = shape.past + t0 + r - lo - first + 1;
@@ -427,11 +424,11 @@ void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, c
         std::fill(g, g + first, 0.0f);
         std::fill(g + first + count, g + span, 0.0f);
     }
-    key_product(dq + offset, row_stride, grads, kh, packed != nullptr ? packed->keys : nullptr, kv, lo, rows, span, true,
-                shape, packed);
+    key_product(dq + offset, row_stride, grads, kh, packed != nullptr ? packed->keys : nullptr, rows, span, true, shape);
     transposed_product(dv_partial + partial_offset, saved != nullptr ? saved : scores, dout + offset, row_stride, rows,
-                       span, head_dim, packed);
-    transposed_product(dk_partial + partial_offset, grads, q + offset, row_stride, rows, span, head_dim, packed);
+                       span, head_dim, packed != nullptr);
+    transposed_product(dk_partial + partial_offset, grads, q + offset, row_stride, rows, span, head_dim,
+                       packed != nullptr);
 }
 
 }  // namespace
@@ -440,24 +437,31 @@ void attention_forward(float* out, const float* q, const float* k, const float* 
     check_heads(shape);
     const VisibleKeys visible = visible_keys(shape);
     if (shape.tokens >= blas_min_tokens) {
-        const PackedKv packed = bf16_operands(shape) ? pack_kv(k, v, shape, true, true) : PackedKv{};
-        attention_blocked(out, nullptr, q, k, v, shape, visible, bf16_operands(shape) ? &packed : nullptr);
+        attention_blocked(out, nullptr, q, k, v, shape, visible);
     } else {
         attention_per_query(out, q, k, v, shape, visible);
     }
 }
 
 std::int64_t attention_probability_floats(const AttentionShape& shape) {
-    const std::int64_t blocks = (shape.tokens + query_block - 1) / query_block;
-    return shape.heads * probability_offset(shape, blocks);
+    std::int64_t floats = 0;
+    if (bf16_operands(shape)) {
+        // Blocks start at documents: a query's block stores at most past + min(t + query_block,
+        // tokens) floats of its row (query_blocks), whatever the documents.
+        for (std::int64_t t = 0; t < shape.tokens; ++t) floats += shape.past + std::min(t + query_block, shape.tokens);
+    } else {
+        for (std::int64_t t0 = 0; t0 < shape.tokens; t0 += query_block) {
+            const std::int64_t rows = std::min(query_block, shape.tokens - t0);
+            floats += rows * (shape.past + t0 + rows);
+        }
+    }
+    return shape.heads * floats;
 }
 
 void attention_forward_saving(float* out, float* probabilities, const float* q, const float* k, const float* v,
                               const AttentionShape& shape) {
     check_heads(shape);
-    const VisibleKeys visible = visible_keys(shape);
-    const PackedKv packed = bf16_operands(shape) ? pack_kv(k, v, shape, true, true) : PackedKv{};
-    attention_blocked(out, probabilities, q, k, v, shape, visible, bf16_operands(shape) ? &packed : nullptr);
+    attention_blocked(out, probabilities, q, k, v, shape, visible_keys(shape));
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
@@ -471,12 +475,13 @@ void attention_backward_saved(float* dq, float* dk, float* dv, const float* dout
     check_heads(shape);
     if (shape.tokens <= 0) return;
     const VisibleKeys visible = visible_keys(shape);
+    const bool bf16 = bf16_operands(shape);
+    const QueryBlocks blocks = query_blocks(shape, visible, bf16);
     const std::int64_t head_dim = shape.head_dim, positions = shape.past + shape.tokens, step = kv_step(shape);
-    const std::int64_t blocks = (shape.tokens + query_block - 1) / query_block, items = shape.heads * blocks;
+    const std::int64_t group = shape.heads / shape.kv_heads;
+    // fp32: (query head, block); bf16: (kv head, block), packing its keys and values once.
+    const std::int64_t items = (bf16 ? shape.kv_heads : shape.heads) * blocks.count;
     const std::int64_t kv_floats = shape.kv_heads * positions * head_dim;  // one thread's dk (or dv)
-    const std::int64_t per_head = probabilities != nullptr ? probability_offset(shape, blocks) : 0;
-    const PackedKv bf16 = bf16_operands(shape) ? pack_kv(k, v, shape, false, probabilities == nullptr) : PackedKv{};
-    const PackedKv* packed = bf16_operands(shape) ? &bf16 : nullptr;
     // Per-thread partial dk and dv, compact [kv_heads x positions x head_dim] each, in the calling
     // thread's buffer (grown once, then reused; `scratch` is taken, the caller is also a worker).
     // (Workers must use the pointer: the name `partials` in a lambda means the running thread's.)
@@ -491,11 +496,22 @@ void attention_backward_saved(float* dq, float* dk, float* dv, const float* dout
         std::fill(dk_partial, dk_partial + 2 * kv_floats, 0.0f);
         // Strided items: later query blocks see more keys, so contiguous chunks would be uneven.
         for (std::int64_t item = thread; item < items; item += threads) {
-            const float* saved = probabilities != nullptr ? probabilities + (item / blocks) * per_head +
-                                                                probability_offset(shape, item % blocks)
-                                                          : nullptr;
-            attention_backward_block(dq, dk_partial, dv_partial, dout, saved, q, k, v, shape, visible, packed,
-                                     item / blocks, (item % blocks) * query_block);
+            const QueryBlock& block = blocks.blocks[item % blocks.count];
+            const auto saved = [&](std::int64_t h) {
+                return probabilities != nullptr ? probabilities + h * blocks.per_head + block.offset : nullptr;
+            };
+            if (!bf16) {
+                const std::int64_t h = item / blocks.count;
+                attention_backward_block(dq, dk_partial, dv_partial, dout, saved(h), q, k, v, shape, visible, block, h,
+                                         nullptr);
+                continue;
+            }
+            const std::int64_t g = item / blocks.count, offset = g * shape.kv_head_stride + block.lo * step;
+            const PackedKv packed = pack_item(k + offset, v + offset, shape, shape.past + block.t0 + block.rows - block.lo,
+                                              false, probabilities == nullptr);
+            for (std::int64_t h = g * group; h < (g + 1) * group; ++h)
+                attention_backward_block(dq, dk_partial, dv_partial, dout, saved(h), q, k, v, shape, visible, block, h,
+                                         &packed);
         }
     });
     thread_pool().parallel_for(shape.kv_heads * positions, 16, [&](std::int64_t begin, std::int64_t end) {

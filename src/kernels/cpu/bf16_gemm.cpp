@@ -60,13 +60,13 @@ struct ATiles {
     long stride[2];
 };
 
-// MT x NT tiles of C (MT row tiles of A, NT column blocks of B from `b`, the second b_stride
-// values after the first), read from (when accumulate) and written to c with row stride ldc.
+// MT x NT tiles of C (MT row tiles of A, NT column blocks of B from `b`), read from (when
+// accumulate) and written to c with row stride ldc.
 template <int MT, int NT>
-void amx_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t b_stride,
-               std::int64_t k_blocks, bool accumulate) {
+void amx_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t k_blocks,
+               bool accumulate) {
     const auto c_stride = static_cast<long>(ldc * 4);
-    const std::uint16_t* b1 = b + b_stride;
+    const std::uint16_t* b1 = b + k_blocks * tile_elements;
     float* c1 = c + block_n;
     float* c2 = c + block_m * ldc;
     float* c3 = c2 + block_n;
@@ -98,32 +98,34 @@ void amx_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t*
 }
 
 template <int MT, int NT>
-void edge_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t b_stride,
-                std::int64_t k_blocks, bool accumulate, std::int64_t rows, std::int64_t cols) {
+void edge_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t k_blocks,
+                bool accumulate, std::int64_t rows, std::int64_t cols) {
     constexpr std::int64_t width = 2 * block_n;
     alignas(64) float scratch[2 * block_m * width] = {};
     if (accumulate)
         for (std::int64_t i = 0; i < rows; ++i) std::memcpy(scratch + i * width, c + i * ldc, cols * sizeof(float));
-    amx_block<MT, NT>(scratch, width, a, b, b_stride, k_blocks, accumulate);
+    amx_block<MT, NT>(scratch, width, a, b, k_blocks, accumulate);
     for (std::int64_t i = 0; i < rows; ++i) std::memcpy(c + i * ldc, scratch + i * width, cols * sizeof(float));
 }
 
 template <int MT, int NT>
-void any_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t b_stride,
-               std::int64_t k_blocks, bool accumulate, std::int64_t rows, std::int64_t cols) {
+void any_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t k_blocks,
+               bool accumulate, std::int64_t rows, std::int64_t cols) {
     if (rows == MT * block_m && cols == NT * block_n)
-        amx_block<MT, NT>(c, ldc, a, b, b_stride, k_blocks, accumulate);
+        amx_block<MT, NT>(c, ldc, a, b, k_blocks, accumulate);
     else
-        edge_block<MT, NT>(c, ldc, a, b, b_stride, k_blocks, accumulate, rows, cols);
+        edge_block<MT, NT>(c, ldc, a, b, k_blocks, accumulate, rows, cols);
 }
 
 // Rows of C per chunk: 128 rows of A (K = 1536: 384 KiB of bf16) stay in L2 across column blocks.
 constexpr std::int64_t chunk_rows = 128;
 
 // GCC 12 warns inside its own unpack intrinsics, which pass _mm512_undefined_epi32() as the
-// unused merge source (GCC bug 105593).
+// unused merge source (GCC bug 105593): -Wmaybe-uninitialized where transpose_16x16 is inlined,
+// -Wuninitialized where it is compiled on its own (with round_columns, it has two callers).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 // A 16 x 16 matrix of 32-bit words, one row per register, transposed in place (four rounds of
 // shuffles: words within 128-bit lanes, then lanes).
 void transpose_16x16(__m512i r[16]) {
@@ -266,13 +268,12 @@ void pack(std::uint16_t* packed, const float* w, std::int64_t ldw, std::int64_t 
 }
 
 void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* packed,
-          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate, std::int64_t block_stride) {
+          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate) {
     require_amx("gemm");
     if (m <= 0 || n <= 0) return;
 #ifdef KINDRED_AMX
     const std::int64_t padded_k = round_up(k, block_k), k_blocks = padded_k / block_k;
     const std::int64_t n_blocks = round_up(n, block_n) / block_n;
-    const std::int64_t b_stride = block_stride > 0 ? block_stride : packed_offset(k, 1);
     // A's rows past its last whole tile, copied with zero rows below them into one tile's worth.
     const std::int64_t whole_rows = m / block_m * block_m;
     thread_local std::vector<std::uint16_t> tail;
@@ -290,7 +291,7 @@ void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, 
     for (std::int64_t i0 = 0; i0 < m; i0 += chunk_rows) {
         const std::int64_t i1 = std::min(m, i0 + chunk_rows);
         for (std::int64_t nb = 0; nb < n_blocks; nb += 2) {
-            const std::uint16_t* b = packed + nb * b_stride;
+            const std::uint16_t* b = packed + packed_offset(k, nb);
             const std::int64_t cols = std::min(2 * block_n, n - nb * block_n);
             for (std::int64_t i = i0; i < i1; i += 2 * block_m) {
                 const std::int64_t rows = std::min(2 * block_m, i1 - i);
@@ -300,13 +301,13 @@ void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, 
                 tile_at(i, 0, ai);
                 if (m_pair) tile_at(i + block_m, 1, ai);
                 if (m_pair && n_pair)
-                    any_block<2, 2>(ci, ldc, ai, b, b_stride, k_blocks, accumulate, rows, cols);
+                    any_block<2, 2>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
                 else if (m_pair)
-                    any_block<2, 1>(ci, ldc, ai, b, b_stride, k_blocks, accumulate, rows, cols);
+                    any_block<2, 1>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
                 else if (n_pair)
-                    any_block<1, 2>(ci, ldc, ai, b, b_stride, k_blocks, accumulate, rows, cols);
+                    any_block<1, 2>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
                 else
-                    any_block<1, 1>(ci, ldc, ai, b, b_stride, k_blocks, accumulate, rows, cols);
+                    any_block<1, 1>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
             }
         }
     }

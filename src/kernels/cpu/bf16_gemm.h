@@ -62,13 +62,7 @@ void pack(std::uint16_t* packed, const float* w, std::int64_t ldw, std::int64_t 
 // c[m x n] (row stride ldc) = a · B, plus c when accumulate. a: m bf16 rows from round_rows with
 // row stride lda, each readable up to column round_up(k, 32) (zeros past k, or finite values that
 // B's zero padding multiplies); rows past m are never read.
-// B is `packed` as packed above for [k x n], or, with block_stride (bf16 values between the
-// packings of consecutive 16-column blocks; 0: packed_offset(k, 1)), k rows of a taller packing:
-// a packing of [K x n'] (block_stride = packed_offset(K, 1)), `packed` pointing at its tile row
-// kb0 (packed_offset(K, nb0) + kb0 · 32 · 16), is B's rows [32 · kb0, 32 · kb0 + k) of columns
-// [16 · nb0, 16 · nb0 + n), and a's columns past k then meet the tall packing's next rows, so they
-// must be zeros.
 void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* packed,
-          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate, std::int64_t block_stride = 0);
+          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate);
 
 }  // namespace kindred::kernels::cpu::bf16
