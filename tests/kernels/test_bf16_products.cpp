@@ -99,33 +99,29 @@ void expect_lora_bf16(std::int64_t tokens, std::int64_t in, std::int64_t out, st
     const auto r = [](float x) { return static_cast<double>(bf16_round(x)); };
     const auto scaled = [&](float x) { return r(scale * x); };  // the kernel rounds scale · x
     const double u16 = std::ldexp(1.0, -8);
-    for (std::int64_t t = 0; t < tokens; ++t)
-        for (std::int64_t j = 0; j < rank; ++j) {
-            double want = 0.0, magnitude = 0.0;
-            for (std::int64_t k = 0; k < in; ++k) {
-                want += r(u[t * in + k]) * r(a[j * in + k]);
-                magnitude += std::abs(r(u[t * in + k]) * r(a[j * in + k]));
+    // got[i · cols + j] = start + Σ_k term(i, j, k) within the fp32 bound of its n (+ 1 for a
+    // non-zero start) terms.
+    const auto expect_sums = [](const std::vector<float>& got, std::int64_t rows, std::int64_t cols, std::int64_t n,
+                                double start, const auto& term, const char* what) {
+        for (std::int64_t i = 0; i < rows; ++i)
+            for (std::int64_t j = 0; j < cols; ++j) {
+                double want = start, magnitude = std::abs(start);
+                for (std::int64_t k = 0; k < n; ++k) {
+                    want += term(i, j, k);
+                    magnitude += std::abs(term(i, j, k));
+                }
+                ASSERT_NEAR(got[i * cols + j], want, fp32_sum_bound(n + (start != 0.0), magnitude))
+                    << what << " " << i << "," << j;
             }
-            ASSERT_NEAR(xa[t * rank + j], want, fp32_sum_bound(in, magnitude)) << "xa t=" << t << " j=" << j;
-        }
-    for (std::int64_t t = 0; t < tokens; ++t)
-        for (std::int64_t o = 0; o < out; ++o) {
-            double want = 0.5, magnitude = 0.5;
-            for (std::int64_t j = 0; j < rank; ++j) {
-                want += scaled(xa[t * rank + j]) * r(b[o * rank + j]);
-                magnitude += std::abs(scaled(xa[t * rank + j]) * r(b[o * rank + j]));
-            }
-            ASSERT_NEAR(y[t * out + o], want, fp32_sum_bound(rank + 1, magnitude)) << "y t=" << t << " o=" << o;
-        }
-    for (std::int64_t o = 0; o < out; ++o)
-        for (std::int64_t j = 0; j < rank; ++j) {
-            double want = 0.125, magnitude = 0.125;
-            for (std::int64_t t = 0; t < tokens; ++t) {
-                want += r(dy[t * out + o]) * scaled(xa[t * rank + j]);
-                magnitude += std::abs(r(dy[t * out + o]) * scaled(xa[t * rank + j]));
-            }
-            ASSERT_NEAR(db[o * rank + j], want, fp32_sum_bound(tokens + 1, magnitude)) << "db o=" << o << " j=" << j;
-        }
+    };
+    ASSERT_NO_FATAL_FAILURE(expect_sums(xa, tokens, rank, in, 0.0,
+                                        [&](auto t, auto j, auto k) { return r(u[t * in + k]) * r(a[j * in + k]); }, "xa"));
+    ASSERT_NO_FATAL_FAILURE(expect_sums(y, tokens, out, rank, 0.5, [&](auto t, auto o, auto j) {
+        return scaled(xa[t * rank + j]) * r(b[o * rank + j]);
+    }, "y"));
+    ASSERT_NO_FATAL_FAILURE(expect_sums(db, out, rank, tokens, 0.125, [&](auto o, auto j, auto t) {
+        return r(dy[t * out + o]) * scaled(xa[t * rank + j]);
+    }, "db"));
     // dxa and the bound on the kernel's fp32 dxa.
     std::vector<double> dxa(static_cast<std::size_t>(tokens * rank)), dxa_error(dxa.size());
     for (std::int64_t t = 0; t < tokens; ++t)
