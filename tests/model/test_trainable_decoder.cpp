@@ -326,7 +326,7 @@ TEST(TrainableDecoder, OverfitsFourConversations) {
 TEST(TrainableDecoder, RejectsMalformedBatches) {
     LoraAdapters adapters(tiny().decoder->config(), LoraConfig{}, false);
     TrainableDecoder trainer(*tiny().decoder, adapters, false, 8);
-    TrainBatch ok{{1, 2, 3}, {2, 3, -100}, {}, {}, {}};
+    TrainBatch ok{{1, 2, 3}, {2, 3, -100}, {}, {}, {}, {}};
     EXPECT_NO_THROW(trainer.loss_only(ok));
     TrainBatch bad = ok;
     bad.targets.pop_back();

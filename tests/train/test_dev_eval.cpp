@@ -61,7 +61,7 @@ struct Fixture {
     }
     // The final hidden state of one example run alone.
     std::vector<float> hidden_alone(const TokenizedExample& e) {
-        model::TrainBatch batch{e.tokens, e.targets, {}, {}, {}};
+        model::TrainBatch batch{e.tokens, e.targets, {}, {}, {}, {}};
         const auto h = trainer.forward(batch, false);
         return {h.begin(), h.end()};
     }
@@ -92,7 +92,7 @@ TEST(DevEval, NllIsThePerTokenMeanOfTheExamplesAlone) {
     double sum = 0.0;
     std::size_t count = 0;
     for (const auto& e : dev) {
-        const auto totals = f.trainer.loss_only({e.tokens, e.targets, {}, {}, {}});
+        const auto totals = f.trainer.loss_only({e.tokens, e.targets, {}, {}, {}, {}});
         sum += totals.loss;
         count += static_cast<std::size_t>(totals.counted);
     }
