@@ -145,11 +145,11 @@ VisibleKeys visible_keys(const AttentionShape& shape) {
 }
 
 // A work item's block of queries [t0, t0 + rows), the first key any of them sees (lo: the item
-// computes keys [lo, past + t0 + rows)), and where its probabilities start within one head's
-// part of the saved probabilities: blocks are stored [rows x span] in that order, spaced by
+// computes the span keys [lo, past + t0 + rows)), and where its probabilities start within one
+// head's part of the saved probabilities: blocks are stored [rows x span] in that order, spaced by
 // rows x (past + t0 + rows), the most keys a block can see.
 struct QueryBlock {
-    std::int64_t t0, rows, lo, offset;
+    std::int64_t t0, rows, lo, span, offset;
 };
 
 struct QueryBlocks {
@@ -172,7 +172,7 @@ QueryBlocks query_blocks(const AttentionShape& shape, const VisibleKeys& visible
             const std::int32_t* ids = shape.segment_ids + shape.past + t0;
             rows = std::find_if(ids, ids + rows, [&](std::int32_t id) { return id != ids[0]; }) - ids;
         }
-        blocks.push_back({t0, rows, visible.first[t0], offset});
+        blocks.push_back({t0, rows, visible.first[t0], shape.past + t0 + rows - visible.first[t0], offset});
         offset += rows * (shape.past + t0 + rows);
         t0 += rows;
     }
@@ -228,6 +228,28 @@ PackedKv pack_item(const float* kh, const float* vh, const AttentionShape& shape
         packed.keys = keys;
     }
     return packed;
+}
+
+// Work items: fp32 (query head, block of queries), bf16 (kv head, block), as `items` counts them.
+std::int64_t work_items(const AttentionShape& shape, const QueryBlocks& blocks, bool bf16) {
+    return (bf16 ? shape.kv_heads : shape.heads) * blocks.count;
+}
+
+// Calls run(block, h, packed) for each query head of work item `item`: in fp32 its one head, with
+// packed null; in bf16 every head of its kv head, with that head's keys and values of the block
+// packed once for all of them (pack_item's forward and scores).
+template <typename Run>
+void for_each_head(std::int64_t item, const QueryBlocks& blocks, bool bf16, const float* k, const float* v,
+                   const AttentionShape& shape, bool forward, bool scores, const Run& run) {
+    const QueryBlock& block = blocks.blocks[item % blocks.count];
+    const std::int64_t head = item / blocks.count;  // a query head in fp32, a kv head in bf16
+    if (!bf16) {
+        run(block, head, nullptr);
+        return;
+    }
+    const std::int64_t group = shape.heads / shape.kv_heads, offset = head * shape.kv_head_stride + block.lo * kv_step(shape);
+    const PackedKv packed = pack_item(k + offset, v + offset, shape, block.span, forward, scores);
+    for (std::int64_t h = head * group; h < (head + 1) * group; ++h) run(block, h, &packed);
 }
 
 // c [rows x span] = scale · a · xᵀ for an item's keys [lo, lo + span), x its keys or values (a:
@@ -318,8 +340,7 @@ void attend_block(float* out, float* scores, const float* q, const float* k, con
                   const PackedKv* packed) {
     const std::int64_t heads = shape.heads, head_dim = shape.head_dim, g = h / (heads / shape.kv_heads);
     const std::int64_t row_stride = heads * head_dim;  // between tokens in q and out
-    const std::int64_t step = kv_step(shape), t0 = block.t0, rows = block.rows, lo = block.lo;
-    const std::int64_t span = shape.past + t0 + rows - lo;
+    const std::int64_t step = kv_step(shape), t0 = block.t0, rows = block.rows, lo = block.lo, span = block.span;
     const float* kh = k + g * shape.kv_head_stride + lo * step;
     const float* vh = v + g * shape.kv_head_stride + lo * step;
     column_product(scores, q + t0 * row_stride + h * head_dim, row_stride, kh,
@@ -354,26 +375,14 @@ void attention_blocked(float* out, float* probabilities, const float* q, const f
                        const AttentionShape& shape, const VisibleKeys& visible) {
     const bool bf16 = bf16_operands(shape);
     const QueryBlocks blocks = query_blocks(shape, visible, bf16);
-    const std::int64_t group = shape.heads / shape.kv_heads, step = kv_step(shape);
-    const std::int64_t items = (bf16 ? shape.kv_heads : shape.heads) * blocks.count;
-    thread_pool().parallel_for(items, 1, [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t item = begin; item < end; ++item) {
-            const QueryBlock& block = blocks.blocks[item % blocks.count];
-            const std::int64_t span = shape.past + block.t0 + block.rows - block.lo;
-            const auto scores = [&](std::int64_t h) {
-                return probabilities != nullptr ? probabilities + h * blocks.per_head + block.offset
-                                                : scratch(block.rows * span);
-            };
-            if (!bf16) {
-                const std::int64_t h = item / blocks.count;
-                attend_block(out, scores(h), q, k, v, shape, visible, block, h, nullptr);
-                continue;
-            }
-            const std::int64_t g = item / blocks.count, offset = g * shape.kv_head_stride + block.lo * step;
-            const PackedKv packed = pack_item(k + offset, v + offset, shape, span, true, true);
-            for (std::int64_t h = g * group; h < (g + 1) * group; ++h)
-                attend_block(out, scores(h), q, k, v, shape, visible, block, h, &packed);
-        }
+    thread_pool().parallel_for(work_items(shape, blocks, bf16), 1, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t item = begin; item < end; ++item)
+            for_each_head(item, blocks, bf16, k, v, shape, true, true,
+                          [&](const QueryBlock& block, std::int64_t h, const PackedKv* packed) {
+                              float* scores = probabilities != nullptr ? probabilities + h * blocks.per_head + block.offset
+                                                                       : scratch(block.rows * block.span);
+                              attend_block(out, scores, q, k, v, shape, visible, block, h, packed);
+                          });
     });
 }
 
@@ -389,7 +398,7 @@ void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, c
                               const PackedKv* packed) {
     const std::int64_t heads = shape.heads, head_dim = shape.head_dim, kv = h / (heads / shape.kv_heads);
     const std::int64_t row_stride = heads * head_dim, step = kv_step(shape);
-    const std::int64_t t0 = block.t0, rows = block.rows, lo = block.lo, span = shape.past + t0 + rows - lo;
+    const std::int64_t t0 = block.t0, rows = block.rows, lo = block.lo, span = block.span;
     const float* kh = k + kv * shape.kv_head_stride + lo * step;
     const float* vh = v + kv * shape.kv_head_stride + lo * step;
     const std::int64_t offset = t0 * row_stride + h * head_dim;
@@ -478,9 +487,7 @@ void attention_backward_saved(float* dq, float* dk, float* dv, const float* dout
     const bool bf16 = bf16_operands(shape);
     const QueryBlocks blocks = query_blocks(shape, visible, bf16);
     const std::int64_t head_dim = shape.head_dim, positions = shape.past + shape.tokens, step = kv_step(shape);
-    const std::int64_t group = shape.heads / shape.kv_heads;
-    // fp32: (query head, block); bf16: (kv head, block), packing its keys and values once.
-    const std::int64_t items = (bf16 ? shape.kv_heads : shape.heads) * blocks.count;
+    const std::int64_t items = work_items(shape, blocks, bf16);
     const std::int64_t kv_floats = shape.kv_heads * positions * head_dim;  // one thread's dk (or dv)
     // Per-thread partial dk and dv, compact [kv_heads x positions x head_dim] each, in the calling
     // thread's buffer (grown once, then reused; `scratch` is taken, the caller is also a worker).
@@ -495,24 +502,14 @@ void attention_backward_saved(float* dq, float* dk, float* dv, const float* dout
         float* dv_partial = dk_partial + kv_floats;
         std::fill(dk_partial, dk_partial + 2 * kv_floats, 0.0f);
         // Strided items: later query blocks see more keys, so contiguous chunks would be uneven.
-        for (std::int64_t item = thread; item < items; item += threads) {
-            const QueryBlock& block = blocks.blocks[item % blocks.count];
-            const auto saved = [&](std::int64_t h) {
-                return probabilities != nullptr ? probabilities + h * blocks.per_head + block.offset : nullptr;
-            };
-            if (!bf16) {
-                const std::int64_t h = item / blocks.count;
-                attention_backward_block(dq, dk_partial, dv_partial, dout, saved(h), q, k, v, shape, visible, block, h,
-                                         nullptr);
-                continue;
-            }
-            const std::int64_t g = item / blocks.count, offset = g * shape.kv_head_stride + block.lo * step;
-            const PackedKv packed = pack_item(k + offset, v + offset, shape, shape.past + block.t0 + block.rows - block.lo,
-                                              false, probabilities == nullptr);
-            for (std::int64_t h = g * group; h < (g + 1) * group; ++h)
-                attention_backward_block(dq, dk_partial, dv_partial, dout, saved(h), q, k, v, shape, visible, block, h,
-                                         &packed);
-        }
+        for (std::int64_t item = thread; item < items; item += threads)
+            for_each_head(item, blocks, bf16, k, v, shape, false, probabilities == nullptr,
+                          [&](const QueryBlock& block, std::int64_t h, const PackedKv* packed) {
+                              const float* saved =
+                                  probabilities != nullptr ? probabilities + h * blocks.per_head + block.offset : nullptr;
+                              attention_backward_block(dq, dk_partial, dv_partial, dout, saved, q, k, v, shape, visible,
+                                                       block, h, packed);
+                          });
     });
     thread_pool().parallel_for(shape.kv_heads * positions, 16, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t index = begin; index < end; ++index) {
