@@ -93,8 +93,11 @@ CpuIsa detect() {
         isa.avx512bw = bit(extended.ebx, 30);
         isa.avx512vl = bit(extended.ebx, 31);
         isa.avx512bf16 = isa.avx512f && bit(extended1.eax, 5);
+        isa.avx512vnni = isa.avx512f && bit(extended.ecx, 11);
     }
-    isa.amx_bf16 = zmm && tiles && bit(extended.edx, 24) && bit(extended.edx, 22) && request_amx_permission();
+    const bool amx_tiles = zmm && tiles && bit(extended.edx, 24) && request_amx_permission();
+    isa.amx_bf16 = amx_tiles && bit(extended.edx, 22);
+    isa.amx_int8 = amx_tiles && bit(extended.edx, 25);
     return isa;
 }
 #else
@@ -116,7 +119,8 @@ std::string describe(const CpuIsa& isa) {
     const std::pair<bool, const char*> features[] = {
         {isa.avx2, "AVX2"},         {isa.fma, "FMA"},           {isa.f16c, "F16C"},
         {isa.avx512f, "AVX512F"},   {isa.avx512bw, "AVX512BW"}, {isa.avx512vl, "AVX512VL"},
-        {isa.avx512bf16, "AVX512_BF16"}, {isa.amx_bf16, "AMX-BF16"},
+        {isa.avx512bf16, "AVX512_BF16"}, {isa.avx512vnni, "AVX512_VNNI"}, {isa.amx_bf16, "AMX-BF16"},
+        {isa.amx_int8, "AMX-INT8"},
     };
     bool any = false;
     for (const auto& [present, name] : features)

@@ -22,7 +22,9 @@ struct CpuIsa {
     bool avx512bw = false;
     bool avx512vl = false;
     bool avx512bf16 = false;
+    bool avx512vnni = false;
     bool amx_bf16 = false;  // AMX-TILE and AMX-BF16, tile state saved by the OS, permission granted
+    bool amx_int8 = false;  // AMX-TILE and AMX-INT8, likewise
 
     // AVX-512 as the fp32 kernels use it: F, BW and VL (every AVX-512 CPU since Skylake-SP).
     bool avx512() const { return avx512f && avx512bw && avx512vl; }

@@ -2,8 +2,8 @@
 // kernels/matmul.h): the activation quantizer against gguf-py's Q8_0 quantizer (golden by
 // tools/goldens/q8_0_activations.py); every type's dot against a double-precision reference from
 // the dequantized weights (kernels/dequantize.h, itself checked against gguf-py) and the
-// dequantized 8-bit activations; the AVX2 code against the portable code bit for bit; and batch
-// invariance through matmul_forward.
+// dequantized 8-bit activations; the vector code and the AMX-INT8 tiles against the portable code
+// bit for bit; and batch invariance through matmul_forward.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -100,12 +100,12 @@ class Int8DotTypes : public ::testing::TestWithParam<DotCase> {};
 
 // The dot is Σ_b d_w·d_x·Σ(q_w·q_x) + Σ_b m_b·d_x·Σq_x with exact integer sums, so against the
 // double product of the dequantized weights and the dequantized activations it differs only by
-// fp32 rounding: the block scales d_w·d_x (1 rounding each), the fused multiply-adds down each
-// lane and the min terms (at most `blocks` each), the three lane additions and the final add, plus
-// the reference's own input: dequantized weights are the fp32 rounding of d·q + m (within 2^-24
-// relative). By the recursive-summation bound the difference is at most
-// (blocks + 8)·2^-24 · M, with M = Σ_i (|w_i| + 2|m_b|)·|x_i| ≥ Σ_i (|w_i − m_b| + |m_b|)·|x_i|
-// bounding every term's magnitude (|m_b| ≤ 63·|dmin| for Q4_K).
+// fp32 rounding: the block scales d_w·d_x (1 rounding each), the fused multiply-adds down each of
+// the eight chains (at most 2·ceil(blocks / 8) each) and the three chain additions, plus the
+// reference's own input: dequantized weights are the fp32 rounding of d·q + m (within 2^-24
+// relative). By the recursive-summation bound the difference is at most (blocks + 8)·2^-24 · M,
+// with M = Σ_i (|w_i| + 2|m_b|)·|x_i| ≥ Σ_i (|w_i − m_b| + |m_b|)·|x_i| bounding every term's
+// magnitude (|m_b| ≤ 63·|dmin| for Q4_K).
 TEST_P(Int8DotTypes, MatchesDoubleReferenceAndPortableCode) {
     const auto [type, cols] = GetParam();
     const std::int64_t rows = 5, blocks = cols / 32;
@@ -162,6 +162,39 @@ INSTANTIATE_TEST_SUITE_P(Types, Int8DotTypes,
                              const DotCase& c = param_info.param;
                              return std::string(dtype_name(c.type)) + "_" + std::to_string(c.cols);
                          });
+
+// The AMX-INT8 tiles give the portable code's bits: whole and partial tiles of rows (16, 5, 21)
+// and of tokens (5, 16, 17, 33), for every type they serve (the 7-block Q4_1 row has a tail group
+// of chains; Q4_K's 24 blocks three whole groups).
+TEST(Int8Dot, TilesMatchPortableCode) {
+    if (!int8::use_tiles(DType::Q4_1, 16)) GTEST_SKIP() << "no AMX-INT8 on this CPU or build";
+    EXPECT_FALSE(int8::use_tiles(DType::Q4_1, 4));
+    EXPECT_FALSE(int8::use_tiles(DType::Q6_K, 16));
+    const DotCase cases[] = {{DType::Q4_0, 7 * 32}, {DType::Q4_1, 7 * 32}, {DType::Q5_0, 9 * 32},
+                             {DType::Q8_0, 7 * 32}, {DType::MXFP4, 11 * 32}, {DType::Q4_K, 3 * 256}};
+    for (const auto& [type, cols] : cases) {
+        const std::size_t stride = row_bytes(type, static_cast<std::uint64_t>(cols));
+        for (const std::int64_t rows : {16, 5, 21}) {
+            const auto bytes = testing::random_weights(type, rows, cols, 23);
+            for (const std::int64_t tokens : {5, 16, 17, 33}) {
+                const auto x = activations(tokens, cols, 31);
+                int8::QuantizedRows q;
+                q.quantize(x.data(), tokens, cols);
+                std::vector<float> tiles(static_cast<std::size_t>(tokens * rows), -1.0f), portable(tiles.size());
+                int8::TileRows scratch;
+                int8::dot_tiles(type, bytes.data(), static_cast<std::int64_t>(stride), rows, q, tiles.data(), rows, scratch);
+                int8::UnpackedRow row_scratch;
+                for (std::int64_t r = 0; r < rows; ++r)
+                    int8::dot_row(type, bytes.data() + r * static_cast<std::int64_t>(stride), q, portable.data() + r, rows,
+                                  row_scratch, int8::Code::Scalar);
+                for (std::size_t i = 0; i < tiles.size(); ++i)
+                    ASSERT_EQ(std::memcmp(&tiles[i], &portable[i], sizeof(float)), 0)
+                        << dtype_name(type) << " " << rows << " rows x " << tokens << " tokens: row " << i % rows
+                        << " token " << i / rows << ": " << tiles[i] << " vs " << portable[i];
+            }
+        }
+    }
+}
 
 // A token's outputs are the same bits alone or in a batch of any size.
 TEST(Int8Dot, BatchInvariantThroughMatmul) {

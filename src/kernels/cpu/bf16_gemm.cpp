@@ -12,6 +12,7 @@
 #include "core/cpu_isa.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/amx_tiles.h"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__linux__)
 #include <immintrin.h>
@@ -28,28 +29,14 @@ void require_amx(const char* op) {
 #ifdef KINDRED_AMX
 constexpr std::int64_t tile_elements = block_k * block_n;  // bf16 values per packed tile
 
-struct alignas(64) TileConfig {
-    std::uint8_t palette = 1;
-    std::uint8_t start_row = 0;
-    std::uint8_t reserved[14] = {};
-    std::uint16_t bytes_per_row[16] = {};
-    std::uint8_t rows[16] = {};
-};
-
 // Every tile 16 rows x 64 bytes: C tiles 16 x 16 fp32, A tiles 16 x 32 bf16, B tiles 16 pairs x 16.
-constexpr TileConfig all_tiles_16_by_64() {
-    TileConfig config;
-    for (int t = 0; t < 8; ++t) {
-        config.bytes_per_row[t] = 64;
-        config.rows[t] = 16;
-    }
+constexpr amx::TileConfig all_tiles_16_by_64() {
+    amx::TileConfig config;
+    for (int t = 0; t < 8; ++t) config = amx::with_tile(config, t, 16, 64);
     return config;
 }
 
-// A constant in read-only memory, not a stack object: GCC 12 does not see that LDTILECFG reads
-// all 64 bytes of its operand and dropped the stores of a local configuration as dead (the
-// instruction then faulted on the zero row widths).
-constexpr TileConfig tile_config = all_tiles_16_by_64();
+constexpr amx::TileConfig tile_config = all_tiles_16_by_64();
 
 void configure_tiles() { _tile_loadconfig(&tile_config); }
 
@@ -120,41 +107,6 @@ void any_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t*
 // Rows of C per chunk: 128 rows of A (K = 1536: 384 KiB of bf16) stay in L2 across column blocks.
 constexpr std::int64_t chunk_rows = 128;
 
-// GCC 12 warns inside its own unpack intrinsics, which pass _mm512_undefined_epi32() as the
-// unused merge source (GCC bug 105593): -Wmaybe-uninitialized where transpose_16x16 is inlined,
-// -Wuninitialized where it is compiled on its own (with round_columns, it has two callers).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-// A 16 x 16 matrix of 32-bit words, one row per register, transposed in place (four rounds of
-// shuffles: words within 128-bit lanes, then lanes).
-void transpose_16x16(__m512i r[16]) {
-    __m512i t[16];
-    for (int i = 0; i < 8; ++i) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    // Now u[4i + c], lane L, holds column 4L + c of rows 4i..4i+3.
-    __m512i u[16];
-    for (int i = 0; i < 4; ++i) {
-        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-    }
-    for (int c = 0; c < 4; ++c) {
-        const __m512i low0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44);
-        const __m512i high0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xee);
-        const __m512i low1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
-        const __m512i high1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xee);
-        r[c] = _mm512_shuffle_i32x4(low0, low1, 0x88);
-        r[4 + c] = _mm512_shuffle_i32x4(low0, low1, 0xdd);
-        r[8 + c] = _mm512_shuffle_i32x4(high0, high1, 0x88);
-        r[12 + c] = _mm512_shuffle_i32x4(high0, high1, 0xdd);
-    }
-}
-#pragma GCC diagnostic pop
-
 // The first `count` (0..16) floats at p, zeros after.
 inline __m512 load_first(const float* p, std::int64_t count) {
     if (count >= 16) return _mm512_loadu_ps(p);
@@ -204,7 +156,7 @@ void round_columns(std::uint16_t* dst, std::int64_t ldd, const float* src, std::
             for (std::int64_t r = 0; r < 16; ++r)
                 words[r] = r0 + r < rows ? _mm512_castps_si512(load_first(src + (r0 + r) * lds + c0, width))
                                          : _mm512_setzero_si512();
-            transpose_16x16(words);
+            amx::transpose_16x16(words);
             for (std::int64_t c = 0; c < width; ++c)
                 _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (c0 + c) * ldd + r0),
                                     reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_castsi512_ps(words[c]))));
@@ -240,7 +192,7 @@ void pack_transposed(std::uint16_t* packed, const float* w, std::int64_t ldw, st
                 words[j] = reinterpret_cast<__m512i>(
                     _mm512_cvtne2ps_pbh(load_first(row + 16, k - k0 - 16), load_first(row, k - k0)));
             }
-            transpose_16x16(words);
+            amx::transpose_16x16(words);
             for (int p = 0; p < 16; ++p) _mm512_storeu_si512(out + kb * tile_elements + p * 2 * block_n, words[p]);
         }
     }

@@ -9,6 +9,7 @@
 #include "core/cpu_isa.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/gemm_f32.h"
+#include "kernels/cpu/int8_dot.h"
 #include "kernels/cpu/simd.h"
 
 namespace kindred::kernels {
@@ -24,8 +25,9 @@ std::string describe_cpu_paths() {
     const std::string gemm_path = openblas_runs ? fmt::format("OpenBLAS, core {}", cpu::openblas_core())
                                                 : fmt::format("{} (OpenBLAS picked core {}: not used)", gemm,
                                                               cpu::openblas_core());
-    return fmt::format("{}; fp32 GEMM: {}; bf16 products: {}; mat-vec and element-wise: {}", describe(cpu_isa()),
-                       gemm_path, cpu::bf16::available() ? "AMX-BF16 tiles" : "fp32 (no AMX-BF16)", vector_code);
+    return fmt::format("{}; fp32 GEMM: {}; bf16 products: {}; int8 products: {}; mat-vec and element-wise: {}",
+                       describe(cpu_isa()), gemm_path, cpu::bf16::available() ? "AMX-BF16 tiles" : "fp32 (no AMX-BF16)",
+                       cpu::int8::describe_code(), vector_code);
 }
 
 }  // namespace kindred::kernels

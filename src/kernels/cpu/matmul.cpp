@@ -267,14 +267,24 @@ void matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std:
     });
 }
 
-// The 8-bit path: the tokens' activations are quantized once, then each thread takes whole rows,
-// unpacks each row once and dots it with every token (int8_dot.h).
+// The 8-bit path: the tokens' activations are quantized once, then each thread takes whole rows:
+// 16 at a time into AMX-INT8 tiles where the CPU has them and there are more than a few tokens,
+// otherwise one at a time, each row unpacked once and dotted with every token (int8_dot.h; both
+// give the same bits).
 void int8_matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std::int64_t row_stride) {
     thread_local cpu::int8::QuantizedRows quantized;
     quantized.quantize(x, tokens, w.cols);
     // A name inside the lambda would be each worker's own thread_local; this one is the caller's.
     const cpu::int8::QuantizedRows& activations = quantized;
     const auto* base = static_cast<const std::uint8_t*>(w.data);
+    if (cpu::int8::use_tiles(w.type, tokens)) {
+        thread_local cpu::int8::TileRows tile_rows;
+        thread_pool().parallel_for(w.rows, matvec_grain, [&](std::int64_t begin, std::int64_t end) {
+            cpu::int8::dot_tiles(w.type, base + begin * row_stride, row_stride, end - begin, activations, y + begin,
+                                 w.rows, tile_rows);
+        });
+        return;
+    }
     thread_pool().parallel_for(w.rows, matvec_grain, [&](std::int64_t begin, std::int64_t end) {
         thread_local cpu::int8::UnpackedRow unpacked;
         for (std::int64_t r = begin; r < end; ++r) {
