@@ -1,4 +1,4 @@
-// kindred_bench_int8_dot [--reps R] [--max-tokens T]: microseconds per kernels::matmul_forward of
+// kindred_bench_int8_dot [--reps R] [--max-tokens T] [--only TEXT]: microseconds per kernels::matmul_forward of
 // 1, 2, 4, ... T tokens against quantized weights of the shapes the seed models decode with (and
 // SmolLM2's with an NF4 base quantized at load, which has no integer dot: its Int8 rows are fp32), in
 // Precision::F32 (fp32 mat-vec below 4 tokens, dequantized panels and sgemm from 4) and
@@ -9,6 +9,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -48,9 +49,11 @@ constexpr Shape shapes[] = {
 int run(int argc, char** argv) {
     int reps = 20;
     std::int64_t max_tokens = 32;
+    std::string only;  // measure only the shapes whose description contains this
     for (int i = 1; i + 1 < argc; i += 2) {
         if (std::strcmp(argv[i], "--reps") == 0) reps = std::stoi(argv[i + 1]);
         else if (std::strcmp(argv[i], "--max-tokens") == 0) max_tokens = std::stoll(argv[i + 1]);
+        else if (std::strcmp(argv[i], "--only") == 0) only = argv[i + 1];
         else kindred::fail("unknown flag {}", argv[i]);
     }
     fmt::print("{}\n", nlohmann::json{{"cpu", kindred::describe(kindred::cpu_isa())},
@@ -58,6 +61,7 @@ int run(int argc, char** argv) {
                            .dump());
     std::mt19937 rng(7);
     for (const Shape& s : shapes) {
+        if (std::string_view(s.what).find(only) == std::string_view::npos) continue;
         // Bytes in [0x30, 0x3f]: every fp16, fp32 and e8m0 scale field is then an ordinary normal number.
         std::vector<std::uint8_t> weights(kindred::matrix_bytes(s.type, static_cast<std::uint64_t>(s.rows * s.cols)));
         for (auto& b : weights) b = static_cast<std::uint8_t>(0x30 + rng() % 16);

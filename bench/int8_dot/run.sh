@@ -5,7 +5,8 @@
 # core). Prints one table (best of REPS runs per cell; int8 speed-up = fp32 time / int8 time) and
 # the load average before and after.
 #
-# Environment: KINDRED_BUILD (default build), REPS (default 20), MAX_TOKENS (default 32).
+# Environment: KINDRED_BUILD (default build), REPS (default 20), MAX_TOKENS (default 32), ONLY
+# (measure only the shapes whose description contains it, e.g. "Q4_1").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -15,7 +16,7 @@ bench="$build/bench/int8_dot/kindred_bench_int8_dot"
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 echo "load average before: $(loadavg)"
-out=$("$bench" --reps "${REPS:-20}" --max-tokens "${MAX_TOKENS:-32}")
+out=$("$bench" --reps "${REPS:-20}" --max-tokens "${MAX_TOKENS:-32}" --only "${ONLY:-}")
 head -1 <<<"$out"
 echo
 awk '

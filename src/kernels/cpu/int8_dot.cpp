@@ -605,8 +605,9 @@ inline void tile_product(const QuantizedRows& x, std::int64_t t0, const TileRows
 // Tokens t0..t0 + 15 (rows past x.tokens are zero activations with zero scales) against the 16
 // rows in s: per block one tile product gives T_b for every row and token, which its chain takes
 // with the scale and min terms. Chain by chain (blocks j, j + 8, ... for chain j), so that a
-// chain's 16 tokens x 16 rows stay in registers across its blocks; the next block's product is
-// started before the current one's totals are read.
+// chain's 16 tokens x 16 rows stay in registers across its blocks. Two stages of lag hide the
+// tiles' latency: while block i's totals are stored, block i + 1's product runs and block
+// i − 1's stored totals are taken.
 template <bool Mins>
 void tile_tokens(const TileRows& s, const QuantizedRows& x, std::int64_t t0, float* y, std::int64_t y_stride,
                  std::int64_t tokens, __mmask16 valid_rows) {
@@ -614,7 +615,7 @@ void tile_tokens(const TileRows& s, const QuantizedRows& x, std::int64_t t0, flo
     alignas(64) float chain[chains][tile][tile];  // each written whole when its last block is taken
     for (std::int64_t j = blocks; j < chains; ++j)  // chains of rows shorter than eight blocks
         for (int m = 0; m < tile; ++m) _mm512_store_ps(chain[j][m], _mm512_setzero_ps());
-    alignas(64) std::int32_t totals[tile][tile];
+    alignas(64) std::int32_t totals[2][tile][tile];
     // The block after b in chain order, or −1 after the last.
     const auto following = [&](std::int64_t b) -> std::int64_t {
         if (b + chains < blocks) return b + chains;
@@ -623,33 +624,38 @@ void tile_tokens(const TileRows& s, const QuantizedRows& x, std::int64_t t0, flo
     };
     __m512 acc[tile];
     for (int m = 0; m < tile; ++m) acc[m] = _mm512_setzero_ps();
-    tile_product<0, Mins>(x, t0, s, 0);
-    bool second = false;  // whether block b's totals are in tile 3 rather than 0
-    for (std::int64_t b = 0; b >= 0;) {
-        const std::int64_t next = following(b);
-        if (second) {
-            if (next >= 0) tile_product<0, Mins>(x, t0, s, next);
-            _tile_stored(3, totals, 64);
-        } else {
-            if (next >= 0) tile_product<3, Mins>(x, t0, s, next);
-            _tile_stored(0, totals, 64);
-        }
+    // Block b's stored totals into its chain; the chain goes to memory after its last block.
+    const auto take = [&](std::int64_t b, const std::int32_t (*block_totals)[tile]) {
         const __m512 w_scale = _mm512_loadu_ps(s.scale.data() + b * tile);
         const __m512 w_min = _mm512_loadu_ps(s.min.data() + b * tile);
         const float* x_scale = x.scale.data() + t0 * blocks + b;
         const float* x_sum = x.scaled_sum.data() + t0 * blocks + b;
         for (int m = 0; m < tile; ++m) {
             const __m512 scale = _mm512_mul_ps(w_scale, _mm512_set1_ps(x_scale[m * blocks]));
-            acc[m] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(_mm512_load_si512(totals[m])), acc[m]);
+            acc[m] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(_mm512_load_si512(block_totals[m])), acc[m]);
             if constexpr (Mins) acc[m] = _mm512_fmadd_ps(w_min, _mm512_set1_ps(x_sum[m * blocks]), acc[m]);
         }
-        if (next < 0 || next % chains != b % chains)
+        if (b + chains >= blocks)
             for (int m = 0; m < tile; ++m) {
                 _mm512_store_ps(chain[b % chains][m], acc[m]);
                 acc[m] = _mm512_setzero_ps();
             }
+    };
+    tile_product<0, Mins>(x, t0, s, 0);
+    std::int64_t previous = -1;
+    for (std::int64_t b = 0, stage = 0; b >= 0; stage ^= 1) {
+        const std::int64_t next = following(b);
+        if (stage == 0) {
+            if (next >= 0) tile_product<3, Mins>(x, t0, s, next);
+            _tile_stored(0, totals[0], 64);
+        } else {
+            if (next >= 0) tile_product<0, Mins>(x, t0, s, next);
+            _tile_stored(3, totals[1], 64);
+        }
+        if (previous >= 0) take(previous, totals[stage ^ 1]);
+        previous = b;
         b = next;
-        second = !second;
+        if (b < 0) take(previous, totals[stage]);
     }
     for (std::int64_t m = 0; m < tokens; ++m) {
         const __m512 s0 = _mm512_add_ps(_mm512_load_ps(chain[0][m]), _mm512_load_ps(chain[4][m]));
@@ -675,7 +681,7 @@ bool supported(DType type) {
     }
 }
 
-void QuantizedRows::quantize(const float* x, std::int64_t rows, std::int64_t columns, Code code) {
+void QuantizedRows::shape(std::int64_t rows, std::int64_t columns) {
     tokens = rows;
     cols = columns;
     blocks = columns / block;
@@ -686,7 +692,10 @@ void QuantizedRows::quantize(const float* x, std::int64_t rows, std::int64_t col
     std::fill(scale.begin() + tokens * blocks, scale.end(), 0.0f);
     scaled_sum.resize(static_cast<std::size_t>(padded_tokens * blocks));
     std::fill(scaled_sum.begin() + tokens * blocks, scaled_sum.end(), 0.0f);
-    for (std::int64_t i = 0; i < tokens * blocks; ++i) {
+}
+
+void QuantizedRows::quantize_tokens(const float* x, std::int64_t first, std::int64_t count, Code code) {
+    for (std::int64_t i = first * blocks; i < (first + count) * blocks; ++i) {
         const float* xb = x + i * block;
         std::int8_t* qb = q.data() + i * block;
         const BlockRange range = code == Code::Native ? block_range_native(xb) : block_range_scalar(xb);
@@ -704,6 +713,11 @@ void QuantizedRows::quantize(const float* x, std::int64_t rows, std::int64_t col
         scale[static_cast<std::size_t>(i)] = block_scale;
         scaled_sum[static_cast<std::size_t>(i)] = block_scale * static_cast<float>(sum);
     }
+}
+
+void QuantizedRows::quantize(const float* x, std::int64_t rows, std::int64_t columns, Code code) {
+    shape(rows, columns);
+    quantize_tokens(x, 0, rows, code);
 }
 
 void dot_row(DType type, const std::uint8_t* row, const QuantizedRows& x, float* y, std::int64_t y_stride,

@@ -58,6 +58,12 @@ struct QuantizedRows {
     // zeros (its 1/d would overflow); a block holding inf or NaN gets d = NaN, so its products are
     // NaN as they would be in fp32. Scalar runs the portable code (the same bits).
     void quantize(const float* x, std::int64_t tokens, std::int64_t cols, Code code = Code::Native);
+
+    // The same in two steps, so that threads can share the second: shape() sizes the storage for
+    // x [tokens x cols] (and zeroes the padding), quantize_tokens() quantizes tokens
+    // [first, first + count) of x.
+    void shape(std::int64_t tokens, std::int64_t cols);
+    void quantize_tokens(const float* x, std::int64_t first, std::int64_t count, Code code = Code::Native);
 };
 
 // One weight row in the form the dot reads (see above); storage is reused across rows.

@@ -27,6 +27,8 @@ using cpu::dot;
 constexpr std::int64_t panel_min_tokens = 4;
 // Rows handed to one thread at a time in the mat-vec path; a multiple of the unroll below.
 constexpr std::int64_t matvec_grain = 16;
+// Tokens per thread at least when activations are quantized to 8 bits (fewer are not worth a region).
+constexpr std::int64_t quantize_grain = 32;
 // Rows between the one being read and the one being prefetched in the mat-vec path.
 constexpr std::int64_t prefetch_rows = 4;
 // Panel sizing: about 256 KiB of fp32 weights, so that a panel stays in L2 while sgemm reads it.
@@ -273,9 +275,12 @@ void matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std:
 // give the same bits).
 void int8_matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std::int64_t row_stride) {
     thread_local cpu::int8::QuantizedRows quantized;
-    quantized.quantize(x, tokens, w.cols);
-    // A name inside the lambda would be each worker's own thread_local; this one is the caller's.
-    const cpu::int8::QuantizedRows& activations = quantized;
+    // A name inside the lambdas would be each worker's own thread_local; this one is the caller's.
+    cpu::int8::QuantizedRows& activations = quantized;
+    activations.shape(tokens, w.cols);
+    thread_pool().parallel_for(tokens, quantize_grain, [&](std::int64_t begin, std::int64_t end) {
+        activations.quantize_tokens(x, begin, end - begin);
+    });
     const auto* base = static_cast<const std::uint8_t*>(w.data);
     if (cpu::int8::use_tiles(w.type, tokens)) {
         thread_local cpu::int8::TileRows tile_rows;
