@@ -35,7 +35,7 @@ struct EqBench2Options {
     std::string seed;
     std::optional<std::int64_t> parallel;  // not given = EqBench2RunOptions' default
     int threads = 0;
-    kernels::Precision products = default_inference_products;
+    kernels::Precision products = default_inference_products();
     bool json = false;
 };
 

@@ -39,7 +39,7 @@ struct Eqb3Flags {
     std::int64_t max_tokens = eval::kEqBench3ReplyMaxTokens;
     int judge_attempts = 3;
     int threads = 0;
-    kernels::Precision products = default_inference_products;
+    kernels::Precision products = default_inference_products();
     std::vector<std::string> compare_runs;
 };
 

@@ -22,7 +22,7 @@ struct ScoreOptions {
     std::string model = "default";
     std::string adapter;
     model::BaseQuantization quantize = model::BaseQuantization::None;
-    kernels::Precision products = default_inference_products;
+    kernels::Precision products = default_inference_products();
     std::string file;
     std::string text;
     std::int64_t window = 0;

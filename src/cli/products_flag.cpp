@@ -4,6 +4,10 @@
 
 namespace kindred::cli {
 
+kernels::Precision default_inference_products() {
+    return kernels::int8_tiles_available() ? kernels::Precision::Int8 : kernels::Precision::F32;
+}
+
 void add_products_flag(CLI::App& command, kernels::Precision& products, kernels::Precision default_products) {
     products = default_products;
     command

@@ -38,6 +38,8 @@ Precision effective_precision(Precision precision);
 // "fp32", "bf16" or "int8" (the recipe's and the CLI's spelling), and back (nullopt for others).
 const char* precision_name(Precision precision);
 std::optional<Precision> parse_precision(std::string_view name);
+// Whether Int8 multiplies more than four tokens in AMX-INT8 tiles on this CPU and build.
+bool int8_tiles_available();
 
 // A [rows x cols] matrix stored row-major in `type`; a quantized row is cols / block_size blocks.
 struct Matrix {
