@@ -20,6 +20,7 @@
 #include "infer/generator.h"
 #include "infer/loaded_model.h"
 #include "infer/styled_prompt.h"
+#include "model/kv_cache.h"
 
 namespace kindred::cli {
 namespace {
@@ -56,7 +57,8 @@ public:
     }
 
     void run() {
-        notice("Chatting with {} ({} tokens of context). /help lists commands.\n", model_.path(), session_.context());
+        notice("Chatting with {} ({} tokens of context, {} KV cache). /help lists commands.\n", model_.path(),
+               session_.context(), model::kv_cache_type_name(model_.decoder().kv_cache_type()));
         std::string line;
         while (true) {
             if (interactive_) std::fputs("> ", stderr);
@@ -158,7 +160,7 @@ private:
 void run_chat(ChatOptions& options) {
     apply_generation_flags(options.flags);
     const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter, options.flags.quantize,
-                                                options.flags.products);
+                                                options.flags.products, options.flags.kv_cache);
     ChatRepl(options, *model).run();
 }
 

@@ -19,6 +19,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/dequantize.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/simd.h"
@@ -185,6 +186,11 @@ bool bf16_operands(const AttentionShape& shape) { return effective_precision(sha
 void check_heads(const AttentionShape& shape) {
     if (shape.kv_heads <= 0 || shape.heads % shape.kv_heads != 0)
         fail("attention: {} heads cannot share {} kv heads", shape.heads, shape.kv_heads);
+}
+
+// The saving forward and the backward read fp32 keys and values only (training's projections).
+void require_f32_kv(const AttentionShape& shape, const char* pass) {
+    if (shape.kv_type != DType::F32) fail("attention: {} takes fp32 keys and values, not {}", pass, dtype_name(shape.kv_type));
 }
 
 // Floats between consecutive positions of one kv head.
@@ -440,16 +446,64 @@ void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, c
                        packed != nullptr);
 }
 
-}  // namespace
-
-void attention_forward(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape) {
-    check_heads(shape);
+void attention_forward_f32(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape) {
     const VisibleKeys visible = visible_keys(shape);
     if (shape.tokens >= blas_min_tokens) {
         attention_blocked(out, nullptr, q, k, v, shape, visible);
     } else {
         attention_per_query(out, q, k, v, shape, visible);
     }
+}
+
+// Positions of one kv head read back per work item of widen_kv: enough elements that a work item
+// outweighs its dispatch, few enough that a long cache splits over every thread.
+constexpr std::int64_t widen_positions = 256;
+
+// Keys and values of a KV cache kept in F16 or Q8_0 read back to fp32, positions [0, past + tokens)
+// of every kv head, into the calling thread's buffer (laid out as a cache of that many positions);
+// returns the shape that reads them.
+AttentionShape widen_kv(float* keys, float* values, const void* k, const void* v, const AttentionShape& shape) {
+    const DTypeInfo& info = dtype_info(shape.kv_type);
+    const auto block = static_cast<std::int64_t>(info.block_size);
+    if (shape.kv_type != DType::F16 && shape.kv_type != DType::Q8_0)
+        fail("attention: keys and values in {} are not supported (F32, F16 or Q8_0)", info.name);
+    if (shape.kv_position_stride != 0 || shape.head_dim % block != 0 || shape.kv_head_stride % block != 0)
+        fail("attention: {} keys and values must be laid out as a cache of whole {}-element blocks (head_dim {}, "
+             "kv head stride {}, position stride {})", info.name, block, shape.head_dim, shape.kv_head_stride,
+             shape.kv_position_stride);
+    const std::int64_t positions = shape.past + shape.tokens, head_dim = shape.head_dim;
+    const std::int64_t chunks = (positions + widen_positions - 1) / widen_positions;
+    thread_pool().parallel_for(2 * shape.kv_heads * chunks, 1, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t item = begin; item < end; ++item) {
+            const bool is_values = item % 2 == 1;
+            const std::int64_t g = item / 2 / chunks, first = item / 2 % chunks * widen_positions;
+            const std::int64_t count = std::min(widen_positions, positions - first);
+            const std::int64_t element = g * shape.kv_head_stride + first * head_dim;
+            const auto* stored = static_cast<const std::uint8_t*>(is_values ? v : k) +
+                                 row_bytes(shape.kv_type, static_cast<std::uint64_t>(element));
+            dequantize_row(shape.kv_type, stored, (is_values ? values : keys) + (g * positions + first) * head_dim,
+                           count * head_dim);
+        }
+    });
+    AttentionShape widened = shape;
+    widened.kv_type = DType::F32;
+    widened.kv_head_stride = positions * head_dim;
+    return widened;
+}
+
+}  // namespace
+
+void attention_forward(float* out, const float* q, const void* k, const void* v, const AttentionShape& shape) {
+    check_heads(shape);
+    if (shape.kv_type == DType::F32) {
+        attention_forward_f32(out, q, static_cast<const float*>(k), static_cast<const float*>(v), shape);
+        return;
+    }
+    const std::int64_t floats = shape.kv_heads * (shape.past + shape.tokens) * shape.head_dim;
+    thread_local std::vector<float> widened;
+    if (widened.size() < static_cast<std::size_t>(2 * floats)) widened.resize(static_cast<std::size_t>(2 * floats));
+    const AttentionShape read_back = widen_kv(widened.data(), widened.data() + floats, k, v, shape);
+    attention_forward_f32(out, q, widened.data(), widened.data() + floats, read_back);
 }
 
 std::int64_t attention_probability_floats(const AttentionShape& shape) {
@@ -470,6 +524,7 @@ std::int64_t attention_probability_floats(const AttentionShape& shape) {
 void attention_forward_saving(float* out, float* probabilities, const float* q, const float* k, const float* v,
                               const AttentionShape& shape) {
     check_heads(shape);
+    require_f32_kv(shape, "the saving forward");
     attention_blocked(out, probabilities, q, k, v, shape, visible_keys(shape));
 }
 
@@ -482,6 +537,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 void attention_backward_saved(float* dq, float* dk, float* dv, const float* dout, const float* probabilities,
                               const float* q, const float* k, const float* v, const AttentionShape& shape) {
     check_heads(shape);
+    require_f32_kv(shape, "the backward");
     if (shape.tokens <= 0) return;
     const VisibleKeys visible = visible_keys(shape);
     const bool bf16 = bf16_operands(shape);
