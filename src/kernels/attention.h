@@ -54,9 +54,9 @@ struct AttentionShape {
     Precision precision = Precision::F32;
     // The element type of attention_forward's k and v: F32, or a KV cache kept narrower
     // (model/kv_cache.h): F16 or Q8_0, laid out as a cache (kv_position_stride 0; kv_head_stride
-    // and positions count elements; for Q8_0 head_dim and kv_head_stride multiples of 32). Those
-    // are read back to fp32 (bit-exact, kernels/dequantize.h) before the products, which then
-    // run as for F32; the backward and the saving forward take F32 only.
+    // and positions count elements; for Q8_0 head_dim and kv_head_stride multiples of 32). The
+    // result is the bits F32 gives over the values read back (kernels/dequantize.h); the backward
+    // and the saving forward take F32 only.
     DType kv_type = DType::F32;
 };
 

@@ -192,14 +192,9 @@ TEST(Attention, NarrowCacheIsAttendedAsItsFp32ReadBack) {
             SCOPED_TRACE(::testing::Message() << dtype_name(type) << " tokens=" << tokens << " past=" << past
                                               << " window=" << window);
             const auto q = random_floats(tokens * heads * head_dim, 8, -2.0f, 2.0f);
-            AttentionShape shape;
-            shape.tokens = tokens;
+            AttentionShape shape = kindred::testing::row_attention_shape(tokens, heads, kv_heads, head_dim, 0.125f);
             shape.past = past;
-            shape.heads = heads;
-            shape.kv_heads = kv_heads;
-            shape.head_dim = head_dim;
             shape.kv_head_stride = capacity * head_dim;
-            shape.scale = 0.125f;
             shape.window = window;
             shape.sinks = sink_logits.data();
             std::vector<float> want(q.size()), got(q.size());
@@ -213,12 +208,9 @@ TEST(Attention, NarrowCacheIsAttendedAsItsFp32ReadBack) {
 
 TEST(Attention, NarrowCacheTypesAreRefusedWhereTheyCannotBeRead) {
     const std::vector<float> q(64), k(2 * 64), v(2 * 64);
-    AttentionShape shape;
+    AttentionShape shape = kindred::testing::row_attention_shape(2, 1, 1, 48, 1.0f);  // 48: not whole Q8_0 blocks
     shape.tokens = 1;
     shape.past = 1;
-    shape.heads = shape.kv_heads = 1;
-    shape.head_dim = 48;  // not whole Q8_0 blocks
-    shape.kv_head_stride = 96;
     shape.kv_type = DType::Q8_0;
     std::vector<float> out(64);
     EXPECT_THROW(attention_forward(out.data(), q.data(), k.data(), v.data(), shape), Error);

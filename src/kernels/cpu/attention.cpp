@@ -3,6 +3,10 @@
 // scratch, softmax with the max subtracted, then Σ p·v. Longer chunks (prompt processing) take
 // one (head, block of queries) per work item and compute scores and outputs with two sgemm calls;
 // the masked part of the score block is computed and discarded, which costs less than it saves.
+// A KV cache kept in F16 or Q8_0 (AttentionShape::kv_type) is read as stored by decode's dots and
+// sums (cpu::F16Row, cpu::Q8_0Row: half or about a quarter of fp32's bytes, where decode at a long
+// context is bound by reading the cache), and widened to fp32 once per call for the sgemm path,
+// which reads every key many times; both give the bits of fp32 attention over the read-back values.
 // The backward pass always takes the sgemm form (training runs hundreds of tokens); see
 // kernels/attention.h for how it splits work. In bf16 (AttentionShape::precision) the products
 // run on AMX tiles (kernels/cpu/bf16_gemm.h) and a work item is (kv head, block of one document's
