@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/half.h"
+#include "kernels/cpu/ggml_blocks.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -83,25 +84,26 @@ struct F16Row {
 };
 
 struct Q8_0Row {
-    static constexpr std::int64_t block = 32, block_bytes = 34;  // d: fp16, then 32 int8
+    static constexpr std::int64_t block = ggml_blocks::kQK, block_bytes = ggml_blocks::kQ80Bytes;
+    static constexpr std::int64_t levels_at = 2;  // the int8 levels follow the fp16 scale
     const std::uint8_t* blocks;
     float scale(std::int64_t i) const {
         std::uint16_t d;
         std::memcpy(&d, blocks + i / block * block_bytes, sizeof d);
 #if defined(KINDRED_AVX2) && defined(__F16C__)
-        return _cvtsh_ss(d);  // exact, as fp16_to_fp32, without its branches (read four times a block)
+        return _cvtsh_ss(d);  // exact, as fp16_to_fp32, without its branches
 #else
         return fp16_to_fp32(d);
 #endif
     }
     std::int8_t level(std::int64_t i) const {
-        return static_cast<std::int8_t>(blocks[i / block * block_bytes + 2 + i % block]);
+        return static_cast<std::int8_t>(blocks[i / block * block_bytes + levels_at + i % block]);
     }
     float at(std::int64_t i) const { return static_cast<float>(level(i)) * scale(i); }
 #ifdef KINDRED_AVX2
-    __m256 eight(std::int64_t i) const { return scaled(blocks + i / block * block_bytes + 2 + i % block, _mm256_set1_ps(scale(i))); }
+    __m256 eight(std::int64_t i) const { return scaled(blocks + i / block * block_bytes + levels_at + i % block, _mm256_set1_ps(scale(i))); }
     Eights thirty_two(std::int64_t i) const {
-        const std::uint8_t* levels = blocks + i / block * block_bytes + 2;
+        const std::uint8_t* levels = blocks + i / block * block_bytes + levels_at;
         const __m256 d = _mm256_set1_ps(scale(i));
         return {{scaled(levels, d), scaled(levels + 8, d), scaled(levels + 16, d), scaled(levels + 24, d)}};
     }
