@@ -16,6 +16,7 @@
 #include "cli/commands.h"
 #include "cli/controller_flags.h"
 #include "cli/generation_flags.h"
+#include "cli/kv_cache_flag.h"
 #include "core/error.h"
 #include "infer/generator.h"
 #include "infer/loaded_model.h"
@@ -161,6 +162,7 @@ void run_chat(ChatOptions& options) {
     apply_generation_flags(options.flags);
     const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter, options.flags.quantize,
                                                 options.flags.products, options.flags.kv_cache);
+    report_kv_cache(model->decoder());
     ChatRepl(options, *model).run();
 }
 

@@ -142,6 +142,7 @@ void run_eqbench2(const EqBench2Options& options) {
     if (options.threads > 0) set_thread_count(options.threads);
     const auto model = infer::LoadedModel::open(options.model, options.adapter, kindred::model::BaseQuantization::None, options.products,
                                                 options.kv_cache);
+    report_kv_cache(model->decoder());
     eval::EqBench2RunOptions run_options;
     run_options.limit = static_cast<std::size_t>(options.limit.value_or(0));
     run_options.seed = seed;

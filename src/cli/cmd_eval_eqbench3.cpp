@@ -71,6 +71,7 @@ void run(const Eqb3Flags& flags) {
     if (local) {
         model = infer::LoadedModel::open(flags.model, flags.adapter, kindred::model::BaseQuantization::None, flags.products,
                                          flags.kv_cache);
+        report_kv_cache(model->decoder());
         tested = eval::eqbench3_local_chat(*model);
         model_identity = {{"path", model->path()}, {"sha256", net::sha256_file(model->path())}};
         if (!flags.adapter.empty()) {

@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/controller_flags.h"
 #include "cli/generation_flags.h"
+#include "cli/kv_cache_flag.h"
 #include "core/error.h"
 #include "infer/generator.h"
 #include "infer/loaded_model.h"
@@ -111,6 +112,7 @@ void run_generate(GenerateOptions& options) {
     apply_generation_flags(options.flags);
     const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter, options.flags.quantize,
                                                 options.flags.products, options.flags.kv_cache);
+    report_kv_cache(model->decoder());
     if (options.controller.enabled) {
         run_controlled(options, *model);
         return;

@@ -40,6 +40,7 @@ void run_score(const ScoreOptions& options) {
     const std::string text = options.file.empty() ? options.text : read_file_text(options.file, kMaxInputTextBytes);
     const auto model = infer::LoadedModel::open(options.model, options.adapter, options.quantize, options.products,
                                                 options.kv_cache);
+    report_kv_cache(model->decoder());
     // Special-token markup is parsed, as the transformers tokenizer call of the golden script does.
     const std::vector<std::int32_t> ids = model->tokenizer().encode(text);
     if (ids.size() < 2) fail("{}: the text has {} token(s); scoring needs at least 2", options.file.empty() ? "--text" : options.file, ids.size());

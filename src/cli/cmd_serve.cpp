@@ -52,6 +52,7 @@ void run_serve(ServeOptions& options) {
     const std::vector<serve::NamedAdapter> adapters = named_adapters(options.adapters);
     serve::ShutdownSignals signals;  // before the model loads: a signal while loading is graceful too
     const auto model = infer::LoadedModel::open(options.model, "", options.quantize, options.products, options.kv_cache);
+    report_kv_cache(model->decoder());
     serve::Server server(*model, adapters, options.engine, options.server);
     const int port = server.bind();
     if (!loopback(options.server.host) && options.server.api_key.empty())

@@ -1,7 +1,11 @@
 #include "cli/kv_cache_flag.h"
 
+#include <cstdio>
 #include <string>
 
+#include <fmt/format.h>
+
+#include "cli/verbose.h"
 #include "model/kv_cache.h"
 
 namespace kindred::cli {
@@ -15,6 +19,10 @@ void add_kv_cache_flag(CLI::App& command, DType& kv_cache) {
             "of the memory); docs/models.md")
         ->check(CLI::IsMember({"f32", "f16", "q8_0"}))
         ->default_str("f32");
+}
+
+void report_kv_cache(const model::Decoder& decoder) {
+    if (verbose()) fmt::print(stderr, "kindred: kv cache: {}\n", model::kv_cache_type_name(decoder.kv_cache_type()));
 }
 
 }  // namespace kindred::cli

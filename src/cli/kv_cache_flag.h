@@ -8,10 +8,14 @@
 #include <CLI/CLI.hpp>
 
 #include "core/dtype.h"
+#include "model/decoder.h"
 
 namespace kindred::cli {
 
 // Adds --kv-cache (default f32); any other value is refused, naming the flag and the three.
 void add_kv_cache_flag(CLI::App& command, DType& kv_cache);
+
+// Under --verbose (cli/verbose.h), says on stderr which type the KV caches of `decoder` take.
+void report_kv_cache(const model::Decoder& decoder);
 
 }  // namespace kindred::cli

@@ -20,7 +20,7 @@ TEST(KvCacheCli, BadValueNamesTheFlag) {
 }
 
 // (chat names it in its greeting, which only a terminal sees.)
-TEST(KvCacheCli, ScoreAndGenerateSayWhichCacheRuns) {
+TEST(KvCacheCli, CommandsSayWhichCacheRuns) {
     const CommandResult scored = run_kindred("score --model default --kv-cache q8_0 --json --text 'How are you today?'");
     ASSERT_EQ(scored.exit_code, 0) << scored.output;
     EXPECT_EQ(nlohmann::json::parse(scored.output)["kv_cache"], "q8_0");
@@ -28,6 +28,10 @@ TEST(KvCacheCli, ScoreAndGenerateSayWhichCacheRuns) {
         run_kindred("generate --model default --kv-cache f16 --max-tokens 2 --temperature 0 --json --prompt Hi");
     ASSERT_EQ(generated.exit_code, 0) << generated.output;
     EXPECT_EQ(nlohmann::json::parse(generated.output)["kv_cache"], "f16");
+    const CommandResult verbose =
+        run_kindred("score --verbose --model default --kv-cache f16 --text 'How are you today?'", /*merge_stderr=*/true);
+    ASSERT_EQ(verbose.exit_code, 0) << verbose.output;
+    EXPECT_NE(verbose.output.find("kindred: kv cache: f16\n"), std::string::npos) << verbose.output;
 }
 
 }  // namespace
