@@ -1,7 +1,10 @@
-// kindred_bench_inference MODEL [--threads N] [--pp N] [--tg N] [--reps R]: the two numbers
-// llama-bench reports, measured the same way so that run.sh can print them side by side:
+// kindred_bench_inference MODEL [--threads N] [--pp N] [--tg N] [--reps R] [--products int8|fp32]
+// [--kv-cache f32|f16|q8_0] [--depth D]: the two numbers llama-bench reports, measured the same way
+// so that run.sh can print them side by side:
 //   ppN  one forward of N prompt tokens on an empty cache (batched prefill), tokens/s
-//   tgN  N single-token forwards starting from an empty cache (decode), tokens/s
+//   tgN  N single-token forwards starting from an empty cache (decode), tokens/s; with --depth D
+//        (llama-bench's -d) both start after D tokens already in the cache (prefilled untimed), the
+//        long-context case where the KV cache's element type (--kv-cache, model/kv_cache.h) matters
 // Token ids are drawn from a fixed seed (the values do not change the arithmetic). Also prints
 // the matmul+attention GFLOP/s each rate amounts to, and for decode the bytes it must read per
 // token (every weight matrix once, the output head included, plus the KV cache up to the
@@ -15,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -53,13 +57,15 @@ double flops_per_token(const ModelConfig& c, double position) {
 
 // Bytes one decode step at `position` reads: every weight matrix once (the embedding table only
 // when it doubles as the output head; otherwise one row of it, not counted) plus the keys and
-// values of positions 0..position in every layer (fp32 cache).
-double decode_bytes_per_token(const kindred::gguf::File& file, const ModelConfig& c, double position) {
+// values of positions 0..position in every layer, in the cache's element type.
+double decode_bytes_per_token(const kindred::gguf::File& file, const ModelConfig& c, kindred::DType kv_cache,
+                              double position) {
     double weights = 0.0;
     for (const auto& tensor : file.tensors())
         if (tensor.name != "token_embd.weight" || c.tie_word_embeddings)
             weights += static_cast<double>(tensor.data.size());
-    const double kv = static_cast<double>(c.num_layers * 2 * c.num_kv_heads * c.head_dim) * sizeof(float);
+    const double kv = static_cast<double>(c.num_layers * 2 * c.num_kv_heads) *
+                      static_cast<double>(kindred::row_bytes(kv_cache, static_cast<std::uint64_t>(c.head_dim)));
     return weights + kv * (position + 1.0);
 }
 
@@ -126,16 +132,24 @@ Stats stats_of(const std::vector<double>& values) {
 
 int run(int argc, char** argv) {
     if (argc < 2)
-        kindred::fail("usage: kindred_bench_inference MODEL [--threads N] [--pp N] [--tg N] [--reps R] [--products int8|fp32]");
+        kindred::fail("usage: kindred_bench_inference MODEL [--threads N] [--pp N] [--tg N] [--reps R] [--products int8|fp32] "
+                      "[--kv-cache f32|f16|q8_0] [--depth D]");
     std::string model_path = argv[1];
     int threads = 2;
-    std::int64_t pp = 512, tg = 128;
+    std::int64_t pp = 512, tg = 128, depth = 0;
     int reps = 3;
     auto products = kindred::kernels::Precision::Int8;  // as `kindred generate` by default
+    kindred::DType kv_cache = kindred::DType::F32;
     for (int i = 2; i + 1 < argc; i += 2) {
         const std::string flag = argv[i];
         if (flag == "--products") {
             products = kindred::bench::products(argv[i + 1]);
+            continue;
+        }
+        if (flag == "--kv-cache") {
+            const auto type = kindred::model::kv_cache_type_from_name(argv[i + 1]);
+            if (!type) kindred::fail("--kv-cache must be f32, f16 or q8_0, got '{}'", argv[i + 1]);
+            kv_cache = *type;
             continue;
         }
         const long long value = std::stoll(argv[i + 1]);
@@ -143,11 +157,15 @@ int run(int argc, char** argv) {
         else if (flag == "--pp") pp = value;
         else if (flag == "--tg") tg = value;
         else if (flag == "--reps") reps = static_cast<int>(value);
+        else if (flag == "--depth") depth = value;
         else kindred::fail("unknown flag {}", flag);
     }
-    if (threads < 1 || pp < 1 || tg < 1 || reps < 1) kindred::fail("--threads, --pp, --tg and --reps must be >= 1");
+    if (threads < 1 || pp < 1 || tg < 1 || reps < 1 || depth < 0)
+        kindred::fail("--threads, --pp, --tg and --reps must be >= 1, --depth >= 0");
     fmt::print("{}\n", nlohmann::json{{"cpu_paths", kindred::kernels::describe_cpu_paths()},
-                                      {"products", kindred::kernels::precision_name(products)}}
+                                      {"products", kindred::kernels::precision_name(products)},
+                                      {"kv_cache", kindred::model::kv_cache_type_name(kv_cache)},
+                                      {"depth", depth}}
                            .dump());
     double bandwidth = 0.0;  // ends as the one at `threads`
     for (const int t : threads > 1 ? std::vector<int>{1, threads} : std::vector<int>{1}) {
@@ -160,14 +178,25 @@ int run(int argc, char** argv) {
     const auto model = kindred::infer::LoadedModel::open(model_path);
     auto& decoder = model->decoder();
     decoder.set_products(products);
+    decoder.set_kv_cache_type(kv_cache);
     const ModelConfig& config = decoder.config();
 
     std::mt19937_64 rng(42);
     std::uniform_int_distribution<std::int32_t> pick(0, static_cast<std::int32_t>(config.vocab_size - 1));
-    std::vector<std::int32_t> tokens(static_cast<std::size_t>(std::max(pp, tg)));
+    std::vector<std::int32_t> tokens(static_cast<std::size_t>(depth + std::max(pp, tg)));
     for (auto& t : tokens) t = pick(rng);
+    const std::span<const std::int32_t> context = std::span(tokens).first(static_cast<std::size_t>(depth));
+    const std::span<const std::int32_t> measured = std::span(tokens).subspan(static_cast<std::size_t>(depth));
     std::vector<float> logits(static_cast<std::size_t>(config.vocab_size));
-    kindred::model::KvCache cache(config, std::max(pp, tg));
+    kindred::model::KvCache cache = decoder.kv_cache(depth + std::max(pp, tg));
+    // Back to the `depth` context tokens, prefilled once (untimed) and kept across repetitions.
+    const auto rewind = [&] {
+        if (depth == 0 || cache.size() < depth) {
+            cache.clear();
+            if (depth > 0) decoder.forward(context, cache, logits);
+        }
+        cache.truncate(depth);
+    };
 
     const auto seconds = [](auto start) {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -175,12 +204,13 @@ int run(int argc, char** argv) {
     const auto file = kindred::gguf::File::open(model->path());
     const auto report = [&](const std::string& test, std::int64_t n, const std::vector<double>& rates) {
         double flops = 0.0, bytes = 0.0;
-        for (std::int64_t p = 0; p < n; ++p) {
+        for (std::int64_t p = depth; p < depth + n; ++p) {
             flops += flops_per_token(config, static_cast<double>(p));
-            bytes += decode_bytes_per_token(file, config, static_cast<double>(p));
+            bytes += decode_bytes_per_token(file, config, kv_cache, static_cast<double>(p));
         }
         const Stats s = stats_of(rates);
-        nlohmann::json line = {{"test", test}, {"threads", threads}, {"tokens_per_second", s.mean},
+        nlohmann::json line = {{"test", test}, {"threads", threads}, {"depth", depth},
+                               {"kv_cache", kindred::model::kv_cache_type_name(kv_cache)}, {"tokens_per_second", s.mean},
                                {"stddev", s.stddev}, {"gflops", s.mean * flops / static_cast<double>(n) / 1e9}};
         if (test.starts_with("tg")) {
             // Decode reads its bytes once per token; prefill reads the weights once per batch.
@@ -194,23 +224,23 @@ int run(int argc, char** argv) {
     };
 
     // One untimed warm-up of each kind: page in the mapped weights, spin up the thread pool.
-    decoder.forward(std::span(tokens).first(static_cast<std::size_t>(std::min<std::int64_t>(pp, 16))), cache, logits);
-    cache.clear();
+    rewind();
+    decoder.forward(measured.first(static_cast<std::size_t>(std::min<std::int64_t>(pp, 16))), cache, logits);
 
     std::vector<double> rates;
     for (int r = 0; r < reps; ++r) {
-        cache.clear();
+        rewind();
         const auto start = std::chrono::steady_clock::now();
-        decoder.forward(std::span(tokens).first(static_cast<std::size_t>(pp)), cache, logits);
+        decoder.forward(measured.first(static_cast<std::size_t>(pp)), cache, logits);
         rates.push_back(static_cast<double>(pp) / seconds(start));
     }
     report(fmt::format("pp{}", pp), pp, rates);
 
     rates.clear();
     for (int r = 0; r < reps; ++r) {
-        cache.clear();
+        rewind();
         const auto start = std::chrono::steady_clock::now();
-        for (std::int64_t i = 0; i < tg; ++i) decoder.forward(std::span(tokens).subspan(static_cast<std::size_t>(i), 1), cache, logits);
+        for (std::int64_t i = 0; i < tg; ++i) decoder.forward(measured.subspan(static_cast<std::size_t>(i), 1), cache, logits);
         rates.push_back(static_cast<double>(tg) / seconds(start));
     }
     report(fmt::format("tg{}", tg), tg, rates);

@@ -18,6 +18,10 @@
 #   LLAMA_BENCH_ARGS  extra llama-bench arguments (bench/llama_bench.sh), e.g. `--repack 0`
 #   THREADS, REPS  (default 2 and 3)
 #   PRODUCTS       int8|fp32: Kindred's products (default int8; `kindred generate` defaults to fp32; the chat RSS run too)
+#   KV_CACHE       f32|f16|q8_0: Kindred's KV cache element type (default f32, as `kindred generate --kv-cache`; the
+#                  chat RSS run too). llama-bench's own is set through LLAMA_BENCH_ARGS (`-ctk q8_0 -ctv q8_0 -fa 1`).
+#   DEPTH          tokens already in the cache when pp512 and tg128 start (default 0; llama-bench's -d, which
+#                  LLAMA_BENCH_ARGS must then give too): decode at a long context, where the KV cache's type matters
 #   KINDRED_GEMM   openblas|avx2|avx512 forces Kindred's fp32 GEMM path (default: the best the CPU runs)
 #   OPENBLAS_CORETYPE  e.g. Prescott: simulates a CPU that OpenBLAS's model table does not know
 #                  (Kindred then runs its own GEMM instead; the "Kindred ran" line says what ran)
@@ -28,6 +32,8 @@ model="${1:-default}"
 threads="${THREADS:-2}"
 reps="${REPS:-3}"
 products="${PRODUCTS:-int8}"
+kv_cache="${KV_CACHE:-f32}"
+depth="${DEPTH:-0}"
 build="${KINDRED_BUILD:-build}"
 kindred="${KINDRED:-$build/src/cli/kindred}"
 bench="$build/bench/inference/kindred_bench_inference"
@@ -61,14 +67,15 @@ peak=$(awk -v t="$threads" -v w="$width" -v mhz="$mhz" 'BEGIN {printf "%.1f", t 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 echo "model: $model"
-echo "products: $products, threads: $threads, repetitions: $reps, clock: ${mhz} MHz, fp32 peak: $peak GFLOP/s ($isa)"
+echo "products: $products, KV cache: $kv_cache, depth: $depth, threads: $threads, repetitions: $reps, clock: ${mhz} MHz, fp32 peak: $peak GFLOP/s ($isa)"
 echo "load average before: $(loadavg)"
 
 field() {  # field NAME <<< '{"a":1,...}'  -> the number after "NAME":
     sed -E "s/.*\"$1\":([-0-9.eE+]+).*/\1/"
 }
 
-kindred_out=$("$bench" "$model" --threads "$threads" --pp 512 --tg 128 --reps "$reps" --products "$products")
+kindred_out=$("$bench" "$model" --threads "$threads" --pp 512 --tg 128 --reps "$reps" --products "$products" \
+    --kv-cache "$kv_cache" --depth "$depth")
 kindred_load=$(loadavg)
 k_paths=$(grep '"cpu_paths"' <<<"$kindred_out" | sed -E 's/.*"cpu_paths":"([^"]*)".*/\1/')
 k_pp=$(grep '"pp512"' <<<"$kindred_out" | field tokens_per_second)
@@ -105,7 +112,7 @@ fi
 
 # Peak RSS of a short chat: three piped user lines, greedy, 48 tokens per reply.
 rss_kb=$(printf 'Hi! How are you today?\nI had a rough day at work.\nThanks for listening.\n' |
-    /usr/bin/time -v "$kindred" chat --model "$model" --threads "$threads" --products "$products" --temperature 0 --max-tokens 48 \
+    /usr/bin/time -v "$kindred" chat --model "$model" --threads "$threads" --products "$products" --kv-cache "$kv_cache" --temperature 0 --max-tokens 48 \
         2>&1 >/dev/null | awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}')
 
 echo

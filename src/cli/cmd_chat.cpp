@@ -16,10 +16,12 @@
 #include "cli/commands.h"
 #include "cli/controller_flags.h"
 #include "cli/generation_flags.h"
+#include "cli/kv_cache_flag.h"
 #include "core/error.h"
 #include "infer/generator.h"
 #include "infer/loaded_model.h"
 #include "infer/styled_prompt.h"
+#include "model/kv_cache.h"
 
 namespace kindred::cli {
 namespace {
@@ -56,7 +58,8 @@ public:
     }
 
     void run() {
-        notice("Chatting with {} ({} tokens of context). /help lists commands.\n", model_.path(), session_.context());
+        notice("Chatting with {} ({} tokens of context, {} KV cache). /help lists commands.\n", model_.path(),
+               session_.context(), model::kv_cache_type_name(model_.decoder().kv_cache_type()));
         std::string line;
         while (true) {
             if (interactive_) std::fputs("> ", stderr);
@@ -158,7 +161,8 @@ private:
 void run_chat(ChatOptions& options) {
     apply_generation_flags(options.flags);
     const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter, options.flags.quantize,
-                                                options.flags.products);
+                                                options.flags.products, options.flags.kv_cache);
+    report_kv_cache(model->decoder());
     ChatRepl(options, *model).run();
 }
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/kv_cache_flag.h"
 #include "cli/products_flag.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -36,6 +37,7 @@ struct EqBench2Options {
     std::optional<std::int64_t> parallel;  // not given = EqBench2RunOptions' default
     int threads = 0;
     kernels::Precision products = default_inference_products();
+    DType kv_cache = DType::F32;
     bool json = false;
 };
 
@@ -138,7 +140,9 @@ void run_eqbench2(const EqBench2Options& options) {
         return;
     }
     if (options.threads > 0) set_thread_count(options.threads);
-    const auto model = infer::LoadedModel::open(options.model, options.adapter, kindred::model::BaseQuantization::None, options.products);
+    const auto model = infer::LoadedModel::open(options.model, options.adapter, kindred::model::BaseQuantization::None, options.products,
+                                                options.kv_cache);
+    report_kv_cache(model->decoder());
     eval::EqBench2RunOptions run_options;
     run_options.limit = static_cast<std::size_t>(options.limit.value_or(0));
     run_options.seed = seed;
@@ -172,6 +176,7 @@ void add_eval_command(CLI::App& app) {
                                      eval::EqBench2RunOptions{}.parallel));
     eqbench2->add_option("--threads", options->threads, "CPU threads (0 = KINDRED_THREADS or every core)");
     add_products_flag(*eqbench2, options->products);
+    add_kv_cache_flag(*eqbench2, options->kv_cache);
     eqbench2->add_flag("--json", options->json, "Print score, parseable_fraction, n and per-question scores as JSON");
     eqbench2->callback([options] { run_eqbench2(*options); });
     add_eqbench3_command(*eval);

@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/controller_flags.h"
 #include "cli/generation_flags.h"
+#include "cli/kv_cache_flag.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
@@ -43,7 +44,8 @@ std::vector<eval::PromptResult> run_one(infer::LoadedModel& model, const std::st
 void run_eval_controller(EvalControllerOptions& options) {
     apply_generation_flags(options.flags);
     auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter, kindred::model::BaseQuantization::None,
-                                            options.flags.products);
+                                            options.flags.products, options.flags.kv_cache);
+    report_kv_cache(model->decoder());
     ControllerSetup setup = controller_setup(options.controller, *model, options.flags);
     const auto prompts = eval::read_controller_prompts(options.prompts);
     eval::check_prompt_rules(prompts, *setup.rules, options.prompts);

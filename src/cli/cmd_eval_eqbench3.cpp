@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/endpoint_flags.h"
+#include "cli/kv_cache_flag.h"
 #include "cli/products_flag.h"
 #include "core/error.h"
 #include "core/paths.h"
@@ -40,6 +41,7 @@ struct Eqb3Flags {
     int judge_attempts = 3;
     int threads = 0;
     kernels::Precision products = default_inference_products();
+    DType kv_cache = DType::F32;
     std::vector<std::string> compare_runs;
 };
 
@@ -67,7 +69,9 @@ void run(const Eqb3Flags& flags) {
     eval::Eqb3Chat tested;
     nlohmann::json model_identity;
     if (local) {
-        model = infer::LoadedModel::open(flags.model, flags.adapter, kindred::model::BaseQuantization::None, flags.products);
+        model = infer::LoadedModel::open(flags.model, flags.adapter, kindred::model::BaseQuantization::None, flags.products,
+                                         flags.kv_cache);
+        report_kv_cache(model->decoder());
         tested = eval::eqbench3_local_chat(*model);
         model_identity = {{"path", model->path()}, {"sha256", net::sha256_file(model->path())}};
         if (!flags.adapter.empty()) {
@@ -178,6 +182,7 @@ void add_eqbench3_command(CLI::App& eval) {
     command->add_option("--judge-attempts", flags->judge_attempts, "Judge calls per item before an unparseable answer is recorded as failed (default 3)");
     command->add_option("--threads", flags->threads, "CPU threads (0 = KINDRED_THREADS or every core)");
     add_products_flag(*command, flags->products);
+    add_kv_cache_flag(*command, flags->kv_cache);
     command->add_flag("--json", flags->json, "Print rubric_score (0-100), scenarios scored, call counts and usage as JSON");
 
     CLI::App* compare_command =

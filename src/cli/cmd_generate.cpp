@@ -13,10 +13,12 @@
 #include "cli/commands.h"
 #include "cli/controller_flags.h"
 #include "cli/generation_flags.h"
+#include "cli/kv_cache_flag.h"
 #include "core/error.h"
 #include "infer/generator.h"
 #include "infer/loaded_model.h"
 #include "infer/styled_prompt.h"
+#include "model/kv_cache.h"
 
 namespace kindred::cli {
 namespace {
@@ -109,7 +111,8 @@ void run_controlled(const GenerateOptions& options, infer::LoadedModel& model) {
 void run_generate(GenerateOptions& options) {
     apply_generation_flags(options.flags);
     const auto model = infer::LoadedModel::open(options.flags.model, options.flags.adapter, options.flags.quantize,
-                                                options.flags.products);
+                                                options.flags.products, options.flags.kv_cache);
+    report_kv_cache(model->decoder());
     if (options.controller.enabled) {
         run_controlled(options, *model);
         return;
@@ -154,6 +157,7 @@ void run_generate(GenerateOptions& options) {
         {"completion_tokens", generated},
         {"finish_reason", infer::finish_reason_name(result.finish_reason)},
         {"seed", options.flags.sampling.seed},
+        {"kv_cache", model::kv_cache_type_name(model->decoder().kv_cache_type())},
         {"timings",
          {{"prefill_ms", result.prefill_seconds * 1e3},
           {"decode_ms", result.decode_seconds * 1e3},

@@ -8,12 +8,14 @@
 
 #include "cli/commands.h"
 #include "cli/ranks.h"
+#include "cli/kv_cache_flag.h"
 #include "cli/products_flag.h"
 #include "cli/quantize_flag.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "infer/loaded_model.h"
 #include "infer/score.h"
+#include "model/kv_cache.h"
 
 namespace kindred::cli {
 namespace {
@@ -23,6 +25,7 @@ struct ScoreOptions {
     std::string adapter;
     model::BaseQuantization quantize = model::BaseQuantization::None;
     kernels::Precision products = default_inference_products();
+    DType kv_cache = DType::F32;
     std::string file;
     std::string text;
     std::int64_t window = 0;
@@ -35,19 +38,23 @@ void run_score(const ScoreOptions& options) {
     if (options.window < 0) fail("--window must be >= 0, got {}", options.window);
     apply_threads_flag(options.threads);
     const std::string text = options.file.empty() ? options.text : read_file_text(options.file, kMaxInputTextBytes);
-    const auto model = infer::LoadedModel::open(options.model, options.adapter, options.quantize, options.products);
+    const auto model = infer::LoadedModel::open(options.model, options.adapter, options.quantize, options.products,
+                                                options.kv_cache);
+    report_kv_cache(model->decoder());
     // Special-token markup is parsed, as the transformers tokenizer call of the golden script does.
     const std::vector<std::int32_t> ids = model->tokenizer().encode(text);
     if (ids.size() < 2) fail("{}: the text has {} token(s); scoring needs at least 2", options.file.empty() ? "--text" : options.file, ids.size());
     const infer::ScoreResult result = infer::score_tokens(model->decoder(), ids, options.window);
     if (options.json) {
         const nlohmann::json report = {{"tokens", result.tokens}, {"predicted", result.predicted}, {"windows", result.windows},
-                                       {"nll", result.mean_nll}, {"perplexity", result.perplexity}};
+                                       {"nll", result.mean_nll}, {"perplexity", result.perplexity},
+                                       {"kv_cache", model::kv_cache_type_name(model->decoder().kv_cache_type())}};
         fmt::print("{}\n", report.dump());
         return;
     }
-    fmt::print("tokens      {}\npredicted   {}\nwindows     {}\nnll         {:.6f}\nperplexity  {:.4f}\n", result.tokens,
-               result.predicted, result.windows, result.mean_nll, result.perplexity);
+    fmt::print("tokens      {}\npredicted   {}\nwindows     {}\nnll         {:.6f}\nperplexity  {:.4f}\nkv cache    {}\n",
+               result.tokens, result.predicted, result.windows, result.mean_nll, result.perplexity,
+               model::kv_cache_type_name(model->decoder().kv_cache_type()));
 }
 
 }  // namespace
@@ -60,6 +67,7 @@ void add_score_command(CLI::App& app) {
     command->add_option("--adapter", options->adapter, "PEFT LoRA adapter directory to apply over the model");
     add_quantize_flag(*command, options->quantize);
     add_products_flag(*command, options->products);
+    add_kv_cache_flag(*command, options->kv_cache);
     auto* input = command->add_option_group("input");
     input->add_option("--file", options->file, "Text file to score")->check(CLI::ExistingFile);
     input->add_option("--text", options->text, "Text to score");

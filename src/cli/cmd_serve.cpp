@@ -6,10 +6,12 @@
 
 #include "cli/commands.h"
 #include "cli/ranks.h"
+#include "cli/kv_cache_flag.h"
 #include "cli/products_flag.h"
 #include "cli/quantize_flag.h"
 #include "core/error.h"
 #include "infer/loaded_model.h"
+#include "model/kv_cache.h"
 #include "serve/server.h"
 
 namespace kindred::cli {
@@ -19,6 +21,7 @@ struct ServeOptions {
     std::string model = "default";
     model::BaseQuantization quantize = model::BaseQuantization::None;
     kernels::Precision products = default_serve_products;
+    DType kv_cache = DType::F32;
     std::vector<std::string> adapters;  // NAME=DIR
     serve::ServerOptions server;
     serve::EngineOptions engine;
@@ -48,7 +51,8 @@ void run_serve(ServeOptions& options) {
     options.server.timeout = std::chrono::seconds(options.timeout_seconds);
     const std::vector<serve::NamedAdapter> adapters = named_adapters(options.adapters);
     serve::ShutdownSignals signals;  // before the model loads: a signal while loading is graceful too
-    const auto model = infer::LoadedModel::open(options.model, "", options.quantize, options.products);
+    const auto model = infer::LoadedModel::open(options.model, "", options.quantize, options.products, options.kv_cache);
+    report_kv_cache(model->decoder());
     serve::Server server(*model, adapters, options.engine, options.server);
     const int port = server.bind();
     if (!loopback(options.server.host) && options.server.api_key.empty())
@@ -56,9 +60,10 @@ void run_serve(ServeOptions& options) {
                    options.server.host);
     std::string names = server.base_name();
     for (const auto& adapter : adapters) names += ", " + adapter.name;
-    fmt::print(stderr, "kindred serve: listening on http://{}:{} (models: {}; {} parallel sequences of {} tokens)\n",
+    fmt::print(stderr, "kindred serve: listening on http://{}:{} (models: {}; {} parallel sequences of {} tokens, {} KV cache)\n",
                options.server.host, port, names, options.engine.slots,
-               options.engine.context > 0 ? options.engine.context : model->decoder().config().context_length);
+               options.engine.context > 0 ? options.engine.context : model->decoder().config().context_length,
+               model::kv_cache_type_name(model->decoder().kv_cache_type()));
     signals.serve(server);
     fmt::print(stderr, "kindred serve: stopped\n");
 }
@@ -72,6 +77,7 @@ void add_serve_command(CLI::App& app) {
         ->capture_default_str();
     add_quantize_flag(*command, options->quantize);
     add_products_flag(*command, options->products, default_serve_products);
+    add_kv_cache_flag(*command, options->kv_cache);
     command->add_option("--adapter", options->adapters,
                         "NAME=DIR: a PEFT LoRA adapter served as model NAME over the same base (repeatable)");
     command->add_option("--model-name", options->server.model_name,

@@ -5,6 +5,7 @@
 #include <limits>
 #include <random>
 
+#include "cli/kv_cache_flag.h"
 #include "cli/products_flag.h"
 #include "cli/quantize_flag.h"
 #include "core/error.h"
@@ -18,6 +19,7 @@ void add_generation_flags(CLI::App& command, GenerationFlags& flags) {
     command.add_option("--adapter", flags.adapter, "PEFT LoRA adapter directory to apply over the model");
     add_quantize_flag(command, flags.quantize);
     add_products_flag(command, flags.products);
+    add_kv_cache_flag(command, flags.kv_cache);
     command.add_option("--threads", flags.threads, "CPU threads (0 = KINDRED_THREADS or every core)")->capture_default_str();
     command.add_option("--max-tokens", flags.max_tokens, "Most tokens to generate per reply")->capture_default_str();
     command.add_option("--temperature", s.temperature, "Sampling temperature; 0 = greedy")->capture_default_str();

@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "core/dtype.h"
 #include "infer/sampler.h"
 #include "kernels/matmul.h"
 #include "model/quantize_weights.h"
@@ -19,6 +20,7 @@ struct GenerationFlags {
     std::string adapter;
     model::BaseQuantization quantize = model::BaseQuantization::None;
     kernels::Precision products = kernels::Precision::Int8;  // --products (cli/products_flag.h)
+    DType kv_cache = DType::F32;  // --kv-cache (cli/kv_cache_flag.h)
     int threads = 0;              // 0 = KINDRED_THREADS or every core
     std::int64_t max_tokens = 0;  // set by the command's default
     std::int64_t context = 0;     // 0 = the command's default
@@ -26,7 +28,7 @@ struct GenerationFlags {
     std::string seed;             // empty = random
 };
 
-// Adds --model, --adapter, --quantize, --products, --threads, --max-tokens, --temperature, --top-k, --top-p, --min-p,
+// Adds --model, --adapter, --quantize, --products, --kv-cache, --threads, --max-tokens, --temperature, --top-k, --top-p, --min-p,
 // --repeat-penalty, --repeat-last-n, --presence-penalty, --frequency-penalty, --seed.
 void add_generation_flags(CLI::App& command, GenerationFlags& flags);
 

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/verbose.h"
 #include "core/error.h"
 #include "kernels/cpu_paths.h"
 
@@ -16,7 +17,11 @@ int main(int argc, char** argv) {
     // Global, and accepted after the subcommand too: subcommands created from here on inherit
     // fallthrough, passing options they do not know up to this one.
     app.add_flag_callback(
-        "--verbose", [] { fmt::print(stderr, "kindred: cpu: {}\n", kindred::kernels::describe_cpu_paths()); },
+        "--verbose",
+        [] {
+            kindred::cli::verbose() = true;
+            fmt::print(stderr, "kindred: cpu: {}\n", kindred::kernels::describe_cpu_paths());
+        },
         "print the CPU's instruction sets and the kernels chosen for them to stderr");
     app.fallthrough();
     kindred::cli::add_inspect_command(app);

@@ -8,7 +8,7 @@
 namespace kindred::infer {
 
 struct Batch::Slot {
-    Slot(const ModelConfig& config, std::int64_t context) : cache(config, context) {}
+    Slot(const model::Decoder& decoder, std::int64_t context) : cache(decoder.kv_cache(context)) {}
 
     model::KvCache cache;
     std::vector<std::int32_t> cached;  // the tokens whose keys and values the cache holds
@@ -38,7 +38,7 @@ Batch::Batch(model::Decoder& decoder, const text::Tokenizer& tokenizer, std::int
     if (slots > batch_tokens_)
         fail("batched generation: {} parallel sequences do not fit a batch of {} tokens; raise the batch size", slots,
              batch_tokens_);
-    for (std::int64_t i = 0; i < slots; ++i) slots_.push_back(std::make_unique<Slot>(decoder_.config(), context_));
+    for (std::int64_t i = 0; i < slots; ++i) slots_.push_back(std::make_unique<Slot>(decoder_, context_));
     logits_.resize(static_cast<std::size_t>(slots * decoder_.config().vocab_size));
 }
 

@@ -27,7 +27,7 @@ Session::Session(model::Decoder& decoder, const text::Tokenizer& tokenizer, std:
     : decoder_(decoder),
       tokenizer_(tokenizer),
       context_(resolved_context(decoder.config(), context)),
-      cache_(decoder.config(), context_),
+      cache_(decoder.kv_cache(context_)),
       logits_(static_cast<std::size_t>(decoder.config().vocab_size)) {}
 
 void Session::reset() {

@@ -13,9 +13,11 @@
 namespace kindred::infer {
 
 std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& model, const std::string& adapter,
-                                               model::BaseQuantization quantization, kernels::Precision products) {
+                                               model::BaseQuantization quantization, kernels::Precision products,
+                                               DType kv_cache) {
     std::unique_ptr<LoadedModel> loaded(new LoadedModel(resolve_model_path(model), quantization));
     loaded->decoder().set_products(products);
+    loaded->decoder().set_kv_cache_type(kv_cache);
     if (!adapter.empty()) loaded->attach_adapter(adapter);
     return loaded;
 }

@@ -51,12 +51,14 @@ public:
     // not empty, a PEFT LoRA directory made for that base; `quantization` quantizes the base's
     // float linear weights at load (refused for a model whose weights are already quantized), with
     // a progress bar on stderr; `products` is the decoder's Precision (Decoder::set_products: fp32,
-    // exact, or int8, 8-bit activations as llama.cpp computes). Missing, corrupt or unsupported files, and adapters whose layer
+    // exact, or int8, 8-bit activations as llama.cpp computes); `kv_cache` the element type of the
+    // KV caches made for it (Decoder::set_kv_cache_type: F32, F16 or Q8_0). Missing, corrupt or unsupported files, and adapters whose layer
     // count, target modules or tensor shapes do not fit the base, are Errors naming the path (and
     // the tensor).
     static std::unique_ptr<LoadedModel> open(const std::string& model, const std::string& adapter = "",
                                              model::BaseQuantization quantization = model::BaseQuantization::None,
-                                             kernels::Precision products = kernels::Precision::F32);
+                                             kernels::Precision products = kernels::Precision::F32,
+                                             DType kv_cache = DType::F32);
 
     LoadedModel(const LoadedModel&) = delete;
     LoadedModel& operator=(const LoadedModel&) = delete;

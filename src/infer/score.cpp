@@ -42,7 +42,7 @@ ScoreResult score_tokens(model::Decoder& decoder, std::span<const std::int32_t> 
     const std::int64_t stride = std::max<std::int64_t>(1, window / 2);
     const auto vocab = static_cast<std::size_t>(config.vocab_size);
 
-    model::KvCache cache(config, window);
+    model::KvCache cache = decoder.kv_cache(window);
     std::vector<float> logits(static_cast<std::size_t>(std::min(kScoreChunk, window)) * vocab);
     ScoreResult result;
     result.tokens = n;

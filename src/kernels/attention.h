@@ -15,6 +15,7 @@
 
 #include <cstdint>
 
+#include "core/dtype.h"
 #include "kernels/matmul.h"
 
 namespace kindred::kernels {
@@ -51,13 +52,19 @@ struct AttentionShape {
     // saved probabilities stay fp32. A document's results are the same bits wherever it sits in a
     // packed row. Decode's per-query path is fp32 always. F32, or BF16 without AMX: fp32 sgemm.
     Precision precision = Precision::F32;
+    // The element type of attention_forward's k and v: F32, or a KV cache kept narrower
+    // (model/kv_cache.h): F16 or Q8_0, laid out as a cache (kv_position_stride 0; kv_head_stride
+    // and positions count elements; for Q8_0 head_dim and kv_head_stride multiples of 32). The
+    // result is the bits F32 gives over the values read back (kernels/dequantize.h); the backward
+    // and the saving forward take F32 only.
+    DType kv_type = DType::F32;
 };
 
-// out, q: [tokens x heads x head_dim]; k, v: kv head g, position p at g * kv_head_stride +
-// p * kv_position_stride (positions [0, past + tokens) must be filled).
+// out, q: [tokens x heads x head_dim]; k, v (elements of shape.kv_type): kv head g, position p at
+// g * kv_head_stride + p * kv_position_stride (positions [0, past + tokens) must be filled).
 // Throws Error when heads is not a multiple of kv_heads, segment ids decrease or prefix segment ids
-// break their rules.
-void attention_forward(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape);
+// break their rules, or kv_type is not F32, F16 or Q8_0 laid out as above.
+void attention_forward(float* out, const float* q, const void* k, const void* v, const AttentionShape& shape);
 
 // Backward of attention_forward (any past, window, segments, sinks and kv layout). Given dout [tokens x heads x head_dim] it ADDS dq (laid out as q) and dk, dv (laid
 // out as k, v; positions [0, past + tokens) of every kv head), summing over the query heads that

@@ -1,5 +1,6 @@
 // kernels/quantize.h — float weights into the 4-bit block formats a frozen base is kept in when a
-// bf16/fp32 checkpoint is quantized at load (model/quantize_weights.h; docs/models.md).
+// bf16/fp32 checkpoint is quantized at load (model/quantize_weights.h; docs/models.md), and rows of
+// keys and values into the Q8_0 blocks a KV cache may keep (model/kv_cache.h).
 // Both quantizers read their input in any type dequantize_row accepts, a few thousand elements at
 // a time, so quantizing a tensor never holds it whole in fp32; work is split over core/thread_pool.
 //
@@ -58,6 +59,12 @@ void quantize_q4_k(DType type, const void* src, void* dst, std::int64_t n);
 
 // The same for Q5_0 (row_bytes(Q5_0, n) bytes); n a multiple of 32.
 void quantize_q5_0(DType type, const void* src, void* dst, std::int64_t n);
+
+// Q8_0 as llama.cpp's quantize_row_q8_0_ref writes it, byte for byte: per 32 elements d = amax / 127
+// stored as fp16, and q = roundf(x · (1/d)) (half away from zero; 1/d from the fp32 d). One row of
+// `n` fp32 elements (n a multiple of 32) into row_bytes(Q8_0, n) bytes at `dst`, on the calling
+// thread: a KV cache stores one head's row per token this way (model/kv_cache.h).
+void quantize_row_q8_0(const float* src, void* dst, std::int64_t n);
 
 // bitsandbytes' NF4 state of the `n` elements of `type` at `src`, taken as one flattened tensor.
 // Throws Error when n is not a multiple of 64 or an element is not finite.

@@ -3,7 +3,6 @@
 #include "model/decoder.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include <fmt/ranges.h>
 
@@ -158,6 +157,11 @@ void Decoder::set_products(kernels::Precision products) {
     products_ = products;
 }
 
+void Decoder::set_kv_cache_type(DType type) {
+    check_kv_cache_type(config_, type);
+    kv_cache_type_ = type;
+}
+
 void Decoder::attach_adapter(const LoraAdapters* adapters) {
     if (adapters != nullptr) check_adapter(*adapters);
     adapter_ = adapters;
@@ -253,26 +257,20 @@ public:
     }
 
     void attend(std::int64_t layer, const LayerSpec& spec, LayerActs& s) override {
-        const std::int64_t head_dim = shape_.head_dim, kv_dim = shape_.kv_heads * head_dim, q_dim = shape_.heads * head_dim;
-        const auto row_bytes = static_cast<std::size_t>(head_dim) * sizeof(float);
+        const std::int64_t kv_dim = shape_.kv_heads * shape_.head_dim, q_dim = shape_.heads * shape_.head_dim;
         for (const Piece& piece : decoder_.pieces_) {
             KvCache& cache = *piece.step->cache;
-            float* keys = cache.keys(layer);
-            float* values = cache.values(layer);
             for (std::int64_t t = 0; t < piece.count; ++t)
-                for (std::int64_t g = 0; g < shape_.kv_heads; ++g) {
-                    const std::int64_t at = g * cache.head_stride() + (piece.past + t) * head_dim;
-                    const std::int64_t from = (piece.row + t) * kv_dim + g * head_dim;
-                    std::memcpy(keys + at, s.k + from, row_bytes);
-                    std::memcpy(values + at, s.v + from, row_bytes);
-                }
+                cache.store(layer, piece.past + t, s.k + (piece.row + t) * kv_dim, s.v + (piece.row + t) * kv_dim);
             kernels::AttentionShape shape = shape_;
             shape.tokens = piece.count;
             shape.past = piece.past;
             shape.kv_head_stride = cache.head_stride();
+            shape.kv_type = cache.type();
             shape.window = spec.attention.window;
             shape.sinks = decoder_.layers_[static_cast<std::size_t>(layer)].sinks;
-            kernels::attention_forward(s.att + piece.row * q_dim, s.q + piece.row * q_dim, keys, values, shape);
+            kernels::attention_forward(s.att + piece.row * q_dim, s.q + piece.row * q_dim, cache.keys(layer),
+                                       cache.values(layer), shape);
         }
     }
 

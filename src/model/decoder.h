@@ -66,6 +66,14 @@ public:
     void set_products(kernels::Precision products);
     kernels::Precision products() const { return products_; }
 
+    // The element type of the KV caches made for this decoder (kv_cache(), which infer::Session,
+    // infer::Batch and scoring use): F32 (the default, exact), F16 or Q8_0 (model/kv_cache.h).
+    // A forward reads a cache of any type. Throws Error for a type check_kv_cache_type refuses.
+    void set_kv_cache_type(DType type);
+    DType kv_cache_type() const { return kv_cache_type_; }
+    // A cache of kv_cache_type() for `capacity_tokens` tokens of this model.
+    KvCache kv_cache(std::int64_t capacity_tokens) const { return KvCache(config_, capacity_tokens, kv_cache_type_); }
+
     // Applies `adapters` in every later forward (null detaches). They must outlive the decoder or
     // the next attach_adapter call and be laid out for this decoder's q/k row order
     // (Weights::qk_interleaved). Throws Error when their layer count or any module's in/out
@@ -173,6 +181,7 @@ private:
     Activations act_{};
     const LoraAdapters* adapter_ = nullptr;
     kernels::Precision products_ = kernels::Precision::F32;
+    DType kv_cache_type_ = DType::F32;
     std::vector<float> adapter_xa_;         // x · Aᵀ for max_batch tokens [T x rank], grown to the largest rank seen
     std::vector<std::int32_t> positions_;   // every row's position in its sequence [max_batch]
     std::vector<Piece> pieces_;             // the pass being run

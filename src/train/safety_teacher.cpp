@@ -146,7 +146,7 @@ TeacherTargets SafetyTeacher::compute(const TokenizedExample& example) {
         reused = std::min(common / chunk, positions.front() / chunk) * chunk;
     } else {
         const std::int64_t capacity = (length + kCacheGrowthTokens - 1) / kCacheGrowthTokens * kCacheGrowthTokens;
-        kv_.emplace(base_.config(), std::min(capacity, base_.config().context_length));
+        kv_.emplace(base_.kv_cache(std::min(capacity, base_.config().context_length)));
     }
     kv_->truncate(reused);
     kv_tokens_.clear();  // until the forwards below have all run

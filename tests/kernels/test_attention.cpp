@@ -5,11 +5,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "core/error.h"
+#include "core/half.h"
 #include "kernel_test_util.h"
 #include "kernels/attention.h"
+#include "kernels/dequantize.h"
+#include "kernels/quantize.h"
 
 namespace kindred::kernels {
 namespace {
@@ -154,6 +160,68 @@ TEST(Attention, TokenMajorKeysAndValuesEqualCacheLayout) {
         attention_forward(out.data(), q.data(), k.data(), v.data(), shape);
         EXPECT_EQ(out, expected) << "tokens=" << tokens;
     }
+}
+
+// A KV cache kept in F16 or Q8_0 (AttentionShape::kv_type) is read back to fp32 and then attended
+// as fp32 is: bit for bit what fp32 attention over the read-back keys and values gives, on the
+// per-query path (decode, tokens < 8) and the sgemm path (prefill), with earlier cached positions,
+// a sliding window and sinks, and for a cache longer than one read-back work item (256 positions).
+TEST(Attention, NarrowCacheIsAttendedAsItsFp32ReadBack) {
+    const std::int64_t heads = 6, kv_heads = 2, head_dim = 64, capacity = 300;
+    const auto k = random_floats(kv_heads * capacity * head_dim, 5, -3.0f, 3.0f);
+    const auto v = random_floats(kv_heads * capacity * head_dim, 6);
+    const auto sink_logits = random_floats(heads, 7);
+    for (const DType type : {DType::F16, DType::Q8_0}) {
+        const auto bytes = static_cast<std::size_t>(row_bytes(type, k.size()));
+        std::vector<std::uint8_t> k_stored(bytes), v_stored(bytes);
+        for (auto [from, to] : {std::pair{&k, &k_stored}, std::pair{&v, &v_stored}}) {
+            if (type == DType::F16) {
+                for (std::size_t i = 0; i < from->size(); ++i) {
+                    const std::uint16_t half = fp32_to_fp16((*from)[i]);
+                    std::memcpy(to->data() + 2 * i, &half, 2);
+                }
+            } else {
+                quantize_row_q8_0(from->data(), to->data(), static_cast<std::int64_t>(from->size()));
+            }
+        }
+        std::vector<float> k_read(k.size()), v_read(v.size());
+        dequantize_row(type, k_stored.data(), k_read.data(), static_cast<std::int64_t>(k.size()));
+        dequantize_row(type, v_stored.data(), v_read.data(), static_cast<std::int64_t>(v.size()));
+        for (const auto& [tokens, past, window] : {std::tuple{1, 0, 0}, std::tuple{1, 299, 0}, std::tuple{3, 40, 16},
+                                                   std::tuple{12, 0, 0}, std::tuple{40, 260, 0}, std::tuple{9, 100, 32}}) {
+            SCOPED_TRACE(::testing::Message() << dtype_name(type) << " tokens=" << tokens << " past=" << past
+                                              << " window=" << window);
+            const auto q = random_floats(tokens * heads * head_dim, 8, -2.0f, 2.0f);
+            AttentionShape shape = kindred::testing::row_attention_shape(tokens, heads, kv_heads, head_dim, 0.125f);
+            shape.past = past;
+            shape.kv_head_stride = capacity * head_dim;
+            shape.window = window;
+            shape.sinks = sink_logits.data();
+            std::vector<float> want(q.size()), got(q.size());
+            attention_forward(want.data(), q.data(), k_read.data(), v_read.data(), shape);
+            shape.kv_type = type;
+            attention_forward(got.data(), q.data(), k_stored.data(), v_stored.data(), shape);
+            EXPECT_EQ(got, want);
+        }
+    }
+}
+
+TEST(Attention, NarrowCacheTypesAreRefusedWhereTheyCannotBeRead) {
+    const std::vector<float> q(64), k(2 * 64), v(2 * 64);
+    AttentionShape shape = kindred::testing::row_attention_shape(2, 1, 1, 48, 1.0f);  // 48: not whole Q8_0 blocks
+    shape.tokens = 1;
+    shape.past = 1;
+    shape.kv_type = DType::Q8_0;
+    std::vector<float> out(64);
+    EXPECT_THROW(attention_forward(out.data(), q.data(), k.data(), v.data(), shape), Error);
+    shape.kv_type = DType::Q4_0;
+    shape.head_dim = 64;
+    shape.kv_head_stride = 128;
+    EXPECT_THROW(attention_forward(out.data(), q.data(), k.data(), v.data(), shape), Error);
+    shape.kv_type = DType::F16;
+    std::vector<float> dq(64), dk(128), dv(128);
+    EXPECT_THROW(attention_backward(dq.data(), dk.data(), dv.data(), out.data(), q.data(), k.data(), v.data(), shape),
+                 Error);
 }
 
 }  // namespace

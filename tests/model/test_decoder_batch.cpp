@@ -79,7 +79,7 @@ struct Outcome {
 Outcome alone(Decoder& decoder, const std::vector<Sequence>& sequences) {
     Outcome out;
     for (const Sequence& s : sequences) {
-        KvCache cache(decoder.config(), 48);
+        KvCache cache = decoder.kv_cache(48);
         if (!s.prefix.empty()) run_alone(decoder, s.adapter, s.prefix, cache, LogitRows::Last);
         const std::vector<float> step = run_alone(decoder, s.adapter, s.step, cache, s.logits);
         out.step.insert(out.step.end(), step.begin(), step.end());
@@ -95,7 +95,7 @@ Outcome batched(Decoder& prefill, Decoder& batched, const std::vector<Sequence>&
     std::vector<Decoder::SequenceStep> steps;
     std::int64_t rows = 0;
     for (const Sequence& s : sequences) {
-        auto& cache = caches.emplace_back(std::make_unique<KvCache>(prefill.config(), 48));
+        auto& cache = caches.emplace_back(std::make_unique<KvCache>(prefill.kv_cache(48)));
         if (!s.prefix.empty()) run_alone(prefill, s.adapter, s.prefix, *cache, LogitRows::Last);
         steps.push_back({s.step, cache.get(), s.adapter, s.logits});
         rows += logit_rows(s);
@@ -272,26 +272,33 @@ TEST(DecoderBatch, DefaultModelMixedBatchEqualsEachSequenceAlone) {
 
 // Int8 products (kernels/matmul.h) give each token the same bits alone or among any rows, so on
 // the served model the mixed batch is bit for bit what each sequence gives alone, where fp32
-// differs by up to 5e-3 (above); also when passes of 4 rows split the batch.
+// differs by up to 5e-3 (above); also when passes of 4 rows split the batch. So too with F16 and
+// Q8_0 KV caches (model/kv_cache.h): a token's keys and values are rounded on their own, and
+// attention reads each sequence's cache back the same way whatever else the pass holds.
 TEST(DecoderBatch, DefaultModelInt8MixedBatchIsBitwiseEqualToAlone) {
     const auto file = gguf::File::open(kindred::testing::default_model_path());
     Decoder reference = Decoder::from_gguf(file);
     Decoder batch = Decoder::from_gguf(file);
-    reference.set_products(kernels::Precision::Int8);
-    batch.set_products(kernels::Precision::Int8);
+    Decoder small(reference.config(), load_weights(file), 4);  // config: tied, as from_gguf found
+    for (Decoder* decoder : {&reference, &batch, &small}) decoder->set_products(kernels::Precision::Int8);
     const auto x = random_adapter(reference, 4, {"q", "k", "v", "o", "gate", "up", "down"}, 21, 0.02f);
     const auto y = random_adapter(reference, 2, {"q", "v", "down"}, 22, 0.02f);
     const std::vector<Sequence> sequences = mixed_batch(reference.config().vocab_size, *x, *y);
-    const Outcome want = alone(reference, sequences);
-    Decoder small(reference.config(), load_weights(file), 4);  // config: tied, as from_gguf found
-    small.set_products(kernels::Precision::Int8);
-    for (Decoder* pass : {&batch, &small}) {
-        const Outcome got = batched(reference, *pass, sequences);
-        EXPECT_EQ(got.step, want.step);
-        EXPECT_EQ(got.follow, want.follow);
+    std::vector<float> f32_cache_steps;
+    for (const DType kv_cache : {DType::F32, DType::F16, DType::Q8_0}) {
+        SCOPED_TRACE(std::string(kv_cache_type_name(kv_cache)));
+        for (Decoder* decoder : {&reference, &batch, &small}) decoder->set_kv_cache_type(kv_cache);
+        const Outcome want = alone(reference, sequences);
+        for (Decoder* pass : {&batch, &small}) {
+            const Outcome got = batched(reference, *pass, sequences);
+            EXPECT_EQ(got.step, want.step);
+            EXPECT_EQ(got.follow, want.follow);
+        }
+        if (kv_cache == DType::F32) f32_cache_steps = want.step;
+        else EXPECT_NE(want.step, f32_cache_steps);  // the narrow cache is in use
     }
     Decoder fp32 = Decoder::from_gguf(file);
-    EXPECT_GT(worst_difference(alone(fp32, sequences).step, want.step), 0.0f);  // the mode is on
+    EXPECT_GT(worst_difference(alone(fp32, sequences).step, f32_cache_steps), 0.0f);  // the mode is on
 }
 
 }  // namespace

@@ -3,6 +3,10 @@
 // scratch, softmax with the max subtracted, then Σ p·v. Longer chunks (prompt processing) take
 // one (head, block of queries) per work item and compute scores and outputs with two sgemm calls;
 // the masked part of the score block is computed and discarded, which costs less than it saves.
+// A KV cache kept in F16 or Q8_0 (AttentionShape::kv_type) is read as stored by decode's dots and
+// sums (cpu::F16Row, cpu::Q8_0Row: half or about a quarter of fp32's bytes, where decode at a long
+// context is bound by reading the cache), and widened to fp32 once per call for the sgemm path,
+// which reads every key many times; both give the bits of fp32 attention over the read-back values.
 // The backward pass always takes the sgemm form (training runs hundreds of tokens); see
 // kernels/attention.h for how it splits work. In bf16 (AttentionShape::precision) the products
 // run on AMX tiles (kernels/cpu/bf16_gemm.h) and a work item is (kv head, block of one document's
@@ -15,10 +19,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/dequantize.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/simd.h"
@@ -187,6 +193,11 @@ void check_heads(const AttentionShape& shape) {
         fail("attention: {} heads cannot share {} kv heads", shape.heads, shape.kv_heads);
 }
 
+// The saving forward and the backward read fp32 keys and values only (training's projections).
+void require_f32_kv(const AttentionShape& shape, const char* pass) {
+    if (shape.kv_type != DType::F32) fail("attention: {} takes fp32 keys and values, not {}", pass, dtype_name(shape.kv_type));
+}
+
 // Floats between consecutive positions of one kv head.
 std::int64_t kv_step(const AttentionShape& shape) {
     return shape.kv_position_stride > 0 ? shape.kv_position_stride : shape.head_dim;
@@ -310,7 +321,19 @@ void transposed_product(float* partial, const float* a, const float* b, std::int
     cpu::bf16::gemm(partial, head_dim, a16, lda, b16, span, head_dim, rows, true);
 }
 
-void attention_per_query(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape,
+// The kv row at element `element` of k or v stored as shape.kv_type, for dot_row and axpy_row.
+template <typename Row>
+Row kv_row(const void* base, std::int64_t element) {
+    if constexpr (std::is_same_v<Row, cpu::F32Row>) return {static_cast<const float*>(base) + element};
+    if constexpr (std::is_same_v<Row, cpu::F16Row>) return {static_cast<const std::uint16_t*>(base) + element};
+    if constexpr (std::is_same_v<Row, cpu::Q8_0Row>)
+        return {static_cast<const std::uint8_t*>(base) + element / Row::block * Row::block_bytes};
+}
+
+// Row: how k and v are stored (cpu::F32Row, or a narrow cache's F16Row / Q8_0Row, read as they
+// are dotted and summed, the same bits as over their fp32 read-back).
+template <typename Row>
+void attention_per_query(float* out, const float* q, const void* k, const void* v, const AttentionShape& shape,
                          const VisibleKeys& visible) {
     const std::int64_t heads = shape.heads, head_dim = shape.head_dim, group = heads / shape.kv_heads;
     const std::int64_t positions = shape.past + shape.tokens, step = kv_step(shape);
@@ -321,14 +344,15 @@ void attention_per_query(float* out, const float* q, const float* k, const float
             const std::int64_t position = shape.past + t, first = visible.first[t];
             const std::int64_t hole_begin = visible.hole_begin[t], hole_end = visible.hole_end[t];
             const float* qv = q + item * head_dim;
-            const float* kh = k + (h / group) * shape.kv_head_stride;
-            const float* vh = v + (h / group) * shape.kv_head_stride;
+            const std::int64_t head = (h / group) * shape.kv_head_stride;
             for (std::int64_t p = first; p <= position; ++p)
-                scores[p] = p >= hole_begin && p < hole_end ? 0.0f : cpu::dot(qv, kh + p * step, head_dim) * shape.scale;
+                scores[p] = p >= hole_begin && p < hole_end
+                                ? 0.0f
+                                : cpu::dot_row(qv, kv_row<Row>(k, head + p * step), head_dim) * shape.scale;
             softmax_span(scores, first, position, hole_begin, hole_end, shape.sinks != nullptr ? shape.sinks + h : nullptr);
             float* o = out + item * head_dim;
             std::fill(o, o + head_dim, 0.0f);
-            for (std::int64_t p = first; p <= position; ++p) cpu::axpy(o, scores[p], vh + p * step, head_dim);
+            for (std::int64_t p = first; p <= position; ++p) cpu::axpy_row(o, scores[p], kv_row<Row>(v, head + p * step), head_dim);
         }
     });
 }
@@ -440,16 +464,69 @@ void attention_backward_block(float* dq, float* dk_partial, float* dv_partial, c
                        packed != nullptr);
 }
 
+// Positions of one kv head read back per work item of widen_kv: enough elements that a work item
+// outweighs its dispatch, few enough that a long cache splits over every thread.
+constexpr std::int64_t widen_positions = 256;
+
+// Refuses a kv_type attention cannot read, or a narrow cache not laid out as one of whole blocks.
+void check_kv_layout(const AttentionShape& shape) {
+    if (shape.kv_type == DType::F32) return;
+    const DTypeInfo& info = dtype_info(shape.kv_type);
+    const auto block = static_cast<std::int64_t>(info.block_size);
+    if (shape.kv_type != DType::F16 && shape.kv_type != DType::Q8_0)
+        fail("attention: keys and values in {} are not supported (F32, F16 or Q8_0)", info.name);
+    if (shape.kv_position_stride != 0 || shape.head_dim % block != 0 || shape.kv_head_stride % block != 0)
+        fail("attention: {} keys and values must be laid out as a cache of whole {}-element blocks (head_dim {}, "
+             "kv head stride {}, position stride {})", info.name, block, shape.head_dim, shape.kv_head_stride,
+             shape.kv_position_stride);
+}
+
+// Keys and values of a KV cache kept in F16 or Q8_0 read back to fp32, positions [0, past + tokens)
+// of every kv head, into keys and values (laid out as a cache of that many positions); returns the
+// shape that reads them. The sgemm path reads each key many times, so it reads them widened once.
+AttentionShape widen_kv(float* keys, float* values, const void* k, const void* v, const AttentionShape& shape) {
+    const std::int64_t positions = shape.past + shape.tokens, head_dim = shape.head_dim;
+    const std::int64_t chunks = (positions + widen_positions - 1) / widen_positions;
+    thread_pool().parallel_for(2 * shape.kv_heads * chunks, 1, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t item = begin; item < end; ++item) {
+            const bool is_values = item % 2 == 1;
+            const std::int64_t g = item / 2 / chunks, first = item / 2 % chunks * widen_positions;
+            const std::int64_t count = std::min(widen_positions, positions - first);
+            const std::int64_t element = g * shape.kv_head_stride + first * head_dim;
+            const auto* stored = static_cast<const std::uint8_t*>(is_values ? v : k) +
+                                 row_bytes(shape.kv_type, static_cast<std::uint64_t>(element));
+            dequantize_row(shape.kv_type, stored, (is_values ? values : keys) + (g * positions + first) * head_dim,
+                           count * head_dim);
+        }
+    });
+    AttentionShape widened = shape;
+    widened.kv_type = DType::F32;
+    widened.kv_head_stride = positions * head_dim;
+    return widened;
+}
+
 }  // namespace
 
-void attention_forward(float* out, const float* q, const float* k, const float* v, const AttentionShape& shape) {
+void attention_forward(float* out, const float* q, const void* k, const void* v, const AttentionShape& shape) {
     check_heads(shape);
+    check_kv_layout(shape);
     const VisibleKeys visible = visible_keys(shape);
-    if (shape.tokens >= blas_min_tokens) {
-        attention_blocked(out, nullptr, q, k, v, shape, visible);
-    } else {
-        attention_per_query(out, q, k, v, shape, visible);
+    if (shape.tokens < blas_min_tokens) {
+        switch (shape.kv_type) {
+            case DType::F16: attention_per_query<cpu::F16Row>(out, q, k, v, shape, visible); return;
+            case DType::Q8_0: attention_per_query<cpu::Q8_0Row>(out, q, k, v, shape, visible); return;
+            default: attention_per_query<cpu::F32Row>(out, q, k, v, shape, visible); return;
+        }
     }
+    if (shape.kv_type == DType::F32) {
+        attention_blocked(out, nullptr, q, static_cast<const float*>(k), static_cast<const float*>(v), shape, visible);
+        return;
+    }
+    const std::int64_t floats = shape.kv_heads * (shape.past + shape.tokens) * shape.head_dim;
+    thread_local std::vector<float> widened;
+    if (widened.size() < static_cast<std::size_t>(2 * floats)) widened.resize(static_cast<std::size_t>(2 * floats));
+    const AttentionShape read_back = widen_kv(widened.data(), widened.data() + floats, k, v, shape);
+    attention_blocked(out, nullptr, q, widened.data(), widened.data() + floats, read_back, visible);
 }
 
 std::int64_t attention_probability_floats(const AttentionShape& shape) {
@@ -470,6 +547,7 @@ std::int64_t attention_probability_floats(const AttentionShape& shape) {
 void attention_forward_saving(float* out, float* probabilities, const float* q, const float* k, const float* v,
                               const AttentionShape& shape) {
     check_heads(shape);
+    require_f32_kv(shape, "the saving forward");
     attention_blocked(out, probabilities, q, k, v, shape, visible_keys(shape));
 }
 
@@ -482,6 +560,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 void attention_backward_saved(float* dq, float* dk, float* dv, const float* dout, const float* probabilities,
                               const float* q, const float* k, const float* v, const AttentionShape& shape) {
     check_heads(shape);
+    require_f32_kv(shape, "the backward");
     if (shape.tokens <= 0) return;
     const VisibleKeys visible = visible_keys(shape);
     const bool bf16 = bf16_operands(shape);

@@ -20,6 +20,7 @@ namespace {
 constexpr std::int64_t kQK_K = 256;
 constexpr std::int64_t kSubBlock = 32;
 constexpr std::int64_t kQ5_0Block = 32;
+constexpr std::int64_t kQ8_0Block = 32;
 // Elements dequantized into scratch at once: whole Q4_K super-blocks and NF4 blocks.
 constexpr std::int64_t kChunk = 4096;
 
@@ -266,6 +267,21 @@ void quantize_q4_k(DType type, const void* src, void* dst, std::int64_t n) {
 
 void quantize_q5_0(DType type, const void* src, void* dst, std::int64_t n) {
     quantize_ggml_blocks(type, src, dst, n, DType::Q5_0, quantize_block_q5_0);
+}
+
+void quantize_row_q8_0(const float* src, void* dst, std::int64_t n) {
+    require_multiple(n, kQ8_0Block, "Q8_0");
+    auto* block = static_cast<std::uint8_t*>(dst);
+    for (const float* x = src; x < src + n; x += kQ8_0Block, block += dtype_info(DType::Q8_0).block_bytes) {
+        float amax = 0.0f;
+        for (int i = 0; i < kQ8_0Block; ++i) amax = std::max(amax, std::fabs(x[i]));
+        const float d = amax / 127;
+        const float inverse = d != 0 ? 1.0f / d : 0.0f;
+        const std::uint16_t d_bits = fp32_to_fp16(d);
+        std::memcpy(block, &d_bits, 2);
+        for (int i = 0; i < kQ8_0Block; ++i)
+            block[2 + i] = static_cast<std::uint8_t>(static_cast<std::int8_t>(std::round(x[i] * inverse)));
+    }
 }
 
 Nf4State quantize_nf4(DType type, const void* src, std::int64_t n) {

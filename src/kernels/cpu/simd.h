@@ -4,6 +4,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+
+#include "core/half.h"
+#include "kernels/cpu/ggml_blocks.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -41,25 +45,100 @@ inline float hsum(__m256 v) {
 }
 #endif
 
-// Σ a[i] * b[i] in fp32 (four partial sums on AVX2).
-inline float dot(const float* a, const float* b, std::int64_t n) {
+// A row of fp32 values that dot_row and axpy_row read 32 or 8 (AVX2) or 1 at a time: plain
+// floats, or a KV cache's F16 or Q8_0 row (model/kv_cache.h) converted as it is read, each element
+// exactly the fp32 value dequantize_row gives it (fp16 widened; Q8_0's int8 times its block's fp16
+// scale, one rounded product), so that dot and axpy over such a row give the bits they give over
+// the row read back into floats first. thirty_two(i) reads elements [i, i + 32) for i a multiple of
+// 32 (a Q8_0 block: its scale read once).
+#ifdef KINDRED_AVX2
+struct Eights {
+    __m256 v[4];
+};
+#endif
+
+struct F32Row {
+    const float* x;
+    float at(std::int64_t i) const { return x[i]; }
+#ifdef KINDRED_AVX2
+    __m256 eight(std::int64_t i) const { return _mm256_loadu_ps(x + i); }
+    Eights thirty_two(std::int64_t i) const { return {{eight(i), eight(i + 8), eight(i + 16), eight(i + 24)}}; }
+#endif
+};
+
+struct F16Row {
+    const std::uint16_t* x;
+    float at(std::int64_t i) const { return fp16_to_fp32(x[i]); }
+#ifdef KINDRED_AVX2
+    __m256 eight(std::int64_t i) const {
+#ifdef __F16C__
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+#else
+        alignas(32) float widened[8];
+        for (int j = 0; j < 8; ++j) widened[j] = at(i + j);
+        return _mm256_load_ps(widened);
+#endif
+    }
+    Eights thirty_two(std::int64_t i) const { return {{eight(i), eight(i + 8), eight(i + 16), eight(i + 24)}}; }
+#endif
+};
+
+struct Q8_0Row {
+    static constexpr std::int64_t block = ggml_blocks::kQK, block_bytes = ggml_blocks::kQ80Bytes;
+    static constexpr std::int64_t levels_at = 2;  // the int8 levels follow the fp16 scale
+    const std::uint8_t* blocks;
+    float scale(std::int64_t i) const {
+        std::uint16_t d;
+        std::memcpy(&d, blocks + i / block * block_bytes, sizeof d);
+#if defined(KINDRED_AVX2) && defined(__F16C__)
+        return _cvtsh_ss(d);  // exact, as fp16_to_fp32, without its branches
+#else
+        return fp16_to_fp32(d);
+#endif
+    }
+    std::int8_t level(std::int64_t i) const {
+        return static_cast<std::int8_t>(blocks[i / block * block_bytes + levels_at + i % block]);
+    }
+    float at(std::int64_t i) const { return static_cast<float>(level(i)) * scale(i); }
+#ifdef KINDRED_AVX2
+    __m256 eight(std::int64_t i) const { return scaled(blocks + i / block * block_bytes + levels_at + i % block, _mm256_set1_ps(scale(i))); }
+    Eights thirty_two(std::int64_t i) const {
+        const std::uint8_t* levels = blocks + i / block * block_bytes + levels_at;
+        const __m256 d = _mm256_set1_ps(scale(i));
+        return {{scaled(levels, d), scaled(levels + 8, d), scaled(levels + 16, d), scaled(levels + 24, d)}};
+    }
+
+private:
+    static __m256 scaled(const std::uint8_t* levels, __m256 d) {
+        const __m128i eight_levels = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(levels));
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(eight_levels)), d);
+    }
+#endif
+};
+
+// Σ a[i] * b[i] in fp32 (four partial sums on AVX2); b any row above.
+template <typename Row>
+float dot_row(const float* a, const Row& b, std::int64_t n) {
     std::int64_t i = 0;
     float total = 0.0f;
 #ifdef KINDRED_AVX2
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
     for (; i + 32 <= n; i += 32) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
-        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+        const Eights x = b.thirty_two(i);
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), x.v[0], acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), x.v[1], acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), x.v[2], acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), x.v[3], acc3);
     }
-    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), b.eight(i), acc0);
     total = hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 #endif
-    for (; i < n; ++i) total += a[i] * b[i];
+    for (; i < n; ++i) total += a[i] * b.at(i);
     return total;
 }
+
+inline float dot(const float* a, const float* b, std::int64_t n) { return dot_row(a, F32Row{b}, n); }
 
 // max(start, x[0], ..., x[n-1]) (NaNs are not expected).
 inline float max_of(float start, const float* x, std::int64_t n) {
@@ -109,15 +188,23 @@ inline void silu_mul(float* y, const float* x, const float* up, std::int64_t n) 
     for (; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i])) * up[i];
 }
 
-// y[i] += alpha * x[i]
-inline void axpy(float* y, float alpha, const float* x, std::int64_t n) {
+// y[i] += alpha * x[i]; x any row of dot_row's.
+template <typename Row>
+void axpy_row(float* y, float alpha, const Row& x, std::int64_t n) {
     std::int64_t i = 0;
 #ifdef KINDRED_AVX2
     const __m256 a = _mm256_set1_ps(alpha);
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    // Each element is its own fused multiply-add: reading 32 at a time changes no bits.
+    for (; i + 32 <= n; i += 32) {
+        const Eights eights = x.thirty_two(i);
+        for (int j = 0; j < 4; ++j)
+            _mm256_storeu_ps(y + i + 8 * j, _mm256_fmadd_ps(a, eights.v[j], _mm256_loadu_ps(y + i + 8 * j)));
+    }
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, x.eight(i), _mm256_loadu_ps(y + i)));
 #endif
-    for (; i < n; ++i) y[i] += alpha * x[i];
+    for (; i < n; ++i) y[i] += alpha * x.at(i);
 }
+
+inline void axpy(float* y, float alpha, const float* x, std::int64_t n) { axpy_row(y, alpha, F32Row{x}, n); }
 
 }  // namespace kindred::kernels::cpu

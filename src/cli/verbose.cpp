@@ -1,0 +1,10 @@
+#include "cli/verbose.h"
+
+namespace kindred::cli {
+
+bool& verbose() {
+    static bool on = false;
+    return on;
+}
+
+}  // namespace kindred::cli
