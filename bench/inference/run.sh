@@ -17,7 +17,7 @@
 #                  build/bin/, bin/ or the folder itself. Without it only Kindred is measured.
 #   LLAMA_BENCH_ARGS  extra llama-bench arguments (bench/llama_bench.sh), e.g. `--repack 0`
 #   THREADS, REPS  (default 2 and 3)
-#   PRODUCTS       int8|fp32: Kindred's products (default int8; `kindred generate` defaults to fp32; the chat RSS run too)
+#   PRODUCTS       int8|fp32: Kindred's products (default int8; `kindred generate` defaults to fp32 on CPUs without AMX-INT8; the chat RSS run too)
 #   KV_CACHE       f32|f16|q8_0: Kindred's KV cache element type (default f32, as `kindred generate --kv-cache`; the
 #                  chat RSS run too). llama-bench's own is set through LLAMA_BENCH_ARGS (`-ctk q8_0 -ctv q8_0 -fa 1`).
 #   DEPTH          tokens already in the cache when pp512 and tg128 start (default 0; llama-bench's -d, which

@@ -15,7 +15,7 @@
 #   SHARED         the shared data folder with tokenizers/{gpt-oss,qwen3}/tokenizer.json (default:
 #                  ../shared), written into the files so llama.cpp can load them
 #   THREADS, PP, TG, TRAIN_SEQ, TRAIN_STEPS  (defaults 2, 64, 16, 512, 1)
-#   PRODUCTS       int8|fp32: Kindred's inference products (default int8; `kindred generate` defaults to fp32)
+#   PRODUCTS       int8|fp32: Kindred's inference products (default int8, as `kindred generate` on CPUs with AMX-INT8)
 #   OUT            folder for each run's JSON lines (default: /tmp/bench-moe), summarised in a table at the end
 set -euo pipefail
 cd "$(dirname "$0")/../.."

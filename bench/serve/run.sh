@@ -14,6 +14,8 @@
 #                  bench/serve/kindred_bench_serve_load.
 #   LLAMA_SERVER   llama-server built from source outside this repo (e.g. /work/third_party_bench/
 #                  llama-build/bin/llama-server); without it only Kindred is measured.
+#   LLAMA_SERVER_ARGS  extra llama-server arguments (split on spaces), e.g. `--no-repack` where
+#                  llama.cpp's AMX weight repacking crashes (bench/llama_bench.sh)
 #   OUT            folder for the JSON lines (default: /tmp/bench-serve).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -78,8 +80,9 @@ servers="kindred"
 if [[ -n "${LLAMA_SERVER:-}" ]]; then
     port=18182
     # -c is the total context, split evenly across the -np slots; --jinja renders the GGUF's own template.
+    # shellcheck disable=SC2086  # LLAMA_SERVER_ARGS is a list of words
     "$LLAMA_SERVER" -m "$model" --host 127.0.0.1 --port "$port" -np "$parallel" -c $((ctx * parallel)) -t "$threads" \
-        --jinja --no-webui --log-disable &
+        --jinja --no-webui --log-disable ${LLAMA_SERVER_ARGS:-} &
     server_pid=$!
     wait_healthy "$port"
     measure llama-server "$port" bench
