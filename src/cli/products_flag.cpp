@@ -15,7 +15,7 @@ void add_products_flag(CLI::App& command, kernels::Precision& products, kernels:
             "--products",
             [&products](const std::string& value) { products = *kernels::parse_precision(value); },
             "Products against the model's quantized weights: int8 (activations quantized to 8 bits, as "
-            "llama.cpp does; faster on batches and on MXFP4/K-quant weights) or fp32 (exact); docs/models.md")
+            "llama.cpp does; faster on batches, on MXFP4/K-quant weights, and on CPUs with AMX-INT8) or fp32 (exact); docs/models.md")
         ->check(CLI::IsMember({"int8", "fp32"}))
         ->default_str(kernels::precision_name(default_products));
 }
