@@ -352,7 +352,8 @@ void attention_per_query(float* out, const float* q, const void* k, const void* 
             softmax_span(scores, first, position, hole_begin, hole_end, shape.sinks != nullptr ? shape.sinks + h : nullptr);
             float* o = out + item * head_dim;
             std::fill(o, o + head_dim, 0.0f);
-            for (std::int64_t p = first; p <= position; ++p) cpu::axpy_row(o, scores[p], kv_row<Row>(v, head + p * step), head_dim);
+            cpu::axpy_rows(o, scores, first, position, [&](std::int64_t p) { return kv_row<Row>(v, head + p * step); },
+                           head_dim);
         }
     });
 }
