@@ -1,6 +1,8 @@
 // kernels/cpu/int8_dot.cpp — the 8-bit-activation dot products (see int8_dot.h).
 #include "kernels/cpu/int8_dot.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -485,8 +487,6 @@ void dot_few_tokens_avx2(BlockAt block_at, const QuantizedRows& x, float* y, std
     }
 }
 
-constexpr std::int64_t fused_tokens = 4;  // above this, unpacking a row once for all tokens costs less
-
 // False for the types without this form, whose rows are unpacked first: Q5_0, and the K-quants,
 // whose scales are spread over a 256-block (bench/int8_dot: decoding them block by block measured
 // 40-70% slower than unpacking the row at once, a super-block's scales at its first block no
@@ -534,7 +534,6 @@ bool dot_packed_avx2(DType type, const std::uint8_t* src, const QuantizedRows& x
 #if defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__AVX512F__) && defined(__linux__)
 #define KINDRED_AMX_INT8 1
 
-constexpr int tile = 16;               // tokens per A tile, weight rows per B tile
 constexpr std::int64_t b_tile_bytes = block * tile;  // one block of 16 rows: 8 rows of 16 x 4 bytes
 
 // Tiles 0 and 3: C, 16 tokens x 16 int32; 1 and 4: A, 16 tokens x one block; 2 and 5: B, one
@@ -685,7 +684,7 @@ void QuantizedRows::shape(std::int64_t rows, std::int64_t columns) {
     tokens = rows;
     cols = columns;
     blocks = columns / block;
-    const std::int64_t padded_tokens = (tokens + 15) / 16 * 16;
+    const std::int64_t padded_tokens = (tokens + tile - 1) / tile * tile;
     q.resize(static_cast<std::size_t>(padded_tokens * cols));
     std::fill(q.begin() + tokens * cols, q.end(), std::int8_t{0});
     scale.resize(static_cast<std::size_t>(padded_tokens * blocks));
@@ -723,7 +722,7 @@ void QuantizedRows::quantize(const float* x, std::int64_t rows, std::int64_t col
 void dot_row(DType type, const std::uint8_t* row, const QuantizedRows& x, float* y, std::int64_t y_stride,
              UnpackedRow& w, [[maybe_unused]] Code code) {
 #ifdef KINDRED_AVX2
-    if (code == Code::Native && x.tokens >= 1 && x.tokens <= fused_tokens && dot_packed_avx2(type, row, x, y, y_stride)) return;
+    if (code == Code::Native && x.tokens >= 1 && x.tokens <= packed_tokens && dot_packed_avx2(type, row, x, y, y_stride)) return;
 #endif
     unpack_row(type, row, x.blocks, w, code);
     const bool mins = has_mins(type), sub_scales = type == DType::Q6_K;
@@ -748,16 +747,21 @@ const char* describe_code() {
 #else
     const char* rows = "rows: AVX2";
 #endif
-    static const std::string text = use_tiles(DType::Q4_1, 16) ? std::string("AMX-INT8 tiles above 4 tokens; ") + rows : rows;
+    static const std::string text =
+        tiles_available() ? fmt::format("AMX-INT8 tiles above {} tokens; {}", packed_tokens, rows) : std::string(rows);
     return text.c_str();
 }
 
-bool use_tiles([[maybe_unused]] DType type, [[maybe_unused]] std::int64_t tokens) {
+bool tiles_available() {
 #ifdef KINDRED_AMX_INT8
-    return cpu_isa().amx_int8 && tokens > 4 && supported(type) && type != DType::Q6_K;
+    return cpu_isa().amx_int8;
 #else
     return false;
 #endif
+}
+
+bool use_tiles(DType type, std::int64_t tokens) {
+    return tiles_available() && tokens > packed_tokens && supported(type) && type != DType::Q6_K;
 }
 
 void dot_tiles(DType type, [[maybe_unused]] const std::uint8_t* rows, [[maybe_unused]] std::int64_t row_stride,

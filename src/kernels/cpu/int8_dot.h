@@ -40,6 +40,9 @@
 namespace kindred::kernels::cpu::int8 {
 
 constexpr std::int64_t block = 32;
+constexpr std::int64_t tile = 16;  // tokens per AMX A tile, weight rows per B tile
+// Up to this many tokens the rows are read packed (decode); more go to the tiles where there are.
+constexpr std::int64_t packed_tokens = 4;
 
 // Whether rows of `type` have an integer dot here: Q4_0, Q4_1, Q5_0, Q8_0, MXFP4, Q4_K, Q6_K.
 bool supported(DType type);
@@ -85,6 +88,9 @@ void dot_row(DType type, const std::uint8_t* row, const QuantizedRows& x, float*
 const char* describe_code();
 
 // ---- AMX-INT8 tiles: many rows against many tokens ----
+
+// Whether this CPU and build run AMX-INT8 tiles at all.
+bool tiles_available();
 
 // Whether dot_tiles serves `type` for this many tokens on this CPU and build: AMX-INT8 usable,
 // more than four tokens (fewer read the packed rows faster), and a type other than Q6_K (whose

@@ -341,7 +341,7 @@ const char* precision_name(Precision precision) {
     return "fp32";
 }
 
-bool int8_tiles_available() { return cpu::int8::use_tiles(DType::Q4_1, 16); }
+bool int8_tiles_available() { return cpu::int8::tiles_available(); }
 
 std::optional<Precision> parse_precision(std::string_view name) {
     for (Precision precision : {Precision::F32, Precision::BF16, Precision::Int8})

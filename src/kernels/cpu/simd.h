@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
 #include "core/half.h"
 #include "kernels/cpu/ggml_blocks.h"
@@ -87,15 +86,7 @@ struct Q8_0Row {
     static constexpr std::int64_t block = ggml_blocks::kQK, block_bytes = ggml_blocks::kQ80Bytes;
     static constexpr std::int64_t levels_at = 2;  // the int8 levels follow the fp16 scale
     const std::uint8_t* blocks;
-    float scale(std::int64_t i) const {
-        std::uint16_t d;
-        std::memcpy(&d, blocks + i / block * block_bytes, sizeof d);
-#if defined(KINDRED_AVX2) && defined(__F16C__)
-        return _cvtsh_ss(d);  // exact, as fp16_to_fp32, without its branches
-#else
-        return fp16_to_fp32(d);
-#endif
-    }
+    float scale(std::int64_t i) const { return ggml_blocks::load_half(blocks + i / block * block_bytes); }
     std::int8_t level(std::int64_t i) const {
         return static_cast<std::int8_t>(blocks[i / block * block_bytes + levels_at + i % block]);
     }
