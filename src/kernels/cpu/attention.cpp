@@ -27,6 +27,7 @@
 #include "kernels/dequantize.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/gemm_f32.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/simd.h"
 
 namespace kindred::kernels {
@@ -37,22 +38,14 @@ constexpr std::int64_t blas_min_tokens = 8;
 // Queries per sgemm work item: bounds the score block to query_block x positions floats.
 constexpr std::int64_t query_block = 64;
 
-float* scratch(std::int64_t n) {
-    thread_local std::vector<float> buffer;
-    if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
-    return buffer.data();
-}
+// A work item's fp32 buffer, per thread: its scores (or score gradients).
+enum class Scratch { Scores };
+
+float* scratch(std::int64_t n) { return cpu::thread_scratch<float, Scratch::Scores>(n); }
 
 // A work item's bf16 operands, per thread: rows of A (queries, dout, P, dS), columns of A (Pᵀ,
 // dSᵀ), a packed B (the item's query or dout rows) and its keys and values (PackedKv).
-enum class Bf16Scratch { Rows, Columns, Packed, KeysT, ValuesT, Keys, Count };
-
-std::uint16_t* bf16_scratch(Bf16Scratch kind, std::int64_t n) {
-    thread_local std::vector<std::uint16_t> buffers[static_cast<int>(Bf16Scratch::Count)];
-    auto& buffer = buffers[static_cast<int>(kind)];
-    if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
-    return buffer.data();
-}
+enum class Bf16Scratch { Rows, Columns, Packed, KeysT, ValuesT, Keys };
 
 // The keys query t sees: [first[t], past + t] less the hole [hole_begin[t], hole_end[t]) (the
 // documents between a shared prefix document and the query's own; empty without prefix segments).
@@ -223,18 +216,18 @@ PackedKv pack_item(const float* kh, const float* vh, const AttentionShape& shape
     const std::int64_t transposed = bf16::packed_elements(head_dim, span), plain = bf16::packed_elements(span, head_dim);
     PackedKv packed;
     if (scores) {
-        std::uint16_t* keys_t = bf16_scratch(Bf16Scratch::KeysT, transposed);
+        std::uint16_t* keys_t = cpu::thread_scratch<std::uint16_t, Bf16Scratch::KeysT>(transposed);
         bf16::pack_transposed(keys_t, kh, step, span, head_dim);
         packed.keys_t = keys_t;
     }
-    std::uint16_t* second = bf16_scratch(Bf16Scratch::ValuesT, forward ? plain : transposed);
+    std::uint16_t* second = cpu::thread_scratch<std::uint16_t, Bf16Scratch::ValuesT>(forward ? plain : transposed);
     if (forward) {
         bf16::pack(second, vh, step, span, head_dim);
         packed.values = second;
     } else {
         bf16::pack_transposed(second, vh, step, span, head_dim);
         packed.values_t = second;
-        std::uint16_t* keys = bf16_scratch(Bf16Scratch::Keys, plain);
+        std::uint16_t* keys = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Keys>(plain);
         bf16::pack(keys, kh, step, span, head_dim);
         packed.keys = keys;
     }
@@ -277,7 +270,7 @@ void column_product(float* c, const float* a, std::int64_t row_stride, const flo
         return;
     }
     const std::int64_t lda = cpu::bf16::round_up(head_dim, cpu::bf16::block_k);
-    std::uint16_t* a16 = bf16_scratch(Bf16Scratch::Rows, rows * lda);
+    std::uint16_t* a16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Rows>(rows * lda);
     cpu::bf16::round_rows(a16, lda, a, row_stride, rows, head_dim);
     cpu::bf16::gemm(c, span, a16, lda, x_transposed, rows, span, head_dim, false);
     if (scale != 1.0f)
@@ -297,7 +290,7 @@ void key_product(float* c, std::int64_t ldc, const float* a, const float* xh, co
         return;
     }
     const std::int64_t lda = cpu::bf16::round_up(k, cpu::bf16::block_k);
-    std::uint16_t* a16 = bf16_scratch(Bf16Scratch::Rows, m * lda);
+    std::uint16_t* a16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Rows>(m * lda);
     cpu::bf16::round_rows(a16, lda, a, k, m, k);
     cpu::bf16::gemm(c, ldc, a16, lda, x_plain, m, head_dim, k, accumulate);
     if (row_scales != nullptr)
@@ -314,9 +307,9 @@ void transposed_product(float* partial, const float* a, const float* b, std::int
         return;
     }
     const std::int64_t lda = cpu::bf16::round_up(rows, cpu::bf16::block_k);
-    std::uint16_t* a16 = bf16_scratch(Bf16Scratch::Columns, span * lda);
+    std::uint16_t* a16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Columns>(span * lda);
     cpu::bf16::round_columns(a16, lda, a, span, rows, span);
-    std::uint16_t* b16 = bf16_scratch(Bf16Scratch::Packed, cpu::bf16::packed_elements(rows, head_dim));
+    std::uint16_t* b16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Packed>(cpu::bf16::packed_elements(rows, head_dim));
     cpu::bf16::pack(b16, b, row_stride, rows, head_dim);
     cpu::bf16::gemm(partial, head_dim, a16, lda, b16, span, head_dim, rows, true);
 }

@@ -19,6 +19,7 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/gemm_f32.h"
+#include "kernels/cpu/scratch.h"
 
 namespace kindred::kernels {
 namespace {
@@ -53,13 +54,6 @@ constexpr std::int64_t bf16_chunk = 64;
 // A thread's bf16 operands: A's rows (or columns) and a packed B.
 enum class Bf16Scratch { A, B };
 
-std::uint16_t* bf16_scratch(Bf16Scratch kind, std::int64_t n) {
-    thread_local std::vector<std::uint16_t> buffers[2];
-    auto& buffer = buffers[static_cast<int>(kind)];
-    if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
-    return buffer.data();
-}
-
 // The calling thread's buffers for the operands it prepares once per call, which every thread
 // then reads: packings of A and B, and xa or dxa transposed.
 enum class Shared { PackedA, PackedB, Transposed, Count };
@@ -88,10 +82,10 @@ void lora_forward_bf16(float* y, float* xa, const float* u, const float* a, cons
     thread_pool().parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
         for (std::int64_t c0 = t0; c0 < t1; c0 += bf16_chunk) {
             const std::int64_t rows = std::min(bf16_chunk, t1 - c0);
-            std::uint16_t* u16 = bf16_scratch(Bf16Scratch::A, rows * ldu);
+            std::uint16_t* u16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::A>(rows * ldu);
             bf16::round_rows(u16, ldu, u + c0 * s.in, s.in, rows, s.in);
             bf16::gemm(xa + c0 * s.rank, s.rank, u16, ldu, a_t, rows, s.rank, s.in, false);
-            std::uint16_t* x16 = bf16_scratch(Bf16Scratch::B, rows * ldx);
+            std::uint16_t* x16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::B>(rows * ldx);
             bf16::round_rows(x16, ldx, xa + c0 * s.rank, s.rank, rows, s.rank, s.scale);
             bf16::gemm(y + c0 * s.out, s.out, x16, ldx, b_t, rows, s.out, s.rank, true);
         }
@@ -113,7 +107,7 @@ void lora_backward_bf16(float* du, float* da, float* db, const float* dy, const 
             float* const product = products.data();
             for (std::int64_t c0 = r0; c0 < r1; c0 += bf16_chunk) {
                 const std::int64_t n = std::min(bf16_chunk, r1 - c0);
-                std::uint16_t* dy_p = bf16_scratch(Bf16Scratch::B, bf16::packed_elements(s.tokens, n));
+                std::uint16_t* dy_p = cpu::thread_scratch<std::uint16_t, Bf16Scratch::B>(bf16::packed_elements(s.tokens, n));
                 bf16::pack(dy_p, dy + c0, s.out, s.tokens, n);
                 bf16::gemm(product, n, xa_t, ldt, dy_p, s.rank, n, s.tokens, false);
                 for (std::int64_t j = 0; j < n; ++j)
@@ -134,11 +128,11 @@ void lora_backward_bf16(float* du, float* da, float* db, const float* dy, const 
     pool.parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
         for (std::int64_t c0 = t0; c0 < t1; c0 += bf16_chunk) {
             const std::int64_t rows = std::min(bf16_chunk, t1 - c0);
-            std::uint16_t* dy16 = bf16_scratch(Bf16Scratch::A, rows * ldy);
+            std::uint16_t* dy16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::A>(rows * ldy);
             bf16::round_rows(dy16, ldy, dy + c0 * s.out, s.out, rows, s.out);
             bf16::gemm(dxa + c0 * s.rank, s.rank, dy16, ldy, b_p, rows, s.rank, s.out, false);
             if (du == nullptr) continue;
-            std::uint16_t* x16 = bf16_scratch(Bf16Scratch::B, rows * ldx);
+            std::uint16_t* x16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::B>(rows * ldx);
             bf16::round_rows(x16, ldx, dxa + c0 * s.rank, s.rank, rows, s.rank);
             bf16::gemm(du + c0 * s.in, s.in, x16, ldx, a_p, rows, s.in, s.rank, true);
         }
@@ -150,7 +144,7 @@ void lora_backward_bf16(float* du, float* da, float* db, const float* dy, const 
     pool.parallel_for(s.in, grain, [&](std::int64_t col0, std::int64_t col1) {
         for (std::int64_t c0 = col0; c0 < col1; c0 += bf16_chunk) {
             const std::int64_t n = std::min(bf16_chunk, col1 - c0);
-            std::uint16_t* u_p = bf16_scratch(Bf16Scratch::B, bf16::packed_elements(s.tokens, n));
+            std::uint16_t* u_p = cpu::thread_scratch<std::uint16_t, Bf16Scratch::B>(bf16::packed_elements(s.tokens, n));
             bf16::pack(u_p, u + c0, s.in, s.tokens, n);
             bf16::gemm(da + c0, s.in, dxa_t, ldt, u_p, s.rank, n, s.tokens, true);
         }

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -14,6 +13,7 @@
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/int8_dot.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/dequantize.h"
 
@@ -51,45 +51,22 @@ void dequantize_weight_row(const Matrix& w, std::int64_t r, std::int64_t c0, std
     dequantize_span(w.type, w.data, w.rows * w.cols, r * w.cols + c0, dst, width);
 }
 
-inline float half_to_float(const std::uint8_t* p) {
-    std::uint16_t bits;
-    std::memcpy(&bits, p, sizeof bits);
-#ifdef __F16C__
-    return _cvtsh_ss(bits);
-#else
-    return fp16_to_fp32(bits);
-#endif
-}
 
 // Per-thread buffers that grow to the largest size seen and are then reused, so that a decode
 // step allocates nothing. Two kinds, because the calling thread holds block sums while it also
 // dequantizes rows.
 enum class Scratch { Rows, BlockSums };
 
-float* scratch_floats(Scratch kind, std::int64_t n) {
-    thread_local std::vector<float> buffers[2];
-    auto& buffer = buffers[static_cast<int>(kind)];
-    if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
-    return buffer.data();
-}
-
 // The bf16 counterparts: one buffer for a product's rounded activations (the calling thread's,
 // read by every thread of the product) and one per thread for its packed weight panel.
 enum class Bf16Scratch { Activations, Packed };
-
-std::uint16_t* scratch_bf16(Bf16Scratch kind, std::int64_t n) {
-    thread_local std::vector<std::uint16_t> buffers[2];
-    auto& buffer = buffers[static_cast<int>(kind)];
-    if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
-    return buffer.data();
-}
 
 bool use_bf16(Precision precision) { return effective_precision(precision) == Precision::BF16; }
 
 // x [tokens x cols] rounded to bf16 rows of stride round_up(cols, 32).
 const std::uint16_t* rounded_activations(const float* x, std::int64_t tokens, std::int64_t cols) {
     const std::int64_t lda = cpu::bf16::round_up(cols, cpu::bf16::block_k);
-    std::uint16_t* x16 = scratch_bf16(Bf16Scratch::Activations, tokens * lda);
+    std::uint16_t* x16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Activations>(tokens * lda);
     cpu::bf16::round_rows_parallel(x16, lda, x, cols, tokens, cols);
     return x16;
 }
@@ -103,7 +80,7 @@ const float* weight_panel(const Matrix& w, std::int64_t stride_bytes, std::int64
         stride = w.cols;
         return reinterpret_cast<const float*>(base + r0 * stride_bytes) + c0;
     }
-    float* scratch = scratch_floats(Scratch::Rows, n * width);
+    float* scratch = cpu::thread_scratch<float, Scratch::Rows>(n * width);
     for (std::int64_t r = 0; r < n; ++r) dequantize_weight_row(w, r0 + r, c0, width, scratch + r * width);
     stride = width;
     return scratch;
@@ -135,7 +112,7 @@ float dot_q4_0(const std::uint8_t* row, const float* x, const float* x_block_sum
     float offset = 0.0f;
     for (std::int64_t b = 0; b < blocks; ++b) {
         const std::uint8_t* block = row + b * 18;
-        const float d = half_to_float(block);
+        const float d = ggml_blocks::load_half(block);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), nibble_block_dot(block + 2, x + b * qk), acc);
         offset += d * x_block_sums[b];
     }
@@ -148,8 +125,8 @@ float dot_q4_1(const std::uint8_t* row, const float* x, const float* x_block_sum
     float offset = 0.0f;
     for (std::int64_t b = 0; b < blocks; ++b) {
         const std::uint8_t* block = row + b * 20;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(block)), nibble_block_dot(block + 4, x + b * qk), acc);
-        offset += half_to_float(block + 2) * x_block_sums[b];
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(ggml_blocks::load_half(block)), nibble_block_dot(block + 4, x + b * qk), acc);
+        offset += ggml_blocks::load_half(block + 2) * x_block_sums[b];
     }
     return cpu::hsum(acc) + offset;
 }
@@ -164,7 +141,7 @@ float dot_q8_0(const std::uint8_t* row, const float* x, std::int64_t blocks) {
             const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 2 + i));
             sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_loadu_ps(xb + i), sum);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(block)), sum, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(ggml_blocks::load_half(block)), sum, acc);
     }
     return cpu::hsum(acc);
 }
@@ -177,7 +154,7 @@ float dot_f16(const std::uint8_t* row, const float* x, std::int64_t n) {
         acc = _mm256_fmadd_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(x + i), acc);
     }
     float total = cpu::hsum(acc);
-    for (; i < n; ++i) total += half_to_float(row + 2 * i) * x[i];
+    for (; i < n; ++i) total += ggml_blocks::load_half(row + 2 * i) * x[i];
     return total;
 }
 
@@ -230,7 +207,7 @@ void matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std:
     // Per-token block sums of x for the Q4 formats' offset terms, computed once for all rows.
     const bool needs_block_sums = w.type == DType::Q4_0 || w.type == DType::Q4_1;
     const std::int64_t blocks = cols / 32;
-    float* block_sums = needs_block_sums ? scratch_floats(Scratch::BlockSums, tokens * blocks) : nullptr;
+    float* block_sums = needs_block_sums ? cpu::thread_scratch<float, Scratch::BlockSums>(tokens * blocks) : nullptr;
     if (needs_block_sums) {
         for (std::int64_t t = 0; t < tokens; ++t)
             for (std::int64_t b = 0; b < blocks; ++b) {
@@ -241,7 +218,7 @@ void matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens, std:
     }
     const bool fused = has_fused_dot(w.type);
     thread_pool().parallel_for(w.rows, matvec_grain, [&](std::int64_t begin, std::int64_t end) {
-        float* row_floats = fused ? nullptr : scratch_floats(Scratch::Rows, cols);
+        float* row_floats = fused ? nullptr : cpu::thread_scratch<float, Scratch::Rows>(cols);
         for (std::int64_t r = begin; r < end; ++r) {
             const std::uint8_t* row = base + r * row_stride;
             if (r + prefetch_rows < end) prefetch_row(row + prefetch_rows * row_stride, row_stride);
@@ -315,7 +292,7 @@ void panel_matmul(float* y, const float* x, const Matrix& w, std::int64_t tokens
             std::int64_t stride;
             const float* panel = weight_panel(w, row_stride, r0, n, 0, cols, stride);
             if (bf16) {
-                std::uint16_t* packed = scratch_bf16(Bf16Scratch::Packed, cpu::bf16::packed_elements(cols, n));
+                std::uint16_t* packed = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Packed>(cpu::bf16::packed_elements(cols, n));
                 cpu::bf16::pack_transposed(packed, panel, stride, n, cols);
                 cpu::bf16::gemm(y + r0, w.rows, x16, lda, packed, tokens, n, cols, false);
                 continue;
@@ -399,7 +376,7 @@ void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int
                 std::int64_t panel_stride;
                 const float* panel = weight_panel(w, stride, r0, n, c0, width, panel_stride);
                 if (bf16) {
-                    std::uint16_t* packed = scratch_bf16(Bf16Scratch::Packed, cpu::bf16::packed_elements(n, width));
+                    std::uint16_t* packed = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Packed>(cpu::bf16::packed_elements(n, width));
                     cpu::bf16::pack(packed, panel, panel_stride, n, width);
                     cpu::bf16::gemm(dx + t0 * cols + c0, cols, dy16 + t0 * lda + r0, lda, packed, rows_t, width, n,
                                     true);

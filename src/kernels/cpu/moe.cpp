@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/gemm_f32.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/softmax.h"
 
@@ -23,11 +24,10 @@ namespace {
 // Tokens per work item of the per-token loops: the work per token is a few hundred floats.
 constexpr std::int64_t token_grain = 16;
 
-float* scratch(std::int64_t n) {
-    thread_local std::vector<float> buffer;
-    if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
-    return buffer.data();
-}
+// A token's or an expert's fp32 working buffer, per thread.
+enum class Scratch { Work };
+
+float* scratch(std::int64_t n) { return cpu::thread_scratch<float, Scratch::Work>(n); }
 
 void check_router(const RouterShape& shape) {
     if (shape.tokens < 0 || shape.experts <= 0) fail("moe: bad router shape tokens={} experts={}", shape.tokens, shape.experts);
