@@ -45,7 +45,7 @@ Decoder::Decoder(ModelConfig config, Weights weights, std::int64_t max_batch)
     // One arena for every activation; pages are touched only as far as the batches reach.
     const std::int64_t tables = static_cast<std::int64_t>(spec_.rope.size());
     const std::int64_t per_token = 2 * hidden + 2 * shape.q_dim + 2 * shape.kv_dim + 2 * shape.ff + tables * head_dim;
-    arena_.reset(new float[static_cast<std::size_t>(per_token * max_batch_)]);
+    arena_ = aligned_array<float>(per_token * max_batch_);
     float* next = arena_.get();
     auto take = [&](std::int64_t floats_per_token) {
         float* view = next;

@@ -26,6 +26,7 @@
 #include <span>
 #include <vector>
 
+#include "core/aligned.h"
 #include "formats/model_config.h"
 #include "kernels/matmul.h"
 #include "model/family.h"
@@ -176,7 +177,7 @@ private:
     kernels::Matrix embedding_, output_;
     const float* output_norm_ = nullptr;
     std::vector<std::vector<float>> owned_vectors_;  // 1-D tensors converted to fp32
-    std::unique_ptr<float[]> arena_;
+    AlignedArray<float> arena_;
     std::unique_ptr<MoeActivations> moe_act_ = std::make_unique<MoeActivations>();  // MoE layers' scratch
     Activations act_{};
     const LoraAdapters* adapter_ = nullptr;

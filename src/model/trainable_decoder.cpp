@@ -61,7 +61,7 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
     rope_.resize(base.spec().rope.size());
     std::int64_t byte_count = 0;
     const std::int64_t float_count = plan(nullptr, nullptr, byte_count);
-    arena_.reset(new float[static_cast<std::size_t>(float_count)]);
+    arena_ = aligned_array<float>(float_count);
     masks_.reset(new std::uint8_t[static_cast<std::size_t>(std::max<std::int64_t>(byte_count, 1))]);
     plan(arena_.get(), masks_.get(), byte_count);
 }
@@ -74,9 +74,12 @@ std::int64_t TrainableDecoder::plan(float* floats, std::uint8_t* bytes, std::int
     const std::int64_t hidden = shape.hidden, q_dim = shape.q_dim, kv_dim = shape.kv_dim, ff = shape.ff;
     std::int64_t used = 0;
     byte_count = 0;
+    // Every buffer starts on a cache line (the arena does): the products' AMX tiles read and
+    // write 64-byte rows.
+    constexpr std::int64_t line_floats = cache_line_bytes / sizeof(float);
     auto take_floats = [&](std::int64_t n) {
         float* view = floats == nullptr ? nullptr : floats + used;
-        used += n;
+        used += (n + line_floats - 1) / line_floats * line_floats;
         return view;
     };
     auto take = [&](std::int64_t per_token) { return take_floats(per_token * max_tokens_); };

@@ -61,6 +61,7 @@
 #include <span>
 #include <vector>
 
+#include "core/aligned.h"
 #include "kernels/attention.h"
 #include "kernels/loss.h"
 #include "model/decoder.h"
@@ -186,7 +187,7 @@ private:
     std::uint64_t dropout_seed_ = 0;
     std::uint64_t step_ = 0;
 
-    std::unique_ptr<float[]> arena_;
+    AlignedArray<float> arena_;
     std::unique_ptr<std::uint8_t[]> masks_;
     std::vector<std::int32_t> segment_ids_;  // the batch's, [max_tokens]
     std::vector<std::int32_t> prefix_segment_ids_;  // the batch's, [max_tokens]

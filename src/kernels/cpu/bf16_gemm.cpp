@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
+#include "core/aligned.h"
 #include "core/cpu_isa.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -228,15 +228,16 @@ void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, 
     const std::int64_t n_blocks = round_up(n, block_n) / block_n;
     // A's rows past its last whole tile, copied with zero rows below them into one tile's worth.
     const std::int64_t whole_rows = m / block_m * block_m;
-    thread_local std::vector<std::uint16_t> tail;
+    thread_local GrowingBuffer<std::uint16_t> tail_buffer;
+    std::uint16_t* tail = tail_buffer.at_least(block_m * padded_k);
     if (whole_rows < m) {
-        tail.assign(static_cast<std::size_t>(block_m * padded_k), 0);
+        std::memset(tail, 0, static_cast<std::size_t>(block_m * padded_k) * sizeof(std::uint16_t));
         for (std::int64_t r = whole_rows; r < m; ++r)
-            std::memcpy(tail.data() + (r - whole_rows) * padded_k, a + r * lda, padded_k * sizeof(std::uint16_t));
+            std::memcpy(tail + (r - whole_rows) * padded_k, a + r * lda, padded_k * sizeof(std::uint16_t));
     }
     const auto tile_at = [&](std::int64_t row, int t, ATiles& tiles) {
         const bool in_place = row < whole_rows;
-        tiles.start[t] = in_place ? a + row * lda : tail.data();
+        tiles.start[t] = in_place ? a + row * lda : tail;
         tiles.stride[t] = static_cast<long>((in_place ? lda : padded_k) * 2);
     };
     configure_tiles();

@@ -3,12 +3,12 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <mutex>
 #include <string_view>
 
 #include <cblas.h>
 
+#include "core/aligned.h"
 #include "core/cpu_isa.h"
 #include "core/error.h"
 
@@ -50,10 +50,6 @@ void pin_openblas_to_one_thread() {
     std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
-struct FreeDeleter {
-    void operator()(float* p) const { std::free(p); }
-};
-
 }  // namespace
 
 void sgemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
@@ -94,16 +90,14 @@ Choice choose(const CpuIsa& isa, std::string_view openblas_core) {
 void run(const Variant& variant, const Problem& problem) {
     // The calling thread's packing space, grown to the largest variant seen; allocated without
     // being written, so that only the pages a product's shape touches become resident.
-    thread_local std::unique_ptr<float, FreeDeleter> space;
+    thread_local AlignedArray<float> space;
     thread_local std::int64_t space_floats = 0;
     constexpr std::int64_t align_floats = 16;  // 64 bytes
     const std::int64_t pack_a = (variant.pack_a_floats + align_floats - 1) / align_floats * align_floats;
     const std::int64_t needed = pack_a + variant.pack_b_floats;
     if (space_floats < needed) {
-        const std::size_t bytes = static_cast<std::size_t>((needed + align_floats - 1) / align_floats * 64);
         space_floats = 0;
-        space.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-        if (space == nullptr) fail("sgemm: cannot allocate {} bytes of packing space", bytes);
+        space = aligned_array<float>(needed);
         space_floats = needed;
     }
     variant.run(problem, space.get(), space.get() + pack_a);

@@ -59,18 +59,16 @@ enum class Bf16Scratch { A, B };
 enum class Shared { PackedA, PackedB, Transposed, Count };
 
 std::uint16_t* shared_bf16(Shared kind, std::int64_t n) {
-    thread_local std::vector<std::uint16_t> buffers[static_cast<int>(Shared::Count)];
-    auto& buffer = buffers[static_cast<int>(kind)];
-    buffer.resize(static_cast<std::size_t>(n));
-    return buffer.data();
+    thread_local GrowingBuffer<std::uint16_t> buffers[static_cast<int>(Shared::Count)];
+    return buffers[static_cast<int>(kind)].at_least(n);
 }
 
 // scale · x (n floats) in the calling thread's buffer, to be rounded: the scale folded in.
 const float* scaled(const float* x, std::int64_t n, float scale) {
-    thread_local std::vector<float> buffer;
-    buffer.resize(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) buffer[static_cast<std::size_t>(i)] = scale * x[i];
-    return buffer.data();
+    thread_local GrowingBuffer<float> buffer;
+    float* out = buffer.at_least(n);
+    for (std::int64_t i = 0; i < n; ++i) out[i] = scale * x[i];
+    return out;
 }
 
 void lora_forward_bf16(float* y, float* xa, const float* u, const float* a, const float* b, const LoraShape& s) {
@@ -102,9 +100,8 @@ void lora_backward_bf16(float* du, float* da, float* db, const float* dy, const 
         std::uint16_t* xa_t = shared_bf16(Shared::Transposed, s.rank * ldt);
         bf16::round_columns(xa_t, ldt, scaled(xa, s.tokens * s.rank, s.scale), s.rank, s.tokens, s.rank);
         pool.parallel_for(s.out, grain, [&](std::int64_t r0, std::int64_t r1) {
-            thread_local std::vector<float> products;
-            products.resize(static_cast<std::size_t>(s.rank * bf16_chunk));
-            float* const product = products.data();
+            thread_local GrowingBuffer<float> products;
+            float* const product = products.at_least(s.rank * bf16_chunk);
             for (std::int64_t c0 = r0; c0 < r1; c0 += bf16_chunk) {
                 const std::int64_t n = std::min(bf16_chunk, r1 - c0);
                 std::uint16_t* dy_p = cpu::thread_scratch<std::uint16_t, Bf16Scratch::B>(bf16::packed_elements(s.tokens, n));
@@ -121,9 +118,8 @@ void lora_backward_bf16(float* du, float* da, float* db, const float* dy, const 
     bf16::pack(b_p, scaled(b, s.out * s.rank, s.scale), s.rank, s.out, s.rank);
     std::uint16_t* a_p = shared_bf16(Shared::PackedA, du != nullptr ? bf16::packed_elements(s.rank, s.in) : 0);
     if (du != nullptr) bf16::pack(a_p, a, s.in, s.rank, s.in);
-    thread_local std::vector<float> dxa_buffer;
-    dxa_buffer.resize(static_cast<std::size_t>(s.tokens * s.rank));
-    float* const dxa = dxa_buffer.data();
+    thread_local GrowingBuffer<float> dxa_buffer;
+    float* const dxa = dxa_buffer.at_least(s.tokens * s.rank);
     const std::int64_t ldy = bf16::round_up(s.out, bf16::block_k), ldx = bf16::round_up(s.rank, bf16::block_k);
     pool.parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
         for (std::int64_t c0 = t0; c0 < t1; c0 += bf16_chunk) {

@@ -2,19 +2,20 @@
 // reused, so that a decode step or a training product allocates nothing; internal to kernels/cpu.
 // Each (element type, Kind) pair is its own buffer on each thread. A kernel names the buffers it
 // holds at the same time with enumerators of an enum in its own anonymous namespace (so no two
-// kernels' kinds are ever the same buffer), e.g. thread_scratch<float, Scratch::Rows>(n).
+// kernels' kinds are ever the same buffer), e.g. thread_scratch<float, Scratch::Rows>(n). Every
+// buffer starts on a cache line (core/aligned.h), as AMX tile rows and vector loads want.
 #pragma once
 
 #include <cstdint>
-#include <vector>
+
+#include "core/aligned.h"
 
 namespace kindred::kernels::cpu {
 
 template <typename T, auto Kind>
 T* thread_scratch(std::int64_t n) {
-    thread_local std::vector<T> buffer;
-    if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
-    return buffer.data();
+    thread_local GrowingBuffer<T> buffer;
+    return buffer.at_least(n);
 }
 
 }  // namespace kindred::kernels::cpu
