@@ -26,6 +26,7 @@
 #include <optional>
 #include <string_view>
 
+#include "core/aligned.h"
 #include "core/dtype.h"
 
 namespace kindred::kernels {
@@ -41,13 +42,34 @@ std::optional<Precision> parse_precision(std::string_view name);
 // Whether Int8 multiplies more than four tokens in AMX-INT8 tiles on this CPU and build.
 bool int8_tiles_available();
 
+struct PackedBf16;
+
 // A [rows x cols] matrix stored row-major in `type`; a quantized row is cols / block_size blocks.
+// `packed`, when set, is the same matrix already rounded and packed for Precision::BF16 (see
+// pack_bf16): BF16 products read it instead of dequantizing and packing panels of `data`.
 struct Matrix {
     DType type = DType::F32;
     std::int64_t rows = 0;
     std::int64_t cols = 0;
     const void* data = nullptr;
+    const PackedBf16* packed = nullptr;
 };
+
+// A frozen weight converted once into both operands its BF16 products read on AMX (the tile
+// layout of kernels/cpu/bf16_gemm.h): wᵀ for matmul_forward, w for matmul_backward_input. For a
+// caller that multiplies by the same weight many times (training: twice per micro-batch), so
+// that each product skips dequantizing and packing; the products give the same bits either way
+// (the same bf16 values meet the same fp32 sums in the same order).
+struct PackedBf16 {
+    AlignedArray<std::uint16_t> transposed;  // B = wᵀ: contraction over w's columns
+    AlignedArray<std::uint16_t> plain;       // B = w: contraction over w's rows
+};
+
+// Bytes pack_bf16 allocates for w.
+std::int64_t packed_bf16_bytes(const Matrix& w);
+// w packed for BF16 products, using core/thread_pool. Throws Error where BF16 runs in fp32 (no
+// AMX-BF16) or w cannot be dequantized.
+PackedBf16 pack_bf16(const Matrix& w);
 
 // y[tokens x w.rows] = x[tokens x w.cols] · wᵀ (+ bias[w.rows] when not null).
 // Throws Error when w.cols is not a whole number of blocks or the type cannot be dequantized.

@@ -150,6 +150,15 @@ void mlp_backward(const LayerShape& shape, const LayerSpec& spec, const LayerWei
 
 // in and out features of `module` in a layer, or {0, 0} when the layer lacks it.
 std::pair<std::int64_t, std::int64_t> module_features(const LayerWeights& w, LoraModule module) {
+    if (module == LoraModule::ExpertsGateUp) return {w.moe.gate.cols, 2 * w.moe.gate.rows};
+    if (module == LoraModule::ExpertsDown) return {w.moe.down.cols, w.moe.down.rows};
+    const kernels::Matrix* dense = dense_weight(w, module);
+    return dense == nullptr ? std::pair<std::int64_t, std::int64_t>{0, 0} : std::pair{dense->cols, dense->rows};
+}
+
+}  // namespace
+
+const kernels::Matrix* dense_weight(const LayerWeights& w, LoraModule module) {
     const kernels::Matrix* dense = nullptr;
     switch (module) {
         case LoraModule::Q: dense = &w.q; break;
@@ -159,13 +168,11 @@ std::pair<std::int64_t, std::int64_t> module_features(const LayerWeights& w, Lor
         case LoraModule::Gate: dense = &w.gate; break;
         case LoraModule::Up: dense = &w.up; break;
         case LoraModule::Down: dense = &w.down; break;
-        case LoraModule::ExpertsGateUp: return {w.moe.gate.cols, 2 * w.moe.gate.rows};
-        case LoraModule::ExpertsDown: return {w.moe.down.cols, w.moe.down.rows};
+        case LoraModule::ExpertsGateUp:
+        case LoraModule::ExpertsDown: return nullptr;
     }
-    return dense->data == nullptr ? std::pair<std::int64_t, std::int64_t>{0, 0} : std::pair{dense->cols, dense->rows};
+    return dense->data == nullptr ? nullptr : dense;
 }
-
-}  // namespace
 
 void check_adapter_fits(const LoraAdapters& adapters, std::span<const LayerWeights> layers, const std::string& source) {
     for (std::size_t l = 0; l < layers.size(); ++l)

@@ -174,6 +174,10 @@ struct RopeRows {
     float* sin = nullptr;
 };
 
+// The dense projection `module` names in a layer (Q..Down), or null for the expert modules and
+// for a projection the layer lacks (a mixture-of-experts layer's MLP).
+const kernels::Matrix* dense_weight(const LayerWeights& w, LoraModule module);
+
 // Throws Error naming `source` when an adapter of some layer maps other features than that
 // layer's weights, sits on a module the layer lacks, or has another expert count (an adapter made
 // for another model).

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <utility>
 
+#include <unistd.h>
+
 #include "core/error.h"
 #include "kernels/lora.h"
 #include "kernels/norm.h"
@@ -64,6 +66,52 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
     arena_ = aligned_array<float>(float_count);
     masks_.reset(new std::uint8_t[static_cast<std::size_t>(std::max<std::int64_t>(byte_count, 1))]);
     plan(arena_.get(), masks_.get(), byte_count);
+    pack_frozen_weights();
+}
+
+namespace {
+
+// The most bytes of bf16 packings of the frozen weights a trainer holds: a quarter of the
+// machine's memory, at most 4 GiB (SmolLM2-135M's take 0.4 GB, Qwen3-0.6B's 2.2 GB; a 20B
+// model's would not fit, and its products pack as they go).
+std::int64_t packing_budget() {
+    const long pages = sysconf(_SC_PHYS_PAGES), page_bytes = sysconf(_SC_PAGE_SIZE);
+    const std::int64_t quarter = pages > 0 && page_bytes > 0 ? std::int64_t{pages} * page_bytes / 4 : 0;
+    return std::min<std::int64_t>(quarter, std::int64_t{4} << 30);
+}
+
+}  // namespace
+
+// Packs the dense projections for BF16 products once (kernels::pack_bf16) when they run on AMX
+// and the packings fit packing_budget(): each micro-batch then skips dequantizing and packing
+// every frozen weight twice, for the same bits.
+void TrainableDecoder::pack_frozen_weights() {
+    if (kernels::effective_precision(precision_) != kernels::Precision::BF16) return;
+    const auto& layers = base_.layers();
+    std::int64_t bytes = 0;
+    for (const LayerWeights& w : layers)
+        for (int m = 0; m < linear_module_count; ++m)
+            if (const kernels::Matrix* dense = dense_weight(w, static_cast<LoraModule>(m)))
+                bytes += kernels::packed_bf16_bytes(*dense);
+    if (bytes == 0 || bytes > packing_budget()) return;
+    packed_.resize(layers.size() * linear_module_count);
+    packed_views_.resize(packed_.size());
+    for (std::size_t l = 0; l < layers.size(); ++l)
+        for (int m = 0; m < linear_module_count; ++m) {
+            const kernels::Matrix* dense = dense_weight(layers[l], static_cast<LoraModule>(m));
+            if (dense == nullptr) continue;
+            const std::size_t i = l * linear_module_count + static_cast<std::size_t>(m);
+            packed_[i] = kernels::pack_bf16(*dense);
+            packed_views_[i] = *dense;
+            packed_views_[i].packed = &packed_[i];
+        }
+    packed_bytes_ = bytes;
+}
+
+const kernels::Matrix& TrainableDecoder::frozen(std::int64_t l, LoraModule m, const kernels::Matrix& w) const {
+    if (packed_views_.empty() || static_cast<int>(m) >= linear_module_count) return w;
+    const kernels::Matrix& view = packed_views_[static_cast<std::size_t>(l * linear_module_count + static_cast<int>(m))];
+    return view.data == w.data ? view : w;
 }
 
 // Carves every buffer out of `floats` / `bytes` (null: only counts) and returns the float count.
@@ -302,7 +350,7 @@ void TrainableDecoder::backward_pass(const float* dhidden) {
 
 void TrainableDecoder::linear(std::int64_t l, LoraModule m, LayerActs& s, float* y, const float* x,
                               const kernels::Matrix& w, const float* bias, bool base) {
-    if (base) kernels::matmul_forward(y, x, w, bias, tokens_, precision_);
+    if (base) kernels::matmul_forward(y, x, frozen(l, m, w), bias, tokens_, precision_);
     if (!adapters_.adapts(l, m)) return;
     const int mi = static_cast<int>(m);
     const std::int64_t in = adapters_.in_features(m);
@@ -319,7 +367,7 @@ void TrainableDecoder::linear(std::int64_t l, LoraModule m, LayerActs& s, float*
 
 void TrainableDecoder::linear_backward(std::int64_t l, LoraModule m, const LayerActs& s, float* dx, const float* dy,
                                        const float* x, const kernels::Matrix& w) {
-    kernels::matmul_backward_input(dx, dy, w, tokens_, precision_);
+    kernels::matmul_backward_input(dx, dy, frozen(l, m, w), tokens_, precision_);
     if (!adapters_.adapts(l, m)) return;
     const int mi = static_cast<int>(m);
     const std::int64_t in = adapters_.in_features(m);

@@ -140,9 +140,14 @@ public:
     bool checkpointing() const { return checkpoint_; }
     kernels::Precision precision() const { return precision_; }
     std::int64_t max_tokens() const { return max_tokens_; }
+    // Bytes of the frozen weights' bf16 packings held (0 when the products pack as they go).
+    std::int64_t packed_weight_bytes() const { return packed_bytes_; }
 
 private:
     std::int64_t plan(float* floats, std::uint8_t* bytes, std::int64_t& byte_count);
+    void pack_frozen_weights();
+    // w, or its view with packings when pack_frozen_weights made them.
+    const kernels::Matrix& frozen(std::int64_t l, LoraModule m, const kernels::Matrix& w) const;
     void check(const TrainBatch& batch) const;
     void embed(const TrainBatch& batch);
     void begin(const TrainBatch& batch, bool train);
@@ -189,6 +194,11 @@ private:
 
     AlignedArray<float> arena_;
     std::unique_ptr<std::uint8_t[]> masks_;
+    // The dense projections' bf16 packings and views that carry them, [layer x linear module]
+    // (empty when not made: see pack_frozen_weights).
+    std::vector<kernels::PackedBf16> packed_;
+    std::vector<kernels::Matrix> packed_views_;
+    std::int64_t packed_bytes_ = 0;
     std::vector<std::int32_t> segment_ids_;  // the batch's, [max_tokens]
     std::vector<std::int32_t> prefix_segment_ids_;  // the batch's, [max_tokens]
     std::vector<LayerActs> layer_acts_;  // one per layer, or one shared when checkpointing

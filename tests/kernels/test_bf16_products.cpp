@@ -26,6 +26,7 @@ using kindred::testing::fp32_sum_bound;
 using kindred::testing::random_weights;
 
 float bf16_round(float x) { return bf16_to_fp32(fp32_to_bf16(x)); }
+using cpu::bf16::round_up;
 
 // Student rows h [rows x dim] and an output matrix W [vocab x dim] of bf16-representable values.
 struct Bf16ExactHead {
@@ -75,6 +76,38 @@ TEST(Bf16Products, ForwardAndBackwardInputOfEveryShippedTypeMatchRoundedOperands
             matmul_backward_input(dx.data(), dy.data(), matrix, tokens, Precision::BF16);
             const auto w_at = [&](std::int64_t r, std::int64_t c) { return w[r * cols + c]; };
             ASSERT_NO_FATAL_FAILURE(expect_rounded_product(dx, 0.25f, dy, tokens, rows, cols, w_at, "dx"));
+        }
+    }
+    set_thread_count(previous);
+}
+
+// pack_bf16's packings stand in for the per-product dequantize-and-pack bit for bit, forward and
+// backward, on uneven thread slices and shapes that are not whole tiles.
+TEST(Bf16Products, PackedWeightsGiveTheSameBitsAsPackingPerProduct) {
+    SKIP_WITHOUT_AMX();
+    const int previous = thread_pool().size();
+    set_thread_count(3);
+    for (DType type : {DType::F32, DType::Q4_1, DType::Q8_0, DType::Q4_K}) {
+        const std::int64_t rows = 301, cols = type == DType::Q4_K ? 512 : 224;
+        const auto bytes = random_weights(type, rows, cols, 19);
+        const Matrix plain{type, rows, cols, bytes.data()};
+        const PackedBf16 packed = pack_bf16(plain);
+        Matrix with_packing = plain;
+        with_packing.packed = &packed;
+        EXPECT_EQ(packed_bf16_bytes(plain), 2 * (round_up(cols, 32) * round_up(rows, 16) +
+                                                 round_up(rows, 32) * round_up(cols, 16)));
+        for (std::int64_t tokens : {4, 37, 150}) {
+            SCOPED_TRACE(::testing::Message() << dtype_name(type) << " tokens=" << tokens);
+            const auto x = random_floats(static_cast<std::size_t>(tokens * cols), 7);
+            std::vector<float> y(static_cast<std::size_t>(tokens * rows)), y_packed(y.size());
+            matmul_forward(y.data(), x.data(), plain, nullptr, tokens, Precision::BF16);
+            matmul_forward(y_packed.data(), x.data(), with_packing, nullptr, tokens, Precision::BF16);
+            EXPECT_EQ(y, y_packed);
+            const auto dy = random_floats(static_cast<std::size_t>(tokens * rows), 8);
+            std::vector<float> dx(static_cast<std::size_t>(tokens * cols), 0.25f), dx_packed(dx);
+            matmul_backward_input(dx.data(), dy.data(), plain, tokens, Precision::BF16);
+            matmul_backward_input(dx_packed.data(), dy.data(), with_packing, tokens, Precision::BF16);
+            EXPECT_EQ(dx, dx_packed);
         }
     }
     set_thread_count(previous);

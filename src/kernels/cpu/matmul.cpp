@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -286,9 +287,15 @@ void panel_matmul(float* y, const float* x, const Matrix& w, std::int64_t tokens
     const std::uint16_t* x16 = bf16 ? rounded_activations(x, tokens, cols) : nullptr;
     const std::int64_t lda = cpu::bf16::round_up(cols, cpu::bf16::block_k);
     const std::int64_t panel_rows = std::max<std::int64_t>(16, (panel_floats / cols) / 16 * 16);
+    const bool prepacked = bf16 && w.packed != nullptr;
     thread_pool().parallel_for(w.rows, 16, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t r0 = begin; r0 < end; r0 += panel_rows) {
             const std::int64_t n = std::min(panel_rows, end - r0);
+            if (prepacked) {
+                const std::uint16_t* packed = w.packed->transposed.get() + cpu::bf16::packed_offset(cols, r0 / cpu::bf16::block_n);
+                cpu::bf16::gemm(y + r0, w.rows, x16, lda, packed, tokens, n, cols, false);
+                continue;
+            }
             std::int64_t stride;
             const float* panel = weight_panel(w, row_stride, r0, n, 0, cols, stride);
             if (bf16) {
@@ -349,12 +356,16 @@ void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int
     const bool bf16 = use_bf16(precision);
     const std::uint16_t* dy16 = bf16 ? rounded_activations(dy, tokens, w.rows) : nullptr;
     const std::int64_t lda = cpu::bf16::round_up(w.rows, cpu::bf16::block_k);
-    const std::int64_t cols = w.cols, block = dtype_info(w.type).block_size;
+    const std::int64_t cols = w.cols;
+    std::int64_t block = dtype_info(w.type).block_size;
     // Work items are (token block, column chunk) pairs. Column chunks are whole weight blocks, as
     // wide as one chunk per thread allows (sgemm is most efficient on wide outputs) but at least
     // 64; when that leaves fewer items than threads (576 columns on 16 threads), tokens are split
     // too, each token block dequantizing its own panels (a few operations per weight against
     // 2 · block_tokens flops per weight).
+    const bool prepacked = bf16 && w.packed != nullptr;
+    // A packed w's column blocks are 16 wide: chunks start on them.
+    if (prepacked) block = std::lcm(block, cpu::bf16::block_n);
     const std::int64_t threads = thread_pool().size();
     const std::int64_t wanted = std::max<std::int64_t>(64, (cols + threads - 1) / threads);
     const std::int64_t grain = std::max<std::int64_t>(block, (wanted + block - 1) / block * block);
@@ -367,6 +378,13 @@ void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int
             const std::int64_t t0 = (item / chunks) * block_tokens, c0 = (item % chunks) * grain;
             const std::int64_t rows_t = std::min(block_tokens, tokens - t0), width = std::min(grain, cols - c0);
             if (rows_t <= 0) continue;
+            if (prepacked) {
+                // The whole contraction in one product: the same k-blocks reach each C tile in
+                // the same order as panel by panel.
+                const std::uint16_t* packed = w.packed->plain.get() + cpu::bf16::packed_offset(w.rows, c0 / cpu::bf16::block_n);
+                cpu::bf16::gemm(dx + t0 * cols + c0, cols, dy16 + t0 * lda, lda, packed, rows_t, width, w.rows, true);
+                continue;
+            }
             // bf16 panels start at multiples of 32 weight rows, so that the 32-wide blocks of dy's
             // columns they read end inside its rows' zero-padded tails (bf16_gemm.h).
             const std::int64_t panel_rows = bf16 ? std::max<std::int64_t>(32, panel_floats / width / 32 * 32)
@@ -387,6 +405,42 @@ void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int
             }
         }
     });
+}
+
+std::int64_t packed_bf16_bytes(const Matrix& w) {
+    return 2 * (cpu::bf16::packed_elements(w.cols, w.rows) + cpu::bf16::packed_elements(w.rows, w.cols));
+}
+
+PackedBf16 pack_bf16(const Matrix& w) {
+    const std::int64_t stride = checked_row_stride(w);
+    if (!use_bf16(Precision::BF16)) fail("pack_bf16: this CPU or build has no AMX-BF16");
+    PackedBf16 packed;
+    packed.transposed = aligned_array<std::uint16_t>(cpu::bf16::packed_elements(w.cols, w.rows));
+    packed.plain = aligned_array<std::uint16_t>(cpu::bf16::packed_elements(w.rows, w.cols));
+    // wᵀ by ranges of w's rows (its column blocks), w by ranges of whole-block columns (its
+    // column blocks, every row): each range a panel as the products would dequantize it.
+    const std::int64_t panel_rows = std::max<std::int64_t>(16, (panel_floats / w.cols) / 16 * 16);
+    thread_pool().parallel_for(w.rows, panel_rows, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t r0 = begin; r0 < end; r0 += panel_rows) {
+            const std::int64_t n = std::min(panel_rows, end - r0);
+            std::int64_t panel_stride;
+            const float* panel = weight_panel(w, stride, r0, n, 0, w.cols, panel_stride);
+            cpu::bf16::pack_transposed(packed.transposed.get() + cpu::bf16::packed_offset(w.cols, r0 / cpu::bf16::block_n),
+                                       panel, panel_stride, n, w.cols);
+        }
+    });
+    const std::int64_t block = std::lcm<std::int64_t>(dtype_info(w.type).block_size, cpu::bf16::block_n);
+    const std::int64_t width = std::max(block, panel_floats / std::max<std::int64_t>(w.rows, 1) / block * block);
+    thread_pool().parallel_for(w.cols, width, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t c0 = begin; c0 < end; c0 += width) {
+            const std::int64_t n = std::min(width, end - c0);
+            std::int64_t panel_stride;
+            const float* panel = weight_panel(w, stride, 0, w.rows, c0, n, panel_stride);
+            cpu::bf16::pack(packed.plain.get() + cpu::bf16::packed_offset(w.rows, c0 / cpu::bf16::block_n), panel,
+                            panel_stride, w.rows, n);
+        }
+    });
+    return packed;
 }
 
 void matmul_backward_weight(float* dw, float* dbias, const float* dy, const float* x, std::int64_t rows,
