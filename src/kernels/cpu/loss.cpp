@@ -49,7 +49,7 @@ struct FusedCrossEntropy::State {
     const std::int32_t* targets = nullptr;
     std::int64_t tokens = 0;
     std::vector<std::int64_t> active;  // counted tokens, in order
-    std::vector<float> hs;             // their rows of h, gathered
+    GrowingBuffer<float> hs;           // their rows of h, gathered
     std::vector<float> lse;            // their log-sum-exps
     std::unique_ptr<cpu::VocabStream> stream;
 };
@@ -77,10 +77,10 @@ CrossEntropyTotals FusedCrossEntropy::forward(float* target_logprob, const float
     const auto n = static_cast<std::int64_t>(s.active.size());
     s.lse.assign(static_cast<std::size_t>(n), 0.0f);
     if (n == 0) return {};
-    s.hs.resize(static_cast<std::size_t>(n * dim));
-    for (std::int64_t i = 0; i < n; ++i) std::copy_n(h + s.active[i] * dim, dim, s.hs.data() + i * dim);
+    float* hs = s.hs.at_least(n * dim);
+    for (std::int64_t i = 0; i < n; ++i) std::copy_n(h + s.active[i] * dim, dim, hs + i * dim);
 
-    s.stream = std::make_unique<cpu::VocabStream>(s.hs.data(), n, s.w, shape, 1.0f);
+    s.stream = std::make_unique<cpu::VocabStream>(hs, n, s.w, shape, 1.0f);
 
     // Pass 1: online log-sum-exp (running max and rescaled sum) and the target logit.
     std::vector<float> running_max(static_cast<std::size_t>(n), -std::numeric_limits<float>::infinity());
@@ -127,7 +127,9 @@ void FusedCrossEntropy::backward(float* dh, const float* weights, float grad_sca
 
     // Pass 2: logits again, turned in place into grad_scale·weight·(softmax − onehot), then
     // dhs[block] += G · W_chunk.
-    std::vector<float> dhs(static_cast<std::size_t>(n * dim), 0.0f);
+    const AlignedArray<float> dhs_buffer = aligned_array<float>(n * dim);
+    float* const dhs = dhs_buffer.get();
+    std::fill(dhs, dhs + n * dim, 0.0f);
     s.stream->run([&](std::int64_t b, std::int64_t e, float* z, std::int64_t v0, std::int64_t v1, const float* wc) {
         const std::int64_t cn = v1 - v0;
         float* g = z;
@@ -137,11 +139,11 @@ void FusedCrossEntropy::backward(float* dh, const float* weights, float grad_sca
             const std::int32_t y = targets[active[i]];
             if (y >= v0 && y < v1) z[y - v0] -= coefficient;
         }
-        s.stream->add_product(dhs.data() + b * dim, b, e, g, cn, wc, 1.0f);
+        s.stream->add_product(dhs + b * dim, b, e, g, cn, wc, 1.0f);
     }, /*with_gradient=*/true);
     for (std::int64_t i = 0; i < n; ++i) {
         float* out = dh + active[i] * dim;
-        const float* in = dhs.data() + i * dim;
+        const float* in = dhs + i * dim;
         for (std::int64_t k = 0; k < dim; ++k) out[k] += in[k];
     }
 }

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/aligned.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/bf16_gemm.h"
@@ -92,16 +93,16 @@ public:
                 float scale)
         : rows_(rows), n_(n), w_(w), dim_(shape.dim), vocab_(shape.vocab), chunk_(std::min(shape.chunk, shape.vocab)),
           scale_(scale), bf16_(effective_precision(w.precision) == Precision::BF16),
-          logits_(static_cast<std::size_t>(n * chunk_)),
-          dequantized_(w.f32 != nullptr ? 0 : static_cast<std::size_t>(chunk_ * shape.dim)) {
+          logits_(aligned_array<float>(n * chunk_)),
+          dequantized_(aligned_array<float>(w.f32 != nullptr ? 0 : chunk_ * shape.dim)) {
         if (!bf16_) return;
         // bf16: the rows are rounded (scale folded in) once; each chunk is packed as Wᵀ for the
         // logits and, in gradient walks, as W for add_product (bf16_gemm.h's layouts).
         rows_lda_ = bf16::round_up(dim_, bf16::block_k);
-        rows16_.resize(static_cast<std::size_t>(n_ * rows_lda_));
-        bf16::round_rows_parallel(rows16_.data(), rows_lda_, rows_, dim_, n_, dim_, scale_);
-        transposed_.resize(static_cast<std::size_t>(bf16::packed_elements(dim_, chunk_)));
-        plain_.resize(static_cast<std::size_t>(bf16::packed_elements(chunk_, dim_)));
+        rows16_ = aligned_array<std::uint16_t>(n_ * rows_lda_);
+        bf16::round_rows_parallel(rows16_.get(), rows_lda_, rows_, dim_, n_, dim_, scale_);
+        transposed_ = aligned_array<std::uint16_t>(bf16::packed_elements(dim_, chunk_));
+        plain_ = aligned_array<std::uint16_t>(bf16::packed_elements(chunk_, dim_));
     }
 
     // Calls per_block(b, e, z, v0, v1, wc) for every block [b, e) of rows and every vocabulary
@@ -114,16 +115,16 @@ public:
         auto& pool = thread_pool();
         for (std::int64_t v0 = 0; v0 < vocab_; v0 += chunk_) {
             const std::int64_t v1 = std::min(vocab_, v0 + chunk_), cn = v1 - v0;
-            const float* wc = w_.f32 != nullptr ? w_.f32 + v0 * dim_ : dequantized_.data();
+            const float* wc = w_.f32 != nullptr ? w_.f32 + v0 * dim_ : dequantized_.get();
             if (w_.f32 == nullptr)
                 pool.parallel_for(cn, token_grain, [&](std::int64_t b, std::int64_t e) {
-                    w_.dequantize(w_.context, v0 + b, v0 + e, dequantized_.data() + b * dim_);
+                    w_.dequantize(w_.context, v0 + b, v0 + e, dequantized_.get() + b * dim_);
                 });
             if (bf16_) pack_chunk(wc, cn, with_gradient);
             pool.parallel_for(n_, token_grain, [&](std::int64_t b, std::int64_t e) {
-                float* z = logits_.data() + b * cn;
+                float* z = logits_.get() + b * cn;
                 if (bf16_)
-                    bf16::gemm(z, cn, rows16_.data() + b * rows_lda_, rows_lda_, transposed_.data(), e - b, cn, dim_,
+                    bf16::gemm(z, cn, rows16_.get() + b * rows_lda_, rows_lda_, transposed_.get(), e - b, cn, dim_,
                                false);
                 else
                     cpu::sgemm(false, true, e - b, cn, dim_, scale_, rows_ + b * dim_, dim_, wc, dim_, 0.0f, z, cn);
@@ -138,10 +139,10 @@ public:
                      float alpha) const {
         if (bf16_) {
             const std::int64_t ldg = bf16::round_up(cn, bf16::block_k);
-            thread_local std::vector<std::uint16_t> g16;
-            g16.resize(static_cast<std::size_t>((e - b) * ldg));
-            bf16::round_rows(g16.data(), ldg, g, cn, e - b, cn, alpha);
-            bf16::gemm(out, dim_, g16.data(), ldg, plain_.data(), e - b, dim_, cn, true);
+            thread_local GrowingBuffer<std::uint16_t> g16_buffer;
+            std::uint16_t* g16 = g16_buffer.at_least((e - b) * ldg);
+            bf16::round_rows(g16, ldg, g, cn, e - b, cn, alpha);
+            bf16::gemm(out, dim_, g16, ldg, plain_.get(), e - b, dim_, cn, true);
             return;
         }
         cpu::sgemm(false, false, e - b, dim_, cn, alpha, g, cn, wc, dim_, 1.0f, out, dim_);
@@ -155,14 +156,14 @@ private:
         const std::int64_t vocab_blocks = bf16::round_up(cn, bf16::block_n) / bf16::block_n;
         pool.parallel_for(vocab_blocks, 4, [&](std::int64_t b, std::int64_t e) {
             const std::int64_t r0 = b * bf16::block_n, r1 = std::min(cn, e * bf16::block_n);
-            bf16::pack_transposed(transposed_.data() + bf16::packed_offset(dim_, b), wc + r0 * dim_, dim_, r1 - r0,
+            bf16::pack_transposed(transposed_.get() + bf16::packed_offset(dim_, b), wc + r0 * dim_, dim_, r1 - r0,
                                   dim_);
         });
         if (!with_gradient) return;
         const std::int64_t dim_blocks = bf16::round_up(dim_, bf16::block_n) / bf16::block_n;
         pool.parallel_for(dim_blocks, 4, [&](std::int64_t b, std::int64_t e) {
             const std::int64_t c0 = b * bf16::block_n, c1 = std::min(dim_, e * bf16::block_n);
-            bf16::pack(plain_.data() + bf16::packed_offset(cn, b), wc + c0, dim_, cn, c1 - c0);
+            bf16::pack(plain_.get() + bf16::packed_offset(cn, b), wc + c0, dim_, cn, c1 - c0);
         });
     }
 
@@ -172,12 +173,12 @@ private:
     std::int64_t dim_, vocab_, chunk_;
     float scale_;
     bool bf16_;
-    std::vector<float> logits_;
-    std::vector<float> dequantized_;
+    AlignedArray<float> logits_;
+    AlignedArray<float> dequantized_;
     std::int64_t rows_lda_ = 0;
-    std::vector<std::uint16_t> rows16_;      // the rows in bf16
-    std::vector<std::uint16_t> transposed_;  // the chunk packed as Wᵀ
-    std::vector<std::uint16_t> plain_;       // the chunk packed as W (gradient walks)
+    AlignedArray<std::uint16_t> rows16_;      // the rows in bf16
+    AlignedArray<std::uint16_t> transposed_;  // the chunk packed as Wᵀ
+    AlignedArray<std::uint16_t> plain_;       // the chunk packed as W (gradient walks)
 };
 
 }  // namespace kindred::kernels::cpu
