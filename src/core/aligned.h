@@ -4,10 +4,13 @@
 // line-aligned storage).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
+#include <vector>
 
 #include "core/error.h"
 
@@ -33,6 +36,30 @@ AlignedArray<T> aligned_array(std::int64_t n) {
     if (p == nullptr) fail("cannot allocate {} bytes", rounded);
     return AlignedArray<T>(p);
 }
+
+// std::allocator's counterpart whose storage starts on a cache line, for buffers that change
+// size with their contents (AlignedVector).
+template <typename T>
+struct CacheLineAllocator {
+    using value_type = T;
+    CacheLineAllocator() = default;
+    template <typename U>
+    CacheLineAllocator(const CacheLineAllocator<U>&) {}
+    T* allocate(std::size_t n) {
+        const std::size_t bytes = (n * sizeof(T) + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes;
+        void* p = std::aligned_alloc(cache_line_bytes, std::max<std::size_t>(bytes, cache_line_bytes));
+        if (p == nullptr) throw std::bad_alloc();
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, std::size_t) { std::free(p); }
+    template <typename U>
+    bool operator==(const CacheLineAllocator<U>&) const {
+        return true;
+    }
+};
+
+template <typename T>
+using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
 
 // A buffer that grows to the largest size asked for and keeps its contents' prefix when it
 // grows; new elements are zero.

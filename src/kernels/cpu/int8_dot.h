@@ -33,8 +33,8 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
+#include "core/aligned.h"
 #include "core/dtype.h"
 
 namespace kindred::kernels::cpu::int8 {
@@ -53,9 +53,9 @@ enum class Code { Native, Scalar };  // Native: AVX2 (and VNNI) when the build h
 // across calls. Zero rows follow the last token up to a multiple of 16 (whole AMX tiles).
 struct QuantizedRows {
     std::int64_t tokens = 0, cols = 0, blocks = 0;
-    std::vector<std::int8_t> q;       // [round_up(tokens, 16) x cols]
-    std::vector<float> scale;         // [round_up(tokens, 16) x blocks] d (0 for an all-zero block)
-    std::vector<float> scaled_sum;    // [round_up(tokens, 16) x blocks] d · Σ q
+    AlignedVector<std::int8_t> q;       // [round_up(tokens, 16) x cols]
+    AlignedVector<float> scale;         // [round_up(tokens, 16) x blocks] d (0 for an all-zero block)
+    AlignedVector<float> scaled_sum;    // [round_up(tokens, 16) x blocks] d · Σ q
 
     // Quantizes x [tokens x cols]. A block whose d would be below FLT_MIN (|x| < 1.5e-36) is all
     // zeros (its 1/d would overflow); a block holding inf or NaN gets d = NaN, so its products are
@@ -71,10 +71,10 @@ struct QuantizedRows {
 
 // One weight row in the form the dot reads (see above); storage is reused across rows.
 struct UnpackedRow {
-    std::vector<std::int8_t> q;            // [cols]
-    std::vector<float> scale;              // [blocks]
-    std::vector<float> min;                // [blocks], Q4_1 and Q4_K only
-    std::vector<std::int16_t> sub_scales;  // [blocks x 16], Q6_K only: 8 lanes of each half's scale
+    AlignedVector<std::int8_t> q;            // [cols]
+    AlignedVector<float> scale;              // [blocks]
+    AlignedVector<float> min;                // [blocks], Q4_1 and Q4_K only
+    AlignedVector<std::int16_t> sub_scales;  // [blocks x 16], Q6_K only: 8 lanes of each half's scale
 };
 
 // y[t · y_stride] = the row's product with token t of x, for every token of x. `row` holds
@@ -100,10 +100,10 @@ bool use_tiles(DType type, std::int64_t tokens);
 // 16 unpacked weight rows in AMX's B layout, block by block, with their scales and mins.
 struct TileRows {
     UnpackedRow row;
-    std::vector<std::int8_t> rows;  // [16][cols rounded up to two blocks], the unpacked rows
-    std::vector<std::int8_t> q;  // [blocks rounded up to 2][8][16 rows][4]
-    std::vector<float> scale;    // [blocks][16 rows]
-    std::vector<float> min;      // [blocks][16 rows]
+    AlignedVector<std::int8_t> rows;  // [16][cols rounded up to two blocks], the unpacked rows
+    AlignedVector<std::int8_t> q;  // [blocks rounded up to 2][8][16 rows][4]
+    AlignedVector<float> scale;    // [blocks][16 rows]
+    AlignedVector<float> min;      // [blocks][16 rows]
 };
 
 // y[t · y_stride + r] = dot_row's product of row r (at rows + r · row_stride) with token t, for
