@@ -60,6 +60,20 @@ void dropout_backward(float* dx, const float* dout, const std::uint8_t* keep, st
 // xa[tokens x rank] = u · Aᵀ; y[tokens x out] += scale · xa · Bᵀ. u is the (dropped-out) input.
 void lora_forward(float* y, float* xa, const float* u, const float* a, const float* b, const LoraShape& shape);
 
+// matmul_forward(y, x, w, bias, tokens, precision) then lora_forward(y, xa, u, a, b) in one call,
+// with the same bits (w: the adapted frozen weight [out x in]; u: x itself, or x after the
+// adapter's dropout). In BF16 on AMX, for more than a few tokens and without bias, x is rounded
+// once for both products when u is x, and the adapter's term joins the frozen product's sums on
+// the tiles instead of a second pass over y.
+void linear_with_lora_forward(float* y, float* xa, const float* x, const float* u, const Matrix& w, const float* bias,
+                              const float* a, const float* b, const LoraShape& shape);
+
+// matmul_backward_input(dx, dy, w, tokens, precision) then lora_backward(dx, da, db, dy, x, xa,
+// a, b) for an adapter without dropout (its du is dx), in one call with the same bits. In BF16 on
+// AMX dy is rounded once for both, and du's term joins the frozen product's sums on the tiles.
+void linear_with_lora_backward(float* dx, float* da, float* db, const float* dy, const float* x, const float* xa,
+                               const Matrix& w, const float* a, const float* b, const LoraShape& shape);
+
 // Given dy [tokens x out] and the forward's u and xa:
 //   db [out x rank]   += scale · dyᵀ · xa
 //   da [rank x in]    += (scale · dy · B)ᵀ · u

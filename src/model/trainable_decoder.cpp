@@ -350,8 +350,10 @@ void TrainableDecoder::backward_pass(const float* dhidden) {
 
 void TrainableDecoder::linear(std::int64_t l, LoraModule m, LayerActs& s, float* y, const float* x,
                               const kernels::Matrix& w, const float* bias, bool base) {
-    if (base) kernels::matmul_forward(y, x, frozen(l, m, w), bias, tokens_, precision_);
-    if (!adapters_.adapts(l, m)) return;
+    if (!adapters_.adapts(l, m)) {
+        if (base) kernels::matmul_forward(y, x, frozen(l, m, w), bias, tokens_, precision_);
+        return;
+    }
     const int mi = static_cast<int>(m);
     const std::int64_t in = adapters_.in_features(m);
     const float* u = x;
@@ -362,24 +364,31 @@ void TrainableDecoder::linear(std::int64_t l, LoraModule m, LayerActs& s, float*
         u = s.u[mi];
     }
     const kernels::LoraShape shape{tokens_, in, adapters_.out_features(m), rank_, adapters_.scale(), precision_};
-    kernels::lora_forward(y, s.xa[mi], u, adapters_.a(l, m), adapters_.b(l, m), shape);
+    if (base)
+        kernels::linear_with_lora_forward(y, s.xa[mi], x, u, frozen(l, m, w), bias, adapters_.a(l, m),
+                                          adapters_.b(l, m), shape);
+    else
+        kernels::lora_forward(y, s.xa[mi], u, adapters_.a(l, m), adapters_.b(l, m), shape);
 }
 
 void TrainableDecoder::linear_backward(std::int64_t l, LoraModule m, const LayerActs& s, float* dx, const float* dy,
                                        const float* x, const kernels::Matrix& w) {
-    kernels::matmul_backward_input(dx, dy, frozen(l, m, w), tokens_, precision_);
-    if (!adapters_.adapts(l, m)) return;
+    if (!adapters_.adapts(l, m)) {
+        kernels::matmul_backward_input(dx, dy, frozen(l, m, w), tokens_, precision_);
+        return;
+    }
     const int mi = static_cast<int>(m);
     const std::int64_t in = adapters_.in_features(m);
     const kernels::LoraShape shape{tokens_, in, adapters_.out_features(m), rank_, adapters_.scale(), precision_};
     if (dropout_on_) {
+        kernels::matmul_backward_input(dx, dy, frozen(l, m, w), tokens_, precision_);
         zero(du_, tokens_ * in);
         kernels::lora_backward(du_, adapters_.grad_a(l, m), adapters_.grad_b(l, m), dy, s.u[mi], s.xa[mi],
                                adapters_.a(l, m), adapters_.b(l, m), shape);
         kernels::dropout_backward(dx, du_, s.keep[mi], tokens_ * in, static_cast<float>(adapters_.config().dropout));
     } else {
-        kernels::lora_backward(dx, adapters_.grad_a(l, m), adapters_.grad_b(l, m), dy, x, s.xa[mi], adapters_.a(l, m),
-                               adapters_.b(l, m), shape);
+        kernels::linear_with_lora_backward(dx, adapters_.grad_a(l, m), adapters_.grad_b(l, m), dy, x, s.xa[mi],
+                                           frozen(l, m, w), adapters_.a(l, m), adapters_.b(l, m), shape);
     }
 }
 

@@ -113,6 +113,77 @@ TEST(Bf16Products, PackedWeightsGiveTheSameBitsAsPackingPerProduct) {
     set_thread_count(previous);
 }
 
+// The fused frozen product and adapter term give the bits of matmul_forward then lora_forward:
+// with and without dropout (u = x or not), with packed and unpacked weights, on uneven thread
+// slices, at token counts that take the fused path and one that does not.
+TEST(Bf16Products, LinearWithLoraForwardGivesTheBitsOfTheTwoCalls) {
+    SKIP_WITHOUT_AMX();
+    const int previous = thread_pool().size();
+    set_thread_count(3);
+    const std::int64_t out = 301, in = 224, rank = 16;
+    const auto bytes = random_weights(DType::Q4_1, out, in, 23);
+    const Matrix plain{DType::Q4_1, out, in, bytes.data()};
+    const PackedBf16 packed = pack_bf16(plain);
+    Matrix with_packing = plain;
+    with_packing.packed = &packed;
+    const auto a = random_floats(static_cast<std::size_t>(rank * in), 24, -0.3f, 0.3f);
+    const auto b = random_floats(static_cast<std::size_t>(out * rank), 25, -0.3f, 0.3f);
+    for (const Matrix* w : {&plain, static_cast<const Matrix*>(&with_packing)})
+        for (std::int64_t tokens : {2, 4, 37, 150})
+            for (bool dropout : {false, true}) {
+                SCOPED_TRACE(::testing::Message() << "packed=" << (w->packed != nullptr) << " tokens=" << tokens
+                                                  << " dropout=" << dropout);
+                const auto x = random_floats(static_cast<std::size_t>(tokens * in), 26);
+                const auto dropped = random_floats(x.size(), 27);
+                const float* u = dropout ? dropped.data() : x.data();
+                const LoraShape shape{tokens, in, out, rank, 2.0f, Precision::BF16};
+                std::vector<float> y(static_cast<std::size_t>(tokens * out)), xa(static_cast<std::size_t>(tokens * rank));
+                matmul_forward(y.data(), x.data(), *w, nullptr, tokens, Precision::BF16);
+                lora_forward(y.data(), xa.data(), u, a.data(), b.data(), shape);
+                std::vector<float> y_fused(y.size(), -1.0f), xa_fused(xa.size(), -1.0f);
+                linear_with_lora_forward(y_fused.data(), xa_fused.data(), x.data(), u, *w, nullptr, a.data(), b.data(),
+                                         shape);
+                EXPECT_EQ(y, y_fused);
+                EXPECT_EQ(xa, xa_fused);
+            }
+    set_thread_count(previous);
+}
+
+// The fused input gradient gives the bits of matmul_backward_input then lora_backward (du = dx),
+// with packed and unpacked weights (whose panels split the contraction), on uneven slices.
+TEST(Bf16Products, LinearWithLoraBackwardGivesTheBitsOfTheTwoCalls) {
+    SKIP_WITHOUT_AMX();
+    const int previous = thread_pool().size();
+    set_thread_count(3);
+    const std::int64_t out = 1100, in = 768, rank = 16;  // 3 threads: 256-column chunks, 2 panels of rows
+    const auto bytes = random_weights(DType::Q8_0, out, in, 31);
+    const Matrix plain{DType::Q8_0, out, in, bytes.data()};
+    const PackedBf16 packed = pack_bf16(plain);
+    Matrix with_packing = plain;
+    with_packing.packed = &packed;
+    const auto a = random_floats(static_cast<std::size_t>(rank * in), 32, -0.3f, 0.3f);
+    const auto b = random_floats(static_cast<std::size_t>(out * rank), 33, -0.3f, 0.3f);
+    for (const Matrix* w : {&plain, static_cast<const Matrix*>(&with_packing)})
+        for (std::int64_t tokens : {1, 37, 150}) {
+            SCOPED_TRACE(::testing::Message() << "packed=" << (w->packed != nullptr) << " tokens=" << tokens);
+            const auto x = random_floats(static_cast<std::size_t>(tokens * in), 34);
+            const auto xa = random_floats(static_cast<std::size_t>(tokens * rank), 35);
+            const auto dy = random_floats(static_cast<std::size_t>(tokens * out), 36);
+            const LoraShape shape{tokens, in, out, rank, 2.0f, Precision::BF16};
+            std::vector<float> dx(static_cast<std::size_t>(tokens * in), 0.25f), da(a.size(), -0.25f),
+                db(b.size(), 0.125f);
+            matmul_backward_input(dx.data(), dy.data(), *w, tokens, Precision::BF16);
+            lora_backward(dx.data(), da.data(), db.data(), dy.data(), x.data(), xa.data(), a.data(), b.data(), shape);
+            std::vector<float> dx_fused(dx.size(), 0.25f), da_fused(a.size(), -0.25f), db_fused(b.size(), 0.125f);
+            linear_with_lora_backward(dx_fused.data(), da_fused.data(), db_fused.data(), dy.data(), x.data(), xa.data(),
+                                      *w, a.data(), b.data(), shape);
+            EXPECT_EQ(dx, dx_fused);
+            EXPECT_EQ(da, da_fused);
+            EXPECT_EQ(db, db_fused);
+        }
+    set_thread_count(previous);
+}
+
 // LoRA in bf16. Where the kernel's operand is observable (u, A, B, dy, and xa, which the forward
 // returns) the reference multiplies its rounded values and the bound is Bf16Gemm's
 // fp32_sum_bound. dxa = dy · scale·B is internal and rounded again for du and dA: there the bound

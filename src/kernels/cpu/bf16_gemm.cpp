@@ -47,13 +47,19 @@ struct ATiles {
     long stride[2];
 };
 
-// MT x NT tiles of C (MT row tiles of A, NT column blocks of B from `b`), read from (when
-// accumulate) and written to c with row stride ldc.
+// One product a block sums: A's tiles, B's first column block and its k-blocks (each column
+// block of B is k_blocks tiles long).
+struct BlockOperands {
+    ATiles a;
+    const std::uint16_t* b;
+    std::int64_t k_blocks;
+};
+
+// MT x NT tiles of C (MT row tiles of A, NT column blocks of B), read from (when accumulate) and
+// written to c with row stride ldc, summing the `count` products in turn.
 template <int MT, int NT>
-void amx_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t k_blocks,
-               bool accumulate) {
+void amx_block(float* c, std::int64_t ldc, const BlockOperands* products, int count, bool accumulate) {
     const auto c_stride = static_cast<long>(ldc * 4);
-    const std::uint16_t* b1 = b + k_blocks * tile_elements;
     float* c1 = c + block_n;
     float* c2 = c + block_m * ldc;
     float* c3 = c2 + block_n;
@@ -68,15 +74,21 @@ void amx_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t*
         if constexpr (MT > 1) _tile_zero(2);
         if constexpr (MT > 1 && NT > 1) _tile_zero(3);
     }
-    for (std::int64_t kb = 0; kb < k_blocks; ++kb) {
-        _tile_loadd(4, a.start[0] + kb * block_k, a.stride[0]);
-        if constexpr (MT > 1) _tile_loadd(5, a.start[1] + kb * block_k, a.stride[1]);
-        _tile_loadd(6, b + kb * tile_elements, 64);
-        if constexpr (NT > 1) _tile_loadd(7, b1 + kb * tile_elements, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        if constexpr (NT > 1) _tile_dpbf16ps(1, 4, 7);
-        if constexpr (MT > 1) _tile_dpbf16ps(2, 5, 6);
-        if constexpr (MT > 1 && NT > 1) _tile_dpbf16ps(3, 5, 7);
+    for (int p = 0; p < count; ++p) {
+        const ATiles& a = products[p].a;
+        const std::uint16_t* b = products[p].b;
+        const std::int64_t k_blocks = products[p].k_blocks;
+        const std::uint16_t* b1 = b + k_blocks * tile_elements;
+        for (std::int64_t kb = 0; kb < k_blocks; ++kb) {
+            _tile_loadd(4, a.start[0] + kb * block_k, a.stride[0]);
+            if constexpr (MT > 1) _tile_loadd(5, a.start[1] + kb * block_k, a.stride[1]);
+            _tile_loadd(6, b + kb * tile_elements, 64);
+            if constexpr (NT > 1) _tile_loadd(7, b1 + kb * tile_elements, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            if constexpr (NT > 1) _tile_dpbf16ps(1, 4, 7);
+            if constexpr (MT > 1) _tile_dpbf16ps(2, 5, 6);
+            if constexpr (MT > 1 && NT > 1) _tile_dpbf16ps(3, 5, 7);
+        }
     }
     _tile_stored(0, c, c_stride);
     if constexpr (NT > 1) _tile_stored(1, c1, c_stride);
@@ -85,24 +97,52 @@ void amx_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t*
 }
 
 template <int MT, int NT>
-void edge_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t k_blocks,
-                bool accumulate, std::int64_t rows, std::int64_t cols) {
+void edge_block(float* c, std::int64_t ldc, const BlockOperands* products, int count, bool accumulate,
+                std::int64_t rows, std::int64_t cols) {
     constexpr std::int64_t width = 2 * block_n;
     alignas(64) float scratch[2 * block_m * width] = {};
     if (accumulate)
         for (std::int64_t i = 0; i < rows; ++i) std::memcpy(scratch + i * width, c + i * ldc, cols * sizeof(float));
-    amx_block<MT, NT>(scratch, width, a, b, k_blocks, accumulate);
+    amx_block<MT, NT>(scratch, width, products, count, accumulate);
     for (std::int64_t i = 0; i < rows; ++i) std::memcpy(c + i * ldc, scratch + i * width, cols * sizeof(float));
 }
 
 template <int MT, int NT>
-void any_block(float* c, std::int64_t ldc, const ATiles& a, const std::uint16_t* b, std::int64_t k_blocks,
-               bool accumulate, std::int64_t rows, std::int64_t cols) {
+void any_block(float* c, std::int64_t ldc, const BlockOperands* products, int count, bool accumulate,
+               std::int64_t rows, std::int64_t cols) {
     if (rows == MT * block_m && cols == NT * block_n)
-        amx_block<MT, NT>(c, ldc, a, b, k_blocks, accumulate);
+        amx_block<MT, NT>(c, ldc, products, count, accumulate);
     else
-        edge_block<MT, NT>(c, ldc, a, b, k_blocks, accumulate, rows, cols);
+        edge_block<MT, NT>(c, ldc, products, count, accumulate, rows, cols);
 }
+
+// One product's A as gemm walks it: rows past its last whole 16-row tile are copied, with zero
+// rows below them, into a tile's worth of the calling thread's scratch (gemm never reads past
+// row m).
+template <int Which>
+class ARows {
+public:
+    ARows(const std::uint16_t* a, std::int64_t lda, std::int64_t m, std::int64_t k)
+        : a_(a), lda_(lda), padded_k_(round_up(k, block_k)), whole_rows_(m / block_m * block_m) {
+        thread_local GrowingBuffer<std::uint16_t> tail_buffer;
+        tail_ = tail_buffer.at_least(block_m * padded_k_);
+        if (whole_rows_ == m) return;
+        std::memset(tail_, 0, static_cast<std::size_t>(block_m * padded_k_) * sizeof(std::uint16_t));
+        for (std::int64_t r = whole_rows_; r < m; ++r)
+            std::memcpy(tail_ + (r - whole_rows_) * padded_k_, a + r * lda, padded_k_ * sizeof(std::uint16_t));
+    }
+    // Tile t (0 or 1) of `tiles` for the 16 rows from `row`.
+    void tile(std::int64_t row, int t, ATiles& tiles) const {
+        const bool in_place = row < whole_rows_;
+        tiles.start[t] = in_place ? a_ + row * lda_ : tail_;
+        tiles.stride[t] = static_cast<long>((in_place ? lda_ : padded_k_) * 2);
+    }
+
+private:
+    const std::uint16_t* a_;
+    std::int64_t lda_, padded_k_, whole_rows_;
+    std::uint16_t* tail_;
+};
 
 // Rows of C per chunk: 128 rows of A (K = 1536: 384 KiB of bf16) stay in L2 across column blocks.
 constexpr std::int64_t chunk_rows = 128;
@@ -220,47 +260,42 @@ void pack(std::uint16_t* packed, const float* w, std::int64_t ldw, std::int64_t 
 }
 
 void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* packed,
-          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate) {
+          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate, const SecondProduct* then) {
     require_amx("gemm");
     if (m <= 0 || n <= 0) return;
 #ifdef KINDRED_AMX
-    const std::int64_t padded_k = round_up(k, block_k), k_blocks = padded_k / block_k;
     const std::int64_t n_blocks = round_up(n, block_n) / block_n;
-    // A's rows past its last whole tile, copied with zero rows below them into one tile's worth.
-    const std::int64_t whole_rows = m / block_m * block_m;
-    thread_local GrowingBuffer<std::uint16_t> tail_buffer;
-    std::uint16_t* tail = tail_buffer.at_least(block_m * padded_k);
-    if (whole_rows < m) {
-        std::memset(tail, 0, static_cast<std::size_t>(block_m * padded_k) * sizeof(std::uint16_t));
-        for (std::int64_t r = whole_rows; r < m; ++r)
-            std::memcpy(tail + (r - whole_rows) * padded_k, a + r * lda, padded_k * sizeof(std::uint16_t));
-    }
-    const auto tile_at = [&](std::int64_t row, int t, ATiles& tiles) {
-        const bool in_place = row < whole_rows;
-        tiles.start[t] = in_place ? a + row * lda : tail;
-        tiles.stride[t] = static_cast<long>((in_place ? lda : padded_k) * 2);
-    };
+    const ARows<0> first_rows(a, lda, m, k);
+    const std::int64_t k_blocks = round_up(k, block_k) / block_k;
+    const bool second = then != nullptr && then->k > 0;
+    const ARows<1> second_rows(second ? then->a : a, second ? then->lda : lda, second ? m : 0, second ? then->k : 0);
+    const std::int64_t second_k_blocks = second ? round_up(then->k, block_k) / block_k : 0;
     configure_tiles();
     for (std::int64_t i0 = 0; i0 < m; i0 += chunk_rows) {
         const std::int64_t i1 = std::min(m, i0 + chunk_rows);
         for (std::int64_t nb = 0; nb < n_blocks; nb += 2) {
-            const std::uint16_t* b = packed + packed_offset(k, nb);
             const std::int64_t cols = std::min(2 * block_n, n - nb * block_n);
             for (std::int64_t i = i0; i < i1; i += 2 * block_m) {
                 const std::int64_t rows = std::min(2 * block_m, i1 - i);
                 float* ci = c + i * ldc + nb * block_n;
                 const bool m_pair = rows > block_m, n_pair = cols > block_n;
-                ATiles ai{};
-                tile_at(i, 0, ai);
-                if (m_pair) tile_at(i + block_m, 1, ai);
+                BlockOperands products[2] = {{{}, packed + packed_offset(k, nb), k_blocks}, {}};
+                first_rows.tile(i, 0, products[0].a);
+                if (m_pair) first_rows.tile(i + block_m, 1, products[0].a);
+                if (second) {
+                    products[1] = {{}, then->packed + packed_offset(then->k, nb), second_k_blocks};
+                    second_rows.tile(i, 0, products[1].a);
+                    if (m_pair) second_rows.tile(i + block_m, 1, products[1].a);
+                }
+                const int count = second ? 2 : 1;
                 if (m_pair && n_pair)
-                    any_block<2, 2>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
+                    any_block<2, 2>(ci, ldc, products, count, accumulate, rows, cols);
                 else if (m_pair)
-                    any_block<2, 1>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
+                    any_block<2, 1>(ci, ldc, products, count, accumulate, rows, cols);
                 else if (n_pair)
-                    any_block<1, 2>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
+                    any_block<1, 2>(ci, ldc, products, count, accumulate, rows, cols);
                 else
-                    any_block<1, 1>(ci, ldc, ai, b, k_blocks, accumulate, rows, cols);
+                    any_block<1, 1>(ci, ldc, products, count, accumulate, rows, cols);
             }
         }
     }

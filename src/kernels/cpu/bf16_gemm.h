@@ -59,10 +59,21 @@ void pack_transposed(std::uint16_t* packed, const float* w, std::int64_t ldw, st
 // Packs B = w for w [k x n] (row stride ldw).
 void pack(std::uint16_t* packed, const float* w, std::int64_t ldw, std::int64_t k, std::int64_t n);
 
-// c[m x n] (row stride ldc) = a · B, plus c when accumulate. a: m bf16 rows from round_rows with
-// row stride lda, each readable up to column round_up(k, 32) (zeros past k, or finite values that
-// B's zero padding multiplies); rows past m are never read.
+// A second product for gemm to sum into the same tiles: a2 [m x k] (rows of stride lda, as gemm's
+// a) times packed B2 [k x n]. Its terms join each fp32 sum after the first product's, exactly as
+// a second gemm call accumulating into c would add them, without c's second round trip through
+// memory (a LoRA adapter's term beside its frozen weight's product).
+struct SecondProduct {
+    const std::uint16_t* a = nullptr;
+    std::int64_t lda = 0;
+    const std::uint16_t* packed = nullptr;
+    std::int64_t k = 0;
+};
+
+// c[m x n] (row stride ldc) = a · B (+ then's a2 · B2), plus c when accumulate. a: m bf16 rows
+// from round_rows with row stride lda, each readable up to column round_up(k, 32) (zeros past k,
+// or finite values that B's zero padding multiplies); rows past m are never read.
 void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* packed,
-          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate);
+          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate, const SecondProduct* then = nullptr);
 
 }  // namespace kindred::kernels::cpu::bf16

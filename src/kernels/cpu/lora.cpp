@@ -19,6 +19,7 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/gemm_f32.h"
+#include "kernels/cpu/matmul_bf16.h"
 #include "kernels/cpu/scratch.h"
 
 namespace kindred::kernels {
@@ -51,8 +52,9 @@ bool bf16_products(const LoraShape& s) { return effective_precision(s.precision)
 // slice of the large operands stays within ~256 KiB (64 x 2048 bf16).
 constexpr std::int64_t bf16_chunk = 64;
 
-// A thread's bf16 operands: A's rows (or columns) and a packed B.
-enum class Bf16Scratch { A, B };
+// A thread's bf16 operands: A's rows (or columns) and a packed B; and the calling thread's rounded
+// input (or dy) and bf16(scale · xa) (or bf16(dxa)) rows, read by every thread.
+enum class Bf16Scratch { A, B, Input, ScaledXa };
 
 // The calling thread's buffers for the operands it prepares once per call, which every thread
 // then reads: packings of A and B, and xa or dxa transposed.
@@ -90,54 +92,32 @@ void lora_forward_bf16(float* y, float* xa, const float* u, const float* a, cons
     });
 }
 
-void lora_backward_bf16(float* du, float* da, float* db, const float* dy, const float* u, const float* xa,
-                        const float* a, const float* b, const LoraShape& s) {
-    auto& pool = thread_pool();
+// db += bf16(scale · xa)ᵀ · bf16(dy), by slices of dB's rows (dy's columns): packing dy's
+// columns reads its rows in order, where rounding dyᵀ's rows would scatter its stores.
+void lora_db_bf16(float* db, const float* dy, const float* xa, const LoraShape& s) {
     const std::int64_t ldt = bf16::round_up(s.tokens, bf16::block_k);
-    if (db != nullptr) {
-        // dbᵀ = bf16(scale · xa)ᵀ · bf16(dy), by slices of dB's rows (dy's columns): packing dy's
-        // columns reads its rows in order, where rounding dyᵀ's rows would scatter its stores.
-        std::uint16_t* xa_t = shared_bf16(Shared::Transposed, s.rank * ldt);
-        bf16::round_columns(xa_t, ldt, scaled(xa, s.tokens * s.rank, s.scale), s.rank, s.tokens, s.rank);
-        pool.parallel_for(s.out, grain, [&](std::int64_t r0, std::int64_t r1) {
-            thread_local GrowingBuffer<float> products;
-            float* const product = products.at_least(s.rank * bf16_chunk);
-            for (std::int64_t c0 = r0; c0 < r1; c0 += bf16_chunk) {
-                const std::int64_t n = std::min(bf16_chunk, r1 - c0);
-                std::uint16_t* dy_p = cpu::thread_scratch<std::uint16_t, Bf16Scratch::B>(bf16::packed_elements(s.tokens, n));
-                bf16::pack(dy_p, dy + c0, s.out, s.tokens, n);
-                bf16::gemm(product, n, xa_t, ldt, dy_p, s.rank, n, s.tokens, false);
-                for (std::int64_t j = 0; j < n; ++j)
-                    for (std::int64_t r = 0; r < s.rank; ++r) db[(c0 + j) * s.rank + r] += product[r * n + j];
-            }
-        });
-    }
-    if (da == nullptr && du == nullptr) return;
-    // dxa = bf16(dy) · bf16(scale · B); du += bf16(dxa) · bf16(A), by slices of tokens.
-    std::uint16_t* b_p = shared_bf16(Shared::PackedB, bf16::packed_elements(s.out, s.rank));
-    bf16::pack(b_p, scaled(b, s.out * s.rank, s.scale), s.rank, s.out, s.rank);
-    std::uint16_t* a_p = shared_bf16(Shared::PackedA, du != nullptr ? bf16::packed_elements(s.rank, s.in) : 0);
-    if (du != nullptr) bf16::pack(a_p, a, s.in, s.rank, s.in);
-    thread_local GrowingBuffer<float> dxa_buffer;
-    float* const dxa = dxa_buffer.at_least(s.tokens * s.rank);
-    const std::int64_t ldy = bf16::round_up(s.out, bf16::block_k), ldx = bf16::round_up(s.rank, bf16::block_k);
-    pool.parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
-        for (std::int64_t c0 = t0; c0 < t1; c0 += bf16_chunk) {
-            const std::int64_t rows = std::min(bf16_chunk, t1 - c0);
-            std::uint16_t* dy16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::A>(rows * ldy);
-            bf16::round_rows(dy16, ldy, dy + c0 * s.out, s.out, rows, s.out);
-            bf16::gemm(dxa + c0 * s.rank, s.rank, dy16, ldy, b_p, rows, s.rank, s.out, false);
-            if (du == nullptr) continue;
-            std::uint16_t* x16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::B>(rows * ldx);
-            bf16::round_rows(x16, ldx, dxa + c0 * s.rank, s.rank, rows, s.rank);
-            bf16::gemm(du + c0 * s.in, s.in, x16, ldx, a_p, rows, s.in, s.rank, true);
+    std::uint16_t* xa_t = shared_bf16(Shared::Transposed, s.rank * ldt);
+    bf16::round_columns(xa_t, ldt, scaled(xa, s.tokens * s.rank, s.scale), s.rank, s.tokens, s.rank);
+    thread_pool().parallel_for(s.out, grain, [&](std::int64_t r0, std::int64_t r1) {
+        thread_local GrowingBuffer<float> products;
+        float* const product = products.at_least(s.rank * bf16_chunk);
+        for (std::int64_t c0 = r0; c0 < r1; c0 += bf16_chunk) {
+            const std::int64_t n = std::min(bf16_chunk, r1 - c0);
+            std::uint16_t* dy_p = cpu::thread_scratch<std::uint16_t, Bf16Scratch::B>(bf16::packed_elements(s.tokens, n));
+            bf16::pack(dy_p, dy + c0, s.out, s.tokens, n);
+            bf16::gemm(product, n, xa_t, ldt, dy_p, s.rank, n, s.tokens, false);
+            for (std::int64_t j = 0; j < n; ++j)
+                for (std::int64_t r = 0; r < s.rank; ++r) db[(c0 + j) * s.rank + r] += product[r * n + j];
         }
     });
-    if (da == nullptr) return;
-    // da += bf16(dxa)ᵀ · bf16(u), by slices of dA's columns (u's).
+}
+
+// da += bf16(dxa)ᵀ · bf16(u), by slices of dA's columns (u's).
+void lora_da_bf16(float* da, const float* dxa, const float* u, const LoraShape& s) {
+    const std::int64_t ldt = bf16::round_up(s.tokens, bf16::block_k);
     std::uint16_t* dxa_t = shared_bf16(Shared::Transposed, s.rank * ldt);
     bf16::round_columns(dxa_t, ldt, dxa, s.rank, s.tokens, s.rank);
-    pool.parallel_for(s.in, grain, [&](std::int64_t col0, std::int64_t col1) {
+    thread_pool().parallel_for(s.in, grain, [&](std::int64_t col0, std::int64_t col1) {
         for (std::int64_t c0 = col0; c0 < col1; c0 += bf16_chunk) {
             const std::int64_t n = std::min(bf16_chunk, col1 - c0);
             std::uint16_t* u_p = cpu::thread_scratch<std::uint16_t, Bf16Scratch::B>(bf16::packed_elements(s.tokens, n));
@@ -145,6 +125,57 @@ void lora_backward_bf16(float* du, float* da, float* db, const float* dy, const 
             bf16::gemm(da + c0, s.in, dxa_t, ldt, u_p, s.rank, n, s.tokens, true);
         }
     });
+}
+
+// bf16(A) packed as the B of du = bf16(dxa) · bf16(A), in the calling thread's buffer.
+const std::uint16_t* packed_a(const float* a, const LoraShape& s) {
+    std::uint16_t* a_p = shared_bf16(Shared::PackedA, bf16::packed_elements(s.rank, s.in));
+    bf16::pack(a_p, a, s.in, s.rank, s.in);
+    return a_p;
+}
+
+// dxa = bf16(dy) · bf16(scale · B) [tokens x rank] in the calling thread's buffer, by slices of
+// tokens, from dy16 (dy's rounded rows, row stride round_up(out, 32)) when given, else rounding dy
+// chunk by chunk; with rounded_dxa, its bf16 rows too (row stride round_up(rank, 32)).
+const float* lora_dxa_bf16(const float* dy, const std::uint16_t* dy16, const float* b, std::uint16_t* rounded_dxa,
+                           const LoraShape& s) {
+    std::uint16_t* b_p = shared_bf16(Shared::PackedB, bf16::packed_elements(s.out, s.rank));
+    bf16::pack(b_p, scaled(b, s.out * s.rank, s.scale), s.rank, s.out, s.rank);
+    thread_local GrowingBuffer<float> dxa_buffer;
+    float* const dxa = dxa_buffer.at_least(s.tokens * s.rank);
+    const std::int64_t ldy = bf16::round_up(s.out, bf16::block_k), ldr = bf16::round_up(s.rank, bf16::block_k);
+    thread_pool().parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
+        for (std::int64_t c0 = t0; c0 < t1; c0 += bf16_chunk) {
+            const std::int64_t rows = std::min(bf16_chunk, t1 - c0);
+            const std::uint16_t* rows16 = dy16 != nullptr ? dy16 + c0 * ldy : nullptr;
+            if (rows16 == nullptr) {
+                std::uint16_t* own = cpu::thread_scratch<std::uint16_t, Bf16Scratch::A>(rows * ldy);
+                bf16::round_rows(own, ldy, dy + c0 * s.out, s.out, rows, s.out);
+                rows16 = own;
+            }
+            bf16::gemm(dxa + c0 * s.rank, s.rank, rows16, ldy, b_p, rows, s.rank, s.out, false);
+            if (rounded_dxa != nullptr)
+                bf16::round_rows(rounded_dxa + c0 * ldr, ldr, dxa + c0 * s.rank, s.rank, rows, s.rank);
+        }
+    });
+    return dxa;
+}
+
+void lora_backward_bf16(float* du, float* da, float* db, const float* dy, const float* u, const float* xa,
+                        const float* a, const float* b, const LoraShape& s) {
+    if (db != nullptr) lora_db_bf16(db, dy, xa, s);
+    if (da == nullptr && du == nullptr) return;
+    // du += bf16(dxa) · bf16(A), by slices of tokens.
+    const std::int64_t ldr = bf16::round_up(s.rank, bf16::block_k);
+    std::uint16_t* dxa16 = du != nullptr ? cpu::thread_scratch<std::uint16_t, Bf16Scratch::ScaledXa>(s.tokens * ldr) : nullptr;
+    const float* dxa = lora_dxa_bf16(dy, nullptr, b, dxa16, s);
+    if (du != nullptr) {
+        const std::uint16_t* a_p = packed_a(a, s);
+        thread_pool().parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
+            bf16::gemm(du + t0 * s.in, s.in, dxa16 + t0 * ldr, ldr, a_p, t1 - t0, s.in, s.rank, true);
+        });
+    }
+    if (da != nullptr) lora_da_bf16(da, dxa, u, s);
 }
 
 }  // namespace
@@ -194,6 +225,65 @@ void lora_forward(float* y, float* xa, const float* u, const float* a, const flo
         cpu::sgemm(false, true, t1 - t0, s.out, s.rank, s.scale, xa + t0 * s.rank, s.rank, b, s.rank, 1.0f,
                    y + t0 * s.out, s.out);
     });
+}
+
+void linear_with_lora_forward(float* y, float* xa, const float* x, const float* u, const Matrix& w, const float* bias,
+                              const float* a, const float* b, const LoraShape& s) {
+    check_shape(s);
+    if (w.rows != s.out || w.cols != s.in)
+        fail("linear_with_lora_forward: the weight is {} x {}, the adapter maps {} -> {}", w.rows, w.cols, s.in, s.out);
+    // matmul_forward multiplies fewer than 4 tokens in fp32 mat-vecs, and adds a bias after its
+    // sums: both keep the two calls, whose bits the fused product must give.
+    if (!bf16_products(s) || bias != nullptr || s.tokens < 4) {
+        matmul_forward(y, x, w, bias, s.tokens, s.precision);
+        lora_forward(y, xa, u, a, b, s);
+        return;
+    }
+    const std::int64_t ldx = bf16::round_up(s.in, bf16::block_k), ldr = bf16::round_up(s.rank, bf16::block_k);
+    std::uint16_t* x16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Input>(s.tokens * ldx);
+    bf16::round_rows_parallel(x16, ldx, x, s.in, s.tokens, s.in);
+    std::uint16_t* a_t = shared_bf16(Shared::PackedA, bf16::packed_elements(s.in, s.rank));
+    bf16::pack_transposed(a_t, a, s.in, s.rank, s.in);
+    std::uint16_t* b_t = shared_bf16(Shared::PackedB, bf16::packed_elements(s.rank, s.out));
+    bf16::pack_transposed(b_t, b, s.rank, s.out, s.rank);
+    // xa = bf16(u) · bf16(A)ᵀ, then its bf16(scale · xa) rows: the second product's A.
+    std::uint16_t* scaled_xa = cpu::thread_scratch<std::uint16_t, Bf16Scratch::ScaledXa>(s.tokens * ldr);
+    thread_pool().parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
+        for (std::int64_t c0 = t0; c0 < t1; c0 += bf16_chunk) {
+            const std::int64_t rows = std::min(bf16_chunk, t1 - c0);
+            const std::uint16_t* u16 = x16 + c0 * ldx;
+            if (u != x) {
+                std::uint16_t* own = cpu::thread_scratch<std::uint16_t, Bf16Scratch::A>(rows * ldx);
+                bf16::round_rows(own, ldx, u + c0 * s.in, s.in, rows, s.in);
+                u16 = own;
+            }
+            bf16::gemm(xa + c0 * s.rank, s.rank, u16, ldx, a_t, rows, s.rank, s.in, false);
+            bf16::round_rows(scaled_xa + c0 * ldr, ldr, xa + c0 * s.rank, s.rank, rows, s.rank, s.scale);
+        }
+    });
+    const bf16::SecondProduct adapter{scaled_xa, ldr, b_t, s.rank};
+    cpu::bf16_matmul_forward(y, x16, w, s.tokens, &adapter);
+}
+
+void linear_with_lora_backward(float* dx, float* da, float* db, const float* dy, const float* x, const float* xa,
+                               const Matrix& w, const float* a, const float* b, const LoraShape& s) {
+    check_shape(s);
+    if (w.rows != s.out || w.cols != s.in)
+        fail("linear_with_lora_backward: the weight is {} x {}, the adapter maps {} -> {}", w.rows, w.cols, s.in, s.out);
+    if (!bf16_products(s) || s.tokens == 0) {
+        matmul_backward_input(dx, dy, w, s.tokens, s.precision);
+        lora_backward(dx, da, db, dy, x, xa, a, b, s);
+        return;
+    }
+    const std::int64_t ldy = bf16::round_up(s.out, bf16::block_k), ldr = bf16::round_up(s.rank, bf16::block_k);
+    std::uint16_t* dy16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Input>(s.tokens * ldy);
+    bf16::round_rows_parallel(dy16, ldy, dy, s.out, s.tokens, s.out);
+    if (db != nullptr) lora_db_bf16(db, dy, xa, s);
+    std::uint16_t* dxa16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::ScaledXa>(s.tokens * ldr);
+    const float* dxa = lora_dxa_bf16(dy, dy16, b, dxa16, s);
+    const bf16::SecondProduct adapter{dxa16, ldr, packed_a(a, s), s.rank};
+    cpu::bf16_matmul_backward_input(dx, dy16, w, s.tokens, &adapter);
+    if (da != nullptr) lora_da_bf16(da, dxa, x, s);
 }
 
 void lora_backward(float* du, float* da, float* db, const float* dy, const float* u, const float* xa, const float* a,

@@ -14,6 +14,7 @@
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/int8_dot.h"
+#include "kernels/cpu/matmul_bf16.h"
 #include "kernels/cpu/scratch.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/dequantize.h"
@@ -278,38 +279,86 @@ void int8_matvec(float* y, const float* x, const Matrix& w, std::int64_t tokens,
     });
 }
 
+// An input gradient's work items: (token block, column chunk) pairs. Column chunks are whole
+// multiples of `block` columns (a weight block, or a packed operand's column block), as wide as
+// one chunk per thread allows (a product is most efficient on wide outputs) but at least 64; when
+// that leaves fewer items than threads (576 columns on 16 threads), tokens are split too, each
+// token block dequantizing its own panels (a few operations per weight against 2 · block_tokens
+// flops per weight).
+class InputGradientItems {
+public:
+    struct Item {
+        std::int64_t t0, tokens, c0, width;
+    };
+    InputGradientItems(std::int64_t tokens, std::int64_t cols, std::int64_t block) : tokens_(tokens), cols_(cols) {
+        const std::int64_t threads = thread_pool().size();
+        const std::int64_t wanted = std::max<std::int64_t>(64, (cols + threads - 1) / threads);
+        grain_ = std::max<std::int64_t>(block, (wanted + block - 1) / block * block);
+        chunks_ = (cols + grain_ - 1) / grain_;
+        token_blocks_ = std::clamp<std::int64_t>((threads + chunks_ - 1) / chunks_, 1, (tokens + 63) / 64);
+        block_tokens_ = (tokens + token_blocks_ - 1) / token_blocks_;
+    }
+    std::int64_t count() const { return token_blocks_ * chunks_; }
+    Item at(std::int64_t item) const {
+        const std::int64_t t0 = (item / chunks_) * block_tokens_, c0 = (item % chunks_) * grain_;
+        return {t0, std::min(block_tokens_, tokens_ - t0), c0, std::min(grain_, cols_ - c0)};
+    }
+
+private:
+    std::int64_t tokens_, cols_, grain_, chunks_, token_blocks_, block_tokens_;
+};
+
 // The panel path: each thread owns a contiguous range of output columns (weight rows), converts
-// them a panel at a time into fp32 and lets sgemm compute y[:, panel] = x · panelᵀ; in bf16, the
-// panel is packed into AMX tiles instead and multiplied with the once-rounded activations.
+// them a panel at a time into fp32 and lets sgemm compute y[:, panel] = x · panelᵀ; in bf16 see
+// cpu::bf16_matmul_forward.
 void panel_matmul(float* y, const float* x, const Matrix& w, std::int64_t tokens, std::int64_t row_stride,
                   bool bf16) {
+    if (bf16) return cpu::bf16_matmul_forward(y, rounded_activations(x, tokens, w.cols), w, tokens, nullptr);
     const std::int64_t cols = w.cols;
-    const std::uint16_t* x16 = bf16 ? rounded_activations(x, tokens, cols) : nullptr;
-    const std::int64_t lda = cpu::bf16::round_up(cols, cpu::bf16::block_k);
     const std::int64_t panel_rows = std::max<std::int64_t>(16, (panel_floats / cols) / 16 * 16);
-    const bool prepacked = bf16 && w.packed != nullptr;
     thread_pool().parallel_for(w.rows, 16, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t r0 = begin; r0 < end; r0 += panel_rows) {
             const std::int64_t n = std::min(panel_rows, end - r0);
-            if (prepacked) {
-                const std::uint16_t* packed = w.packed->transposed.get() + cpu::bf16::packed_offset(cols, r0 / cpu::bf16::block_n);
-                cpu::bf16::gemm(y + r0, w.rows, x16, lda, packed, tokens, n, cols, false);
-                continue;
-            }
             std::int64_t stride;
             const float* panel = weight_panel(w, row_stride, r0, n, 0, cols, stride);
-            if (bf16) {
-                std::uint16_t* packed = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Packed>(cpu::bf16::packed_elements(cols, n));
-                cpu::bf16::pack_transposed(packed, panel, stride, n, cols);
-                cpu::bf16::gemm(y + r0, w.rows, x16, lda, packed, tokens, n, cols, false);
-                continue;
-            }
             cpu::sgemm(false, true, tokens, n, cols, 1.0f, x, cols, panel, stride, 0.0f, y + r0, w.rows);
         }
     });
 }
 
 }  // namespace
+
+void cpu::bf16_matmul_forward(float* y, const std::uint16_t* x16, const Matrix& w, std::int64_t tokens,
+                              const cpu::bf16::SecondProduct* then) {
+    const std::int64_t row_stride = checked_row_stride(w);
+    const std::int64_t cols = w.cols;
+    const std::int64_t lda = cpu::bf16::round_up(cols, cpu::bf16::block_k);
+    const std::int64_t panel_rows = std::max<std::int64_t>(16, (panel_floats / cols) / 16 * 16);
+    thread_pool().parallel_for(w.rows, 16, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t r0 = begin; r0 < end; r0 += panel_rows) {
+            const std::int64_t n = std::min(panel_rows, end - r0);
+            const std::int64_t first_block = r0 / cpu::bf16::block_n;
+            const std::uint16_t* packed;
+            if (w.packed != nullptr) {
+                packed = w.packed->transposed.get() + cpu::bf16::packed_offset(cols, first_block);
+            } else {
+                std::int64_t stride;
+                const float* panel = weight_panel(w, row_stride, r0, n, 0, cols, stride);
+                std::uint16_t* scratch =
+                    cpu::thread_scratch<std::uint16_t, Bf16Scratch::Packed>(cpu::bf16::packed_elements(cols, n));
+                cpu::bf16::pack_transposed(scratch, panel, stride, n, cols);
+                packed = scratch;
+            }
+            cpu::bf16::SecondProduct panel_then;
+            if (then != nullptr) {
+                panel_then = *then;
+                panel_then.packed = then->packed + cpu::bf16::packed_offset(then->k, first_block);
+            }
+            cpu::bf16::gemm(y + r0, w.rows, x16, lda, packed, tokens, n, cols, false,
+                            then != nullptr ? &panel_then : nullptr);
+        }
+    });
+}
 
 Precision effective_precision(Precision precision) {
     if (precision == Precision::BF16 && !cpu::bf16::available()) return Precision::F32;
@@ -353,55 +402,65 @@ void matmul_forward(float* y, const float* x, const Matrix& w, const float* bias
 void matmul_backward_input(float* dx, const float* dy, const Matrix& w, std::int64_t tokens, Precision precision) {
     const std::int64_t stride = checked_row_stride(w);
     if (tokens <= 0 || w.rows == 0) return;
-    const bool bf16 = use_bf16(precision);
-    const std::uint16_t* dy16 = bf16 ? rounded_activations(dy, tokens, w.rows) : nullptr;
-    const std::int64_t lda = cpu::bf16::round_up(w.rows, cpu::bf16::block_k);
+    if (use_bf16(precision))
+        return cpu::bf16_matmul_backward_input(dx, rounded_activations(dy, tokens, w.rows), w, tokens, nullptr);
     const std::int64_t cols = w.cols;
-    std::int64_t block = dtype_info(w.type).block_size;
-    // Work items are (token block, column chunk) pairs. Column chunks are whole weight blocks, as
-    // wide as one chunk per thread allows (sgemm is most efficient on wide outputs) but at least
-    // 64; when that leaves fewer items than threads (576 columns on 16 threads), tokens are split
-    // too, each token block dequantizing its own panels (a few operations per weight against
-    // 2 · block_tokens flops per weight).
-    const bool prepacked = bf16 && w.packed != nullptr;
-    // A packed w's column blocks are 16 wide: chunks start on them.
-    if (prepacked) block = std::lcm(block, cpu::bf16::block_n);
-    const std::int64_t threads = thread_pool().size();
-    const std::int64_t wanted = std::max<std::int64_t>(64, (cols + threads - 1) / threads);
-    const std::int64_t grain = std::max<std::int64_t>(block, (wanted + block - 1) / block * block);
-    const std::int64_t chunks = (cols + grain - 1) / grain;
-    const std::int64_t token_blocks =
-        std::clamp<std::int64_t>((threads + chunks - 1) / chunks, 1, (tokens + 63) / 64);
-    const std::int64_t block_tokens = (tokens + token_blocks - 1) / token_blocks;
-    thread_pool().parallel_for(token_blocks * chunks, 1, [&](std::int64_t begin, std::int64_t end) {
+    const InputGradientItems items(tokens, cols, dtype_info(w.type).block_size);
+    thread_pool().parallel_for(items.count(), 1, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t item = begin; item < end; ++item) {
-            const std::int64_t t0 = (item / chunks) * block_tokens, c0 = (item % chunks) * grain;
-            const std::int64_t rows_t = std::min(block_tokens, tokens - t0), width = std::min(grain, cols - c0);
+            const auto [t0, rows_t, c0, width] = items.at(item);
             if (rows_t <= 0) continue;
-            if (prepacked) {
-                // The whole contraction in one product: the same k-blocks reach each C tile in
-                // the same order as panel by panel.
-                const std::uint16_t* packed = w.packed->plain.get() + cpu::bf16::packed_offset(w.rows, c0 / cpu::bf16::block_n);
-                cpu::bf16::gemm(dx + t0 * cols + c0, cols, dy16 + t0 * lda, lda, packed, rows_t, width, w.rows, true);
-                continue;
-            }
-            // bf16 panels start at multiples of 32 weight rows, so that the 32-wide blocks of dy's
-            // columns they read end inside its rows' zero-padded tails (bf16_gemm.h).
-            const std::int64_t panel_rows = bf16 ? std::max<std::int64_t>(32, panel_floats / width / 32 * 32)
-                                                 : std::max<std::int64_t>(16, panel_floats / width);
+            const std::int64_t panel_rows = std::max<std::int64_t>(16, panel_floats / width);
             for (std::int64_t r0 = 0; r0 < w.rows; r0 += panel_rows) {
                 const std::int64_t n = std::min(panel_rows, w.rows - r0);
                 std::int64_t panel_stride;
                 const float* panel = weight_panel(w, stride, r0, n, c0, width, panel_stride);
-                if (bf16) {
-                    std::uint16_t* packed = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Packed>(cpu::bf16::packed_elements(n, width));
-                    cpu::bf16::pack(packed, panel, panel_stride, n, width);
-                    cpu::bf16::gemm(dx + t0 * cols + c0, cols, dy16 + t0 * lda + r0, lda, packed, rows_t, width, n,
-                                    true);
-                    continue;
-                }
                 cpu::sgemm(false, false, rows_t, width, n, 1.0f, dy + t0 * w.rows + r0, w.rows, panel, panel_stride,
                            1.0f, dx + t0 * cols + c0, cols);
+            }
+        }
+    });
+}
+
+void cpu::bf16_matmul_backward_input(float* dx, const std::uint16_t* dy16, const Matrix& w, std::int64_t tokens,
+                                     const cpu::bf16::SecondProduct* then) {
+    const std::int64_t stride = checked_row_stride(w);
+    if (tokens <= 0 || w.rows == 0) return;
+    const std::int64_t lda = cpu::bf16::round_up(w.rows, cpu::bf16::block_k);
+    const std::int64_t cols = w.cols;
+    // Chunks start on w's 16-wide column blocks (w.packed's, and then's B2's).
+    const InputGradientItems items(tokens, cols, std::lcm(dtype_info(w.type).block_size, cpu::bf16::block_n));
+    thread_pool().parallel_for(items.count(), 1, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t item = begin; item < end; ++item) {
+            const auto [t0, rows_t, c0, width] = items.at(item);
+            if (rows_t <= 0) continue;
+            float* out = dx + t0 * cols + c0;
+            cpu::bf16::SecondProduct item_then;
+            if (then != nullptr) {
+                item_then = *then;
+                item_then.a = then->a + t0 * then->lda;
+                item_then.packed = then->packed + cpu::bf16::packed_offset(then->k, c0 / cpu::bf16::block_n);
+            }
+            const cpu::bf16::SecondProduct* last_then = then != nullptr ? &item_then : nullptr;
+            if (w.packed != nullptr) {
+                // The whole contraction in one product: the same k-blocks reach each C tile in
+                // the same order as panel by panel.
+                const std::uint16_t* packed = w.packed->plain.get() + cpu::bf16::packed_offset(w.rows, c0 / cpu::bf16::block_n);
+                cpu::bf16::gemm(out, cols, dy16 + t0 * lda, lda, packed, rows_t, width, w.rows, true, last_then);
+                continue;
+            }
+            // Panels start at multiples of 32 weight rows, so that the 32-wide blocks of dy's
+            // columns they read end inside its rows' zero-padded tails (bf16_gemm.h); `then` joins
+            // the last panel's sums.
+            const std::int64_t panel_rows = std::max<std::int64_t>(32, panel_floats / width / 32 * 32);
+            for (std::int64_t r0 = 0; r0 < w.rows; r0 += panel_rows) {
+                const std::int64_t n = std::min(panel_rows, w.rows - r0);
+                std::int64_t panel_stride;
+                const float* panel = weight_panel(w, stride, r0, n, c0, width, panel_stride);
+                std::uint16_t* packed = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Packed>(cpu::bf16::packed_elements(n, width));
+                cpu::bf16::pack(packed, panel, panel_stride, n, width);
+                cpu::bf16::gemm(out, cols, dy16 + t0 * lda + r0, lda, packed, rows_t, width, n, true,
+                                r0 + n == w.rows ? last_then : nullptr);
             }
         }
     });
