@@ -245,14 +245,16 @@ void pack(std::uint16_t* packed, const float* w, std::int64_t ldw, std::int64_t 
     // Rows 2p and 2p + 1 of w interleave into row p of a tile.
     const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
                                                 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    // Row pairs outer: w is read row after row (a column-block-outer walk strides through every
+    // row once per block, one cache miss per 64 bytes), the stores go to one stream per block.
     const std::int64_t padded_k = round_up(k, block_k);
-    for (std::int64_t j = 0; j < n; j += block_n) {
-        std::uint16_t* out = packed + packed_offset(k, j / block_n);
-        for (std::int64_t kk = 0; kk < padded_k; kk += 2) {
+    for (std::int64_t kk = 0; kk < padded_k; kk += 2) {
+        const std::int64_t offset = kk / block_k * tile_elements + kk % block_k / 2 * (2 * block_n);
+        for (std::int64_t j = 0; j < n; j += block_n) {
             const __m512 even = kk < k ? load_first(w + kk * ldw + j, n - j) : _mm512_setzero_ps();
             const __m512 odd = kk + 1 < k ? load_first(w + (kk + 1) * ldw + j, n - j) : _mm512_setzero_ps();
             const auto both = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(odd, even));
-            _mm512_storeu_si512(out + kk / block_k * tile_elements + kk % block_k / 2 * (2 * block_n),
+            _mm512_storeu_si512(packed + packed_offset(k, j / block_n) + offset,
                                 _mm512_permutexvar_epi16(interleave, both));
         }
     }
