@@ -39,6 +39,9 @@ struct WeightRows {
     std::int64_t rows = -1;
     std::int64_t cols = -1;
     Precision precision = Precision::F32;
+    // The matrix's BF16 packings (matmul.h's pack_bf16), when the caller made them: BF16 walks
+    // read their chunks from these instead of dequantizing and packing each chunk (same bits).
+    const PackedBf16* packed = nullptr;
 };
 
 // The rows of `w` (any dtype matmul_forward accepts). `w` is referenced, not copied: it must

@@ -72,7 +72,7 @@ TrainableDecoder::TrainableDecoder(const Decoder& base, LoraAdapters& adapters, 
 namespace {
 
 // The most bytes of bf16 packings of the frozen weights a trainer holds: a quarter of the
-// machine's memory, at most 4 GiB (SmolLM2-135M's take 0.4 GB, Qwen3-0.6B's 2.2 GB; a 20B
+// machine's memory, at most 4 GiB (SmolLM2-135M's take 0.54 GB, Qwen3-0.6B's 2.4 GB; a 20B
 // model's would not fit, and its products pack as they go).
 std::int64_t packing_budget() {
     const long pages = sysconf(_SC_PHYS_PAGES), page_bytes = sysconf(_SC_PAGE_SIZE);
@@ -82,9 +82,10 @@ std::int64_t packing_budget() {
 
 }  // namespace
 
-// Packs the dense projections for BF16 products once (kernels::pack_bf16) when they run on AMX
-// and the packings fit packing_budget(): each micro-batch then skips dequantizing and packing
-// every frozen weight twice, for the same bits.
+// Packs the dense projections and the output matrix for BF16 products once (kernels::pack_bf16)
+// when they run on AMX and the packings fit packing_budget(): each micro-batch then skips
+// dequantizing and packing every frozen weight twice (the output matrix: in the loss's logits
+// and gradient walks), for the same bits.
 void TrainableDecoder::pack_frozen_weights() {
     if (kernels::effective_precision(precision_) != kernels::Precision::BF16) return;
     const auto& layers = base_.layers();
@@ -93,7 +94,9 @@ void TrainableDecoder::pack_frozen_weights() {
         for (int m = 0; m < linear_module_count; ++m)
             if (const kernels::Matrix* dense = dense_weight(w, static_cast<LoraModule>(m)))
                 bytes += kernels::packed_bf16_bytes(*dense);
-    if (bytes == 0 || bytes > packing_budget()) return;
+    const kernels::Matrix& output = base_.output();
+    bytes += kernels::packed_bf16_bytes(output);
+    if (bytes > packing_budget()) return;
     packed_.resize(layers.size() * linear_module_count);
     packed_views_.resize(packed_.size());
     for (std::size_t l = 0; l < layers.size(); ++l)
@@ -105,6 +108,8 @@ void TrainableDecoder::pack_frozen_weights() {
             packed_views_[i] = *dense;
             packed_views_[i].packed = &packed_[i];
         }
+    packed_output_ = kernels::pack_bf16(output);
+    output_rows_.packed = &packed_output_;
     packed_bytes_ = bytes;
 }
 

@@ -198,6 +198,7 @@ private:
     // (empty when not made: see pack_frozen_weights).
     std::vector<kernels::PackedBf16> packed_;
     std::vector<kernels::Matrix> packed_views_;
+    kernels::PackedBf16 packed_output_;  // the output matrix's, read through output_rows_
     std::int64_t packed_bytes_ = 0;
     std::vector<std::int32_t> segment_ids_;  // the batch's, [max_tokens]
     std::vector<std::int32_t> prefix_segment_ids_;  // the batch's, [max_tokens]

@@ -356,6 +356,40 @@ TEST(Bf16Products, FusedCrossEntropyMatchesFp32OnBf16ExactOperands) {
 
 // The distillation KL folds 1/τ into the rounding of h; with τ = 2 the scaling is exact, so on
 // bf16-exact operands the KL equals the fp32 path's up to summation order (the fp32 test's 1e-5).
+// The loss's walks over the vocabulary give the same bits from the caller's packings of the
+// output matrix as from packing each chunk: chunks of whole 32-row blocks (several, the last one
+// ragged) take theirs out of the packings, a chunk size that is not whole blocks packs its own.
+TEST(Bf16Products, FusedCrossEntropyGivesTheSameBitsFromPackedWeights) {
+    SKIP_WITHOUT_AMX();
+    const int previous = thread_pool().size();
+    set_thread_count(3);
+    const std::int64_t tokens = 37, dim = 64, vocab = 1000;
+    const auto bytes = random_weights(DType::Q8_0, vocab, dim, 41);
+    const Matrix table{DType::Q8_0, vocab, dim, bytes.data()};
+    const PackedBf16 packed = pack_bf16(table);
+    Matrix with_packing = table;
+    with_packing.packed = &packed;
+    const auto h = random_floats(static_cast<std::size_t>(tokens * dim), 42);
+    std::vector<std::int32_t> targets(static_cast<std::size_t>(tokens));
+    for (std::int64_t t = 0; t < tokens; ++t) targets[t] = static_cast<std::int32_t>((t * 389) % vocab);
+    for (std::int64_t chunk : {256, 300}) {
+        SCOPED_TRACE(::testing::Message() << "chunk=" << chunk);
+        const FusedCrossEntropyShape shape{tokens, dim, vocab, chunk};
+        auto run = [&](const Matrix& w, std::vector<float>& dh) {
+            WeightRows rows = weight_rows(w);
+            rows.precision = Precision::BF16;
+            dh.assign(h.size(), 0.0f);
+            return fused_cross_entropy(dh.data(), nullptr, h.data(), rows, targets.data(), nullptr, shape, 0.5f);
+        };
+        std::vector<float> dh, dh_packed;
+        const auto totals = run(table, dh);
+        const auto totals_packed = run(with_packing, dh_packed);
+        EXPECT_EQ(totals.loss, totals_packed.loss);
+        EXPECT_EQ(dh, dh_packed);
+    }
+    set_thread_count(previous);
+}
+
 TEST(Bf16Products, FusedTopKKlMatchesFp32OnBf16ExactOperands) {
     SKIP_WITHOUT_AMX();
     const std::int64_t rows = 21, dim = 32, vocab = 300, k = 5;

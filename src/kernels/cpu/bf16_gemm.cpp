@@ -47,12 +47,13 @@ struct ATiles {
     long stride[2];
 };
 
-// One product a block sums: A's tiles, B's first column block and its k-blocks (each column
-// block of B is k_blocks tiles long).
+// One product a block sums: A's tiles, B's first column block, its k-blocks and the elements from
+// one column block of B to the next.
 struct BlockOperands {
     ATiles a;
     const std::uint16_t* b;
     std::int64_t k_blocks;
+    std::int64_t b_stride;
 };
 
 // MT x NT tiles of C (MT row tiles of A, NT column blocks of B), read from (when accumulate) and
@@ -78,7 +79,7 @@ void amx_block(float* c, std::int64_t ldc, const BlockOperands* products, int co
         const ATiles& a = products[p].a;
         const std::uint16_t* b = products[p].b;
         const std::int64_t k_blocks = products[p].k_blocks;
-        const std::uint16_t* b1 = b + k_blocks * tile_elements;
+        const std::uint16_t* b1 = b + products[p].b_stride;
         for (std::int64_t kb = 0; kb < k_blocks; ++kb) {
             _tile_loadd(4, a.start[0] + kb * block_k, a.stride[0]);
             if constexpr (MT > 1) _tile_loadd(5, a.start[1] + kb * block_k, a.stride[1]);
@@ -262,13 +263,16 @@ void pack(std::uint16_t* packed, const float* w, std::int64_t ldw, std::int64_t 
 }
 
 void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* packed,
-          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate, const SecondProduct* then) {
+          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate, const SecondProduct* then,
+          std::int64_t packed_k) {
     require_amx("gemm");
+    if (packed_k != 0 && packed_k < k) fail("bf16 gemm: B packed for {} rows cannot give {}", packed_k, k);
     if (m <= 0 || n <= 0) return;
 #ifdef KINDRED_AMX
     const std::int64_t n_blocks = round_up(n, block_n) / block_n;
     const ARows<0> first_rows(a, lda, m, k);
     const std::int64_t k_blocks = round_up(k, block_k) / block_k;
+    const std::int64_t b_stride = packed_offset(packed_k != 0 ? packed_k : k, 1);
     const bool second = then != nullptr && then->k > 0;
     const ARows<1> second_rows(second ? then->a : a, second ? then->lda : lda, second ? m : 0, second ? then->k : 0);
     const std::int64_t second_k_blocks = second ? round_up(then->k, block_k) / block_k : 0;
@@ -281,11 +285,12 @@ void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, 
                 const std::int64_t rows = std::min(2 * block_m, i1 - i);
                 float* ci = c + i * ldc + nb * block_n;
                 const bool m_pair = rows > block_m, n_pair = cols > block_n;
-                BlockOperands products[2] = {{{}, packed + packed_offset(k, nb), k_blocks}, {}};
+                BlockOperands products[2] = {{{}, packed + nb * b_stride, k_blocks, b_stride}, {}};
                 first_rows.tile(i, 0, products[0].a);
                 if (m_pair) first_rows.tile(i + block_m, 1, products[0].a);
                 if (second) {
-                    products[1] = {{}, then->packed + packed_offset(then->k, nb), second_k_blocks};
+                    products[1] = {{}, then->packed + packed_offset(then->k, nb), second_k_blocks,
+                                   packed_offset(then->k, 1)};
                     second_rows.tile(i, 0, products[1].a);
                     if (m_pair) second_rows.tile(i + block_m, 1, products[1].a);
                 }

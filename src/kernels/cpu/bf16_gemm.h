@@ -72,8 +72,11 @@ struct SecondProduct {
 
 // c[m x n] (row stride ldc) = a · B (+ then's a2 · B2), plus c when accumulate. a: m bf16 rows
 // from round_rows with row stride lda, each readable up to column round_up(k, 32) (zeros past k,
-// or finite values that B's zero padding multiplies); rows past m are never read.
+// or finite values that B's zero padding multiplies); rows past m are never read. B: `packed`
+// points at the first of its k-blocks in a packing of packed_k >= k rows (0: k), so that a
+// product can take a run of 32-row blocks out of a taller packed matrix.
 void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, const std::uint16_t* packed,
-          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate, const SecondProduct* then = nullptr);
+          std::int64_t m, std::int64_t n, std::int64_t k, bool accumulate, const SecondProduct* then = nullptr,
+          std::int64_t packed_k = 0);
 
 }  // namespace kindred::kernels::cpu::bf16

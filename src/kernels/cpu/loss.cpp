@@ -37,10 +37,17 @@ void dequantize_matrix_rows(const void* context, std::int64_t row_begin, std::in
 
 WeightRows weight_rows(const Matrix& w) {
     if (w.rows < 0 || w.cols <= 0) fail("weight_rows: bad shape {} x {}", w.rows, w.cols);
-    if (w.type == DType::F32) return WeightRows{static_cast<const float*>(w.data), nullptr, nullptr, w.rows, w.cols};
-    if (!dtype_info(w.type).dequantizable) fail("weight_rows: type {} cannot be dequantized", dtype_info(w.type).name);
-    row_bytes(w.type, static_cast<std::uint64_t>(w.cols));  // throws unless cols is whole blocks
-    return WeightRows{nullptr, dequantize_matrix_rows, &w, w.rows, w.cols};
+    WeightRows rows;
+    if (w.type == DType::F32) {
+        rows = WeightRows{static_cast<const float*>(w.data), nullptr, nullptr, w.rows, w.cols};
+    } else {
+        if (!dtype_info(w.type).dequantizable)
+            fail("weight_rows: type {} cannot be dequantized", dtype_info(w.type).name);
+        row_bytes(w.type, static_cast<std::uint64_t>(w.cols));  // throws unless cols is whole blocks
+        rows = WeightRows{nullptr, dequantize_matrix_rows, &w, w.rows, w.cols};
+    }
+    rows.packed = w.packed;
+    return rows;
 }
 
 struct FusedCrossEntropy::State {

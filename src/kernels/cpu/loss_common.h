@@ -93,14 +93,17 @@ public:
                 float scale)
         : rows_(rows), n_(n), w_(w), dim_(shape.dim), vocab_(shape.vocab), chunk_(std::min(shape.chunk, shape.vocab)),
           scale_(scale), bf16_(effective_precision(w.precision) == Precision::BF16),
+          // Chunks of whole 32-row blocks can be taken out of the caller's packings.
+          prepacked_(bf16_ && w.packed != nullptr && chunk_ % bf16::block_k == 0),
           logits_(aligned_array<float>(n * chunk_)),
-          dequantized_(aligned_array<float>(w.f32 != nullptr ? 0 : chunk_ * shape.dim)) {
+          dequantized_(aligned_array<float>(w.f32 != nullptr || prepacked_ ? 0 : chunk_ * shape.dim)) {
         if (!bf16_) return;
         // bf16: the rows are rounded (scale folded in) once; each chunk is packed as Wᵀ for the
         // logits and, in gradient walks, as W for add_product (bf16_gemm.h's layouts).
         rows_lda_ = bf16::round_up(dim_, bf16::block_k);
         rows16_ = aligned_array<std::uint16_t>(n_ * rows_lda_);
         bf16::round_rows_parallel(rows16_.get(), rows_lda_, rows_, dim_, n_, dim_, scale_);
+        if (prepacked_) return;
         transposed_ = aligned_array<std::uint16_t>(bf16::packed_elements(dim_, chunk_));
         plain_ = aligned_array<std::uint16_t>(bf16::packed_elements(chunk_, dim_));
     }
@@ -116,15 +119,15 @@ public:
         for (std::int64_t v0 = 0; v0 < vocab_; v0 += chunk_) {
             const std::int64_t v1 = std::min(vocab_, v0 + chunk_), cn = v1 - v0;
             const float* wc = w_.f32 != nullptr ? w_.f32 + v0 * dim_ : dequantized_.get();
-            if (w_.f32 == nullptr)
+            if (w_.f32 == nullptr && !prepacked_)
                 pool.parallel_for(cn, token_grain, [&](std::int64_t b, std::int64_t e) {
                     w_.dequantize(w_.context, v0 + b, v0 + e, dequantized_.get() + b * dim_);
                 });
-            if (bf16_) pack_chunk(wc, cn, with_gradient);
+            if (bf16_) chunk_operands(v0, wc, cn, with_gradient);
             pool.parallel_for(n_, token_grain, [&](std::int64_t b, std::int64_t e) {
                 float* z = logits_.get() + b * cn;
                 if (bf16_)
-                    bf16::gemm(z, cn, rows16_.get() + b * rows_lda_, rows_lda_, transposed_.get(), e - b, cn, dim_,
+                    bf16::gemm(z, cn, rows16_.get() + b * rows_lda_, rows_lda_, chunk_transposed_, e - b, cn, dim_,
                                false);
                 else
                     cpu::sgemm(false, true, e - b, cn, dim_, scale_, rows_ + b * dim_, dim_, wc, dim_, 0.0f, z, cn);
@@ -142,13 +145,29 @@ public:
             thread_local GrowingBuffer<std::uint16_t> g16_buffer;
             std::uint16_t* g16 = g16_buffer.at_least((e - b) * ldg);
             bf16::round_rows(g16, ldg, g, cn, e - b, cn, alpha);
-            bf16::gemm(out, dim_, g16, ldg, plain_.get(), e - b, dim_, cn, true);
+            bf16::gemm(out, dim_, g16, ldg, chunk_plain_, e - b, dim_, cn, true, nullptr, chunk_plain_k_);
             return;
         }
         cpu::sgemm(false, false, e - b, dim_, cn, alpha, g, cn, wc, dim_, 1.0f, out, dim_);
     }
 
 private:
+    // Points the chunk's packed operands (Wᵀ for the logits, W for add_product) at the caller's
+    // packings of the whole matrix, or packs the chunk's fp32 rows wc [cn x dim] into this
+    // stream's buffers.
+    void chunk_operands(std::int64_t v0, const float* wc, std::int64_t cn, bool with_gradient) {
+        if (prepacked_) {
+            chunk_transposed_ = w_.packed->transposed.get() + bf16::packed_offset(dim_, v0 / bf16::block_n);
+            chunk_plain_ = w_.packed->plain.get() + v0 / bf16::block_k * bf16::block_k * bf16::block_n;
+            chunk_plain_k_ = vocab_;
+            return;
+        }
+        pack_chunk(wc, cn, with_gradient);
+        chunk_transposed_ = transposed_.get();
+        chunk_plain_ = plain_.get();
+        chunk_plain_k_ = 0;
+    }
+
     // Packs the chunk's fp32 rows wc [cn x dim] in parallel: as Wᵀ over blocks of 16 vocabulary
     // rows, and (with_gradient) as W over blocks of 16 hidden columns.
     void pack_chunk(const float* wc, std::int64_t cn, bool with_gradient) {
@@ -173,12 +192,18 @@ private:
     std::int64_t dim_, vocab_, chunk_;
     float scale_;
     bool bf16_;
+    bool prepacked_;
     AlignedArray<float> logits_;
     AlignedArray<float> dequantized_;
     std::int64_t rows_lda_ = 0;
     AlignedArray<std::uint16_t> rows16_;      // the rows in bf16
     AlignedArray<std::uint16_t> transposed_;  // the chunk packed as Wᵀ
     AlignedArray<std::uint16_t> plain_;       // the chunk packed as W (gradient walks)
+    // The current chunk's operands: this stream's packings or the caller's, the latter a run of
+    // k-blocks in a packing of chunk_plain_k_ rows (0: the chunk's own).
+    const std::uint16_t* chunk_transposed_ = nullptr;
+    const std::uint16_t* chunk_plain_ = nullptr;
+    std::int64_t chunk_plain_k_ = 0;
 };
 
 }  // namespace kindred::kernels::cpu
