@@ -81,6 +81,20 @@ TEST(Bf16Products, ForwardAndBackwardInputOfEveryShippedTypeMatchRoundedOperands
     set_thread_count(previous);
 }
 
+// Random weights of `type` as a Matrix without (plain) and with (packed_view) their bf16 packings.
+struct PackedWeights {
+    std::vector<std::uint8_t> bytes;
+    Matrix plain;
+    PackedBf16 packed;
+    Matrix packed_view;
+    PackedWeights(DType type, std::int64_t rows, std::int64_t cols, std::uint32_t seed)
+        : bytes(random_weights(type, rows, cols, seed)), plain{type, rows, cols, bytes.data()},
+          packed(pack_bf16(plain)), packed_view(plain) {
+        packed_view.packed = &packed;
+    }
+    PackedWeights(const PackedWeights&) = delete;
+};
+
 // pack_bf16's packings stand in for the per-product dequantize-and-pack bit for bit, forward and
 // backward, on uneven thread slices and shapes that are not whole tiles.
 TEST(Bf16Products, PackedWeightsGiveTheSameBitsAsPackingPerProduct) {
@@ -89,11 +103,9 @@ TEST(Bf16Products, PackedWeightsGiveTheSameBitsAsPackingPerProduct) {
     set_thread_count(3);
     for (DType type : {DType::F32, DType::Q4_1, DType::Q8_0, DType::Q4_K}) {
         const std::int64_t rows = 301, cols = type == DType::Q4_K ? 512 : 224;
-        const auto bytes = random_weights(type, rows, cols, 19);
-        const Matrix plain{type, rows, cols, bytes.data()};
-        const PackedBf16 packed = pack_bf16(plain);
-        Matrix with_packing = plain;
-        with_packing.packed = &packed;
+        const PackedWeights weights(type, rows, cols, 19);
+        const Matrix& plain = weights.plain;
+        const Matrix& with_packing = weights.packed_view;
         EXPECT_EQ(packed_bf16_bytes(plain), 2 * (round_up(cols, 32) * round_up(rows, 16) +
                                                  round_up(rows, 32) * round_up(cols, 16)));
         for (std::int64_t tokens : {4, 37, 150}) {
@@ -121,14 +133,10 @@ TEST(Bf16Products, LinearWithLoraForwardGivesTheBitsOfTheTwoCalls) {
     const int previous = thread_pool().size();
     set_thread_count(3);
     const std::int64_t out = 301, in = 224, rank = 16;
-    const auto bytes = random_weights(DType::Q4_1, out, in, 23);
-    const Matrix plain{DType::Q4_1, out, in, bytes.data()};
-    const PackedBf16 packed = pack_bf16(plain);
-    Matrix with_packing = plain;
-    with_packing.packed = &packed;
+    const PackedWeights weights(DType::Q4_1, out, in, 23);
     const auto a = random_floats(static_cast<std::size_t>(rank * in), 24, -0.3f, 0.3f);
     const auto b = random_floats(static_cast<std::size_t>(out * rank), 25, -0.3f, 0.3f);
-    for (const Matrix* w : {&plain, static_cast<const Matrix*>(&with_packing)})
+    for (const Matrix* w : {&weights.plain, &weights.packed_view})
         for (std::int64_t tokens : {2, 4, 37, 150})
             for (bool dropout : {false, true}) {
                 SCOPED_TRACE(::testing::Message() << "packed=" << (w->packed != nullptr) << " tokens=" << tokens
@@ -156,14 +164,10 @@ TEST(Bf16Products, LinearWithLoraBackwardGivesTheBitsOfTheTwoCalls) {
     const int previous = thread_pool().size();
     set_thread_count(3);
     const std::int64_t out = 1100, in = 768, rank = 16;  // 3 threads: 256-column chunks, 2 panels of rows
-    const auto bytes = random_weights(DType::Q8_0, out, in, 31);
-    const Matrix plain{DType::Q8_0, out, in, bytes.data()};
-    const PackedBf16 packed = pack_bf16(plain);
-    Matrix with_packing = plain;
-    with_packing.packed = &packed;
+    const PackedWeights weights(DType::Q8_0, out, in, 31);
     const auto a = random_floats(static_cast<std::size_t>(rank * in), 32, -0.3f, 0.3f);
     const auto b = random_floats(static_cast<std::size_t>(out * rank), 33, -0.3f, 0.3f);
-    for (const Matrix* w : {&plain, static_cast<const Matrix*>(&with_packing)})
+    for (const Matrix* w : {&weights.plain, &weights.packed_view})
         for (std::int64_t tokens : {1, 37, 150}) {
             SCOPED_TRACE(::testing::Message() << "packed=" << (w->packed != nullptr) << " tokens=" << tokens);
             const auto x = random_floats(static_cast<std::size_t>(tokens * in), 34);
@@ -354,8 +358,6 @@ TEST(Bf16Products, FusedCrossEntropyMatchesFp32OnBf16ExactOperands) {
     }
 }
 
-// The distillation KL folds 1/τ into the rounding of h; with τ = 2 the scaling is exact, so on
-// bf16-exact operands the KL equals the fp32 path's up to summation order (the fp32 test's 1e-5).
 // The loss's walks over the vocabulary give the same bits from the caller's packings of the
 // output matrix as from packing each chunk: chunks of whole 32-row blocks (several, the last one
 // ragged) take theirs out of the packings, a chunk size that is not whole blocks packs its own.
@@ -364,11 +366,7 @@ TEST(Bf16Products, FusedCrossEntropyGivesTheSameBitsFromPackedWeights) {
     const int previous = thread_pool().size();
     set_thread_count(3);
     const std::int64_t tokens = 37, dim = 64, vocab = 1000;
-    const auto bytes = random_weights(DType::Q8_0, vocab, dim, 41);
-    const Matrix table{DType::Q8_0, vocab, dim, bytes.data()};
-    const PackedBf16 packed = pack_bf16(table);
-    Matrix with_packing = table;
-    with_packing.packed = &packed;
+    const PackedWeights table(DType::Q8_0, vocab, dim, 41);
     const auto h = random_floats(static_cast<std::size_t>(tokens * dim), 42);
     std::vector<std::int32_t> targets(static_cast<std::size_t>(tokens));
     for (std::int64_t t = 0; t < tokens; ++t) targets[t] = static_cast<std::int32_t>((t * 389) % vocab);
@@ -382,14 +380,16 @@ TEST(Bf16Products, FusedCrossEntropyGivesTheSameBitsFromPackedWeights) {
             return fused_cross_entropy(dh.data(), nullptr, h.data(), rows, targets.data(), nullptr, shape, 0.5f);
         };
         std::vector<float> dh, dh_packed;
-        const auto totals = run(table, dh);
-        const auto totals_packed = run(with_packing, dh_packed);
+        const auto totals = run(table.plain, dh);
+        const auto totals_packed = run(table.packed_view, dh_packed);
         EXPECT_EQ(totals.loss, totals_packed.loss);
         EXPECT_EQ(dh, dh_packed);
     }
     set_thread_count(previous);
 }
 
+// The distillation KL folds 1/τ into the rounding of h; with τ = 2 the scaling is exact, so on
+// bf16-exact operands the KL equals the fp32 path's up to summation order (the fp32 test's 1e-5).
 TEST(Bf16Products, FusedTopKKlMatchesFp32OnBf16ExactOperands) {
     SKIP_WITHOUT_AMX();
     const std::int64_t rows = 21, dim = 32, vocab = 300, k = 5;
