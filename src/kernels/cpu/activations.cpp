@@ -20,19 +20,16 @@ constexpr std::int64_t elementwise_grain = 16384;
 void silu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, std::int64_t n) {
     std::int64_t i = 0;
 #ifdef KINDRED_AVX2
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8) {
-        const __m256 g = _mm256_loadu_ps(gate + i), d = _mm256_loadu_ps(dout + i);
-        const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, cpu::exp256(_mm256_sub_ps(zero, g))));
-        if (dup != nullptr)
-            _mm256_storeu_ps(dup + i, _mm256_fmadd_ps(d, _mm256_mul_ps(g, s), _mm256_loadu_ps(dup + i)));
-        if (dgate != nullptr) {
-            // s (1 + g (1 - s))
-            const __m256 derivative = _mm256_mul_ps(s, _mm256_fmadd_ps(g, _mm256_sub_ps(one, s), one));
-            _mm256_storeu_ps(dgate + i, _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_loadu_ps(up + i)), derivative,
-                                                        _mm256_loadu_ps(dgate + i)));
-        }
-    }
+    i = cpu::vector_steps(n, [&](auto lanes, std::int64_t at) {
+        using L = decltype(lanes);
+        using Reg = typename L::Reg;
+        const Reg one = L::set1(1.0f), g = L::load(gate + at), d = L::load(dout + at);
+        const Reg s = one / (one + cpu::exp_lanes<L>(L::set1(0.0f) - g));
+        if (dup != nullptr) L::store(dup + at, L::fma(d, g * s, L::load(dup + at)));
+        // s (1 + g (1 - s))
+        if (dgate != nullptr)
+            L::store(dgate + at, L::fma(d * L::load(up + at), s * L::fma(g, one - s, one), L::load(dgate + at)));
+    });
 #endif
     for (; i < n; ++i) {
         const float g = gate[i], s = 1.0f / (1.0f + std::exp(-g));

@@ -17,7 +17,9 @@ namespace kindred::kernels {
 std::string describe_cpu_paths() {
     const char* gemm = cpu::sgemm_path();
     const bool openblas_runs = std::strcmp(gemm, "OpenBLAS") == 0;
-#ifdef KINDRED_AVX2
+#if defined(KINDRED_AVX512)
+    const char* vector_code = "AVX-512F (element-wise), AVX2+FMA";
+#elif defined(KINDRED_AVX2)
     const char* vector_code = "AVX2+FMA";
 #else
     const char* vector_code = "portable C++ (built without -mavx2 -mfma)";

@@ -25,7 +25,7 @@
 
 namespace kindred::kernels::cpu {
 
-// Σ exp(z[i] − shift) with fp32 exponentials (AVX2 exp256, ~2 ulp) summed in double.
+// Σ exp(z[i] − shift) with fp32 exponentials (AVX2 exp_lanes, ~2 ulp) summed in double.
 inline double sum_exp_shifted(const float* z, float shift, std::int64_t n) {
     std::int64_t i = 0;
     double total = 0.0;
@@ -33,7 +33,7 @@ inline double sum_exp_shifted(const float* z, float shift, std::int64_t n) {
     const __m256 s = _mm256_set1_ps(shift);
     __m256d low = _mm256_setzero_pd(), high = _mm256_setzero_pd();
     for (; i + 8 <= n; i += 8) {
-        const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(z + i), s));
+        const __m256 e = exp_lanes<Lanes8>(_mm256_sub_ps(_mm256_loadu_ps(z + i), s));
         low = _mm256_add_pd(low, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
         high = _mm256_add_pd(high, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
     }
@@ -51,7 +51,7 @@ inline void scaled_softmax(float* z, float log_z, float coefficient, std::int64_
 #ifdef KINDRED_AVX2
     const __m256 s = _mm256_set1_ps(log_z), c = _mm256_set1_ps(coefficient);
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(z + i, _mm256_mul_ps(c, exp256(_mm256_sub_ps(_mm256_loadu_ps(z + i), s))));
+        _mm256_storeu_ps(z + i, _mm256_mul_ps(c, exp_lanes<Lanes8>(_mm256_sub_ps(_mm256_loadu_ps(z + i), s))));
 #endif
     for (; i < n; ++i) z[i] = coefficient * std::exp(z[i] - log_z);
 }

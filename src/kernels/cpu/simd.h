@@ -1,5 +1,9 @@
 // kernels/cpu/simd.h — small vector helpers shared by the CPU kernels (internal to kernels/cpu).
-// AVX2+FMA when the build targets it, plain loops otherwise; both give fp32 results.
+// AVX2+FMA when the build targets it, plain loops otherwise; both give fp32 results. The
+// element-wise helpers are written once over lanes L (Lanes8, and Lanes16 where the build targets
+// AVX-512F: vector_steps runs 16 lanes at a time, then 8): every lane does the same operations at
+// either width, and sums keep eight partial sums (lane i mod 8) at both, so AVX-512 gives the bits
+// AVX2 gives.
 #pragma once
 
 #include <cmath>
@@ -11,29 +15,97 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define KINDRED_AVX2 1
+#if defined(__AVX512F__)
+#define KINDRED_AVX512 1
+#endif
 #endif
 
 namespace kindred::kernels::cpu {
 
 #ifdef KINDRED_AVX2
+// The lane operations of the templates below beyond + - * / (which GCC and Clang define on
+// vector types, as their own intrinsics do), for 8 lanes (AVX2) and 16 (AVX-512F), in the style
+// of gemm_f32_kernel.h's V.
+struct Lanes8 {
+    using Reg = __m256;
+    static Reg set1(float value) { return _mm256_set1_ps(value); }
+    static Reg load(const float* p) { return _mm256_loadu_ps(p); }
+    static void store(float* p, Reg v) { _mm256_storeu_ps(p, v); }
+    static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+    static Reg fnma(Reg a, Reg b, Reg c) { return _mm256_fnmadd_ps(a, b, c); }
+    static Reg min(Reg a, Reg b) { return _mm256_min_ps(a, b); }
+    static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
+    static Reg floor(Reg x) { return _mm256_floor_ps(x); }
+    // 2^n for integral n in [-126, 127], assembled in the exponent bits.
+    static Reg pow2(Reg n) {
+        const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23));
+    }
+    // acc = op(acc, v) for eight partial sums (lane i mod 8).
+    template <typename Op>
+    static __m256 into_eights(__m256 acc, Reg v, Op op) { return op(acc, v); }
+};
+
+#ifdef KINDRED_AVX512
+// Where AVX-512F's plain form passes an undefined register through (min, max, rounding,
+// conversions, shifts, extracts), the form that merges or zeroes under a full mask: GCC 12 warns
+// (-Wmaybe-uninitialized) about the plain forms once they are inlined.
+struct Lanes16 {
+    using Reg = __m512;
+    static constexpr __mmask16 all = 0xFFFF;
+    static Reg set1(float value) { return _mm512_set1_ps(value); }
+    static Reg load(const float* p) { return _mm512_loadu_ps(p); }
+    static void store(float* p, Reg v) { _mm512_storeu_ps(p, v); }
+    static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+    static Reg fnma(Reg a, Reg b, Reg c) { return _mm512_fnmadd_ps(a, b, c); }
+    static Reg min(Reg a, Reg b) { return _mm512_maskz_min_ps(all, a, b); }
+    static Reg max(Reg a, Reg b) { return _mm512_maskz_max_ps(all, a, b); }
+    static Reg floor(Reg x) { return _mm512_maskz_roundscale_ps(all, x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+    static Reg pow2(Reg n) {
+        const __m512i biased = _mm512_add_epi32(_mm512_maskz_cvtps_epi32(all, n), _mm512_set1_epi32(127));
+        return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, biased, 23));
+    }
+    // Lanes i and i + 8 are consecutive terms of partial sum i, joined in the order two 8-lane
+    // steps would join them.
+    template <typename Op>
+    static __m256 into_eights(__m256 acc, Reg v, Op op) { return op(op(acc, half<0>(v)), half<1>(v)); }
+    template <int Which>
+    static __m256 half(Reg v) {
+        return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, _mm512_castps_pd(v), Which));
+    }
+};
+#endif
+
+// Calls step(L{}, i) for whole vectors of [0, n): step(Lanes16{}, i) for [i, i + 16) while they
+// fit (AVX-512F), then step(Lanes8{}, i) for [i, i + 8); returns where the scalar remainder starts.
+template <typename Step>
+std::int64_t vector_steps(std::int64_t n, Step step) {
+    std::int64_t i = 0;
+#ifdef KINDRED_AVX512
+    for (; i + 16 <= n; i += 16) step(Lanes16{}, i);
+#endif
+    for (; i + 8 <= n; i += 8) step(Lanes8{}, i);
+    return i;
+}
+
 // e^x for x in [-88.37, 88.37] (clamped outside; the low end gives 0), within ~2 ulp of expf:
 // x = n ln2 + r with ln2 split in two (Cody-Waite), e^r by a degree-6 minimax polynomial
 // (the Cephes expf coefficients), 2^n assembled in the exponent bits.
-inline __m256 exp256(__m256 x) {
-    x = _mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f));
-    x = _mm256_max_ps(x, _mm256_set1_ps(-88.3762626647949f));
-    const __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
-    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+template <typename L>
+typename L::Reg exp_lanes(typename L::Reg x) {
+    using Reg = typename L::Reg;
+    x = L::max(L::min(x, L::set1(88.3762626647949f)), L::set1(-88.3762626647949f));
+    const Reg n = L::floor(L::fma(x, L::set1(1.44269504088896341f), L::set1(0.5f)));
+    Reg r = L::fnma(n, L::set1(0.693359375f), x);
+    r = L::fnma(n, L::set1(-2.12194440e-4f), r);
+    Reg p = L::set1(1.9875691500e-4f);
+    p = L::fma(p, r, L::set1(1.3981999507e-3f));
+    p = L::fma(p, r, L::set1(8.3334519073e-3f));
+    p = L::fma(p, r, L::set1(4.1665795894e-2f));
+    p = L::fma(p, r, L::set1(1.6666665459e-1f));
+    p = L::fma(p, r, L::set1(5.0000001201e-1f));
+    p = L::fma(p, r * r, r) + L::set1(1.0f);
+    return p * L::pow2(n);
 }
 
 inline float hsum(__m256 v) {
@@ -137,7 +209,10 @@ inline float max_of(float start, const float* x, std::int64_t n) {
     float best = start;
 #ifdef KINDRED_AVX2
     __m256 m = _mm256_set1_ps(start);
-    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    i = vector_steps(n, [&](auto lanes, std::int64_t at) {
+        using L = decltype(lanes);
+        m = L::into_eights(m, L::load(x + at), [](__m256 a, __m256 b) { return _mm256_max_ps(a, b); });
+    });
     __m128 half = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     half = _mm_max_ps(half, _mm_movehl_ps(half, half));
     half = _mm_max_ss(half, _mm_movehdup_ps(half));
@@ -152,13 +227,13 @@ inline float exp_shifted(float* y, const float* x, float shift, std::int64_t n) 
     std::int64_t i = 0;
     float total = 0.0f;
 #ifdef KINDRED_AVX2
-    const __m256 s = _mm256_set1_ps(shift);
     __m256 acc = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8) {
-        const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
-        _mm256_storeu_ps(y + i, e);
-        acc = _mm256_add_ps(acc, e);
-    }
+    i = vector_steps(n, [&](auto lanes, std::int64_t at) {
+        using L = decltype(lanes);
+        const typename L::Reg e = exp_lanes<L>(L::load(x + at) - L::set1(shift));
+        L::store(y + at, e);
+        acc = L::into_eights(acc, e, [](__m256 a, __m256 b) { return a + b; });
+    });
     total = hsum(acc);
 #endif
     for (; i < n; ++i) total += (y[i] = std::exp(x[i] - shift));
@@ -169,12 +244,11 @@ inline float exp_shifted(float* y, const float* x, float shift, std::int64_t n) 
 inline void silu_mul(float* y, const float* x, const float* up, std::int64_t n) {
     std::int64_t i = 0;
 #ifdef KINDRED_AVX2
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8) {
-        const __m256 g = _mm256_loadu_ps(x + i);
-        const __m256 e = exp256(_mm256_sub_ps(zero, g));
-        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
-    }
+    i = vector_steps(n, [&](auto lanes, std::int64_t at) {
+        using L = decltype(lanes);
+        const typename L::Reg g = L::load(x + at);
+        L::store(y + at, g / (L::set1(1.0f) + exp_lanes<L>(L::set1(0.0f) - g)) * L::load(up + at));
+    });
 #endif
     for (; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i])) * up[i];
 }
