@@ -1,13 +1,17 @@
 // kernels/cpu/norm.cpp — RMSNorm; the mean of squares accumulates in double so that long rows
 // (hidden sizes up to ~8k) lose no precision, then everything else is fp32 as in HF. The double
 // sums run in eight interleaved partial sums: one serial chain of dependent double adds made these
-// passes latency-bound (several % of a training step). Rows are split over the thread pool; each
-// row is summed by one thread in a fixed order, so results do not depend on the thread count.
+// passes latency-bound (several % of a training step); with AVX-512 the eight sums are one
+// register's lanes, added in the same order. The element-wise passes run on cpu::vector_steps,
+// the same operations per element as the plain loops that finish a row. Rows are split over the
+// thread pool; each row is summed by one thread in a fixed order, so results do not depend on the
+// thread count (nor on the vector width).
 #include "kernels/norm.h"
 
 #include <cmath>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu/simd.h"
 
 namespace kindred::kernels {
 namespace {
@@ -20,11 +24,24 @@ constexpr std::int64_t row_grain = 4;
 double double_dot(const float* a, const float* w, float offset, const float* b, std::int64_t n) {
     double lanes[8] = {};
     std::int64_t i = 0;
+#ifdef KINDRED_AVX512
+    __m512d sums = _mm512_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(a + i);
+        if (w != nullptr) g = g * (_mm256_set1_ps(offset) + _mm256_loadu_ps(w + i));
+        // The product of two widened floats is exact, so the fused add rounds as the plain one.
+        // (maskz: see cpu::Lanes16.)
+        const __m512d wide_b = _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(b + i));
+        sums = _mm512_fmadd_pd(_mm512_maskz_cvtps_pd(0xFF, g), wide_b, sums);
+    }
+    _mm512_storeu_pd(lanes, sums);
+#else
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; ++j) {
             const float g = w != nullptr ? a[i + j] * (offset + w[i + j]) : a[i + j];
             lanes[j] += static_cast<double>(g) * b[i + j];
         }
+#endif
     double sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
     for (; i < n; ++i) sum += static_cast<double>(w != nullptr ? a[i] * (offset + w[i]) : a[i]) * b[i];
     return sum;
@@ -42,10 +59,15 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, st
             const float mean = static_cast<float>(sum / static_cast<double>(dim));
             const float scale = 1.0f / std::sqrt(mean + eps);
             if (rstd != nullptr) rstd[r] = scale;
-            if (weight_offset)
-                for (std::int64_t i = 0; i < dim; ++i) yr[i] = (xr[i] * scale) * (1.0f + w[i]);
-            else
-                for (std::int64_t i = 0; i < dim; ++i) yr[i] = (xr[i] * scale) * w[i];
+            const float offset = weight_offset ? 1.0f : 0.0f;  // adding 0 to w is exact
+            std::int64_t i = 0;
+#ifdef KINDRED_AVX2
+            i = cpu::vector_steps(dim, [&](auto lanes, std::int64_t at) {
+                using L = decltype(lanes);
+                L::store(yr + at, (L::load(xr + at) * L::set1(scale)) * (L::set1(offset) + L::load(w + at)));
+            });
+#endif
+            for (; i < dim; ++i) yr[i] = (xr[i] * scale) * (offset + w[i]);
         }
     });
 }
@@ -62,8 +84,17 @@ void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, con
             const double dot = double_dot(dyr, w, offset, xr, dim);
             const float mean = static_cast<float>(dot / static_cast<double>(dim)) * scale;  // mean(g · x̂)
             float* dxr = dx + r * dim;
-            for (std::int64_t i = 0; i < dim; ++i)
-                dxr[i] += scale * (dyr[i] * (offset + w[i]) - xr[i] * scale * mean);
+            std::int64_t i = 0;
+#ifdef KINDRED_AVX2
+            // The fused multiply-adds the compiler forms from the plain loop below.
+            i = cpu::vector_steps(dim, [&](auto lanes, std::int64_t at) {
+                using L = decltype(lanes);
+                const auto x_term = (L::load(xr + at) * L::set1(scale)) * L::set1(mean);
+                const auto difference = L::fma(L::load(dyr + at), L::set1(offset) + L::load(w + at), -x_term);
+                L::store(dxr + at, L::fma(L::set1(scale), difference, L::load(dxr + at)));
+            });
+#endif
+            for (; i < dim; ++i) dxr[i] += scale * (dyr[i] * (offset + w[i]) - xr[i] * scale * mean);
         }
     });
     if (dw == nullptr) return;
