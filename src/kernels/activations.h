@@ -36,4 +36,7 @@ void clamped_swiglu_backward(float* dgate, float* dup, const float* dout, const 
 // y[i] += x[i]
 void residual_forward(float* y, const float* x, std::int64_t n);
 
+// y[i] = from[i] + branch[i] in one pass (no copy of `from` first); y may alias either input.
+void residual_sum(float* y, const float* from, const float* branch, std::int64_t n);
+
 }  // namespace kindred::kernels

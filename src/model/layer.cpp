@@ -4,7 +4,6 @@
 #include "model/layer.h"
 
 #include <algorithm>
-#include <cstring>
 #include <utility>
 
 #include "core/error.h"
@@ -14,12 +13,6 @@ namespace kindred::model {
 namespace {
 
 void zero(float* p, std::int64_t n) { std::fill(p, p + n, 0.0f); }
-
-// to = from + branch; in place when `to` is `from`.
-void add_residual(float* to, const float* from, const float* branch, std::int64_t n) {
-    if (to != from) std::memcpy(to, from, static_cast<std::size_t>(n) * sizeof(float));
-    kernels::residual_forward(to, branch, n);
-}
 
 // A sandwich layer normalises a block's branch before the residual add; returns what is added.
 const float* post_norm_forward(const LayerShape& shape, const LayerSpec& spec, const float* weight, float* out,
@@ -59,7 +52,7 @@ void attention_forward(const LayerShape& shape, const LayerSpec& spec, const Lay
     ops.attend(l, spec, s);
     ops.linear(l, LoraModule::O, s, s.attn_out, s.att, w.o, w.o_bias, true);
     const float* branch = post_norm_forward(shape, spec, w.post_attn_norm, s.branch, s.rstd_post1, s.attn_out, T);
-    add_residual(s.x_mid, x_in, branch, T * shape.hidden);
+    kernels::residual_sum(s.x_mid, x_in, branch, T * shape.hidden);
 }
 
 // dx: d/d(x_mid) in, d/d(x_in) out.
@@ -132,7 +125,7 @@ void mlp_forward(const LayerShape& shape, const LayerSpec& spec, const LayerWeig
         dense_mlp_forward(shape, spec, w, ops, l, T, s, x_out != nullptr || sandwich);
     }
     const float* branch = post_norm_forward(shape, spec, w.post_ffn_norm, s.branch, s.rstd_post2, s.mlp_out, T);
-    if (x_out != nullptr) add_residual(x_out, s.x_mid, branch, T * shape.hidden);
+    if (x_out != nullptr) kernels::residual_sum(x_out, s.x_mid, branch, T * shape.hidden);
 }
 
 // dx: d/d(layer output) in, d/d(x_mid) out.

@@ -106,8 +106,12 @@ void clamped_swiglu_backward(float* dgate, float* dup, const float* dout, const 
     });
 }
 
-void residual_forward(float* y, const float* x, std::int64_t n) {
-    for (std::int64_t i = 0; i < n; ++i) y[i] += x[i];
+void residual_forward(float* y, const float* x, std::int64_t n) { residual_sum(y, y, x, n); }
+
+void residual_sum(float* y, const float* from, const float* branch, std::int64_t n) {
+    thread_pool().parallel_for(n, elementwise_grain, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) y[i] = from[i] + branch[i];
+    });
 }
 
 }  // namespace kindred::kernels
