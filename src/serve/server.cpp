@@ -444,15 +444,30 @@ int Server::bind() {
     return port;
 }
 
-void Server::listen() { http_->listen_after_bind(); }
+void Server::listen() {
+    {
+        const std::lock_guard lock(listen_mutex_);
+        if (shut_down_) return;
+        listen_entered_ = true;
+    }
+    http_->listen_after_bind();
+    listen_returned_ = true;
+}
 
 void Server::shutdown() {
-    if (shut_down_.exchange(true)) return;
+    bool listening = false;
+    {
+        const std::lock_guard lock(listen_mutex_);
+        if (shut_down_.exchange(true)) return;
+        listening = listen_entered_;
+    }
     engine_->drain(options_.shutdown_grace);
     controlled_->join();  // their decodes have ended with the engine's jobs
     // The engine has ended every job; let the writers put the last bytes on the wire.
     const auto deadline = Clock::now() + kWriteOutGrace;
     while (responding_ > 0 && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    if (listening)
+        while (!http_->is_running() && !listen_returned_) std::this_thread::sleep_for(1ms);
     http_->stop();
 }
 

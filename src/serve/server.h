@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -99,6 +100,12 @@ private:
     int listening_socket_ = -1;  // the socket bind() bound, seen through the library's socket-options hook
     std::atomic<std::int64_t> responding_{0};  // generation responses not yet fully written
     std::atomic<bool> shut_down_{false};
+    // listen() and shutdown() in either order: a shutdown before listen() makes it return at once,
+    // one after listen() was entered waits for the library's loop to start before stopping it (a
+    // stop before the loop runs is lost, and the loop would wait in accept() forever).
+    std::mutex listen_mutex_;
+    bool listen_entered_ = false;
+    std::atomic<bool> listen_returned_{false};
 };
 
 // SIGTERM and SIGINT, turned from process killers into a graceful shutdown: a handler (whichever

@@ -421,6 +421,18 @@ TEST(Server, ClientsThatHangUpFreeTheirSlot) {
 // handshake of connections the server has not accepted yet only up to the listen backlog and drops
 // the other SYNs (a second's retransmit each, or a reset request): a burst of connections made
 // before the server accepts any must all be established.
+// A shutdown that comes before listen() (a signal at start-up) makes listen() return at once
+// instead of leaving it in accept() with no one left to stop it.
+TEST(Server, ListenAfterShutdownReturns) {
+    ServerOptions options;
+    options.port = 0;
+    options.log_requests = false;
+    Server server(default_model(), {}, RunningServer::small_engine(), options);
+    server.bind();
+    server.shutdown();
+    server.listen();
+}
+
 TEST(Server, ListenBacklogHoldsABurstOfConnections) {
     ServerOptions options;
     options.port = 0;
