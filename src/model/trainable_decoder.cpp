@@ -6,6 +6,8 @@
 #include "model/trainable_decoder.h"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <utility>
 
 #include <unistd.h>
@@ -82,40 +84,63 @@ std::int64_t packing_budget() {
 
 }  // namespace
 
+// The dense projections' packings and views that carry them, [layer x linear module], and the
+// output matrix's (read through output_rows_).
+struct TrainableDecoder::FrozenPackings {
+    std::vector<kernels::PackedBf16> layers;
+    std::vector<kernels::Matrix> views;
+    kernels::PackedBf16 output;
+    std::int64_t bytes = 0;
+};
+
 // Packs the dense projections and the output matrix for BF16 products once (kernels::pack_bf16)
 // when they run on AMX and the packings fit packing_budget(): each micro-batch then skips
 // dequantizing and packing every frozen weight twice (the output matrix: in the loss's logits
-// and gradient walks), for the same bits.
+// and gradient walks), for the same bits. A trainer made while another on the same base is alive
+// takes that one's packings, so that two never hold two copies.
 void TrainableDecoder::pack_frozen_weights() {
     if (kernels::effective_precision(precision_) != kernels::Precision::BF16) return;
-    const auto& layers = base_.layers();
-    std::int64_t bytes = 0;
-    for (const LayerWeights& w : layers)
-        for (int m = 0; m < linear_module_count; ++m)
-            if (const kernels::Matrix* dense = dense_weight(w, static_cast<LoraModule>(m)))
-                bytes += kernels::packed_bf16_bytes(*dense);
-    const kernels::Matrix& output = base_.output();
-    bytes += kernels::packed_bf16_bytes(output);
-    if (bytes > packing_budget()) return;
-    packed_.resize(layers.size() * linear_module_count);
-    packed_views_.resize(packed_.size());
-    for (std::size_t l = 0; l < layers.size(); ++l)
-        for (int m = 0; m < linear_module_count; ++m) {
-            const kernels::Matrix* dense = dense_weight(layers[l], static_cast<LoraModule>(m));
-            if (dense == nullptr) continue;
-            const std::size_t i = l * linear_module_count + static_cast<std::size_t>(m);
-            packed_[i] = kernels::pack_bf16(*dense);
-            packed_views_[i] = *dense;
-            packed_views_[i].packed = &packed_[i];
-        }
-    packed_output_ = kernels::pack_bf16(output);
-    output_rows_.packed = &packed_output_;
-    packed_bytes_ = bytes;
+    static std::mutex mutex;
+    static std::map<const Decoder*, std::weak_ptr<const FrozenPackings>> alive;
+    const std::lock_guard lock(mutex);
+    std::weak_ptr<const FrozenPackings>& slot = alive[&base_];
+    packings_ = slot.lock();
+    if (packings_ == nullptr) {
+        const auto& layers = base_.layers();
+        std::int64_t bytes = 0;
+        for (const LayerWeights& w : layers)
+            for (int m = 0; m < linear_module_count; ++m)
+                if (const kernels::Matrix* dense = dense_weight(w, static_cast<LoraModule>(m)))
+                    bytes += kernels::packed_bf16_bytes(*dense);
+        const kernels::Matrix& output = base_.output();
+        bytes += kernels::packed_bf16_bytes(output);
+        if (bytes > packing_budget()) return;
+        auto made = std::make_shared<FrozenPackings>();
+        made->layers.resize(layers.size() * linear_module_count);
+        made->views.resize(made->layers.size());
+        for (std::size_t l = 0; l < layers.size(); ++l)
+            for (int m = 0; m < linear_module_count; ++m) {
+                const kernels::Matrix* dense = dense_weight(layers[l], static_cast<LoraModule>(m));
+                if (dense == nullptr) continue;
+                const std::size_t i = l * linear_module_count + static_cast<std::size_t>(m);
+                made->layers[i] = kernels::pack_bf16(*dense);
+                made->views[i] = *dense;
+                made->views[i].packed = &made->layers[i];
+            }
+        made->output = kernels::pack_bf16(output);
+        made->bytes = bytes;
+        packings_ = made;
+        slot = packings_;
+    }
+    output_rows_.packed = &packings_->output;
 }
 
+std::int64_t TrainableDecoder::packed_weight_bytes() const { return packings_ != nullptr ? packings_->bytes : 0; }
+
 const kernels::Matrix& TrainableDecoder::frozen(std::int64_t l, LoraModule m, const kernels::Matrix& w) const {
-    if (packed_views_.empty() || static_cast<int>(m) >= linear_module_count) return w;
-    const kernels::Matrix& view = packed_views_[static_cast<std::size_t>(l * linear_module_count + static_cast<int>(m))];
+    if (packings_ == nullptr || static_cast<int>(m) >= linear_module_count) return w;
+    const kernels::Matrix& view =
+        packings_->views[static_cast<std::size_t>(l * linear_module_count + static_cast<int>(m))];
     return view.data == w.data ? view : w;
 }
 

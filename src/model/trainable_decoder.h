@@ -140,8 +140,13 @@ public:
     bool checkpointing() const { return checkpoint_; }
     kernels::Precision precision() const { return precision_; }
     std::int64_t max_tokens() const { return max_tokens_; }
-    // Bytes of the frozen weights' bf16 packings held (0 when the products pack as they go).
-    std::int64_t packed_weight_bytes() const { return packed_bytes_; }
+    // Bytes of the frozen weights' bf16 packings this trainer reads (0 when its products pack as
+    // they go); one set per base decoder, shared by every trainer alive on it (a DPO run's policy
+    // and reference scorer, an evaluation beside training).
+    std::int64_t packed_weight_bytes() const;
+    bool shares_packings_with(const TrainableDecoder& other) const {
+        return packings_ != nullptr && packings_ == other.packings_;
+    }
 
 private:
     std::int64_t plan(float* floats, std::uint8_t* bytes, std::int64_t& byte_count);
@@ -194,12 +199,10 @@ private:
 
     AlignedArray<float> arena_;
     std::unique_ptr<std::uint8_t[]> masks_;
-    // The dense projections' bf16 packings and views that carry them, [layer x linear module]
-    // (empty when not made: see pack_frozen_weights).
-    std::vector<kernels::PackedBf16> packed_;
-    std::vector<kernels::Matrix> packed_views_;
-    kernels::PackedBf16 packed_output_;  // the output matrix's, read through output_rows_
-    std::int64_t packed_bytes_ = 0;
+    // The frozen weights' bf16 packings (null when not made: see pack_frozen_weights), shared by
+    // every trainer on the same base decoder.
+    struct FrozenPackings;
+    std::shared_ptr<const FrozenPackings> packings_;
     std::vector<std::int32_t> segment_ids_;  // the batch's, [max_tokens]
     std::vector<std::int32_t> prefix_segment_ids_;  // the batch's, [max_tokens]
     std::vector<LayerActs> layer_acts_;  // one per layer, or one shared when checkpointing

@@ -157,6 +157,32 @@ TEST(TrainableDecoder, CheckpointingGivesIdenticalGradients) {
     }
 }
 
+// In bf16 on AMX a trainer packs its frozen weights once; a second trainer made on the same base
+// while the first lives takes the same packings instead of a second copy (a DPO run's policy and
+// reference scorer), and one made after the others are gone packs again.
+TEST(TrainableDecoder, TrainersOnOneBaseShareTheirBf16Packings) {
+    if (kernels::effective_precision(kernels::Precision::BF16) != kernels::Precision::BF16)
+        GTEST_SKIP() << "this CPU or build has no AMX-BF16";
+    const json golden = read_golden("tiny_llama.json");
+    LoraConfig lora;
+    lora.rank = golden["rank"].get<int>();
+    LoraAdapters adapters(tiny().decoder->config(), lora, false);
+    const kernels::Precision bf16 = kernels::Precision::BF16;
+    std::int64_t bytes = 0;
+    {
+        const TrainableDecoder policy(*tiny().decoder, adapters, false, 64, bf16);
+        const TrainableDecoder scorer(*tiny().decoder, adapters, false, 64, bf16);
+        bytes = policy.packed_weight_bytes();
+        EXPECT_GT(bytes, 0);
+        EXPECT_TRUE(policy.shares_packings_with(scorer));
+        const TrainableDecoder fp32(*tiny().decoder, adapters, false, 64);
+        EXPECT_EQ(fp32.packed_weight_bytes(), 0);
+        EXPECT_FALSE(fp32.shares_packings_with(policy));
+    }
+    const TrainableDecoder later(*tiny().decoder, adapters, false, 64, bf16);
+    EXPECT_EQ(later.packed_weight_bytes(), bytes);
+}
+
 // Adapters on layer 1 only (adapter.first_layer = 1, PEFT's layers_to_transform = [1]) train
 // exactly what full adapters whose layer-0 B is zero train there (B = 0 adds an exact 0 to layer
 // 0's outputs), and a forward from the cached residual entering layer 1 (the frozen-layer cache,
