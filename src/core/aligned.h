@@ -25,15 +25,21 @@ struct FreeDeleter {
 template <typename T>
 using AlignedArray = std::unique_ptr<T[], FreeDeleter>;
 
+// At least `bytes` (and one line) starting on a cache line, rounded up to whole lines as
+// aligned_alloc requires; null when the memory is not there.
+inline void* allocate_lines(std::size_t bytes) {
+    const std::size_t lines = std::max<std::size_t>((bytes + cache_line_bytes - 1) / cache_line_bytes, 1);
+    return std::aligned_alloc(cache_line_bytes, lines * cache_line_bytes);
+}
+
 // n elements of T, not initialized (pages become resident only as they are written), starting
 // on a cache line; throws Error when the memory is not there.
 template <typename T>
 AlignedArray<T> aligned_array(std::int64_t n) {
     static_assert(std::is_trivially_copyable_v<T>, "aligned_array holds plain data");
     const auto bytes = static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(T);
-    const std::size_t rounded = (bytes + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes;
-    auto* p = static_cast<T*>(std::aligned_alloc(cache_line_bytes, rounded));
-    if (p == nullptr) fail("cannot allocate {} bytes", rounded);
+    auto* p = static_cast<T*>(allocate_lines(bytes));
+    if (p == nullptr) fail("cannot allocate {} bytes", bytes);
     return AlignedArray<T>(p);
 }
 
@@ -46,8 +52,7 @@ struct CacheLineAllocator {
     template <typename U>
     CacheLineAllocator(const CacheLineAllocator<U>&) {}
     T* allocate(std::size_t n) {
-        const std::size_t bytes = (n * sizeof(T) + cache_line_bytes - 1) / cache_line_bytes * cache_line_bytes;
-        void* p = std::aligned_alloc(cache_line_bytes, std::max<std::size_t>(bytes, cache_line_bytes));
+        void* p = allocate_lines(n * sizeof(T));
         if (p == nullptr) throw std::bad_alloc();
         return static_cast<T*>(p);
     }
@@ -76,8 +81,6 @@ public:
         }
         return data_.get();
     }
-    T* data() { return data_.get(); }
-    std::int64_t size() const { return size_; }
 
 private:
     AlignedArray<T> data_;

@@ -8,11 +8,11 @@
 #include <algorithm>
 #include <cstring>
 
-#include "core/aligned.h"
 #include "core/cpu_isa.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/amx_tiles.h"
+#include "kernels/cpu/scratch.h"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__linux__)
 #include <immintrin.h>
@@ -117,16 +117,18 @@ void any_block(float* c, std::int64_t ldc, const BlockOperands* products, int co
         edge_block<MT, NT>(c, ldc, products, count, accumulate, rows, cols);
 }
 
+// Which product's A a tail copy belongs to (thread_scratch's kinds).
+enum class Tail { First, Second };
+
 // One product's A as gemm walks it: rows past its last whole 16-row tile are copied, with zero
 // rows below them, into a tile's worth of the calling thread's scratch (gemm never reads past
 // row m).
-template <int Which>
+template <Tail Which>
 class ARows {
 public:
     ARows(const std::uint16_t* a, std::int64_t lda, std::int64_t m, std::int64_t k)
-        : a_(a), lda_(lda), padded_k_(round_up(k, block_k)), whole_rows_(m / block_m * block_m) {
-        thread_local GrowingBuffer<std::uint16_t> tail_buffer;
-        tail_ = tail_buffer.at_least(block_m * padded_k_);
+        : a_(a), lda_(lda), padded_k_(round_up(k, block_k)), whole_rows_(m / block_m * block_m),
+          tail_(thread_scratch<std::uint16_t, Which>(block_m * padded_k_)) {
         if (whole_rows_ == m) return;
         std::memset(tail_, 0, static_cast<std::size_t>(block_m * padded_k_) * sizeof(std::uint16_t));
         for (std::int64_t r = whole_rows_; r < m; ++r)
@@ -270,11 +272,11 @@ void gemm(float* c, std::int64_t ldc, const std::uint16_t* a, std::int64_t lda, 
     if (m <= 0 || n <= 0) return;
 #ifdef KINDRED_AMX
     const std::int64_t n_blocks = round_up(n, block_n) / block_n;
-    const ARows<0> first_rows(a, lda, m, k);
+    const ARows<Tail::First> first_rows(a, lda, m, k);
     const std::int64_t k_blocks = round_up(k, block_k) / block_k;
     const std::int64_t b_stride = packed_offset(packed_k != 0 ? packed_k : k, 1);
     const bool second = then != nullptr && then->k > 0;
-    const ARows<1> second_rows(second ? then->a : a, second ? then->lda : lda, second ? m : 0, second ? then->k : 0);
+    const ARows<Tail::Second> second_rows(second ? then->a : a, second ? then->lda : lda, second ? m : 0, second ? then->k : 0);
     const std::int64_t second_k_blocks = second ? round_up(then->k, block_k) / block_k : 0;
     configure_tiles();
     for (std::int64_t i0 = 0; i0 < m; i0 += chunk_rows) {
