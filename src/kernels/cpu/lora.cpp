@@ -73,22 +73,49 @@ const float* scaled(const float* x, std::int64_t n, float scale) {
     return out;
 }
 
-void lora_forward_bf16(float* y, float* xa, const float* u, const float* a, const float* b, const LoraShape& s) {
+// p = bf16(v) · P [tokens x rank] for v [tokens x k] and P packed [k x rank], by slices of
+// tokens: from v16 (v's rounded rows, row stride round_up(k, 32)) when given, else rounding v
+// chunk by chunk; with rounded_p, bf16(scale · p)'s rows too (row stride round_up(rank, 32)).
+// xa (from u and A) and dxa (from dy and scale · B) are such products.
+void rank_product_bf16(float* p, std::uint16_t* rounded_p, float scale, const float* v, const std::uint16_t* v16,
+                       std::int64_t k, const std::uint16_t* packed, const LoraShape& s) {
+    const std::int64_t ldv = bf16::round_up(k, bf16::block_k), ldr = bf16::round_up(s.rank, bf16::block_k);
+    thread_pool().parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
+        for (std::int64_t c0 = t0; c0 < t1; c0 += bf16_chunk) {
+            const std::int64_t rows = std::min(bf16_chunk, t1 - c0);
+            const std::uint16_t* rows16 = v16 != nullptr ? v16 + c0 * ldv : nullptr;
+            if (rows16 == nullptr) {
+                std::uint16_t* own = cpu::thread_scratch<std::uint16_t, Bf16Scratch::A>(rows * ldv);
+                bf16::round_rows(own, ldv, v + c0 * k, k, rows, k);
+                rows16 = own;
+            }
+            bf16::gemm(p + c0 * s.rank, s.rank, rows16, ldv, packed, rows, s.rank, k, false);
+            if (rounded_p != nullptr)
+                bf16::round_rows(rounded_p + c0 * ldr, ldr, p + c0 * s.rank, s.rank, rows, s.rank, scale);
+        }
+    });
+}
+
+// xa = bf16(u) · bf16(A)ᵀ and its bf16(scale · xa) rows into scaled_xa (rank_product_bf16, u16
+// as its v16): the A of y's adapter term. Returns bf16(B) packed as that term's B, in the calling
+// thread's buffer.
+const std::uint16_t* lora_xa_bf16(float* xa, std::uint16_t* scaled_xa, const float* u, const std::uint16_t* u16,
+                                  const float* a, const float* b, const LoraShape& s) {
     std::uint16_t* a_t = shared_bf16(Shared::PackedA, bf16::packed_elements(s.in, s.rank));
     bf16::pack_transposed(a_t, a, s.in, s.rank, s.in);
     std::uint16_t* b_t = shared_bf16(Shared::PackedB, bf16::packed_elements(s.rank, s.out));
     bf16::pack_transposed(b_t, b, s.rank, s.out, s.rank);
-    const std::int64_t ldu = bf16::round_up(s.in, bf16::block_k), ldx = bf16::round_up(s.rank, bf16::block_k);
+    rank_product_bf16(xa, scaled_xa, s.scale, u, u16, s.in, a_t, s);
+    return b_t;
+}
+
+// y += bf16(scale · xa) · bf16(B)ᵀ, by slices of tokens.
+void lora_forward_bf16(float* y, float* xa, const float* u, const float* a, const float* b, const LoraShape& s) {
+    const std::int64_t ldr = bf16::round_up(s.rank, bf16::block_k);
+    std::uint16_t* scaled_xa = cpu::thread_scratch<std::uint16_t, Bf16Scratch::ScaledXa>(s.tokens * ldr);
+    const std::uint16_t* b_t = lora_xa_bf16(xa, scaled_xa, u, nullptr, a, b, s);
     thread_pool().parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
-        for (std::int64_t c0 = t0; c0 < t1; c0 += bf16_chunk) {
-            const std::int64_t rows = std::min(bf16_chunk, t1 - c0);
-            std::uint16_t* u16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::A>(rows * ldu);
-            bf16::round_rows(u16, ldu, u + c0 * s.in, s.in, rows, s.in);
-            bf16::gemm(xa + c0 * s.rank, s.rank, u16, ldu, a_t, rows, s.rank, s.in, false);
-            std::uint16_t* x16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::B>(rows * ldx);
-            bf16::round_rows(x16, ldx, xa + c0 * s.rank, s.rank, rows, s.rank, s.scale);
-            bf16::gemm(y + c0 * s.out, s.out, x16, ldx, b_t, rows, s.out, s.rank, true);
-        }
+        bf16::gemm(y + t0 * s.out, s.out, scaled_xa + t0 * ldr, ldr, b_t, t1 - t0, s.out, s.rank, true);
     });
 }
 
@@ -134,30 +161,15 @@ const std::uint16_t* packed_a(const float* a, const LoraShape& s) {
     return a_p;
 }
 
-// dxa = bf16(dy) · bf16(scale · B) [tokens x rank] in the calling thread's buffer, by slices of
-// tokens, from dy16 (dy's rounded rows, row stride round_up(out, 32)) when given, else rounding dy
-// chunk by chunk; with rounded_dxa, its bf16 rows too (row stride round_up(rank, 32)).
+// dxa = bf16(dy) · bf16(scale · B) [tokens x rank] in the calling thread's buffer, and with
+// rounded_dxa its bf16 rows (rank_product_bf16, dy16 as its v16).
 const float* lora_dxa_bf16(const float* dy, const std::uint16_t* dy16, const float* b, std::uint16_t* rounded_dxa,
                            const LoraShape& s) {
     std::uint16_t* b_p = shared_bf16(Shared::PackedB, bf16::packed_elements(s.out, s.rank));
     bf16::pack(b_p, scaled(b, s.out * s.rank, s.scale), s.rank, s.out, s.rank);
     thread_local GrowingBuffer<float> dxa_buffer;
     float* const dxa = dxa_buffer.at_least(s.tokens * s.rank);
-    const std::int64_t ldy = bf16::round_up(s.out, bf16::block_k), ldr = bf16::round_up(s.rank, bf16::block_k);
-    thread_pool().parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
-        for (std::int64_t c0 = t0; c0 < t1; c0 += bf16_chunk) {
-            const std::int64_t rows = std::min(bf16_chunk, t1 - c0);
-            const std::uint16_t* rows16 = dy16 != nullptr ? dy16 + c0 * ldy : nullptr;
-            if (rows16 == nullptr) {
-                std::uint16_t* own = cpu::thread_scratch<std::uint16_t, Bf16Scratch::A>(rows * ldy);
-                bf16::round_rows(own, ldy, dy + c0 * s.out, s.out, rows, s.out);
-                rows16 = own;
-            }
-            bf16::gemm(dxa + c0 * s.rank, s.rank, rows16, ldy, b_p, rows, s.rank, s.out, false);
-            if (rounded_dxa != nullptr)
-                bf16::round_rows(rounded_dxa + c0 * ldr, ldr, dxa + c0 * s.rank, s.rank, rows, s.rank);
-        }
-    });
+    rank_product_bf16(dxa, rounded_dxa, 1.0f, dy, dy16, s.out, b_p, s);
     return dxa;
 }
 
@@ -242,25 +254,8 @@ void linear_with_lora_forward(float* y, float* xa, const float* x, const float* 
     const std::int64_t ldx = bf16::round_up(s.in, bf16::block_k), ldr = bf16::round_up(s.rank, bf16::block_k);
     std::uint16_t* x16 = cpu::thread_scratch<std::uint16_t, Bf16Scratch::Input>(s.tokens * ldx);
     bf16::round_rows_parallel(x16, ldx, x, s.in, s.tokens, s.in);
-    std::uint16_t* a_t = shared_bf16(Shared::PackedA, bf16::packed_elements(s.in, s.rank));
-    bf16::pack_transposed(a_t, a, s.in, s.rank, s.in);
-    std::uint16_t* b_t = shared_bf16(Shared::PackedB, bf16::packed_elements(s.rank, s.out));
-    bf16::pack_transposed(b_t, b, s.rank, s.out, s.rank);
-    // xa = bf16(u) · bf16(A)ᵀ, then its bf16(scale · xa) rows: the second product's A.
     std::uint16_t* scaled_xa = cpu::thread_scratch<std::uint16_t, Bf16Scratch::ScaledXa>(s.tokens * ldr);
-    thread_pool().parallel_for(s.tokens, grain, [&](std::int64_t t0, std::int64_t t1) {
-        for (std::int64_t c0 = t0; c0 < t1; c0 += bf16_chunk) {
-            const std::int64_t rows = std::min(bf16_chunk, t1 - c0);
-            const std::uint16_t* u16 = x16 + c0 * ldx;
-            if (u != x) {
-                std::uint16_t* own = cpu::thread_scratch<std::uint16_t, Bf16Scratch::A>(rows * ldx);
-                bf16::round_rows(own, ldx, u + c0 * s.in, s.in, rows, s.in);
-                u16 = own;
-            }
-            bf16::gemm(xa + c0 * s.rank, s.rank, u16, ldx, a_t, rows, s.rank, s.in, false);
-            bf16::round_rows(scaled_xa + c0 * ldr, ldr, xa + c0 * s.rank, s.rank, rows, s.rank, s.scale);
-        }
-    });
+    const std::uint16_t* b_t = lora_xa_bf16(xa, scaled_xa, u, u == x ? x16 : nullptr, a, b, s);
     const bf16::SecondProduct adapter{scaled_xa, ldr, b_t, s.rank};
     cpu::bf16_matmul_forward(y, x16, w, s.tokens, &adapter);
 }
