@@ -107,26 +107,24 @@ void TrainableDecoder::pack_frozen_weights() {
     packings_ = slot.lock();
     if (packings_ == nullptr) {
         const auto& layers = base_.layers();
-        std::int64_t bytes = 0;
-        for (const LayerWeights& w : layers)
+        // Each dense projection with its place, [layer x linear module].
+        std::vector<std::pair<std::size_t, const kernels::Matrix*>> dense;
+        for (std::size_t l = 0; l < layers.size(); ++l)
             for (int m = 0; m < linear_module_count; ++m)
-                if (const kernels::Matrix* dense = dense_weight(w, static_cast<LoraModule>(m)))
-                    bytes += kernels::packed_bf16_bytes(*dense);
+                if (const kernels::Matrix* w = dense_weight(layers[l], static_cast<LoraModule>(m)))
+                    dense.emplace_back(l * linear_module_count + static_cast<std::size_t>(m), w);
         const kernels::Matrix& output = base_.output();
-        bytes += kernels::packed_bf16_bytes(output);
+        std::int64_t bytes = kernels::packed_bf16_bytes(output);
+        for (const auto& [i, w] : dense) bytes += kernels::packed_bf16_bytes(*w);
         if (bytes > packing_budget()) return;
         auto made = std::make_shared<FrozenPackings>();
         made->layers.resize(layers.size() * linear_module_count);
         made->views.resize(made->layers.size());
-        for (std::size_t l = 0; l < layers.size(); ++l)
-            for (int m = 0; m < linear_module_count; ++m) {
-                const kernels::Matrix* dense = dense_weight(layers[l], static_cast<LoraModule>(m));
-                if (dense == nullptr) continue;
-                const std::size_t i = l * linear_module_count + static_cast<std::size_t>(m);
-                made->layers[i] = kernels::pack_bf16(*dense);
-                made->views[i] = *dense;
-                made->views[i].packed = &made->layers[i];
-            }
+        for (const auto& [i, w] : dense) {
+            made->layers[i] = kernels::pack_bf16(*w);
+            made->views[i] = *w;
+            made->views[i].packed = &made->layers[i];
+        }
         made->output = kernels::pack_bf16(output);
         made->bytes = bytes;
         packings_ = made;

@@ -53,7 +53,6 @@ void dequantize_weight_row(const Matrix& w, std::int64_t r, std::int64_t c0, std
     dequantize_span(w.type, w.data, w.rows * w.cols, r * w.cols + c0, dst, width);
 }
 
-
 // Per-thread buffers that grow to the largest size seen and are then reused, so that a decode
 // step allocates nothing. Two kinds, because the calling thread holds block sums while it also
 // dequantizes rows.
@@ -308,6 +307,17 @@ private:
     std::int64_t tokens_, cols_, grain_, chunks_, token_blocks_, block_tokens_;
 };
 
+// The part of a whole-matrix second product that a slice of the output reads: its A from row
+// first_row on, its B from column block first_block on (null when there is none).
+const cpu::bf16::SecondProduct* slice_of(const cpu::bf16::SecondProduct* then, std::int64_t first_row,
+                                         std::int64_t first_block, cpu::bf16::SecondProduct& slice) {
+    if (then == nullptr) return nullptr;
+    slice = *then;
+    slice.a = then->a + first_row * then->lda;
+    slice.packed = then->packed + cpu::bf16::packed_offset(then->k, first_block);
+    return &slice;
+}
+
 // The panel path: each thread owns a contiguous range of output columns (weight rows), converts
 // them a panel at a time into fp32 and lets sgemm compute y[:, panel] = x · panelᵀ; in bf16 see
 // cpu::bf16_matmul_forward.
@@ -349,13 +359,9 @@ void cpu::bf16_matmul_forward(float* y, const std::uint16_t* x16, const Matrix& 
                 cpu::bf16::pack_transposed(scratch, panel, stride, n, cols);
                 packed = scratch;
             }
-            cpu::bf16::SecondProduct panel_then;
-            if (then != nullptr) {
-                panel_then = *then;
-                panel_then.packed = then->packed + cpu::bf16::packed_offset(then->k, first_block);
-            }
+            cpu::bf16::SecondProduct slice;
             cpu::bf16::gemm(y + r0, w.rows, x16, lda, packed, tokens, n, cols, false,
-                            then != nullptr ? &panel_then : nullptr);
+                            slice_of(then, 0, first_block, slice));
         }
     });
 }
@@ -435,13 +441,8 @@ void cpu::bf16_matmul_backward_input(float* dx, const std::uint16_t* dy16, const
             const auto [t0, rows_t, c0, width] = items.at(item);
             if (rows_t <= 0) continue;
             float* out = dx + t0 * cols + c0;
-            cpu::bf16::SecondProduct item_then;
-            if (then != nullptr) {
-                item_then = *then;
-                item_then.a = then->a + t0 * then->lda;
-                item_then.packed = then->packed + cpu::bf16::packed_offset(then->k, c0 / cpu::bf16::block_n);
-            }
-            const cpu::bf16::SecondProduct* last_then = then != nullptr ? &item_then : nullptr;
+            cpu::bf16::SecondProduct slice;
+            const cpu::bf16::SecondProduct* last_then = slice_of(then, t0, c0 / cpu::bf16::block_n, slice);
             if (w.packed != nullptr) {
                 // The whole contraction in one product: the same k-blocks reach each C tile in
                 // the same order as panel by panel.
